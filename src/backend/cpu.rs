@@ -1,0 +1,57 @@
+//! The CPU backend: every kernel's rayon implementation, run on a pool
+//! this backend owns (so its size is known and it never competes with a
+//! caller's own global pool).
+
+use std::time::Instant;
+
+use super::{Backend, BackendKind, Run, Timings};
+use crate::error::{Error, Result};
+use crate::kernel::Task;
+
+/// Runs tasks on a rayon thread pool.
+pub struct CpuBackend {
+    pool: rayon::ThreadPool,
+}
+
+impl CpuBackend {
+    /// A pool of `threads` threads; `None` means one per logical core
+    /// (or `RAYON_NUM_THREADS`, which rayon honours).
+    pub fn new(threads: Option<usize>) -> Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.unwrap_or(0))
+            .thread_name(|i| format!("anycore-cpu-{i}"))
+            .build()
+            .map_err(|e| Error::bad(format!("cannot start the CPU thread pool: {e}")))?;
+        Ok(CpuBackend { pool })
+    }
+
+    /// Threads in the pool.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+}
+
+impl Backend for CpuBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cpu
+    }
+
+    fn device(&self) -> String {
+        format!("rayon pool, {} threads", self.threads())
+    }
+
+    fn run(&self, task: &Task) -> Result<Run> {
+        let start = Instant::now();
+        let outputs = self.pool.install(|| task.run_cpu());
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        Ok(Run {
+            outputs,
+            timings: Timings {
+                upload: 0.0,
+                compute: ms,
+                download: 0.0,
+                total: ms,
+            },
+        })
+    }
+}

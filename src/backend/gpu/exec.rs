@@ -1,0 +1,230 @@
+//! One run's traffic with the device: buffers, uploads, dispatches and
+//! readbacks, each phase timed and waited for.
+//!
+//! Waiting after every phase costs a little overlap but gives honest
+//! upload/compute/download times and lets chunked jobs reuse one set of
+//! buffers. Buffers taken here go back to the pool when the run finishes
+//! cleanly; after a GPU error they are dropped instead.
+
+use std::num::NonZeroU64;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use wgpu::util::DeviceExt;
+
+use super::GpuBackend;
+use crate::backend::Timings;
+use crate::error::{Error, Result};
+
+/// One dispatch: a pipeline, its storage buffers in binding order (each
+/// with the number of bytes to bind), the bytes of its uniform parameters
+/// (bound after the storage buffers), and the workgroup grid.
+pub(super) struct Pass<'a> {
+    pipeline: &'a wgpu::ComputePipeline,
+    storage: Vec<(&'a wgpu::Buffer, u64)>,
+    params: Vec<u8>,
+    groups: (u32, u32, u32),
+}
+
+impl<'a> Pass<'a> {
+    /// A dispatch of `groups` workgroups of `pipeline` over `storage`, with
+    /// `params` as its uniform (a `#[repr(C)]` struct padded to 16 bytes).
+    pub fn new<P: bytemuck::Pod>(
+        pipeline: &'a wgpu::ComputePipeline,
+        storage: Vec<(&'a wgpu::Buffer, u64)>,
+        params: &P,
+        groups: (u32, u32, u32),
+    ) -> Self {
+        Pass {
+            pipeline,
+            storage,
+            params: bytemuck::bytes_of(params).to_vec(),
+            groups,
+        }
+    }
+}
+
+/// The state of one run on a [`GpuBackend`].
+pub(super) struct Exec<'g> {
+    gpu: &'g GpuBackend,
+    timings: Timings,
+    held: Vec<wgpu::Buffer>,
+    discard: bool,
+}
+
+const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_DST)
+    .union(wgpu::BufferUsages::COPY_SRC);
+const STAGING: wgpu::BufferUsages =
+    wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
+
+impl<'g> Exec<'g> {
+    pub fn new(gpu: &'g GpuBackend) -> Self {
+        Exec {
+            gpu,
+            timings: Timings::default(),
+            held: Vec::new(),
+            discard: false,
+        }
+    }
+
+    /// The backend this run is on.
+    pub fn gpu(&self) -> &'g GpuBackend {
+        self.gpu
+    }
+
+    /// A storage buffer of at least `bytes`, from the pool.
+    pub fn storage(&mut self, bytes: u64) -> wgpu::Buffer {
+        let buf = self.gpu.pool.take(
+            &self.gpu.device,
+            STORAGE,
+            bytes,
+            self.gpu.limits.max_buffer_size,
+        );
+        self.held.push(buf.clone());
+        buf
+    }
+
+    /// A storage buffer for results, poisoned when the options ask for it.
+    pub fn output(&mut self, bytes: u64) -> wgpu::Buffer {
+        let buf = self.storage(bytes);
+        if self.gpu.poison {
+            self.gpu
+                .queue
+                .write_buffer(&buf, 0, &vec![0xFF; bytes as usize]);
+        }
+        buf
+    }
+
+    /// Copies host data into buffers (each from offset 0) and waits.
+    pub fn upload(&mut self, writes: &[(&wgpu::Buffer, &[u8])]) -> Result<()> {
+        let start = Instant::now();
+        for (buf, data) in writes {
+            self.gpu.queue.write_buffer(buf, 0, data);
+        }
+        self.gpu.queue.submit([]);
+        self.wait()?;
+        self.timings.upload += ms_since(start);
+        Ok(())
+    }
+
+    /// Records the passes in order, submits them and waits.
+    pub fn compute(&mut self, passes: &[Pass]) -> Result<()> {
+        let start = Instant::now();
+        let device = &self.gpu.device;
+        let mut encoder = device.create_command_encoder(&Default::default());
+        {
+            let mut cpass = encoder.begin_compute_pass(&Default::default());
+            for pass in passes {
+                // Uniform parameters are tiny: a fresh buffer per pass, not pooled.
+                let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("anycore params"),
+                    contents: &pass.params,
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+                let bindings = pass
+                    .storage
+                    .iter()
+                    .copied()
+                    .chain([(&params, pass.params.len() as u64)]);
+                let entries: Vec<wgpu::BindGroupEntry> = bindings
+                    .enumerate()
+                    .map(|(i, (buf, bytes))| wgpu::BindGroupEntry {
+                        binding: i as u32,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: buf,
+                            offset: 0,
+                            size: NonZeroU64::new(bytes),
+                        }),
+                    })
+                    .collect();
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: &pass.pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                });
+                cpass.set_pipeline(pass.pipeline);
+                cpass.set_bind_group(0, &bind_group, &[]);
+                let (x, y, z) = pass.groups;
+                cpass.dispatch_workgroups(x, y, z);
+            }
+        }
+        self.gpu.queue.submit([encoder.finish()]);
+        self.wait()?;
+        self.timings.compute += ms_since(start);
+        Ok(())
+    }
+
+    /// Reads `out.len()` elements from `buf`, starting `offset` bytes in.
+    pub fn download_into<T: bytemuck::Pod>(
+        &mut self,
+        buf: &wgpu::Buffer,
+        offset: u64,
+        out: &mut [T],
+    ) -> Result<()> {
+        let bytes = std::mem::size_of_val(out) as u64;
+        if bytes == 0 {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let gpu = self.gpu;
+        let staging = gpu
+            .pool
+            .take(&gpu.device, STAGING, bytes, gpu.limits.max_buffer_size);
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buf, offset, &staging, 0, bytes);
+        gpu.queue.submit([encoder.finish()]);
+        let (tx, rx) = mpsc::channel();
+        let slice = staging.slice(..bytes);
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("readback callback never ran".into()))?
+            .map_err(|e| Error::Gpu(format!("cannot map the readback buffer: {e}")))?;
+        {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("cannot read the readback buffer: {e}")))?;
+            bytemuck::cast_slice_mut::<T, u8>(out).copy_from_slice(&view);
+        }
+        staging.unmap();
+        gpu.pool.give(staging);
+        self.timings.download += ms_since(start);
+        Ok(())
+    }
+
+    fn wait(&self) -> Result<()> {
+        self.gpu
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(drop)
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))
+    }
+
+    /// Drops this run's buffers instead of pooling them (after an error
+    /// they may be invalid or still in use).
+    pub fn discard(&mut self) {
+        self.discard = true;
+    }
+
+    /// Ends the run, returning the phase timings (total left at 0).
+    pub fn finish(self) -> Timings {
+        self.timings
+    }
+}
+
+impl Drop for Exec<'_> {
+    fn drop(&mut self) {
+        if !self.discard {
+            for buf in self.held.drain(..) {
+                self.gpu.pool.give(buf);
+            }
+        }
+    }
+}
+
+fn ms_since(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}

@@ -1,0 +1,62 @@
+//! The crate's error type.
+//!
+//! Errors fall into three groups, and the command line maps each to an exit
+//! code: bad input from the user (exit 2), a GPU that was asked for but cannot
+//! be had (exit 2: the user can fix it), and failures while running (exit 1).
+
+use std::path::PathBuf;
+
+/// Anything that can go wrong in anycore.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The job itself is wrong: an unknown kernel, a missing or malformed
+    /// input or parameter, mismatched shapes. The message names the culprit.
+    #[error("{0}")]
+    BadInput(String),
+
+    /// A `.npy` file that cannot be read or is not what the kernel needs.
+    #[error("{}: {message}", path.display())]
+    BadFile {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// The GPU backend was asked for but no usable adapter exists.
+    #[error("no usable GPU: {0}")]
+    NoGpu(String),
+
+    /// The GPU failed while running a job (validation error, out of memory,
+    /// device lost). The job may be retried on the CPU.
+    #[error("GPU failure: {0}")]
+    Gpu(String),
+
+    /// Writing a result failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file that could not be written.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Whether the user can fix this by changing the job or the command line
+    /// (the command line exits 2 for these, 1 for the rest).
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            Error::BadInput(_) | Error::BadFile { .. } | Error::NoGpu(_)
+        )
+    }
+
+    /// Shorthand for [`Error::BadInput`] with a formatted message.
+    pub(crate) fn bad(message: impl Into<String>) -> Self {
+        Error::BadInput(message.into())
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,108 @@
+//! `axpy`: `out = a·x + y` over two `f32` vectors of the same length.
+
+use rayon::prelude::*;
+
+use super::{Inputs, Outputs, Params, ShaderInfo, Signature};
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
+
+/// Inputs `x`, `y`; parameter `a`; output `out`.
+pub const SIGNATURE: Signature = Signature {
+    inputs: &["x", "y"],
+    params: &["a"],
+    outputs: &["out"],
+};
+
+/// Invocations per workgroup in `shaders/axpy.wgsl`.
+pub const WORKGROUP: u32 = 256;
+
+/// `shaders/axpy.wgsl`.
+pub const SHADER: ShaderInfo = ShaderInfo {
+    file: "axpy.wgsl",
+    source: include_str!("../../shaders/axpy.wgsl"),
+    entry_points: &[("axpy", [WORKGROUP, 1, 1])],
+};
+
+/// Elements per rayon task: large enough that scheduling costs vanish.
+const CPU_CHUNK: usize = 1 << 16;
+
+/// A validated `axpy`.
+#[derive(Clone, Debug)]
+pub struct Axpy {
+    /// The scale.
+    pub a: f32,
+    /// Scaled vector.
+    pub x: Vec<f32>,
+    /// Added vector.
+    pub y: Vec<f32>,
+}
+
+impl Axpy {
+    /// `a·x + y`; the vectors must have the same length.
+    pub fn new(a: f32, x: Vec<f32>, y: Vec<f32>) -> Result<Self> {
+        if x.len() != y.len() {
+            return Err(Error::bad(format!(
+                "axpy: x has {} elements but y has {}; they must match",
+                x.len(),
+                y.len()
+            )));
+        }
+        Ok(Axpy { a, x, y })
+    }
+
+    pub(crate) fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
+        let x = inputs.take("x", &[DType::F32], 1)?;
+        let y = inputs.take("y", &[DType::F32], 1)?;
+        let a = params.f32_or("a", 1.0)?;
+        let (Some(xs), Some(ys)) = (x.as_f32(), y.as_f32()) else {
+            unreachable!("dtypes checked above")
+        };
+        if xs.len() != ys.len() {
+            return Err(Error::bad(format!(
+                "axpy: input 'x' is {} but 'y' is {}; they must have the same shape",
+                x.describe(),
+                y.describe()
+            )));
+        }
+        Axpy::new(a, xs.to_vec(), ys.to_vec())
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.x.len()
+    }
+
+    /// Whether the vectors are empty.
+    pub fn is_empty(&self) -> bool {
+        self.x.is_empty()
+    }
+
+    /// Wraps a result vector as this kernel's outputs.
+    pub fn outputs(out: Vec<f32>) -> Outputs {
+        Outputs::from([("out".to_owned(), Tensor::from_f32(out))])
+    }
+
+    pub(crate) fn run_cpu(&self) -> Outputs {
+        let a = self.a;
+        let mut out = vec![0.0f32; self.len()];
+        out.par_chunks_mut(CPU_CHUNK)
+            .zip(self.x.par_chunks(CPU_CHUNK))
+            .zip(self.y.par_chunks(CPU_CHUNK))
+            .for_each(|((o, x), y)| {
+                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                    *o = a * x + y;
+                }
+            });
+        Axpy::outputs(out)
+    }
+
+    pub(crate) fn reference(&self) -> Outputs {
+        let out = self
+            .x
+            .iter()
+            .zip(&self.y)
+            .map(|(&x, &y)| (f64::from(self.a) * f64::from(x) + f64::from(y)) as f32)
+            .collect();
+        Axpy::outputs(out)
+    }
+}

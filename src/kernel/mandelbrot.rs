@@ -1,0 +1,167 @@
+//! `mandelbrot`: iteration counts of the Mandelbrot set over a rectangle.
+//!
+//! The pixel in row r, column k samples the point
+//! `(x0 + (k+½)(x1−x0)/width) + i·(y0 + (r+½)(y1−y0)/height)` in float32.
+//! Starting from z = 0, its count is the first n < `max_iter` at which
+//! |z|² > 4 before the n-th update z ← z² + p, or `max_iter` if none.
+//! GPUs may fuse multiply-adds, so a few pixels on the set's chaotic
+//! boundary can differ by a count between backends.
+
+use rayon::prelude::*;
+
+use super::{Inputs, Outputs, Params, ShaderInfo, Signature};
+use crate::error::{Error, Result};
+use crate::tensor::{Tensor, TensorData};
+
+/// No inputs; parameters below; output `out` (u32\[height, width\]).
+pub const SIGNATURE: Signature = Signature {
+    inputs: &[],
+    params: &["width", "height", "max_iter", "x0", "x1", "y0", "y1"],
+    outputs: &["out"],
+};
+
+/// Workgroup edge (16×16 pixels) in `shaders/mandelbrot.wgsl`.
+pub const WORKGROUP_EDGE: u32 = 16;
+
+/// `shaders/mandelbrot.wgsl`.
+pub const SHADER: ShaderInfo = ShaderInfo {
+    file: "mandelbrot.wgsl",
+    source: include_str!("../../shaders/mandelbrot.wgsl"),
+    entry_points: &[("mandelbrot", [WORKGROUP_EDGE, WORKGROUP_EDGE, 1])],
+};
+
+/// Largest image anycore renders: 2³¹ pixels (8 GiB of counts).
+const MAX_PIXELS: u64 = 1 << 31;
+
+/// A validated `mandelbrot`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Mandelbrot {
+    /// Image width in pixels.
+    pub width: u32,
+    /// Image height in pixels.
+    pub height: u32,
+    /// Iteration cap.
+    pub max_iter: u32,
+    /// Left edge (real part).
+    pub x0: f32,
+    /// Right edge.
+    pub x1: f32,
+    /// Top edge (imaginary part) — row 0.
+    pub y0: f32,
+    /// Bottom edge.
+    pub y1: f32,
+}
+
+impl Mandelbrot {
+    /// The default view (−2.5…1 × −1.25…1.25) at 256 iterations.
+    pub fn new(width: u32, height: u32) -> Result<Self> {
+        Mandelbrot {
+            width,
+            height,
+            max_iter: 256,
+            x0: -2.5,
+            x1: 1.0,
+            y0: -1.25,
+            y1: 1.25,
+        }
+        .validated()
+    }
+
+    fn validated(self) -> Result<Self> {
+        if self.width == 0 || self.height == 0 {
+            return Err(Error::bad(format!(
+                "mandelbrot: width and height must be at least 1 (got {}×{})",
+                self.width, self.height
+            )));
+        }
+        if self.pixels() as u64 > MAX_PIXELS {
+            return Err(Error::bad(format!(
+                "mandelbrot: {}×{} is more than {MAX_PIXELS} pixels",
+                self.width, self.height
+            )));
+        }
+        Ok(self)
+    }
+
+    pub(crate) fn from_job(_inputs: Inputs, p: &Params) -> Result<Self> {
+        Mandelbrot {
+            width: p.u32_required("width")?,
+            height: p.u32_required("height")?,
+            max_iter: p.u32_or("max_iter", 256)?,
+            x0: p.f32_or("x0", -2.5)?,
+            x1: p.f32_or("x1", 1.0)?,
+            y0: p.f32_or("y0", -1.25)?,
+            y1: p.f32_or("y1", 1.25)?,
+        }
+        .validated()
+    }
+
+    /// Number of pixels.
+    pub fn pixels(&self) -> usize {
+        self.width as usize * self.height as usize
+    }
+
+    /// The count for one pixel: the definition above, in float32.
+    pub fn count(&self, row: u32, col: u32) -> u32 {
+        let px = self.x0 + (col as f32 + 0.5) * (self.x1 - self.x0) / self.width as f32;
+        let py = self.y0 + (row as f32 + 0.5) * (self.y1 - self.y0) / self.height as f32;
+        let (mut zr, mut zi) = (0.0f32, 0.0f32);
+        for n in 0..self.max_iter {
+            let (zr2, zi2) = (zr * zr, zi * zi);
+            if zr2 + zi2 > 4.0 {
+                return n;
+            }
+            zi = 2.0 * zr * zi + py;
+            zr = zr2 - zi2 + px;
+        }
+        self.max_iter
+    }
+
+    /// Wraps row-major counts as this kernel's outputs.
+    pub fn outputs(&self, counts: Vec<u32>) -> Outputs {
+        let shape = vec![self.height as usize, self.width as usize];
+        Outputs::from([("out".to_owned(), Tensor::new(shape, TensorData::U32(counts)))])
+    }
+
+    pub(crate) fn run_cpu(&self) -> Outputs {
+        let mut counts = vec![0u32; self.pixels()];
+        counts
+            .par_chunks_mut(self.width as usize)
+            .enumerate()
+            .for_each(|(r, row)| {
+                for (c, v) in row.iter_mut().enumerate() {
+                    *v = self.count(r as u32, c as u32);
+                }
+            });
+        self.outputs(counts)
+    }
+
+    pub(crate) fn reference(&self) -> Outputs {
+        let counts = (0..self.height)
+            .flat_map(|r| (0..self.width).map(move |c| (r, c)))
+            .map(|(r, c)| self.count(r, c))
+            .collect();
+        self.outputs(counts)
+    }
+}
+
+/// Colours counts for a picture: a smooth palette outside the set, black
+/// inside (count == `max_iter`). Returns RGB bytes, row-major.
+pub fn to_rgb(counts: &[u32], max_iter: u32) -> Vec<u8> {
+    counts
+        .iter()
+        .flat_map(|&n| {
+            if n >= max_iter {
+                return [0, 0, 0];
+            }
+            // Sinusoidal palette on a square-root scale: detail near the set
+            // without the outer bands washing out.
+            let t = (n as f32 / max_iter.max(1) as f32).sqrt();
+            let channel = |phase: f32| {
+                let v = 0.5 + 0.5 * (std::f32::consts::TAU * (t * 1.5 + phase)).cos();
+                (v * 255.0) as u8
+            };
+            [channel(0.0), channel(0.1), channel(0.2)]
+        })
+        .collect()
+}

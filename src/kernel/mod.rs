@@ -1,0 +1,287 @@
+//! The kernel catalog.
+//!
+//! Each kernel has a module here, beside its shader in `shaders/`: what it
+//! takes and gives (its [`Signature`]), how a [`Job`] becomes a validated,
+//! typed task, its rayon implementation, and a plain sequential `reference`
+//! that tests compare every backend against. Kernels are data — the
+//! [`Kernel`] enum and the [`Task`] enum — not trait objects; the backends
+//! match on them. Nothing here knows about backends.
+
+pub mod axpy;
+pub mod mandelbrot;
+pub mod matmul;
+mod params;
+pub mod reduce;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub use params::Params;
+
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
+
+/// The kernels anycore knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kernel {
+    /// `out = a·x + y`.
+    Axpy,
+    /// Sum, min or max of a vector.
+    Reduce,
+    /// Matrix product.
+    Matmul,
+    /// Mandelbrot iteration counts.
+    Mandelbrot,
+}
+
+/// What a kernel takes and gives, by name: the contract of `-i`, `-p`, `-o`.
+#[derive(Debug)]
+pub struct Signature {
+    /// Input tensors, all required.
+    pub inputs: &'static [&'static str],
+    /// Parameters (some have defaults).
+    pub params: &'static [&'static str],
+    /// Output tensors.
+    pub outputs: &'static [&'static str],
+}
+
+/// A kernel's WGSL source and the entry points the Rust side dispatches.
+#[derive(Debug)]
+pub struct ShaderInfo {
+    /// File name under `shaders/`.
+    pub file: &'static str,
+    /// The WGSL text, compiled into the binary.
+    pub source: &'static str,
+    /// Entry point names with the workgroup size the host code assumes.
+    pub entry_points: &'static [(&'static str, [u32; 3])],
+}
+
+impl Kernel {
+    /// Every kernel, in catalog order.
+    pub const ALL: [Kernel; 4] = [
+        Kernel::Axpy,
+        Kernel::Reduce,
+        Kernel::Matmul,
+        Kernel::Mandelbrot,
+    ];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Axpy => "axpy",
+            Kernel::Reduce => "reduce",
+            Kernel::Matmul => "matmul",
+            Kernel::Mandelbrot => "mandelbrot",
+        }
+    }
+
+    /// Looks a kernel up by name.
+    pub fn from_name(name: &str) -> Result<Kernel> {
+        Kernel::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Kernel::ALL.iter().map(|k| k.name()).collect();
+                Error::bad(format!(
+                    "unknown kernel '{name}' (known kernels: {})",
+                    known.join(", ")
+                ))
+            })
+    }
+
+    /// Its inputs, parameters and outputs.
+    pub fn signature(self) -> &'static Signature {
+        match self {
+            Kernel::Axpy => &axpy::SIGNATURE,
+            Kernel::Reduce => &reduce::SIGNATURE,
+            Kernel::Matmul => &matmul::SIGNATURE,
+            Kernel::Mandelbrot => &mandelbrot::SIGNATURE,
+        }
+    }
+
+    /// Its shader.
+    pub fn shader(self) -> &'static ShaderInfo {
+        match self {
+            Kernel::Axpy => &axpy::SHADER,
+            Kernel::Reduce => &reduce::SHADER,
+            Kernel::Matmul => &matmul::SHADER,
+            Kernel::Mandelbrot => &mandelbrot::SHADER,
+        }
+    }
+}
+
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A job as a user states it: a kernel, named input tensors, and parameters
+/// as text. [`Task::new`] checks it.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// Which kernel to run.
+    pub kernel: Kernel,
+    /// Input tensors by name.
+    pub inputs: BTreeMap<String, Tensor>,
+    /// Parameters by name, as text (`"2.5"`, `"max"`).
+    pub params: BTreeMap<String, String>,
+}
+
+impl Job {
+    /// A job with no inputs or parameters yet.
+    pub fn new(kernel: Kernel) -> Self {
+        Job {
+            kernel,
+            inputs: BTreeMap::new(),
+            params: BTreeMap::new(),
+        }
+    }
+
+    /// Adds an input tensor.
+    pub fn input(mut self, name: &str, tensor: Tensor) -> Self {
+        self.inputs.insert(name.to_owned(), tensor);
+        self
+    }
+
+    /// Adds a parameter.
+    pub fn param(mut self, name: &str, value: impl ToString) -> Self {
+        self.params.insert(name.to_owned(), value.to_string());
+        self
+    }
+}
+
+/// Output tensors by name.
+pub type Outputs = BTreeMap<String, Tensor>;
+
+/// A validated job, typed per kernel, ready for any backend.
+#[derive(Clone, Debug)]
+pub enum Task {
+    /// See [`axpy`].
+    Axpy(axpy::Axpy),
+    /// See [`reduce`].
+    Reduce(reduce::Reduce),
+    /// See [`matmul`].
+    Matmul(matmul::Matmul),
+    /// See [`mandelbrot`].
+    Mandelbrot(mandelbrot::Mandelbrot),
+}
+
+impl Task {
+    /// Checks a job against its kernel's signature and the kernel's own rules
+    /// (dtypes, shapes, parameter ranges).
+    pub fn new(job: Job) -> Result<Task> {
+        let kernel = job.kernel;
+        let sig = kernel.signature();
+        for name in job.params.keys() {
+            if !sig.params.contains(&name.as_str()) {
+                return Err(Error::bad(format!(
+                    "unknown parameter '{name}' for {kernel} (it takes: {})",
+                    list_or_none(sig.params)
+                )));
+            }
+        }
+        let params = Params::new(kernel.name(), &job.params);
+        let inputs = Inputs::new(kernel, job.inputs)?;
+        Ok(match kernel {
+            Kernel::Axpy => Task::Axpy(axpy::Axpy::from_job(inputs, &params)?),
+            Kernel::Reduce => Task::Reduce(reduce::Reduce::from_job(inputs, &params)?),
+            Kernel::Matmul => Task::Matmul(matmul::Matmul::from_job(inputs, &params)?),
+            Kernel::Mandelbrot => {
+                Task::Mandelbrot(mandelbrot::Mandelbrot::from_job(inputs, &params)?)
+            }
+        })
+    }
+
+    /// Which kernel this is.
+    pub fn kernel(&self) -> Kernel {
+        match self {
+            Task::Axpy(_) => Kernel::Axpy,
+            Task::Reduce(_) => Kernel::Reduce,
+            Task::Matmul(_) => Kernel::Matmul,
+            Task::Mandelbrot(_) => Kernel::Mandelbrot,
+        }
+    }
+
+    /// Runs on the current rayon pool (call it inside `ThreadPool::install`).
+    pub fn run_cpu(&self) -> Outputs {
+        match self {
+            Task::Axpy(t) => t.run_cpu(),
+            Task::Reduce(t) => t.run_cpu(),
+            Task::Matmul(t) => t.run_cpu(),
+            Task::Mandelbrot(t) => t.run_cpu(),
+        }
+    }
+
+    /// The plain sequential result, for tests.
+    pub fn reference(&self) -> Outputs {
+        match self {
+            Task::Axpy(t) => t.reference(),
+            Task::Reduce(t) => t.reference(),
+            Task::Matmul(t) => t.reference(),
+            Task::Mandelbrot(t) => t.reference(),
+        }
+    }
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "nothing".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// A job's input tensors, checked against the signature; kernels take them
+/// out one by one with the checks they need.
+pub(crate) struct Inputs {
+    kernel: Kernel,
+    map: BTreeMap<String, Tensor>,
+}
+
+impl Inputs {
+    fn new(kernel: Kernel, map: BTreeMap<String, Tensor>) -> Result<Self> {
+        let sig = kernel.signature();
+        for name in map.keys() {
+            if !sig.inputs.contains(&name.as_str()) {
+                return Err(Error::bad(format!(
+                    "unknown input '{name}' for {kernel} (it takes: {})",
+                    list_or_none(sig.inputs)
+                )));
+            }
+        }
+        for name in sig.inputs {
+            if !map.contains_key(*name) {
+                return Err(Error::bad(format!(
+                    "{kernel} needs input '{name}' (pass -i {name}=FILE.npy)"
+                )));
+            }
+        }
+        Ok(Inputs { kernel, map })
+    }
+
+    /// Takes an input, which must have one of `dtypes` and `rank` dimensions.
+    pub(crate) fn take(&mut self, name: &str, dtypes: &[DType], rank: usize) -> Result<Tensor> {
+        let kernel = self.kernel;
+        let t = self
+            .map
+            .remove(name)
+            .ok_or_else(|| Error::bad(format!("{kernel} needs input '{name}'")))?;
+        if !dtypes.contains(&t.dtype()) {
+            let want: Vec<&str> = dtypes.iter().map(|d| d.name()).collect();
+            return Err(Error::bad(format!(
+                "input '{name}' of {kernel} is {}, but it must be {}",
+                t.describe(),
+                want.join(" or ")
+            )));
+        }
+        if t.shape().len() != rank {
+            return Err(Error::bad(format!(
+                "input '{name}' of {kernel} is {}, but it must have {rank} dimension{}",
+                t.describe(),
+                if rank == 1 { "" } else { "s" }
+            )));
+        }
+        Ok(t)
+    }
+}

@@ -1,0 +1,88 @@
+//! Typed access to a job's parameters, which arrive as text (`-p a=2.5`).
+//!
+//! Each accessor names the kernel, the parameter and the offending value in
+//! its error, so the user sees exactly which `-p` to fix.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// A job's parameters, checked against its kernel's signature.
+#[derive(Debug)]
+pub struct Params<'a> {
+    kernel: &'static str,
+    map: &'a BTreeMap<String, String>,
+}
+
+impl<'a> Params<'a> {
+    pub(crate) fn new(kernel: &'static str, map: &'a BTreeMap<String, String>) -> Self {
+        Params { kernel, map }
+    }
+
+    fn parse<T: FromStr>(&self, name: &str, what: &str) -> Result<Option<T>> {
+        let Some(text) = self.map.get(name) else {
+            return Ok(None);
+        };
+        text.trim().parse().map(Some).map_err(|_| {
+            Error::bad(format!(
+                "parameter '{name}' of {}: '{text}' is not {what}",
+                self.kernel
+            ))
+        })
+    }
+
+    fn required<T>(&self, name: &str, value: Option<T>) -> Result<T> {
+        value.ok_or_else(|| {
+            Error::bad(format!(
+                "{} needs parameter '{name}' (pass -p {name}=VALUE)",
+                self.kernel
+            ))
+        })
+    }
+
+    /// A finite `f32`, or `default` when absent.
+    pub fn f32_or(&self, name: &str, default: f32) -> Result<f32> {
+        let v = self
+            .parse::<f32>(name, "a number")?
+            .unwrap_or(default);
+        if !v.is_finite() {
+            return Err(Error::bad(format!(
+                "parameter '{name}' of {}: {v} is not a finite number",
+                self.kernel
+            )));
+        }
+        Ok(v)
+    }
+
+    /// A `u32`, or `default` when absent.
+    pub fn u32_or(&self, name: &str, default: u32) -> Result<u32> {
+        Ok(self
+            .parse(name, "a whole number from 0 to 4294967295")?
+            .unwrap_or(default))
+    }
+
+    /// A `u32` that must be given.
+    pub fn u32_required(&self, name: &str) -> Result<u32> {
+        let v = self.parse(name, "a whole number from 0 to 4294967295")?;
+        self.required(name, v)
+    }
+
+    /// One of a fixed set of words, or `default` when absent.
+    pub fn choice<'c>(&self, name: &str, options: &[&'c str], default: &'c str) -> Result<&'c str> {
+        match self.map.get(name) {
+            None => Ok(default),
+            Some(text) => options
+                .iter()
+                .find(|o| **o == text.trim())
+                .copied()
+                .ok_or_else(|| {
+                    Error::bad(format!(
+                        "parameter '{name}' of {}: '{text}' is not one of {}",
+                        self.kernel,
+                        options.join(", ")
+                    ))
+                }),
+        }
+    }
+}

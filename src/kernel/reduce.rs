@@ -1,0 +1,195 @@
+//! `reduce`: the sum, minimum or maximum of a vector of `f32`, `u32` or `i32`.
+//!
+//! Integer sums wrap modulo 2³² (as `numpy.sum(x, dtype=x.dtype)`). Float
+//! `min`/`max` return NaN when any element is NaN, as NumPy does. The sum of
+//! an empty vector is 0; its `min` or `max` is a bad-input error.
+
+use rayon::prelude::*;
+
+use super::{Inputs, Outputs, Params, ShaderInfo, Signature};
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor, TensorData};
+
+/// Input `x`; parameter `op`; output `out` (shape `[1]`).
+pub const SIGNATURE: Signature = Signature {
+    inputs: &["x"],
+    params: &["op"],
+    outputs: &["out"],
+};
+
+/// Invocations per workgroup in `shaders/reduce.wgsl`.
+pub const WORKGROUP: u32 = 256;
+
+/// `shaders/reduce.wgsl`.
+pub const SHADER: ShaderInfo = ShaderInfo {
+    file: "reduce.wgsl",
+    source: include_str!("../../shaders/reduce.wgsl"),
+    entry_points: &[("reduce", [WORKGROUP, 1, 1])],
+};
+
+const CPU_CHUNK: usize = 1 << 16;
+
+/// Which reduction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    /// Sum (wrapping for integers).
+    Sum,
+    /// Minimum.
+    Min,
+    /// Maximum.
+    Max,
+}
+
+impl ReduceOp {
+    /// The parameter value naming it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Min => "min",
+            ReduceOp::Max => "max",
+        }
+    }
+}
+
+/// A validated `reduce`.
+#[derive(Clone, Debug)]
+pub struct Reduce {
+    /// Which reduction.
+    pub op: ReduceOp,
+    /// The elements (`F32`, `U32` or `I32`).
+    pub x: TensorData,
+}
+
+impl Reduce {
+    /// Reduces `x` with `op`.
+    pub fn new(op: ReduceOp, x: TensorData) -> Result<Self> {
+        if x.dtype() == DType::U8 {
+            return Err(Error::bad("reduce: input 'x' must be f32, u32 or i32, not u8"));
+        }
+        if x.is_empty() && op != ReduceOp::Sum {
+            return Err(Error::bad(format!(
+                "reduce: the {} of an empty array is undefined (input 'x' has no elements)",
+                op.name()
+            )));
+        }
+        Ok(Reduce { op, x })
+    }
+
+    pub(crate) fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
+        let x = inputs.take("x", &[DType::F32, DType::U32, DType::I32], 1)?;
+        let op = match params.choice("op", &["sum", "min", "max"], "sum")? {
+            "min" => ReduceOp::Min,
+            "max" => ReduceOp::Max,
+            _ => ReduceOp::Sum,
+        };
+        Reduce::new(op, x.into_data())
+    }
+
+    /// Wraps a single value as this kernel's output (shape `[1]`).
+    pub fn outputs(value: TensorData) -> Outputs {
+        Outputs::from([("out".to_owned(), Tensor::new(vec![1], value))])
+    }
+
+    pub(crate) fn run_cpu(&self) -> Outputs {
+        let op = self.op;
+        let value = match &self.x {
+            TensorData::F32(v) => {
+                let r = match op {
+                    // Blocks are summed in f64: the result stays within
+                    // rounding of a float64 reference at any length.
+                    ReduceOp::Sum => v.par_chunks(CPU_CHUNK).map(sum_f64).sum::<f64>() as f32,
+                    _ => v
+                        .par_chunks(CPU_CHUNK)
+                        .map(|c| c.iter().copied().fold(f32_identity(op), |a, b| f32_combine(op, a, b)))
+                        .reduce(|| f32_identity(op), |a, b| f32_combine(op, a, b)),
+                };
+                TensorData::F32(vec![r])
+            }
+            TensorData::U32(v) => TensorData::U32(vec![par_int(v, op)]),
+            TensorData::I32(v) => TensorData::I32(vec![par_int(v, op)]),
+            TensorData::U8(_) => unreachable!("rejected by Reduce::new"),
+        };
+        Reduce::outputs(value)
+    }
+
+    pub(crate) fn reference(&self) -> Outputs {
+        let op = self.op;
+        let value = match &self.x {
+            TensorData::F32(v) => TensorData::F32(vec![match op {
+                ReduceOp::Sum => v.iter().map(|&x| f64::from(x)).sum::<f64>() as f32,
+                _ => v.iter().fold(f32_identity(op), |a, &b| f32_combine(op, a, b)),
+            }]),
+            TensorData::U32(v) => TensorData::U32(vec![v.iter().fold(u32::identity(op), |a, &b| a.combine(op, b))]),
+            TensorData::I32(v) => TensorData::I32(vec![v.iter().fold(i32::identity(op), |a, &b| a.combine(op, b))]),
+            TensorData::U8(_) => unreachable!("rejected by Reduce::new"),
+        };
+        Reduce::outputs(value)
+    }
+}
+
+/// Sums a block with eight f64 lanes, so the compiler can vectorise it.
+fn sum_f64(block: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let mut chunks = block.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += f64::from(x);
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&x| f64::from(x)).sum();
+    lanes.iter().sum::<f64>() + tail
+}
+
+fn f32_identity(op: ReduceOp) -> f32 {
+    match op {
+        ReduceOp::Sum => 0.0,
+        ReduceOp::Min => f32::INFINITY,
+        ReduceOp::Max => f32::NEG_INFINITY,
+    }
+}
+
+/// Combines two floats; `min`/`max` propagate NaN (Rust's `f32::min` would drop it).
+fn f32_combine(op: ReduceOp, a: f32, b: f32) -> f32 {
+    match op {
+        ReduceOp::Sum => a + b,
+        _ if a.is_nan() => a,
+        _ if b.is_nan() => b,
+        ReduceOp::Min => a.min(b),
+        ReduceOp::Max => a.max(b),
+    }
+}
+
+/// Wrapping integer arithmetic shared by the `u32` and `i32` paths.
+trait IntReduce: Copy + Ord + Send + Sync {
+    fn identity(op: ReduceOp) -> Self;
+    fn combine(self, op: ReduceOp, other: Self) -> Self;
+}
+
+macro_rules! int_reduce {
+    ($t:ty) => {
+        impl IntReduce for $t {
+            fn identity(op: ReduceOp) -> Self {
+                match op {
+                    ReduceOp::Sum => 0,
+                    ReduceOp::Min => <$t>::MAX,
+                    ReduceOp::Max => <$t>::MIN,
+                }
+            }
+            fn combine(self, op: ReduceOp, other: Self) -> Self {
+                match op {
+                    ReduceOp::Sum => self.wrapping_add(other),
+                    ReduceOp::Min => self.min(other),
+                    ReduceOp::Max => self.max(other),
+                }
+            }
+        }
+    };
+}
+int_reduce!(u32);
+int_reduce!(i32);
+
+fn par_int<T: IntReduce>(v: &[T], op: ReduceOp) -> T {
+    v.par_chunks(CPU_CHUNK)
+        .map(|c| c.iter().fold(T::identity(op), |a, &b| a.combine(op, b)))
+        .reduce(|| T::identity(op), |a, b| a.combine(op, b))
+}

@@ -1,0 +1,173 @@
+//! Arrays as anycore passes them around: a shape and a typed, contiguous
+//! (C-order) buffer. `npy` reads and writes them as NumPy `.npy` files.
+
+pub mod npy;
+
+use std::fmt;
+
+/// Element types anycore understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// 32-bit IEEE float.
+    F32,
+    /// 32-bit unsigned integer.
+    U32,
+    /// 32-bit signed integer.
+    I32,
+    /// 8-bit unsigned integer.
+    U8,
+}
+
+impl DType {
+    /// The short name used in messages and JSON (`f32`, `u32`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::U32 => "u32",
+            DType::I32 => "i32",
+            DType::U8 => "u8",
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The elements of a tensor, one variant per [`DType`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum TensorData {
+    /// `f32` elements.
+    F32(Vec<f32>),
+    /// `u32` elements.
+    U32(Vec<u32>),
+    /// `i32` elements.
+    I32(Vec<i32>),
+    /// `u8` elements.
+    U8(Vec<u8>),
+}
+
+impl TensorData {
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            TensorData::F32(_) => DType::F32,
+            TensorData::U32(_) => DType::U32,
+            TensorData::I32(_) => DType::I32,
+            TensorData::U8(_) => DType::U8,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::U32(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+            TensorData::U8(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The raw little-endian bytes (what a GPU buffer holds).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            TensorData::F32(v) => bytemuck::cast_slice(v),
+            TensorData::U32(v) => bytemuck::cast_slice(v),
+            TensorData::I32(v) => bytemuck::cast_slice(v),
+            TensorData::U8(v) => v,
+        }
+    }
+}
+
+/// An n-dimensional array in C order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    data: TensorData,
+}
+
+impl Tensor {
+    /// Builds a tensor; the shape's product must equal the number of elements.
+    ///
+    /// # Panics
+    /// If the shape does not match the data: that is a bug in the caller,
+    /// never a user error (user input is checked before it gets here).
+    pub fn new(shape: Vec<usize>, data: TensorData) -> Self {
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "shape {shape:?} does not match {} elements",
+            data.len()
+        );
+        Tensor { shape, data }
+    }
+
+    /// A one-dimensional `f32` tensor.
+    pub fn from_f32(data: Vec<f32>) -> Self {
+        Tensor::new(vec![data.len()], TensorData::F32(data))
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The elements.
+    pub fn data(&self) -> &TensorData {
+        &self.data
+    }
+
+    /// Consumes the tensor, giving back its elements.
+    pub fn into_data(self) -> TensorData {
+        self.data
+    }
+
+    /// The elements as `f32`, if that is the dtype.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match &self.data {
+            TensorData::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The elements as `u32`, if that is the dtype.
+    pub fn as_u32(&self) -> Option<&[u32]> {
+        match &self.data {
+            TensorData::U32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// `dtype[d0, d1, …]`, as used in messages.
+    pub fn describe(&self) -> String {
+        describe(self.dtype(), &self.shape)
+    }
+}
+
+/// `dtype[d0, d1, …]` for a dtype and a shape.
+pub fn describe(dtype: DType, shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("{dtype}[{}]", dims.join(", "))
+}
