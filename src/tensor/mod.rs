@@ -168,6 +168,11 @@ impl Tensor {
 
 /// `dtype[d0, d1, …]` for a dtype and a shape.
 pub fn describe(dtype: DType, shape: &[usize]) -> String {
+    describe_name(dtype.name(), shape)
+}
+
+/// `dtype[d0, d1, …]` for a dtype name and a shape.
+pub fn describe_name(dtype: &str, shape: &[usize]) -> String {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     format!("{dtype}[{}]", dims.join(", "))
 }

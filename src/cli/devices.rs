@@ -1,0 +1,81 @@
+//! `anycore devices`: every adapter wgpu sees, whether `auto` would use it,
+//! and the CPU pool.
+
+use serde::Serialize;
+
+use anycore::Result;
+use anycore::backend::cpu::CpuBackend;
+use anycore::backend::gpu::adapter::{self, AdapterReport};
+
+/// Options of `anycore devices`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Count software adapters (llvmpipe, SwiftShader, WARP) as usable.
+    #[arg(long)]
+    allow_software_gpu: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    adapters: Vec<AdapterReport>,
+    cpu: CpuReport,
+    /// What `run --backend auto` would use.
+    auto: String,
+}
+
+#[derive(Serialize)]
+struct CpuReport {
+    threads: usize,
+}
+
+pub fn main(args: Args) -> Result<()> {
+    let allow_software = args.allow_software_gpu || adapter::software_allowed_by_env();
+    let adapters = adapter::reports(allow_software);
+    let threads = CpuBackend::new(None)?.threads();
+    let auto = match adapters.iter().find(|a| a.used_by_auto) {
+        Some(a) => format!("gpu: {} ({})", a.name, a.backend),
+        None => format!("cpu: rayon pool, {threads} threads"),
+    };
+    let report = Report {
+        adapters,
+        cpu: CpuReport { threads },
+        auto,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+        return Ok(());
+    }
+    if report.adapters.is_empty() {
+        println!("GPU adapters: none found");
+    } else {
+        println!("GPU adapters:");
+    }
+    for a in &report.adapters {
+        let mark = if a.used_by_auto { "*" } else { " " };
+        let note = if a.software && !allow_software {
+            "  (software; used only with --allow-software-gpu)"
+        } else if a.software {
+            "  (software)"
+        } else {
+            ""
+        };
+        println!(
+            "{mark} {} [{}, {}] driver {} {}{note}",
+            a.name, a.backend, a.device_type, a.driver, a.driver_info
+        );
+        println!(
+            "    max storage binding {} MiB, max buffer {} MiB, {} workgroups/dim, {} invocations/group, {} KiB workgroup memory",
+            a.limits.max_storage_buffer_binding_size >> 20,
+            a.limits.max_buffer_size >> 20,
+            a.limits.max_compute_workgroups_per_dimension,
+            a.limits.max_compute_invocations_per_workgroup,
+            a.limits.max_compute_workgroup_storage_size >> 10,
+        );
+    }
+    println!("CPU: rayon pool, {} threads", report.cpu.threads);
+    println!("--backend auto uses: {}", report.auto);
+    Ok(())
+}

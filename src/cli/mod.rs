@@ -1,0 +1,66 @@
+//! Command-line parsing (clap) and the exit-code contract: 0 success, 2 bad
+//! usage or bad input, 1 a failure while running. Each subcommand has its
+//! own module; clap stays out of the library.
+
+mod devices;
+mod output;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use anycore::backend::BackendChoice;
+
+/// Run data-parallel kernels on the GPU (wgpu) or the CPU (rayon).
+#[derive(Parser, Debug)]
+#[command(name = "anycore", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the GPU adapters wgpu sees and the CPU pool.
+    Devices(devices::Args),
+    /// Run one kernel on .npy inputs.
+    Run(run::Args),
+}
+
+/// `--backend`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BackendArg {
+    /// A hardware GPU if there is one, else the CPU.
+    Auto,
+    /// The GPU, or exit 2 if there is none.
+    Gpu,
+    /// The CPU's rayon pool.
+    Cpu,
+}
+
+impl From<BackendArg> for BackendChoice {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Auto => BackendChoice::Auto,
+            BackendArg::Gpu => BackendChoice::Gpu,
+            BackendArg::Cpu => BackendChoice::Cpu,
+        }
+    }
+}
+
+/// Parses the command line, runs it, and maps errors to exit codes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse(); // exits 2 on usage errors, as clap does
+    let result = match cli.command {
+        Command::Devices(args) => devices::main(args),
+        Command::Run(args) => run::main(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.is_user_error() { 2 } else { 1 })
+        }
+    }
+}

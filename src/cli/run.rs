@@ -1,0 +1,196 @@
+//! `anycore run KERNEL`: read `.npy` inputs, run one kernel on the chosen
+//! backend, write the outputs, report where it ran and how long it took.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use anycore::backend::gpu::GpuOptions;
+use anycore::backend::{self, Timings};
+use anycore::kernel::{Job, Kernel, Task};
+use anycore::tensor::{Tensor, TensorData, npy};
+use anycore::{Error, Result};
+
+use super::{BackendArg, output};
+
+/// Outputs with at most this many elements have their values in the report.
+const INLINE_VALUES: usize = 16;
+
+/// Options of `anycore run`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Kernel to run: axpy, reduce, matmul, mandelbrot.
+    kernel: String,
+    /// Where to run it.
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
+    /// Accept a software GPU adapter (llvmpipe, SwiftShader, WARP); also
+    /// ANYCORE_ALLOW_SOFTWARE_GPU=1.
+    #[arg(long)]
+    allow_software_gpu: bool,
+    /// An input array: NAME=FILE.npy (repeatable).
+    #[arg(short = 'i', long = "input", value_name = "NAME=FILE.npy")]
+    inputs: Vec<String>,
+    /// A parameter: NAME=VALUE (repeatable).
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Where to write an output: NAME=FILE (.npy, or .png for mandelbrot).
+    #[arg(short = 'o', long = "output", value_name = "NAME=FILE")]
+    outputs: Vec<String>,
+    /// Print one JSON object describing the run on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    kernel: &'static str,
+    backend: String,
+    device: String,
+    placement_reason: String,
+    timings_ms: Timings,
+    outputs: BTreeMap<String, OutputReport>,
+}
+
+#[derive(Serialize)]
+struct OutputReport {
+    dtype: &'static str,
+    shape: Vec<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<PathBuf>,
+    /// The values themselves, for small outputs such as a reduction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    values: Option<serde_json::Value>,
+}
+
+/// Splits `NAME=VALUE` as given to `flag`.
+fn split_pair<'a>(flag: &str, what: &str, text: &'a str) -> Result<(&'a str, &'a str)> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() && !value.is_empty() => Ok((name, value)),
+        _ => Err(Error::BadInput(format!(
+            "{flag} expects NAME={what}, got '{text}'"
+        ))),
+    }
+}
+
+/// Collects `NAME=VALUE` pairs, rejecting a name given twice.
+fn pairs<'a>(flag: &str, what: &str, items: &'a [String]) -> Result<BTreeMap<&'a str, &'a str>> {
+    let mut map = BTreeMap::new();
+    for item in items {
+        let (name, value) = split_pair(flag, what, item)?;
+        if map.insert(name, value).is_some() {
+            return Err(Error::BadInput(format!("{flag} {name} is given twice")));
+        }
+    }
+    Ok(map)
+}
+
+pub fn main(args: Args) -> Result<()> {
+    let kernel = Kernel::from_name(&args.kernel)?;
+    let outputs = pairs("-o", "FILE", &args.outputs)?;
+    for (name, path) in &outputs {
+        if !kernel.signature().outputs.contains(name) {
+            return Err(Error::BadInput(format!(
+                "unknown output '{name}' for {kernel} (it gives: {})",
+                kernel.signature().outputs.join(", ")
+            )));
+        }
+        output::check_format(kernel, name, path.as_ref())?;
+    }
+    let mut job = Job::new(kernel);
+    for (name, value) in pairs("-p", "VALUE", &args.params)? {
+        job = job.param(name, value);
+    }
+    // Names are checked before any file is read, so a typo costs nothing.
+    let inputs = pairs("-i", "FILE.npy", &args.inputs)?;
+    for name in inputs.keys() {
+        if !kernel.signature().inputs.contains(name) {
+            return Err(Error::BadInput(format!(
+                "unknown input '{name}' for {kernel} (it takes: {})",
+                if kernel.signature().inputs.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    kernel.signature().inputs.join(", ")
+                }
+            )));
+        }
+    }
+    for (name, path) in inputs {
+        job = job.input(name, npy::read(path.as_ref())?);
+    }
+    let task = Task::new(job)?;
+
+    let mut gpu_options = GpuOptions::from_env();
+    gpu_options.allow_software |= args.allow_software_gpu;
+    let placement = backend::open(args.backend.into(), &gpu_options).map_err(|e| match e {
+        Error::NoGpu(why) => Error::NoGpu(format!(
+            "--backend gpu needs a GPU adapter: {why}"
+        )),
+        other => other,
+    })?;
+    log::info!("{kernel} on {}: {}", placement.backend.device(), placement.reason);
+    let run = placement.backend.run(&task)?;
+
+    let mut report = Report {
+        kernel: kernel.name(),
+        backend: placement.backend.kind().to_string(),
+        device: placement.backend.device(),
+        placement_reason: placement.reason,
+        timings_ms: run.timings,
+        outputs: BTreeMap::new(),
+    };
+    for (name, tensor) in &run.outputs {
+        let path = outputs.get(name.as_str()).map(PathBuf::from);
+        if let Some(path) = &path {
+            output::write(&task, tensor, path)?;
+        }
+        report.outputs.insert(
+            name.clone(),
+            OutputReport {
+                dtype: tensor.dtype().name(),
+                shape: tensor.shape().to_vec(),
+                path,
+                values: (tensor.len() <= INLINE_VALUES).then(|| values_json(tensor)),
+            },
+        );
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report).expect("report serialises"));
+    } else {
+        print_human(&report);
+    }
+    Ok(())
+}
+
+fn values_json(t: &Tensor) -> serde_json::Value {
+    match t.data() {
+        // NaN and infinities have no JSON number: serde_json writes null.
+        TensorData::F32(v) => serde_json::json!(v),
+        TensorData::U32(v) => serde_json::json!(v),
+        TensorData::I32(v) => serde_json::json!(v),
+        TensorData::U8(v) => serde_json::json!(v),
+    }
+}
+
+fn print_human(r: &Report) {
+    println!("{} ran on {} ({})", r.kernel, r.backend, r.device);
+    println!("  why: {}", r.placement_reason);
+    let t = &r.timings_ms;
+    println!(
+        "  time: {:.3} ms total (upload {:.3}, compute {:.3}, download {:.3})",
+        t.total, t.upload, t.compute, t.download
+    );
+    for (name, o) in &r.outputs {
+        let desc = anycore::tensor::describe_name(o.dtype, &o.shape);
+        let mut line = format!("  {name}: {desc}");
+        if let Some(v) = &o.values {
+            line += &format!(" = {v}");
+        }
+        match &o.path {
+            Some(p) => line += &format!(" -> {}", p.display()),
+            None => line += " (not written; add -o NAME=FILE)",
+        }
+        println!("{line}");
+    }
+}

@@ -1,0 +1,131 @@
+//! Shared test helpers: the backends to test on, fresh random data, and
+//! comparisons that say which element differs.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::sync::OnceLock;
+
+use anycore::backend::Backend;
+use anycore::backend::cpu::CpuBackend;
+use anycore::backend::gpu::{GpuBackend, GpuOptions};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// The CPU backend, shared by the tests of one binary.
+pub fn cpu() -> &'static CpuBackend {
+    static CPU: OnceLock<CpuBackend> = OnceLock::new();
+    CPU.get_or_init(|| CpuBackend::new(None).expect("CPU pool"))
+}
+
+/// Whether a missing GPU must fail the test rather than skip it (CI sets this).
+fn gpu_required() -> bool {
+    std::env::var("ANYCORE_REQUIRE_GPU_TESTS").is_ok_and(|v| v == "1")
+}
+
+fn open_gpu(max_binding_bytes: Option<u64>) -> Option<GpuBackend> {
+    let options = GpuOptions {
+        allow_software: true,
+        max_binding_bytes,
+        poison_outputs: true,
+    };
+    match GpuBackend::new(&options) {
+        Ok(gpu) => Some(gpu),
+        Err(e) if gpu_required() => {
+            panic!("ANYCORE_REQUIRE_GPU_TESTS=1 but the GPU backend cannot start: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping GPU test: {e}");
+            None
+        }
+    }
+}
+
+/// The GPU backend (software adapters allowed, outputs poisoned), or `None`
+/// when there is no adapter and GPU tests are not required.
+pub fn gpu() -> Option<&'static GpuBackend> {
+    static GPU: OnceLock<Option<GpuBackend>> = OnceLock::new();
+    GPU.get_or_init(|| open_gpu(None)).as_ref()
+}
+
+/// A GPU backend that treats bindings as 64 KiB, so that small jobs take the
+/// chunked paths that large ones take on real devices.
+pub fn gpu_small_bindings() -> Option<&'static GpuBackend> {
+    static GPU: OnceLock<Option<GpuBackend>> = OnceLock::new();
+    GPU.get_or_init(|| open_gpu(Some(64 << 10))).as_ref()
+}
+
+/// Writes `mod cpu` and `mod gpu`, each with one `#[test]` per body, so a
+/// body written once runs on every backend (a GPU body is skipped, or fails
+/// under ANYCORE_REQUIRE_GPU_TESTS=1, when there is no adapter).
+#[macro_export]
+macro_rules! on_each_backend {
+    ($($body:ident),* $(,)?) => {
+        mod cpu {
+            $(#[test] fn $body() { super::$body(crate::common::cpu()); })*
+        }
+        mod gpu {
+            $(#[test] fn $body() {
+                if let Some(gpu) = crate::common::gpu() { super::$body(gpu); }
+            })*
+        }
+        mod gpu_chunked {
+            $(#[test] fn $body() {
+                if let Some(gpu) = crate::common::gpu_small_bindings() { super::$body(gpu); }
+            })*
+        }
+    };
+}
+
+/// A generator with a fresh seed, printed so a failure can be replayed
+/// with `ANYCORE_TEST_SEED=<seed>`.
+pub fn rng() -> SmallRng {
+    let seed = std::env::var("ANYCORE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("ANYCORE_TEST_SEED={seed}");
+    SmallRng::seed_from_u64(seed)
+}
+
+/// `n` floats uniform in [-1, 1).
+pub fn random_f32(rng: &mut SmallRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// Asserts `got` matches `want` (from a sequential reference): same length,
+/// NaN exactly where `want` has NaN, equal infinities, and a relative error
+/// norm ‖got − want‖ / ‖want‖ of at most `tol`. Names the worst element.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let (mut err2, mut ref2) = (0.0f64, 0.0f64);
+    let mut worst = (0usize, 0.0f64);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if w.is_nan() || g.is_nan() || w.is_infinite() || g.is_infinite() {
+            let same = (w.is_nan() && g.is_nan()) || g == w;
+            assert!(same, "{what}: element {i} is {g}, expected {w}");
+            continue;
+        }
+        let d = f64::from(g) - f64::from(w);
+        err2 += d * d;
+        ref2 += f64::from(w) * f64::from(w);
+        if d.abs() > worst.1 {
+            worst = (i, d.abs());
+        }
+    }
+    let rel = if ref2 > 0.0 { (err2 / ref2).sqrt() } else { err2.sqrt() };
+    assert!(
+        rel <= tol,
+        "{what}: relative error {rel:e} > {tol:e}; worst at element {}: got {}, expected {}",
+        worst.0,
+        got[worst.0],
+        want[worst.0]
+    );
+}
+
+/// Sizes that straddle workgroup edges, plus one in the millions that is not
+/// a power of two.
+pub const SIZES: &[usize] = &[0, 1, 63, 64, 65, 255, 256, 257, 1_000_003];
+
+/// A backend's name for messages.
+pub fn name(b: &dyn Backend) -> String {
+    format!("{} ({})", b.kind(), b.device())
+}

@@ -1,0 +1,197 @@
+//! Every kernel against its sequential reference on every backend: fresh
+//! random data, sizes across workgroup edges, outputs poisoned first (the
+//! GPU test backends fill output buffers with 0xFF bytes; CPU kernels
+//! allocate their own outputs, which a missed element would leave 0 — never
+//! what random data gives).
+
+mod common;
+
+use anycore::backend::Backend;
+use anycore::kernel::reduce::{Reduce, ReduceOp};
+use anycore::kernel::{Job, Kernel, Task};
+use anycore::tensor::{Tensor, TensorData};
+use rand::Rng;
+
+use common::{assert_close, random_f32, rng, SIZES};
+
+fn run(backend: &dyn Backend, task: &Task) -> anycore::kernel::Outputs {
+    backend
+        .run(task)
+        .unwrap_or_else(|e| panic!("{} failed on {}: {e}", task.kernel(), common::name(backend)))
+        .outputs
+}
+
+fn axpy_matches_reference(backend: &dyn Backend) {
+    let mut rng = rng();
+    // 65,536 × 256 + 3 elements need more than 65,535 workgroups of 256.
+    for &n in SIZES.iter().chain(&[65_536 * 256 + 3]) {
+        let a = rng.random_range(-3.0f32..3.0);
+        let job = Job::new(Kernel::Axpy)
+            .input("x", Tensor::from_f32(random_f32(&mut rng, n)))
+            .input("y", Tensor::from_f32(random_f32(&mut rng, n)))
+            .param("a", a);
+        let task = Task::new(job).unwrap();
+        let got = run(backend, &task);
+        let want = task.reference();
+        assert_eq!(got["out"].shape(), &[n]);
+        assert_close(
+            &format!("axpy n={n}"),
+            got["out"].as_f32().unwrap(),
+            want["out"].as_f32().unwrap(),
+            1e-6,
+        );
+    }
+}
+
+fn random_data(rng: &mut impl Rng, dtype: usize, n: usize) -> TensorData {
+    match dtype {
+        0 => TensorData::F32((0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()),
+        // Full range, so integer sums wrap.
+        1 => TensorData::U32((0..n).map(|_| rng.random()).collect()),
+        _ => TensorData::I32((0..n).map(|_| rng.random()).collect()),
+    }
+}
+
+fn check_reduce(backend: &dyn Backend, op: ReduceOp, x: TensorData) {
+    let n = x.len();
+    let abs_sum: f64 = match &x {
+        TensorData::F32(v) => v.iter().map(|&f| f64::from(f).abs()).sum(),
+        _ => 0.0,
+    };
+    let dtype = x.dtype();
+    let task = Task::Reduce(Reduce::new(op, x).unwrap());
+    let got = &run(backend, &task)["out"];
+    let want = &task.reference()["out"];
+    assert_eq!(got.shape(), &[1], "{op:?} {dtype} n={n}: shape");
+    match (got.data(), want.data()) {
+        (TensorData::F32(g), TensorData::F32(w)) if op == ReduceOp::Sum && !w[0].is_nan() => {
+            let err = (f64::from(g[0]) - f64::from(w[0])).abs();
+            assert!(
+                err <= 1e-5 * abs_sum + f64::from(f32::MIN_POSITIVE),
+                "sum f32 n={n}: got {}, expected {} (error {err:e}, bound {:e})",
+                g[0],
+                w[0],
+                1e-5 * abs_sum
+            );
+        }
+        (TensorData::F32(g), TensorData::F32(w)) => {
+            assert!(
+                g[0] == w[0] || (g[0].is_nan() && w[0].is_nan()),
+                "{op:?} f32 n={n}: got {}, expected {}",
+                g[0],
+                w[0]
+            );
+        }
+        (g, w) => assert_eq!(g, w, "{op:?} {dtype} n={n}"),
+    }
+}
+
+fn reduce_matches_reference(backend: &dyn Backend) {
+    let mut rng = rng();
+    for op in [ReduceOp::Sum, ReduceOp::Min, ReduceOp::Max] {
+        for dtype in 0..3 {
+            for &n in SIZES {
+                if n == 0 && op != ReduceOp::Sum {
+                    continue;
+                }
+                check_reduce(backend, op, random_data(&mut rng, dtype, n));
+            }
+        }
+    }
+}
+
+fn reduce_min_max_propagate_nan(backend: &dyn Backend) {
+    let mut rng = rng();
+    for n in [1, 300, 70_000] {
+        let mut x = random_f32(&mut rng, n);
+        x[rng.random_range(0..n)] = f32::NAN;
+        for op in [ReduceOp::Min, ReduceOp::Max, ReduceOp::Sum] {
+            check_reduce(backend, op, TensorData::F32(x.clone()));
+        }
+    }
+}
+
+fn matmul_matches_reference(backend: &dyn Backend) {
+    let mut rng = rng();
+    let shapes = [
+        (1, 1, 1),
+        (17, 33, 65),
+        (64, 64, 64),
+        (65, 63, 1),
+        (1, 300, 1),
+        (127, 1, 129),
+        (513, 257, 129),
+        (0, 5, 3),
+        (4, 0, 5),
+    ];
+    for (m, k, n) in shapes {
+        let a = Tensor::new(vec![m, k], TensorData::F32(random_f32(&mut rng, m * k)));
+        let b = Tensor::new(vec![k, n], TensorData::F32(random_f32(&mut rng, k * n)));
+        let task = Task::new(Job::new(Kernel::Matmul).input("a", a).input("b", b)).unwrap();
+        let got = &run(backend, &task)["out"];
+        let want = &task.reference()["out"];
+        assert_eq!(got.shape(), &[m, n]);
+        assert_close(
+            &format!("matmul {m}x{k}x{n}"),
+            got.as_f32().unwrap(),
+            want.as_f32().unwrap(),
+            1e-5,
+        );
+    }
+}
+
+fn mandelbrot_matches_reference(backend: &dyn Backend) {
+    let mut rng = rng();
+    for (width, height) in [(1, 1), (17, 13), (64, 64), (65, 257), (300, 200)] {
+        let cx = rng.random_range(-1.0f32..0.0);
+        let span = rng.random_range(0.5f32..3.0);
+        let max_iter = rng.random_range(1..400u32);
+        let job = Job::new(Kernel::Mandelbrot)
+            .param("width", width)
+            .param("height", height)
+            .param("max_iter", max_iter)
+            .param("x0", cx - span)
+            .param("x1", cx + span)
+            .param("y0", -span)
+            .param("y1", span * 0.9);
+        let task = Task::new(job).unwrap();
+        let got = &run(backend, &task)["out"];
+        let want = &task.reference()["out"];
+        assert_eq!(got.shape(), &[height as usize, width as usize]);
+        let (g, w) = (got.as_u32().unwrap(), want.as_u32().unwrap());
+        assert!(
+            g.iter().all(|&c| c <= max_iter),
+            "{width}x{height}: a count exceeds max_iter {max_iter} (unwritten pixel?)"
+        );
+        // A fused multiply-add on the GPU can move a pixel on the set's
+        // chaotic boundary; anything more is a bug.
+        let differing = g.iter().zip(w).filter(|(a, b)| a != b).count();
+        assert!(
+            differing * 200 <= g.len(),
+            "{width}x{height} max_iter {max_iter}: {differing} of {} pixels differ",
+            g.len()
+        );
+    }
+}
+
+on_each_backend!(
+    axpy_matches_reference,
+    reduce_matches_reference,
+    reduce_min_max_propagate_nan,
+    matmul_matches_reference,
+    mandelbrot_matches_reference,
+);
+
+#[test]
+fn cpu_mandelbrot_is_exactly_the_reference() {
+    // Same float32 operations in the same order: no pixel may differ.
+    let task = Task::Mandelbrot(anycore::kernel::mandelbrot::Mandelbrot::new(123, 77).unwrap());
+    let got = run(common::cpu(), &task);
+    assert_eq!(got["out"], task.reference()["out"]);
+}
+
+#[test]
+fn empty_min_is_bad_input() {
+    let err = Reduce::new(ReduceOp::Min, TensorData::F32(vec![])).unwrap_err();
+    assert!(err.is_user_error() && err.to_string().contains("empty"), "{err}");
+}
