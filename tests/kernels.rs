@@ -12,7 +12,7 @@ use anycore::kernel::{Job, Kernel, Task};
 use anycore::tensor::{Tensor, TensorData};
 use rand::Rng;
 
-use common::{assert_close, random_f32, rng, SIZES};
+use common::{SIZES, assert_close, random_f32, rng};
 
 fn run(backend: &dyn Backend, task: &Task) -> anycore::kernel::Outputs {
     backend
@@ -193,5 +193,8 @@ fn cpu_mandelbrot_is_exactly_the_reference() {
 #[test]
 fn empty_min_is_bad_input() {
     let err = Reduce::new(ReduceOp::Min, TensorData::F32(vec![])).unwrap_err();
-    assert!(err.is_user_error() && err.to_string().contains("empty"), "{err}");
+    assert!(
+        err.is_user_error() && err.to_string().contains("empty"),
+        "{err}"
+    );
 }

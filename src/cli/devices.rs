@@ -45,7 +45,10 @@ pub fn main(args: Args) -> Result<()> {
         auto,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serialises")
+        );
         return Ok(());
     }
     if report.adapters.is_empty() {

@@ -124,12 +124,14 @@ pub fn main(args: Args) -> Result<()> {
     let mut gpu_options = GpuOptions::from_env();
     gpu_options.allow_software |= args.allow_software_gpu;
     let placement = backend::open(args.backend.into(), &gpu_options).map_err(|e| match e {
-        Error::NoGpu(why) => Error::NoGpu(format!(
-            "--backend gpu needs a GPU adapter: {why}"
-        )),
+        Error::NoGpu(why) => Error::NoGpu(format!("--backend gpu needs a GPU adapter: {why}")),
         other => other,
     })?;
-    log::info!("{kernel} on {}: {}", placement.backend.device(), placement.reason);
+    log::info!(
+        "{kernel} on {}: {}",
+        placement.backend.device(),
+        placement.reason
+    );
     let run = placement.backend.run(&task)?;
 
     let mut report = Report {
@@ -156,7 +158,10 @@ pub fn main(args: Args) -> Result<()> {
         );
     }
     if args.json {
-        println!("{}", serde_json::to_string(&report).expect("report serialises"));
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serialises")
+        );
     } else {
         print_human(&report);
     }

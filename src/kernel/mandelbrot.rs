@@ -120,7 +120,10 @@ impl Mandelbrot {
     /// Wraps row-major counts as this kernel's outputs.
     pub fn outputs(&self, counts: Vec<u32>) -> Outputs {
         let shape = vec![self.height as usize, self.width as usize];
-        Outputs::from([("out".to_owned(), Tensor::new(shape, TensorData::U32(counts)))])
+        Outputs::from([(
+            "out".to_owned(),
+            Tensor::new(shape, TensorData::U32(counts)),
+        )])
     }
 
     pub(crate) fn run_cpu(&self) -> Outputs {

@@ -43,9 +43,7 @@ impl<'a> Params<'a> {
 
     /// A finite `f32`, or `default` when absent.
     pub fn f32_or(&self, name: &str, default: f32) -> Result<f32> {
-        let v = self
-            .parse::<f32>(name, "a number")?
-            .unwrap_or(default);
+        let v = self.parse::<f32>(name, "a number")?.unwrap_or(default);
         if !v.is_finite() {
             return Err(Error::bad(format!(
                 "parameter '{name}' of {}: {v} is not a finite number",

@@ -64,7 +64,9 @@ impl Reduce {
     /// Reduces `x` with `op`.
     pub fn new(op: ReduceOp, x: TensorData) -> Result<Self> {
         if x.dtype() == DType::U8 {
-            return Err(Error::bad("reduce: input 'x' must be f32, u32 or i32, not u8"));
+            return Err(Error::bad(
+                "reduce: input 'x' must be f32, u32 or i32, not u8",
+            ));
         }
         if x.is_empty() && op != ReduceOp::Sum {
             return Err(Error::bad(format!(
@@ -100,7 +102,11 @@ impl Reduce {
                     ReduceOp::Sum => v.par_chunks(CPU_CHUNK).map(sum_f64).sum::<f64>() as f32,
                     _ => v
                         .par_chunks(CPU_CHUNK)
-                        .map(|c| c.iter().copied().fold(f32_identity(op), |a, b| f32_combine(op, a, b)))
+                        .map(|c| {
+                            c.iter()
+                                .copied()
+                                .fold(f32_identity(op), |a, b| f32_combine(op, a, b))
+                        })
                         .reduce(|| f32_identity(op), |a, b| f32_combine(op, a, b)),
                 };
                 TensorData::F32(vec![r])
@@ -117,10 +123,16 @@ impl Reduce {
         let value = match &self.x {
             TensorData::F32(v) => TensorData::F32(vec![match op {
                 ReduceOp::Sum => v.iter().map(|&x| f64::from(x)).sum::<f64>() as f32,
-                _ => v.iter().fold(f32_identity(op), |a, &b| f32_combine(op, a, b)),
+                _ => v
+                    .iter()
+                    .fold(f32_identity(op), |a, &b| f32_combine(op, a, b)),
             }]),
-            TensorData::U32(v) => TensorData::U32(vec![v.iter().fold(u32::identity(op), |a, &b| a.combine(op, b))]),
-            TensorData::I32(v) => TensorData::I32(vec![v.iter().fold(i32::identity(op), |a, &b| a.combine(op, b))]),
+            TensorData::U32(v) => TensorData::U32(vec![
+                v.iter().fold(u32::identity(op), |a, &b| a.combine(op, b)),
+            ]),
+            TensorData::I32(v) => TensorData::I32(vec![
+                v.iter().fold(i32::identity(op), |a, &b| a.combine(op, b)),
+            ]),
             TensorData::U8(_) => unreachable!("rejected by Reduce::new"),
         };
         Reduce::outputs(value)

@@ -109,7 +109,10 @@ mod tests {
     fn round_trips_every_dtype() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
-            Tensor::new(vec![2, 3], TensorData::F32(vec![1.5, -2.0, 0.0, 7.25, -0.5, 3.0])),
+            Tensor::new(
+                vec![2, 3],
+                TensorData::F32(vec![1.5, -2.0, 0.0, 7.25, -0.5, 3.0]),
+            ),
             Tensor::new(vec![4], TensorData::U32(vec![0, 1, u32::MAX, 42])),
             Tensor::new(vec![1, 3], TensorData::I32(vec![i32::MIN, -1, i32::MAX])),
             Tensor::new(vec![2, 1, 2], TensorData::U8(vec![0, 255, 9, 128])),
@@ -147,7 +150,10 @@ mod tests {
         let text = dir.path().join("notes.npy");
         std::fs::write(&text, "hello").unwrap();
         let msg = read(&text).unwrap_err().to_string();
-        assert!(msg.contains("notes.npy") && msg.contains("not a valid .npy"), "{msg}");
+        assert!(
+            msg.contains("notes.npy") && msg.contains("not a valid .npy"),
+            "{msg}"
+        );
 
         let f64_path = dir.path().join("f64.npy");
         let mut w = npyz::WriteOptions::new()
@@ -163,6 +169,9 @@ mod tests {
 
         let missing = dir.path().join("missing.npy");
         let msg = read(&missing).unwrap_err().to_string();
-        assert!(msg.contains("missing.npy") && msg.contains("cannot open"), "{msg}");
+        assert!(
+            msg.contains("missing.npy") && msg.contains("cannot open"),
+            "{msg}"
+        );
     }
 }

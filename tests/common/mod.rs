@@ -60,16 +60,16 @@ pub fn gpu_small_bindings() -> Option<&'static GpuBackend> {
 macro_rules! on_each_backend {
     ($($body:ident),* $(,)?) => {
         mod cpu {
-            $(#[test] fn $body() { super::$body(crate::common::cpu()); })*
+            $(#[test] fn $body() { super::$body($crate::common::cpu()); })*
         }
         mod gpu {
             $(#[test] fn $body() {
-                if let Some(gpu) = crate::common::gpu() { super::$body(gpu); }
+                if let Some(gpu) = $crate::common::gpu() { super::$body(gpu); }
             })*
         }
         mod gpu_chunked {
             $(#[test] fn $body() {
-                if let Some(gpu) = crate::common::gpu_small_bindings() { super::$body(gpu); }
+                if let Some(gpu) = $crate::common::gpu_small_bindings() { super::$body(gpu); }
             })*
         }
     };
@@ -111,7 +111,11 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
             worst = (i, d.abs());
         }
     }
-    let rel = if ref2 > 0.0 { (err2 / ref2).sqrt() } else { err2.sqrt() };
+    let rel = if ref2 > 0.0 {
+        (err2 / ref2).sqrt()
+    } else {
+        err2.sqrt()
+    };
     assert!(
         rel <= tol,
         "{what}: relative error {rel:e} > {tol:e}; worst at element {}: got {}, expected {}",

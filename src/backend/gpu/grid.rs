@@ -36,7 +36,10 @@ mod tests {
         for groups in [0, 1, 65_535, 65_536, 131_071, 1_000_000, u32::MAX / 2] {
             let (x, y) = spread(groups, 65_535);
             assert!(x <= 65_535 && y <= 65_535, "{groups}: {x}×{y}");
-            assert!(u64::from(x) * u64::from(y) >= u64::from(groups), "{groups}: {x}×{y}");
+            assert!(
+                u64::from(x) * u64::from(y) >= u64::from(groups),
+                "{groups}: {x}×{y}"
+            );
             // No wasted row of groups.
             assert!(u64::from(x) * u64::from(y.saturating_sub(1)) < u64::from(groups.max(1)));
         }

@@ -36,11 +36,10 @@ fn block_shape(t: &Matmul, binding_elems: usize, max_groups: u32) -> Result<(usi
     if cols < t.n && cols > tile {
         cols -= cols % tile;
     }
-    let rows = t
-        .m
-        .min(binding_elems / t.k.max(1))
-        .min(binding_elems / cols.max(1))
-        .min(max_extent);
+    let rows =
+        t.m.min(binding_elems / t.k.max(1))
+            .min(binding_elems / cols.max(1))
+            .min(max_extent);
     Ok((rows.max(1), cols.max(1)))
 }
 
@@ -89,7 +88,11 @@ pub(super) fn run(exec: &mut Exec, t: &Matmul) -> Result<Outputs> {
                 (&b_buf, (k * nb).max(1) as u64 * 4),
                 (&c_buf, (mb * nb * 4) as u64),
             ];
-            let groups = (nb.div_ceil(TILE as usize) as u32, mb.div_ceil(TILE as usize) as u32, 1);
+            let groups = (
+                nb.div_ceil(TILE as usize) as u32,
+                mb.div_ceil(TILE as usize) as u32,
+                1,
+            );
             exec.compute(&[Pass::new(&pipeline, storage, &dims, groups)])?;
             if nb == n {
                 exec.download_into(&c_buf, 0, &mut out[i0 * n..(i0 + mb) * n])?;

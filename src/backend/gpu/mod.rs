@@ -159,7 +159,10 @@ impl GpuBackend {
         } else {
             ""
         };
-        format!("{kind} '{}' ({}){allowed}", self.info.name, self.info.backend)
+        format!(
+            "{kind} '{}' ({}){allowed}",
+            self.info.name, self.info.backend
+        )
     }
 
     /// Elements of `elem_bytes` bytes that fit one storage binding.

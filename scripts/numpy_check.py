@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Checks `anycore run` against NumPy on fresh random data, per backend.
+
+Usage: numpy_check.py ANYCORE_BINARY [--gpu]
+
+With --gpu the GPU backend is checked too (software adapters allowed).
+Prints one line per check and a closing 'N passed, N failed' line; exits 1
+if any check failed.
+"""
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def run(binary, kernel, backend, inputs, params, outdir):
+    out_path = outdir / "out.npy"
+    args = [binary, "run", kernel, "--json", "--backend", backend, "-o", f"out={out_path}"]
+    if backend == "gpu":
+        args.append("--allow-software-gpu")
+    for name, array in inputs.items():
+        path = outdir / f"{name}.npy"
+        np.save(path, array)
+        args += ["-i", f"{name}={path}"]
+    for name, value in params.items():
+        args += ["-p", f"{name}={value}"]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr.strip()}")
+    report = json.loads(proc.stdout)
+    if report["backend"] != backend:
+        raise AssertionError(f"ran on {report['backend']}, not {backend}")
+    return np.load(out_path)
+
+
+def rel_norm(got, want):
+    want = np.asarray(want, dtype=np.float64)
+    diff = np.linalg.norm(got.astype(np.float64) - want)
+    scale = np.linalg.norm(want)
+    return diff / scale if scale > 0 else diff
+
+
+def mandelbrot(width, height, max_iter, x0, x1, y0, y1):
+    """The catalog's definition, vectorised in float32."""
+    f = np.float32
+    cols = np.arange(width, dtype=f)
+    rows = np.arange(height, dtype=f)
+    px = f(x0) + (cols + f(0.5)) * (f(x1) - f(x0)) / f(width)
+    py = f(y0) + (rows + f(0.5)) * (f(y1) - f(y0)) / f(height)
+    pr, pi = np.meshgrid(px, py)
+    zr = np.zeros_like(pr)
+    zi = np.zeros_like(pr)
+    counts = np.full(pr.shape, max_iter, dtype=np.uint32)
+    alive = np.ones(pr.shape, dtype=bool)
+    # Escaped points keep iterating and overflow to inf/NaN; their counts
+    # are already fixed, so the warnings are noise.
+    with np.errstate(all="ignore"):
+        iterate(zr, zi, pr, pi, counts, alive, max_iter)
+    return counts
+
+
+def iterate(zr, zi, pr, pi, counts, alive, max_iter):
+    f = np.float32
+    for n in range(max_iter):
+        zr2, zi2 = zr * zr, zi * zi
+        escaped = alive & (zr2 + zi2 > f(4))
+        counts[escaped] = n
+        alive &= ~escaped
+        zi = f(2) * zr * zi + pi
+        zr = zr2 - zi2 + pr
+
+
+def checks(rng):
+    for m, k, n in [(1, 1, 1), (17, 33, 65), (513, 257, 129)]:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        want = a.astype(np.float64) @ b.astype(np.float64)
+
+        def check(got, want=want, m=m, n=n, a=a, b=b):
+            assert got.shape == (m, n) and got.dtype == np.float32, (got.shape, got.dtype)
+            err = rel_norm(got, want)
+            # A @ B in float32 is itself rounded: ours must be as close as NumPy's.
+            bound = max(1e-6, 4 * rel_norm(a @ b, want))
+            assert err <= bound, f"relative error {err:.2e} > {bound:.2e}"
+
+        yield f"matmul {m}x{k}x{n}", "matmul", {"a": a, "b": b}, {}, check
+
+    for n in [1, 257, 1_000_003]:
+        x = rng.standard_normal(n, dtype=np.float32)
+        y = rng.standard_normal(n, dtype=np.float32)
+        alpha = np.float32(rng.uniform(-3, 3))
+
+        def check(got, x=x, y=y, alpha=alpha):
+            want = alpha * x + y
+            assert got.dtype == np.float32 and got.shape == want.shape
+            assert rel_norm(got, want) <= 1e-6, rel_norm(got, want)
+
+        yield f"axpy n={n}", "axpy", {"x": x, "y": y}, {"a": repr(float(alpha))}, check
+
+    for dtype in [np.float32, np.uint32, np.int32]:
+        n = 1_000_003
+        if dtype == np.float32:
+            x = rng.standard_normal(n, dtype=np.float32)
+        else:
+            info = np.iinfo(dtype)
+            x = rng.integers(info.min, info.max, size=n, dtype=dtype, endpoint=True)
+        for op in ["sum", "min", "max"]:
+
+            def check(got, x=x, op=op, dtype=dtype):
+                assert got.shape == (1,) and got.dtype == dtype, (got.shape, got.dtype)
+                if op == "sum" and dtype == np.float32:
+                    want = np.sum(x, dtype=np.float64)
+                    bound = 1e-5 * np.sum(np.abs(x), dtype=np.float64)
+                    assert abs(float(got[0]) - want) <= bound, (got[0], want)
+                elif op == "sum":
+                    assert got[0] == np.sum(x, dtype=dtype), (got[0], np.sum(x, dtype=dtype))
+                else:
+                    want = getattr(np, op)(x)
+                    assert got[0] == want, (got[0], want)
+
+            yield f"reduce {op} {np.dtype(dtype).name}", "reduce", {"x": x}, {"op": op}, check
+
+    for width, height in [(1, 1), (97, 61), (640, 480)]:
+        params = dict(width=width, height=height, max_iter=int(rng.integers(20, 300)),
+                      x0=-2.5, x1=1.0, y0=-1.25, y1=1.25)
+
+        def check(got, params=params):
+            want = mandelbrot(**params)
+            assert got.shape == want.shape and got.dtype == np.uint32
+            differing = np.count_nonzero(got != want)
+            # Fused multiply-adds may move a few pixels on the set's boundary.
+            assert differing * 200 <= got.size, f"{differing} of {got.size} pixels differ"
+
+        yield f"mandelbrot {width}x{height}", "mandelbrot", {}, params, check
+
+
+def main():
+    binary = sys.argv[1]
+    backends = ["cpu"] + (["gpu"] if "--gpu" in sys.argv[2:] else [])
+    rng = np.random.default_rng()
+    passed = failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        outdir = Path(tmp)
+        for name, kernel, inputs, params, check in checks(rng):
+            for backend in backends:
+                try:
+                    check(run(binary, kernel, backend, inputs, params, outdir))
+                    passed += 1
+                    print(f"ok   {backend} {name}")
+                except AssertionError as e:
+                    failed += 1
+                    print(f"FAIL {backend} {name}: {e}")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

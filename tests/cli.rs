@@ -1,0 +1,361 @@
+//! The command line as a user drives it: `.npy` files in and out, JSON
+//! reports, `devices`, and bad input answered with exit code 2 and a message
+//! that names the problem.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anycore::kernel::{Job, Kernel, Task};
+use anycore::tensor::{Tensor, TensorData, npy};
+use common::{assert_close, random_f32, rng};
+
+fn anycore(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_anycore"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("anycore runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "failed: {}", stderr(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Writes a random f32 matrix and returns its path and the tensor.
+fn matrix(dir: &Path, name: &str, rows: usize, cols: usize) -> (PathBuf, Tensor) {
+    let t = Tensor::new(
+        vec![rows, cols],
+        TensorData::F32(random_f32(&mut rng(), rows * cols)),
+    );
+    let path = dir.join(name);
+    npy::write(&path, &t).unwrap();
+    (path, t)
+}
+
+/// `run matmul` on one backend, checked against the reference.
+fn matmul_via_cli(backend_args: &[&str], expect_backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    for (m, k, n) in [(1, 1, 1), (17, 33, 65), (513, 257, 129)] {
+        let (a_path, a) = matrix(dir.path(), "a.npy", m, k);
+        let (b_path, b) = matrix(dir.path(), "b.npy", k, n);
+        let c_path = dir.path().join("c.npy");
+        let (ia, ib, oc) = (
+            format!("a={}", a_path.display()),
+            format!("b={}", b_path.display()),
+            format!("out={}", c_path.display()),
+        );
+        let mut args = vec!["run", "matmul", "-i", &ia, "-i", &ib, "-o", &oc, "--json"];
+        args.extend_from_slice(backend_args);
+        let report = json(&anycore(&args, &[]));
+        assert_eq!(report["kernel"], "matmul");
+        assert_eq!(report["backend"], expect_backend, "{report}");
+        assert!(
+            report["placement_reason"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty())
+        );
+        for phase in ["upload", "compute", "download", "total"] {
+            assert!(report["timings_ms"][phase].as_f64().is_some(), "{report}");
+        }
+        assert_eq!(report["outputs"]["out"]["dtype"], "f32");
+        assert_eq!(report["outputs"]["out"]["shape"], serde_json::json!([m, n]));
+
+        let task = Task::new(Job::new(Kernel::Matmul).input("a", a).input("b", b)).unwrap();
+        let want = &task.reference()["out"];
+        let got = npy::read(&c_path).unwrap();
+        assert_eq!(got.shape(), &[m, n]);
+        assert_close(
+            &format!("cli matmul {m}x{k}x{n}"),
+            got.as_f32().unwrap(),
+            want.as_f32().unwrap(),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn run_matmul_on_cpu() {
+    matmul_via_cli(&["--backend", "cpu"], "cpu");
+}
+
+#[test]
+fn run_matmul_on_gpu() {
+    if common::gpu().is_some() {
+        matmul_via_cli(&["--backend", "gpu", "--allow-software-gpu"], "gpu");
+    }
+}
+
+#[test]
+fn reduce_reports_small_outputs_inline() {
+    let dir = tempfile::tempdir().unwrap();
+    let x: Vec<i32> = (0..1000).map(|i| (i * 7919) % 2001 - 1000).collect();
+    let path = dir.path().join("x.npy");
+    npy::write(
+        &path,
+        &Tensor::new(vec![x.len()], TensorData::I32(x.clone())),
+    )
+    .unwrap();
+    let input = format!("x={}", path.display());
+    let report = json(&anycore(
+        &[
+            "run",
+            "reduce",
+            "-i",
+            &input,
+            "-p",
+            "op=max",
+            "--json",
+            "--backend",
+            "cpu",
+        ],
+        &[],
+    ));
+    assert_eq!(report["outputs"]["out"]["dtype"], "i32");
+    assert_eq!(
+        report["outputs"]["out"]["values"][0],
+        *x.iter().max().unwrap()
+    );
+}
+
+#[test]
+fn mandelbrot_writes_a_png_of_the_right_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.png");
+    let out = format!("out={}", path.display());
+    let report = json(&anycore(
+        &[
+            "run",
+            "mandelbrot",
+            "-p",
+            "width=97",
+            "-p",
+            "height=61",
+            "-o",
+            &out,
+            "--json",
+        ],
+        &[],
+    ));
+    assert_eq!(
+        report["outputs"]["out"]["shape"],
+        serde_json::json!([61, 97])
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+    let info = decoder.read_info().unwrap().info().clone();
+    assert_eq!((info.width, info.height), (97, 61));
+}
+
+#[test]
+fn without_any_adapter_auto_runs_on_the_cpu_and_says_why() {
+    let out = anycore(
+        &[
+            "run",
+            "mandelbrot",
+            "-p",
+            "width=8",
+            "-p",
+            "height=8",
+            "--json",
+        ],
+        &[
+            ("VK_ICD_FILENAMES", "/nonexistent.json"),
+            ("ANYCORE_ALLOW_SOFTWARE_GPU", "1"),
+        ],
+    );
+    let report = json(&out);
+    assert_eq!(report["backend"], "cpu");
+    let reason = report["placement_reason"].as_str().unwrap();
+    assert!(reason.contains("no GPU adapter"), "{reason}");
+}
+
+#[test]
+fn software_adapter_is_not_used_unless_allowed() {
+    let report = json(&anycore(
+        &[
+            "run",
+            "mandelbrot",
+            "-p",
+            "width=8",
+            "-p",
+            "height=8",
+            "--json",
+        ],
+        &[("ANYCORE_ALLOW_SOFTWARE_GPU", "0")],
+    ));
+    // On a machine with a hardware GPU auto may pick it; otherwise the CPU.
+    if report["backend"] == "cpu" {
+        let reason = report["placement_reason"].as_str().unwrap();
+        assert!(
+            reason.contains("no hardware GPU") || reason.contains("no GPU adapter"),
+            "{reason}"
+        );
+    } else {
+        assert!(
+            !report["device"].as_str().unwrap().contains("llvmpipe"),
+            "{report}"
+        );
+    }
+}
+
+#[test]
+fn backend_gpu_without_adapter_is_exit_2_with_advice() {
+    let out = anycore(
+        &[
+            "run",
+            "mandelbrot",
+            "-p",
+            "width=8",
+            "-p",
+            "height=8",
+            "--backend",
+            "gpu",
+        ],
+        &[("VK_ICD_FILENAMES", "/nonexistent.json")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let msg = stderr(&out);
+    assert!(
+        msg.contains("--backend gpu needs a GPU") && msg.contains("install"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn devices_lists_adapters_and_the_cpu_pool() {
+    let report = json(&anycore(
+        &["devices", "--json", "--allow-software-gpu"],
+        &[],
+    ));
+    assert!(report["cpu"]["threads"].as_u64().unwrap() >= 1);
+    let adapters = report["adapters"].as_array().unwrap();
+    if common::gpu().is_some() {
+        assert!(!adapters.is_empty(), "{report}");
+        let a = &adapters[0];
+        for key in ["name", "backend", "device_type", "driver", "used_by_auto"] {
+            assert!(!a[key].is_null(), "missing {key}: {report}");
+        }
+        assert!(
+            a["limits"]["max_storage_buffer_binding_size"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+    }
+    let text = anycore(&["devices"], &[]);
+    assert!(text.status.success());
+    assert!(String::from_utf8_lossy(&text.stdout).contains("--backend auto uses"));
+}
+
+/// Runs a command that must fail with exit code 2 and a message containing
+/// every one of `needles`.
+fn assert_bad_input(args: &[&str], needles: &[&str]) {
+    let out = anycore(args, &[]);
+    let msg = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {msg}");
+    for needle in needles {
+        assert!(msg.contains(needle), "{args:?}: '{needle}' not in: {msg}");
+    }
+    assert!(!msg.contains("panicked"), "{args:?}: {msg}");
+}
+
+#[test]
+fn bad_input_is_exit_2_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let (a34, _) = matrix(dir.path(), "a34.npy", 3, 4);
+    let (b52, _) = matrix(dir.path(), "b52.npy", 5, 2);
+    std::fs::write(p("text.npy"), "just text").unwrap();
+    npy::write(
+        &dir.path().join("ints.npy"),
+        &Tensor::new(vec![3], TensorData::I32(vec![1, 2, 3])),
+    )
+    .unwrap();
+    let a34 = format!("a={}", a34.display());
+    let b52 = format!("b={}", b52.display());
+    let missing = format!("x={}", p("missing.npy"));
+    let text = format!("x={}", p("text.npy"));
+    let ints = format!("x={}", p("ints.npy"));
+    let y_ints = format!("y={}", p("ints.npy"));
+
+    assert_bad_input(&["run", "nosuch"], &["unknown kernel 'nosuch'", "matmul"]);
+    assert_bad_input(
+        &["run", "axpy", "-i", &missing, "-i", &y_ints],
+        &["missing.npy", "cannot open"],
+    );
+    assert_bad_input(
+        &["run", "axpy", "-i", &text, "-i", &y_ints],
+        &["text.npy", "not a valid .npy"],
+    );
+    assert_bad_input(
+        &["run", "axpy", "-i", &ints, "-i", &y_ints],
+        &["input 'x' of axpy is i32[3]", "f32"],
+    );
+    assert_bad_input(
+        &["run", "matmul", "-i", &a34, "-i", &b52],
+        &["a's columns (4) must equal b's rows (5)"],
+    );
+    assert_bad_input(&["run", "matmul", "-i", &a34], &["matmul needs input 'b'"]);
+    assert_bad_input(
+        &["run", "axpy", "-i", "x"],
+        &["-i expects NAME=FILE.npy, got 'x'"],
+    );
+    assert_bad_input(
+        &["run", "matmul", "-i", "q=a.npy"],
+        &["unknown input 'q' for matmul"],
+    );
+    assert_bad_input(
+        &[
+            "run",
+            "mandelbrot",
+            "-p",
+            "width=10",
+            "-p",
+            "height=10",
+            "-p",
+            "zoom=2",
+        ],
+        &["unknown parameter 'zoom'", "max_iter"],
+    );
+    assert_bad_input(
+        &["run", "mandelbrot", "-p", "width=ten", "-p", "height=10"],
+        &["parameter 'width' of mandelbrot: 'ten'"],
+    );
+    assert_bad_input(
+        &["run", "mandelbrot", "-p", "height=10"],
+        &["needs parameter 'width'"],
+    );
+    assert_bad_input(
+        &["run", "reduce", "-i", &ints, "-p", "op=median"],
+        &["'median' is not one of sum, min, max"],
+    );
+    assert_bad_input(
+        &[
+            "run",
+            "mandelbrot",
+            "-p",
+            "width=4",
+            "-p",
+            "height=4",
+            "-o",
+            "img=x.npy",
+        ],
+        &["unknown output 'img'"],
+    );
+    assert_bad_input(
+        &["run", "matmul", "-i", &a34, "-i", &b52, "-o", "out=c.png"],
+        &["only mandelbrot"],
+    );
+    assert_bad_input(&["run", "axpy", "--backend", "tpu"], &["tpu"]);
+}
