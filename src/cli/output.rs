@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
-use anycore::kernel::{Task, mandelbrot};
+use anycore::kernel::{Kernel, Task, mandelbrot};
 use anycore::tensor::{Tensor, npy};
 use anycore::{Error, Result};
 
@@ -17,8 +17,8 @@ pub fn is_png(path: &Path) -> bool {
 
 /// Checks, before anything runs, that the output can be written in the
 /// format its path asks for.
-pub fn check_format(task_kernel: anycore::kernel::Kernel, name: &str, path: &Path) -> Result<()> {
-    if is_png(path) && task_kernel != anycore::kernel::Kernel::Mandelbrot {
+pub fn check_format(kernel: Kernel, name: &str, path: &Path) -> Result<()> {
+    if is_png(path) && kernel != Kernel::Mandelbrot {
         return Err(Error::BadInput(format!(
             "output '{name}' -> {}: only mandelbrot's output can be written as .png; use .npy",
             path.display()

@@ -90,12 +90,7 @@ pub fn main(args: Args) -> Result<()> {
     let kernel = Kernel::from_name(&args.kernel)?;
     let outputs = pairs("-o", "FILE", &args.outputs)?;
     for (name, path) in &outputs {
-        if !kernel.signature().outputs.contains(name) {
-            return Err(Error::BadInput(format!(
-                "unknown output '{name}' for {kernel} (it gives: {})",
-                kernel.signature().outputs.join(", ")
-            )));
-        }
+        kernel.check_output(name)?;
         output::check_format(kernel, name, path.as_ref())?;
     }
     let mut job = Job::new(kernel);
@@ -105,16 +100,7 @@ pub fn main(args: Args) -> Result<()> {
     // Names are checked before any file is read, so a typo costs nothing.
     let inputs = pairs("-i", "FILE.npy", &args.inputs)?;
     for name in inputs.keys() {
-        if !kernel.signature().inputs.contains(name) {
-            return Err(Error::BadInput(format!(
-                "unknown input '{name}' for {kernel} (it takes: {})",
-                if kernel.signature().inputs.is_empty() {
-                    "nothing".to_owned()
-                } else {
-                    kernel.signature().inputs.join(", ")
-                }
-            )));
-        }
+        kernel.check_input(name)?;
     }
     for (name, path) in inputs {
         job = job.input(name, npy::read(path.as_ref())?);

@@ -99,6 +99,35 @@ impl Kernel {
         }
     }
 
+    /// Checks that `name` is one of this kernel's inputs.
+    pub fn check_input(self, name: &str) -> Result<()> {
+        self.check_known("input", "takes", name, self.signature().inputs)
+    }
+
+    /// Checks that `name` is one of this kernel's parameters.
+    pub fn check_param(self, name: &str) -> Result<()> {
+        self.check_known("parameter", "takes", name, self.signature().params)
+    }
+
+    /// Checks that `name` is one of this kernel's outputs.
+    pub fn check_output(self, name: &str) -> Result<()> {
+        self.check_known("output", "gives", name, self.signature().outputs)
+    }
+
+    fn check_known(self, what: &str, verb: &str, name: &str, known: &[&str]) -> Result<()> {
+        if known.contains(&name) {
+            return Ok(());
+        }
+        let list = if known.is_empty() {
+            "nothing".to_owned()
+        } else {
+            known.join(", ")
+        };
+        Err(Error::bad(format!(
+            "unknown {what} '{name}' for {self} (it {verb}: {list})"
+        )))
+    }
+
     /// Its shader.
     pub fn shader(self) -> &'static ShaderInfo {
         match self {
@@ -172,14 +201,8 @@ impl Task {
     /// (dtypes, shapes, parameter ranges).
     pub fn new(job: Job) -> Result<Task> {
         let kernel = job.kernel;
-        let sig = kernel.signature();
         for name in job.params.keys() {
-            if !sig.params.contains(&name.as_str()) {
-                return Err(Error::bad(format!(
-                    "unknown parameter '{name}' for {kernel} (it takes: {})",
-                    list_or_none(sig.params)
-                )));
-            }
+            kernel.check_param(name)?;
         }
         let params = Params::new(kernel.name(), &job.params);
         let inputs = Inputs::new(kernel, job.inputs)?;
@@ -224,14 +247,6 @@ impl Task {
     }
 }
 
-fn list_or_none(names: &[&str]) -> String {
-    if names.is_empty() {
-        "nothing".into()
-    } else {
-        names.join(", ")
-    }
-}
-
 /// A job's input tensors, checked against the signature; kernels take them
 /// out one by one with the checks they need.
 pub(crate) struct Inputs {
@@ -241,16 +256,10 @@ pub(crate) struct Inputs {
 
 impl Inputs {
     fn new(kernel: Kernel, map: BTreeMap<String, Tensor>) -> Result<Self> {
-        let sig = kernel.signature();
         for name in map.keys() {
-            if !sig.inputs.contains(&name.as_str()) {
-                return Err(Error::bad(format!(
-                    "unknown input '{name}' for {kernel} (it takes: {})",
-                    list_or_none(sig.inputs)
-                )));
-            }
+            kernel.check_input(name)?;
         }
-        for name in sig.inputs {
+        for name in kernel.signature().inputs {
             if !map.contains_key(*name) {
                 return Err(Error::bad(format!(
                     "{kernel} needs input '{name}' (pass -i {name}=FILE.npy)"
