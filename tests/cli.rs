@@ -157,18 +157,13 @@ fn mandelbrot_writes_a_png_of_the_right_size() {
     assert_eq!((info.width, info.height), (97, 61));
 }
 
+/// A job that needs no input files.
+const TINY_JOB: &[&str] = &["run", "mandelbrot", "-p", "width=8", "-p", "height=8"];
+
 #[test]
 fn without_any_adapter_auto_runs_on_the_cpu_and_says_why() {
     let out = anycore(
-        &[
-            "run",
-            "mandelbrot",
-            "-p",
-            "width=8",
-            "-p",
-            "height=8",
-            "--json",
-        ],
+        &[TINY_JOB, &["--json"]].concat(),
         &[
             ("VK_ICD_FILENAMES", "/nonexistent.json"),
             ("ANYCORE_ALLOW_SOFTWARE_GPU", "1"),
@@ -183,15 +178,7 @@ fn without_any_adapter_auto_runs_on_the_cpu_and_says_why() {
 #[test]
 fn software_adapter_is_not_used_unless_allowed() {
     let report = json(&anycore(
-        &[
-            "run",
-            "mandelbrot",
-            "-p",
-            "width=8",
-            "-p",
-            "height=8",
-            "--json",
-        ],
+        &[TINY_JOB, &["--json"]].concat(),
         &[("ANYCORE_ALLOW_SOFTWARE_GPU", "0")],
     ));
     // On a machine with a hardware GPU auto may pick it; otherwise the CPU.
@@ -212,16 +199,7 @@ fn software_adapter_is_not_used_unless_allowed() {
 #[test]
 fn backend_gpu_without_adapter_is_exit_2_with_advice() {
     let out = anycore(
-        &[
-            "run",
-            "mandelbrot",
-            "-p",
-            "width=8",
-            "-p",
-            "height=8",
-            "--backend",
-            "gpu",
-        ],
+        &[TINY_JOB, &["--backend", "gpu"]].concat(),
         &[("VK_ICD_FILENAMES", "/nonexistent.json")],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
