@@ -163,15 +163,49 @@ fn mandelbrot_matches_reference(backend: &dyn Backend) {
             g.iter().all(|&c| c <= max_iter),
             "{width}x{height}: a count exceeds max_iter {max_iter} (unwritten pixel?)"
         );
-        // A fused multiply-add on the GPU can move a pixel on the set's
-        // chaotic boundary; anything more is a bug.
-        let differing = g.iter().zip(w).filter(|(a, b)| a != b).count();
-        assert!(
-            differing * 200 <= g.len(),
-            "{width}x{height} max_iter {max_iter}: {differing} of {} pixels differ",
-            g.len()
+        assert_counts_match(
+            &format!("{width}x{height} max_iter {max_iter}"),
+            g,
+            w,
+            width as usize,
+            max_iter,
         );
     }
+}
+
+/// Iteration counts from a backend against the reference. GPUs may fuse
+/// multiply-adds and divide less exactly, which can change the count of a
+/// pixel whose orbit passes |z|² = 4 almost exactly (such pixels lie on the
+/// edge between two count bands) or of a point on the chaotic rim of the set
+/// (one side says `max_iter`). So a differing pixel must be one of those, or
+/// on the image border, and at most 2% of pixels may differ. Wrong rows,
+/// bands or offsets differ inside bands, or in far more pixels.
+fn assert_counts_match(what: &str, got: &[u32], want: &[u32], width: usize, max_iter: u32) {
+    let height = want.len() / width;
+    let mut differing = 0;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if g == w {
+            continue;
+        }
+        differing += 1;
+        let (r, c) = (i / width, i % width);
+        let on_border = r == 0 || c == 0 || r + 1 == height || c + 1 == width;
+        let edge = on_border
+            || g == max_iter
+            || w == max_iter
+            || [i - 1, i + 1, i - width, i + width]
+                .iter()
+                .any(|&j| want[j] != w);
+        assert!(
+            edge,
+            "{what}: pixel (row {r}, col {c}) is {g}, expected {w}, inside a band of equal counts"
+        );
+    }
+    assert!(
+        differing * 50 <= got.len(),
+        "{what}: {differing} of {} pixels differ",
+        got.len()
+    );
 }
 
 on_each_backend!(
