@@ -22,7 +22,7 @@ import numpy as np
 def run(binary, args):
     out = subprocess.run([binary, "run", *args, "--json"], capture_output=True, text=True)
     if out.returncode != 0:
-        raise SystemExit(f"{args}: {out.stderr}")
+        raise RuntimeError(f"{args}: {out.stderr.strip()}")
     return json.loads(out.stdout)
 
 
@@ -82,7 +82,11 @@ def main():
         print(f"{'job':22} {'backend':8} {'upload':>9} {'compute':>9} {'download':>9} {'total':>9}  rate (compute)")
         for name, (args, work, unit) in jobs.items():
             for backend in ["gpu", "cpu"]:
-                t, rep = median_report(binary, args + ["--backend", backend])
+                try:
+                    t, rep = median_report(binary, args + ["--backend", backend])
+                except RuntimeError as e:
+                    print(f"{name:22} {backend:8} failed: {e}")
+                    continue
                 rate = work / (t["compute"] / 1e3)
                 print(f"{name:22} {backend:8} {t['upload']:9.2f} {t['compute']:9.2f} {t['download']:9.2f} {t['total']:9.2f}  {rate:10.1f} {unit}   [{rep['device']}]")
     for k, v in torch_reference(n_mm, n_vec).items():
