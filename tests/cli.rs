@@ -157,6 +157,13 @@ fn mandelbrot_writes_a_png_of_the_right_size() {
     assert_eq!((info.width, info.height), (97, 61));
 }
 
+/// Hides every Vulkan driver from the loader. `VK_DRIVER_FILES` is the newer
+/// name and wins over `VK_ICD_FILENAMES` where it is set, so both are set.
+const NO_VULKAN_DRIVERS: &[(&str, &str)] = &[
+    ("VK_ICD_FILENAMES", "/nonexistent.json"),
+    ("VK_DRIVER_FILES", "/nonexistent.json"),
+];
+
 /// A job that needs no input files.
 const TINY_JOB: &[&str] = &["run", "mandelbrot", "-p", "width=8", "-p", "height=8"];
 
@@ -164,10 +171,7 @@ const TINY_JOB: &[&str] = &["run", "mandelbrot", "-p", "width=8", "-p", "height=
 fn without_any_adapter_auto_runs_on_the_cpu_and_says_why() {
     let out = anycore(
         &[TINY_JOB, &["--json"]].concat(),
-        &[
-            ("VK_ICD_FILENAMES", "/nonexistent.json"),
-            ("ANYCORE_ALLOW_SOFTWARE_GPU", "1"),
-        ],
+        &[NO_VULKAN_DRIVERS, &[("ANYCORE_ALLOW_SOFTWARE_GPU", "1")]].concat(),
     );
     let report = json(&out);
     assert_eq!(report["backend"], "cpu");
@@ -200,7 +204,7 @@ fn software_adapter_is_not_used_unless_allowed() {
 fn backend_gpu_without_adapter_is_exit_2_with_advice() {
     let out = anycore(
         &[TINY_JOB, &["--backend", "gpu"]].concat(),
-        &[("VK_ICD_FILENAMES", "/nonexistent.json")],
+        NO_VULKAN_DRIVERS,
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let msg = stderr(&out);
