@@ -32,6 +32,35 @@ pub enum Error {
     #[error("GPU failure: {0}")]
     Gpu(String),
 
+    /// The coordinator is full and the caller asked not to wait.
+    #[error("busy: the job queue is full; retry later")]
+    Busy,
+
+    /// The coordinator is shutting down and takes no more jobs.
+    #[error("shutting down: no more jobs are taken")]
+    ShuttingDown,
+
+    /// The job was cancelled before it started.
+    #[error("cancelled before it started")]
+    Cancelled,
+
+    /// A kernel panicked; only its job failed.
+    #[error("the kernel panicked: {0}")]
+    Panicked(String),
+
+    /// Some jobs of a batch failed (each was reported on its own).
+    #[error("{failed} of {total} jobs failed")]
+    BatchFailed {
+        /// Jobs that failed.
+        failed: usize,
+        /// Jobs in the batch.
+        total: usize,
+    },
+
+    /// Talking to an anycore server failed, or it refused the job.
+    #[error("server: {0}")]
+    Remote(String),
+
     /// Writing a result failed.
     #[error("cannot write {}: {source}", path.display())]
     Write {

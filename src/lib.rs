@@ -10,6 +10,11 @@
 //! - [`backend`]: the [`Backend`](backend::Backend) trait, implemented by the
 //!   GPU ([`backend::gpu`]) and the CPU ([`backend::cpu`]), and
 //!   [`backend::open`], which picks one and says why.
+//! - [`coordinator`]: takes jobs concurrently, places each (`gpu`, `cpu`
+//!   or `auto` by a cost model plus queued work) and runs it on a worker.
+//! - [`engine`]: the coordinator ready to embed: [`engine::Engine`] (async)
+//!   and [`engine::BlockingEngine`].
+//! - [`service`]: the HTTP API over an engine (axum).
 //! - [`error`]: the error type; the command line maps it to exit codes.
 //!
 //! # Example
@@ -34,8 +39,11 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod coordinator;
+pub mod engine;
 pub mod error;
 pub mod kernel;
+pub mod service;
 pub mod tensor;
 
 pub use error::{Error, Result};

@@ -2,9 +2,12 @@
 //! usage or bad input, 1 a failure while running. Each subcommand has its
 //! own module; clap stays out of the library.
 
+mod batch;
 mod devices;
 mod output;
+mod remote;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -26,6 +29,10 @@ enum Command {
     Devices(devices::Args),
     /// Run one kernel on .npy inputs.
     Run(run::Args),
+    /// Run many jobs from a JSON-lines file, concurrently.
+    Batch(batch::Args),
+    /// Serve jobs over HTTP.
+    Serve(serve::Args),
 }
 
 /// `--backend`.
@@ -37,6 +44,17 @@ enum BackendArg {
     Gpu,
     /// The CPU's rayon pool.
     Cpu,
+}
+
+impl BackendArg {
+    /// The name, as the HTTP API takes it.
+    fn name(self) -> &'static str {
+        match self {
+            BackendArg::Auto => "auto",
+            BackendArg::Gpu => "gpu",
+            BackendArg::Cpu => "cpu",
+        }
+    }
 }
 
 impl From<BackendArg> for BackendChoice {
@@ -55,6 +73,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Devices(args) => devices::main(args),
         Command::Run(args) => run::main(args),
+        Command::Batch(args) => batch::main(args),
+        Command::Serve(args) => serve::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,24 +27,36 @@ pub fn check_format(kernel: Kernel, name: &str, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes one output tensor to `path`.
-pub fn write(task: &Task, tensor: &Tensor, path: &Path) -> Result<()> {
+/// The iteration cap that colours a picture of this task's output, for
+/// kernels whose output can be a picture.
+pub fn picture_scale(task: &Task) -> Option<u32> {
     match task {
-        Task::Mandelbrot(m) if is_png(path) => write_png(m, tensor, path),
+        Task::Mandelbrot(m) => Some(m.max_iter),
+        _ => None,
+    }
+}
+
+/// Writes one output tensor to `path`: a picture for a `.png` path (with
+/// `scale` from [`picture_scale`]; [`check_format`] has refused the others),
+/// else a `.npy` file.
+pub fn write(tensor: &Tensor, path: &Path, scale: Option<u32>) -> Result<()> {
+    match scale {
+        Some(max_iter) if is_png(path) => write_png(tensor, max_iter, path),
         _ => npy::write(path, tensor),
     }
 }
 
-fn write_png(m: &mandelbrot::Mandelbrot, tensor: &Tensor, path: &Path) -> Result<()> {
+fn write_png(tensor: &Tensor, max_iter: u32, path: &Path) -> Result<()> {
     let counts = tensor.as_u32().expect("mandelbrot gives u32 counts");
-    let rgb = mandelbrot::to_rgb(counts, m.max_iter);
+    let (height, width) = (tensor.shape()[0] as u32, tensor.shape()[1] as u32);
+    let rgb = mandelbrot::to_rgb(counts, max_iter);
     let io_err = |e: std::io::Error| Error::Write {
         path: path.to_owned(),
         source: e,
     };
     let png_err = |e: png::EncodingError| io_err(std::io::Error::other(e));
     let file = File::create(path).map_err(io_err)?;
-    let mut encoder = png::Encoder::new(BufWriter::new(file), m.width, m.height);
+    let mut encoder = png::Encoder::new(BufWriter::new(file), width, height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(png_err)?;

@@ -6,13 +6,14 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use anycore::backend;
 use anycore::backend::gpu::GpuOptions;
-use anycore::backend::{self, Timings};
-use anycore::kernel::{Job, Kernel, Task};
-use anycore::tensor::{Tensor, TensorData, npy};
+use anycore::kernel::{Job, Kernel, Outputs, Task};
+use anycore::service::api::inline;
+use anycore::tensor::npy;
 use anycore::{Error, Result};
 
-use super::{BackendArg, output};
+use super::{BackendArg, output, remote};
 
 /// Outputs with at most this many elements have their values in the report.
 const INLINE_VALUES: usize = 16;
@@ -41,6 +42,10 @@ pub struct Args {
     /// Print one JSON object describing the run on stdout.
     #[arg(long)]
     json: bool,
+    /// Send the job to a running `anycore serve` (e.g. http://127.0.0.1:7878)
+    /// instead of running it here.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -49,7 +54,7 @@ struct Report {
     backend: String,
     device: String,
     placement_reason: String,
-    timings_ms: Timings,
+    timings_ms: serde_json::Value,
     outputs: BTreeMap<String, OutputReport>,
 }
 
@@ -105,8 +110,29 @@ pub fn main(args: Args) -> Result<()> {
     for (name, path) in inputs {
         job = job.input(name, npy::read(path.as_ref())?);
     }
-    let task = Task::new(job)?;
+    let (report, results, scale) = match &args.server {
+        Some(url) => {
+            let request = remote::request(&job, args.backend.name());
+            let task = Task::new(job)?; // checked here first: bad input never travels
+            let response = remote::post(url, &request)?;
+            let outputs = remote::outputs(&response)?;
+            let report = Report {
+                kernel: kernel.name(),
+                backend: response.backend,
+                device: response.device,
+                placement_reason: response.placement_reason,
+                timings_ms: serde_json::json!(response.timings_ms),
+                outputs: BTreeMap::new(),
+            };
+            (report, outputs, output::picture_scale(&task))
+        }
+        None => run_here(&args, Task::new(job)?)?,
+    };
+    finish(report, results, scale, &outputs, args.json)
+}
 
+/// Runs the task in this process on the chosen backend.
+fn run_here(args: &Args, task: Task) -> Result<(Report, Outputs, Option<u32>)> {
     let mut gpu_options = GpuOptions::from_env();
     gpu_options.allow_software |= args.allow_software_gpu;
     let placement = backend::open(args.backend.into(), &gpu_options).map_err(|e| match e {
@@ -114,24 +140,35 @@ pub fn main(args: Args) -> Result<()> {
         other => other,
     })?;
     log::info!(
-        "{kernel} on {}: {}",
+        "{} on {}: {}",
+        task.kernel(),
         placement.backend.device(),
         placement.reason
     );
     let run = placement.backend.run(&task)?;
-
-    let mut report = Report {
-        kernel: kernel.name(),
+    let report = Report {
+        kernel: task.kernel().name(),
         backend: placement.backend.kind().to_string(),
         device: placement.backend.device(),
         placement_reason: placement.reason,
-        timings_ms: run.timings,
+        timings_ms: serde_json::json!(run.timings),
         outputs: BTreeMap::new(),
     };
-    for (name, tensor) in &run.outputs {
-        let path = outputs.get(name.as_str()).map(PathBuf::from);
+    Ok((report, run.outputs, output::picture_scale(&task)))
+}
+
+/// Writes the outputs asked for and prints the report.
+fn finish(
+    mut report: Report,
+    results: Outputs,
+    scale: Option<u32>,
+    paths: &BTreeMap<&str, &str>,
+    json: bool,
+) -> Result<()> {
+    for (name, tensor) in &results {
+        let path = paths.get(name.as_str()).map(PathBuf::from);
         if let Some(path) = &path {
-            output::write(&task, tensor, path)?;
+            output::write(tensor, path, scale)?;
         }
         report.outputs.insert(
             name.clone(),
@@ -139,11 +176,11 @@ pub fn main(args: Args) -> Result<()> {
                 dtype: tensor.dtype().name(),
                 shape: tensor.shape().to_vec(),
                 path,
-                values: (tensor.len() <= INLINE_VALUES).then(|| values_json(tensor)),
+                values: (tensor.len() <= INLINE_VALUES).then(|| inline(tensor)),
             },
         );
     }
-    if args.json {
+    if json {
         println!(
             "{}",
             serde_json::to_string(&report).expect("report serialises")
@@ -154,23 +191,16 @@ pub fn main(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn values_json(t: &Tensor) -> serde_json::Value {
-    match t.data() {
-        // NaN and infinities have no JSON number: serde_json writes null.
-        TensorData::F32(v) => serde_json::json!(v),
-        TensorData::U32(v) => serde_json::json!(v),
-        TensorData::I32(v) => serde_json::json!(v),
-        TensorData::U8(v) => serde_json::json!(v),
-    }
-}
-
 fn print_human(r: &Report) {
     println!("{} ran on {} ({})", r.kernel, r.backend, r.device);
     println!("  why: {}", r.placement_reason);
-    let t = &r.timings_ms;
+    let t = |phase: &str| r.timings_ms[phase].as_f64().unwrap_or(0.0);
     println!(
         "  time: {:.3} ms total (upload {:.3}, compute {:.3}, download {:.3})",
-        t.total, t.upload, t.compute, t.download
+        t("total"),
+        t("upload"),
+        t("compute"),
+        t("download")
     );
     for (name, o) in &r.outputs {
         let desc = anycore::tensor::describe_name(o.dtype, &o.shape);

@@ -11,12 +11,13 @@ pub mod axpy;
 pub mod mandelbrot;
 pub mod matmul;
 mod params;
+pub mod random;
 pub mod reduce;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use params::Params;
+pub use params::{Params, param_text};
 
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};

@@ -84,3 +84,16 @@ impl<'a> Params<'a> {
         }
     }
 }
+
+/// A parameter given as JSON (`2.5`, `"max"`, `true`) as the text the
+/// kernels parse; arrays and objects are refused, naming the parameter.
+pub fn param_text(name: &str, value: &serde_json::Value) -> Result<String> {
+    match value {
+        serde_json::Value::String(s) => Ok(s.clone()),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        serde_json::Value::Bool(b) => Ok(b.to_string()),
+        other => Err(Error::bad(format!(
+            "parameter '{name}' must be a number, a string or a boolean, not {other}"
+        ))),
+    }
+}

@@ -19,6 +19,17 @@ pub enum DType {
 }
 
 impl DType {
+    /// Parses `f32`, `u32`, `i32` or `u8` (NumPy's `float32` and friends too).
+    pub fn from_name(name: &str) -> Option<DType> {
+        match name {
+            "f32" | "float32" => Some(DType::F32),
+            "u32" | "uint32" => Some(DType::U32),
+            "i32" | "int32" => Some(DType::I32),
+            "u8" | "uint8" => Some(DType::U8),
+            _ => None,
+        }
+    }
+
     /// The short name used in messages and JSON (`f32`, `u32`, …).
     pub fn name(self) -> &'static str {
         match self {

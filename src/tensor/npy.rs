@@ -5,7 +5,7 @@
 //! order) and turns everything else into an error that names the file.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use npyz::{DType as NpyDType, Order, TypeChar, WriterBuilder};
@@ -20,13 +20,22 @@ pub fn read(path: &Path) -> Result<Tensor> {
         message,
     };
     let file = File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
-    let npy = npyz::NpyFile::new(BufReader::new(file))
-        .map_err(|e| bad(format!("not a valid .npy file ({e})")))?;
+    parse(BufReader::new(file)).map_err(bad)
+}
+
+/// Reads `.npy` bytes held in memory; the error says what is wrong.
+pub fn from_bytes(bytes: &[u8]) -> Result<Tensor, String> {
+    parse(bytes)
+}
+
+/// Parses a `.npy` stream, or says what is wrong with it.
+fn parse(reader: impl Read) -> Result<Tensor, String> {
+    let npy = npyz::NpyFile::new(reader).map_err(|e| format!("not a valid .npy file ({e})"))?;
     if npy.order() == Order::Fortran {
-        return Err(bad(
+        return Err(
             "Fortran-order arrays are not supported; save it with numpy.ascontiguousarray(a)"
                 .into(),
-        ));
+        );
     }
     let dtype = match npy.dtype() {
         NpyDType::Plain(ts) => match (ts.type_char(), ts.size_field()) {
@@ -35,24 +44,24 @@ pub fn read(path: &Path) -> Result<Tensor> {
             (TypeChar::Int, 4) => DType::I32,
             (TypeChar::Uint, 1) => DType::U8,
             _ => {
-                return Err(bad(format!(
+                return Err(format!(
                     "dtype '{ts}' is not supported (use float32, uint32, int32 or uint8)"
-                )));
+                ));
             }
         },
         other => {
-            return Err(bad(format!(
+            return Err(format!(
                 "structured dtype {} is not supported (use float32, uint32, int32 or uint8)",
                 other.descr()
-            )));
+            ));
         }
     };
     let shape: Vec<usize> = npy
         .shape()
         .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| bad(format!("dimension {d} is too large"))))
-        .collect::<Result<_>>()?;
-    let truncated = |e: std::io::Error| bad(format!("cannot read the array data ({e})"));
+        .map(|&d| usize::try_from(d).map_err(|_| format!("dimension {d} is too large")))
+        .collect::<Result<_, _>>()?;
+    let truncated = |e: std::io::Error| format!("cannot read the array data ({e})");
     let data = match dtype {
         DType::F32 => TensorData::F32(npy.into_vec().map_err(truncated)?),
         DType::U32 => TensorData::U32(npy.into_vec().map_err(truncated)?),
@@ -60,12 +69,19 @@ pub fn read(path: &Path) -> Result<Tensor> {
         DType::U8 => TensorData::U8(npy.into_vec().map_err(truncated)?),
     };
     if shape.iter().product::<usize>() != data.len() {
-        return Err(bad(format!(
+        return Err(format!(
             "header promises shape {shape:?} but the file holds {} elements",
             data.len()
-        )));
+        ));
     }
     Ok(Tensor::new(shape, data))
+}
+
+/// A tensor as `.npy` bytes.
+pub fn to_bytes(tensor: &Tensor) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    write_to(&mut bytes, tensor).expect("writing to memory cannot fail");
+    bytes
 }
 
 /// Writes a tensor as a little-endian, C-order `.npy` file.
@@ -76,15 +92,19 @@ pub fn write(path: &Path, tensor: &Tensor) -> Result<()> {
     };
     let file = File::create(path).map_err(io_err)?;
     let mut out = BufWriter::new(file);
+    write_to(&mut out, tensor)
+        .and_then(|()| out.flush())
+        .map_err(io_err)
+}
+
+fn write_to(out: &mut impl Write, tensor: &Tensor) -> std::io::Result<()> {
     let shape: Vec<u64> = tensor.shape().iter().map(|&d| d as u64).collect();
     match tensor.data() {
-        TensorData::F32(v) => write_items(&mut out, &shape, v),
-        TensorData::U32(v) => write_items(&mut out, &shape, v),
-        TensorData::I32(v) => write_items(&mut out, &shape, v),
-        TensorData::U8(v) => write_items(&mut out, &shape, v),
+        TensorData::F32(v) => write_items(out, &shape, v),
+        TensorData::U32(v) => write_items(out, &shape, v),
+        TensorData::I32(v) => write_items(out, &shape, v),
+        TensorData::U8(v) => write_items(out, &shape, v),
     }
-    .and_then(|()| out.flush())
-    .map_err(io_err)
 }
 
 fn write_items<T, W>(out: &mut W, shape: &[u64], items: &[T]) -> std::io::Result<()>
@@ -122,6 +142,7 @@ mod tests {
             let path = dir.path().join(format!("{i}.npy"));
             write(&path, t).unwrap();
             assert_eq!(&read(&path).unwrap(), t);
+            assert_eq!(&from_bytes(&to_bytes(t)).unwrap(), t);
         }
     }
 

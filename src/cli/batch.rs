@@ -1,0 +1,314 @@
+//! `anycore batch JOBS.jsonl`: many jobs, one per line, run concurrently
+//! through the engine, with a progress bar, a summary per backend, and
+//! optionally one JSON result line per job.
+//!
+//! A line looks like
+//! `{"id": "a", "kernel": "axpy", "inputs": {"x": "x.npy", "y": {"random":
+//! {"dtype": "f32", "shape": [1000], "seed": 1}}}, "params": {"a": 2},
+//! "outputs": {"out": "out.npy"}, "backend": "auto"}`; paths are relative to
+//! the jobs file. A bad line fails its job only.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use anycore::backend::BackendChoice;
+use anycore::coordinator::JobTimings;
+use anycore::engine::{Engine, EngineConfig};
+use anycore::kernel::random::random_tensor;
+use anycore::kernel::{Job, Kernel, Task, param_text};
+use anycore::tensor::{DType, npy};
+use anycore::{Error, Result};
+
+use super::{BackendArg, output};
+
+/// Options of `anycore batch`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The jobs, one JSON object per line.
+    jobs: PathBuf,
+    /// Jobs run at once (loading, running and writing).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Backend for jobs that do not name one.
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
+    /// Accept a software GPU adapter; also ANYCORE_ALLOW_SOFTWARE_GPU=1.
+    #[arg(long)]
+    allow_software_gpu: bool,
+    /// Write one JSON line per job here.
+    #[arg(long)]
+    results: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobLine {
+    id: Option<String>,
+    kernel: String,
+    #[serde(default)]
+    inputs: BTreeMap<String, InputSpec>,
+    #[serde(default)]
+    params: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    outputs: BTreeMap<String, PathBuf>,
+    backend: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum InputSpec {
+    File(PathBuf),
+    Random { random: RandomSpec },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RandomSpec {
+    dtype: String,
+    shape: Vec<usize>,
+    #[serde(default)]
+    seed: u64,
+}
+
+/// One job's line in `--results`.
+#[derive(Serialize)]
+struct Outcome {
+    id: String,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    placement_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timings_ms: Option<JobTimings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub fn main(args: Args) -> Result<()> {
+    let text = std::fs::read_to_string(&args.jobs).map_err(|e| Error::BadFile {
+        path: args.jobs.clone(),
+        message: format!("cannot read the jobs file: {e}"),
+    })?;
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Error::BadInput(format!("cannot start a tokio runtime: {e}")))?;
+    let outcomes = runtime.block_on(run_all(&args, &text))?;
+
+    if let Some(path) = &args.results {
+        let write_err = |source| Error::Write {
+            path: path.clone(),
+            source,
+        };
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(write_err)?);
+        for o in &outcomes {
+            let line = serde_json::to_string(o).expect("outcome serialises");
+            writeln!(file, "{line}").map_err(write_err)?;
+        }
+        file.flush().map_err(write_err)?;
+    }
+    print_summary(&outcomes);
+    let failed = outcomes.iter().filter(|o| o.status != "ok").count();
+    if failed > 0 {
+        return Err(Error::BatchFailed {
+            failed,
+            total: outcomes.len(),
+        });
+    }
+    Ok(())
+}
+
+async fn run_all(args: &Args, text: &str) -> Result<Vec<Outcome>> {
+    let mut config = EngineConfig::default();
+    config.gpu.allow_software |= args.allow_software_gpu;
+    let engine = Arc::new(Engine::start(config).await?);
+    let base = args.jobs.parent().unwrap_or(Path::new(".")).to_owned();
+    let default_backend = BackendChoice::from(args.backend);
+
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, l))
+        .collect();
+    let bar = ProgressBar::new(lines.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} jobs  {elapsed_precise}  {msg}")
+            .expect("valid template"),
+    );
+    let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (order, (line_no, line)) in lines.into_iter().enumerate() {
+        let permit = Arc::clone(&limit)
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let (engine, base, line, bar) = (
+            Arc::clone(&engine),
+            base.clone(),
+            line.to_owned(),
+            bar.clone(),
+        );
+        tasks.spawn(async move {
+            let outcome = run_line(&engine, &base, line_no, &line, default_backend).await;
+            drop(permit);
+            if outcome.status != "ok" {
+                bar.println(format!(
+                    "job {} failed: {}",
+                    outcome.id,
+                    outcome.error.as_deref().unwrap_or("")
+                ));
+            }
+            bar.inc(1);
+            (order, outcome)
+        });
+    }
+    let mut outcomes: Vec<(usize, Outcome)> = tasks.join_all().await;
+    bar.finish_and_clear();
+    engine.shutdown().await;
+    outcomes.sort_by_key(|(order, _)| *order);
+    Ok(outcomes.into_iter().map(|(_, o)| o).collect())
+}
+
+async fn run_line(
+    engine: &Engine,
+    base: &Path,
+    line_no: usize,
+    line: &str,
+    default_backend: BackendChoice,
+) -> Outcome {
+    let parsed: std::result::Result<JobLine, _> = serde_json::from_str(line);
+    let id = parsed
+        .as_ref()
+        .ok()
+        .and_then(|j| j.id.clone())
+        .unwrap_or_else(|| format!("line {line_no}"));
+    let fail = |id: String, e: String| Outcome {
+        id,
+        status: "error",
+        backend: None,
+        placement_reason: None,
+        timings_ms: None,
+        error: Some(e),
+    };
+    let spec = match parsed {
+        Ok(spec) => spec,
+        Err(e) => return fail(id, format!("line {line_no} is not a valid job: {e}")),
+    };
+    // Reading inputs and writing outputs are blocking file work.
+    let base_owned = base.to_owned();
+    let prepared = tokio::task::spawn_blocking(move || prepare(spec, &base_owned, default_backend))
+        .await
+        .unwrap_or_else(|e| Err(Error::Panicked(e.to_string())));
+    let (task, choice, outputs) = match prepared {
+        Ok(p) => p,
+        Err(e) => return fail(id, e.to_string()),
+    };
+    let scale = output::picture_scale(&task);
+    match engine.coordinator().run(task, choice).await {
+        Ok(report) => {
+            let outcome = Outcome {
+                id: id.clone(),
+                status: "ok",
+                backend: Some(report.backend.to_string()),
+                placement_reason: Some(report.placement_reason.clone()),
+                timings_ms: Some(report.timings),
+                error: None,
+            };
+            let written = tokio::task::spawn_blocking(move || {
+                for (name, path) in outputs {
+                    output::write(&report.outputs[&name], &path, scale)?;
+                }
+                Ok::<(), Error>(())
+            })
+            .await
+            .unwrap_or_else(|e| Err(Error::Panicked(e.to_string())));
+            match written {
+                Ok(()) => outcome,
+                Err(e) => Outcome {
+                    status: "error",
+                    error: Some(e.to_string()),
+                    ..outcome
+                },
+            }
+        }
+        Err(e) => fail(id, e.to_string()),
+    }
+}
+
+/// Output names and the files they go to.
+type OutputFiles = Vec<(String, PathBuf)>;
+
+/// Turns a parsed line into a checked task, its backend and its output files.
+fn prepare(
+    spec: JobLine,
+    base: &Path,
+    default_backend: BackendChoice,
+) -> Result<(Task, BackendChoice, OutputFiles)> {
+    let kernel = Kernel::from_name(&spec.kernel)?;
+    let choice = match &spec.backend {
+        Some(name) => BackendChoice::from_name(name)?,
+        None => default_backend,
+    };
+    let mut job = Job::new(kernel);
+    for (name, value) in &spec.params {
+        job = job.param(name, param_text(name, value)?);
+    }
+    let mut outputs = Vec::new();
+    for (name, path) in spec.outputs {
+        kernel.check_output(&name)?;
+        let path = base.join(path);
+        output::check_format(kernel, &name, &path)?;
+        outputs.push((name, path));
+    }
+    for (name, input) in spec.inputs {
+        kernel.check_input(&name)?;
+        let tensor = match input {
+            InputSpec::File(path) => npy::read(&base.join(path))?,
+            InputSpec::Random { random } => {
+                let dtype = DType::from_name(&random.dtype).ok_or_else(|| {
+                    Error::BadInput(format!(
+                        "input '{name}': unknown dtype '{}' (use f32, u32, i32 or u8)",
+                        random.dtype
+                    ))
+                })?;
+                random_tensor(dtype, &random.shape, random.seed)?
+            }
+        };
+        job = job.input(&name, tensor);
+    }
+    Ok((Task::new(job)?, choice, outputs))
+}
+
+fn print_summary(outcomes: &[Outcome]) {
+    let mut by_backend: BTreeMap<&str, (usize, usize, Vec<f64>)> = BTreeMap::new();
+    for o in outcomes {
+        let key = o.backend.as_deref().unwrap_or("(not run)");
+        let entry = by_backend.entry(key).or_default();
+        entry.0 += 1;
+        if o.status != "ok" {
+            entry.1 += 1;
+        }
+        if let Some(t) = &o.timings_ms {
+            entry.2.push(t.total);
+        }
+    }
+    println!(
+        "{:<10} {:>6} {:>9} {:>12} {:>12}",
+        "backend", "jobs", "failures", "total ms", "median ms"
+    );
+    for (backend, (jobs, failures, mut times)) in by_backend {
+        times.sort_by(f64::total_cmp);
+        let total: f64 = times.iter().sum();
+        let median = if times.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{:.3}", times[times.len() / 2])
+        };
+        println!("{backend:<10} {jobs:>6} {failures:>9} {total:>12.3} {median:>12}");
+    }
+}

@@ -1,0 +1,292 @@
+//! The coordinator: takes jobs from many tasks at once and places each on
+//! the GPU or the CPU.
+//!
+//! - A semaphore bounds the jobs in flight (queued or running): [`submit`]
+//!   waits for room, [`try_submit`] answers [`Error::Busy`] at once.
+//! - Each backend has a worker thread (see `worker`) fed by a queue; both
+//!   run at the same time. Results come back through oneshot channels, so
+//!   no tokio worker ever blocks.
+//! - Placement: `gpu` and `cpu` are obeyed; `auto` predicts each job's
+//!   completion on each backend — its run time from the [`cost`] model plus
+//!   the work already queued there — and takes the earlier.
+//! - A GPU failure re-runs the job on the CPU and says so; a panic fails
+//!   only its job.
+//! - [`shutdown`] stops taking jobs, waits for those in flight, then
+//!   stops the workers.
+//!
+//! [`submit`]: Coordinator::submit
+//! [`try_submit`]: Coordinator::try_submit
+//! [`shutdown`]: Coordinator::shutdown
+
+pub mod cost;
+pub mod probe;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use self::cost::CostModel;
+use self::worker::{Item, WorkerHandle};
+use crate::backend::{Backend, BackendChoice, BackendKind};
+use crate::error::{Error, Result};
+use crate::kernel::{Kernel, Outputs, Task};
+
+/// Where a job's time went, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct JobTimings {
+    /// Waiting in the backend's queue.
+    pub queued: f64,
+    /// Host to device copies (0 on the CPU).
+    pub upload: f64,
+    /// The kernels.
+    pub compute: f64,
+    /// Device to host copies (0 on the CPU).
+    pub download: f64,
+    /// From placement to result.
+    pub total: f64,
+}
+
+/// A finished job: where it ran, why, how long it took, and its outputs.
+#[derive(Debug)]
+pub struct JobReport {
+    /// The kernel.
+    pub kernel: Kernel,
+    /// Where it ran.
+    pub backend: BackendKind,
+    /// The device's name.
+    pub device: String,
+    /// Why there.
+    pub placement_reason: String,
+    /// Time per phase.
+    pub timings: JobTimings,
+    /// Output tensors by name.
+    pub outputs: Outputs,
+}
+
+/// A submitted job: await its result, or cancel it before it starts.
+#[derive(Debug)]
+pub struct JobHandle {
+    reply: oneshot::Receiver<Result<JobReport>>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl JobHandle {
+    /// Waits for the job's result.
+    pub async fn wait(self) -> Result<JobReport> {
+        self.reply.await.unwrap_or(Err(Error::ShuttingDown))
+    }
+
+    /// Asks that the job not start; a job already running finishes.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// A cancellation flag that can outlive the handle.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.cancelled)
+    }
+}
+
+/// Places and runs jobs; cheap to share behind an `Arc`.
+pub struct Coordinator {
+    permits: Arc<Semaphore>,
+    capacity: u32,
+    closed: AtomicBool,
+    model: Arc<Mutex<CostModel>>,
+    gpu: Option<WorkerHandle>,
+    cpu: WorkerHandle,
+    /// Why there is no GPU worker, for `auto`'s placement reason.
+    no_gpu_reason: String,
+}
+
+impl Coordinator {
+    /// Starts workers for the backends. `gpu` is `Err(reason)` when there is
+    /// no GPU backend; `capacity` bounds the jobs in flight. The worker
+    /// threads end when the coordinator is dropped (their queues close).
+    pub fn new(
+        cpu: Arc<dyn Backend>,
+        gpu: std::result::Result<Arc<dyn Backend>, String>,
+        model: CostModel,
+        capacity: usize,
+    ) -> Self {
+        let model = Arc::new(Mutex::new(model));
+        let cpu_worker = worker::spawn(cpu, Arc::clone(&model), None);
+        let (gpu_worker, no_gpu_reason) = match gpu {
+            Ok(gpu) => {
+                let fallback = Some(cpu_worker.clone());
+                (
+                    Some(worker::spawn(gpu, Arc::clone(&model), fallback)),
+                    String::new(),
+                )
+            }
+            Err(why) => (None, why),
+        };
+        let capacity = u32::try_from(capacity.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+        Coordinator {
+            permits: Arc::new(Semaphore::new(capacity as usize)),
+            capacity,
+            closed: AtomicBool::new(false),
+            model,
+            gpu: gpu_worker,
+            cpu: cpu_worker,
+            no_gpu_reason,
+        }
+    }
+
+    /// Whether a GPU worker exists.
+    pub fn has_gpu(&self) -> bool {
+        self.gpu.is_some()
+    }
+
+    /// The GPU's device name, if there is a GPU.
+    pub fn gpu_device(&self) -> Option<&str> {
+        self.gpu.as_ref().map(|g| g.device.as_str())
+    }
+
+    /// The CPU pool's description.
+    pub fn cpu_device(&self) -> &str {
+        &self.cpu.device
+    }
+
+    /// Jobs queued or running now.
+    pub fn in_flight(&self) -> usize {
+        self.capacity as usize - self.permits.available_permits()
+    }
+
+    /// Predicted milliseconds of work queued on each backend (gpu, cpu).
+    pub fn backlog_ms(&self) -> (Option<f64>, f64) {
+        (
+            self.gpu.as_ref().map(WorkerHandle::backlog_ms),
+            self.cpu.backlog_ms(),
+        )
+    }
+
+    /// Jobs waiting in each backend's queue (gpu, cpu).
+    pub fn queue_depth(&self) -> (Option<usize>, usize) {
+        (
+            self.gpu.as_ref().map(WorkerHandle::queued),
+            self.cpu.queued(),
+        )
+    }
+
+    /// A copy of the cost model as it stands (with corrections).
+    pub fn cost_model(&self) -> CostModel {
+        self.model.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Submits a job, waiting while the coordinator is full.
+    pub async fn submit(&self, task: Task, choice: BackendChoice) -> Result<JobHandle> {
+        self.check_open()?;
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        self.enqueue(task, choice, permit)
+    }
+
+    /// Submits a job, or answers [`Error::Busy`] at once when full.
+    pub fn try_submit(&self, task: Task, choice: BackendChoice) -> Result<JobHandle> {
+        self.check_open()?;
+        let permit = Arc::clone(&self.permits)
+            .try_acquire_owned()
+            .map_err(|_| Error::Busy)?;
+        self.enqueue(task, choice, permit)
+    }
+
+    /// Submits a job and waits for its result.
+    pub async fn run(&self, task: Task, choice: BackendChoice) -> Result<JobReport> {
+        self.submit(task, choice).await?.wait().await
+    }
+
+    /// Stops taking jobs and waits until every job in flight is answered.
+    /// Jobs submitted afterwards get [`Error::ShuttingDown`].
+    pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        // Holding every permit means nothing is in flight any more; closing
+        // the semaphore wakes submitters still waiting for room.
+        if let Ok(all) = self.permits.acquire_many(self.capacity).await {
+            self.permits.close();
+            drop(all);
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(Error::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn enqueue(
+        &self,
+        task: Task,
+        choice: BackendChoice,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<JobHandle> {
+        let (worker, reason, predicted_ms) = self.place(&task, choice)?;
+        let (tx, rx) = oneshot::channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        worker.send(Item {
+            task,
+            reason,
+            predicted_ms,
+            queued_at: Instant::now(),
+            reply: tx,
+            cancelled: Arc::clone(&cancelled),
+            _permit: permit,
+        });
+        Ok(JobHandle {
+            reply: rx,
+            cancelled,
+        })
+    }
+
+    /// Chooses a worker for a job and says why.
+    fn place(&self, task: &Task, choice: BackendChoice) -> Result<(&WorkerHandle, String, f64)> {
+        let model = self.model.lock().unwrap_or_else(|e| e.into_inner());
+        let predict = |w: &WorkerHandle| model.predict(w.kind, task);
+        let cpu = &self.cpu;
+        match (choice, &self.gpu) {
+            (BackendChoice::Cpu, _) => Ok((
+                cpu,
+                "forced by backend cpu".into(),
+                predict(cpu).unwrap_or(0.0),
+            )),
+            (BackendChoice::Gpu, Some(gpu)) => Ok((
+                gpu,
+                "forced by backend gpu".into(),
+                predict(gpu).unwrap_or(0.0),
+            )),
+            (BackendChoice::Gpu, None) => Err(Error::NoGpu(self.no_gpu_reason.clone())),
+            (BackendChoice::Auto, None) => Ok((
+                cpu,
+                format!("auto: {}", self.no_gpu_reason),
+                predict(cpu).unwrap_or(0.0),
+            )),
+            (BackendChoice::Auto, Some(gpu)) => match (predict(gpu), predict(cpu)) {
+                (Some(pg), Some(pc)) => {
+                    let (done_gpu, done_cpu) = (gpu.backlog_ms() + pg, cpu.backlog_ms() + pc);
+                    let why = format!(
+                        "auto: predicted {done_gpu:.3} ms on gpu vs {done_cpu:.3} ms on cpu \
+                         (run {pg:.3} vs {pc:.3} ms, plus queued work)"
+                    );
+                    Ok(if done_gpu < done_cpu {
+                        (gpu, why, pg)
+                    } else {
+                        (cpu, why, pc)
+                    })
+                }
+                _ => Ok((
+                    gpu,
+                    format!("auto: no cost model for {}; GPU preferred", task.kernel()),
+                    0.0,
+                )),
+            },
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The start-up probe that calibrates the cost model: per kernel, a small
+//! and a larger job on each backend, timed after a warm-up run (which also
+//! compiles the GPU pipelines), and a [`Line`] through the two times.
+
+use std::time::Instant;
+
+use super::cost::{Line, work_units};
+use crate::backend::Backend;
+use crate::kernel::axpy::Axpy;
+use crate::kernel::mandelbrot::Mandelbrot;
+use crate::kernel::matmul::Matmul;
+use crate::kernel::reduce::{Reduce, ReduceOp};
+use crate::kernel::{Kernel, Task};
+use crate::tensor::TensorData;
+
+/// A small and a larger job of `kernel`, sized to take milliseconds.
+fn probe_tasks(kernel: Kernel) -> [Task; 2] {
+    let vector = |n: usize| (0..n).map(|i| (i % 97) as f32 * 0.01).collect::<Vec<f32>>();
+    match kernel {
+        Kernel::Axpy => [1 << 12, 1 << 20]
+            .map(|n| Task::Axpy(Axpy::new(2.0, vector(n), vector(n)).expect("probe axpy"))),
+        Kernel::Reduce => [1 << 12, 1 << 20].map(|n| {
+            Task::Reduce(
+                Reduce::new(ReduceOp::Sum, TensorData::F32(vector(n))).expect("probe reduce"),
+            )
+        }),
+        Kernel::Matmul => [32, 256].map(|n| {
+            Task::Matmul(Matmul::new(n, n, n, vector(n * n), vector(n * n)).expect("probe matmul"))
+        }),
+        Kernel::Mandelbrot => [64, 256].map(|n| {
+            let mut m = Mandelbrot::new(n, n).expect("probe mandelbrot");
+            m.max_iter = 64;
+            Task::Mandelbrot(m)
+        }),
+    }
+}
+
+/// The best of three runs, in milliseconds (the first run before them
+/// warms caches and compiles pipelines).
+fn time(backend: &dyn Backend, task: &Task) -> Option<f64> {
+    backend.run(task).ok()?;
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            backend.run(task).ok()?;
+            Some(start.elapsed().as_secs_f64() * 1e3)
+        })
+        .try_fold(f64::INFINITY, |best, t| t.map(|t| best.min(t)))
+}
+
+/// Measures every kernel on `backend`; kernels whose probe fails are left
+/// out (the policy then falls back to its default for them).
+pub fn probe(backend: &dyn Backend) -> Vec<(Kernel, Line)> {
+    Kernel::ALL
+        .into_iter()
+        .filter_map(|kernel| {
+            let [small, large] = probe_tasks(kernel);
+            let points = (
+                (work_units(&small), time(backend, &small)?),
+                (work_units(&large), time(backend, &large)?),
+            );
+            let line = Line::through(points.0, points.1);
+            log::info!(
+                "probe {kernel} on {}: {:.3} ms + {:.3e} ms/unit",
+                backend.kind(),
+                line.fixed_ms,
+                line.ms_per_unit
+            );
+            Some((kernel, line))
+        })
+        .collect()
+}

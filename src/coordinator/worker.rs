@@ -1,0 +1,173 @@
+//! A backend's worker: one OS thread that owns the backend's side of the
+//! work and runs queued jobs one after another. Each job already spreads
+//! over the whole device (or the whole rayon pool), so running them one at a
+//! time loses nothing, and blocking calls (`device.poll`, rayon's
+//! `install`) never touch a tokio worker.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+use super::cost::CostModel;
+use super::{JobReport, JobTimings};
+use crate::backend::{Backend, BackendKind};
+use crate::error::{Error, Result};
+use crate::kernel::Task;
+
+/// One queued job.
+pub(super) struct Item {
+    pub task: Task,
+    pub reason: String,
+    pub predicted_ms: f64,
+    pub queued_at: Instant,
+    pub reply: oneshot::Sender<Result<JobReport>>,
+    pub cancelled: Arc<AtomicBool>,
+    /// Held until the job is answered: it is the job's place in the bound
+    /// on work in flight.
+    pub _permit: OwnedSemaphorePermit,
+}
+
+/// The sending side of a worker, with the work it has queued.
+#[derive(Clone)]
+pub(super) struct WorkerHandle {
+    pub kind: BackendKind,
+    pub device: String,
+    tx: mpsc::Sender<Item>,
+    backlog_us: Arc<AtomicU64>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl WorkerHandle {
+    /// Predicted milliseconds of work queued or running here.
+    pub fn backlog_ms(&self) -> f64 {
+        self.backlog_us.load(Ordering::Relaxed) as f64 / 1e3
+    }
+
+    /// Jobs waiting here (not counting the one running).
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Queues a job. If the worker is gone, the job is answered with an error.
+    pub fn send(&self, item: Item) {
+        self.backlog_us
+            .fetch_add(to_us(item.predicted_ms), Ordering::Relaxed);
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(mpsc::SendError(item)) = self.tx.send(item) {
+            self.backlog_us
+                .fetch_sub(to_us(item.predicted_ms), Ordering::Relaxed);
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            let _ = item.reply.send(Err(Error::ShuttingDown));
+        }
+    }
+}
+
+fn to_us(ms: f64) -> u64 {
+    (ms.max(0.0) * 1e3) as u64
+}
+
+/// Starts a worker thread for `backend`; it ends when every handle to it is
+/// dropped. A GPU worker is given the CPU worker as `fallback`: a job that
+/// fails with a GPU error is re-run there.
+pub(super) fn spawn(
+    backend: Arc<dyn Backend>,
+    model: Arc<Mutex<CostModel>>,
+    fallback: Option<WorkerHandle>,
+) -> WorkerHandle {
+    let (tx, rx) = mpsc::channel::<Item>();
+    let handle = WorkerHandle {
+        kind: backend.kind(),
+        device: backend.device(),
+        tx,
+        backlog_us: Arc::default(),
+        queued: Arc::default(),
+    };
+    let backlog = Arc::clone(&handle.backlog_us);
+    let queued = Arc::clone(&handle.queued);
+    std::thread::Builder::new()
+        .name(format!("anycore-{}-worker", backend.kind()))
+        .spawn(move || {
+            for item in rx {
+                queued.fetch_sub(1, Ordering::Relaxed);
+                // The running job stays in the backlog until it is done.
+                let predicted = to_us(item.predicted_ms);
+                run_one(&*backend, &model, fallback.as_ref(), item);
+                backlog.fetch_sub(predicted, Ordering::Relaxed);
+            }
+        })
+        .expect("spawning a worker thread");
+    handle
+}
+
+fn run_one(
+    backend: &dyn Backend,
+    model: &Mutex<CostModel>,
+    fallback: Option<&WorkerHandle>,
+    item: Item,
+) {
+    if item.cancelled.load(Ordering::Relaxed) {
+        let _ = item.reply.send(Err(Error::Cancelled));
+        return;
+    }
+    let started = Instant::now();
+    let queued_ms = started.duration_since(item.queued_at).as_secs_f64() * 1e3;
+    // A panic inside a kernel fails this job only; the worker lives on.
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| backend.run(&item.task)))
+        .unwrap_or_else(|panic| Err(Error::Panicked(panic_message(&*panic))));
+    match outcome {
+        Ok(run) => {
+            model.lock().unwrap_or_else(|e| e.into_inner()).observe(
+                backend.kind(),
+                &item.task,
+                run.timings.total,
+            );
+            let t = run.timings;
+            let report = JobReport {
+                kernel: item.task.kernel(),
+                backend: backend.kind(),
+                device: backend.device(),
+                placement_reason: item.reason,
+                timings: JobTimings {
+                    queued: queued_ms,
+                    upload: t.upload,
+                    compute: t.compute,
+                    download: t.download,
+                    total: queued_ms + t.total,
+                },
+                outputs: run.outputs,
+            };
+            let _ = item.reply.send(Ok(report));
+        }
+        Err(Error::Gpu(why)) if fallback.is_some() => {
+            log::warn!(
+                "{} failed on the GPU ({why}); re-running it on the CPU",
+                item.task.kernel()
+            );
+            let fallback = fallback.expect("checked above");
+            let reason = format!(
+                "{}; the GPU failed ({why}), so it re-ran on the CPU",
+                item.reason
+            );
+            fallback.send(Item {
+                reason,
+                // The time already spent waiting counts toward the job's queue time.
+                ..item
+            });
+        }
+        Err(e) => {
+            let _ = item.reply.send(Err(e));
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

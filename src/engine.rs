@@ -1,0 +1,237 @@
+//! The embeddable engine: the coordinator with its backends opened and its
+//! cost model calibrated, behind an async API ([`Engine`]) and a blocking
+//! one ([`BlockingEngine`]) for programs without an async runtime.
+//!
+//! ```
+//! use anycore::engine::{BlockingEngine, EngineConfig};
+//! use anycore::kernel::{Job, Kernel};
+//! use anycore::tensor::Tensor;
+//!
+//! let engine = BlockingEngine::start(EngineConfig::default())?;
+//! let job = Job::new(Kernel::Reduce).input("x", Tensor::from_f32(vec![1.0, 2.0, 3.5]));
+//! let report = engine.run(job)?;
+//! assert_eq!(report.outputs["out"].as_f32(), Some(&[6.5f32][..]));
+//! println!("ran on {} because {}", report.backend, report.placement_reason);
+//! # Ok::<(), anycore::Error>(())
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::cpu::CpuBackend;
+use crate::backend::gpu::{GpuBackend, GpuOptions};
+use crate::backend::{Backend, BackendChoice};
+use crate::coordinator::cost::CostModel;
+use crate::coordinator::{Coordinator, JobHandle, JobReport, probe};
+use crate::error::{Error, Result};
+use crate::kernel::{Job, Task};
+
+/// Where the cost model for `auto` comes from.
+#[derive(Clone, Debug)]
+pub enum CostModelSource {
+    /// Probe the backends at start-up, unless `cache` holds a model for the
+    /// same devices; save what was probed there.
+    Probe {
+        /// The cache file, if any.
+        cache: Option<PathBuf>,
+    },
+    /// Use this model as given (tests, or callers with their own figures).
+    Fixed(CostModel),
+}
+
+/// How to start an engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// GPU adapter options (software adapters, binding limits).
+    pub gpu: GpuOptions,
+    /// Open a GPU backend at all (false: CPU only).
+    pub use_gpu: bool,
+    /// CPU pool threads (`None`: one per core).
+    pub cpu_threads: Option<usize>,
+    /// Jobs in flight (queued or running) before `submit` waits.
+    pub max_in_flight: usize,
+    /// The cost model's source.
+    pub cost_model: CostModelSource,
+}
+
+impl Default for EngineConfig {
+    /// GPU options from the environment, every core, 256 jobs in flight,
+    /// and a probed cost model cached under [`default_cache_file`].
+    fn default() -> Self {
+        EngineConfig {
+            gpu: GpuOptions::from_env(),
+            use_gpu: true,
+            cpu_threads: None,
+            max_in_flight: 256,
+            cost_model: CostModelSource::Probe {
+                cache: default_cache_file(),
+            },
+        }
+    }
+}
+
+/// `$ANYCORE_CACHE_DIR`, `$XDG_CACHE_HOME/anycore` or `~/.cache/anycore`,
+/// then `cost-model.json`.
+pub fn default_cache_file() -> Option<PathBuf> {
+    let var = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let dir = var("ANYCORE_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("anycore")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache").join("anycore")))?;
+    Some(dir.join("cost-model.json"))
+}
+
+/// The cache file's contents: a model and the devices it was measured on.
+#[derive(Serialize, Deserialize)]
+struct CachedModel {
+    devices: String,
+    model: CostModel,
+}
+
+fn calibrate(source: CostModelSource, cpu: &dyn Backend, gpu: Option<&dyn Backend>) -> CostModel {
+    let cache = match source {
+        CostModelSource::Fixed(model) => return model,
+        CostModelSource::Probe { cache } => cache,
+    };
+    let devices = format!(
+        "gpu: {}; cpu: {}",
+        gpu.map_or("none".into(), |g| g.device()),
+        cpu.device()
+    );
+    if let Some(path) = &cache {
+        let cached = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<CachedModel>(&text).ok());
+        if let Some(c) = cached.filter(|c| c.devices == devices) {
+            log::info!("cost model from {}", path.display());
+            return c.model;
+        }
+    }
+    let mut model = CostModel::default();
+    for backend in std::iter::once(cpu).chain(gpu) {
+        for (kernel, line) in probe::probe(backend) {
+            model.set(backend.kind(), kernel, line);
+        }
+    }
+    if let Some(path) = &cache {
+        let text = serde_json::to_string_pretty(&CachedModel {
+            devices,
+            model: model.clone(),
+        })
+        .expect("model serialises");
+        if let Err(e) = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(path, text))
+        {
+            log::warn!("cannot cache the cost model at {}: {e}", path.display());
+        }
+    }
+    model
+}
+
+/// Runs jobs through a coordinator; clone the `Arc` from [`Engine::coordinator`]
+/// to share it.
+pub struct Engine {
+    coordinator: Arc<Coordinator>,
+}
+
+impl Engine {
+    /// Opens the backends (the GPU's absence is not an error: jobs then run
+    /// on the CPU and say why), calibrates the cost model, starts workers.
+    pub async fn start(config: EngineConfig) -> Result<Engine> {
+        // Opening a device and probing block: keep them off tokio's workers.
+        tokio::task::spawn_blocking(move || Engine::start_blocking(config))
+            .await
+            .map_err(|e| Error::Panicked(e.to_string()))?
+    }
+
+    fn start_blocking(config: EngineConfig) -> Result<Engine> {
+        let cpu: Arc<dyn Backend> = Arc::new(CpuBackend::new(config.cpu_threads)?);
+        let gpu: std::result::Result<Arc<dyn Backend>, String> = if !config.use_gpu {
+            Err("GPU disabled by configuration".into())
+        } else {
+            match GpuBackend::new(&config.gpu) {
+                Ok(g) => Ok(Arc::new(g)),
+                Err(Error::NoGpu(why)) => Err(why),
+                Err(e) => return Err(e),
+            }
+        };
+        let model = calibrate(config.cost_model, &*cpu, gpu.as_ref().ok().map(|g| &**g));
+        let coordinator = Coordinator::new(cpu, gpu, model, config.max_in_flight);
+        Ok(Engine {
+            coordinator: Arc::new(coordinator),
+        })
+    }
+
+    /// The coordinator, for sharing between tasks.
+    pub fn coordinator(&self) -> &Arc<Coordinator> {
+        &self.coordinator
+    }
+
+    /// Runs a job wherever `auto` places it.
+    pub async fn run(&self, job: Job) -> Result<JobReport> {
+        self.run_on(job, BackendChoice::Auto).await
+    }
+
+    /// Runs a job on the chosen backend.
+    pub async fn run_on(&self, job: Job, choice: BackendChoice) -> Result<JobReport> {
+        self.coordinator.run(Task::new(job)?, choice).await
+    }
+
+    /// Submits a job, waiting while the engine is full.
+    pub async fn submit(&self, job: Job, choice: BackendChoice) -> Result<JobHandle> {
+        self.coordinator.submit(Task::new(job)?, choice).await
+    }
+
+    /// Stops taking jobs and waits for those in flight.
+    pub async fn shutdown(&self) {
+        self.coordinator.shutdown().await;
+    }
+}
+
+/// [`Engine`] for programs without an async runtime: it brings its own.
+pub struct BlockingEngine {
+    runtime: tokio::runtime::Runtime,
+    engine: Engine,
+}
+
+impl BlockingEngine {
+    /// Starts an engine on a private runtime.
+    pub fn start(config: EngineConfig) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("anycore-runtime")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::BadInput(format!("cannot start a tokio runtime: {e}")))?;
+        let engine = runtime.block_on(Engine::start(config))?;
+        Ok(BlockingEngine { runtime, engine })
+    }
+
+    /// Runs a job wherever `auto` places it, blocking until it is done.
+    pub fn run(&self, job: Job) -> Result<JobReport> {
+        self.runtime.block_on(self.engine.run(job))
+    }
+
+    /// Runs a job on the chosen backend, blocking until it is done.
+    pub fn run_on(&self, job: Job, choice: BackendChoice) -> Result<JobReport> {
+        self.runtime.block_on(self.engine.run_on(job, choice))
+    }
+
+    /// The async engine inside.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl Drop for BlockingEngine {
+    fn drop(&mut self) {
+        self.runtime.block_on(self.engine.shutdown());
+    }
+}

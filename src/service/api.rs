@@ -1,0 +1,266 @@
+//! The HTTP API's JSON shapes and their conversion to and from jobs.
+//!
+//! A job: `{"kernel", "params", "backend", "inputs": {NAME: {"dtype",
+//! "shape", "data": [...]} | {"npy": "<base64 .npy>"}}, "outputs": "inline" |
+//! "npy"}`. A result: the `anycore run --json` report, with each output's
+//! array inline (`data`) or as base64 `.npy` (`npy`).
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendChoice;
+use crate::coordinator::{JobReport, JobTimings};
+use crate::error::{Error, Result};
+use crate::kernel::{Job, Kernel, Task, param_text};
+use crate::tensor::{DType, Tensor, TensorData, npy};
+
+/// A job as posted to `POST /v1/jobs`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// Kernel name.
+    pub kernel: String,
+    /// Parameters (numbers, strings or booleans).
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// `auto` (default), `gpu` or `cpu`.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Input arrays by name.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, ArrayIn>,
+    /// How to return outputs.
+    #[serde(default)]
+    pub outputs: OutputForm,
+}
+
+/// An input array: inline numbers, or a base64 `.npy` file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ArrayIn {
+    /// `{"dtype": "f32", "shape": [2, 2], "data": [1, 2, 3, 4]}`.
+    Inline {
+        /// Element type.
+        dtype: String,
+        /// Shape.
+        shape: Vec<usize>,
+        /// Elements in C order.
+        data: Vec<f64>,
+    },
+    /// `{"npy": "<base64>"}`.
+    Npy {
+        /// Base64 of the `.npy` bytes.
+        npy: String,
+    },
+}
+
+/// How outputs come back.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputForm {
+    /// As JSON numbers.
+    #[default]
+    Inline,
+    /// As base64 `.npy` bytes.
+    Npy,
+}
+
+/// A finished job as the API returns it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JobResponse {
+    /// Kernel name.
+    pub kernel: String,
+    /// `gpu` or `cpu`.
+    pub backend: String,
+    /// Device name.
+    pub device: String,
+    /// Why it ran there.
+    pub placement_reason: String,
+    /// Milliseconds per phase.
+    pub timings_ms: Timings,
+    /// Output arrays.
+    pub outputs: BTreeMap<String, ArrayOut>,
+}
+
+/// Milliseconds per phase (as [`JobTimings`], deserialisable for clients).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Timings {
+    /// In the queue.
+    pub queued: f64,
+    /// Host to device.
+    pub upload: f64,
+    /// Kernels.
+    pub compute: f64,
+    /// Device to host.
+    pub download: f64,
+    /// All of it.
+    pub total: f64,
+}
+
+impl From<JobTimings> for Timings {
+    fn from(t: JobTimings) -> Self {
+        Timings {
+            queued: t.queued,
+            upload: t.upload,
+            compute: t.compute,
+            download: t.download,
+            total: t.total,
+        }
+    }
+}
+
+/// An output array.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ArrayOut {
+    /// Element type.
+    pub dtype: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Elements, when asked for inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    /// Base64 `.npy` bytes, when asked for npy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub npy: Option<String>,
+}
+
+impl JobRequest {
+    /// Checks the request and builds the task and its backend choice.
+    pub fn into_task(self) -> Result<(Task, BackendChoice, OutputForm)> {
+        let kernel = Kernel::from_name(&self.kernel)?;
+        let choice = match &self.backend {
+            Some(b) => BackendChoice::from_name(b)?,
+            None => BackendChoice::Auto,
+        };
+        let mut job = Job::new(kernel);
+        for (name, value) in &self.params {
+            job = job.param(name, param_text(name, value)?);
+        }
+        for (name, array) in self.inputs {
+            kernel.check_input(&name)?;
+            job = job.input(&name, array.into_tensor(&name)?);
+        }
+        Ok((Task::new(job)?, choice, self.outputs))
+    }
+}
+
+impl ArrayIn {
+    fn into_tensor(self, name: &str) -> Result<Tensor> {
+        let bad = |message: String| Error::BadInput(format!("input '{name}': {message}"));
+        match self {
+            ArrayIn::Npy { npy } => {
+                let bytes = BASE64
+                    .decode(npy.as_bytes())
+                    .map_err(|e| bad(format!("'npy' is not valid base64 ({e})")))?;
+                npy::from_bytes(&bytes).map_err(bad)
+            }
+            ArrayIn::Inline { dtype, shape, data } => {
+                let dtype = DType::from_name(&dtype).ok_or_else(|| {
+                    bad(format!("unknown dtype '{dtype}' (use f32, u32, i32 or u8)"))
+                })?;
+                let expected = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                if expected != Some(data.len()) {
+                    return Err(bad(format!(
+                        "shape {shape:?} needs {} elements but 'data' has {}",
+                        expected.map_or("too many".into(), |n| n.to_string()),
+                        data.len()
+                    )));
+                }
+                let ints = |min: f64, max: f64| -> Result<Vec<f64>> {
+                    match data
+                        .iter()
+                        .position(|&v| v.fract() != 0.0 || v < min || v > max)
+                    {
+                        Some(i) => Err(bad(format!(
+                            "element {i} ({}) is not a {dtype} value",
+                            data[i]
+                        ))),
+                        None => Ok(data.clone()),
+                    }
+                };
+                let values = match dtype {
+                    DType::F32 => TensorData::F32(data.iter().map(|&v| v as f32).collect()),
+                    DType::U32 => TensorData::U32(
+                        ints(0.0, u32::MAX.into())?
+                            .iter()
+                            .map(|&v| v as u32)
+                            .collect(),
+                    ),
+                    DType::I32 => TensorData::I32(
+                        ints(i32::MIN.into(), i32::MAX.into())?
+                            .iter()
+                            .map(|&v| v as i32)
+                            .collect(),
+                    ),
+                    DType::U8 => {
+                        TensorData::U8(ints(0.0, 255.0)?.iter().map(|&v| v as u8).collect())
+                    }
+                };
+                Ok(Tensor::new(shape, values))
+            }
+        }
+    }
+}
+
+impl JobResponse {
+    /// The API's view of a finished job.
+    pub fn new(report: JobReport, form: OutputForm) -> Self {
+        let outputs = report
+            .outputs
+            .iter()
+            .map(|(name, t)| {
+                let (data, npy) = match form {
+                    OutputForm::Inline => (Some(inline(t)), None),
+                    OutputForm::Npy => (None, Some(BASE64.encode(npy::to_bytes(t)))),
+                };
+                let out = ArrayOut {
+                    dtype: t.dtype().name().into(),
+                    shape: t.shape().to_vec(),
+                    data,
+                    npy,
+                };
+                (name.clone(), out)
+            })
+            .collect();
+        JobResponse {
+            kernel: report.kernel.name().into(),
+            backend: report.backend.to_string(),
+            device: report.device,
+            placement_reason: report.placement_reason,
+            timings_ms: report.timings.into(),
+            outputs,
+        }
+    }
+}
+
+/// Elements as JSON numbers (NaN and infinities, which JSON lacks, as null).
+pub fn inline(t: &Tensor) -> serde_json::Value {
+    match t.data() {
+        TensorData::F32(v) => serde_json::json!(v),
+        TensorData::U32(v) => serde_json::json!(v),
+        TensorData::I32(v) => serde_json::json!(v),
+        TensorData::U8(v) => serde_json::json!(v),
+    }
+}
+
+/// Decodes an [`ArrayOut`] sent as `npy` back into a tensor (for clients).
+pub fn decode_npy(out: &ArrayOut) -> Result<Tensor> {
+    let text = out
+        .npy
+        .as_deref()
+        .ok_or_else(|| Error::Remote("the server sent no npy bytes".into()))?;
+    let bytes = BASE64
+        .decode(text.as_bytes())
+        .map_err(|e| Error::Remote(format!("the server sent bad base64: {e}")))?;
+    npy::from_bytes(&bytes).map_err(Error::Remote)
+}
+
+/// Encodes a tensor for a request.
+pub fn encode_npy(t: &Tensor) -> ArrayIn {
+    ArrayIn::Npy {
+        npy: BASE64.encode(npy::to_bytes(t)),
+    }
+}

@@ -1,0 +1,295 @@
+//! The HTTP service (`anycore serve`): the engine behind a JSON API.
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /v1/jobs` | runs a job ([`api::JobRequest`]) and answers 200 with [`api::JobResponse`]; with `?wait=false` answers 202 `{"id"}` at once |
+//! | `GET /v1/jobs/{id}` | the status or result of a job posted with `wait=false` |
+//! | `DELETE /v1/jobs/{id}` | cancels it, if it has not started |
+//! | `GET /v1/health` | `{"status": "ok"}` |
+//! | `GET /v1/devices` | the adapters and the backends in use |
+//! | `GET /metrics` | Prometheus text |
+//!
+//! Errors are `{"error": {"code", "message"}}`: 400 for a bad job, 404 for
+//! an unknown id, 413 past the body limit, 503 with `Retry-After` when the
+//! queue is full (the service never waits for room, so it never hangs).
+//! [`serve`] drains jobs in flight once its shutdown future completes.
+
+pub mod api;
+mod metrics;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use self::api::{JobRequest, JobResponse, OutputForm};
+use self::metrics::Metrics;
+use crate::backend::gpu::adapter;
+use crate::coordinator::JobReport;
+use crate::engine::Engine;
+use crate::error::Error;
+
+/// Service settings.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Largest request body in bytes (413 past it).
+    pub body_limit: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            body_limit: 256 << 20,
+        }
+    }
+}
+
+/// A job posted with `wait=false`.
+enum Entry {
+    Running { cancel: Arc<AtomicBool> },
+    Done(Box<JobResponse>),
+    Failed(ApiError),
+}
+
+#[derive(Clone)]
+struct AppState {
+    engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
+    jobs: Arc<Mutex<HashMap<u64, Entry>>>,
+    next_id: Arc<AtomicU64>,
+}
+
+/// The routes, over `engine`.
+pub fn router(engine: Arc<Engine>, config: &ServiceConfig) -> Router {
+    let state = AppState {
+        engine,
+        metrics: Arc::default(),
+        jobs: Arc::default(),
+        next_id: Arc::new(AtomicU64::new(1)),
+    };
+    Router::new()
+        .route("/v1/jobs", post(post_job))
+        .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
+        .route(
+            "/v1/health",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
+        .route("/v1/devices", get(devices))
+        .route("/metrics", get(render_metrics))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes, then finishes the jobs in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    engine: Arc<Engine>,
+    config: ServiceConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(Arc::clone(&engine), &config);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    engine.shutdown().await;
+    Ok(())
+}
+
+/// An error as the API returns it.
+#[derive(Clone, Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn body(&self) -> serde_json::Value {
+        json!({"error": {"code": self.code, "message": self.message}})
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let (status, code) = match &e {
+            Error::BadInput(_) | Error::BadFile { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::NoGpu(_) => (StatusCode::BAD_REQUEST, "no_gpu"),
+            Error::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            Error::Cancelled => (StatusCode::CONFLICT, "cancelled"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    wait: Option<bool>,
+}
+
+/// Counts a finished job in the metrics and turns it into a response.
+fn finish(
+    metrics: &Metrics,
+    kernel: &str,
+    result: crate::Result<JobReport>,
+    form: OutputForm,
+) -> Result<JobResponse, ApiError> {
+    match result {
+        Ok(report) => {
+            let backend = report.backend.to_string();
+            metrics.record(kernel, &backend, "ok", Some(report.timings.total / 1e3));
+            Ok(JobResponse::new(report, form))
+        }
+        Err(e) => {
+            metrics.record(kernel, "none", "error", None);
+            Err(e.into())
+        }
+    }
+}
+
+async fn post_job(
+    State(state): State<AppState>,
+    Query(query): Query<WaitQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rej| {
+        let code = if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(rej.status(), code, rej.body_text())
+    })?;
+    let request: JobRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("invalid job: {e}"),
+        )
+    })?;
+    let (task, choice, form) = request.into_task()?;
+    let kernel = task.kernel().name();
+    // Never wait for room: a full queue is a 503 the client can retry.
+    let handle = state.engine.coordinator().try_submit(task, choice)?;
+    if query.wait.unwrap_or(true) {
+        let response = finish(&state.metrics, kernel, handle.wait().await, form)?;
+        return Ok(Json(response).into_response());
+    }
+    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let entry = Entry::Running {
+        cancel: handle.cancel_flag(),
+    };
+    state
+        .jobs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, entry);
+    let (jobs, metrics) = (Arc::clone(&state.jobs), Arc::clone(&state.metrics));
+    tokio::spawn(async move {
+        let entry = match finish(&metrics, kernel, handle.wait().await, form) {
+            Ok(r) => Entry::Done(Box::new(r)),
+            Err(e) => Entry::Failed(e),
+        };
+        jobs.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, entry);
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "status": "queued"})),
+    )
+        .into_response())
+}
+
+fn unknown(id: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no job with id {id}"),
+    )
+}
+
+async fn get_job(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Response, ApiError> {
+    let jobs = state.jobs.lock().unwrap_or_else(|e| e.into_inner());
+    let body = match jobs.get(&id).ok_or_else(|| unknown(id))? {
+        Entry::Running { .. } => json!({"id": id, "status": "running"}),
+        Entry::Done(r) => json!({"id": id, "status": "done", "result": r}),
+        Entry::Failed(e) => {
+            let status = if e.code == "cancelled" {
+                "cancelled"
+            } else {
+                "failed"
+            };
+            json!({"id": id, "status": status, "error": e.body()["error"]})
+        }
+    };
+    Ok(Json(body).into_response())
+}
+
+async fn delete_job(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Response, ApiError> {
+    let jobs = state.jobs.lock().unwrap_or_else(|e| e.into_inner());
+    match jobs.get(&id).ok_or_else(|| unknown(id))? {
+        Entry::Running { cancel } => {
+            cancel.store(true, Ordering::Relaxed);
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"id": id, "status": "cancelling"})),
+            )
+                .into_response())
+        }
+        _ => Ok(Json(json!({"id": id, "status": "finished"})).into_response()),
+    }
+}
+
+async fn devices(State(state): State<AppState>) -> Response {
+    let coordinator = state.engine.coordinator();
+    let (gpu, cpu) = (
+        coordinator.gpu_device().map(str::to_owned),
+        coordinator.cpu_device().to_owned(),
+    );
+    // Enumerating adapters talks to drivers: keep it off the async workers.
+    let adapters =
+        tokio::task::spawn_blocking(|| adapter::reports(adapter::software_allowed_by_env()))
+            .await
+            .unwrap_or_default();
+    Json(json!({"gpu": gpu, "cpu": cpu, "adapters": adapters})).into_response()
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics.render(state.engine.coordinator());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}

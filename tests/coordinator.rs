@@ -1,0 +1,343 @@
+//! The coordinator under load: many concurrent jobs, back-pressure, the
+//! `auto` policy, GPU-failure fallback, panics and shutdown. Stand-in
+//! backends (a CPU pool posing as a GPU, one that fails, one that panics,
+//! one that is slow) make placement and failure deterministic; the real
+//! GPU backend is used where the test is about it.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anycore::backend::cpu::CpuBackend;
+use anycore::backend::{Backend, BackendChoice, BackendKind, Run};
+use anycore::coordinator::Coordinator;
+use anycore::coordinator::cost::{CostModel, Line};
+use anycore::engine::{CostModelSource, Engine, EngineConfig};
+use anycore::kernel::axpy::Axpy;
+use anycore::kernel::{Kernel, Task};
+use anycore::{Error, Result};
+use common::{assert_close, random_f32, rng};
+
+/// What a stand-in GPU does with each job.
+#[derive(Clone, Copy)]
+enum Act {
+    /// Run it on a CPU pool, reporting kind Gpu.
+    Work,
+    /// Fail as a lost device would.
+    Fail,
+    /// Panic inside the "kernel".
+    Panic,
+    /// Sleep, then run it.
+    Slow(Duration),
+}
+
+struct StandIn {
+    kind: BackendKind,
+    act: Act,
+    cpu: CpuBackend,
+}
+
+impl StandIn {
+    fn backend(kind: BackendKind, act: Act) -> Arc<dyn Backend> {
+        Arc::new(StandIn {
+            kind,
+            act,
+            cpu: CpuBackend::new(Some(1)).unwrap(),
+        })
+    }
+}
+
+impl Backend for StandIn {
+    fn kind(&self) -> BackendKind {
+        self.kind
+    }
+    fn device(&self) -> String {
+        format!("stand-in {}", self.kind)
+    }
+    fn run(&self, task: &Task) -> Result<Run> {
+        match self.act {
+            Act::Work => self.cpu.run(task),
+            Act::Fail => Err(Error::Gpu("injected device loss".into())),
+            Act::Panic => panic!("injected panic"),
+            Act::Slow(d) => {
+                std::thread::sleep(d);
+                self.cpu.run(task)
+            }
+        }
+    }
+}
+
+fn axpy(n: usize) -> (Task, Vec<f32>) {
+    let mut rng = rng();
+    let task =
+        Task::Axpy(Axpy::new(1.5, random_f32(&mut rng, n), random_f32(&mut rng, n)).unwrap());
+    let want = task.reference()["out"].as_f32().unwrap().to_vec();
+    (task, want)
+}
+
+/// A model in which the GPU costs 1 ms to start and 1 ns per element and the
+/// CPU 10 ns per element: the GPU wins past about 111,000 elements. Frozen,
+/// so observed run times do not move the crossover.
+fn crossover_model() -> CostModel {
+    let mut model = CostModel::default();
+    model.set(BackendKind::Gpu, Kernel::Axpy, Line::new(1.0, 1e-6));
+    model.set(BackendKind::Cpu, Kernel::Axpy, Line::new(0.0, 1e-5));
+    model.freeze();
+    model
+}
+
+fn coordinator(gpu: Act, model: CostModel, capacity: usize) -> Coordinator {
+    Coordinator::new(
+        StandIn::backend(BackendKind::Cpu, Act::Work),
+        Ok(StandIn::backend(BackendKind::Gpu, gpu)),
+        model,
+        capacity,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hundreds_of_concurrent_jobs_all_complete_correctly() {
+    let coord = Arc::new(coordinator(Act::Work, crossover_model(), 64));
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let coord = Arc::clone(&coord);
+        let choice = [BackendChoice::Auto, BackendChoice::Cpu, BackendChoice::Gpu][i % 3];
+        tasks.push(tokio::spawn(async move {
+            let (task, want) = axpy(1 + (i * 7919) % 300_000);
+            let report = coord.run(task, choice).await.expect("job succeeds");
+            assert_close(
+                &format!("job {i}"),
+                report.outputs["out"].as_f32().unwrap(),
+                &want,
+                1e-6,
+            );
+            report.backend
+        }));
+    }
+    let mut per_backend = [0, 0];
+    for t in tasks {
+        match t.await.expect("task did not panic") {
+            BackendKind::Gpu => per_backend[0] += 1,
+            BackendKind::Cpu => per_backend[1] += 1,
+        }
+    }
+    assert_eq!(per_backend[0] + per_backend[1], 400, "a job was lost");
+    assert!(per_backend[0] > 0 && per_backend[1] > 0, "{per_backend:?}");
+    assert_eq!(coord.in_flight(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_coordinator_says_busy_and_submit_waits() {
+    let slow = Act::Slow(Duration::from_millis(300));
+    let coord = Arc::new(Coordinator::new(
+        StandIn::backend(BackendKind::Cpu, slow),
+        Err("no GPU in this test".into()),
+        CostModel::default(),
+        2,
+    ));
+    let first = coord.try_submit(axpy(10).0, BackendChoice::Auto).unwrap();
+    let second = coord.try_submit(axpy(10).0, BackendChoice::Auto).unwrap();
+    assert!(matches!(
+        coord.try_submit(axpy(10).0, BackendChoice::Auto),
+        Err(Error::Busy)
+    ));
+    assert_eq!(coord.in_flight(), 2);
+
+    // submit waits for room instead of failing, and gets it when a job ends.
+    let waiting = {
+        let coord = Arc::clone(&coord);
+        tokio::spawn(async move { coord.run(axpy(10).0, BackendChoice::Auto).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished());
+    first.wait().await.unwrap();
+    second.wait().await.unwrap();
+    waiting.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn auto_sends_small_jobs_to_the_cpu_and_large_ones_to_the_gpu() {
+    let coord = coordinator(Act::Work, crossover_model(), 8);
+    for (n, expect) in [
+        (1_000, BackendKind::Cpu),
+        (50_000, BackendKind::Cpu),
+        (400_000, BackendKind::Gpu),
+        (2_000_000, BackendKind::Gpu),
+    ] {
+        let report = coord.run(axpy(n).0, BackendChoice::Auto).await.unwrap();
+        assert_eq!(report.backend, expect, "n={n}: {}", report.placement_reason);
+        assert!(
+            report.placement_reason.contains("predicted"),
+            "{}",
+            report.placement_reason
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_gpu_queue_spills_work_to_the_cpu() {
+    // The GPU is predicted faster for every job, but it is slow in fact and
+    // its queue grows; predicted completion then favours the CPU.
+    let mut model = CostModel::default();
+    model.set(BackendKind::Gpu, Kernel::Axpy, Line::new(100.0, 0.0));
+    model.set(BackendKind::Cpu, Kernel::Axpy, Line::new(250.0, 0.0));
+    model.freeze();
+    let coord = Coordinator::new(
+        StandIn::backend(BackendKind::Cpu, Act::Work),
+        Ok(StandIn::backend(
+            BackendKind::Gpu,
+            Act::Slow(Duration::from_millis(200)),
+        )),
+        model,
+        16,
+    );
+    let handles: Vec<_> = (0..4)
+        .map(|_| coord.try_submit(axpy(100).0, BackendChoice::Auto).unwrap())
+        .collect();
+    let mut backends = Vec::new();
+    for h in handles {
+        backends.push(h.wait().await.unwrap().backend);
+    }
+    assert_eq!(backends[0], BackendKind::Gpu);
+    assert!(backends.contains(&BackendKind::Cpu), "{backends:?}");
+}
+
+#[tokio::test]
+async fn a_gpu_failure_reruns_the_job_on_the_cpu_and_says_so() {
+    let coord = coordinator(Act::Fail, crossover_model(), 8);
+    let (task, want) = axpy(1000);
+    let report = coord.run(task, BackendChoice::Gpu).await.unwrap();
+    assert_eq!(report.backend, BackendKind::Cpu);
+    assert!(
+        report.placement_reason.contains("injected device loss"),
+        "{}",
+        report.placement_reason
+    );
+    assert!(
+        report.placement_reason.contains("re-ran on the CPU"),
+        "{}",
+        report.placement_reason
+    );
+    assert_close(
+        "fallback",
+        report.outputs["out"].as_f32().unwrap(),
+        &want,
+        1e-6,
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_kernel_fails_only_its_job() {
+    let coord = Coordinator::new(
+        StandIn::backend(BackendKind::Cpu, Act::Work),
+        Ok(StandIn::backend(BackendKind::Gpu, Act::Panic)),
+        crossover_model(),
+        8,
+    );
+    let err = coord.run(axpy(10).0, BackendChoice::Gpu).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Panicked(m) if m.contains("injected panic")),
+        "{err}"
+    );
+    // The GPU worker survived, and other jobs still run.
+    let again = coord.run(axpy(10).0, BackendChoice::Gpu).await.unwrap_err();
+    assert!(matches!(again, Error::Panicked(_)));
+    coord.run(axpy(10).0, BackendChoice::Cpu).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_jobs_in_flight_then_refuses_new_ones() {
+    let coord = Arc::new(Coordinator::new(
+        StandIn::backend(BackendKind::Cpu, Act::Slow(Duration::from_millis(100))),
+        Err("no GPU in this test".into()),
+        CostModel::default(),
+        16,
+    ));
+    let handles: Vec<_> = (0..5)
+        .map(|_| coord.try_submit(axpy(100).0, BackendChoice::Auto).unwrap())
+        .collect();
+    coord.shutdown().await;
+    assert_eq!(coord.in_flight(), 0);
+    for h in handles {
+        // Every job accepted before shutdown finished, not dropped.
+        h.wait().await.expect("drained, not dropped");
+    }
+    assert!(matches!(
+        coord.try_submit(axpy(1).0, BackendChoice::Auto),
+        Err(Error::ShuttingDown)
+    ));
+}
+
+#[tokio::test]
+async fn a_cancelled_job_does_not_run() {
+    let coord = Coordinator::new(
+        StandIn::backend(BackendKind::Cpu, Act::Slow(Duration::from_millis(200))),
+        Err("no GPU in this test".into()),
+        CostModel::default(),
+        4,
+    );
+    let first = coord.try_submit(axpy(10).0, BackendChoice::Auto).unwrap();
+    let second = coord.try_submit(axpy(10).0, BackendChoice::Auto).unwrap();
+    second.cancel();
+    first.wait().await.unwrap();
+    assert!(matches!(second.wait().await, Err(Error::Cancelled)));
+}
+
+#[tokio::test]
+async fn without_a_gpu_auto_runs_on_the_cpu_and_gpu_is_refused() {
+    let coord = Coordinator::new(
+        StandIn::backend(BackendKind::Cpu, Act::Work),
+        Err("no GPU adapter found".into()),
+        CostModel::default(),
+        4,
+    );
+    let report = coord.run(axpy(10).0, BackendChoice::Auto).await.unwrap();
+    assert_eq!(report.backend, BackendKind::Cpu);
+    assert!(
+        report.placement_reason.contains("no GPU adapter"),
+        "{}",
+        report.placement_reason
+    );
+    let err = coord.run(axpy(10).0, BackendChoice::Gpu).await.unwrap_err();
+    assert!(matches!(err, Error::NoGpu(_)), "{err}");
+}
+
+/// With the real probe on the real (software) GPU: `auto` agrees with what
+/// the probe measured — it picks the backend the calibrated lines say is
+/// faster, and a tiny job (where a GPU round trip costs far more than the
+/// work) goes to the CPU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_agrees_with_the_real_probe() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let mut config = EngineConfig::default();
+    config.gpu.allow_software = true;
+    config.cost_model = CostModelSource::Probe { cache: None };
+    let engine = Engine::start(config).await.unwrap();
+    let coord = engine.coordinator();
+    assert!(coord.has_gpu());
+    let model = coord.cost_model();
+    for n in [16, 1 << 16, 1 << 22] {
+        let (task, _) = axpy(n);
+        let predicted_gpu = model.predict(BackendKind::Gpu, &task).unwrap();
+        let predicted_cpu = model.predict(BackendKind::Cpu, &task).unwrap();
+        let report = coord.run(task, BackendChoice::Auto).await.unwrap();
+        let expect = if predicted_gpu < predicted_cpu {
+            BackendKind::Gpu
+        } else {
+            BackendKind::Cpu
+        };
+        assert_eq!(report.backend, expect, "n={n}: {}", report.placement_reason);
+        if n == 16 {
+            assert_eq!(
+                report.backend,
+                BackendKind::Cpu,
+                "{}",
+                report.placement_reason
+            );
+        }
+    }
+    engine.shutdown().await;
+}
