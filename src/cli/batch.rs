@@ -157,11 +157,17 @@ async fn run_all(args: &Args, text: &str) -> Result<Vec<Outcome>> {
             let outcome = run_line(&engine, &base, line_no, &line, default_backend).await;
             drop(permit);
             if outcome.status != "ok" {
-                bar.println(format!(
+                let line = format!(
                     "job {} failed: {}",
                     outcome.id,
                     outcome.error.as_deref().unwrap_or("")
-                ));
+                );
+                // A hidden bar (stderr is not a terminal) drops println.
+                if bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
             }
             bar.inc(1);
             (order, outcome)
@@ -303,12 +309,15 @@ fn print_summary(outcomes: &[Outcome]) {
     );
     for (backend, (jobs, failures, mut times)) in by_backend {
         times.sort_by(f64::total_cmp);
-        let total: f64 = times.iter().sum();
-        let median = if times.is_empty() {
-            "-".to_owned()
+        let (total, median) = if times.is_empty() {
+            ("-".to_owned(), "-".to_owned())
         } else {
-            format!("{:.3}", times[times.len() / 2])
+            let total: f64 = times.iter().sum();
+            (
+                format!("{total:.3}"),
+                format!("{:.3}", times[times.len() / 2]),
+            )
         };
-        println!("{backend:<10} {jobs:>6} {failures:>9} {total:>12.3} {median:>12}");
+        println!("{backend:<10} {jobs:>6} {failures:>9} {total:>12} {median:>12}");
     }
 }

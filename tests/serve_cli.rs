@@ -1,0 +1,149 @@
+//! `anycore serve` as a process: `run --server` against it, the README's
+//! Python client against it, and SIGTERM ending it with exit 0.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use anycore::kernel::random::random_tensor;
+use anycore::kernel::{Job, Kernel, Task};
+use anycore::tensor::{DType, npy};
+use common::assert_close;
+
+/// Starts `anycore serve` on a free port and returns it with its URL.
+fn start_server() -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_anycore"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env(
+            "ANYCORE_CACHE_DIR",
+            std::env::temp_dir().join("anycore-test-cache"),
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("anycore serve starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split("serving on ")
+                .nth(1)
+                .map(|r| r.split_whitespace().next().unwrap().to_owned())
+        })
+        .expect("the server says where it listens");
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, url)
+}
+
+#[test]
+fn run_with_server_matches_local_results_and_sigterm_exits_0() {
+    let (mut server, url) = start_server();
+    let dir = tempfile::tempdir().unwrap();
+    let a = random_tensor(DType::F32, &[33, 17], 1).unwrap();
+    let b = random_tensor(DType::F32, &[17, 9], 2).unwrap();
+    npy::write(&dir.path().join("a.npy"), &a).unwrap();
+    npy::write(&dir.path().join("b.npy"), &b).unwrap();
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_anycore"))
+        .args(["run", "matmul", "--server", &url, "--json"])
+        .args([
+            "-i",
+            &format!("a={}", p("a.npy")),
+            "-i",
+            &format!("b={}", p("b.npy")),
+        ])
+        .args(["-o", &format!("out={}", p("c.npy"))])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["outputs"]["out"]["shape"],
+        serde_json::json!([33, 9])
+    );
+    let task = Task::new(Job::new(Kernel::Matmul).input("a", a).input("b", b)).unwrap();
+    let got = npy::read(&dir.path().join("c.npy")).unwrap();
+    assert_close(
+        "remote matmul",
+        got.as_f32().unwrap(),
+        task.reference()["out"].as_f32().unwrap(),
+        1e-5,
+    );
+
+    // The server's refusal of a bad job is the user's error: exit 2.
+    let bad = Command::new(env!("CARGO_BIN_EXE_anycore"))
+        .args([
+            "run",
+            "mandelbrot",
+            "--server",
+            &url,
+            "-p",
+            "width=4",
+            "-p",
+            "height=4",
+            "--backend",
+            "gpu",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    // The README's Python client, where NumPy is there to check it.
+    let has_numpy = Command::new("python3")
+        .args(["-c", "import numpy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_numpy {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/client_example.py");
+        let py = Command::new("python3")
+            .arg(script)
+            .arg(&url)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&py.stdout);
+        assert!(
+            py.status.success() && text.contains("equal to NumPy"),
+            "{text}{}",
+            String::from_utf8_lossy(&py.stderr)
+        );
+    }
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = server.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM should drain and exit 0");
+}
+
+#[test]
+fn run_with_an_unreachable_server_is_exit_1() {
+    let out = Command::new(env!("CARGO_BIN_EXE_anycore"))
+        .args([
+            "run",
+            "mandelbrot",
+            "--server",
+            "http://127.0.0.1:9",
+            "-p",
+            "width=4",
+            "-p",
+            "height=4",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}

@@ -1,0 +1,313 @@
+//! The HTTP API end to end: a real server on 127.0.0.1:0, a real client.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anycore::coordinator::cost::CostModel;
+use anycore::engine::{CostModelSource, Engine, EngineConfig};
+use anycore::kernel::random::random_tensor;
+use anycore::kernel::{Job, Kernel, Task};
+use anycore::service::api::{JobResponse, decode_npy, encode_npy};
+use anycore::service::{ServiceConfig, serve};
+use anycore::tensor::DType;
+use common::assert_close;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+struct Server {
+    url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(max_in_flight: usize, body_limit: usize) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let config = EngineConfig {
+            use_gpu: false,
+            cpu_threads: Some(1),
+            max_in_flight,
+            cost_model: CostModelSource::Fixed(CostModel::default()),
+            ..EngineConfig::default()
+        };
+        let engine = Arc::new(Engine::start(config).await.unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let service = ServiceConfig { body_limit };
+        let task = tokio::spawn(serve(listener, engine, service, async {
+            let _ = stopped.await;
+        }));
+        Server {
+            url,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Sends a request; returns status, Retry-After and the body.
+    async fn call(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<String>,
+    ) -> (u16, Option<String>, String) {
+        let url = format!("{}{path}", self.url);
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut response = match (method, body) {
+                ("POST", Some(b)) => agent.post(&url).send(b),
+                ("DELETE", _) => agent.delete(&url).call(),
+                _ => agent.get(&url).call(),
+            }
+            .expect("the server answers");
+            let retry = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let text = response
+                .body_mut()
+                .with_config()
+                .limit(u64::MAX)
+                .read_to_string()
+                .unwrap();
+            (response.status().as_u16(), retry, text)
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn error_code(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    assert!(v["error"]["message"].is_string(), "{body}");
+    v["error"]["code"].as_str().unwrap().to_owned()
+}
+
+/// A job that keeps one CPU thread busy for a while.
+fn slow_job() -> String {
+    json!({"kernel": "mandelbrot", "params": {"width": 1200, "height": 1200, "max_iter": 3000}})
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_inline_and_npy_give_the_reference_results() {
+    let server = Server::start(8, 256 << 20).await;
+    let (status, _, body) = server.call("GET", "/v1/health", None).await;
+    assert_eq!((status, body.contains("ok")), (200, true));
+
+    let x = random_tensor(DType::F32, &[300], 1).unwrap();
+    let y = random_tensor(DType::F32, &[300], 2).unwrap();
+    let task = Task::new(
+        Job::new(Kernel::Axpy)
+            .input("x", x.clone())
+            .input("y", y.clone())
+            .param("a", 0.5),
+    )
+    .unwrap();
+    let want = task.reference();
+    let inline = json!({
+        "kernel": "axpy",
+        "params": {"a": 0.5},
+        "inputs": {
+            "x": {"dtype": "f32", "shape": [300], "data": x.as_f32().unwrap()},
+            "y": {"dtype": "f32", "shape": [300], "data": y.as_f32().unwrap()},
+        },
+    });
+    let (status, _, body) = server
+        .call("POST", "/v1/jobs", Some(inline.to_string()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["backend"], "cpu");
+    assert!(
+        v["placement_reason"].is_string() && v["timings_ms"]["queued"].is_f64(),
+        "{v}"
+    );
+    let got: Vec<f32> = serde_json::from_value(v["outputs"]["out"]["data"].clone()).unwrap();
+    assert_close("inline axpy", &got, want["out"].as_f32().unwrap(), 1e-6);
+
+    let npy = json!({
+        "kernel": "axpy",
+        "params": {"a": 0.5},
+        "inputs": {"x": encode_npy(&x), "y": encode_npy(&y)},
+        "outputs": "npy",
+        "backend": "cpu",
+    });
+    let (status, _, body) = server.call("POST", "/v1/jobs", Some(npy.to_string())).await;
+    assert_eq!(status, 200, "{body}");
+    let response: JobResponse = serde_json::from_str(&body).unwrap();
+    let got = decode_npy(&response.outputs["out"]).unwrap();
+    assert_close(
+        "npy axpy",
+        got.as_f32().unwrap(),
+        want["out"].as_f32().unwrap(),
+        1e-6,
+    );
+
+    let (_, _, metrics) = server.call("GET", "/metrics", None).await;
+    assert!(
+        metrics.contains(r#"anycore_jobs_total{kernel="axpy",backend="cpu",outcome="ok"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("anycore_job_seconds_bucket") && metrics.contains("anycore_gpu_present 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"anycore_queue_depth{backend="cpu"}"#),
+        "{metrics}"
+    );
+    let (status, _, devices) = server.call("GET", "/v1/devices", None).await;
+    assert_eq!(status, 200);
+    assert!(devices.contains("rayon pool"), "{devices}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_requests_get_json_errors() {
+    let server = Server::start(8, 4096).await;
+    let cases = [
+        ("{not json", 400, "bad_request"),
+        (r#"{"kernel": "nosuch"}"#, 400, "bad_request"),
+        (
+            r#"{"kernel": "axpy", "inputs": {"q": {"dtype": "f32", "shape": [1], "data": [1]}}}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            r#"{"kernel": "axpy", "inputs": {"x": {"dtype": "f32", "shape": [2], "data": [1]}}}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            r#"{"kernel": "reduce", "inputs": {"x": {"dtype": "u32", "shape": [1], "data": [-1]}}}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            r#"{"kernel": "reduce", "inputs": {"x": {"npy": "@@@"}}}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            r#"{"kernel": "mandelbrot", "params": {"width": 4, "height": 4}, "backend": "gpu"}"#,
+            400,
+            "no_gpu",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (got, _, text) = server.call("POST", "/v1/jobs", Some(body.into())).await;
+        assert_eq!(got, status, "{body}: {text}");
+        assert_eq!(error_code(&text), code, "{body}: {text}");
+    }
+    let big = json!({"kernel": "reduce", "inputs": {"x": {"dtype": "f32", "shape": [2000], "data": vec![1.0; 2000]}}});
+    let (status, _, text) = server.call("POST", "/v1/jobs", Some(big.to_string())).await;
+    assert_eq!(
+        (status, error_code(&text).as_str()),
+        (413, "payload_too_large"),
+        "{text}"
+    );
+    let (status, _, text) = server.call("GET", "/v1/jobs/999", None).await;
+    assert_eq!((status, error_code(&text).as_str()), (404, "not_found"));
+    let (status, _, _) = server.call("DELETE", "/v1/jobs/999", None).await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_queue_is_503_with_retry_after_and_async_jobs_can_be_polled_and_cancelled() {
+    let server = Server::start(2, 256 << 20).await;
+    let (status, _, body) = server
+        .call("POST", "/v1/jobs?wait=false", Some(slow_job()))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let slow: u64 = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let quick = json!({"kernel": "reduce", "inputs": {"x": {"dtype": "i32", "shape": [3], "data": [1, -5, 9]}}, "params": {"op": "min"}});
+    let (status, _, body) = server
+        .call("POST", "/v1/jobs?wait=false", Some(quick.to_string()))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let queued: u64 = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_u64()
+        .unwrap();
+
+    // Two jobs in flight fill it: the next is refused at once, not left hanging.
+    let (status, retry, body) = server
+        .call("POST", "/v1/jobs", Some(quick.to_string()))
+        .await;
+    assert_eq!((status, retry.as_deref()), (503, Some("1")), "{body}");
+    assert_eq!(error_code(&body), "busy");
+
+    let (status, _, body) = server
+        .call("DELETE", &format!("/v1/jobs/{queued}"), None)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let (_, _, body) = server.call("GET", &format!("/v1/jobs/{slow}"), None).await;
+    assert!(body.contains("running"), "{body}");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (mut slow_done, mut queued_done) = (None, None);
+    while (slow_done.is_none() || queued_done.is_none()) && std::time::Instant::now() < deadline {
+        for (id, slot) in [(slow, &mut slow_done), (queued, &mut queued_done)] {
+            let (_, _, body) = server.call("GET", &format!("/v1/jobs/{id}"), None).await;
+            let v: Value = serde_json::from_str(&body).unwrap();
+            if v["status"] != "running" {
+                *slot = Some(v);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let slow_done = slow_done.expect("the slow job finishes");
+    assert_eq!(slow_done["status"], "done", "{slow_done}");
+    assert_eq!(
+        slow_done["result"]["outputs"]["out"]["shape"],
+        json!([1200, 1200])
+    );
+    assert_eq!(queued_done.expect("answered")["status"], "cancelled");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_finishes_jobs_in_flight() {
+    let server = Server::start(4, 256 << 20).await;
+    let url = server.url.clone();
+    let client = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut r = agent
+            .post(format!("{url}/v1/jobs"))
+            .send(slow_job())
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.body_mut()
+                .with_config()
+                .limit(u64::MAX)
+                .read_to_string()
+                .unwrap(),
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.stop().await; // returns only once the job in flight is done
+    let (status, body) = client.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#""backend":"cpu""#),
+        "{}",
+        &body[..200.min(body.len())]
+    );
+}
