@@ -20,21 +20,24 @@
 //! # Example
 //!
 //! ```
-//! use anycore::backend::{self, BackendChoice, gpu::GpuOptions};
-//! use anycore::kernel::{Job, Kernel, Task};
+//! use anycore::engine::{BlockingEngine, EngineConfig};
+//! use anycore::kernel::{Job, Kernel};
 //! use anycore::tensor::Tensor;
 //!
+//! // A hardware GPU if there is one, else the CPU; each job placed on its own.
+//! let engine = BlockingEngine::start(EngineConfig::default())?;
 //! let job = Job::new(Kernel::Axpy)
 //!     .input("x", Tensor::from_f32(vec![1.0, 2.0, 3.0]))
 //!     .input("y", Tensor::from_f32(vec![10.0, 20.0, 30.0]))
 //!     .param("a", 2.0);
-//! let task = Task::new(job)?;
-//! // A hardware GPU if there is one, else the CPU.
-//! let placement = backend::open(BackendChoice::Auto, &GpuOptions::from_env())?;
-//! let run = placement.backend.run(&task)?;
-//! assert_eq!(run.outputs["out"].as_f32(), Some(&[12.0, 24.0, 36.0][..]));
+//! let report = engine.run(job)?;
+//! assert_eq!(report.outputs["out"].as_f32(), Some(&[12.0, 24.0, 36.0][..]));
+//! println!("ran on {} because {}", report.backend, report.placement_reason);
 //! # Ok::<(), anycore::Error>(())
 //! ```
+//!
+//! Without the coordinator, a backend runs a checked [`kernel::Task`]
+//! directly: [`backend::open`] picks one and says why.
 
 #![deny(missing_docs)]
 
