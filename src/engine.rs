@@ -96,6 +96,8 @@ struct CachedModel {
 fn calibrate(source: CostModelSource, cpu: &dyn Backend, gpu: Option<&dyn Backend>) -> CostModel {
     let cache = match source {
         CostModelSource::Fixed(model) => return model,
+        // With one backend there is nothing to choose: no probe needed.
+        CostModelSource::Probe { .. } if gpu.is_none() => return CostModel::default(),
         CostModelSource::Probe { cache } => cache,
     };
     let devices = format!(
@@ -222,6 +224,12 @@ impl BlockingEngine {
     /// Runs a job on the chosen backend, blocking until it is done.
     pub fn run_on(&self, job: Job, choice: BackendChoice) -> Result<JobReport> {
         self.runtime.block_on(self.engine.run_on(job, choice))
+    }
+
+    /// Runs a checked task on the chosen backend, blocking until it is done.
+    pub fn run_task(&self, task: Task, choice: BackendChoice) -> Result<JobReport> {
+        self.runtime
+            .block_on(self.engine.coordinator().run(task, choice))
     }
 
     /// The async engine inside.

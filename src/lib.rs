@@ -8,8 +8,7 @@
 //! - [`kernel`]: the catalog — per kernel its signature, validation, rayon
 //!   implementation and sequential reference; the shaders live in `shaders/`.
 //! - [`backend`]: the [`Backend`](backend::Backend) trait, implemented by the
-//!   GPU ([`backend::gpu`]) and the CPU ([`backend::cpu`]), and
-//!   [`backend::open`], which picks one and says why.
+//!   GPU ([`backend::gpu`]) and the CPU ([`backend::cpu`]).
 //! - [`coordinator`]: takes jobs concurrently, places each (`gpu`, `cpu`
 //!   or `auto` by a cost model plus queued work) and runs it on a worker.
 //! - [`engine`]: the coordinator ready to embed: [`engine::Engine`] (async)
@@ -36,8 +35,8 @@
 //! # Ok::<(), anycore::Error>(())
 //! ```
 //!
-//! Without the coordinator, a backend runs a checked [`kernel::Task`]
-//! directly: [`backend::open`] picks one and says why.
+//! Without the coordinator, a backend ([`backend::cpu::CpuBackend`],
+//! [`backend::gpu::GpuBackend`]) runs a checked [`kernel::Task`] directly.
 
 #![deny(missing_docs)]
 

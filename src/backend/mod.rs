@@ -3,16 +3,14 @@
 //! - [`gpu::GpuBackend`]: wgpu and the WGSL shaders in `shaders/`.
 //! - [`cpu::CpuBackend`]: a rayon pool.
 //!
-//! [`open`] picks one for a [`BackendChoice`] and says why, so every result
-//! can report where it ran (`placement_reason`). Creating the GPU backend
-//! with no usable adapter is an error value, never a panic: that is what
-//! lets `auto` fall back to the CPU.
+//! Choosing between them is the coordinator's job (`crate::coordinator`).
+//! Creating the GPU backend with no usable adapter is an error value, never
+//! a panic: that is what lets `auto` fall back to the CPU.
 
 pub mod cpu;
 pub mod gpu;
 
 use std::fmt;
-use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -95,50 +93,5 @@ impl BackendChoice {
                 "unknown backend '{other}' (choose auto, gpu or cpu)"
             ))),
         }
-    }
-}
-
-/// A backend together with the reason it was chosen.
-pub struct Placement {
-    /// The backend to run on.
-    pub backend: Arc<dyn Backend>,
-    /// Why this one (reported as `placement_reason`).
-    pub reason: String,
-}
-
-/// Opens the backend for `choice`.
-///
-/// `Auto` takes the GPU when [`gpu::GpuBackend::new`] finds a usable adapter
-/// (hardware, or software when `gpu_options` allows it) and otherwise the
-/// CPU, giving the GPU's refusal as the reason. `Gpu` turns that refusal
-/// into an [`Error::NoGpu`].
-pub fn open(choice: BackendChoice, gpu_options: &gpu::GpuOptions) -> Result<Placement> {
-    let cpu = || -> Result<Arc<dyn Backend>> { Ok(Arc::new(cpu::CpuBackend::new(None)?)) };
-    match choice {
-        BackendChoice::Cpu => Ok(Placement {
-            backend: cpu()?,
-            reason: "forced by --backend cpu".into(),
-        }),
-        BackendChoice::Gpu => {
-            let gpu = gpu::GpuBackend::new(gpu_options)?;
-            Ok(Placement {
-                reason: format!("forced by --backend gpu ({})", gpu.adapter_summary()),
-                backend: Arc::new(gpu),
-            })
-        }
-        BackendChoice::Auto => match gpu::GpuBackend::new(gpu_options) {
-            Ok(gpu) => Ok(Placement {
-                reason: format!("auto: {}", gpu.adapter_summary()),
-                backend: Arc::new(gpu),
-            }),
-            Err(Error::NoGpu(why)) => {
-                log::info!("running on the CPU: {why}");
-                Ok(Placement {
-                    backend: cpu()?,
-                    reason: format!("auto: {why}; running on the CPU"),
-                })
-            }
-            Err(other) => Err(other),
-        },
     }
 }

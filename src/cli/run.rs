@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use anycore::backend;
-use anycore::backend::gpu::GpuOptions;
+use anycore::backend::BackendChoice;
+use anycore::coordinator::cost::CostModel;
+use anycore::engine::{BlockingEngine, CostModelSource, EngineConfig};
 use anycore::kernel::{Job, Kernel, Outputs, Task};
 use anycore::service::api::inline;
 use anycore::tensor::npy;
@@ -131,30 +132,38 @@ pub fn main(args: Args) -> Result<()> {
     finish(report, results, scale, &outputs, args.json)
 }
 
-/// Runs the task in this process on the chosen backend.
+/// Runs the task in this process, through the same coordinator and
+/// placement policy as `batch` and `serve`.
 fn run_here(args: &Args, task: Task) -> Result<(Report, Outputs, Option<u32>)> {
-    let mut gpu_options = GpuOptions::from_env();
-    gpu_options.allow_software |= args.allow_software_gpu;
-    let placement = backend::open(args.backend.into(), &gpu_options).map_err(|e| match e {
+    let choice = BackendChoice::from(args.backend);
+    let mut config = EngineConfig::default();
+    config.gpu.allow_software |= args.allow_software_gpu;
+    config.use_gpu = choice != BackendChoice::Cpu;
+    if choice != BackendChoice::Auto {
+        // The choice is made: no cost model needed.
+        config.cost_model = CostModelSource::Fixed(CostModel::default());
+    }
+    let scale = output::picture_scale(&task);
+    let engine = BlockingEngine::start(config)?;
+    let report = engine.run_task(task, choice).map_err(|e| match e {
         Error::NoGpu(why) => Error::NoGpu(format!("--backend gpu needs a GPU adapter: {why}")),
         other => other,
     })?;
     log::info!(
         "{} on {}: {}",
-        task.kernel(),
-        placement.backend.device(),
-        placement.reason
+        report.kernel,
+        report.device,
+        report.placement_reason
     );
-    let run = placement.backend.run(&task)?;
-    let report = Report {
-        kernel: task.kernel().name(),
-        backend: placement.backend.kind().to_string(),
-        device: placement.backend.device(),
-        placement_reason: placement.reason,
-        timings_ms: serde_json::json!(run.timings),
+    let summary = Report {
+        kernel: report.kernel.name(),
+        backend: report.backend.to_string(),
+        device: report.device,
+        placement_reason: report.placement_reason,
+        timings_ms: serde_json::json!(report.timings),
         outputs: BTreeMap::new(),
     };
-    Ok((report, run.outputs, output::picture_scale(&task)))
+    Ok((summary, report.outputs, scale))
 }
 
 /// Writes the outputs asked for and prints the report.
