@@ -44,18 +44,48 @@ run() {
     nvidia-smi -L | tee "$OUT/card.txt"
     .dev/bin/anycore devices | tee "$OUT/devices.txt"
     export ANYCORE_REQUIRE_GPU_TESTS=1 ANYCORE_REQUIRE_NUMPY=1
+    export ANYCORE_CACHE_DIR=/tmp/anycore-cache
     status=0
-    for t in kernels cli shaders numpy_oracle; do
-        echo "== test $t"
-        .dev/bin/test-$t 2>&1 | tail -n 25 | tee -a "$OUT/tests.txt" || status=1
+    for t in .dev/bin/test-*; do
+        echo "== $t"
+        "$t" 2>&1 | grep -E "^test |test result|panicked|FAILED" | tee -a "$OUT/tests.txt" || true
+        "$t" >/dev/null 2>&1 || status=1
     done
+    echo "== where auto puts jobs"
+    placement_sweep "1024 65536 1048576 16777216 67108864" "64 256 1024 2048 4096" "64 512 4096" |
+        tee "$OUT/placement.txt"
     echo "== timings"
     python3 scripts/gpu_timing.py .dev/bin/anycore 2>&1 | tee "$OUT/timing.txt" || status=1
     return $status
 }
 
+# One batch of `auto` jobs of growing size (axpy lengths, matmul and
+# mandelbrot edges), run one at a time, and where each went and why.
+placement_sweep() {
+    local jobs=/tmp/sweep.jsonl results=/tmp/sweep-results.jsonl n
+    : > "$jobs"
+    for n in $1; do
+        echo "{\"id\": \"axpy $n\", \"kernel\": \"axpy\", \"params\": {\"a\": 2}, \"inputs\": {\"x\": {\"random\": {\"dtype\": \"f32\", \"shape\": [$n]}}, \"y\": {\"random\": {\"dtype\": \"f32\", \"shape\": [$n]}}}}" >> "$jobs"
+    done
+    for n in $2; do
+        echo "{\"id\": \"matmul $n\", \"kernel\": \"matmul\", \"inputs\": {\"a\": {\"random\": {\"dtype\": \"f32\", \"shape\": [$n, $n]}}, \"b\": {\"random\": {\"dtype\": \"f32\", \"shape\": [$n, $n]}}}}" >> "$jobs"
+    done
+    for n in $3; do
+        echo "{\"id\": \"mandelbrot $n\", \"kernel\": \"mandelbrot\", \"params\": {\"width\": $n, \"height\": $n}}" >> "$jobs"
+    done
+    .dev/bin/anycore batch "$jobs" --concurrency 1 --results "$results"
+    python3 - "$results" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    total = r.get("timings_ms", {}).get("total", 0)
+    print(f"{r['id']:<18} {r.get('backend', '-'):<4} {total:10.3f} ms  {r.get('placement_reason', r.get('error'))}")
+PY
+}
+
 case "${1:-}" in
     pack) pack ;;
     run) run ;;
-    *) echo "usage: $0 pack|run" >&2; exit 2 ;;
+    sweep) placement_sweep "1024 65536" "64 256" "64" ;;  # a small local try-out
+    *) echo "usage: $0 pack|run|sweep" >&2; exit 2 ;;
 esac
