@@ -5,8 +5,8 @@
 //! (elements, multiply-adds, pixel-iterations; see [`work_units`]). The two
 //! numbers come from a short probe at start-up (two job sizes per kernel, a
 //! line through them), are cached on disk keyed by device so the next start
-//! is warm, and are corrected as real runs are observed: each observation
-//! moves a correction factor a quarter of the way toward actual/predicted.
+//! is warm, and are corrected as real runs are observed (see
+//! [`CostModel::observe`]).
 
 use std::collections::BTreeMap;
 
@@ -102,17 +102,20 @@ impl CostModel {
             .map(|l| l.predict(work_units(task)))
     }
 
-    /// Folds an observed run time into the pair's correction factor.
+    /// Folds an observed run time into the pair's correction factor. Each
+    /// observation moves the prediction a quarter of the way (in log space)
+    /// toward what happened, at most by a factor of 2^0.25, so one outlier —
+    /// a cold cache, a first call that spins up threads — cannot wreck it.
     pub fn observe(&mut self, backend: BackendKind, task: &Task, actual_ms: f64) {
         if self.frozen {
             return;
         }
         let work = work_units(task);
         if let Some(line) = self.lines.get_mut(&key(backend, task.kernel())) {
-            let predicted = line.predict(work) / line.correction;
-            if predicted > 0.0 && actual_ms.is_finite() {
-                let ratio = (actual_ms / predicted).clamp(0.01, 100.0);
-                line.correction = 0.75 * line.correction + 0.25 * ratio;
+            let predicted = line.predict(work);
+            if predicted > 0.0 && actual_ms > 0.0 && actual_ms.is_finite() {
+                let step = (actual_ms / predicted).clamp(0.5, 2.0).powf(0.25);
+                line.correction = (line.correction * step).clamp(0.01, 100.0);
             }
         }
     }
@@ -138,11 +141,15 @@ mod tests {
             crate::kernel::axpy::Axpy::new(1.0, vec![0.0; 1000], vec![0.0; 1000]).unwrap(),
         );
         let before = model.predict(BackendKind::Cpu, &task).unwrap();
-        for _ in 0..20 {
+        for _ in 0..40 {
             model.observe(BackendKind::Cpu, &task, 4.0);
         }
         let after = model.predict(BackendKind::Cpu, &task).unwrap();
         assert!((before - 1.0).abs() < 1e-9);
         assert!((after - 4.0).abs() < 0.1, "{after}");
+        // One wild outlier moves it by at most 2^0.25.
+        model.observe(BackendKind::Cpu, &task, 4000.0);
+        let outlier = model.predict(BackendKind::Cpu, &task).unwrap();
+        assert!(outlier <= after * 2f64.powf(0.25) + 1e-9, "{outlier}");
     }
 }
