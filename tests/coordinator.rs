@@ -341,3 +341,25 @@ async fn auto_agrees_with_the_real_probe() {
     }
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_backends_work_at_the_same_time() {
+    let nap = Act::Slow(Duration::from_millis(400));
+    let coord = Coordinator::new(
+        StandIn::backend(BackendKind::Cpu, nap),
+        Ok(StandIn::backend(BackendKind::Gpu, nap)),
+        CostModel::default(),
+        4,
+    );
+    let start = std::time::Instant::now();
+    let on_gpu = coord.try_submit(axpy(10).0, BackendChoice::Gpu).unwrap();
+    let on_cpu = coord.try_submit(axpy(10).0, BackendChoice::Cpu).unwrap();
+    let (g, c) = tokio::join!(on_gpu.wait(), on_cpu.wait());
+    assert_eq!(
+        (g.unwrap().backend, c.unwrap().backend),
+        (BackendKind::Gpu, BackendKind::Cpu)
+    );
+    // One after the other would take 800 ms.
+    let elapsed = start.elapsed();
+    assert!(elapsed < Duration::from_millis(750), "{elapsed:?}");
+}
