@@ -10,8 +10,7 @@ use anycore::backend::BackendChoice;
 use anycore::coordinator::cost::CostModel;
 use anycore::engine::{BlockingEngine, CostModelSource, EngineConfig};
 use anycore::kernel::{Job, Kernel, Outputs, Task};
-use anycore::service::api::inline;
-use anycore::tensor::npy;
+use anycore::tensor::{TensorData, npy};
 use anycore::{Error, Result};
 
 use super::{BackendArg, output, remote};
@@ -67,7 +66,7 @@ struct OutputReport {
     path: Option<PathBuf>,
     /// The values themselves, for small outputs such as a reduction.
     #[serde(skip_serializing_if = "Option::is_none")]
-    values: Option<serde_json::Value>,
+    values: Option<TensorData>,
 }
 
 /// Splits `NAME=VALUE` as given to `flag`.
@@ -185,7 +184,7 @@ fn finish(
                 dtype: tensor.dtype().name(),
                 shape: tensor.shape().to_vec(),
                 path,
-                values: (tensor.len() <= INLINE_VALUES).then(|| inline(tensor)),
+                values: (tensor.len() <= INLINE_VALUES).then(|| tensor.data().clone()),
             },
         );
     }
@@ -215,7 +214,7 @@ fn print_human(r: &Report) {
         let desc = anycore::tensor::describe_name(o.dtype, &o.shape);
         let mut line = format!("  {name}: {desc}");
         if let Some(v) = &o.values {
-            line += &format!(" = {v}");
+            line += &format!(" = {}", serde_json::to_string(v).expect("values serialise"));
         }
         match &o.path {
             Some(p) => line += &format!(" -> {}", p.display()),

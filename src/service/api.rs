@@ -237,13 +237,8 @@ impl JobResponse {
 }
 
 /// Elements as JSON numbers (NaN and infinities, which JSON lacks, as null).
-pub fn inline(t: &Tensor) -> serde_json::Value {
-    match t.data() {
-        TensorData::F32(v) => serde_json::json!(v),
-        TensorData::U32(v) => serde_json::json!(v),
-        TensorData::I32(v) => serde_json::json!(v),
-        TensorData::U8(v) => serde_json::json!(v),
-    }
+fn inline(t: &Tensor) -> serde_json::Value {
+    serde_json::to_value(t.data()).expect("tensor data serialises")
 }
 
 /// Decodes an [`ArrayOut`] sent as `npy` back into a tensor (for clients).

@@ -47,8 +47,11 @@ impl fmt::Display for DType {
     }
 }
 
-/// The elements of a tensor, one variant per [`DType`].
-#[derive(Clone, Debug, PartialEq)]
+/// The elements of a tensor, one variant per [`DType`]. Serialises as a
+/// plain list of numbers (floats in their shortest `f32` form; NaN and
+/// infinities, which JSON lacks, as null).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum TensorData {
     /// `f32` elements.
     F32(Vec<f32>),
