@@ -48,8 +48,8 @@ run() {
     status=0
     for t in .dev/bin/test-*; do
         echo "== $t"
-        "$t" 2>&1 | grep -E "^test |test result|panicked|FAILED" | tee -a "$OUT/tests.txt" || true
-        "$t" >/dev/null 2>&1 || status=1
+        "$t" > /tmp/test.log 2>&1 || status=1
+        grep -E "^test |test result|panicked|FAILED" /tmp/test.log | tee -a "$OUT/tests.txt" || true
     done
     echo "== where auto puts jobs"
     placement_sweep "1024 65536 1048576 16777216 67108864" "64 256 1024 2048 4096" "64 512 4096" |
