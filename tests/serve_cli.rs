@@ -77,7 +77,7 @@ fn run_with_server_matches_local_results_and_sigterm_exits_0() {
         1e-5,
     );
 
-    // The server's refusal of a bad job is the user's error: exit 2.
+    // The server's refusal of a job (it has no GPU) is the user's error: exit 2.
     let bad = Command::new(env!("CARGO_BIN_EXE_anycore"))
         .args([
             "run",

@@ -24,6 +24,7 @@ mod worker;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -101,12 +102,15 @@ pub struct Coordinator {
     cpu: WorkerHandle,
     /// Why there is no GPU worker, for `auto`'s placement reason.
     no_gpu_reason: String,
+    /// Worker threads, GPU first, joined when the coordinator stops.
+    threads: Mutex<Vec<(WorkerHandle, JoinHandle<()>)>>,
 }
 
 impl Coordinator {
     /// Starts workers for the backends. `gpu` is `Err(reason)` when there is
     /// no GPU backend; `capacity` bounds the jobs in flight. The worker
-    /// threads end when the coordinator is dropped (their queues close).
+    /// threads end at [`shutdown`](Coordinator::shutdown) or when the
+    /// coordinator is dropped, after the jobs already queued.
     pub fn new(
         cpu: Arc<dyn Backend>,
         gpu: std::result::Result<Arc<dyn Backend>, String>,
@@ -114,14 +118,15 @@ impl Coordinator {
         capacity: usize,
     ) -> Self {
         let model = Arc::new(Mutex::new(model));
-        let cpu_worker = worker::spawn(cpu, Arc::clone(&model), None);
+        let (cpu_worker, cpu_thread) = worker::spawn(cpu, Arc::clone(&model), None);
+        let mut threads = vec![(cpu_worker.clone(), cpu_thread)];
         let (gpu_worker, no_gpu_reason) = match gpu {
             Ok(gpu) => {
                 let fallback = Some(cpu_worker.clone());
-                (
-                    Some(worker::spawn(gpu, Arc::clone(&model), fallback)),
-                    String::new(),
-                )
+                let (handle, thread) = worker::spawn(gpu, Arc::clone(&model), fallback);
+                // The GPU worker stops first: it may still hand jobs to the CPU.
+                threads.insert(0, (handle.clone(), thread));
+                (Some(handle), String::new())
             }
             Err(why) => (None, why),
         };
@@ -134,6 +139,7 @@ impl Coordinator {
             gpu: gpu_worker,
             cpu: cpu_worker,
             no_gpu_reason,
+            threads: Mutex::new(threads),
         }
     }
 
@@ -202,8 +208,9 @@ impl Coordinator {
         self.submit(task, choice).await?.wait().await
     }
 
-    /// Stops taking jobs and waits until every job in flight is answered.
-    /// Jobs submitted afterwards get [`Error::ShuttingDown`].
+    /// Stops taking jobs, waits until every job in flight is answered, then
+    /// ends the worker threads (releasing the GPU device). Jobs submitted
+    /// afterwards get [`Error::ShuttingDown`].
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
         // Holding every permit means nothing is in flight any more; closing
@@ -212,6 +219,13 @@ impl Coordinator {
             self.permits.close();
             drop(all);
         }
+        let threads = self.take_threads();
+        // Joining blocks (briefly: the queues are empty): not on a tokio worker.
+        let _ = tokio::task::spawn_blocking(move || stop_workers(threads)).await;
+    }
+
+    fn take_threads(&self) -> Vec<(WorkerHandle, JoinHandle<()>)> {
+        std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn check_open(&self) -> Result<()> {
@@ -287,6 +301,24 @@ impl Coordinator {
                     0.0,
                 )),
             },
+        }
+    }
+}
+
+impl Drop for Coordinator {
+    /// Ends the workers if [`Coordinator::shutdown`] did not: each finishes
+    /// the jobs already queued first.
+    fn drop(&mut self) {
+        stop_workers(self.take_threads());
+    }
+}
+
+/// Stops each worker in turn and waits for its thread to end.
+fn stop_workers(threads: Vec<(WorkerHandle, JoinHandle<()>)>) {
+    for (handle, thread) in threads {
+        handle.stop();
+        if thread.join().is_err() {
+            log::error!("the {} worker thread panicked", handle.kind);
         }
     }
 }

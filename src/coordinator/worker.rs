@@ -8,6 +8,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -31,12 +32,22 @@ pub(super) struct Item {
     pub _permit: OwnedSemaphorePermit,
 }
 
+/// What a worker's queue carries.
+pub(super) enum Message {
+    /// A job to run.
+    Run(Item),
+    /// Finish what is queued before this, then end the thread (dropping the
+    /// backend, and with it any GPU device, before the process exits:
+    /// drivers can crash when a device outlives their teardown).
+    Stop,
+}
+
 /// The sending side of a worker, with the work it has queued.
 #[derive(Clone)]
 pub(super) struct WorkerHandle {
     pub kind: BackendKind,
     pub device: String,
-    tx: mpsc::Sender<Item>,
+    tx: mpsc::Sender<Message>,
     backlog_us: Arc<AtomicU64>,
     queued: Arc<AtomicUsize>,
 }
@@ -57,12 +68,17 @@ impl WorkerHandle {
         self.backlog_us
             .fetch_add(to_us(item.predicted_ms), Ordering::Relaxed);
         self.queued.fetch_add(1, Ordering::Relaxed);
-        if let Err(mpsc::SendError(item)) = self.tx.send(item) {
+        if let Err(mpsc::SendError(Message::Run(item))) = self.tx.send(Message::Run(item)) {
             self.backlog_us
                 .fetch_sub(to_us(item.predicted_ms), Ordering::Relaxed);
             self.queued.fetch_sub(1, Ordering::Relaxed);
             let _ = item.reply.send(Err(Error::ShuttingDown));
         }
+    }
+
+    /// Asks the worker to end once its queue is empty.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Message::Stop);
     }
 }
 
@@ -70,15 +86,15 @@ fn to_us(ms: f64) -> u64 {
     (ms.max(0.0) * 1e3) as u64
 }
 
-/// Starts a worker thread for `backend`; it ends when every handle to it is
-/// dropped. A GPU worker is given the CPU worker as `fallback`: a job that
-/// fails with a GPU error is re-run there.
+/// Starts a worker thread for `backend`; it ends at [`WorkerHandle::stop`]
+/// or when every handle is dropped. A GPU worker is given the CPU worker as
+/// `fallback`: a job that fails with a GPU error is re-run there.
 pub(super) fn spawn(
     backend: Arc<dyn Backend>,
     model: Arc<Mutex<CostModel>>,
     fallback: Option<WorkerHandle>,
-) -> WorkerHandle {
-    let (tx, rx) = mpsc::channel::<Item>();
+) -> (WorkerHandle, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<Message>();
     let handle = WorkerHandle {
         kind: backend.kind(),
         device: backend.device(),
@@ -88,10 +104,11 @@ pub(super) fn spawn(
     };
     let backlog = Arc::clone(&handle.backlog_us);
     let queued = Arc::clone(&handle.queued);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(format!("anycore-{}-worker", backend.kind()))
         .spawn(move || {
-            for item in rx {
+            for message in rx {
+                let Message::Run(item) = message else { break };
                 queued.fetch_sub(1, Ordering::Relaxed);
                 // The running job stays in the backlog until it is done.
                 let predicted = to_us(item.predicted_ms);
@@ -100,7 +117,7 @@ pub(super) fn spawn(
             }
         })
         .expect("spawning a worker thread");
-    handle
+    (handle, thread)
 }
 
 fn run_one(
