@@ -24,7 +24,7 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::{GpuBackend, GpuOptions};
 use crate::backend::{Backend, BackendChoice};
 use crate::coordinator::cost::CostModel;
-use crate::coordinator::{Coordinator, JobHandle, JobReport, probe};
+use crate::coordinator::{Coordinator, JobHandle, JobReport};
 use crate::error::{Error, Result};
 use crate::kernel::{Job, Task};
 
@@ -93,17 +93,19 @@ struct CachedModel {
     model: CostModel,
 }
 
-fn calibrate(source: CostModelSource, cpu: &dyn Backend, gpu: Option<&dyn Backend>) -> CostModel {
+/// Sets the coordinator's cost model from `source`: as given, from the
+/// cache when it was measured on these devices, or by probing (then cached).
+fn calibrate(source: CostModelSource, coordinator: &Coordinator) {
     let cache = match source {
-        CostModelSource::Fixed(model) => return model,
+        CostModelSource::Fixed(model) => return coordinator.set_cost_model(model),
         // With one backend there is nothing to choose: no probe needed.
-        CostModelSource::Probe { .. } if gpu.is_none() => return CostModel::default(),
+        CostModelSource::Probe { .. } if !coordinator.has_gpu() => return,
         CostModelSource::Probe { cache } => cache,
     };
     let devices = format!(
         "gpu: {}; cpu: {}",
-        gpu.map_or("none".into(), |g| g.device()),
-        cpu.device()
+        coordinator.gpu_device().unwrap_or("none"),
+        coordinator.cpu_device()
     );
     if let Some(path) = &cache {
         let cached = std::fs::read_to_string(path)
@@ -111,14 +113,12 @@ fn calibrate(source: CostModelSource, cpu: &dyn Backend, gpu: Option<&dyn Backen
             .and_then(|text| serde_json::from_str::<CachedModel>(&text).ok());
         if let Some(c) = cached.filter(|c| c.devices == devices) {
             log::info!("cost model from {}", path.display());
-            return c.model;
+            return coordinator.set_cost_model(c.model);
         }
     }
     let mut model = CostModel::default();
-    for backend in std::iter::once(cpu).chain(gpu) {
-        for (kernel, line) in probe::probe(backend) {
-            model.set(backend.kind(), kernel, line);
-        }
+    for (backend, kernel, line) in coordinator.probe() {
+        model.set(backend, kernel, line);
     }
     if let Some(path) = &cache {
         let text = serde_json::to_string_pretty(&CachedModel {
@@ -134,7 +134,7 @@ fn calibrate(source: CostModelSource, cpu: &dyn Backend, gpu: Option<&dyn Backen
             log::warn!("cannot cache the cost model at {}: {e}", path.display());
         }
     }
-    model
+    coordinator.set_cost_model(model);
 }
 
 /// Runs jobs through a coordinator; clone the `Arc` from [`Engine::coordinator`]
@@ -155,17 +155,17 @@ impl Engine {
 
     fn start_blocking(config: EngineConfig) -> Result<Engine> {
         let cpu: Arc<dyn Backend> = Arc::new(CpuBackend::new(config.cpu_threads)?);
-        let gpu: std::result::Result<Arc<dyn Backend>, String> = if !config.use_gpu {
-            Err("GPU disabled by configuration".into())
+        let coordinator = if config.use_gpu {
+            let options = config.gpu;
+            // The device is made on the GPU worker's thread, which owns it.
+            let open =
+                move || -> Result<Arc<dyn Backend>> { Ok(Arc::new(GpuBackend::new(&options)?)) };
+            Coordinator::with_gpu_opener(cpu, open, CostModel::default(), config.max_in_flight)?
         } else {
-            match GpuBackend::new(&config.gpu) {
-                Ok(g) => Ok(Arc::new(g)),
-                Err(Error::NoGpu(why)) => Err(why),
-                Err(e) => return Err(e),
-            }
+            let why = "GPU disabled by configuration".to_owned();
+            Coordinator::new(cpu, Err(why), CostModel::default(), config.max_in_flight)
         };
-        let model = calibrate(config.cost_model, &*cpu, gpu.as_ref().ok().map(|g| &**g));
-        let coordinator = Coordinator::new(cpu, gpu, model, config.max_in_flight);
+        calibrate(config.cost_model, &coordinator);
         Ok(Engine {
             coordinator: Arc::new(coordinator),
         })

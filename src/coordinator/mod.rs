@@ -92,6 +92,9 @@ impl JobHandle {
     }
 }
 
+/// Opens a backend on its worker's thread.
+type Opener = Box<dyn FnOnce() -> Result<Arc<dyn Backend>> + Send>;
+
 /// Places and runs jobs; cheap to share behind an `Arc`.
 pub struct Coordinator {
     permits: Arc<Semaphore>,
@@ -117,21 +120,61 @@ impl Coordinator {
         model: CostModel,
         capacity: usize,
     ) -> Self {
+        let open_gpu = gpu.map(|g| Box::new(move || Ok(g)) as Opener);
+        Coordinator::start(cpu, open_gpu, model, capacity)
+            .expect("opening a backend that is already open cannot fail")
+    }
+
+    /// Like [`Coordinator::new`], but the GPU backend is opened by `open`
+    /// on the GPU worker's own thread, so the device lives and dies there.
+    /// [`Error::NoGpu`] from `open` leaves a coordinator without a GPU;
+    /// other errors are returned.
+    pub fn with_gpu_opener(
+        cpu: Arc<dyn Backend>,
+        open: impl FnOnce() -> Result<Arc<dyn Backend>> + Send + 'static,
+        model: CostModel,
+        capacity: usize,
+    ) -> Result<Self> {
+        Coordinator::start(cpu, Ok(Box::new(open)), model, capacity)
+    }
+
+    fn start(
+        cpu: Arc<dyn Backend>,
+        open_gpu: std::result::Result<Opener, String>,
+        model: CostModel,
+        capacity: usize,
+    ) -> Result<Self> {
         let model = Arc::new(Mutex::new(model));
-        let (cpu_worker, cpu_thread) = worker::spawn(cpu, Arc::clone(&model), None);
+        let (cpu_worker, cpu_thread) =
+            worker::spawn(Box::new(move || Ok(cpu)), Arc::clone(&model), None)?;
         let mut threads = vec![(cpu_worker.clone(), cpu_thread)];
-        let (gpu_worker, no_gpu_reason) = match gpu {
-            Ok(gpu) => {
+        let mut no_gpu_reason = String::new();
+        let gpu_worker = match open_gpu {
+            Ok(open) => {
                 let fallback = Some(cpu_worker.clone());
-                let (handle, thread) = worker::spawn(gpu, Arc::clone(&model), fallback);
-                // The GPU worker stops first: it may still hand jobs to the CPU.
-                threads.insert(0, (handle.clone(), thread));
-                (Some(handle), String::new())
+                match worker::spawn(open, Arc::clone(&model), fallback) {
+                    Ok((handle, thread)) => {
+                        // The GPU worker stops first: it may still hand jobs to the CPU.
+                        threads.insert(0, (handle.clone(), thread));
+                        Some(handle)
+                    }
+                    Err(Error::NoGpu(why)) => {
+                        no_gpu_reason = why;
+                        None
+                    }
+                    Err(e) => {
+                        stop_workers(threads);
+                        return Err(e);
+                    }
+                }
             }
-            Err(why) => (None, why),
+            Err(why) => {
+                no_gpu_reason = why;
+                None
+            }
         };
         let capacity = u32::try_from(capacity.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
-        Coordinator {
+        Ok(Coordinator {
             permits: Arc::new(Semaphore::new(capacity as usize)),
             capacity,
             closed: AtomicBool::new(false),
@@ -140,7 +183,22 @@ impl Coordinator {
             cpu: cpu_worker,
             no_gpu_reason,
             threads: Mutex::new(threads),
+        })
+    }
+
+    /// Probes each backend on its own worker thread (blocking; call it off
+    /// the async workers): the lines for a cost model, per backend.
+    pub fn probe(&self) -> Vec<(BackendKind, Kernel, cost::Line)> {
+        let mut lines = Vec::new();
+        for worker in std::iter::once(&self.cpu).chain(&self.gpu) {
+            lines.extend(worker.probe().into_iter().map(|(k, l)| (worker.kind, k, l)));
         }
+        lines
+    }
+
+    /// Replaces the cost model.
+    pub fn set_cost_model(&self, model: CostModel) {
+        *self.model.lock().unwrap_or_else(|e| e.into_inner()) = model;
     }
 
     /// Whether a GPU worker exists.

@@ -1,8 +1,13 @@
-//! A backend's worker: one OS thread that owns the backend's side of the
-//! work and runs queued jobs one after another. Each job already spreads
-//! over the whole device (or the whole rayon pool), so running them one at a
-//! time loses nothing, and blocking calls (`device.poll`, rayon's
-//! `install`) never touch a tokio worker.
+//! A backend's worker: one OS thread that owns the backend and runs queued
+//! jobs one after another. Each job already spreads over the whole device
+//! (or the whole rayon pool), so running them one at a time loses nothing,
+//! and blocking calls (`device.poll`, rayon's `install`) never touch a tokio
+//! worker.
+//!
+//! The thread also opens and drops its backend: a GPU device is created,
+//! used and destroyed on that one thread. (NVIDIA's Vulkan driver was seen
+//! to crash at exit when a device made on one thread was destroyed on
+//! another before the first thread ended.)
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -13,11 +18,12 @@ use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
-use super::cost::CostModel;
+use super::cost::{CostModel, Line};
+use super::probe;
 use super::{JobReport, JobTimings};
 use crate::backend::{Backend, BackendKind};
 use crate::error::{Error, Result};
-use crate::kernel::Task;
+use crate::kernel::{Kernel, Task};
 
 /// One queued job.
 pub(super) struct Item {
@@ -36,9 +42,10 @@ pub(super) struct Item {
 pub(super) enum Message {
     /// A job to run.
     Run(Item),
-    /// Finish what is queued before this, then end the thread (dropping the
-    /// backend, and with it any GPU device, before the process exits:
-    /// drivers can crash when a device outlives their teardown).
+    /// Run the cost-model probe on this backend and send back the lines.
+    Probe(mpsc::Sender<Vec<(Kernel, Line)>>),
+    /// Finish what is queued before this, then drop the backend and end
+    /// the thread.
     Stop,
 }
 
@@ -80,44 +87,88 @@ impl WorkerHandle {
     pub fn stop(&self) {
         let _ = self.tx.send(Message::Stop);
     }
+
+    /// Probes the backend on its own thread (after the queued jobs), and
+    /// waits for the result. Blocking: call it off the async workers.
+    pub fn probe(&self) -> Vec<(Kernel, Line)> {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Message::Probe(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.recv().unwrap_or_default()
+    }
 }
 
 fn to_us(ms: f64) -> u64 {
     (ms.max(0.0) * 1e3) as u64
 }
 
-/// Starts a worker thread for `backend`; it ends at [`WorkerHandle::stop`]
-/// or when every handle is dropped. A GPU worker is given the CPU worker as
-/// `fallback`: a job that fails with a GPU error is re-run there.
+/// Opens a backend on its own worker thread. The thread runs `open`, then
+/// jobs until [`WorkerHandle::stop`] or until every handle is dropped. If
+/// `open` fails, the thread ends and its error comes back. A GPU worker is
+/// given the CPU worker as `fallback`: a job that fails with a GPU error is
+/// re-run there.
 pub(super) fn spawn(
-    backend: Arc<dyn Backend>,
+    open: Box<dyn FnOnce() -> Result<Arc<dyn Backend>> + Send>,
     model: Arc<Mutex<CostModel>>,
     fallback: Option<WorkerHandle>,
-) -> (WorkerHandle, JoinHandle<()>) {
+) -> Result<(WorkerHandle, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel::<Message>();
-    let handle = WorkerHandle {
-        kind: backend.kind(),
-        device: backend.device(),
-        tx,
-        backlog_us: Arc::default(),
-        queued: Arc::default(),
-    };
-    let backlog = Arc::clone(&handle.backlog_us);
-    let queued = Arc::clone(&handle.queued);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let backlog_us = Arc::<AtomicU64>::default();
+    let queued = Arc::<AtomicUsize>::default();
+    let (backlog, waiting) = (Arc::clone(&backlog_us), Arc::clone(&queued));
     let thread = std::thread::Builder::new()
-        .name(format!("anycore-{}-worker", backend.kind()))
+        // Only the GPU worker has a fallback; the kind is not known before `open`.
+        .name(format!(
+            "anycore-{}-worker",
+            if fallback.is_some() { "gpu" } else { "cpu" }
+        ))
         .spawn(move || {
+            let backend = match open() {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok((backend.kind(), backend.device())));
             for message in rx {
-                let Message::Run(item) = message else { break };
-                queued.fetch_sub(1, Ordering::Relaxed);
-                // The running job stays in the backlog until it is done.
-                let predicted = to_us(item.predicted_ms);
-                run_one(&*backend, &model, fallback.as_ref(), item);
-                backlog.fetch_sub(predicted, Ordering::Relaxed);
+                match message {
+                    Message::Run(item) => {
+                        waiting.fetch_sub(1, Ordering::Relaxed);
+                        // The running job stays in the backlog until it is done.
+                        let predicted = to_us(item.predicted_ms);
+                        run_one(&*backend, &model, fallback.as_ref(), item);
+                        backlog.fetch_sub(predicted, Ordering::Relaxed);
+                    }
+                    Message::Probe(reply) => {
+                        let _ = reply.send(probe::probe(&*backend));
+                    }
+                    Message::Stop => break,
+                }
             }
+            // `backend` is dropped here, on the thread that made it.
         })
         .expect("spawning a worker thread");
-    (handle, thread)
+    let opened = ready_rx
+        .recv()
+        .unwrap_or_else(|_| Err(Error::Panicked("opening a backend panicked".into())));
+    let (kind, device) = match opened {
+        Ok(ready) => ready,
+        Err(e) => {
+            let _ = thread.join();
+            return Err(e);
+        }
+    };
+    let handle = WorkerHandle {
+        kind,
+        device,
+        tx,
+        backlog_us,
+        queued,
+    };
+    Ok((handle, thread))
 }
 
 fn run_one(
