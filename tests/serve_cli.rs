@@ -11,14 +11,25 @@ use anycore::kernel::{Job, Kernel, Task};
 use anycore::tensor::{DType, npy};
 use common::assert_close;
 
-/// Starts `anycore serve` on a free port and returns it with its URL.
-fn start_server() -> (Child, String) {
+/// A running `anycore serve`, killed if a test fails before stopping it
+/// (else it would outlive the test and hold its output pipes open).
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `anycore serve` on a free port (bodies up to 1 MiB) and returns
+/// it with its URL.
+fn start_server() -> (Server, String) {
+    let cache = std::env::temp_dir().join("anycore-test-cache");
     let mut child = Command::new(env!("CARGO_BIN_EXE_anycore"))
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .env(
-            "ANYCORE_CACHE_DIR",
-            std::env::temp_dir().join("anycore-test-cache"),
-        )
+        .args(["serve", "--addr", "127.0.0.1:0", "--body-limit-mib", "1"])
+        .env("ANYCORE_CACHE_DIR", cache)
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("anycore serve starts");
@@ -35,7 +46,7 @@ fn start_server() -> (Child, String) {
         .expect("the server says where it listens");
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, url)
+    (Server(child), url)
 }
 
 #[test]
@@ -77,28 +88,24 @@ fn run_with_server_matches_local_results_and_sigterm_exits_0() {
         1e-5,
     );
 
-    // The server's refusal of a job (it has no GPU) is the user's error: exit 2.
+    // The server's refusal of a job (here: over its 1 MiB body limit) is
+    // the user's error: exit 2, with the server's reason.
+    let big = random_tensor(DType::F32, &[400_000], 3).unwrap();
+    npy::write(&dir.path().join("big.npy"), &big).unwrap();
     let bad = Command::new(env!("CARGO_BIN_EXE_anycore"))
         .args([
             "run",
-            "mandelbrot",
+            "reduce",
             "--server",
             &url,
-            "-p",
-            "width=4",
-            "-p",
-            "height=4",
-            "--backend",
-            "gpu",
+            "-i",
+            &format!("x={}", p("big.npy")),
         ])
         .output()
         .unwrap();
-    assert_eq!(
-        bad.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&bad.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("413"), "{stderr}");
 
     // The README's Python client, where NumPy is there to check it.
     let has_numpy = Command::new("python3")
@@ -121,11 +128,11 @@ fn run_with_server_matches_local_results_and_sigterm_exits_0() {
     }
 
     let kill = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let status = server.wait().unwrap();
+    let status = server.0.wait().unwrap();
     assert_eq!(status.code(), Some(0), "SIGTERM should drain and exit 0");
 }
 
