@@ -147,24 +147,6 @@ impl GpuBackend {
         &self.limits
     }
 
-    /// "hardware adapter 'X' (vulkan)" or "software adapter 'X' (vulkan), allowed".
-    pub fn adapter_summary(&self) -> String {
-        let kind = if adapter::is_software(&self.info) {
-            "software adapter"
-        } else {
-            "hardware adapter"
-        };
-        let allowed = if adapter::is_software(&self.info) {
-            ", allowed by --allow-software-gpu"
-        } else {
-            ""
-        };
-        format!(
-            "{kind} '{}' ({}){allowed}",
-            self.info.name, self.info.backend
-        )
-    }
-
     /// Elements of `elem_bytes` bytes that fit one storage binding.
     fn binding_elements(&self, elem_bytes: u64) -> usize {
         usize::try_from(self.max_binding / elem_bytes).unwrap_or(usize::MAX)
