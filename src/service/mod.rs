@@ -12,12 +12,14 @@
 //! Errors are `{"error": {"code", "message"}}`: 400 for a bad job, 404 for
 //! an unknown id, 413 past the body limit, 503 with `Retry-After` when the
 //! queue is full (the service never waits for room, so it never hangs).
+//! Results of `wait=false` jobs are kept for the last [`KEPT_RESULTS`]
+//! finished jobs; older ones answer 404.
 //! [`serve`] drains jobs in flight once its shutdown future completes.
 
 pub mod api;
 mod metrics;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,6 +56,10 @@ impl Default for ServiceConfig {
     }
 }
 
+/// Finished `wait=false` jobs whose results are kept (the oldest go first),
+/// so a long-running server's memory stays bounded.
+pub const KEPT_RESULTS: usize = 10_000;
+
 /// A job posted with `wait=false`.
 enum Entry {
     Running { cancel: Arc<AtomicBool> },
@@ -65,7 +71,7 @@ enum Entry {
 struct AppState {
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
-    jobs: Arc<Mutex<HashMap<u64, Entry>>>,
+    jobs: Arc<Mutex<BTreeMap<u64, Entry>>>,
     next_id: Arc<AtomicU64>,
 }
 
@@ -221,15 +227,33 @@ async fn post_job(
             Ok(r) => Entry::Done(Box::new(r)),
             Err(e) => Entry::Failed(e),
         };
-        jobs.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, entry);
+        let mut jobs = jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.insert(id, entry);
+        forget_oldest_results(&mut jobs);
     });
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"id": id, "status": "queued"})),
     )
         .into_response())
+}
+
+/// Drops the oldest finished entries past [`KEPT_RESULTS`]; running jobs stay.
+fn forget_oldest_results(jobs: &mut BTreeMap<u64, Entry>) {
+    let finished = jobs
+        .values()
+        .filter(|e| !matches!(e, Entry::Running { .. }))
+        .count();
+    let excess = finished.saturating_sub(KEPT_RESULTS);
+    let old: Vec<u64> = jobs
+        .iter()
+        .filter(|(_, e)| !matches!(e, Entry::Running { .. }))
+        .map(|(id, _)| *id)
+        .take(excess)
+        .collect();
+    for id in old {
+        jobs.remove(&id);
+    }
 }
 
 fn unknown(id: u64) -> ApiError {
@@ -292,4 +316,29 @@ async fn devices(State(state): State<AppState>) -> Response {
 async fn render_metrics(State(state): State<AppState>) -> Response {
     let text = state.metrics.render(state.engine.coordinator());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_newest_finished_results_are_kept_and_running_jobs_stay() {
+        let mut jobs = BTreeMap::new();
+        jobs.insert(
+            0,
+            Entry::Running {
+                cancel: Arc::default(),
+            },
+        );
+        let failed = || Entry::Failed(ApiError::new(StatusCode::CONFLICT, "cancelled", "x"));
+        for id in 1..=(KEPT_RESULTS as u64 + 5) {
+            jobs.insert(id, failed());
+        }
+        forget_oldest_results(&mut jobs);
+        assert_eq!(jobs.len(), KEPT_RESULTS + 1);
+        assert!(jobs.contains_key(&0), "a running job was forgotten");
+        assert!((1..=5).all(|id| !jobs.contains_key(&id)));
+        assert!(jobs.contains_key(&6) && jobs.contains_key(&(KEPT_RESULTS as u64 + 5)));
+    }
 }
