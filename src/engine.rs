@@ -211,7 +211,7 @@ impl BlockingEngine {
             .thread_name("anycore-runtime")
             .enable_all()
             .build()
-            .map_err(|e| Error::BadInput(format!("cannot start a tokio runtime: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot start a tokio runtime: {e}")))?;
         let engine = runtime.block_on(Engine::start(config))?;
         Ok(BlockingEngine { runtime, engine })
     }

@@ -61,6 +61,11 @@ pub enum Error {
     #[error("server: {0}")]
     Remote(String),
 
+    /// The machine refused a resource anycore needs to run at all (a thread
+    /// pool, an async runtime).
+    #[error("{0}")]
+    Internal(String),
+
     /// Writing a result failed.
     #[error("cannot write {}: {source}", path.display())]
     Write {

@@ -21,7 +21,7 @@ impl CpuBackend {
             .num_threads(threads.unwrap_or(0))
             .thread_name(|i| format!("anycore-cpu-{i}"))
             .build()
-            .map_err(|e| Error::bad(format!("cannot start the CPU thread pool: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot start the CPU thread pool: {e}")))?;
         Ok(CpuBackend { pool })
     }
 

@@ -96,8 +96,7 @@ pub fn main(args: Args) -> Result<()> {
         path: args.jobs.clone(),
         message: format!("cannot read the jobs file: {e}"),
     })?;
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| Error::BadInput(format!("cannot start a tokio runtime: {e}")))?;
+    let runtime = super::runtime()?;
     let outcomes = runtime.block_on(run_all(&args, &text))?;
 
     if let Some(path) = &args.results {

@@ -67,6 +67,12 @@ impl From<BackendArg> for BackendChoice {
     }
 }
 
+/// A multi-threaded tokio runtime for the commands that serve many jobs.
+fn runtime() -> anycore::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| anycore::Error::Internal(format!("cannot start a tokio runtime: {e}")))
+}
+
 /// Parses the command line, runs it, and maps errors to exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse(); // exits 2 on usage errors, as clap does

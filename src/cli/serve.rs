@@ -25,8 +25,7 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> Result<()> {
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| Error::BadInput(format!("cannot start a tokio runtime: {e}")))?;
+    let runtime = super::runtime()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.addr)
             .await
