@@ -14,6 +14,8 @@
 //! - [`engine`]: the coordinator ready to embed: [`engine::Engine`] (async)
 //!   and [`engine::BlockingEngine`].
 //! - [`service`]: the HTTP API over an engine (axum).
+//! - [`bench`]: `anycore bench` — throughput per kernel, backend and size,
+//!   beside baselines timed in the same run.
 //! - [`error`]: the error type; the command line maps it to exit codes.
 //!
 //! # Example
@@ -41,6 +43,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod bench;
 pub mod coordinator;
 pub mod engine;
 pub mod error;

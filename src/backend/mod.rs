@@ -68,6 +68,12 @@ pub trait Backend: Send + Sync {
     fn device(&self) -> String;
     /// Runs a task to completion.
     fn run(&self, task: &Task) -> Result<Run>;
+    /// Runs a task the caller has no further use for. A backend may write
+    /// results into the task's own buffers (the CPU's `axpy` does: a fresh
+    /// output would cost a page fault per 4 KiB, more than the loop itself).
+    fn run_owned(&self, task: Task) -> Result<Run> {
+        self.run(&task)
+    }
 }
 
 /// What the user asked for with `--backend`.

@@ -3,6 +3,7 @@
 //! own module; clap stays out of the library.
 
 mod batch;
+mod bench;
 mod devices;
 mod output;
 mod remote;
@@ -33,6 +34,9 @@ enum Command {
     Batch(batch::Args),
     /// Serve jobs over HTTP.
     Serve(serve::Args),
+    /// Measure each kernel's throughput on the GPU and the CPU beside
+    /// baselines timed in the same run.
+    Bench(bench::Args),
 }
 
 /// `--backend`.
@@ -81,6 +85,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::main(args),
         Command::Batch(args) => batch::main(args),
         Command::Serve(args) => serve::main(args),
+        Command::Bench(args) => bench::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -106,12 +106,12 @@ impl CostModel {
     /// observation moves the prediction a quarter of the way (in log space)
     /// toward what happened, at most by a factor of 2^0.25, so one outlier —
     /// a cold cache, a first call that spins up threads — cannot wreck it.
-    pub fn observe(&mut self, backend: BackendKind, task: &Task, actual_ms: f64) {
+    /// `work` is [`work_units`] of the task that ran.
+    pub fn observe(&mut self, backend: BackendKind, kernel: Kernel, work: f64, actual_ms: f64) {
         if self.frozen {
             return;
         }
-        let work = work_units(task);
-        if let Some(line) = self.lines.get_mut(&key(backend, task.kernel())) {
+        if let Some(line) = self.lines.get_mut(&key(backend, kernel)) {
             let predicted = line.predict(work);
             if predicted > 0.0 && actual_ms > 0.0 && actual_ms.is_finite() {
                 let step = (actual_ms / predicted).clamp(0.5, 2.0).powf(0.25);
@@ -142,13 +142,13 @@ mod tests {
         );
         let before = model.predict(BackendKind::Cpu, &task).unwrap();
         for _ in 0..40 {
-            model.observe(BackendKind::Cpu, &task, 4.0);
+            model.observe(BackendKind::Cpu, task.kernel(), work_units(&task), 4.0);
         }
         let after = model.predict(BackendKind::Cpu, &task).unwrap();
         assert!((before - 1.0).abs() < 1e-9);
         assert!((after - 4.0).abs() < 0.1, "{after}");
         // One wild outlier moves it by at most 2^0.25.
-        model.observe(BackendKind::Cpu, &task, 4000.0);
+        model.observe(BackendKind::Cpu, task.kernel(), work_units(&task), 4000.0);
         let outlier = model.predict(BackendKind::Cpu, &task).unwrap();
         assert!(outlier <= after * 2f64.powf(0.25) + 1e-9, "{outlier}");
     }

@@ -18,10 +18,10 @@ use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
-use super::cost::{CostModel, Line};
+use super::cost::{self, CostModel, Line};
 use super::probe;
 use super::{JobReport, JobTimings};
-use crate::backend::{Backend, BackendKind};
+use crate::backend::{Backend, BackendKind, Run};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Task};
 
@@ -183,19 +183,28 @@ fn run_one(
     }
     let started = Instant::now();
     let queued_ms = started.duration_since(item.queued_at).as_secs_f64() * 1e3;
-    // A panic inside a kernel fails this job only; the worker lives on.
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| backend.run(&item.task)))
-        .unwrap_or_else(|panic| Err(Error::Panicked(panic_message(&*panic))));
+    let kernel = item.task.kernel();
+    let work = cost::work_units(&item.task);
+    // A worker with a fallback may need the task again; one without hands it
+    // over, so the backend can reuse its buffers. A panic inside a kernel
+    // fails this job only; the worker lives on.
+    let (outcome, kept) = if fallback.is_some() {
+        let outcome = catch(|| backend.run(&item.task));
+        (outcome, Some(item.task))
+    } else {
+        (catch(|| backend.run_owned(item.task)), None)
+    };
     match outcome {
         Ok(run) => {
             model.lock().unwrap_or_else(|e| e.into_inner()).observe(
                 backend.kind(),
-                &item.task,
+                kernel,
+                work,
                 run.timings.total,
             );
             let t = run.timings;
             let report = JobReport {
-                kernel: item.task.kernel(),
+                kernel,
                 backend: backend.kind(),
                 device: backend.device(),
                 placement_reason: item.reason,
@@ -211,25 +220,32 @@ fn run_one(
             let _ = item.reply.send(Ok(report));
         }
         Err(Error::Gpu(why)) if fallback.is_some() => {
-            log::warn!(
-                "{} failed on the GPU ({why}); re-running it on the CPU",
-                item.task.kernel()
-            );
+            log::warn!("{kernel} failed on the GPU ({why}); re-running it on the CPU");
             let fallback = fallback.expect("checked above");
             let reason = format!(
                 "{}; the GPU failed ({why}), so it re-ran on the CPU",
                 item.reason
             );
             fallback.send(Item {
+                task: kept.expect("kept when there is a fallback"),
                 reason,
+                predicted_ms: item.predicted_ms,
                 // The time already spent waiting counts toward the job's queue time.
-                ..item
+                queued_at: item.queued_at,
+                reply: item.reply,
+                cancelled: item.cancelled,
+                _permit: item._permit,
             });
         }
         Err(e) => {
             let _ = item.reply.send(Err(e));
         }
     }
+}
+
+fn catch(run: impl FnOnce() -> Result<Run>) -> Result<Run> {
+    std::panic::catch_unwind(AssertUnwindSafe(run))
+        .unwrap_or_else(|panic| Err(Error::Panicked(panic_message(&*panic))))
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

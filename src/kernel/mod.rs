@@ -237,6 +237,15 @@ impl Task {
         }
     }
 
+    /// Like [`Task::run_cpu`], but may write results over the task's own
+    /// buffers instead of fresh memory (and take them out of the task).
+    pub fn run_cpu_in_place(&mut self) -> Outputs {
+        match self {
+            Task::Axpy(t) => t.run_cpu_in_place(),
+            other => other.run_cpu(),
+        }
+    }
+
     /// The plain sequential result, for tests.
     pub fn reference(&self) -> Outputs {
         match self {

@@ -139,10 +139,12 @@ impl Reduce {
     }
 }
 
-/// Sums a block with eight f64 lanes, so the compiler can vectorise it.
+/// Sums a block with sixteen f64 lanes: enough independent additions in
+/// flight to keep up with memory even with 128-bit vectors.
 fn sum_f64(block: &[f32]) -> f64 {
-    let mut lanes = [0.0f64; 8];
-    let mut chunks = block.chunks_exact(8);
+    const LANES: usize = 16;
+    let mut lanes = [0.0f64; LANES];
+    let mut chunks = block.chunks_exact(LANES);
     for c in &mut chunks {
         for (l, &x) in lanes.iter_mut().zip(c) {
             *l += f64::from(x);

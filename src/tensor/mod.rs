@@ -89,6 +89,17 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// Every element as `f64` (exact for all four types), for comparing
+    /// results.
+    pub fn to_f64(&self) -> Vec<f64> {
+        match self {
+            TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::U32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::I32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::U8(v) => v.iter().map(|&x| f64::from(x)).collect(),
+        }
+    }
+
     /// The raw little-endian bytes (what a GPU buffer holds).
     pub fn as_bytes(&self) -> &[u8] {
         match self {

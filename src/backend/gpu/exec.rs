@@ -155,6 +155,17 @@ impl<'g> Exec<'g> {
         Ok(())
     }
 
+    /// Copies `bytes` from `src` to `dst` on the device, waits, and returns
+    /// the milliseconds it took (the device's own memory bandwidth).
+    pub fn copy(&mut self, src: &wgpu::Buffer, dst: &wgpu::Buffer, bytes: u64) -> Result<f64> {
+        let start = Instant::now();
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
+        self.gpu.queue.submit([encoder.finish()]);
+        self.wait()?;
+        Ok(ms_since(start))
+    }
+
     /// Reads `out.len()` elements from `buf`, starting `offset` bytes in.
     pub fn download_into<T: bytemuck::Pod>(
         &mut self,

@@ -147,6 +147,17 @@ impl GpuBackend {
         &self.limits
     }
 
+    /// Milliseconds for one device-to-device copy of `bytes` (rounded down
+    /// to whole words and to the largest buffer), and the bytes copied: the
+    /// device's memory bandwidth, for `anycore bench`.
+    pub fn time_copy(&self, bytes: u64) -> Result<(f64, u64)> {
+        let bytes = bytes.min(self.limits.max_buffer_size) & !3;
+        let mut exec = Exec::new(self);
+        let (src, dst) = (exec.storage(bytes), exec.storage(bytes));
+        let ms = exec.copy(&src, &dst, bytes).inspect_err(|_| exec.discard())?;
+        Ok((ms, bytes))
+    }
+
     /// Elements of `elem_bytes` bytes that fit one storage binding.
     fn binding_elements(&self, elem_bytes: u64) -> usize {
         usize::try_from(self.max_binding / elem_bytes).unwrap_or(usize::MAX)

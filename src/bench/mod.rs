@@ -1,0 +1,584 @@
+//! `anycore bench`: each kernel's throughput on each backend over a sweep
+//! of sizes, beside baselines timed in the same run, with the GPU/CPU
+//! speed-up, the crossover size and the largest difference between the two
+//! backends' outputs.
+//!
+//! - [`workload`]: what a size means per kernel, its task and its unit.
+//! - [`measure`]: warm-up, repeated runs, median/min/max.
+//! - [`baseline`]: memory bandwidth, plain rayon loops, NumPy's gemm.
+//! - [`report`]: the terminal table; [`svg`]: the log-log chart.
+//!
+//! Backends are used directly, not through the coordinator: the numbers are
+//! the backends' own. A CPU run gets a fresh copy of the task (made outside
+//! the timing) and may write over it, as the coordinator's CPU worker does.
+//! A GPU run reports two figures from the same run: "resident" is its
+//! kernel phase (data already on the device), "end_to_end" adds the
+//! uploads and downloads.
+
+pub mod baseline;
+pub mod measure;
+pub mod report;
+pub mod svg;
+pub mod workload;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use self::baseline::Bandwidth;
+use self::measure::{Repeat, Stats, repeat};
+use crate::backend::cpu::CpuBackend;
+use crate::backend::gpu::{GpuBackend, GpuOptions};
+use crate::backend::{Backend, BackendKind};
+use crate::error::{Error, Result};
+use crate::kernel::{Kernel, Outputs, Task};
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Kernels, in order.
+    pub kernels: Vec<Kernel>,
+    /// Sizes for every kernel; `None` gives each kernel its own sweep.
+    pub sizes: Option<Vec<usize>>,
+    /// Backends to measure.
+    pub backends: Vec<BackendKind>,
+    /// With no usable GPU: fail (the user asked for it by name) or go on
+    /// with the CPU and say why.
+    pub require_gpu: bool,
+    /// How to open the GPU.
+    pub gpu: GpuOptions,
+    /// Fewer sizes and shorter repeats: under a minute on two cores.
+    pub quick: bool,
+    /// Seed of the random inputs.
+    pub seed: u64,
+}
+
+/// Where the bench is, for a progress bar.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Steps finished.
+    pub done: usize,
+    /// Steps in all.
+    pub total: usize,
+    /// What runs now.
+    pub step: String,
+}
+
+/// Everything one bench run measured; serialised as `--json` writes it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The machine and devices.
+    pub machine: Machine,
+    /// Baselines timed in this run.
+    pub baselines: Baselines,
+    /// One row per kernel, size, backend and mode.
+    pub results: Vec<ResultRow>,
+    /// Per kernel, the smallest size at which the GPU end to end beat the
+    /// CPU (`null`: none in range, or no GPU).
+    pub crossover: BTreeMap<String, Option<usize>>,
+    /// Per kernel, the largest relative norm ‖gpu − cpu‖ / ‖cpu‖ over the
+    /// sizes (`null` without both backends).
+    pub max_rel_diff: BTreeMap<String, Option<f64>>,
+    /// Per kernel and size, GPU throughput over CPU throughput.
+    pub speedup: BTreeMap<String, Vec<Speedup>>,
+    /// What was skipped, and why.
+    pub notes: Vec<String>,
+}
+
+/// The machine the bench ran on.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    /// CPU model, from `/proc/cpuinfo` where there is one.
+    pub cpu: String,
+    /// Threads in the CPU backend's pool.
+    pub threads: usize,
+    /// `os-arch`.
+    pub os: String,
+    /// The GPU measured, if any.
+    pub gpu: Option<String>,
+    /// anycore's version.
+    pub anycore: String,
+    /// Seconds since 1970 when the bench started.
+    pub unix_time: u64,
+    /// Whether this was `--quick`.
+    pub quick: bool,
+}
+
+/// Baselines: machine-wide figures and per-size curves.
+#[derive(Clone, Debug, Serialize)]
+pub struct Baselines {
+    /// Parallel copy over 256 MiB buffers, GB/s (read + write bytes).
+    pub copy_gbps: f64,
+    /// Parallel read (sum) over a 256 MiB buffer, GB/s.
+    pub read_gbps: f64,
+    /// A device-to-device copy on the GPU, GB/s (read + write bytes).
+    pub gpu_copy_gbps: Option<f64>,
+    /// The reference gemm, when there was one.
+    pub reference_gemm: Option<String>,
+    /// Per kernel and size: the plain rayon loop, NumPy, the single thread
+    /// scaled by the thread count.
+    pub curves: Vec<Curve>,
+}
+
+/// One baseline at one size.
+#[derive(Clone, Debug, Serialize)]
+pub struct Curve {
+    /// The kernel it stands beside.
+    pub kernel: String,
+    /// "rayon loop", "numpy", "threads × single thread".
+    pub name: String,
+    /// The size.
+    pub size: usize,
+    /// Runs after the warm-up.
+    pub runs: usize,
+    /// Median milliseconds (for "threads × single thread": the single
+    /// thread's time divided by the thread count).
+    pub median_ms: f64,
+    /// Throughput from the median.
+    pub throughput: f64,
+    /// The kernel's unit.
+    pub unit: String,
+}
+
+/// One measured kernel, size, backend and mode.
+#[derive(Clone, Debug, Serialize)]
+pub struct ResultRow {
+    /// Kernel name.
+    pub kernel: String,
+    /// "cpu" or "gpu".
+    pub backend: String,
+    /// "cpu", "resident" or "end_to_end".
+    pub mode: String,
+    /// The size (elements, or n of n×n).
+    pub size: usize,
+    /// Runs after the warm-up.
+    pub runs: usize,
+    /// Median milliseconds.
+    pub median_ms: f64,
+    /// Fastest.
+    pub min_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+    /// Throughput from the median.
+    pub throughput: f64,
+    /// "GB/s", "GFLOP/s" or "Mpixel/s".
+    pub unit: String,
+    /// The baseline this row is compared with.
+    pub baseline: Option<String>,
+    /// That baseline's throughput.
+    pub baseline_throughput: Option<f64>,
+    /// throughput / baseline_throughput.
+    pub baseline_ratio: Option<f64>,
+    /// For memory-bound kernels: throughput over the matching memory
+    /// bandwidth (copy for axpy, read for reduce, the device copy on the GPU).
+    pub bandwidth_ratio: Option<f64>,
+}
+
+/// GPU over CPU at one size.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Speedup {
+    /// The size.
+    pub size: usize,
+    /// Kernel alone, data on the device.
+    pub resident: f64,
+    /// With uploads and downloads.
+    pub end_to_end: f64,
+}
+
+/// The baseline named for a kernel's CPU rows and the GPU's end-to-end rows.
+fn cpu_baseline_name(kernel: Kernel, have_numpy: bool) -> &'static str {
+    match kernel {
+        Kernel::Matmul if have_numpy => "numpy",
+        Kernel::Mandelbrot => "threads × single thread",
+        _ => "rayon loop",
+    }
+}
+
+/// Largest n for which the plain rayon gemm runs: beyond it one run takes
+/// many seconds on two cores.
+const GEMM_LOOP_MAX: usize = 2048;
+
+/// Bytes copied by the GPU bandwidth test.
+const GPU_COPY_BYTES: u64 = 256 << 20;
+
+/// Runs the benchmark. `progress` hears about each step as it starts.
+pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report> {
+    let plan = Repeat::new(config.quick);
+    let mut sweeps = Vec::new();
+    for &kernel in &config.kernels {
+        let sizes = match &config.sizes {
+            Some(s) => s.clone(),
+            None => workload::default_sizes(kernel, config.quick),
+        };
+        for &size in &sizes {
+            workload::check_size(kernel, size)?;
+        }
+        sweeps.push((kernel, sizes));
+    }
+    let mut notes = Vec::new();
+    let want = |b| config.backends.contains(&b);
+    let cpu = CpuBackend::new(None)?;
+    let threads = cpu.threads();
+    let single = CpuBackend::new(Some(1))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start a thread pool: {e}")))?;
+    let gpu = if want(BackendKind::Gpu) {
+        match GpuBackend::new(&config.gpu) {
+            Ok(gpu) => Some(gpu),
+            Err(e) if config.require_gpu => return Err(e),
+            Err(e) => {
+                notes.push(format!("GPU not measured: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let measure_cpu = want(BackendKind::Cpu);
+
+    let per_size = 1 + usize::from(measure_cpu) + usize::from(gpu.is_some());
+    let total = 1
+        + usize::from(gpu.is_some())
+        + sweeps
+            .iter()
+            .map(|(k, s)| s.len() * per_size + usize::from(*k == Kernel::Matmul))
+            .sum::<usize>();
+    let mut done = 0;
+    let mut step = |what: String| {
+        progress(Progress {
+            done,
+            total,
+            step: what,
+        });
+        done += 1;
+    };
+
+    step("memory bandwidth".into());
+    let bandwidth = baseline::bandwidth(&pool, &plan)?;
+    let gpu_copy_gbps = match &gpu {
+        Some(gpu) => {
+            step("GPU copy bandwidth".into());
+            let mut bytes = 0;
+            let [s] = repeat(&plan, || {
+                let (ms, b) = gpu.time_copy(GPU_COPY_BYTES)?;
+                bytes = b;
+                Ok([ms])
+            })?;
+            Some(2.0 * bytes as f64 / (s.median_ms * 1e-3) / 1e9)
+        }
+        None => None,
+    };
+
+    let mut bench = Bench {
+        plan,
+        threads,
+        bandwidth,
+        gpu_copy_gbps,
+        curves: Vec::new(),
+        results: Vec::new(),
+        reference_gemm: None,
+        notes,
+        crossover: BTreeMap::new(),
+        max_rel_diff: BTreeMap::new(),
+        speedup: BTreeMap::new(),
+    };
+    for (kernel, sizes) in &sweeps {
+        let kernel = *kernel;
+        if kernel == Kernel::Matmul {
+            step("matmul: NumPy a @ b".into());
+            bench.numpy(sizes);
+        }
+        let mut diff: Option<f64> = None;
+        for (i, &size) in sizes.iter().enumerate() {
+            let task = workload::task(kernel, size, config.seed + i as u64 * 2)?;
+            step(format!("{kernel} {size}: baseline"));
+            bench.baseline(&pool, &single, &task, size)?;
+            let mut cpu_out = None;
+            if measure_cpu {
+                step(format!("{kernel} {size}: cpu"));
+                cpu_out = Some(bench.cpu(&cpu, &task, size)?);
+            }
+            if let Some(gpu) = &gpu {
+                step(format!("{kernel} {size}: gpu"));
+                let gpu_out = bench.gpu(gpu, &task, size)?;
+                if let Some(cpu_out) = &cpu_out {
+                    let d = rel_diff(&gpu_out, cpu_out);
+                    diff = Some(diff.map_or(d, |m| m.max(d)));
+                }
+            }
+        }
+        bench.summarise(kernel, sizes, diff);
+    }
+    step("done".into());
+
+    let unix_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(Report {
+        machine: Machine {
+            cpu: cpu_model(),
+            threads,
+            os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+            gpu: gpu.as_ref().map(|g| {
+                format!(
+                    "{} ({:?})",
+                    g.device(),
+                    g.info().device_type
+                )
+            }),
+            anycore: env!("CARGO_PKG_VERSION").into(),
+            unix_time,
+            quick: config.quick,
+        },
+        baselines: Baselines {
+            copy_gbps: bench.bandwidth.copy_gbps,
+            read_gbps: bench.bandwidth.read_gbps,
+            gpu_copy_gbps: bench.gpu_copy_gbps,
+            reference_gemm: bench.reference_gemm,
+            curves: bench.curves,
+        },
+        results: bench.results,
+        crossover: bench.crossover,
+        max_rel_diff: bench.max_rel_diff,
+        speedup: bench.speedup,
+        notes: bench.notes,
+    })
+}
+
+/// What a run has gathered so far.
+struct Bench {
+    plan: Repeat,
+    threads: usize,
+    bandwidth: Bandwidth,
+    gpu_copy_gbps: Option<f64>,
+    curves: Vec<Curve>,
+    results: Vec<ResultRow>,
+    reference_gemm: Option<String>,
+    notes: Vec<String>,
+    crossover: BTreeMap<String, Option<usize>>,
+    max_rel_diff: BTreeMap<String, Option<f64>>,
+    speedup: BTreeMap<String, Vec<Speedup>>,
+}
+
+impl Bench {
+    fn curve(&mut self, kernel: Kernel, name: &str, size: usize, runs: usize, median_ms: f64) {
+        self.curves.push(Curve {
+            kernel: kernel.name().into(),
+            name: name.into(),
+            size,
+            runs,
+            median_ms,
+            throughput: workload::throughput(kernel, size, median_ms),
+            unit: workload::unit(kernel).name.into(),
+        });
+    }
+
+    fn numpy(&mut self, sizes: &[usize]) {
+        match baseline::numpy_gemm(sizes, self.threads, &self.plan) {
+            Ok(numpy) => {
+                for t in &numpy.times {
+                    self.curve(Kernel::Matmul, "numpy", t.size, t.runs, t.median_ms);
+                }
+                self.reference_gemm = Some(numpy.library);
+            }
+            Err(why) => self.notes.push(format!(
+                "no reference gemm ({why}); matmul is compared with the plain rayon loop"
+            )),
+        }
+    }
+
+    /// Times the kernel's plain baseline at one size.
+    fn baseline(
+        &mut self,
+        pool: &rayon::ThreadPool,
+        single: &CpuBackend,
+        task: &Task,
+        size: usize,
+    ) -> Result<()> {
+        let kernel = task.kernel();
+        let (name, stats) = match task {
+            Task::Axpy(t) => {
+                let mut y = t.y.clone();
+                let [s] = repeat(&self.plan, || {
+                    let ((), ms) =
+                        measure::time_ms(|| baseline::axpy_loop(pool, t.a, &t.x, &mut y));
+                    Ok([ms])
+                })?;
+                ("rayon loop", s)
+            }
+            Task::Reduce(t) => {
+                let x = match &t.x {
+                    crate::tensor::TensorData::F32(x) => x,
+                    _ => unreachable!("the bench sums f32"),
+                };
+                let [s] = repeat(&self.plan, || {
+                    Ok([measure::time_ms(|| baseline::sum_loop(pool, x)).1])
+                })?;
+                ("rayon loop", s)
+            }
+            Task::Matmul(t) if size <= GEMM_LOOP_MAX => {
+                let mut c = vec![0.0f32; size * size];
+                let [s] = repeat(&self.plan.fewer(), || {
+                    let ((), ms) =
+                        measure::time_ms(|| baseline::gemm_loop(pool, size, &t.a, &t.b, &mut c));
+                    Ok([ms])
+                })?;
+                ("rayon loop", s)
+            }
+            Task::Matmul(_) => {
+                self.notes.push(format!(
+                    "matmul {size}: the plain rayon loop is not timed past n = {GEMM_LOOP_MAX}"
+                ));
+                return Ok(());
+            }
+            Task::Mandelbrot(_) => {
+                let [s] = repeat(&self.plan.fewer(), || {
+                    Ok([single.run_owned(task.clone())?.timings.total])
+                })?;
+                let scaled = Stats {
+                    median_ms: s.median_ms / self.threads as f64,
+                    ..s
+                };
+                ("threads × single thread", scaled)
+            }
+        };
+        self.curve(kernel, name, size, stats.runs, stats.median_ms);
+        Ok(())
+    }
+
+    /// Times the CPU backend; returns the outputs of its first run.
+    fn cpu(&mut self, cpu: &CpuBackend, task: &Task, size: usize) -> Result<Outputs> {
+        let mut first = None;
+        let [s] = repeat(&self.plan, || {
+            let run = match task {
+                // axpy writes its result over y: each run gets a fresh copy.
+                Task::Axpy(_) => cpu.run_owned(task.clone())?,
+                _ => cpu.run(task)?,
+            };
+            first.get_or_insert(run.outputs);
+            Ok([run.timings.total])
+        })?;
+        self.row(task.kernel(), BackendKind::Cpu, "cpu", size, s);
+        Ok(first.expect("repeat runs at least once"))
+    }
+
+    /// Times the GPU backend; returns the outputs of its first run.
+    fn gpu(&mut self, gpu: &GpuBackend, task: &Task, size: usize) -> Result<Outputs> {
+        let mut first = None;
+        let [resident, end_to_end] = repeat(&self.plan, || {
+            let run = gpu.run(task)?;
+            first.get_or_insert(run.outputs);
+            Ok([run.timings.compute, run.timings.total])
+        })?;
+        self.row(task.kernel(), BackendKind::Gpu, "resident", size, resident);
+        self.row(task.kernel(), BackendKind::Gpu, "end_to_end", size, end_to_end);
+        Ok(first.expect("repeat runs at least once"))
+    }
+
+    fn row(&mut self, kernel: Kernel, backend: BackendKind, mode: &str, size: usize, s: Stats) {
+        let throughput = workload::throughput(kernel, size, s.median_ms);
+        let memory_bound = matches!(kernel, Kernel::Axpy | Kernel::Reduce);
+        let bandwidth = match (backend, kernel) {
+            (BackendKind::Gpu, _) => self.gpu_copy_gbps,
+            (BackendKind::Cpu, Kernel::Axpy) => Some(self.bandwidth.copy_gbps),
+            (BackendKind::Cpu, _) => Some(self.bandwidth.read_gbps),
+        }
+        .filter(|_| memory_bound);
+        let (baseline, baseline_throughput) = if mode == "resident" && memory_bound {
+            ("gpu copy".to_owned(), self.gpu_copy_gbps)
+        } else {
+            let name = cpu_baseline_name(kernel, self.reference_gemm.is_some());
+            let found = self
+                .curves
+                .iter()
+                .find(|c| c.kernel == kernel.name() && c.name == name && c.size == size)
+                .map(|c| c.throughput);
+            (name.to_owned(), found)
+        };
+        self.results.push(ResultRow {
+            kernel: kernel.name().into(),
+            backend: backend.to_string(),
+            mode: mode.into(),
+            size,
+            runs: s.runs,
+            median_ms: s.median_ms,
+            min_ms: s.min_ms,
+            max_ms: s.max_ms,
+            throughput,
+            unit: workload::unit(kernel).name.into(),
+            baseline: baseline_throughput.map(|_| baseline),
+            baseline_throughput,
+            baseline_ratio: baseline_throughput.map(|b| throughput / b),
+            bandwidth_ratio: bandwidth.map(|b| throughput / b),
+        });
+    }
+
+    /// Speed-ups, crossover and accuracy for one kernel's sweep.
+    fn summarise(&mut self, kernel: Kernel, sizes: &[usize], diff: Option<f64>) {
+        let median = |mode: &str, size: usize| {
+            self.results
+                .iter()
+                .find(|r| r.kernel == kernel.name() && r.mode == mode && r.size == size)
+                .map(|r| r.median_ms)
+        };
+        let speedups: Vec<Speedup> = sizes
+            .iter()
+            .filter_map(|&size| {
+                let cpu = median("cpu", size)?;
+                Some(Speedup {
+                    size,
+                    resident: cpu / median("resident", size)?,
+                    end_to_end: cpu / median("end_to_end", size)?,
+                })
+            })
+            .collect();
+        let mut ascending = speedups.clone();
+        ascending.sort_by_key(|s| s.size);
+        let crossover = ascending
+            .iter()
+            .find(|s| s.end_to_end > 1.0)
+            .map(|s| s.size);
+        let name = kernel.name().to_owned();
+        self.crossover.insert(name.clone(), crossover);
+        self.max_rel_diff.insert(name.clone(), diff);
+        self.speedup.insert(name, speedups);
+    }
+}
+
+/// ‖a − b‖₂ / ‖b‖₂ over all outputs (the absolute norm when b is all zero).
+pub fn rel_diff(a: &Outputs, b: &Outputs) -> f64 {
+    let (mut diff, mut norm) = (0.0f64, 0.0f64);
+    for (name, tb) in b {
+        let Some(ta) = a.get(name) else {
+            return f64::INFINITY;
+        };
+        let (va, vb) = (ta.data().to_f64(), tb.data().to_f64());
+        if va.len() != vb.len() {
+            return f64::INFINITY;
+        }
+        for (x, y) in va.iter().zip(&vb) {
+            diff += (x - y) * (x - y);
+            norm += y * y;
+        }
+    }
+    if norm > 0.0 {
+        (diff / norm).sqrt()
+    } else {
+        diff.sqrt()
+    }
+}
+
+/// The CPU's model name, or the architecture where it cannot be read.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned())
+}

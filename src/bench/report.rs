@@ -1,0 +1,161 @@
+//! The bench report as a table for the terminal: the machine and baselines,
+//! then per kernel one row per size, backend and mode, and a line with the
+//! speed-up, the crossover and the largest difference between backends.
+
+use std::fmt::Write;
+
+use super::{Report, workload};
+use crate::kernel::Kernel;
+
+/// A number with about three significant digits.
+pub fn num(x: f64) -> String {
+    let a = x.abs();
+    if !x.is_finite() {
+        format!("{x}")
+    } else if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else if a >= 0.001 || a == 0.0 {
+        format!("{x:.3}")
+    } else {
+        format!("{x:.1e}")
+    }
+}
+
+/// A size as the table shows it: 2^k for one-dimensional kernels at powers
+/// of two, n otherwise.
+pub fn size(kernel: Kernel, n: usize) -> String {
+    match kernel {
+        Kernel::Axpy | Kernel::Reduce if n.is_power_of_two() && n >= 1024 => {
+            format!("2^{}", n.trailing_zeros())
+        }
+        _ => n.to_string(),
+    }
+}
+
+/// The whole report as text.
+pub fn table(report: &Report) -> String {
+    let mut out = String::new();
+    let m = &report.machine;
+    let b = &report.baselines;
+    let _ = writeln!(out, "machine: {}, {} threads, {}", m.cpu, m.threads, m.os);
+    let _ = writeln!(
+        out,
+        "gpu: {}",
+        m.gpu.as_deref().unwrap_or("none measured")
+    );
+    let _ = write!(
+        out,
+        "memory bandwidth: copy {} GB/s, read {} GB/s",
+        num(b.copy_gbps),
+        num(b.read_gbps)
+    );
+    if let Some(g) = b.gpu_copy_gbps {
+        let _ = write!(out, "; gpu copy {} GB/s", num(g));
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "reference gemm: {}",
+        b.reference_gemm.as_deref().unwrap_or("none")
+    );
+    for kernel in report_kernels(report) {
+        let unit = workload::unit(kernel);
+        let _ = writeln!(out, "\n{kernel} — {} ({})", unit.name, unit.counts);
+        let _ = writeln!(
+            out,
+            "{:>8}  {:<15}{:>10}  {:>19}  {:>10}  {:>28}  {:>9}",
+            "size", "backend", "median ms", "min…max ms", unit.name, "baseline", "×bandwidth"
+        );
+        for r in report.results.iter().filter(|r| r.kernel == kernel.name()) {
+            let who = match r.mode.as_str() {
+                "resident" => "gpu resident",
+                "end_to_end" => "gpu end to end",
+                _ => "cpu",
+            };
+            let baseline = match (&r.baseline, r.baseline_throughput, r.baseline_ratio) {
+                (Some(name), Some(t), Some(ratio)) => {
+                    format!("{} ×{name} {}", num(ratio), num(t))
+                }
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                out,
+                "{:>8}  {:<15}{:>10}  {:>19}  {:>10}  {:>28}  {:>9}",
+                size(kernel, r.size),
+                who,
+                num(r.median_ms),
+                format!("{}…{}", num(r.min_ms), num(r.max_ms)),
+                num(r.throughput),
+                baseline,
+                r.bandwidth_ratio.map_or("-".into(), |x| format!("{}×", num(x))),
+            );
+        }
+        let speedups = &report.speedup[kernel.name()];
+        if !speedups.is_empty() {
+            let list: Vec<String> = speedups
+                .iter()
+                .map(|s| format!("{} {}×", size(kernel, s.size), num(s.end_to_end)))
+                .collect();
+            let _ = writeln!(out, "  gpu/cpu end to end: {}", list.join(", "));
+            let list: Vec<String> = speedups
+                .iter()
+                .map(|s| format!("{} {}×", size(kernel, s.size), num(s.resident)))
+                .collect();
+            let _ = writeln!(out, "  gpu/cpu resident:   {}", list.join(", "));
+        }
+        let crossover = match report.crossover[kernel.name()] {
+            Some(n) => size(kernel, n),
+            None if speedups.is_empty() => "needs both backends".into(),
+            None => "none in range".into(),
+        };
+        let diff = report.max_rel_diff[kernel.name()]
+            .map_or("needs both backends".into(), |d| format!("{d:.2e}"));
+        let _ = writeln!(
+            out,
+            "  crossover (gpu end to end beats cpu): {crossover}; max relative difference gpu vs cpu: {diff}"
+        );
+    }
+    for note in &report.notes {
+        let _ = writeln!(out, "\nnote: {note}");
+    }
+    out
+}
+
+/// The kernels in the report, in the order they ran.
+pub fn report_kernels(report: &Report) -> Vec<Kernel> {
+    let mut kernels: Vec<Kernel> = Vec::new();
+    let names = report
+        .results
+        .iter()
+        .map(|r| &r.kernel)
+        .chain(report.baselines.curves.iter().map(|c| &c.kernel));
+    for name in names {
+        if let Ok(k) = Kernel::from_name(name)
+            && !kernels.contains(&k)
+        {
+            kernels.push(k);
+        }
+    }
+    kernels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_about_three_digits() {
+        assert_eq!(num(1234.5), "1234");
+        assert_eq!(num(12.345), "12.3");
+        assert_eq!(num(1.2345), "1.23");
+        assert_eq!(num(0.012345), "0.012");
+        assert_eq!(num(0.0), "0.000");
+        assert_eq!(size(Kernel::Axpy, 1 << 24), "2^24");
+        assert_eq!(size(Kernel::Axpy, 1000), "1000");
+        assert_eq!(size(Kernel::Matmul, 1024), "1024");
+    }
+}
