@@ -6,7 +6,7 @@
 
 mod common;
 
-use anycore::backend::Backend;
+use anycore::backend::{Backend, BackendKind};
 use anycore::kernel::reduce::{Reduce, ReduceOp};
 use anycore::kernel::{Job, Kernel, Task};
 use anycore::tensor::{Tensor, TensorData};
@@ -14,11 +14,25 @@ use rand::Rng;
 
 use common::{SIZES, assert_close, random_f32, rng};
 
+/// Runs a task; on the CPU also through `run_owned` (the coordinator's
+/// path, which may write over the task's buffers) and checks both agree.
 fn run(backend: &dyn Backend, task: &Task) -> anycore::kernel::Outputs {
-    backend
-        .run(task)
-        .unwrap_or_else(|e| panic!("{} failed on {}: {e}", task.kernel(), common::name(backend)))
-        .outputs
+    let fail = |e| panic!("{} failed on {}: {e}", task.kernel(), common::name(backend));
+    let outputs = backend.run(task).unwrap_or_else(fail).outputs;
+    if backend.kind() == BackendKind::Cpu {
+        let owned = backend.run_owned(task.clone()).unwrap_or_else(fail).outputs;
+        let bits = |o: &anycore::kernel::Outputs| -> Vec<(String, Vec<usize>, Vec<u8>)> {
+            o.iter()
+                .map(|(k, t)| (k.clone(), t.shape().to_vec(), t.data().as_bytes().to_vec()))
+                .collect()
+        };
+        assert!(
+            bits(&owned) == bits(&outputs),
+            "{}: run_owned differs from run",
+            task.kernel()
+        );
+    }
+    outputs
 }
 
 fn axpy_matches_reference(backend: &dyn Backend) {

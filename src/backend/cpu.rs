@@ -45,7 +45,7 @@ impl Backend for CpuBackend {
     }
 
     fn run_owned(&self, mut task: Task) -> Result<Run> {
-        let run = self.timed(|| task.run_cpu_in_place());
+        let run = self.run_in_place(&mut task);
         // What is left of the inputs is freed after the clock stops: freeing
         // is the caller's cost whichever backend ran the job (unmapping
         // 64 MiB takes longer than summing it).
@@ -55,6 +55,12 @@ impl Backend for CpuBackend {
 }
 
 impl CpuBackend {
+    /// Runs a task, writing results over its own buffers where the kernel
+    /// can ([`Task::run_cpu_in_place`]; the task may be left without them).
+    pub fn run_in_place(&self, task: &mut Task) -> Run {
+        self.timed(|| task.run_cpu_in_place())
+    }
+
     /// Runs `work` on the pool, timing it.
     fn timed(&self, work: impl FnOnce() -> Outputs + Send) -> Run {
         let start = Instant::now();

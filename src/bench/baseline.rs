@@ -3,14 +3,14 @@
 //! as the reference gemm. This machine is shared and noisy; a ratio to a
 //! baseline measured minutes apart means more than an absolute time.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::measure::{Repeat, Stats, repeat, time_ms};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Bytes in each buffer of the bandwidth tests: far past any cache.
 pub const BANDWIDTH_BYTES: usize = 256 << 20;
@@ -93,90 +93,119 @@ pub fn gemm_loop(pool: &rayon::ThreadPool, n: usize, a: &[f32], b: &[f32], c: &m
     });
 }
 
-/// NumPy's `a @ b` (f32), timed by NumPy's own process.
-#[derive(Clone, Debug, Deserialize)]
-pub struct NumpyGemm {
-    /// "NumPy 2.4.6 (scipy-openblas …)".
+/// NumPy's `a @ b` (f32) in a Python process that stays up for the whole
+/// bench, so its runs can alternate with ours: the machine's noise then
+/// falls on both alike. Each run is timed inside Python.
+pub struct Numpy {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    /// "NumPy 2.4.6 (scipy-openblas 0.3.31)".
     pub library: String,
-    /// Median, min and max per size.
-    pub times: Vec<NumpyTime>,
 }
 
-/// One size of [`NumpyGemm`].
-#[derive(Clone, Copy, Debug, Deserialize)]
-pub struct NumpyTime {
-    /// n of n×n.
-    pub size: usize,
-    /// Runs after the warm-up.
-    pub runs: usize,
-    /// Median milliseconds.
-    pub median_ms: f64,
-    /// Fastest.
-    pub min_ms: f64,
-    /// Slowest.
-    pub max_ms: f64,
-}
-
-const NUMPY_GEMM: &str = r#"
-import json, sys, time
+/// Reads commands from stdin: `n` makes two random n×n f32 matrices and
+/// runs the product once (warm-up); `run` times one product. Answers one
+/// line each.
+const NUMPY_SERVER: &str = r#"
+import sys, time
 import numpy as np
-sizes, min_runs, max_runs, budget = json.loads(sys.stdin.read())
 try:
     cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-    blas = "%s %s" % (cfg.get("name", "?"), cfg.get("version", ""))
+    blas = ("%s %s" % (cfg.get("name", "?"), cfg.get("version", ""))).strip()
 except Exception:
     blas = "unknown BLAS"
+print("NumPy %s (%s)" % (np.__version__, blas), flush=True)
 rng = np.random.default_rng(1)
-times = []
-for n in sizes:
-    a = rng.uniform(-1, 1, (n, n)).astype(np.float32)
-    b = rng.uniform(-1, 1, (n, n)).astype(np.float32)
-    a @ b
-    samples, start = [], time.perf_counter()
-    while len(samples) < max_runs and (len(samples) < min_runs or time.perf_counter() - start < budget):
+a = b = None
+for line in sys.stdin:
+    cmd = line.strip()
+    if cmd == "run":
         t = time.perf_counter()
         a @ b
-        samples.append((time.perf_counter() - t) * 1e3)
-    samples.sort()
-    k = len(samples)
-    median = samples[k // 2] if k % 2 else (samples[k // 2 - 1] + samples[k // 2]) / 2
-    times.append(dict(size=n, runs=k, median_ms=median, min_ms=samples[0], max_ms=samples[-1]))
-print(json.dumps(dict(library="NumPy %s (%s)" % (np.__version__, blas.strip()), times=times)))
+        print((time.perf_counter() - t) * 1e3, flush=True)
+    else:
+        n = int(cmd)
+        a = rng.uniform(-1, 1, (n, n)).astype(np.float32)
+        b = rng.uniform(-1, 1, (n, n)).astype(np.float32)
+        a @ b
+        print("ready", flush=True)
 "#;
 
-/// Times NumPy's `a @ b` at each size on `threads` BLAS threads. Python is
-/// `$ANYCORE_PYTHON` or `python3`. `Err` says why there is no figure (no
-/// Python, no NumPy) — the bench goes on without it.
-pub fn numpy_gemm(
-    sizes: &[usize],
-    threads: usize,
-    plan: &Repeat,
-) -> std::result::Result<NumpyGemm, String> {
-    let python = std::env::var("ANYCORE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut child = Command::new(&python)
-        .args(["-c", NUMPY_GEMM])
-        .env("OPENBLAS_NUM_THREADS", threads.to_string())
-        .env("OMP_NUM_THREADS", threads.to_string())
-        .env("MKL_NUM_THREADS", threads.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {python}: {e}"))?;
-    let request = serde_json::json!([sizes, plan.min_runs, plan.max_runs, plan.budget.as_secs_f64()]);
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(request.to_string().as_bytes());
+impl Numpy {
+    /// Starts Python (`$ANYCORE_PYTHON` or `python3`) with NumPy on
+    /// `threads` BLAS threads. `Err` says why not (no Python, no NumPy):
+    /// the bench goes on without a reference gemm.
+    pub fn start(threads: usize) -> std::result::Result<Numpy, String> {
+        let python = std::env::var("ANYCORE_PYTHON").unwrap_or_else(|_| "python3".into());
+        let threads = threads.to_string();
+        let mut child = Command::new(&python)
+            .args(["-c", NUMPY_SERVER])
+            .env("OPENBLAS_NUM_THREADS", &threads)
+            .env("OMP_NUM_THREADS", &threads)
+            .env("MKL_NUM_THREADS", &threads)
+            // OpenBLAS threads otherwise spin for a while after each product,
+            // taking cores from the run that follows it.
+            .env("OPENBLAS_THREAD_TIMEOUT", "4")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {python}: {e}"))?;
+        let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
+        let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
+            return Err("no pipes to Python".into());
+        };
+        let mut numpy = Numpy {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+            library: String::new(),
+        };
+        numpy.library = numpy.answer().map_err(|e| format!("{python} with NumPy: {e}"))?;
+        Ok(numpy)
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("{python} failed: {e}"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().last().unwrap_or("no message");
-        return Err(format!("{python} with NumPy failed: {last}"));
+
+    /// Makes the n×n inputs and runs the product once.
+    pub fn prepare(&mut self, n: usize) -> Result<()> {
+        self.ask(&n.to_string()).map(drop)
     }
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("cannot read NumPy's timings: {e}"))
+
+    /// Milliseconds of one `a @ b`, as Python timed it.
+    pub fn run_ms(&mut self) -> Result<f64> {
+        let answer = self.ask("run")?;
+        answer
+            .parse()
+            .map_err(|_| Error::Internal(format!("NumPy answered '{answer}'")))
+    }
+
+    fn ask(&mut self, command: &str) -> Result<String> {
+        writeln!(self.stdin, "{command}")
+            .and_then(|()| self.stdin.flush())
+            .map_err(|e| Error::Internal(format!("NumPy stopped: {e}")))?;
+        self.answer().map_err(|e| Error::Internal(format!("NumPy: {e}")))
+    }
+
+    fn answer(&mut self) -> std::result::Result<String, String> {
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line) {
+            Ok(0) | Err(_) => {
+                let mut err = String::new();
+                if let Some(mut stderr) = self.child.stderr.take() {
+                    let _ = stderr.read_to_string(&mut err);
+                }
+                Err(err.lines().last().unwrap_or("exited").to_owned())
+            }
+            Ok(_) => Ok(line.trim().to_owned()),
+        }
+    }
+}
+
+impl Drop for Numpy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[cfg(test)]

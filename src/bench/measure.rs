@@ -23,15 +23,15 @@ impl Repeat {
     pub fn new(quick: bool) -> Self {
         if quick {
             Repeat {
-                min_runs: 3,
-                max_runs: 30,
-                budget: Duration::from_millis(150),
+                min_runs: 5,
+                max_runs: 40,
+                budget: Duration::from_millis(400),
             }
         } else {
             Repeat {
-                min_runs: 5,
+                min_runs: 7,
                 max_runs: 100,
-                budget: Duration::from_millis(600),
+                budget: Duration::from_millis(1500),
             }
         }
     }

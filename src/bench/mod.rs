@@ -32,6 +32,7 @@ use crate::backend::gpu::{GpuBackend, GpuOptions};
 use crate::backend::{Backend, BackendKind};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Outputs, Task};
+use crate::tensor::TensorData;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -238,12 +239,13 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
     };
     let measure_cpu = want(BackendKind::Cpu);
 
-    let per_size = 1 + usize::from(measure_cpu) + usize::from(gpu.is_some());
-    let total = 1
+    // Per size: the CPU beside its baseline, the GPU, and for matmul the
+    // plain rayon loop too.
+    let total = 2
         + usize::from(gpu.is_some())
         + sweeps
             .iter()
-            .map(|(k, s)| s.len() * per_size + usize::from(*k == Kernel::Matmul))
+            .map(|(k, s)| s.len() * (2 + usize::from(*k == Kernel::Matmul)))
             .sum::<usize>();
     let mut done = 0;
     let mut step = |what: String| {
@@ -273,7 +275,6 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
 
     let mut bench = Bench {
         plan,
-        threads,
         bandwidth,
         gpu_copy_gbps,
         curves: Vec::new(),
@@ -284,22 +285,35 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         max_rel_diff: BTreeMap::new(),
         speedup: BTreeMap::new(),
     };
+    let mut numpy = None;
+    if sweeps.iter().any(|(k, _)| *k == Kernel::Matmul) {
+        match baseline::Numpy::start(threads) {
+            Ok(n) => {
+                bench.reference_gemm = Some(n.library.clone());
+                numpy = Some(n);
+            }
+            Err(why) => bench.notes.push(format!(
+                "no reference gemm ({why}); matmul is compared with the plain rayon loop"
+            )),
+        }
+    }
     for (kernel, sizes) in &sweeps {
         let kernel = *kernel;
-        if kernel == Kernel::Matmul {
-            step("matmul: NumPy a @ b".into());
-            bench.numpy(sizes);
-        }
         let mut diff: Option<f64> = None;
         for (i, &size) in sizes.iter().enumerate() {
             let task = workload::task(kernel, size, config.seed + i as u64 * 2)?;
-            step(format!("{kernel} {size}: baseline"));
-            bench.baseline(&pool, &single, &task, size)?;
-            let mut cpu_out = None;
-            if measure_cpu {
-                step(format!("{kernel} {size}: cpu"));
-                cpu_out = Some(bench.cpu(&cpu, &task, size)?);
+            if let Task::Matmul(_) = &task
+                && numpy.is_some()
+            {
+                step(format!("{kernel} {size}: plain rayon loop"));
+                bench.gemm_loop(&pool, &task, size)?;
             }
+            step(format!(
+                "{kernel} {size}: {}",
+                if measure_cpu { "cpu and baseline" } else { "baseline" }
+            ));
+            let baseline = primary_baseline(&pool, &single, numpy.as_mut(), &task)?;
+            let cpu_out = bench.cpu(measure_cpu.then_some(&cpu), &task, size, baseline)?;
             if let Some(gpu) = &gpu {
                 step(format!("{kernel} {size}: gpu"));
                 let gpu_out = bench.gpu(gpu, &task, size)?;
@@ -311,6 +325,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         }
         bench.summarise(kernel, sizes, diff);
     }
+    drop(numpy);
     step("done".into());
 
     let unix_time = std::time::SystemTime::now()
@@ -350,7 +365,6 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
 /// What a run has gathered so far.
 struct Bench {
     plan: Repeat,
-    threads: usize,
     bandwidth: Bandwidth,
     gpu_copy_gbps: Option<f64>,
     curves: Vec<Curve>,
@@ -375,93 +389,62 @@ impl Bench {
         });
     }
 
-    fn numpy(&mut self, sizes: &[usize]) {
-        match baseline::numpy_gemm(sizes, self.threads, &self.plan) {
-            Ok(numpy) => {
-                for t in &numpy.times {
-                    self.curve(Kernel::Matmul, "numpy", t.size, t.runs, t.median_ms);
-                }
-                self.reference_gemm = Some(numpy.library);
-            }
-            Err(why) => self.notes.push(format!(
-                "no reference gemm ({why}); matmul is compared with the plain rayon loop"
-            )),
+    /// Times the plain rayon gemm (beside NumPy, matmul's second baseline).
+    fn gemm_loop(&mut self, pool: &rayon::ThreadPool, task: &Task, size: usize) -> Result<()> {
+        if size > GEMM_LOOP_MAX {
+            self.notes.push(format!(
+                "matmul {size}: the plain rayon loop is not timed past n = {GEMM_LOOP_MAX}"
+            ));
+            return Ok(());
         }
-    }
-
-    /// Times the kernel's plain baseline at one size.
-    fn baseline(
-        &mut self,
-        pool: &rayon::ThreadPool,
-        single: &CpuBackend,
-        task: &Task,
-        size: usize,
-    ) -> Result<()> {
-        let kernel = task.kernel();
-        let (name, stats) = match task {
-            Task::Axpy(t) => {
-                let mut y = t.y.clone();
-                let [s] = repeat(&self.plan, || {
-                    let ((), ms) =
-                        measure::time_ms(|| baseline::axpy_loop(pool, t.a, &t.x, &mut y));
-                    Ok([ms])
-                })?;
-                ("rayon loop", s)
-            }
-            Task::Reduce(t) => {
-                let x = match &t.x {
-                    crate::tensor::TensorData::F32(x) => x,
-                    _ => unreachable!("the bench sums f32"),
-                };
-                let [s] = repeat(&self.plan, || {
-                    Ok([measure::time_ms(|| baseline::sum_loop(pool, x)).1])
-                })?;
-                ("rayon loop", s)
-            }
-            Task::Matmul(t) if size <= GEMM_LOOP_MAX => {
-                let mut c = vec![0.0f32; size * size];
-                let [s] = repeat(&self.plan.fewer(), || {
-                    let ((), ms) =
-                        measure::time_ms(|| baseline::gemm_loop(pool, size, &t.a, &t.b, &mut c));
-                    Ok([ms])
-                })?;
-                ("rayon loop", s)
-            }
-            Task::Matmul(_) => {
-                self.notes.push(format!(
-                    "matmul {size}: the plain rayon loop is not timed past n = {GEMM_LOOP_MAX}"
-                ));
-                return Ok(());
-            }
-            Task::Mandelbrot(_) => {
-                let [s] = repeat(&self.plan.fewer(), || {
-                    Ok([single.run_owned(task.clone())?.timings.total])
-                })?;
-                let scaled = Stats {
-                    median_ms: s.median_ms / self.threads as f64,
-                    ..s
-                };
-                ("threads × single thread", scaled)
-            }
+        let Some(mut once) = rayon_loop(pool, task) else {
+            return Ok(());
         };
-        self.curve(kernel, name, size, stats.runs, stats.median_ms);
+        let [s] = repeat(&self.plan.fewer(), || Ok([once()?]))?;
+        self.curve(Kernel::Matmul, "rayon loop", size, s.runs, s.median_ms);
         Ok(())
     }
 
-    /// Times the CPU backend; returns the outputs of its first run.
-    fn cpu(&mut self, cpu: &CpuBackend, task: &Task, size: usize) -> Result<Outputs> {
+    /// Times the CPU backend (when given) and the kernel's baseline in
+    /// alternating runs, so drift in the machine's load falls on both.
+    /// Returns the outputs of the CPU's first run.
+    fn cpu(
+        &mut self,
+        cpu: Option<&CpuBackend>,
+        task: &Task,
+        size: usize,
+        baseline: Option<(&'static str, Once<'_>)>,
+    ) -> Result<Option<Outputs>> {
+        let kernel = task.kernel();
         let mut first = None;
-        let [s] = repeat(&self.plan, || {
-            let run = match task {
-                // axpy writes its result over y: each run gets a fresh copy.
-                Task::Axpy(_) => cpu.run_owned(task.clone())?,
-                _ => cpu.run(task)?,
-            };
-            first.get_or_insert(run.outputs);
-            Ok([run.timings.total])
-        })?;
-        self.row(task.kernel(), BackendKind::Cpu, "cpu", size, s);
-        Ok(first.expect("repeat runs at least once"))
+        // Every run works on the same buffers, as the baseline loop does,
+        // so both meet the same cache state.
+        let mut work = task.clone();
+        let mut run_cpu = |cpu: &CpuBackend| -> Result<f64> {
+            let run = cpu.run_in_place(&mut work);
+            if first.is_none() {
+                first = Some(run.outputs.clone());
+            }
+            restore(&mut work, run.outputs);
+            Ok(run.timings.total)
+        };
+        match (cpu, baseline) {
+            (Some(cpu), Some((name, mut once))) => {
+                let [b, c] = repeat(&self.plan, || Ok([once()?, run_cpu(cpu)?]))?;
+                self.curve(kernel, name, size, b.runs, b.median_ms);
+                self.row(kernel, BackendKind::Cpu, "cpu", size, c);
+            }
+            (Some(cpu), None) => {
+                let [c] = repeat(&self.plan, || Ok([run_cpu(cpu)?]))?;
+                self.row(kernel, BackendKind::Cpu, "cpu", size, c);
+            }
+            (None, Some((name, mut once))) => {
+                let [b] = repeat(&self.plan, || Ok([once()?]))?;
+                self.curve(kernel, name, size, b.runs, b.median_ms);
+            }
+            (None, None) => {}
+        }
+        Ok(first)
     }
 
     /// Times the GPU backend; returns the outputs of its first run.
@@ -544,6 +527,77 @@ impl Bench {
         self.crossover.insert(name.clone(), crossover);
         self.max_rel_diff.insert(name.clone(), diff);
         self.speedup.insert(name, speedups);
+    }
+}
+
+/// Puts back what [`CpuBackend::run_in_place`] took out of a task, so it
+/// can run again: axpy's y (which now holds a·x + y; the bench's scale keeps
+/// repeated runs bounded).
+fn restore(task: &mut Task, outputs: Outputs) {
+    if let Task::Axpy(t) = task
+        && let Some(out) = outputs.into_values().next()
+        && let TensorData::F32(y) = out.into_data()
+    {
+        t.y = y;
+    }
+}
+
+/// One timed run of a baseline, in milliseconds.
+type Once<'a> = Box<dyn FnMut() -> Result<f64> + 'a>;
+
+/// The baseline a kernel's CPU rows are compared with, ready to run once
+/// at a time: NumPy for matmul when there is NumPy, the single thread
+/// scaled by the thread count for mandelbrot, else the plain rayon loop.
+fn primary_baseline<'a>(
+    pool: &'a rayon::ThreadPool,
+    single: &'a CpuBackend,
+    numpy: Option<&'a mut baseline::Numpy>,
+    task: &'a Task,
+) -> Result<Option<(&'static str, Once<'a>)>> {
+    let threads = pool.current_num_threads() as f64;
+    Ok(match (task, numpy) {
+        (Task::Matmul(t), Some(numpy)) => {
+            numpy.prepare(t.m)?;
+            Some(("numpy", Box::new(move || numpy.run_ms())))
+        }
+        (Task::Mandelbrot(_), _) => Some((
+            "threads × single thread",
+            Box::new(move || Ok(single.run(task)?.timings.total / threads)),
+        )),
+        _ => rayon_loop(pool, task)
+            .map(|once| ("rayon loop", once))
+            .filter(|_| !matches!(task, Task::Matmul(t) if t.m > GEMM_LOOP_MAX)),
+    })
+}
+
+/// The plain rayon loop of a task's operation, on its own copies of the
+/// inputs (`None` for mandelbrot, whose baseline is the single thread).
+fn rayon_loop<'a>(pool: &'a rayon::ThreadPool, task: &'a Task) -> Option<Once<'a>> {
+    let time = |f: &mut dyn FnMut()| measure::time_ms(f).1;
+    match task {
+        Task::Axpy(t) => {
+            let mut y = t.y.clone();
+            Some(Box::new(move || {
+                Ok(time(&mut || baseline::axpy_loop(pool, t.a, &t.x, &mut y)))
+            }))
+        }
+        Task::Reduce(t) => {
+            let TensorData::F32(x) = &t.x else {
+                unreachable!("the bench sums f32")
+            };
+            Some(Box::new(move || {
+                Ok(time(&mut || {
+                    std::hint::black_box(baseline::sum_loop(pool, x));
+                }))
+            }))
+        }
+        Task::Matmul(t) => {
+            let mut c = vec![0.0f32; t.m * t.n];
+            Some(Box::new(move || {
+                Ok(time(&mut || baseline::gemm_loop(pool, t.m, &t.a, &t.b, &mut c)))
+            }))
+        }
+        Task::Mandelbrot(_) => None,
     }
 }
 

@@ -97,9 +97,15 @@ impl Reduce {
         let value = match &self.x {
             TensorData::F32(v) => {
                 let r = match op {
-                    // Blocks are summed in f64: the result stays within
-                    // rounding of a float64 reference at any length.
-                    ReduceOp::Sum => v.par_chunks(CPU_CHUNK).map(sum_f64).sum::<f64>() as f32,
+                    // Short runs in f32, everything longer in f64: see
+                    // `sum_f64`.
+                    ReduceOp::Sum => {
+                        // Compiled for the best vector unit the CPU has.
+                        let arch = pulp::Arch::new();
+                        v.par_chunks(CPU_CHUNK)
+                            .map(|block| arch.dispatch(|| sum_f64(block)))
+                            .sum::<f64>() as f32
+                    }
                     _ => v
                         .par_chunks(CPU_CHUNK)
                         .map(|c| {
@@ -139,19 +145,30 @@ impl Reduce {
     }
 }
 
-/// Sums a block with sixteen f64 lanes: enough independent additions in
-/// flight to keep up with memory even with 128-bit vectors.
+/// Sums a block: 32 f32 lanes over runs of 512 elements (16 additions per
+/// lane), each run's lanes then added into 32 f64 lanes. As fast as an
+/// all-f32 loop, yet the error stays near 20 ulp of Σ|x| at any length
+/// (NumPy's pairwise float32 sum is O(log n) ulp; a plain f32 loop, O(n)).
+/// Inlined into each `pulp` dispatch.
+#[inline(always)]
 fn sum_f64(block: &[f32]) -> f64 {
-    const LANES: usize = 16;
-    let mut lanes = [0.0f64; LANES];
-    let mut chunks = block.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (l, &x) in lanes.iter_mut().zip(c) {
-            *l += f64::from(x);
+    const LANES: usize = 32;
+    const RUN: usize = 16 * LANES;
+    let mut totals = [0.0f64; LANES];
+    let mut runs = block.chunks_exact(RUN);
+    for run in &mut runs {
+        let mut lanes = [0.0f32; LANES];
+        for c in run.chunks_exact(LANES) {
+            for (l, &x) in lanes.iter_mut().zip(c) {
+                *l += x;
+            }
+        }
+        for (t, &l) in totals.iter_mut().zip(&lanes) {
+            *t += f64::from(l);
         }
     }
-    let tail: f64 = chunks.remainder().iter().map(|&x| f64::from(x)).sum();
-    lanes.iter().sum::<f64>() + tail
+    let tail: f64 = runs.remainder().iter().map(|&x| f64::from(x)).sum();
+    totals.iter().sum::<f64>() + tail
 }
 
 fn f32_identity(op: ReduceOp) -> f32 {
