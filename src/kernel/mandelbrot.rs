@@ -30,6 +30,9 @@ pub const SHADER: ShaderInfo = ShaderInfo {
     entry_points: &[("mandelbrot", [WORKGROUP_EDGE, WORKGROUP_EDGE, 1])],
 };
 
+/// Pixels the CPU iterates together (two AVX2 vectors, one AVX-512).
+const LANES: usize = 16;
+
 /// Largest image anycore renders: 2³¹ pixels (8 GiB of counts).
 const MAX_PIXELS: u64 = 1 << 31;
 
@@ -101,10 +104,21 @@ impl Mandelbrot {
         self.width as usize * self.height as usize
     }
 
+    /// The real part of column `col`'s centre.
+    #[inline(always)]
+    fn x_at(&self, col: u32) -> f32 {
+        self.x0 + (col as f32 + 0.5) * (self.x1 - self.x0) / self.width as f32
+    }
+
+    /// The imaginary part of row `row`'s centre.
+    #[inline(always)]
+    fn y_at(&self, row: u32) -> f32 {
+        self.y0 + (row as f32 + 0.5) * (self.y1 - self.y0) / self.height as f32
+    }
+
     /// The count for one pixel: the definition above, in float32.
     pub fn count(&self, row: u32, col: u32) -> u32 {
-        let px = self.x0 + (col as f32 + 0.5) * (self.x1 - self.x0) / self.width as f32;
-        let py = self.y0 + (row as f32 + 0.5) * (self.y1 - self.y0) / self.height as f32;
+        let (px, py) = (self.x_at(col), self.y_at(row));
         let (mut zr, mut zi) = (0.0f32, 0.0f32);
         for n in 0..self.max_iter {
             let (zr2, zi2) = (zr * zr, zi * zi);
@@ -128,15 +142,48 @@ impl Mandelbrot {
 
     pub(crate) fn run_cpu(&self) -> Outputs {
         let mut counts = vec![0u32; self.pixels()];
+        let arch = pulp::Arch::new();
         counts
             .par_chunks_mut(self.width as usize)
             .enumerate()
-            .for_each(|(r, row)| {
-                for (c, v) in row.iter_mut().enumerate() {
-                    *v = self.count(r as u32, c as u32);
-                }
-            });
+            .for_each(|(r, row)| arch.dispatch(|| self.count_row(r as u32, row)));
         self.outputs(counts)
+    }
+
+    /// Counts for one row: [`LANES`] pixels at a time stepping together
+    /// (the compiler turns each step into vector instructions), the last
+    /// few one by one. Bit for bit what [`Mandelbrot::count`] gives: the
+    /// same float32 operations in the same order. Inlined into each `pulp`
+    /// dispatch, so it is compiled for the best vector unit the CPU has.
+    #[inline(always)]
+    fn count_row(&self, row: u32, out: &mut [u32]) {
+        let done = out.len() / LANES * LANES;
+        let mut blocks = out.chunks_exact_mut(LANES);
+        for (b, block) in blocks.by_ref().enumerate() {
+            let col0 = (b * LANES) as u32;
+            let px: [f32; LANES] = std::array::from_fn(|i| self.x_at(col0 + i as u32));
+            let py = self.y_at(row);
+            let (mut zr, mut zi) = ([0.0f32; LANES], [0.0f32; LANES]);
+            // max_iter marks a lane still inside; an escaped lane keeps its
+            // count while its z runs on unused.
+            let mut count = [self.max_iter; LANES];
+            for n in 0..self.max_iter {
+                for i in 0..LANES {
+                    let (zr2, zi2) = (zr[i] * zr[i], zi[i] * zi[i]);
+                    let escaped = zr2 + zi2 > 4.0 && count[i] == self.max_iter;
+                    count[i] = if escaped { n } else { count[i] };
+                    zi[i] = 2.0 * zr[i] * zi[i] + py;
+                    zr[i] = zr2 - zi2 + px[i];
+                }
+                if n % 8 == 7 && count.iter().all(|&c| c != self.max_iter) {
+                    break;
+                }
+            }
+            block.copy_from_slice(&count);
+        }
+        for (c, v) in out.iter_mut().enumerate().skip(done) {
+            *v = self.count(row, c as u32);
+        }
     }
 
     pub(crate) fn reference(&self) -> Outputs {
