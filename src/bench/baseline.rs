@@ -51,11 +51,7 @@ fn parallel_copy(src: &[f32], dst: &mut [f32]) {
 /// The plain rayon loop `y ← a·x + y`, in place, the way a user would
 /// write it.
 pub fn axpy_loop(pool: &rayon::ThreadPool, a: f32, x: &[f32], y: &mut [f32]) {
-    pool.install(|| {
-        y.par_iter_mut()
-            .zip(x)
-            .for_each(|(y, &x)| *y = a * x + *y)
-    });
+    pool.install(|| y.par_iter_mut().zip(x).for_each(|(y, &x)| *y += a * x));
 }
 
 /// A rayon sum that keeps up with memory: sixteen f32 accumulators per
@@ -162,7 +158,9 @@ impl Numpy {
             stdout: BufReader::new(stdout),
             library: String::new(),
         };
-        numpy.library = numpy.answer().map_err(|e| format!("{python} with NumPy: {e}"))?;
+        numpy.library = numpy
+            .answer()
+            .map_err(|e| format!("{python} with NumPy: {e}"))?;
         Ok(numpy)
     }
 
@@ -183,7 +181,8 @@ impl Numpy {
         writeln!(self.stdin, "{command}")
             .and_then(|()| self.stdin.flush())
             .map_err(|e| Error::Internal(format!("NumPy stopped: {e}")))?;
-        self.answer().map_err(|e| Error::Internal(format!("NumPy: {e}")))
+        self.answer()
+            .map_err(|e| Error::Internal(format!("NumPy: {e}")))
     }
 
     fn answer(&mut self) -> std::result::Result<String, String> {
@@ -213,7 +212,10 @@ mod tests {
     use super::*;
 
     fn pool() -> rayon::ThreadPool {
-        rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap()
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap()
     }
 
     #[test]

@@ -113,7 +113,10 @@ mod tests {
     fn stats_take_the_middle_of_odd_and_even_counts() {
         assert_eq!(Stats::of(&[3.0, 1.0, 2.0]).median_ms, 2.0);
         let s = Stats::of(&[4.0, 1.0, 3.0, 2.0]);
-        assert_eq!((s.median_ms, s.min_ms, s.max_ms, s.runs), (2.5, 1.0, 4.0, 4));
+        assert_eq!(
+            (s.median_ms, s.min_ms, s.max_ms, s.runs),
+            (2.5, 1.0, 4.0, 4)
+        );
     }
 
     #[test]

@@ -310,7 +310,11 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
             }
             step(format!(
                 "{kernel} {size}: {}",
-                if measure_cpu { "cpu and baseline" } else { "baseline" }
+                if measure_cpu {
+                    "cpu and baseline"
+                } else {
+                    "baseline"
+                }
             ));
             let baseline = primary_baseline(&pool, &single, numpy.as_mut(), &task)?;
             let cpu_out = bench.cpu(measure_cpu.then_some(&cpu), &task, size, baseline)?;
@@ -336,13 +340,9 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
             cpu: cpu_model(),
             threads,
             os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
-            gpu: gpu.as_ref().map(|g| {
-                format!(
-                    "{} ({:?})",
-                    g.device(),
-                    g.info().device_type
-                )
-            }),
+            gpu: gpu
+                .as_ref()
+                .map(|g| format!("{} ({:?})", g.device(), g.info().device_type)),
             anycore: env!("CARGO_PKG_VERSION").into(),
             unix_time,
             quick: config.quick,
@@ -456,7 +456,13 @@ impl Bench {
             Ok([run.timings.compute, run.timings.total])
         })?;
         self.row(task.kernel(), BackendKind::Gpu, "resident", size, resident);
-        self.row(task.kernel(), BackendKind::Gpu, "end_to_end", size, end_to_end);
+        self.row(
+            task.kernel(),
+            BackendKind::Gpu,
+            "end_to_end",
+            size,
+            end_to_end,
+        );
         Ok(first.expect("repeat runs at least once"))
     }
 
@@ -594,7 +600,9 @@ fn rayon_loop<'a>(pool: &'a rayon::ThreadPool, task: &'a Task) -> Option<Once<'a
         Task::Matmul(t) => {
             let mut c = vec![0.0f32; t.m * t.n];
             Some(Box::new(move || {
-                Ok(time(&mut || baseline::gemm_loop(pool, t.m, &t.a, &t.b, &mut c)))
+                Ok(time(&mut || {
+                    baseline::gemm_loop(pool, t.m, &t.a, &t.b, &mut c)
+                }))
             }))
         }
         Task::Mandelbrot(_) => None,

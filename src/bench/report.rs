@@ -42,11 +42,7 @@ pub fn table(report: &Report) -> String {
     let m = &report.machine;
     let b = &report.baselines;
     let _ = writeln!(out, "machine: {}, {} threads, {}", m.cpu, m.threads, m.os);
-    let _ = writeln!(
-        out,
-        "gpu: {}",
-        m.gpu.as_deref().unwrap_or("none measured")
-    );
+    let _ = writeln!(out, "gpu: {}", m.gpu.as_deref().unwrap_or("none measured"));
     let _ = write!(
         out,
         "memory bandwidth: copy {} GB/s, read {} GB/s",
@@ -91,7 +87,8 @@ pub fn table(report: &Report) -> String {
                 format!("{}…{}", num(r.min_ms), num(r.max_ms)),
                 num(r.throughput),
                 baseline,
-                r.bandwidth_ratio.map_or("-".into(), |x| format!("{}×", num(x))),
+                r.bandwidth_ratio
+                    .map_or("-".into(), |x| format!("{}×", num(x))),
             );
         }
         let speedups = &report.speedup[kernel.name()];

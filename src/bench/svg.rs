@@ -84,7 +84,12 @@ fn series(report: &Report, kernel: Kernel) -> Vec<Series> {
         }
     }
     let mut names: Vec<&str> = Vec::new();
-    for c in report.baselines.curves.iter().filter(|c| c.kernel == kernel.name()) {
+    for c in report
+        .baselines
+        .curves
+        .iter()
+        .filter(|c| c.kernel == kernel.name())
+    {
         if !names.contains(&c.name.as_str()) {
             names.push(&c.name);
         }
@@ -110,7 +115,10 @@ fn series(report: &Report, kernel: Kernel) -> Vec<Series> {
         Kernel::Reduce => Some(("memory read", report.baselines.read_gbps)),
         _ => None,
     };
-    let xs: Vec<f64> = all.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
+    let xs: Vec<f64> = all
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .collect();
     let (lo, hi) = (
         xs.iter().copied().fold(f64::INFINITY, f64::min),
         xs.iter().copied().fold(0.0, f64::max),
@@ -124,8 +132,7 @@ fn series(report: &Report, kernel: Kernel) -> Vec<Series> {
                 points: vec![(lo, gbps), (hi, gbps)],
             });
         }
-        if let (Some(g), Kernel::Axpy | Kernel::Reduce) = (report.baselines.gpu_copy_gbps, kernel)
-        {
+        if let (Some(g), Kernel::Axpy | Kernel::Reduce) = (report.baselines.gpu_copy_gbps, kernel) {
             all.push(Series {
                 label: "gpu copy".into(),
                 colour: "#d62728",
@@ -149,7 +156,11 @@ fn panel(out: &mut String, report: &Report, kernel: Kernel, x0: f64, y0: f64) {
     let bounds = |v: &[f64]| {
         let lo = v.iter().copied().fold(f64::INFINITY, f64::min).log10();
         let hi = v.iter().copied().fold(0.0, f64::max).log10();
-        if hi - lo < 1e-9 { (lo - 0.5, hi + 0.5) } else { (lo, hi) }
+        if hi - lo < 1e-9 {
+            (lo - 0.5, hi + 0.5)
+        } else {
+            (lo, hi)
+        }
     };
     let (xlo, xhi) = bounds(&xs);
     let (ylo, yhi) = bounds(&ys);

@@ -39,7 +39,7 @@ pub fn check_size(kernel: Kernel, size: usize) -> Result<()> {
     };
     if size == 0 || size > max {
         return Err(Error::bad(format!(
-            "--sizes: {size} is not a {kernel} size (choose 1 to {max}{})",
+            "--sizes: {size} is out of range for {kernel} (choose 1 to {max}{})",
             match kernel {
                 Kernel::Matmul => ", the n of n×n matrices",
                 Kernel::Mandelbrot => ", the n of an n×n image",

@@ -79,16 +79,12 @@ pub fn main(args: Args) -> Result<()> {
 
 fn config(args: &Args) -> Result<Config> {
     let kernels = if args.kernels.is_empty() {
-        vec![
-            Kernel::Axpy,
-            Kernel::Reduce,
-            Kernel::Matmul,
-            Kernel::Mandelbrot,
-        ]
+        Kernel::ALL.to_vec()
     } else {
         let mut kernels = Vec::new();
         for name in &args.kernels {
-            let kernel = Kernel::from_name(name)?;
+            let kernel =
+                Kernel::from_name(name).map_err(|e| Error::BadInput(format!("--kernel: {e}")))?;
             if !kernels.contains(&kernel) {
                 kernels.push(kernel);
             }
@@ -136,10 +132,8 @@ fn config(args: &Args) -> Result<Config> {
 }
 
 fn create(path: &Path) -> Result<(File, &Path)> {
-    let file = File::create(path).map_err(|e| Error::BadInput(format!(
-        "cannot write {}: {e}",
-        path.display()
-    )))?;
+    let file = File::create(path)
+        .map_err(|e| Error::BadInput(format!("cannot write {}: {e}", path.display())))?;
     Ok((file, path))
 }
 

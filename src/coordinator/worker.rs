@@ -177,25 +177,33 @@ fn run_one(
     fallback: Option<&WorkerHandle>,
     item: Item,
 ) {
-    if item.cancelled.load(Ordering::Relaxed) {
-        let _ = item.reply.send(Err(Error::Cancelled));
+    let Item {
+        task,
+        reason,
+        predicted_ms,
+        queued_at,
+        reply,
+        cancelled,
+        _permit: permit,
+    } = item;
+    if cancelled.load(Ordering::Relaxed) {
+        answer(reply, permit, Err(Error::Cancelled));
         return;
     }
     let started = Instant::now();
-    let queued_ms = started.duration_since(item.queued_at).as_secs_f64() * 1e3;
-    let kernel = item.task.kernel();
-    let work = cost::work_units(&item.task);
+    let queued_ms = started.duration_since(queued_at).as_secs_f64() * 1e3;
+    let kernel = task.kernel();
+    let work = cost::work_units(&task);
     // A worker with a fallback may need the task again; one without hands it
     // over, so the backend can reuse its buffers. A panic inside a kernel
     // fails this job only; the worker lives on.
     let (outcome, kept) = if fallback.is_some() {
-        let outcome = catch(|| backend.run(&item.task));
-        (outcome, Some(item.task))
+        (catch(|| backend.run(&task)), Some(task))
     } else {
-        (catch(|| backend.run_owned(item.task)), None)
+        (catch(|| backend.run_owned(task)), None)
     };
-    match outcome {
-        Ok(run) => {
+    match (outcome, fallback, kept) {
+        (Ok(run), _, _) => {
             model.lock().unwrap_or_else(|e| e.into_inner()).observe(
                 backend.kind(),
                 kernel,
@@ -207,7 +215,7 @@ fn run_one(
                 kernel,
                 backend: backend.kind(),
                 device: backend.device(),
-                placement_reason: item.reason,
+                placement_reason: reason,
                 timings: JobTimings {
                     queued: queued_ms,
                     upload: t.upload,
@@ -217,30 +225,34 @@ fn run_one(
                 },
                 outputs: run.outputs,
             };
-            let _ = item.reply.send(Ok(report));
+            answer(reply, permit, Ok(report));
         }
-        Err(Error::Gpu(why)) if fallback.is_some() => {
+        (Err(Error::Gpu(why)), Some(fallback), Some(task)) => {
             log::warn!("{kernel} failed on the GPU ({why}); re-running it on the CPU");
-            let fallback = fallback.expect("checked above");
-            let reason = format!(
-                "{}; the GPU failed ({why}), so it re-ran on the CPU",
-                item.reason
-            );
             fallback.send(Item {
-                task: kept.expect("kept when there is a fallback"),
-                reason,
-                predicted_ms: item.predicted_ms,
+                task,
+                reason: format!("{reason}; the GPU failed ({why}), so it re-ran on the CPU"),
+                predicted_ms,
                 // The time already spent waiting counts toward the job's queue time.
-                queued_at: item.queued_at,
-                reply: item.reply,
-                cancelled: item.cancelled,
-                _permit: item._permit,
+                queued_at,
+                reply,
+                cancelled,
+                _permit: permit,
             });
         }
-        Err(e) => {
-            let _ = item.reply.send(Err(e));
-        }
+        (Err(e), _, _) => answer(reply, permit, Err(e)),
     }
+}
+
+/// Frees the job's place, then replies: a caller that hears back already
+/// sees the job gone from the count of jobs in flight.
+fn answer(
+    reply: oneshot::Sender<Result<JobReport>>,
+    permit: OwnedSemaphorePermit,
+    result: Result<JobReport>,
+) {
+    drop(permit);
+    let _ = reply.send(result);
 }
 
 fn catch(run: impl FnOnce() -> Result<Run>) -> Result<Run> {

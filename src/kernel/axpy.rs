@@ -105,7 +105,7 @@ impl Axpy {
             .zip(self.x.par_chunks(CPU_CHUNK))
             .for_each(|(y, x)| {
                 for (y, &x) in y.iter_mut().zip(x) {
-                    *y = a * x + *y;
+                    *y += a * x;
                 }
             });
         Axpy::outputs(std::mem::take(&mut self.y))

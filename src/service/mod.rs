@@ -21,12 +21,12 @@ mod metrics;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -73,6 +73,7 @@ struct AppState {
     metrics: Arc<Metrics>,
     jobs: Arc<Mutex<BTreeMap<u64, Entry>>>,
     next_id: Arc<AtomicU64>,
+    body_limit: usize,
 }
 
 /// The routes, over `engine`.
@@ -82,6 +83,7 @@ pub fn router(engine: Arc<Engine>, config: &ServiceConfig) -> Router {
         metrics: Arc::default(),
         jobs: Arc::default(),
         next_id: Arc::new(AtomicU64::new(1)),
+        body_limit: config.body_limit,
     };
     Router::new()
         .route("/v1/jobs", post(post_job))
@@ -92,7 +94,6 @@ pub fn router(engine: Arc<Engine>, config: &ServiceConfig) -> Router {
         )
         .route("/v1/devices", get(devices))
         .route("/metrics", get(render_metrics))
-        .layer(DefaultBodyLimit::max(config.body_limit))
         .with_state(state)
 }
 
@@ -184,19 +185,50 @@ fn finish(
     }
 }
 
+/// Bytes of an oversized body read and thrown away before the 413.
+const DRAIN_BYTES: usize = 64 << 20;
+
+/// Reads a request body of at most `limit` bytes. Past the limit it reads
+/// on, discarding up to [`DRAIN_BYTES`] more, before answering 413: a
+/// server that stops reading makes a client still sending see a broken
+/// pipe instead of the reason.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("cannot read the request body: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+        } else if seen > limit.saturating_add(DRAIN_BYTES) {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is over this server's limit of {limit} bytes"),
+        ));
+    }
+    Ok(Bytes::from(kept))
+}
+
 async fn post_job(
     State(state): State<AppState>,
     Query(query): Query<WaitQuery>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|rej| {
-        let code = if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            "payload_too_large"
-        } else {
-            "bad_request"
-        };
-        ApiError::new(rej.status(), code, rej.body_text())
-    })?;
+    let body = read_body(body, state.body_limit).await?;
     let request: JobRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -154,7 +154,9 @@ impl GpuBackend {
         let bytes = bytes.min(self.limits.max_buffer_size) & !3;
         let mut exec = Exec::new(self);
         let (src, dst) = (exec.storage(bytes), exec.storage(bytes));
-        let ms = exec.copy(&src, &dst, bytes).inspect_err(|_| exec.discard())?;
+        let ms = exec
+            .copy(&src, &dst, bytes)
+            .inspect_err(|_| exec.discard())?;
         Ok((ms, bytes))
     }
 
