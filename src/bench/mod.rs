@@ -103,6 +103,10 @@ pub struct Machine {
     pub unix_time: u64,
     /// Whether this was `--quick`.
     pub quick: bool,
+    /// Percent of the CPUs' time the hypervisor gave to other guests while
+    /// the bench ran (Linux `/proc/stat`; `null` elsewhere). A few percent
+    /// is enough to make a two-thread run lose to one thread times two.
+    pub steal_pct: Option<f64>,
 }
 
 /// Baselines: machine-wide figures and per-size curves.
@@ -216,6 +220,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         }
         sweeps.push((kernel, sizes));
     }
+    let steal_at_start = cpu_times();
     let mut notes = Vec::new();
     let want = |b| config.backends.contains(&b);
     let cpu = CpuBackend::new(None)?;
@@ -346,6 +351,9 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
             anycore: env!("CARGO_PKG_VERSION").into(),
             unix_time,
             quick: config.quick,
+            steal_pct: steal_at_start.zip(cpu_times()).map(|((s0, t0), (s1, t1))| {
+                100.0 * s1.saturating_sub(s0) as f64 / t1.saturating_sub(t0).max(1) as f64
+            }),
         },
         baselines: Baselines {
             copy_gbps: bench.bandwidth.copy_gbps,
@@ -630,6 +638,22 @@ pub fn rel_diff(a: &Outputs, b: &Outputs) -> f64 {
     } else {
         diff.sqrt()
     }
+}
+
+/// Steal time and total time of all CPUs so far, in clock ticks, from the
+/// first line of `/proc/stat` (user nice system idle iowait irq softirq
+/// steal ...).
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    (fields.len() == 8).then(|| (fields[7], fields.iter().sum()))
 }
 
 /// The CPU's model name, or the architecture where it cannot be read.

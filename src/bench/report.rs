@@ -41,7 +41,14 @@ pub fn table(report: &Report) -> String {
     let mut out = String::new();
     let m = &report.machine;
     let b = &report.baselines;
-    let _ = writeln!(out, "machine: {}, {} threads, {}", m.cpu, m.threads, m.os);
+    let _ = write!(out, "machine: {}, {} threads, {}", m.cpu, m.threads, m.os);
+    if let Some(steal) = m.steal_pct {
+        let _ = write!(
+            out,
+            "; {steal:.1}% of CPU time stolen by other guests meanwhile"
+        );
+    }
+    let _ = writeln!(out);
     let _ = writeln!(out, "gpu: {}", m.gpu.as_deref().unwrap_or("none measured"));
     let _ = write!(
         out,
