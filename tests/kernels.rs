@@ -134,6 +134,10 @@ fn matmul_matches_reference(backend: &dyn Backend) {
         (65, 63, 1),
         (1, 300, 1),
         (127, 1, 129),
+        // Edges of the GPU's 128×128 tiles and 8-deep slices of k.
+        (128, 8, 128),
+        (129, 9, 127),
+        (255, 17, 257),
         (513, 257, 129),
         (0, 5, 3),
         (4, 0, 5),

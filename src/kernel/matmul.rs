@@ -15,7 +15,7 @@ pub const SIGNATURE: Signature = Signature {
 };
 
 /// Output rows and columns one workgroup computes in `shaders/matmul.wgsl`.
-pub const TILE: u32 = 64;
+pub const TILE: u32 = 128;
 
 /// `shaders/matmul.wgsl`: 16×16 invocations, each computing 4×4 outputs.
 pub const SHADER: ShaderInfo = ShaderInfo {
