@@ -244,13 +244,14 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
     };
     let measure_cpu = want(BackendKind::Cpu);
 
-    // Per size: the CPU beside its baseline, the GPU, and for matmul the
-    // plain rayon loop too.
+    // Per size: the CPU beside its baseline, the GPU, and a second baseline
+    // for matmul (the plain rayon loop) and mandelbrot (single threads all
+    // at once).
     let total = 2
         + usize::from(gpu.is_some())
         + sweeps
             .iter()
-            .map(|(k, s)| s.len() * (2 + usize::from(*k == Kernel::Matmul)))
+            .map(|(k, s)| s.len() * (2 + usize::from(*k != Kernel::Axpy && *k != Kernel::Reduce)))
             .sum::<usize>();
     let mut done = 0;
     let mut step = |what: String| {
@@ -313,6 +314,10 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
                 step(format!("{kernel} {size}: plain rayon loop"));
                 bench.gemm_loop(&pool, &task, size)?;
             }
+            if kernel == Kernel::Mandelbrot {
+                step(format!("{kernel} {size}: single threads all at once"));
+                bench.singles_at_once(threads, &task, size)?;
+            }
             step(format!(
                 "{kernel} {size}: {}",
                 if measure_cpu {
@@ -345,9 +350,13 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
             cpu: cpu_model(),
             threads,
             os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
-            gpu: gpu
-                .as_ref()
-                .map(|g| format!("{} ({:?})", g.device(), g.info().device_type)),
+            gpu: gpu.as_ref().map(|g| {
+                let kind = match g.info().device_type {
+                    wgpu::DeviceType::Cpu => "software",
+                    other => crate::backend::gpu::adapter::device_type_name(other),
+                };
+                format!("{}, {kind}", g.device())
+            }),
             anycore: env!("CARGO_PKG_VERSION").into(),
             unix_time,
             quick: config.quick,
@@ -395,6 +404,30 @@ impl Bench {
             throughput: workload::throughput(kernel, size, median_ms),
             unit: workload::unit(kernel).name.into(),
         });
+    }
+
+    /// Times `threads` single-thread runs of the task side by side: what
+    /// the cores give when all are busy with independent work (shared
+    /// caches, power and clock limits included). Mandelbrot's second
+    /// baseline: the pool cannot beat it, and the gap between it and
+    /// threads × one thread alone is the machine's, not the pool's.
+    fn singles_at_once(&mut self, threads: usize, task: &Task, size: usize) -> Result<()> {
+        let singles = (0..threads)
+            .map(|_| CpuBackend::new(Some(1)))
+            .collect::<Result<Vec<_>>>()?;
+        let [s] = repeat(&self.plan.fewer(), || {
+            let ((), ms) = measure::time_ms(|| {
+                std::thread::scope(|scope| {
+                    for single in &singles {
+                        scope.spawn(|| single.run(task));
+                    }
+                })
+            });
+            Ok([ms / threads as f64])
+        })?;
+        let name = "threads × single thread, all at once";
+        self.curve(task.kernel(), name, size, s.runs, s.median_ms);
+        Ok(())
     }
 
     /// Times the plain rayon gemm (beside NumPy, matmul's second baseline).

@@ -70,8 +70,14 @@ pub fn table(report: &Report) -> String {
         let _ = writeln!(out, "\n{kernel} — {} ({})", unit.name, unit.counts);
         let _ = writeln!(
             out,
-            "{:>8}  {:<15}{:>10}  {:>19}  {:>10}  {:>28}  {:>9}",
-            "size", "backend", "median ms", "min…max ms", unit.name, "baseline", "×bandwidth"
+            "{:>8}  {:<15}{:>10}  {:>19}  {:>10}  {:>36}  {:>10}",
+            "size",
+            "backend",
+            "median ms",
+            "min…max ms",
+            unit.name,
+            "vs baseline (its rate)",
+            "×bandwidth"
         );
         for r in report.results.iter().filter(|r| r.kernel == kernel.name()) {
             let who = match r.mode.as_str() {
@@ -81,13 +87,13 @@ pub fn table(report: &Report) -> String {
             };
             let baseline = match (&r.baseline, r.baseline_throughput, r.baseline_ratio) {
                 (Some(name), Some(t), Some(ratio)) => {
-                    format!("{} ×{name} {}", num(ratio), num(t))
+                    format!("{}× {name} ({})", num(ratio), num(t))
                 }
                 _ => "-".into(),
             };
             let _ = writeln!(
                 out,
-                "{:>8}  {:<15}{:>10}  {:>19}  {:>10}  {:>28}  {:>9}",
+                "{:>8}  {:<15}{:>10}  {:>19}  {:>10}  {:>36}  {:>10}",
                 size(kernel, r.size),
                 who,
                 num(r.median_ms),
