@@ -71,8 +71,8 @@ fn check_rows(report: &Value, kernels: &[&str], sizes: &[u64], modes: &[&str]) {
                 assert!(close(f("throughput"), want), "throughput of {row}");
                 let backend = if *mode == "cpu" { "cpu" } else { "gpu" };
                 assert_eq!(row["backend"], backend);
-                if let Some(b) = row["baseline_throughput"].as_f64() {
-                    assert!(row["baseline"].is_string(), "{row}");
+                if let Some(b) = row["baseline"].as_f64() {
+                    assert!(row["baseline_name"].is_string(), "{row}");
                     assert!(close(f("baseline_ratio"), f("throughput") / b), "{row}");
                 }
             }
@@ -137,7 +137,10 @@ fn quick_cpu_bench_writes_a_consistent_report_and_chart() {
     for (kernel, name) in [
         ("axpy", "rayon loop"),
         ("reduce", "rayon loop"),
+        ("matmul", "rayon loop"),
+        ("mandelbrot", "rayon loop"),
         ("mandelbrot", "threads × single thread"),
+        ("mandelbrot", "threads × single thread, all at once"),
     ] {
         for size in sizes {
             assert!(
@@ -220,6 +223,34 @@ fn gpu_bench_reports_resident_and_end_to_end_rows_that_agree_with_the_cpu() {
         let bound = if kernel == "mandelbrot" { 0.05 } else { 1e-5 };
         assert!(diff <= bound, "{kernel}: GPU and CPU differ by {diff}");
     }
+}
+
+#[test]
+fn without_a_usable_gpu_the_default_bench_measures_the_cpu_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = bench(
+        &[
+            "--quick",
+            "--kernel",
+            "reduce",
+            "--sizes",
+            "1000",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &[
+            ("VK_ICD_FILENAMES", "/nonexistent.json"),
+            ("VK_DRIVER_FILES", "/nonexistent.json"),
+        ],
+    );
+    assert!(out.status.success(), "bench failed: {}", stderr(&out));
+    let report = read_json(&json);
+    check_rows(&report, &["reduce"], &[1000], &["cpu"]);
+    assert!(report["machine"]["gpu"].is_null());
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("GPU not measured"), "{notes}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("GPU not measured"));
 }
 
 /// Arguments, environment, and what stderr must name.

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::measure::{Repeat, Stats, repeat, time_ms};
 use crate::error::{Error, Result};
+use crate::kernel::mandelbrot::Mandelbrot;
 
 /// Bytes in each buffer of the bandwidth tests: far past any cache.
 pub const BANDWIDTH_BYTES: usize = 256 << 20;
@@ -87,6 +88,23 @@ pub fn gemm_loop(pool: &rayon::ThreadPool, n: usize, a: &[f32], b: &[f32], c: &m
             }
         })
     });
+}
+
+/// The plain rayon Mandelbrot: rows in parallel, one pixel at a time
+/// ([`Mandelbrot::count`], the kernel's scalar definition).
+pub fn mandelbrot_loop(pool: &rayon::ThreadPool, m: &Mandelbrot) -> Vec<u32> {
+    let mut counts = vec![0u32; m.pixels()];
+    pool.install(|| {
+        counts
+            .par_chunks_mut(m.width as usize)
+            .enumerate()
+            .for_each(|(r, row)| {
+                for (c, v) in row.iter_mut().enumerate() {
+                    *v = m.count(r as u32, c as u32);
+                }
+            })
+    });
+    counts
 }
 
 /// NumPy's `a @ b` (f32) in a Python process that stays up for the whole

@@ -168,11 +168,13 @@ pub struct ResultRow {
     pub throughput: f64,
     /// "GB/s", "GFLOP/s" or "Mpixel/s".
     pub unit: String,
-    /// The baseline this row is compared with.
-    pub baseline: Option<String>,
-    /// That baseline's throughput.
-    pub baseline_throughput: Option<f64>,
-    /// throughput / baseline_throughput.
+    /// The throughput of the baseline this row is compared with, in the
+    /// same unit.
+    pub baseline: Option<f64>,
+    /// Which baseline that is: "rayon loop", "numpy", "threads × single
+    /// thread", "gpu copy".
+    pub baseline_name: Option<String>,
+    /// throughput / baseline.
     pub baseline_ratio: Option<f64>,
     /// For memory-bound kernels: throughput over the matching memory
     /// bandwidth (copy for axpy, read for reduce, the device copy on the GPU).
@@ -244,14 +246,21 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
     };
     let measure_cpu = want(BackendKind::Cpu);
 
-    // Per size: the CPU beside its baseline, the GPU, and a second baseline
-    // for matmul (the plain rayon loop) and mandelbrot (single threads all
-    // at once).
+    // Per size: the CPU beside its baseline, the GPU, and more baselines
+    // for matmul (the plain rayon loop) and mandelbrot (the plain rayon
+    // loop, single threads all at once).
     let total = 2
         + usize::from(gpu.is_some())
         + sweeps
             .iter()
-            .map(|(k, s)| s.len() * (2 + usize::from(*k != Kernel::Axpy && *k != Kernel::Reduce)))
+            .map(|(k, s)| {
+                s.len()
+                    * match k {
+                        Kernel::Matmul => 3,
+                        Kernel::Mandelbrot => 4,
+                        _ => 2,
+                    }
+            })
             .sum::<usize>();
     let mut done = 0;
     let mut step = |what: String| {
@@ -308,15 +317,18 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         let mut diff: Option<f64> = None;
         for (i, &size) in sizes.iter().enumerate() {
             let task = workload::task(kernel, size, config.seed + i as u64 * 2)?;
-            if let Task::Matmul(_) = &task
-                && numpy.is_some()
-            {
-                step(format!("{kernel} {size}: plain rayon loop"));
-                bench.gemm_loop(&pool, &task, size)?;
-            }
-            if kernel == Kernel::Mandelbrot {
-                step(format!("{kernel} {size}: single threads all at once"));
-                bench.singles_at_once(threads, &task, size)?;
+            match kernel {
+                Kernel::Matmul if numpy.is_some() => {
+                    step(format!("{kernel} {size}: plain rayon loop"));
+                    bench.loop_curve(&pool, &task, size, GEMM_LOOP_MAX)?;
+                }
+                Kernel::Mandelbrot => {
+                    step(format!("{kernel} {size}: plain rayon loop"));
+                    bench.loop_curve(&pool, &task, size, usize::MAX)?;
+                    step(format!("{kernel} {size}: single threads all at once"));
+                    bench.singles_at_once(threads, &task, size)?;
+                }
+                _ => {}
             }
             step(format!(
                 "{kernel} {size}: {}",
@@ -430,19 +442,25 @@ impl Bench {
         Ok(())
     }
 
-    /// Times the plain rayon gemm (beside NumPy, matmul's second baseline).
-    fn gemm_loop(&mut self, pool: &rayon::ThreadPool, task: &Task, size: usize) -> Result<()> {
-        if size > GEMM_LOOP_MAX {
+    /// Times the plain rayon loop as a curve of its own (where it is not
+    /// the kernel's main baseline), up to size `max`.
+    fn loop_curve(
+        &mut self,
+        pool: &rayon::ThreadPool,
+        task: &Task,
+        size: usize,
+        max: usize,
+    ) -> Result<()> {
+        let kernel = task.kernel();
+        if size > max {
             self.notes.push(format!(
-                "matmul {size}: the plain rayon loop is not timed past n = {GEMM_LOOP_MAX}"
+                "{kernel} {size}: the plain rayon loop is not timed past {max}"
             ));
             return Ok(());
         }
-        let Some(mut once) = rayon_loop(pool, task) else {
-            return Ok(());
-        };
+        let mut once = rayon_loop(pool, task);
         let [s] = repeat(&self.plan.fewer(), || Ok([once()?]))?;
-        self.curve(Kernel::Matmul, "rayon loop", size, s.runs, s.median_ms);
+        self.curve(kernel, "rayon loop", size, s.runs, s.median_ms);
         Ok(())
     }
 
@@ -516,7 +534,7 @@ impl Bench {
             (BackendKind::Cpu, _) => Some(self.bandwidth.read_gbps),
         }
         .filter(|_| memory_bound);
-        let (baseline, baseline_throughput) = if mode == "resident" && memory_bound {
+        let (name, baseline) = if mode == "resident" && memory_bound {
             ("gpu copy".to_owned(), self.gpu_copy_gbps)
         } else {
             let name = cpu_baseline_name(kernel, self.reference_gemm.is_some());
@@ -538,9 +556,9 @@ impl Bench {
             max_ms: s.max_ms,
             throughput,
             unit: workload::unit(kernel).name.into(),
-            baseline: baseline_throughput.map(|_| baseline),
-            baseline_throughput,
-            baseline_ratio: baseline_throughput.map(|b| throughput / b),
+            baseline,
+            baseline_name: baseline.map(|_| name),
+            baseline_ratio: baseline.map(|b| throughput / b),
             bandwidth_ratio: bandwidth.map(|b| throughput / b),
         });
     }
@@ -611,42 +629,43 @@ fn primary_baseline<'a>(
             "threads × single thread",
             Box::new(move || Ok(single.run(task)?.timings.total / threads)),
         )),
-        _ => rayon_loop(pool, task)
-            .map(|once| ("rayon loop", once))
-            .filter(|_| !matches!(task, Task::Matmul(t) if t.m > GEMM_LOOP_MAX)),
+        (Task::Matmul(t), None) if t.m > GEMM_LOOP_MAX => None,
+        _ => Some(("rayon loop", rayon_loop(pool, task))),
     })
 }
 
 /// The plain rayon loop of a task's operation, on its own copies of the
-/// inputs (`None` for mandelbrot, whose baseline is the single thread).
-fn rayon_loop<'a>(pool: &'a rayon::ThreadPool, task: &'a Task) -> Option<Once<'a>> {
+/// inputs.
+fn rayon_loop<'a>(pool: &'a rayon::ThreadPool, task: &'a Task) -> Once<'a> {
     let time = |f: &mut dyn FnMut()| measure::time_ms(f).1;
     match task {
         Task::Axpy(t) => {
             let mut y = t.y.clone();
-            Some(Box::new(move || {
-                Ok(time(&mut || baseline::axpy_loop(pool, t.a, &t.x, &mut y)))
-            }))
+            Box::new(move || Ok(time(&mut || baseline::axpy_loop(pool, t.a, &t.x, &mut y))))
         }
         Task::Reduce(t) => {
             let TensorData::F32(x) = &t.x else {
                 unreachable!("the bench sums f32")
             };
-            Some(Box::new(move || {
+            Box::new(move || {
                 Ok(time(&mut || {
                     std::hint::black_box(baseline::sum_loop(pool, x));
                 }))
-            }))
+            })
         }
         Task::Matmul(t) => {
             let mut c = vec![0.0f32; t.m * t.n];
-            Some(Box::new(move || {
+            Box::new(move || {
                 Ok(time(&mut || {
                     baseline::gemm_loop(pool, t.m, &t.a, &t.b, &mut c)
                 }))
-            }))
+            })
         }
-        Task::Mandelbrot(_) => None,
+        Task::Mandelbrot(m) => Box::new(move || {
+            Ok(time(&mut || {
+                std::hint::black_box(baseline::mandelbrot_loop(pool, m));
+            }))
+        }),
     }
 }
 

@@ -85,7 +85,7 @@ pub fn table(report: &Report) -> String {
                 "end_to_end" => "gpu end to end",
                 _ => "cpu",
             };
-            let baseline = match (&r.baseline, r.baseline_throughput, r.baseline_ratio) {
+            let baseline = match (&r.baseline_name, r.baseline, r.baseline_ratio) {
                 (Some(name), Some(t), Some(ratio)) => {
                     format!("{}× {name} ({})", num(ratio), num(t))
                 }

@@ -104,7 +104,7 @@ fn series(report: &Report, kernel: Kernel) -> Vec<Series> {
             .collect();
         all.push(Series {
             label: name.into(),
-            colour: ["#2ca02c", "#7f7f7f"][n % 2],
+            colour: ["#2ca02c", "#7f7f7f", "#9467bd"][n % 3],
             dash: "2 3",
             points,
         });
