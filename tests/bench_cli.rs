@@ -140,7 +140,7 @@ fn quick_cpu_bench_writes_a_consistent_report_and_chart() {
         ("matmul", "rayon loop"),
         ("mandelbrot", "rayon loop"),
         ("mandelbrot", "threads × single thread"),
-        ("mandelbrot", "threads × single thread, all at once"),
+        ("mandelbrot", "single threads at once"),
     ] {
         for size in sizes {
             assert!(

@@ -85,17 +85,29 @@ pub fn repeat<const N: usize>(
     repeat: &Repeat,
     mut once: impl FnMut() -> Result<[f64; N]>,
 ) -> Result<[Stats; N]> {
+    let stats = repeat_each(repeat, N, || once().map(|t| t.to_vec()))?;
+    Ok(std::array::from_fn(|i| stats[i]))
+}
+
+/// [`repeat`] for a count known only at run time: `once` returns `n`
+/// timings per call (several things timed in turn, so that drift in the
+/// machine's load falls on all of them alike).
+pub fn repeat_each(
+    repeat: &Repeat,
+    n: usize,
+    mut once: impl FnMut() -> Result<Vec<f64>>,
+) -> Result<Vec<Stats>> {
     once()?;
     let start = Instant::now();
-    let mut samples: Vec<[f64; N]> = Vec::new();
+    let mut samples: Vec<Vec<f64>> = Vec::new();
     while samples.len() < repeat.max_runs
         && (samples.len() < repeat.min_runs || start.elapsed() < repeat.budget)
     {
         samples.push(once()?);
     }
-    Ok(std::array::from_fn(|i| {
-        Stats::of(&samples.iter().map(|s| s[i]).collect::<Vec<_>>())
-    }))
+    Ok((0..n)
+        .map(|i| Stats::of(&samples.iter().map(|s| s[i]).collect::<Vec<_>>()))
+        .collect())
 }
 
 /// Milliseconds `work` takes.

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use self::baseline::Bandwidth;
-use self::measure::{Repeat, Stats, repeat};
+use self::measure::{Repeat, Stats, repeat, repeat_each};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::{GpuBackend, GpuOptions};
 use crate::backend::{Backend, BackendKind};
@@ -130,7 +130,8 @@ pub struct Baselines {
 pub struct Curve {
     /// The kernel it stands beside.
     pub kernel: String,
-    /// "rayon loop", "numpy", "threads × single thread".
+    /// "rayon loop", "numpy", "threads × single thread", "single threads
+    /// at once".
     pub name: String,
     /// The size.
     pub size: usize,
@@ -246,9 +247,8 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
     };
     let measure_cpu = want(BackendKind::Cpu);
 
-    // Per size: the CPU beside its baseline, the GPU, and more baselines
-    // for matmul (the plain rayon loop) and mandelbrot (the plain rayon
-    // loop, single threads all at once).
+    // Per size: the CPU beside its baselines, the GPU, and for matmul and
+    // mandelbrot the plain rayon loop apart (it is slow).
     let total = 2
         + usize::from(gpu.is_some())
         + sweeps
@@ -256,8 +256,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
             .map(|(k, s)| {
                 s.len()
                     * match k {
-                        Kernel::Matmul => 3,
-                        Kernel::Mandelbrot => 4,
+                        Kernel::Matmul | Kernel::Mandelbrot => 3,
                         _ => 2,
                     }
             })
@@ -325,8 +324,6 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
                 Kernel::Mandelbrot => {
                     step(format!("{kernel} {size}: plain rayon loop"));
                     bench.loop_curve(&pool, &task, size, usize::MAX)?;
-                    step(format!("{kernel} {size}: single threads all at once"));
-                    bench.singles_at_once(threads, &task, size)?;
                 }
                 _ => {}
             }
@@ -338,8 +335,8 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
                     "baseline"
                 }
             ));
-            let baseline = primary_baseline(&pool, &single, numpy.as_mut(), &task)?;
-            let cpu_out = bench.cpu(measure_cpu.then_some(&cpu), &task, size, baseline)?;
+            let baselines = alternating_baselines(&pool, &single, numpy.as_mut(), &task)?;
+            let cpu_out = bench.cpu(measure_cpu.then_some(&cpu), &task, size, baselines)?;
             if let Some(gpu) = &gpu {
                 step(format!("{kernel} {size}: gpu"));
                 let gpu_out = bench.gpu(gpu, &task, size)?;
@@ -418,30 +415,6 @@ impl Bench {
         });
     }
 
-    /// Times `threads` single-thread runs of the task side by side: what
-    /// the cores give when all are busy with independent work (shared
-    /// caches, power and clock limits included). Mandelbrot's second
-    /// baseline: the pool cannot beat it, and the gap between it and
-    /// threads × one thread alone is the machine's, not the pool's.
-    fn singles_at_once(&mut self, threads: usize, task: &Task, size: usize) -> Result<()> {
-        let singles = (0..threads)
-            .map(|_| CpuBackend::new(Some(1)))
-            .collect::<Result<Vec<_>>>()?;
-        let [s] = repeat(&self.plan.fewer(), || {
-            let ((), ms) = measure::time_ms(|| {
-                std::thread::scope(|scope| {
-                    for single in &singles {
-                        scope.spawn(|| single.run(task));
-                    }
-                })
-            });
-            Ok([ms / threads as f64])
-        })?;
-        let name = "threads × single thread, all at once";
-        self.curve(task.kernel(), name, size, s.runs, s.median_ms);
-        Ok(())
-    }
-
     /// Times the plain rayon loop as a curve of its own (where it is not
     /// the kernel's main baseline), up to size `max`.
     fn loop_curve(
@@ -464,44 +437,46 @@ impl Bench {
         Ok(())
     }
 
-    /// Times the CPU backend (when given) and the kernel's baseline in
-    /// alternating runs, so drift in the machine's load falls on both.
-    /// Returns the outputs of the CPU's first run.
+    /// Times the CPU backend (when given) and the kernel's baselines in
+    /// turn, run after run, so drift in the machine's load falls on all of
+    /// them. Returns the outputs of the CPU's first run.
     fn cpu(
         &mut self,
         cpu: Option<&CpuBackend>,
         task: &Task,
         size: usize,
-        baseline: Option<(&'static str, Once<'_>)>,
+        mut baselines: Vec<(&'static str, Once<'_>)>,
     ) -> Result<Option<Outputs>> {
         let kernel = task.kernel();
         let mut first = None;
         // Every run works on the same buffers, as the baseline loop does,
         // so both meet the same cache state.
         let mut work = task.clone();
-        let mut run_cpu = |cpu: &CpuBackend| -> Result<f64> {
-            let run = cpu.run_in_place(&mut work);
-            if first.is_none() {
-                first = Some(run.outputs.clone());
+        let timed = baselines.len() + usize::from(cpu.is_some());
+        if timed == 0 {
+            return Ok(None);
+        }
+        let stats = repeat_each(&self.plan, timed, || {
+            let mut times = Vec::with_capacity(timed);
+            for (_, once) in &mut baselines {
+                times.push(once()?);
             }
-            restore(&mut work, run.outputs);
-            Ok(run.timings.total)
-        };
-        match (cpu, baseline) {
-            (Some(cpu), Some((name, mut once))) => {
-                let [b, c] = repeat(&self.plan, || Ok([once()?, run_cpu(cpu)?]))?;
-                self.curve(kernel, name, size, b.runs, b.median_ms);
-                self.row(kernel, BackendKind::Cpu, "cpu", size, c);
+            if let Some(cpu) = cpu {
+                let run = cpu.run_in_place(&mut work);
+                if first.is_none() {
+                    first = Some(run.outputs.clone());
+                }
+                restore(&mut work, run.outputs);
+                times.push(run.timings.total);
             }
-            (Some(cpu), None) => {
-                let [c] = repeat(&self.plan, || Ok([run_cpu(cpu)?]))?;
-                self.row(kernel, BackendKind::Cpu, "cpu", size, c);
-            }
-            (None, Some((name, mut once))) => {
-                let [b] = repeat(&self.plan, || Ok([once()?]))?;
-                self.curve(kernel, name, size, b.runs, b.median_ms);
-            }
-            (None, None) => {}
+            Ok(times)
+        })?;
+        for ((name, _), s) in baselines.iter().zip(&stats) {
+            self.curve(kernel, name, size, s.runs, s.median_ms);
+        }
+        if cpu.is_some() {
+            let s = *stats.last().expect("the CPU was timed");
+            self.row(kernel, BackendKind::Cpu, "cpu", size, s);
         }
         Ok(first)
     }
@@ -610,28 +585,61 @@ fn restore(task: &mut Task, outputs: Outputs) {
 /// One timed run of a baseline, in milliseconds.
 type Once<'a> = Box<dyn FnMut() -> Result<f64> + 'a>;
 
-/// The baseline a kernel's CPU rows are compared with, ready to run once
-/// at a time: NumPy for matmul when there is NumPy, the single thread
-/// scaled by the thread count for mandelbrot, else the plain rayon loop.
-fn primary_baseline<'a>(
+/// The baselines timed in turn with the CPU, each ready to run once; the
+/// first is the one the kernel's rows are compared with: NumPy for matmul
+/// when there is NumPy, the single thread times the thread count for
+/// mandelbrot (then, beside it, one single-thread run per thread started
+/// together: what the cores give when all are busy), else the plain rayon
+/// loop.
+fn alternating_baselines<'a>(
     pool: &'a rayon::ThreadPool,
     single: &'a CpuBackend,
     numpy: Option<&'a mut baseline::Numpy>,
     task: &'a Task,
-) -> Result<Option<(&'static str, Once<'a>)>> {
-    let threads = pool.current_num_threads() as f64;
+) -> Result<Vec<(&'static str, Once<'a>)>> {
+    let threads = pool.current_num_threads();
     Ok(match (task, numpy) {
         (Task::Matmul(t), Some(numpy)) => {
             numpy.prepare(t.m)?;
-            Some(("numpy", Box::new(move || numpy.run_ms())))
+            vec![("numpy", Box::new(move || numpy.run_ms()))]
         }
-        (Task::Mandelbrot(_), _) => Some((
-            "threads × single thread",
-            Box::new(move || Ok(single.run(task)?.timings.total / threads)),
-        )),
-        (Task::Matmul(t), None) if t.m > GEMM_LOOP_MAX => None,
-        _ => Some(("rayon loop", rayon_loop(pool, task))),
+        (Task::Matmul(t), None) if t.m > GEMM_LOOP_MAX => Vec::new(),
+        (Task::Mandelbrot(_), _) => {
+            let singles = (0..threads)
+                .map(|_| CpuBackend::new(Some(1)))
+                .collect::<Result<Vec<_>>>()?;
+            vec![
+                (
+                    "threads × single thread",
+                    Box::new(move || Ok(single.run(task)?.timings.total / threads as f64)),
+                ),
+                (
+                    "single threads at once",
+                    Box::new(move || Ok(singles_at_once(&singles, task)? / threads as f64)),
+                ),
+            ]
+        }
+        _ => vec![("rayon loop", rayon_loop(pool, task))],
     })
+}
+
+/// Milliseconds for each backend in `singles` to run `task` once, all
+/// started together.
+fn singles_at_once(singles: &[CpuBackend], task: &Task) -> Result<f64> {
+    let (ran, ms) = measure::time_ms(|| {
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = singles
+                .iter()
+                .map(|single| scope.spawn(|| single.run(task)))
+                .collect();
+            runs.into_iter().try_for_each(|run| {
+                run.join()
+                    .map_err(|_| Error::Panicked("a single-thread run panicked".into()))?
+                    .map(drop)
+            })
+        })
+    });
+    ran.map(|()| ms)
 }
 
 /// The plain rayon loop of a task's operation, on its own copies of the

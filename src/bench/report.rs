@@ -104,6 +104,7 @@ pub fn table(report: &Report) -> String {
                     .map_or("-".into(), |x| format!("{}×", num(x))),
             );
         }
+        other_baselines(&mut out, report, kernel);
         let speedups = &report.speedup[kernel.name()];
         if !speedups.is_empty() {
             let list: Vec<String> = speedups
@@ -133,6 +134,49 @@ pub fn table(report: &Report) -> String {
         let _ = writeln!(out, "\nnote: {note}");
     }
     out
+}
+
+/// For each baseline curve the CPU rows are not already compared with, a
+/// line of the CPU's ratio to it per size.
+fn other_baselines(out: &mut String, report: &Report, kernel: Kernel) {
+    let cpu_rows: Vec<_> = report
+        .results
+        .iter()
+        .filter(|r| r.kernel == kernel.name() && r.mode == "cpu")
+        .collect();
+    let mut names: Vec<&str> = Vec::new();
+    for c in report
+        .baselines
+        .curves
+        .iter()
+        .filter(|c| c.kernel == kernel.name())
+    {
+        let shown = cpu_rows
+            .iter()
+            .any(|r| r.baseline_name.as_deref() == Some(c.name.as_str()));
+        if !shown && !names.contains(&c.name.as_str()) {
+            names.push(&c.name);
+        }
+    }
+    for name in names {
+        let ratios: Vec<String> = cpu_rows
+            .iter()
+            .filter_map(|r| {
+                let c =
+                    report.baselines.curves.iter().find(|c| {
+                        c.kernel == kernel.name() && c.name == name && c.size == r.size
+                    })?;
+                Some(format!(
+                    "{} {}×",
+                    size(kernel, r.size),
+                    num(r.throughput / c.throughput)
+                ))
+            })
+            .collect();
+        if !ratios.is_empty() {
+            let _ = writeln!(out, "  cpu vs {name}: {}", ratios.join(", "));
+        }
+    }
 }
 
 /// The kernels in the report, in the order they ran.
