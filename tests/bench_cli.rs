@@ -253,6 +253,32 @@ fn without_a_usable_gpu_the_default_bench_measures_the_cpu_and_says_why() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("GPU not measured"));
 }
 
+#[test]
+fn without_numpy_matmul_is_compared_with_the_plain_loop_and_the_report_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = bench(
+        &[
+            "--quick",
+            "--backend",
+            "cpu",
+            "--kernel",
+            "matmul",
+            "--sizes",
+            "65",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &[("ANYCORE_PYTHON", "/nonexistent/python3")],
+    );
+    assert!(out.status.success(), "bench failed: {}", stderr(&out));
+    let report = read_json(&json);
+    check_rows(&report, &["matmul"], &[65], &["cpu"]);
+    assert!(report["baselines"]["reference_gemm"].is_null());
+    assert_eq!(report["results"][0]["baseline_name"], "rayon loop");
+    assert!(report["notes"].to_string().contains("no reference gemm"));
+}
+
 /// Arguments, environment, and what stderr must name.
 type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
 

@@ -247,19 +247,32 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
     };
     let measure_cpu = want(BackendKind::Cpu);
 
-    // Per size: the CPU beside its baselines, the GPU, and for matmul and
-    // mandelbrot the plain rayon loop apart (it is slow).
+    let mut numpy = None;
+    if sweeps.iter().any(|(k, _)| *k == Kernel::Matmul) {
+        match baseline::Numpy::start(threads) {
+            Ok(n) => numpy = Some(n),
+            Err(why) => notes.push(format!(
+                "no reference gemm ({why}); matmul is compared with the plain rayon loop"
+            )),
+        }
+    }
+    let reference_gemm = numpy.as_ref().map(|n| n.library.clone());
+
+    // Per size: the CPU beside its baselines, the GPU, and the plain rayon
+    // loop apart where it is not the main baseline (it is slow).
+    let per_size = |k: Kernel| {
+        let apart = match k {
+            Kernel::Matmul => numpy.is_some(),
+            Kernel::Mandelbrot => true,
+            _ => false,
+        };
+        1 + usize::from(gpu.is_some()) + usize::from(apart)
+    };
     let total = 2
         + usize::from(gpu.is_some())
         + sweeps
             .iter()
-            .map(|(k, s)| {
-                s.len()
-                    * match k {
-                        Kernel::Matmul | Kernel::Mandelbrot => 3,
-                        _ => 2,
-                    }
-            })
+            .map(|(k, s)| s.len() * per_size(*k))
             .sum::<usize>();
     let mut done = 0;
     let mut step = |what: String| {
@@ -293,24 +306,12 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         gpu_copy_gbps,
         curves: Vec::new(),
         results: Vec::new(),
-        reference_gemm: None,
+        reference_gemm,
         notes,
         crossover: BTreeMap::new(),
         max_rel_diff: BTreeMap::new(),
         speedup: BTreeMap::new(),
     };
-    let mut numpy = None;
-    if sweeps.iter().any(|(k, _)| *k == Kernel::Matmul) {
-        match baseline::Numpy::start(threads) {
-            Ok(n) => {
-                bench.reference_gemm = Some(n.library.clone());
-                numpy = Some(n);
-            }
-            Err(why) => bench.notes.push(format!(
-                "no reference gemm ({why}); matmul is compared with the plain rayon loop"
-            )),
-        }
-    }
     for (kernel, sizes) in &sweeps {
         let kernel = *kernel;
         let mut diff: Option<f64> = None;
@@ -325,6 +326,10 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
                     step(format!("{kernel} {size}: plain rayon loop"));
                     bench.loop_curve(&pool, &task, size, usize::MAX)?;
                 }
+                Kernel::Matmul if size > GEMM_LOOP_MAX => bench.notes.push(format!(
+                    "matmul {size}: no baseline (the plain rayon loop is not timed past \
+                     n = {GEMM_LOOP_MAX}, and there is no NumPy)"
+                )),
                 _ => {}
             }
             step(format!(
