@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the GPU tests and a first timing on a lent machine with a real GPU
+# Runs the GPU tests, `anycore bench` and torch timings on a lent machine with a real GPU
 # (the workplace's `device` tool), which has no Rust toolchain: binaries are
 # built here and carried.
 #
@@ -54,7 +54,12 @@ run() {
     echo "== where auto puts jobs"
     placement_sweep "1024 65536 1048576 16777216 67108864" "64 256 1024 2048 4096" "64 512 4096" |
         tee "$OUT/placement.txt"
-    echo "== timings"
+    echo "== anycore bench (the GPU targets of issue 4 need matmul at 4096)"
+    .dev/bin/anycore bench --json "$OUT/bench.json" --svg "$OUT/bench.svg" 2>&1 |
+        tee "$OUT/bench.txt" || status=1
+    .dev/bin/anycore bench --kernel matmul --sizes 4096 --json "$OUT/bench-4096.json" 2>&1 |
+        tee "$OUT/bench-4096.txt" || status=1
+    echo "== timings (torch on the same card as a reference)"
     python3 scripts/gpu_timing.py .dev/bin/anycore 2>&1 | tee "$OUT/timing.txt" || status=1
     return $status
 }
