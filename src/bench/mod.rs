@@ -268,7 +268,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         };
         1 + usize::from(gpu.is_some()) + usize::from(apart)
     };
-    let total = 2
+    let total = 1
         + usize::from(gpu.is_some())
         + sweeps
             .iter()

@@ -55,7 +55,7 @@ pub fn main(args: Args) -> Result<()> {
     let chart = args.svg.as_deref().map(create).transpose()?;
 
     let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {elapsed_precise}  {msg}")
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {elapsed_precise}  {msg}")
             .expect("valid template"),
     );
     let report = bench::run(&config, &mut |p| {
