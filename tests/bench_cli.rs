@@ -7,21 +7,16 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::{anycore, stderr};
 use serde_json::Value;
 
 fn bench(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_anycore"))
-        .arg("bench")
-        .args(args)
-        .envs(envs.iter().copied())
-        .output()
-        .expect("anycore runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let all: Vec<&str> = std::iter::once("bench")
+        .chain(args.iter().copied())
+        .collect();
+    anycore(&all, envs)
 }
 
 fn read_json(path: &Path) -> Value {

@@ -5,23 +5,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use anycore::kernel::{Job, Kernel, Task};
 use anycore::tensor::{Tensor, TensorData, npy};
-use common::{assert_close, random_f32, rng};
-
-fn anycore(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_anycore"))
-        .args(args)
-        .envs(envs.iter().copied())
-        .output()
-        .expect("anycore runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{anycore, assert_close, random_f32, rng, stderr};
 
 fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "failed: {}", stderr(out));

@@ -86,6 +86,24 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
+impl Report {
+    /// The names of a kernel's baseline curves, in the order first seen.
+    pub fn curve_names(&self, kernel: Kernel) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for c in self
+            .baselines
+            .curves
+            .iter()
+            .filter(|c| c.kernel == kernel.name())
+        {
+            if !names.contains(&c.name.as_str()) {
+                names.push(&c.name);
+            }
+        }
+        names
+    }
+}
+
 /// The machine the bench ran on.
 #[derive(Clone, Debug, Serialize)]
 pub struct Machine {

@@ -144,20 +144,16 @@ fn other_baselines(out: &mut String, report: &Report, kernel: Kernel) {
         .iter()
         .filter(|r| r.kernel == kernel.name() && r.mode == "cpu")
         .collect();
-    let mut names: Vec<&str> = Vec::new();
-    for c in report
-        .baselines
-        .curves
-        .iter()
-        .filter(|c| c.kernel == kernel.name())
-    {
-        let shown = cpu_rows
+    let compared = |name: &str| {
+        cpu_rows
             .iter()
-            .any(|r| r.baseline_name.as_deref() == Some(c.name.as_str()));
-        if !shown && !names.contains(&c.name.as_str()) {
-            names.push(&c.name);
-        }
-    }
+            .any(|r| r.baseline_name.as_deref() == Some(name))
+    };
+    let names: Vec<&str> = report
+        .curve_names(kernel)
+        .into_iter()
+        .filter(|n| !compared(n))
+        .collect();
     for name in names {
         let ratios: Vec<String> = cpu_rows
             .iter()

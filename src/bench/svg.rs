@@ -83,17 +83,7 @@ fn series(report: &Report, kernel: Kernel) -> Vec<Series> {
             });
         }
     }
-    let mut names: Vec<&str> = Vec::new();
-    for c in report
-        .baselines
-        .curves
-        .iter()
-        .filter(|c| c.kernel == kernel.name())
-    {
-        if !names.contains(&c.name.as_str()) {
-            names.push(&c.name);
-        }
-    }
+    let names = report.curve_names(kernel);
     for (n, name) in names.into_iter().enumerate() {
         let points = report
             .baselines

@@ -2,6 +2,7 @@
 //! comparisons that say which element differs.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use anycore::backend::Backend;
@@ -9,6 +10,20 @@ use anycore::backend::cpu::CpuBackend;
 use anycore::backend::gpu::{GpuBackend, GpuOptions};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+
+/// Runs the `anycore` binary with `args` and extra environment variables.
+pub fn anycore(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_anycore"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("anycore runs")
+}
+
+/// A finished command's stderr, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
 
 /// The CPU backend, shared by the tests of one binary.
 pub fn cpu() -> &'static CpuBackend {
