@@ -9,8 +9,10 @@
 //! - [`report`]: the terminal table; [`svg`]: the log-log chart.
 //!
 //! Backends are used directly, not through the coordinator: the numbers are
-//! the backends' own. A CPU run gets a fresh copy of the task (made outside
-//! the timing) and may write over it, as the coordinator's CPU worker does.
+//! the backends' own. CPU runs write over one working copy of the task, as
+//! the coordinator's CPU worker does, and what they took out is put back
+//! between runs (outside the timing), so they meet the same warm buffers as
+//! the plain loops they alternate with.
 //! A GPU run reports two figures from the same run: "resident" is its
 //! kernel phase (data already on the device), "end_to_end" adds the
 //! uploads and downloads.

@@ -158,8 +158,7 @@ impl Mandelbrot {
     #[inline(always)]
     fn count_row(&self, row: u32, out: &mut [u32]) {
         let done = out.len() / LANES * LANES;
-        let mut blocks = out.chunks_exact_mut(LANES);
-        for (b, block) in blocks.by_ref().enumerate() {
+        for (b, block) in out[..done].chunks_exact_mut(LANES).enumerate() {
             let col0 = (b * LANES) as u32;
             let px: [f32; LANES] = std::array::from_fn(|i| self.x_at(col0 + i as u32));
             let py = self.y_at(row);
