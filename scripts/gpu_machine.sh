@@ -1,15 +1,35 @@
 #!/usr/bin/env bash
-# Runs the GPU tests, `anycore bench` and torch timings on a lent machine with a real GPU
-# (the workplace's `device` tool), which has no Rust toolchain: binaries are
-# built here and carried.
+# Runs the GPU tests, `anycore bench` and torch references on a lent machine
+# with a real GPU (the workplace's `device` tool), which has no Rust
+# toolchain: binaries are built here and carried.
 #
-#   scripts/gpu_machine.sh pack   # here: build, strip and pack into .dev/
-#   scripts/gpu_machine.sh run    # there, with .dev and .gl carried; results in $OUT
+#   scripts/gpu_machine.sh pack          # here: build, strip and pack into .dev/
+#   scripts/gpu_machine.sh run           # there, with .gl and .dev carried; results in $OUT
+#   scripts/gpu_machine.sh summary DIR   # the closing summary of a run's files in DIR
+#   scripts/gpu_machine.sh sweep         # a small placement sweep (needs .dev/bin)
 #
-# .gl holds the Vulkan loader's .deb (see the device tool's README); .dev and
-# .gl are listed in .git/info/exclude.
+# The device command:
+#   for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig; bash scripts/gpu_machine.sh run
+#
+# `run` writes 8 files (the most that come back) into $OUT:
+#   env.txt         the card, its clocks, `anycore devices` (table and JSON), the CPU
+#   tests.txt       per test binary: exit status, failures, "test result" lines
+#   torch.json      PyTorch references on the same card (scripts/gpu_torch.py)
+#   bench.json/.txt/.svg   `anycore bench`, default sweep
+#   bench-extra.json       `bench --kernel matmul --sizes 4096` and
+#                          `bench --kernel axpy --kernel reduce --sizes 2^28`
+#                          (their tables are appended to bench.txt)
+#   log.txt         everything else: setup, whole test logs, torch's table, the
+#                   placement sweep, step times
+# and ends with a short summary on stdout. Each step runs under `timeout`, all
+# of them inside RUN_BUDGET_S (default 420 s); a failing step does not stop the
+# ones after it, and the exit status is 1 when anything failed.
+#
+# .gl holds the Vulkan loader's .deb files (see the device tool's README);
+# .dev and .gl are listed in .git/info/exclude.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$self")/.."
 
 pack() {
     cargo build --release
@@ -22,6 +42,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         print(m["target"]["name"], m["executable"])' |
         while read -r name exe; do cp "$exe" ".dev/bin/test-$name"; done
+    [ -e .dev/bin/test-kernels ] || { echo "pack: no test-kernels binary" >&2; exit 1; }
     cp target/debug/anycore .dev/bin/anycore-debug
     cp target/release/anycore .dev/bin/anycore
     strip .dev/bin/*
@@ -30,38 +51,302 @@ for line in sys.stdin:
     ls -la .dev
 }
 
+# ---- run, there ------------------------------------------------------------
+
+# A progress line to the log and to the run's own stdout (fd 3), also from
+# inside a step whose output goes to a file.
+say() { echo "[$((SECONDS - t_start)) s] $*" | tee -a "$LOG" >&3; }
+
+# step NAME CAP_S CMD...: runs CMD under `timeout`, for CAP_S seconds at most
+# and never past the run's deadline; its output goes where the caller
+# redirects it. A failure is recorded and the run goes on.
+step() {
+    local name=$1 cap=$2 rc=0 t0=$SECONDS left
+    shift 2
+    left=$((deadline - SECONDS))
+    ((left < cap)) && cap=$left
+    if ((cap < 5)); then
+        say "$name: skipped, the run's time is up"
+        failed+=("$name (skipped: no time left)")
+        return 0
+    fi
+    timeout -k 5 "$cap" "$@" || rc=$?
+    case $rc in
+        0) say "$name: ok after $((SECONDS - t0)) s" ;;
+        124 | 137) say "$name: TIMED OUT after $((SECONDS - t0)) s (limit $cap s)"
+            failed+=("$name (timed out after $cap s)") ;;
+        *) say "$name: FAILED, exit $rc after $((SECONDS - t0)) s"
+            failed+=("$name (exit $rc)") ;;
+    esac
+    return 0
+}
+
+# `cmd ARGS...` in a report: the command line, then its output, then its exit
+# status when that is not 0.
+show() {
+    echo "\$ $*"
+    local rc=0
+    "$@" 2>&1 || rc=$?
+    ((rc == 0)) || echo "(exit $rc)"
+    echo
+}
+
+env_info() {
+    set +e
+    show nvidia-smi -L
+    show nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,memory.total --format=csv
+    show nvidia-smi --query-gpu=driver_version,clocks.max.sm,clocks.max.mem,power.limit,pstate --format=csv
+    echo "\$ lscpu | head -24"
+    lscpu | head -24
+    echo
+    echo "\$ ldconfig -p | grep -E 'libvulkan|libEGL'"
+    ldconfig -p | grep -E 'libvulkan|libEGL'
+    echo "VK_DRIVER_FILES=${VK_DRIVER_FILES-}"
+    echo
+    show .dev/bin/anycore devices
+    show .dev/bin/anycore devices --json
+}
+
+# Each test binary under ANYCORE_REQUIRE_GPU_TESTS=1, test-kernels a second
+# time with the shaders' runtime bounds checks on (ANYCORE_GPU_CHECKED=1),
+# within 150 s together. Failures and "test result" lines go to tests.txt,
+# whole logs to log.txt.
+run_tests() {
+    local tests_deadline=$((SECONDS + 150)) entries=() t name label left cap rc t0
+    [ -x .dev/bin/test-kernels ] && entries+=(test-kernels test-kernels+checked)
+    for t in .dev/bin/test-*; do
+        [ -x "$t" ] || continue
+        name=${t##*/}
+        [ "$name" = test-kernels ] || entries+=("$name")
+    done
+    if ((${#entries[@]} == 0)); then
+        echo "== no test binaries under .dev/bin" | tee -a "$OUT/tests.txt" >>"$LOG"
+        failed+=("tests (no binaries)")
+        return 0
+    fi
+    for t in "${entries[@]}"; do
+        name=${t%+checked}
+        label=$name
+        local envs=(-u ANYCORE_GPU_CHECKED)
+        if [ "$t" != "$name" ]; then
+            label="$name (ANYCORE_GPU_CHECKED=1)"
+            envs=(ANYCORE_GPU_CHECKED=1)
+        fi
+        left=$((tests_deadline < deadline ? tests_deadline - SECONDS : deadline - SECONDS))
+        cap=$((left < 90 ? left : 90))
+        if ((cap < 5)); then
+            echo "== $label: SKIPPED, no time left" >>"$OUT/tests.txt"
+            failed+=("$label (skipped: no time left)")
+            continue
+        fi
+        t0=$SECONDS
+        rc=0
+        env "${envs[@]}" timeout -k 5 "$cap" ".dev/bin/$name" >/tmp/test.log 2>&1 || rc=$?
+        {
+            case $rc in
+                0) echo "== $label: ok after $((SECONDS - t0)) s" ;;
+                124 | 137) echo "== $label: TIMED OUT after $((SECONDS - t0)) s (limit $cap s)" ;;
+                *) echo "== $label: FAILED, exit $rc after $((SECONDS - t0)) s" ;;
+            esac
+            awk '/^test .*FAILED$|^---- |^failures:$|has been running for/ { print; next }
+                 /panicked at/ { print; n = 4; next }
+                 n > 0 { print; n--; next }
+                 /^test result:/ { print }' /tmp/test.log | head -300
+            # A crash or a hang leaves no "test result" line: show the end.
+            if ((rc != 0)) && ! grep -q "^test result:" /tmp/test.log; then
+                echo "-- last lines:"
+                tail -30 /tmp/test.log
+            fi
+        } >>"$OUT/tests.txt"
+        {
+            echo "===== $label: exit $rc"
+            head -c 2000000 /tmp/test.log
+        } >>"$LOG"
+        ((rc == 0)) || failed+=("test $label (exit $rc)")
+        say "test $label: exit $rc after $((SECONDS - t0)) s"
+    done
+}
+
+# The `results` (and, per run, everything else) of bench JSON files, in one.
+merge_bench() {
+    python3 - "$@" <<'PY'
+import json, os, sys
+out, *sources = sys.argv[1:]
+merged = {"runs": [], "results": []}
+for path in sources:
+    if not os.path.exists(path):
+        continue
+    with open(path) as f:
+        report = json.load(f)
+    merged["results"] += report.get("results", [])
+    run = {k: v for k, v in report.items() if k != "results"}
+    run["source"] = os.path.basename(path)
+    merged["runs"].append(run)
+if merged["runs"]:
+    with open(out, "w") as f:
+        json.dump(merged, f, indent=2)
+print(f"{out}: {len(merged['results'])} results from {len(merged['runs'])} runs")
+PY
+}
+
+# The closing summary: the GPU rows of the benches, torch's key figures, the
+# test counts. Exits 1 when bench.json holds no GPU row.
+summary() {
+    python3 - "$1" <<'PY'
+import json, os, re, sys
+d = sys.argv[1]
+
+def load(name):
+    try:
+        with open(os.path.join(d, name)) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"{name}: {e}")
+        return None
+
+def num(x):
+    return "-" if x is None else f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
+
+status = 0
+for name in ("bench.json", "bench-extra.json"):
+    report = load(name)
+    if report is None:
+        continue
+    rows = [r for r in report.get("results", []) if r.get("backend") == "gpu"]
+    for m in [report.get("machine")] + [run.get("machine") for run in report.get("runs", [])][:1]:
+        if m:
+            print(f"{name}: gpu {m.get('gpu')}; cpu {m.get('cpu')}, {m.get('threads')} threads")
+    print(f"== {name}: GPU rows ({len(rows)} of {len(report.get('results', []))})")
+    print(f"{'kernel':10} {'mode':10} {'size':>10} {'median ms':>10} {'throughput':>10} {'unit':8} {'base_ratio':>10} {'bw_ratio':>8}")
+    for r in rows:
+        print(f"{r['kernel']:10} {r['mode']:10} {r['size']:>10} {num(r.get('median_ms')):>10} "
+              f"{num(r.get('throughput')):>10} {r.get('unit', ''):8} "
+              f"{num(r.get('baseline_ratio')):>10} {num(r.get('bandwidth_ratio')):>8}")
+    b = report.get("baselines") or {}
+    if b:
+        print("baselines: " + ", ".join(f"{k} {num(v)}" for k, v in b.items()
+                                        if isinstance(v, (int, float))))
+    if name == "bench.json" and not rows:
+        print("bench.json: NO GPU ROWS")
+        status = 1
+
+t = load("torch.json")
+if t:
+    print(f"== torch.json: {t.get('card')}, torch {t.get('torch')}")
+    keys = ["copy_gbps", "h2d_gbps", "d2h_gbps", "h2d_pinned_gbps", "d2h_pinned_gbps",
+            "matmul_4096_gflops", "matmul_4096_tf32_gflops", "sum_gbps", "axpy_gbps"]
+    print("  ".join(f"{k} {num(t.get(k))}" for k in keys))
+    for k in ("sum_gbps_by_size", "h2d_gbps_by_size", "d2h_gbps_by_size"):
+        print(f"{k} ({'elements' if k.startswith('sum') else 'bytes'}): " + ", ".join(f"{n} {num(v)}" for n, v in t.get(k, {}).items()))
+
+try:
+    lines = open(os.path.join(d, "tests.txt")).read().splitlines()
+except OSError as e:
+    lines = []
+    print(f"tests.txt: {e}")
+totals = [0, 0, 0]
+for line in lines:
+    m = re.match(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored", line)
+    if m:
+        totals = [a + int(b) for a, b in zip(totals, m.groups())]
+heads = [l for l in lines if l.startswith("== ")]
+bad = [l for l in heads if not re.search(r": ok after", l)]
+print(f"== tests: {totals[0]} passed, {totals[1]} failed, {totals[2]} ignored; "
+      f"{len(heads) - len(bad)} of {len(heads)} binaries ok")
+for l in bad:
+    print(l)
+failing = [l for l in lines if re.match(r"^test .*FAILED$", l)]
+for l in failing[:20]:
+    print(l)
+if len(failing) > 20:
+    print(f"... and {len(failing) - 20} more in tests.txt")
+sys.exit(status)
+PY
+}
+
 run() {
-    for f in .gl/*.deb; do dpkg -x "$f" /; done
-    ldconfig
-    icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-    [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
-    tar -C .dev -xJf .dev/bin.tar.xz
-    # Test binaries look for the crate where it was built (CARGO_MANIFEST_DIR,
-    # CARGO_BIN_EXE_anycore).
-    mkdir -p /work target/debug
-    [ -e /work/main ] || ln -s "$PWD" /work/main
-    cp .dev/bin/anycore-debug target/debug/anycore
-    nvidia-smi -L | tee "$OUT/card.txt"
-    .dev/bin/anycore devices | tee "$OUT/devices.txt"
+    set +e
+    : "${OUT:?OUT must name the folder for the results}"
+    mkdir -p "$OUT"
+    exec 3>&1
+    LOG=$OUT/log.txt
+    t_start=$SECONDS
+    deadline=$((SECONDS + ${RUN_BUDGET_S:-420}))
+    failed=()
+    : >"$OUT/tests.txt"
+
+    say "setup"
+    {
+        for f in .gl/*.deb; do dpkg -x "$f" /; done
+        ldconfig
+        icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+        [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
+        egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+        [ -f "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES="$egl"
+        tar -C .dev -xJf .dev/bin.tar.xz || failed+=("unpacking .dev/bin.tar.xz")
+        # Test binaries look for the crate where it was built (CARGO_MANIFEST_DIR,
+        # CARGO_BIN_EXE_anycore).
+        mkdir -p /work target/debug
+        [ -e /work/main ] || ln -s "$PWD" /work/main
+        cp .dev/bin/anycore-debug target/debug/anycore || failed+=("copying anycore-debug")
+        ls -la .dev/bin /work/main/target/debug/anycore
+    } >>"$LOG" 2>&1
     export ANYCORE_REQUIRE_GPU_TESTS=1 ANYCORE_REQUIRE_NUMPY=1
     export ANYCORE_CACHE_DIR=/tmp/anycore-cache
-    status=0
-    for t in .dev/bin/test-*; do
-        echo "== $t"
-        "$t" > /tmp/test.log 2>&1 || status=1
-        grep -E "^test |test result|panicked|FAILED" /tmp/test.log | tee -a "$OUT/tests.txt" || true
+    export PYTHONUNBUFFERED=1
+
+    say "env"
+    step env 10 bash "$self" _call env_info >"$OUT/env.txt" 2>&1
+
+    say "tests (150 s)"
+    run_tests
+
+    say "torch references (90 s)"
+    step torch 90 python3 scripts/gpu_torch.py "$OUT/torch.json" >>"$LOG" 2>&1
+
+    # The matmul tuner logs every variant's time per shape class.
+    export RUST_LOG=anycore::backend::gpu::tune=info
+    say "anycore bench, default sweep (240 s)"
+    step bench 240 .dev/bin/anycore bench --json "$OUT/bench.json" --svg "$OUT/bench.svg" \
+        >"$OUT/bench.txt" 2>&1
+
+    rm -f /tmp/b4096.json /tmp/big.json
+    say "anycore bench, matmul 4096 (90 s)"
+    echo "===== anycore bench --kernel matmul --sizes 4096" >>"$OUT/bench.txt"
+    step bench-matmul-4096 90 .dev/bin/anycore bench --kernel matmul --sizes 4096 \
+        --json /tmp/b4096.json >>"$OUT/bench.txt" 2>&1
+
+    say "anycore bench, axpy and reduce at 2^28 (90 s)"
+    echo "===== anycore bench --kernel axpy --kernel reduce --sizes 268435456" >>"$OUT/bench.txt"
+    step bench-2-28 90 .dev/bin/anycore bench --kernel axpy --kernel reduce \
+        --sizes 268435456 --json /tmp/big.json >>"$OUT/bench.txt" 2>&1
+    merge_bench "$OUT/bench-extra.json" /tmp/b4096.json /tmp/big.json >>"$LOG" 2>&1
+
+    echo "===== anycore devices --json after the benches (matmul choices)" >>"$OUT/bench.txt"
+    step devices-after 15 .dev/bin/anycore devices --json >>"$OUT/bench.txt" 2>&1
+
+    say "staging chunk sizes for transfers (60 s)"
+    for mib in 4 64; do
+        echo "===== ANYCORE_STAGING_MIB=$mib: transfers" >>"$OUT/bench.txt"
+        ANYCORE_STAGING_MIB=$mib step "staging-$mib" 30 .dev/bin/anycore bench --backend gpu \
+            --kernel axpy --sizes 1024 --quick 2>&1 | grep -E "host↔gpu|gpu copy" >>"$OUT/bench.txt"
     done
-    echo "== where auto puts jobs"
-    placement_sweep "1024 65536 1048576 16777216 67108864" "64 256 1024 2048 4096" "64 512 4096" |
-        tee "$OUT/placement.txt"
-    echo "== anycore bench (the GPU targets of issue 4 need matmul at 4096)"
-    .dev/bin/anycore bench --json "$OUT/bench.json" --svg "$OUT/bench.svg" 2>&1 |
-        tee "$OUT/bench.txt" || status=1
-    .dev/bin/anycore bench --kernel matmul --sizes 4096 --json "$OUT/bench-4096.json" 2>&1 |
-        tee "$OUT/bench-4096.txt" || status=1
-    echo "== timings (torch on the same card as a reference)"
-    python3 scripts/gpu_timing.py .dev/bin/anycore 2>&1 | tee "$OUT/timing.txt" || status=1
-    return $status
+
+    say "placement sweep (60 s)"
+    echo "===== where auto puts jobs" >>"$LOG"
+    step sweep 60 bash "$self" _call placement_sweep \
+        "1024 65536 1048576 16777216 67108864" "64 256 1024 2048 4096" "64 512 4096" \
+        >>"$LOG" 2>&1
+
+    say "done; summary"
+    summary "$OUT" || failed+=("summary (no GPU rows in bench.json, or an error above)")
+    if ((${#failed[@]})); then
+        echo "== FAILED (${#failed[@]}):"
+        printf '  %s\n' "${failed[@]}"
+        printf 'FAILED: %s\n' "${failed[@]}" >>"$LOG"
+        return 1
+    fi
+    echo "== all steps ok after $((SECONDS - t_start)) s"
 }
 
 # One batch of `auto` jobs of growing size (axpy lengths, matmul and
@@ -91,6 +376,8 @@ PY
 case "${1:-}" in
     pack) pack ;;
     run) run ;;
+    summary) summary "${2:-${OUT:-.}}" ;;
     sweep) placement_sweep "1024 65536" "64 256" "64" ;;  # a small local try-out
-    *) echo "usage: $0 pack|run|sweep" >&2; exit 2 ;;
+    _call) shift; "$@" ;;  # a function of this file, for `timeout`
+    *) echo "usage: $0 pack|run|summary DIR|sweep" >&2; exit 2 ;;
 esac

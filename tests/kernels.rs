@@ -12,7 +12,7 @@ use anycore::kernel::{Job, Kernel, Task};
 use anycore::tensor::{Tensor, TensorData};
 use rand::Rng;
 
-use common::{SIZES, assert_close, random_f32, rng};
+use common::{SIZES, random_f32, rng};
 
 /// Runs a task; on the CPU also through `run_owned` (the coordinator's
 /// path, which may write over the task's buffers) and checks both agree.
@@ -37,23 +37,62 @@ fn run(backend: &dyn Backend, task: &Task) -> anycore::kernel::Outputs {
 
 fn axpy_matches_reference(backend: &dyn Backend) {
     let mut rng = rng();
-    // 65,536 × 256 + 3 elements need more than 65,535 workgroups of 256.
-    for &n in SIZES.iter().chain(&[65_536 * 256 + 3]) {
+    // The shader moves vec4 and its workgroups take tiles of 256 × 4 vec4
+    // (4,096 elements) per grid-stride step; the host caps the grid at 4,096
+    // workgroups (`MAX_GROUPS` in backend/gpu/axpy.rs). So: lengths ≡ 1, 2, 3
+    // (mod 4); one tile ± 1; last tiles that end in each quarter of a tile
+    // (5,497 … 15,087: their last vec4 is in the second, third or fourth
+    // run of 256); around the 16,384-element chunks of `gpu_chunked`; and
+    // one full sweep of the capped grid (4,096 × 4,096) ± 1, past which the
+    // loop takes a second step. That sweep + 1 is also more than 65,535
+    // workgroups of 256 would cover.
+    let edges = [
+        2,
+        3,
+        5,
+        6,
+        7,
+        4_095,
+        4_096,
+        4_097,
+        5_497,
+        5_499,
+        7_694,
+        15_086,
+        15_087,
+        16_383,
+        16_385,
+        32_771,
+        65_537,
+        1_000_001,
+        1_000_002,
+        4_096 * 4_096 - 1,
+        4_096 * 4_096 + 1,
+    ];
+    for &n in SIZES.iter().chain(&edges) {
         let a = rng.random_range(-3.0f32..3.0);
+        let (x, y) = (random_f32(&mut rng, n), random_f32(&mut rng, n));
         let job = Job::new(Kernel::Axpy)
-            .input("x", Tensor::from_f32(random_f32(&mut rng, n)))
-            .input("y", Tensor::from_f32(random_f32(&mut rng, n)))
+            .input("x", Tensor::from_f32(x.clone()))
+            .input("y", Tensor::from_f32(y.clone()))
             .param("a", a);
         let task = Task::new(job).unwrap();
         let got = run(backend, &task);
         let want = task.reference();
         assert_eq!(got["out"].shape(), &[n]);
-        assert_close(
-            &format!("axpy n={n}"),
-            got["out"].as_f32().unwrap(),
-            want["out"].as_f32().unwrap(),
-            1e-6,
-        );
+        // Each element is held to f32 rounding of its own terms, |a·x| + |y|
+        // (a vector norm of the result would fail a short vector whose
+        // terms happen to cancel, fused or not); an unwritten element
+        // (poison, NaN) or a wrong one (off by a term) is far outside.
+        let (got, want) = (got["out"].as_f32().unwrap(), want["out"].as_f32().unwrap());
+        for (i, ((&g, &w), (&x, &y))) in got.iter().zip(want).zip(x.iter().zip(&y)).enumerate() {
+            let scale = (f64::from(a) * f64::from(x)).abs() + f64::from(y).abs();
+            let err = (f64::from(g) - f64::from(w)).abs();
+            assert!(
+                err <= 1e-6 * scale,
+                "axpy n={n}: element {i} is {g}, expected {w} (error {err:e}, scale {scale:e})"
+            );
+        }
     }
 }
 
@@ -102,12 +141,48 @@ fn check_reduce(backend: &dyn Backend, op: ReduceOp, x: TensorData) {
 
 fn reduce_matches_reference(backend: &dyn Backend) {
     let mut rng = rng();
+    // The GPU shader loads vec4 and masks the lanes past n of the last one
+    // (which hold stale data or poison); its workgroups take tiles of
+    // 256 × 4 vec4 (4,096 elements) per grid-stride step, and the wide pass
+    // has at most 2,048 workgroups (`MAX_GROUPS` in backend/gpu/reduce.rs),
+    // whose partials the next pass reads as vec4 too. So: lengths ≡ 1, 2, 3
+    // (mod 4); one tile ± 1; last tiles that end in each quarter of a tile
+    // (5,497 … 15,087); partial counts ≢ 0 (mod 4) (e.g. 4,096 × 5 + 1
+    // gives 6); around the 16,384-element chunks of `gpu_chunked`, with
+    // chunk counts ≡ 1, 2, 3 (mod 4); and one full sweep of the capped grid
+    // (2,048 × 4,096) ± 1.
+    let edges = [
+        2,
+        3,
+        5,
+        6,
+        7,
+        4_095,
+        4_096,
+        4_097,
+        5_497,
+        5_499,
+        7_694,
+        15_086,
+        15_087,
+        4_096 * 5 + 1,
+        16_383,
+        16_385,
+        32_771,
+        65_537,
+        1_000_001,
+        1_000_002,
+    ];
+    let sweep = 2_048 * 4_096;
     for op in [ReduceOp::Sum, ReduceOp::Min, ReduceOp::Max] {
         for dtype in 0..3 {
-            for &n in SIZES {
+            for &n in SIZES.iter().chain(&edges) {
                 if n == 0 && op != ReduceOp::Sum {
                     continue;
                 }
+                check_reduce(backend, op, random_data(&mut rng, dtype, n));
+            }
+            for n in [sweep - 1, sweep + 1] {
                 check_reduce(backend, op, random_data(&mut rng, dtype, n));
             }
         }
@@ -121,6 +196,64 @@ fn reduce_min_max_propagate_nan(backend: &dyn Backend) {
         x[rng.random_range(0..n)] = f32::NAN;
         for op in [ReduceOp::Min, ReduceOp::Max, ReduceOp::Sum] {
             check_reduce(backend, op, TensorData::F32(x.clone()));
+        }
+    }
+}
+
+/// A matmul on fresh random data, with its reference and, per element, the
+/// scale its error is held to.
+struct MatmulCase {
+    shape: (usize, usize, usize),
+    task: Task,
+    want: Vec<f32>,
+    scale: Vec<f32>,
+}
+
+impl MatmulCase {
+    fn new(rng: &mut rand::rngs::SmallRng, (m, k, n): (usize, usize, usize)) -> Self {
+        let (a, b) = (random_f32(rng, m * k), random_f32(rng, k * n));
+        let job = |a: &[f32], b: &[f32]| {
+            Job::new(Kernel::Matmul)
+                .input("a", Tensor::new(vec![m, k], TensorData::F32(a.to_vec())))
+                .input("b", Tensor::new(vec![k, n], TensorData::F32(b.to_vec())))
+        };
+        let task = Task::new(job(&a, &b)).unwrap();
+        let want = task.reference()["out"].as_f32().unwrap().to_vec();
+        // Each element is held to f32 rounding of its own terms, (|a|·|b|)ij:
+        // a dot product that cancels to near zero is still right, and a
+        // missing or extra term (about 1/k of that scale) is not.
+        let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
+        let scale = Task::new(job(&abs(&a), &abs(&b))).unwrap().reference()["out"]
+            .as_f32()
+            .unwrap()
+            .to_vec();
+        MatmulCase {
+            shape: (m, k, n),
+            task,
+            want,
+            scale,
+        }
+    }
+
+    /// Checks `got` (the outputs of `self.task` from `what`).
+    fn check(&self, what: &str, got: &anycore::kernel::Outputs) {
+        let (m, k, n) = self.shape;
+        let got = &got["out"];
+        assert_eq!(got.shape(), &[m, n], "{what}");
+        let got = got.as_f32().unwrap();
+        for (i, (&scale, (&g, &w))) in self
+            .scale
+            .iter()
+            .zip(got.iter().zip(&self.want))
+            .enumerate()
+        {
+            let err = (f64::from(g) - f64::from(w)).abs();
+            assert!(
+                err <= 1e-5 * f64::from(scale) + 1e-30,
+                "{what} {m}x{k}x{n}: element {i} ({}, {}) is {g}, expected {w} (error {err:e}, scale {scale})",
+                i / n.max(1),
+                i % n.max(1),
+            );
         }
     }
 }
@@ -142,39 +275,181 @@ fn matmul_matches_reference(backend: &dyn Backend) {
         (0, 5, 3),
         (4, 0, 5),
     ];
-    for (m, k, n) in shapes {
-        let (a, b) = (random_f32(&mut rng, m * k), random_f32(&mut rng, k * n));
-        let job = |a: &[f32], b: &[f32]| {
-            Job::new(Kernel::Matmul)
-                .input("a", Tensor::new(vec![m, k], TensorData::F32(a.to_vec())))
-                .input("b", Tensor::new(vec![k, n], TensorData::F32(b.to_vec())))
-        };
-        let task = Task::new(job(&a, &b)).unwrap();
-        let got = &run(backend, &task)["out"];
-        let want = &task.reference()["out"];
-        assert_eq!(got.shape(), &[m, n]);
-        // Each element is held to f32 rounding of its own terms, (|a|·|b|)ij:
-        // a dot product that cancels to near zero is still right, and a
-        // missing or extra term (about 1/k of that scale) is not.
-        let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
-        let scale = Task::new(job(&abs(&a), &abs(&b))).unwrap().reference();
-        let (got, want) = (got.as_f32().unwrap(), want.as_f32().unwrap());
-        for (i, (&scale, (&g, &w))) in scale["out"]
-            .as_f32()
-            .unwrap()
-            .iter()
-            .zip(got.iter().zip(want))
-            .enumerate()
-        {
-            let err = (f64::from(g) - f64::from(w)).abs();
-            assert!(
-                err <= 1e-5 * f64::from(scale) + 1e-30,
-                "matmul {m}x{k}x{n}: element {i} ({}, {}) is {g}, expected {w} (error {err:e}, scale {scale})",
-                i / n.max(1),
-                i % n.max(1),
-            );
+    for shape in shapes {
+        let case = MatmulCase::new(&mut rng, shape);
+        case.check("matmul", &run(backend, &case.task));
+    }
+}
+
+/// Shapes for the variant tests: m, k, n across the 64 and 128 tiles' edges
+/// and the 8- and 16-deep slices of k; the first group has k or n not a
+/// multiple of 4 (only the scalar-load variants take them), the second has
+/// both multiples of 4.
+const VARIANT_SHAPES: &[(usize, usize, usize)] = &[
+    (1, 1, 1),
+    (63, 64, 65),
+    (64, 63, 64),
+    (65, 127, 63),
+    (127, 9, 129),
+    (128, 17, 128),
+    (129, 128, 127),
+    (257, 65, 1),
+    (1, 257, 257),
+    (300, 517, 259),
+    (5, 0, 7),
+    (1, 4, 4),
+    (63, 64, 68),
+    (64, 128, 64),
+    (65, 8, 124),
+    (127, 132, 128),
+    (128, 16, 132),
+    (129, 256, 260),
+    (257, 20, 4),
+    (300, 516, 260),
+    // With 64 KiB bindings, slabs of b only 3 columns wide: the vec4
+    // variants' blocks fall back to their scalar twins.
+    (3, 5000, 8),
+];
+
+/// Every matmul shader variant, forced in turn, against the reference at
+/// [`VARIANT_SHAPES`]; a `vec4` variant must refuse the shapes it cannot
+/// take (which also shows that forcing reaches the shader choice).
+fn matmul_variants_match_reference(gpu: &dyn Backend) {
+    use anycore::backend::gpu::tune::force_variant;
+    use anycore::kernel::matmul::VARIANTS;
+    let mut rng = rng();
+    for &shape in VARIANT_SHAPES {
+        let case = MatmulCase::new(&mut rng, shape);
+        let (_, k, n) = shape;
+        for v in &VARIANTS {
+            let _forced = force_variant(v.name).unwrap();
+            let result = gpu.run(&case.task);
+            if v.applies(k, n) {
+                let run = result.unwrap_or_else(|e| panic!("{} {shape:?}: {e}", v.name));
+                case.check(v.name, &run.outputs);
+            } else {
+                let e = result.expect_err(v.name);
+                assert!(e.is_user_error() && e.to_string().contains(v.name), "{e}");
+            }
         }
     }
+}
+
+/// The variant test on each GPU test backend (not on the CPU, which has no
+/// variants): unchecked, chunked, and with naga's runtime checks.
+mod matmul_variants {
+    use super::{common, matmul_variants_match_reference};
+
+    #[test]
+    fn gpu() {
+        if let Some(gpu) = common::gpu() {
+            matmul_variants_match_reference(gpu);
+        }
+    }
+
+    #[test]
+    fn gpu_chunked() {
+        if let Some(gpu) = common::gpu_small_bindings() {
+            matmul_variants_match_reference(gpu);
+        }
+    }
+
+    #[test]
+    fn gpu_checked() {
+        if let Some(gpu) = common::gpu_checked() {
+            matmul_variants_match_reference(gpu);
+        }
+    }
+}
+
+/// The whole tuning path, on llvmpipe (`ANYCORE_MATMUL_TUNE=always`; by
+/// default software adapters are not tuned), in separate processes with
+/// their own cache folder: the first product of a shape class times every
+/// variant and caches the winner, `anycore devices --json` shows it, and a
+/// second process takes it from the cache without timing anything.
+#[test]
+fn matmul_tuning_caches_its_choice() {
+    use anycore::kernel::matmul::VARIANTS;
+    use anycore::tensor::npy;
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let case = MatmulCase::new(&mut rng(), (96, 132, 100));
+    let Task::Matmul(t) = &case.task else {
+        unreachable!()
+    };
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    for (name, rows, cols, data) in [("a.npy", 96, 132, &t.a), ("b.npy", 132, 100, &t.b)] {
+        let tensor = Tensor::new(vec![rows, cols], TensorData::F32(data.clone()));
+        npy::write(dir.path().join(name).as_path(), &tensor).unwrap();
+    }
+    let (a, b, out) = (path("a.npy"), path("b.npy"), path("out.npy"));
+    let cache = dir.path().join("cache");
+    let envs = [
+        ("ANYCORE_CACHE_DIR", cache.to_str().unwrap()),
+        ("ANYCORE_MATMUL_TUNE", "always"),
+        ("ANYCORE_MATMUL_VARIANT", ""),
+        ("RUST_LOG", "anycore=info"),
+    ];
+    let args = [
+        "run",
+        "matmul",
+        "--backend",
+        "gpu",
+        "--allow-software-gpu",
+        "-i",
+        &format!("a={a}"),
+        "-i",
+        &format!("b={b}"),
+        "-o",
+        &format!("out={out}"),
+    ];
+    let class = "128x256x128/vec4";
+    let tuned_line = format!("matmul {class}: ");
+    let run = |tunes: bool| {
+        let _ = std::fs::remove_file(&out);
+        let result = common::anycore(&args, &envs);
+        let log = common::stderr(&result);
+        assert!(result.status.success(), "{log}");
+        assert_eq!(log.contains(&tuned_line), tunes, "{log}");
+        let got = npy::read(std::path::Path::new(&out)).unwrap();
+        case.check(
+            "tuned matmul",
+            &anycore::kernel::Outputs::from([("out".to_owned(), got)]),
+        );
+    };
+    run(true);
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cache.join("matmul-variants.json")).unwrap())
+            .unwrap();
+    let adapters = file["adapters"].as_object().unwrap();
+    assert_eq!(adapters.len(), 1, "{file}");
+    let choice = &adapters.values().next().unwrap()[class];
+    let winner = choice["variant"].as_str().unwrap();
+    assert!(VARIANTS.iter().any(|v| v.name == winner), "{file}");
+    // Every variant applies to 96x132x100 and was timed.
+    assert_eq!(
+        choice["ms"].as_object().unwrap().len(),
+        VARIANTS.len(),
+        "{file}"
+    );
+
+    run(false);
+
+    let devices = common::anycore(&["devices", "--json", "--allow-software-gpu"], &envs);
+    let report: serde_json::Value = serde_json::from_slice(&devices.stdout).unwrap();
+    let shown = report["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["matmul"]["tuned"][class]["variant"].as_str())
+        .collect::<Vec<_>>();
+    assert_eq!(shown, [winner], "{report}");
+    let variants = report["adapters"][0]["matmul"]["variants"]
+        .as_array()
+        .unwrap();
+    assert_eq!(variants.len(), VARIANTS.len(), "{report}");
 }
 
 fn mandelbrot_matches_reference(backend: &dyn Backend) {

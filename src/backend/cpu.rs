@@ -73,6 +73,7 @@ impl CpuBackend {
                 compute: ms,
                 download: 0.0,
                 total: ms,
+                kernel_device: None,
             },
         }
     }

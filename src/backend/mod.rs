@@ -42,8 +42,12 @@ impl fmt::Display for BackendKind {
 pub struct Timings {
     /// Host to device copies.
     pub upload: f64,
-    /// The kernels themselves.
+    /// The kernels themselves, from submit to the host seeing them done.
     pub compute: f64,
+    /// The kernels on the device's own clock (GPU timestamp queries),
+    /// where the adapter has one: the time the data-resident work took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_device: Option<f64>,
     /// Device to host copies.
     pub download: f64,
     /// The whole run, as seen by the caller.

@@ -14,8 +14,9 @@
 //! between runs (outside the timing), so they meet the same warm buffers as
 //! the plain loops they alternate with.
 //! A GPU run reports two figures from the same run: "resident" is its
-//! kernel phase (data already on the device), "end_to_end" adds the
-//! uploads and downloads.
+//! kernel phase (data already on the device; on the device's own clock
+//! where it has timestamp queries, `machine.gpu_timer` says which),
+//! "end_to_end" adds the uploads and downloads.
 
 pub mod baseline;
 pub mod measure;
@@ -117,6 +118,10 @@ pub struct Machine {
     pub os: String,
     /// The GPU measured, if any.
     pub gpu: Option<String>,
+    /// What the GPU's "resident" rows were timed with: "device timestamps"
+    /// (the kernels on the GPU's own clock) or "host wait" (submit to done,
+    /// seen from the host) where the adapter has no timestamp queries.
+    pub gpu_timer: Option<String>,
     /// anycore's version.
     pub anycore: String,
     /// Seconds since 1970 when the bench started.
@@ -138,6 +143,11 @@ pub struct Baselines {
     pub read_gbps: f64,
     /// A device-to-device copy on the GPU, GB/s (read + write bytes).
     pub gpu_copy_gbps: Option<f64>,
+    /// anycore's own host→device copy of 256 MiB (the path jobs use), GB/s.
+    pub gpu_upload_gbps: Option<f64>,
+    /// anycore's own device→host copy of 256 MiB into fresh host memory
+    /// (the path jobs use), GB/s.
+    pub gpu_download_gbps: Option<f64>,
     /// The reference gemm, when there was one.
     pub reference_gemm: Option<String>,
     /// Per kernel and size: the plain rayon loop, NumPy, the single thread
@@ -229,6 +239,9 @@ const GEMM_LOOP_MAX: usize = 2048;
 /// Bytes copied by the GPU bandwidth test.
 const GPU_COPY_BYTES: u64 = 256 << 20;
 
+/// Bytes moved each way by the host↔device transfer test.
+const GPU_TRANSFER_BYTES: u64 = 256 << 20;
+
 /// Runs the benchmark. `progress` hears about each step as it starts.
 pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report> {
     let plan = Repeat::new(config.quick);
@@ -306,18 +319,29 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
 
     step("memory bandwidth".into());
     let bandwidth = baseline::bandwidth(&pool, &plan)?;
-    let gpu_copy_gbps = match &gpu {
+    let (gpu_copy_gbps, gpu_upload_gbps, gpu_download_gbps) = match &gpu {
         Some(gpu) => {
-            step("GPU copy bandwidth".into());
+            step("GPU copy and transfer bandwidth".into());
+            let gbps = |bytes: u64, ms: f64| bytes as f64 / (ms * 1e-3) / 1e9;
             let mut bytes = 0;
-            let [s] = repeat(&plan, || {
+            let [copy] = repeat(&plan, || {
                 let (ms, b) = gpu.time_copy(GPU_COPY_BYTES)?;
                 bytes = b;
                 Ok([ms])
             })?;
-            Some(2.0 * bytes as f64 / (s.median_ms * 1e-3) / 1e9)
+            let copy = 2.0 * gbps(bytes, copy.median_ms);
+            let [up, down] = repeat(&plan, || {
+                let (up, down, b) = gpu.time_transfers(GPU_TRANSFER_BYTES)?;
+                bytes = b;
+                Ok([up, down])
+            })?;
+            (
+                Some(copy),
+                Some(gbps(bytes, up.median_ms)),
+                Some(gbps(bytes, down.median_ms)),
+            )
         }
-        None => None,
+        None => (None, None, None),
     };
 
     let mut bench = Bench {
@@ -391,6 +415,13 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
                 };
                 format!("{}, {kind}", g.device())
             }),
+            gpu_timer: gpu.as_ref().map(|g| {
+                if g.has_device_timer() {
+                    "device timestamps".to_owned()
+                } else {
+                    "host wait".to_owned()
+                }
+            }),
             anycore: env!("CARGO_PKG_VERSION").into(),
             unix_time,
             quick: config.quick,
@@ -402,6 +433,8 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
             copy_gbps: bench.bandwidth.copy_gbps,
             read_gbps: bench.bandwidth.read_gbps,
             gpu_copy_gbps: bench.gpu_copy_gbps,
+            gpu_upload_gbps,
+            gpu_download_gbps,
             reference_gemm: bench.reference_gemm,
             curves: bench.curves,
         },
@@ -512,7 +545,8 @@ impl Bench {
         let [resident, end_to_end] = repeat(&self.plan, || {
             let run = gpu.run(task)?;
             first.get_or_insert(run.outputs);
-            Ok([run.timings.compute, run.timings.total])
+            let resident = run.timings.kernel_device.unwrap_or(run.timings.compute);
+            Ok([resident, run.timings.total])
         })?;
         self.row(task.kernel(), BackendKind::Gpu, "resident", size, resident);
         self.row(

@@ -60,6 +60,15 @@ pub fn table(report: &Report) -> String {
         let _ = write!(out, "; gpu copy {} GB/s", num(g));
     }
     let _ = writeln!(out);
+    if let (Some(up), Some(down)) = (b.gpu_upload_gbps, b.gpu_download_gbps) {
+        let _ = writeln!(
+            out,
+            "host↔gpu (256 MiB): upload {} GB/s, download {} GB/s; resident rows timed by {}",
+            num(up),
+            num(down),
+            m.gpu_timer.as_deref().unwrap_or("host wait")
+        );
+    }
     let _ = writeln!(
         out,
         "reference gemm: {}",

@@ -1,11 +1,13 @@
 //! `anycore devices`: every adapter wgpu sees, whether `auto` would use it,
-//! and the CPU pool.
+//! how `matmul` picks its shader variant there (and the choices cached for
+//! it), and the CPU pool.
 
 use serde::Serialize;
 
 use anycore::Result;
 use anycore::backend::cpu::CpuBackend;
 use anycore::backend::gpu::adapter::{self, AdapterReport};
+use anycore::backend::gpu::tune::{self, MatmulReport};
 
 /// Options of `anycore devices`.
 #[derive(clap::Args, Debug)]
@@ -20,10 +22,18 @@ pub struct Args {
 
 #[derive(Serialize)]
 struct Report {
-    adapters: Vec<AdapterReport>,
+    adapters: Vec<Adapter>,
     cpu: CpuReport,
     /// What `run --backend auto` would use.
     auto: String,
+}
+
+/// One adapter, with its matmul variants and tuned choices.
+#[derive(Serialize)]
+struct Adapter {
+    #[serde(flatten)]
+    adapter: AdapterReport,
+    matmul: MatmulReport,
 }
 
 #[derive(Serialize)]
@@ -33,9 +43,15 @@ struct CpuReport {
 
 pub fn main(args: Args) -> Result<()> {
     let allow_software = args.allow_software_gpu || adapter::software_allowed_by_env();
-    let adapters = adapter::reports(allow_software);
+    let adapters: Vec<Adapter> = adapter::reports(allow_software)
+        .into_iter()
+        .map(|adapter| Adapter {
+            matmul: tune::report(&adapter),
+            adapter,
+        })
+        .collect();
     let threads = CpuBackend::new(None)?.threads();
-    let auto = match adapters.iter().find(|a| a.used_by_auto) {
+    let auto = match adapters.iter().map(|a| &a.adapter).find(|a| a.used_by_auto) {
         Some(a) => format!("gpu: {} ({})", a.name, a.backend),
         None => format!("cpu: rayon pool, {threads} threads"),
     };
@@ -56,7 +72,7 @@ pub fn main(args: Args) -> Result<()> {
     } else {
         println!("GPU adapters:");
     }
-    for a in &report.adapters {
+    for Adapter { adapter: a, matmul } in &report.adapters {
         let mark = if a.used_by_auto { "*" } else { " " };
         let note = if a.software && !allow_software {
             "  (software; used only with --allow-software-gpu)"
@@ -77,8 +93,41 @@ pub fn main(args: Args) -> Result<()> {
             a.limits.max_compute_invocations_per_workgroup,
             a.limits.max_compute_workgroup_storage_size >> 10,
         );
+        println!("    {}", matmul_line(matmul));
     }
     println!("CPU: rayon pool, {} threads", report.cpu.threads);
     println!("--backend auto uses: {}", report.auto);
     Ok(())
+}
+
+/// One line on an adapter's matmul variants: which exist (those that do not
+/// fit its limits marked), how one is chosen, and the cached choices.
+fn matmul_line(m: &MatmulReport) -> String {
+    let variants: Vec<String> = m
+        .variants
+        .iter()
+        .map(|v| {
+            let name = v.variant.name;
+            if v.usable {
+                name.to_owned()
+            } else {
+                format!("{name} (too large here)")
+            }
+        })
+        .collect();
+    let tuned = if m.tuned.is_empty() {
+        "none cached yet".to_owned()
+    } else {
+        let choices: Vec<String> = m
+            .tuned
+            .iter()
+            .map(|(class, c)| format!("{class} {}", c.variant))
+            .collect();
+        format!("cached: {}", choices.join(", "))
+    };
+    format!(
+        "matmul variants {}; {}; {tuned}",
+        variants.join(" "),
+        m.policy
+    )
 }

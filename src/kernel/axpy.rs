@@ -21,6 +21,7 @@ pub const SHADER: ShaderInfo = ShaderInfo {
     file: "axpy.wgsl",
     source: include_str!("../../shaders/axpy.wgsl"),
     entry_points: &[("axpy", [WORKGROUP, 1, 1])],
+    trusted: true,
 };
 
 /// Elements per rayon task: large enough that scheduling costs vanish.

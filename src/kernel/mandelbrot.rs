@@ -28,6 +28,7 @@ pub const SHADER: ShaderInfo = ShaderInfo {
     file: "mandelbrot.wgsl",
     source: include_str!("../../shaders/mandelbrot.wgsl"),
     entry_points: &[("mandelbrot", [WORKGROUP_EDGE, WORKGROUP_EDGE, 1])],
+    trusted: false,
 };
 
 /// Pixels the CPU iterates together (two AVX2 vectors, one AVX-512).

@@ -2,6 +2,11 @@
 //!
 //! The CPU path hands the product to `faer`, which runs a tuned gemm on the
 //! current rayon pool; the reference is a triple loop accumulating in f64.
+//!
+//! The GPU path is `shaders/matmul.wgsl`, which comes in several
+//! [`VARIANTS`] (entry points): tile size, depth of the k slices, scalar or
+//! `vec4` global loads, one or two tile buffers. This module describes them;
+//! `backend::gpu::tune` picks one per shape on the card in use.
 
 use super::{Inputs, Outputs, Params, ShaderInfo, Signature};
 use crate::error::{Error, Result};
@@ -14,14 +19,133 @@ pub const SIGNATURE: Signature = Signature {
     outputs: &["out"],
 };
 
-/// Output rows and columns one workgroup computes in `shaders/matmul.wgsl`.
-pub const TILE: u32 = 128;
+/// Invocations per workgroup of every entry point of `shaders/matmul.wgsl`.
+pub const WORKGROUP: [u32; 3] = [16, 16, 1];
 
-/// `shaders/matmul.wgsl`: 16×16 invocations, each computing 4×4 outputs.
+/// One way `shaders/matmul.wgsl` computes the product: an entry point, with
+/// what the host needs to dispatch it and to know where it applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Variant {
+    /// Name, also the shader's entry point (`ANYCORE_MATMUL_VARIANT=<name>`
+    /// forces it).
+    pub name: &'static str,
+    /// Rows and columns of `out` one workgroup computes.
+    pub tile: u32,
+    /// Depth of the slices of `a` and `b` staged per step of `k`.
+    pub depth: u32,
+    /// Reads `a` and `b` and writes `out` as `vec4`: only for `k` and `n`
+    /// multiples of 4 (and `k > 0`), see [`Variant::applies`].
+    pub vec4: bool,
+    /// Workgroup memory it declares, in bytes (checked against the device).
+    pub workgroup_bytes: u32,
+    /// One line on how it works, for `anycore devices`.
+    pub about: &'static str,
+}
+
+/// Bytes of the shader's small workgroup tiles (`wa`, `wb`: 272 + 256 vec4).
+const SMALL_TILES: u32 = (272 + 256) * 16;
+/// Bytes of its large ones (`wa2`, `wb2`: 528 + 512 vec4).
+const LARGE_TILES: u32 = (528 + 512) * 16;
+
+/// The entry points of `shaders/matmul.wgsl`, the first two for any shape.
+pub const VARIANTS: [Variant; 6] = [
+    Variant {
+        name: "mm128",
+        tile: 128,
+        depth: 8,
+        vec4: false,
+        workgroup_bytes: SMALL_TILES,
+        about: "128x128 tile, 8x8 per invocation, k slices of 8, scalar loads (any shape)",
+    },
+    Variant {
+        name: "mm64",
+        tile: 64,
+        depth: 16,
+        vec4: false,
+        workgroup_bytes: SMALL_TILES,
+        about: "64x64 tile, 4x4 per invocation, k slices of 16, scalar loads (any shape)",
+    },
+    Variant {
+        name: "mm128v4",
+        tile: 128,
+        depth: 8,
+        vec4: true,
+        workgroup_bytes: SMALL_TILES,
+        about: "128x128 tile, 8x8 per invocation, k slices of 8, vec4 loads and stores",
+    },
+    Variant {
+        name: "mm128v4k16",
+        tile: 128,
+        depth: 16,
+        vec4: true,
+        workgroup_bytes: LARGE_TILES,
+        about: "128x128 tile, 8x8 per invocation, k slices of 16, vec4 loads and stores",
+    },
+    Variant {
+        name: "mm128v4db",
+        tile: 128,
+        depth: 8,
+        vec4: true,
+        workgroup_bytes: LARGE_TILES,
+        about: "128x128 tile, 8x8 per invocation, k slices of 8 double-buffered, vec4",
+    },
+    Variant {
+        name: "mm64v4",
+        tile: 64,
+        depth: 16,
+        vec4: true,
+        workgroup_bytes: SMALL_TILES,
+        about: "64x64 tile, 4x4 per invocation, k slices of 16, vec4 loads and stores",
+    },
+];
+
+/// The largest tile of any variant (the host cuts column slabs to it).
+pub const MAX_TILE: u32 = 128;
+
+impl Variant {
+    /// Whether it computes an `m×k` by `k×n` product: the `vec4` ones need
+    /// `k` and `n` multiples of 4 and `k > 0` (a binding of `a` must hold a
+    /// whole `vec4`).
+    pub fn applies(&self, k: usize, n: usize) -> bool {
+        !self.vec4 || vec4_shape(k, n)
+    }
+
+    /// The variant of the same tile that takes any shape.
+    pub fn any_shape(&self) -> &'static Variant {
+        let name = if self.tile == 64 { "mm64" } else { "mm128" };
+        variant(name).expect("the scalar variants exist")
+    }
+}
+
+/// Whether a product with these `k` and `n` can be read and written as
+/// `vec4`: rows of `a` and `b` then start on whole `vec4`s.
+pub fn vec4_shape(k: usize, n: usize) -> bool {
+    k > 0 && k.is_multiple_of(4) && n.is_multiple_of(4)
+}
+
+/// The variant called `name`.
+pub fn variant(name: &str) -> Option<&'static Variant> {
+    VARIANTS.iter().find(|v| v.name == name)
+}
+
+/// `(entry point, workgroup size)` of every variant, for [`SHADER`].
+const ENTRY_POINTS: [(&str, [u32; 3]); VARIANTS.len()] = {
+    let mut eps = [("", WORKGROUP); VARIANTS.len()];
+    let mut i = 0;
+    while i < VARIANTS.len() {
+        eps[i].0 = VARIANTS[i].name;
+        i += 1;
+    }
+    eps
+};
+
+/// `shaders/matmul.wgsl`: one entry point per [`Variant`], all 16×16
+/// invocations.
 pub const SHADER: ShaderInfo = ShaderInfo {
     file: "matmul.wgsl",
     source: include_str!("../../shaders/matmul.wgsl"),
-    entry_points: &[("matmul", [16, 16, 1])],
+    entry_points: &ENTRY_POINTS,
+    trusted: true,
 };
 
 /// A validated `matmul`.

@@ -55,6 +55,12 @@ pub struct ShaderInfo {
     pub source: &'static str,
     /// Entry point names with the workgroup size the host code assumes.
     pub entry_points: &'static [(&'static str, [u32; 3])],
+    /// Whether the shader may run without naga's runtime checks (index
+    /// clamps, loop bounds) and without zeroing workgroup memory: every
+    /// index it makes is in bounds and it writes workgroup memory before
+    /// reading it, which the tests prove by running it both ways
+    /// (`ANYCORE_GPU_CHECKED=1` keeps the checks).
+    pub trusted: bool,
 }
 
 impl Kernel {

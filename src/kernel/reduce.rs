@@ -25,6 +25,7 @@ pub const SHADER: ShaderInfo = ShaderInfo {
     file: "reduce.wgsl",
     source: include_str!("../../shaders/reduce.wgsl"),
     entry_points: &[("reduce", [WORKGROUP, 1, 1])],
+    trusted: true,
 };
 
 const CPU_CHUNK: usize = 1 << 16;

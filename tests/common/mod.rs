@@ -36,11 +36,11 @@ fn gpu_required() -> bool {
     std::env::var("ANYCORE_REQUIRE_GPU_TESTS").is_ok_and(|v| v == "1")
 }
 
-fn open_gpu(max_binding_bytes: Option<u64>) -> Option<GpuBackend> {
+fn open_gpu(options: GpuOptions) -> Option<GpuBackend> {
     let options = GpuOptions {
         allow_software: true,
-        max_binding_bytes,
         poison_outputs: true,
+        ..options
     };
     match GpuBackend::new(&options) {
         Ok(gpu) => Some(gpu),
@@ -58,19 +58,41 @@ fn open_gpu(max_binding_bytes: Option<u64>) -> Option<GpuBackend> {
 /// when there is no adapter and GPU tests are not required.
 pub fn gpu() -> Option<&'static GpuBackend> {
     static GPU: OnceLock<Option<GpuBackend>> = OnceLock::new();
-    GPU.get_or_init(|| open_gpu(None)).as_ref()
+    GPU.get_or_init(|| open_gpu(GpuOptions::default())).as_ref()
 }
 
-/// A GPU backend that treats bindings as 64 KiB, so that small jobs take the
-/// chunked paths that large ones take on real devices.
+/// A GPU backend that treats bindings as 64 KiB and stages transfers in
+/// 4 KiB chunks, so that small jobs take the chunked paths (and wrap the
+/// staging rings many times) as large ones do on real devices.
 pub fn gpu_small_bindings() -> Option<&'static GpuBackend> {
     static GPU: OnceLock<Option<GpuBackend>> = OnceLock::new();
-    GPU.get_or_init(|| open_gpu(Some(64 << 10))).as_ref()
+    GPU.get_or_init(|| {
+        open_gpu(GpuOptions {
+            max_binding_bytes: Some(64 << 10),
+            staging_chunk_bytes: Some(4 << 10),
+            ..GpuOptions::default()
+        })
+    })
+    .as_ref()
 }
 
-/// Writes `mod cpu` and `mod gpu`, each with one `#[test]` per body, so a
-/// body written once runs on every backend (a GPU body is skipped, or fails
+/// Writes `mod cpu`, `mod gpu`, `mod gpu_chunked` (bindings of 64 KiB)
+/// and `mod gpu_checked` (runtime checks kept), each with one `#[test]` per
+/// body, so a body written once runs on every backend (a GPU body is skipped, or fails
 /// under ANYCORE_REQUIRE_GPU_TESTS=1, when there is no adapter).
+/// The GPU backend with naga's runtime checks kept in every shader
+/// (`GpuOptions::runtime_checks`), so trusted shaders are tested both ways.
+pub fn gpu_checked() -> Option<&'static GpuBackend> {
+    static GPU: OnceLock<Option<GpuBackend>> = OnceLock::new();
+    GPU.get_or_init(|| {
+        open_gpu(GpuOptions {
+            runtime_checks: true,
+            ..GpuOptions::default()
+        })
+    })
+    .as_ref()
+}
+
 #[macro_export]
 macro_rules! on_each_backend {
     ($($body:ident),* $(,)?) => {
@@ -85,6 +107,11 @@ macro_rules! on_each_backend {
         mod gpu_chunked {
             $(#[test] fn $body() {
                 if let Some(gpu) = $crate::common::gpu_small_bindings() { super::$body(gpu); }
+            })*
+        }
+        mod gpu_checked {
+            $(#[test] fn $body() {
+                if let Some(gpu) = $crate::common::gpu_checked() { super::$body(gpu); }
             })*
         }
     };

@@ -1,5 +1,7 @@
 //! One run's traffic with the device: buffers, uploads, dispatches and
-//! readbacks, each phase timed and waited for.
+//! readbacks, each phase timed and waited for. Uploads and readbacks go
+//! through the staging rings of [`super::staging`]; compute passes are
+//! timed on the device's clock where it has one ([`super::timer`]).
 //!
 //! Waiting after every phase costs a little overlap but gives honest
 //! upload/compute/download times and lets chunked jobs reuse one set of
@@ -7,12 +9,12 @@
 //! cleanly; after a GPU error they are dropped instead.
 
 use std::num::NonZeroU64;
-use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use wgpu::util::DeviceExt;
 
-use super::GpuBackend;
+use super::{GpuBackend, timer};
 use crate::backend::Timings;
 use crate::error::{Error, Result};
 
@@ -55,8 +57,6 @@ pub(super) struct Exec<'g> {
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_DST)
     .union(wgpu::BufferUsages::COPY_SRC);
-const STAGING: wgpu::BufferUsages =
-    wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 
 impl<'g> Exec<'g> {
     pub fn new(gpu: &'g GpuBackend) -> Self {
@@ -96,14 +96,13 @@ impl<'g> Exec<'g> {
         buf
     }
 
-    /// Copies host data into buffers (each from offset 0) and waits.
+    /// Copies host data into buffers (each from offset 0) through the
+    /// staging ring, and waits.
     pub fn upload(&mut self, writes: &[(&wgpu::Buffer, &[u8])]) -> Result<()> {
         let start = Instant::now();
-        for (buf, data) in writes {
-            self.gpu.queue.write_buffer(buf, 0, data);
-        }
-        self.gpu.queue.submit([]);
-        self.wait()?;
+        let gpu = self.gpu;
+        gpu.staging
+            .upload(&gpu.device, &gpu.queue, gpu.limits.max_buffer_size, writes)?;
         self.timings.upload += ms_since(start);
         Ok(())
     }
@@ -112,9 +111,17 @@ impl<'g> Exec<'g> {
     pub fn compute(&mut self, passes: &[Pass]) -> Result<()> {
         let start = Instant::now();
         let device = &self.gpu.device;
+        let timer = self
+            .gpu
+            .timers
+            .as_ref()
+            .map(|free| lock(free).pop().unwrap_or_else(|| timer::Kit::new(device)));
         let mut encoder = device.create_command_encoder(&Default::default());
         {
-            let mut cpass = encoder.begin_compute_pass(&Default::default());
+            let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: timer.as_ref().map(timer::Kit::writes),
+            });
             for pass in passes {
                 // Uniform parameters are tiny: a fresh buffer per pass, not pooled.
                 let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -149,21 +156,40 @@ impl<'g> Exec<'g> {
                 cpass.dispatch_workgroups(x, y, z);
             }
         }
+        if let Some(kit) = &timer {
+            kit.resolve(&mut encoder);
+        }
         self.gpu.queue.submit([encoder.finish()]);
         self.wait()?;
+        if let (Some(kit), Some(free)) = (timer, &self.gpu.timers) {
+            let ms = kit.read_ms(device, self.gpu.timestamp_period)?;
+            *self.timings.kernel_device.get_or_insert(0.0) += ms;
+            lock(free).push(kit);
+        }
         self.timings.compute += ms_since(start);
         Ok(())
     }
 
-    /// Copies `bytes` from `src` to `dst` on the device, waits, and returns
-    /// the milliseconds it took (the device's own memory bandwidth).
-    pub fn copy(&mut self, src: &wgpu::Buffer, dst: &wgpu::Buffer, bytes: u64) -> Result<f64> {
+    /// Copies `bytes` between `a` and `b` on the device `reps` times (back
+    /// and forth) in one submission, waits, and returns the milliseconds per
+    /// copy: the device's own memory bandwidth. Many copies per submission
+    /// keep the host's submit and wake-up out of the figure.
+    pub fn copy(
+        &mut self,
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        bytes: u64,
+        reps: u32,
+    ) -> Result<f64> {
         let start = Instant::now();
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
+        for i in 0..reps {
+            let (src, dst) = if i % 2 == 0 { (a, b) } else { (b, a) };
+            encoder.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
+        }
         self.gpu.queue.submit([encoder.finish()]);
         self.wait()?;
-        Ok(ms_since(start))
+        Ok(ms_since(start) / f64::from(reps.max(1)))
     }
 
     /// Reads `out.len()` elements from `buf`, starting `offset` bytes in.
@@ -179,29 +205,13 @@ impl<'g> Exec<'g> {
         }
         let start = Instant::now();
         let gpu = self.gpu;
-        let staging = gpu
-            .pool
-            .take(&gpu.device, STAGING, bytes, gpu.limits.max_buffer_size);
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buf, offset, &staging, 0, bytes);
-        gpu.queue.submit([encoder.finish()]);
-        let (tx, rx) = mpsc::channel();
-        let slice = staging.slice(..bytes);
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait()?;
-        rx.recv()
-            .map_err(|_| Error::Gpu("readback callback never ran".into()))?
-            .map_err(|e| Error::Gpu(format!("cannot map the readback buffer: {e}")))?;
-        {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Gpu(format!("cannot read the readback buffer: {e}")))?;
-            bytemuck::cast_slice_mut::<T, u8>(out).copy_from_slice(&view);
-        }
-        staging.unmap();
-        gpu.pool.give(staging);
+        gpu.staging.download(
+            &gpu.device,
+            &gpu.queue,
+            gpu.limits.max_buffer_size,
+            (buf, offset),
+            bytemuck::cast_slice_mut::<T, u8>(out),
+        )?;
         self.timings.download += ms_since(start);
         Ok(())
     }
@@ -234,6 +244,10 @@ impl Drop for Exec<'_> {
             }
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn ms_since(start: Instant) -> f64 {

@@ -1,18 +1,8 @@
 //! Dispatch grids and chunk sizes that respect the device's limits.
 //!
 //! A dispatch holds at most `max_compute_workgroups_per_dimension` (65,535
-//! on most devices) workgroups per dimension, so one-dimensional work with
-//! more groups than that is spread over x and y; shaders linearise the id as
-//! `gid.y * num_workgroups.x * WORKGROUP + gid.x`.
-
-/// Workgroup counts (x, y) covering `groups` groups, x filled first.
-pub fn spread(groups: u32, max_per_dim: u32) -> (u32, u32) {
-    if groups <= max_per_dim {
-        (groups, 1)
-    } else {
-        (max_per_dim, groups.div_ceil(max_per_dim))
-    }
-}
+//! on most devices) workgroups per dimension: one-dimensional kernels run a
+//! capped grid with grid-stride loops, so they never need more.
 
 /// Groups of `workgroup` invocations needed for `items` items.
 pub fn groups_for(items: usize, workgroup: u32) -> u32 {
@@ -30,20 +20,6 @@ pub fn chunks(total: usize, chunk: usize) -> impl Iterator<Item = (usize, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn spread_covers_every_group_within_limits() {
-        for groups in [0, 1, 65_535, 65_536, 131_071, 1_000_000, u32::MAX / 2] {
-            let (x, y) = spread(groups, 65_535);
-            assert!(x <= 65_535 && y <= 65_535, "{groups}: {x}×{y}");
-            assert!(
-                u64::from(x) * u64::from(y) >= u64::from(groups),
-                "{groups}: {x}×{y}"
-            );
-            // No wasted row of groups.
-            assert!(u64::from(x) * u64::from(y.saturating_sub(1)) < u64::from(groups.max(1)));
-        }
-    }
 
     #[test]
     fn chunks_tile_the_range() {

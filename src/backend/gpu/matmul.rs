@@ -1,13 +1,21 @@
 //! Host side of `shaders/matmul.wgsl`.
 //!
+//! The shader has several variants (entry points, see
+//! [`crate::kernel::matmul::VARIANTS`]); [`super::tune`] picks one per
+//! product — forced, cached, tuned on the card, or a fixed default on
+//! software adapters.
+//!
 //! When a, b or c is larger than one storage binding, the product is cut
 //! into blocks: column slabs of b (packed on the host when narrower than b)
-//! times row blocks of a, each giving one block of c. Each block's grid also
-//! stays within the per-dimension workgroup limit.
+//! times row blocks of a, each giving one block of c. Slabs are cut at
+//! multiples of the largest tile, or at least of 4 columns, so that blocks
+//! of a product that allows the `vec4` variants allow them too. Each
+//! block's grid also stays within the per-dimension workgroup limit.
 
 use super::exec::{Exec, Pass};
+use super::tune::Problem;
 use crate::error::{Error, Result};
-use crate::kernel::matmul::{Matmul, TILE};
+use crate::kernel::matmul::{MAX_TILE, Matmul, VARIANTS};
 use crate::kernel::{Kernel, Outputs};
 
 /// Matches `Dims` in the shader (padded to 16 bytes).
@@ -20,10 +28,48 @@ struct Dims {
     _pad: u32,
 }
 
+/// The extents of one product (or block of one) on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Shape {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
+/// One dispatch of a variant with tiles of `tile` over `a` (m×k), `b` (k×n)
+/// and `c` (m×n), each bound from its start.
+pub(super) fn pass<'a>(
+    pipeline: &'a wgpu::ComputePipeline,
+    a: &'a wgpu::Buffer,
+    b: &'a wgpu::Buffer,
+    c: &'a wgpu::Buffer,
+    shape: Shape,
+    tile: u32,
+) -> Pass<'a> {
+    let Shape { m, k, n } = shape;
+    let dims = Dims {
+        m: m as u32,
+        k: k as u32,
+        n: n as u32,
+        _pad: 0,
+    };
+    // Bindings must not be empty: k = 0 still binds one (unused) element.
+    let storage = vec![
+        (a, (m * k).max(1) as u64 * 4),
+        (b, (k * n).max(1) as u64 * 4),
+        (c, (m * n * 4) as u64),
+    ];
+    let tile = tile as usize;
+    let groups = (n.div_ceil(tile) as u32, m.div_ceil(tile) as u32, 1);
+    Pass::new(pipeline, storage, &dims, groups)
+}
+
 /// Rows per block and columns per slab that fit the device.
 fn block_shape(t: &Matmul, binding_elems: usize, max_groups: u32) -> Result<(usize, usize)> {
-    let tile = TILE as usize;
-    let max_extent = max_groups as usize * tile;
+    let max_tile = MAX_TILE as usize;
+    // The smallest tile makes the most workgroups per row or column.
+    let min_tile = VARIANTS.iter().map(|v| v.tile).min().unwrap_or(MAX_TILE) as usize;
+    let max_extent = max_groups as usize * min_tile;
     if t.k > binding_elems {
         return Err(Error::Gpu(format!(
             "matmul: k = {} is more than one storage binding holds ({binding_elems} f32); \
@@ -31,10 +77,15 @@ fn block_shape(t: &Matmul, binding_elems: usize, max_groups: u32) -> Result<(usi
             t.k
         )));
     }
-    // Column slab: all of b if it fits, else as many whole tiles as fit.
+    // Column slab: all of b if it fits, else as many whole tiles as fit (or
+    // whole groups of 4 columns, which keeps the vec4 variants usable).
     let mut cols = t.n.min(binding_elems / t.k.max(1)).min(max_extent);
-    if cols < t.n && cols > tile {
-        cols -= cols % tile;
+    if cols < t.n {
+        if cols > max_tile {
+            cols -= cols % max_tile;
+        } else if cols > 4 {
+            cols -= cols % 4;
+        }
     }
     let rows =
         t.m.min(binding_elems / t.k.max(1))
@@ -50,12 +101,11 @@ pub(super) fn run(exec: &mut Exec, t: &Matmul) -> Result<Outputs> {
         return Ok(t.outputs(out));
     }
     let gpu = exec.gpu();
-    let pipeline = gpu.pipeline(Kernel::Matmul, 0, &[]);
     let (rows, cols) = block_shape(t, gpu.binding_elements(4), gpu.max_groups())?;
-    // Bindings must not be empty: k = 0 still binds one (unused) element.
     let a_buf = exec.storage((rows * k).max(1) as u64 * 4);
     let b_buf = exec.storage((k * cols).max(1) as u64 * 4);
     let c_buf = exec.output((rows * cols * 4) as u64);
+    let mut chosen = None;
     let mut block = Vec::new();
     for j0 in (0..n).step_by(cols) {
         let nb = cols.min(n - j0);
@@ -77,23 +127,29 @@ pub(super) fn run(exec: &mut Exec, t: &Matmul) -> Result<Outputs> {
             if k > 0 {
                 exec.upload(&[(&a_buf, bytemuck::cast_slice(&t.a[i0 * k..(i0 + mb) * k]))])?;
             }
-            let dims = Dims {
-                m: mb as u32,
-                k: k as u32,
-                n: nb as u32,
-                _pad: 0,
+            let shape = Shape { m: mb, k, n: nb };
+            // Chosen once per product, on its first block (whose a and b
+            // are now on the device, for tuning to run on).
+            let variant = match chosen {
+                Some(v) => v,
+                None => {
+                    let problem = Problem {
+                        shape,
+                        a: &a_buf,
+                        b: &b_buf,
+                    };
+                    let v = gpu.matmul_tuner.choose(gpu, Shape { m, k, n }, &problem)?;
+                    *chosen.insert(v)
+                }
             };
-            let storage = vec![
-                (&a_buf, (mb * k).max(1) as u64 * 4),
-                (&b_buf, (k * nb).max(1) as u64 * 4),
-                (&c_buf, (mb * nb * 4) as u64),
-            ];
-            let groups = (
-                nb.div_ceil(TILE as usize) as u32,
-                mb.div_ceil(TILE as usize) as u32,
-                1,
-            );
-            exec.compute(&[Pass::new(&pipeline, storage, &dims, groups)])?;
+            // A narrow last slab may not allow what the product allows.
+            let variant = if variant.applies(k, nb) {
+                variant
+            } else {
+                variant.any_shape()
+            };
+            let pipeline = gpu.pipeline_at(Kernel::Matmul, variant.name, 0, &[]);
+            exec.compute(&[pass(&pipeline, &a_buf, &b_buf, &c_buf, shape, variant.tile)])?;
             if nb == n {
                 exec.download_into(&c_buf, 0, &mut out[i0 * n..(i0 + mb) * n])?;
             } else {
@@ -106,4 +162,42 @@ pub(super) fn run(exec: &mut Exec, t: &Matmul) -> Result<Outputs> {
         }
     }
     Ok(t.outputs(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn product(m: usize, k: usize, n: usize) -> Matmul {
+        Matmul::new(m, k, n, vec![0.0; m * k], vec![0.0; k * n]).unwrap()
+    }
+
+    #[test]
+    fn slabs_keep_groups_of_four_columns() {
+        // 64 KiB bindings (16,384 floats), k = 300: 54 columns fit, cut to 52.
+        assert_eq!(
+            block_shape(&product(10, 300, 1000), 16_384, 65_535)
+                .unwrap()
+                .1,
+            52
+        );
+        // k = 2000: 8 columns fit.
+        assert_eq!(
+            block_shape(&product(10, 2000, 1000), 16_384, 65_535)
+                .unwrap()
+                .1,
+            8
+        );
+        // 300 fit: cut to whole 128 tiles.
+        assert_eq!(
+            block_shape(&product(10, 50, 1000), 16_384, 65_535).unwrap(),
+            (10, 256)
+        );
+        // All of b fits: not cut.
+        assert_eq!(
+            block_shape(&product(10, 5, 99), 16_384, 65_535).unwrap(),
+            (10, 99)
+        );
+        assert!(block_shape(&product(1, 20_000, 1), 16_384, 65_535).is_err());
+    }
 }

@@ -2,10 +2,11 @@
 //!
 //! One [`GpuBackend`] owns one device and queue. Shader modules and
 //! pipelines are compiled once and cached; buffers come from a pool and go
-//! back to it; results come home through `MAP_READ` staging buffers. Work
-//! larger than one storage binding (128 MiB on llvmpipe) is split into
-//! chunks, and one-dimensional grids past 65,535 workgroups are spread over
-//! two dimensions. Every run is wrapped in error scopes, so a validation
+//! back to it; data goes up and comes home through reused, pipelined
+//! staging rings ([`staging`]), and kernels are timed on the device's clock
+//! where it has one ([`timer`]). Work larger than one storage binding
+//! (128 MiB on llvmpipe) is split into chunks; one-dimensional kernels run
+//! capped grids with grid-stride loops. Every run is wrapped in error scopes, so a validation
 //! error, an out-of-memory or a lost device becomes an [`Error::Gpu`] for
 //! that job instead of a panic.
 //!
@@ -20,6 +21,9 @@ mod mandelbrot;
 mod matmul;
 mod pool;
 mod reduce;
+mod staging;
+mod timer;
+pub mod tune;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,6 +48,16 @@ pub struct GpuOptions {
     /// element a kernel forgets to write shows as NaN or `u32::MAX`. On in
     /// debug builds (tests), off in release builds (it costs a write).
     pub poison_outputs: bool,
+    /// Keep naga's runtime checks (index clamps, loop bounds) and the
+    /// zeroing of workgroup memory in every shader, also those marked
+    /// trusted. Off by default (the checks cost 30-50 % in published
+    /// matmuls); `ANYCORE_GPU_CHECKED=1` turns it on, and the tests run
+    /// both ways.
+    pub runtime_checks: bool,
+    /// Bytes per staging buffer for uploads and readbacks (default
+    /// 16 MiB; `ANYCORE_STAGING_MIB` sets it in MiB): a tuning knob for
+    /// measuring transfers.
+    pub staging_chunk_bytes: Option<u64>,
 }
 
 impl Default for GpuOptions {
@@ -52,6 +66,8 @@ impl Default for GpuOptions {
             allow_software: false,
             max_binding_bytes: None,
             poison_outputs: cfg!(debug_assertions),
+            runtime_checks: checks_forced_by_env(),
+            staging_chunk_bytes: None,
         }
     }
 }
@@ -62,9 +78,20 @@ impl GpuOptions {
     pub fn from_env() -> Self {
         GpuOptions {
             allow_software: adapter::software_allowed_by_env(),
+            staging_chunk_bytes: std::env::var("ANYCORE_STAGING_MIB")
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .and_then(|mib| mib.checked_mul(1 << 20)),
             ..GpuOptions::default()
         }
     }
+}
+
+/// Whether `ANYCORE_GPU_CHECKED` asks to keep the shaders' runtime checks.
+pub fn checks_forced_by_env() -> bool {
+    std::env::var("ANYCORE_GPU_CHECKED")
+        .map(|v| !matches!(v.trim(), "" | "0" | "false" | "no"))
+        .unwrap_or(false)
 }
 
 /// Runs tasks on one wgpu device.
@@ -73,11 +100,18 @@ pub struct GpuBackend {
     limits: wgpu::Limits,
     max_binding: u64,
     poison: bool,
+    runtime_checks: bool,
     device: wgpu::Device,
     queue: wgpu::Queue,
     modules: Mutex<HashMap<Kernel, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(Kernel, u32), wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<(Kernel, &'static str, u32), wgpu::ComputePipeline>>,
+    /// The matmul variant per shape class: forced, cached or tuned.
+    matmul_tuner: tune::Tuner,
     pool: BufferPool,
+    staging: staging::Staging,
+    /// Free pass timers; `None` when the adapter has no timestamp queries.
+    timers: Option<Mutex<Vec<timer::Kit>>>,
+    timestamp_period: f32,
     lost: Arc<Mutex<Option<String>>>,
 }
 
@@ -92,9 +126,17 @@ impl GpuBackend {
         // Ask for everything the adapter offers: the defaults cap storage
         // bindings at 128 MiB and buffers at 256 MiB, far below real GPUs.
         let limits = adapter.limits();
+        // Timestamp queries time kernels on the device's own clock.
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let required_features = if timestamps {
+            wgpu::Features::TIMESTAMP_QUERY
+        } else {
+            wgpu::Features::empty()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("anycore"),
             required_limits: limits.clone(),
+            required_features,
             ..Default::default()
         }))
         .map_err(|e| Error::NoGpu(format!("adapter '{}' refused a device: {e}", info.name)))?;
@@ -111,6 +153,7 @@ impl GpuBackend {
                 Some(format!("device lost ({reason:?}): {message}"));
         });
 
+        let timestamp_period = queue.get_timestamp_period();
         let max_binding = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size)
@@ -123,16 +166,24 @@ impl GpuBackend {
             adapter::device_type_name(info.device_type),
             max_binding
         );
+        let matmul_tuner = tune::Tuner::new(&info);
         Ok(GpuBackend {
             info,
             limits,
             max_binding,
             poison: options.poison_outputs,
+            runtime_checks: options.runtime_checks,
             device,
             queue,
             modules: Mutex::default(),
             pipelines: Mutex::default(),
+            matmul_tuner,
             pool: BufferPool::default(),
+            staging: staging::Staging::new(
+                options.staging_chunk_bytes.unwrap_or(staging::CHUNK),
+            ),
+            timers: timestamps.then(Mutex::default),
+            timestamp_period,
             lost,
         })
     }
@@ -147,17 +198,53 @@ impl GpuBackend {
         &self.limits
     }
 
-    /// Milliseconds for one device-to-device copy of `bytes` (rounded down
-    /// to whole words and to the largest buffer), and the bytes copied: the
-    /// device's memory bandwidth, for `anycore bench`.
+    /// How this backend picks `matmul`'s shader variant, and its choices.
+    pub fn matmul_tuner(&self) -> &tune::Tuner {
+        &self.matmul_tuner
+    }
+
+    /// Milliseconds per device-to-device copy of `bytes` (rounded down to
+    /// whole words and to the largest buffer; the mean over a batch of 8 in
+    /// one submission), and the bytes copied: the device's memory
+    /// bandwidth, for `anycore bench`.
     pub fn time_copy(&self, bytes: u64) -> Result<(f64, u64)> {
         let bytes = bytes.min(self.limits.max_buffer_size) & !3;
         let mut exec = Exec::new(self);
         let (src, dst) = (exec.storage(bytes), exec.storage(bytes));
         let ms = exec
-            .copy(&src, &dst, bytes)
+            .copy(&src, &dst, bytes, 8)
             .inspect_err(|_| exec.discard())?;
         Ok((ms, bytes))
+    }
+
+    /// Whether kernel times come from the device's clock (timestamp
+    /// queries) rather than the host's wait.
+    pub fn has_device_timer(&self) -> bool {
+        self.timers.is_some()
+    }
+
+    /// Milliseconds to upload `bytes` from host memory into a device buffer
+    /// and to download them back, through the path every job uses; `bytes`
+    /// is rounded down to whole words and to the largest buffer. For
+    /// `anycore bench`'s `gpu_upload_gbps` and `gpu_download_gbps`.
+    pub fn time_transfers(&self, bytes: u64) -> Result<(f64, f64, u64)> {
+        let bytes = bytes.min(self.limits.max_buffer_size) & !3;
+        let host: Vec<u8> = (0..bytes)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut back = vec![0u8; host.len()];
+        let mut exec = Exec::new(self);
+        let buf = exec.storage(bytes);
+        let timed = exec
+            .upload(&[(&buf, &host)])
+            .and_then(|()| exec.download_into(&buf, 0, &mut back));
+        timed.inspect_err(|_| exec.discard())?;
+        if back != host {
+            exec.discard();
+            return Err(Error::Gpu("a transfer round trip changed the data".into()));
+        }
+        let t = exec.finish();
+        Ok((t.upload, t.download, bytes))
     }
 
     /// Elements of `elem_bytes` bytes that fit one storage binding.
@@ -170,41 +257,76 @@ impl GpuBackend {
         self.limits.max_compute_workgroups_per_dimension
     }
 
-    /// The pipeline for a kernel's (only) entry point, specialised with
-    /// `constants`; `variant` must identify those constants uniquely.
+    /// The pipeline for a kernel's first (usually only) entry point,
+    /// specialised with `constants`; `variant` must identify those
+    /// constants uniquely.
     fn pipeline(
         &self,
         kernel: Kernel,
         variant: u32,
         constants: &[(&str, f64)],
     ) -> wgpu::ComputePipeline {
+        self.pipeline_at(
+            kernel,
+            kernel.shader().entry_points[0].0,
+            variant,
+            constants,
+        )
+    }
+
+    /// The pipeline for the entry point `entry_point` of a kernel's shader
+    /// (one of its `ShaderInfo::entry_points`), specialised with
+    /// `constants`; `variant` must identify those constants uniquely.
+    fn pipeline_at(
+        &self,
+        kernel: Kernel,
+        entry_point: &'static str,
+        variant: u32,
+        constants: &[(&str, f64)],
+    ) -> wgpu::ComputePipeline {
         let mut pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
         pipelines
-            .entry((kernel, variant))
+            .entry((kernel, entry_point, variant))
             .or_insert_with(|| {
                 let shader = kernel.shader();
+                let trusted = shader.trusted && !self.runtime_checks;
                 let module = self
                     .modules
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .entry(kernel)
                     .or_insert_with(|| {
-                        self.device
-                            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                                label: Some(shader.file),
-                                source: wgpu::ShaderSource::Wgsl(shader.source.into()),
-                            })
+                        let desc = wgpu::ShaderModuleDescriptor {
+                            label: Some(shader.file),
+                            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                        };
+                        if trusted {
+                            // SAFETY: a trusted shader indexes only within its
+                            // bindings and loops a bounded number of times
+                            // (`ShaderInfo::trusted`); the tests run every
+                            // trusted shader with and without the checks.
+                            unsafe {
+                                self.device.create_shader_module_trusted(
+                                    desc,
+                                    wgpu::ShaderRuntimeChecks::unchecked(),
+                                )
+                            }
+                        } else {
+                            self.device.create_shader_module(desc)
+                        }
                     })
                     .clone();
                 self.device
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(shader.file),
+                        label: Some(entry_point),
                         layout: None,
                         module: &module,
-                        entry_point: Some(shader.entry_points[0].0),
+                        entry_point: Some(entry_point),
                         compilation_options: wgpu::PipelineCompilationOptions {
                             constants,
-                            ..Default::default()
+                            // Trusted shaders write workgroup memory before
+                            // reading it; zeroing it costs a pass per workgroup.
+                            zero_initialize_workgroup_memory: !trusted,
                         },
                         cache: None,
                     })

@@ -4,6 +4,10 @@
 //! [`MAX_GROUPS`] partial values, then a one-workgroup pass folds those into
 //! `results[chunk]`. With several chunks, a last one-workgroup pass folds the
 //! per-chunk results. The (op, dtype) pair selects a specialised pipeline.
+//!
+//! The shader loads whole vec4, so every source is bound as ⌈len/4⌉ vec4
+//! (buffers are sized for that; the shader masks the lanes past `len`), and
+//! chunks other than the last hold a multiple of 4 elements.
 
 use super::exec::{Exec, Pass};
 use super::grid;
@@ -12,9 +16,17 @@ use crate::kernel::reduce::{Reduce, ReduceOp, WORKGROUP};
 use crate::kernel::{Kernel, Outputs};
 use crate::tensor::TensorData;
 
-/// Workgroups in the wide pass: enough to fill a large GPU, few enough that
-/// one workgroup folds their partials quickly.
-const MAX_GROUPS: u32 = 1024;
+/// vec4 each invocation loads per loop iteration (`UNROLL` in the shader).
+const UNROLL: usize = 4;
+
+/// Elements one workgroup folds per loop iteration.
+const TILE: usize = WORKGROUP as usize * UNROLL * 4;
+
+/// Workgroups in the wide pass: about twice what a large GPU holds at once
+/// (an H100 keeps 132 SMs × 8 groups of 256 resident), few enough that one
+/// workgroup folds their partials quickly (2 vec4 per invocation). A
+/// multiple of 4, so the partials buffer holds whole vec4.
+const MAX_GROUPS: u32 = 2048;
 
 /// Matches `Params` in the shader (padded to 16 bytes).
 #[repr(C)]
@@ -37,8 +49,13 @@ fn fold<'a>(
         out_offset: out_offset as u32,
         _pad: [0; 2],
     };
-    let storage = vec![(src, (len * 4) as u64), (dst, dst.size())];
+    let storage = vec![(src, vec4_bytes(len)), (dst, dst.size())];
     Pass::new(pipeline, storage, &params, (groups, 1, 1))
+}
+
+/// Bytes bound for `len` elements: whole vec4.
+fn vec4_bytes(len: usize) -> u64 {
+    (len.div_ceil(4) * 16) as u64
 }
 
 pub(super) fn run(exec: &mut Exec, t: &Reduce) -> Result<Outputs> {
@@ -64,14 +81,17 @@ pub(super) fn run(exec: &mut Exec, t: &Reduce) -> Result<Outputs> {
         op * 3 + dtype,
         &[("OP", f64::from(op)), ("DTYPE", f64::from(dtype))],
     );
-    let chunk = gpu.binding_elements(4);
+    // Whole vec4 per chunk, so that its padded binding fits the limit.
+    let chunk = gpu.binding_elements(16) * 4;
     let chunks = n.div_ceil(chunk);
-    let src = exec.storage((chunk.min(n) * 4) as u64);
-    let partials = exec.output(u64::from(MAX_GROUPS) * 4);
-    let results = exec.output((chunks * 4) as u64);
+    let src = exec.storage(vec4_bytes(chunk.min(n)));
+    let partials = exec.output(vec4_bytes(MAX_GROUPS as usize));
+    let results = exec.output(vec4_bytes(chunks));
     for (i, (start, len)) in grid::chunks(n, chunk).enumerate() {
         exec.upload(&[(&src, bytemuck::cast_slice(&bits[start..start + len]))])?;
-        let groups = grid::groups_for(len, WORKGROUP).min(MAX_GROUPS);
+        let groups = grid::groups_for(len, TILE as u32)
+            .min(MAX_GROUPS)
+            .min(gpu.max_groups());
         exec.compute(&[
             fold(&pipeline, (&src, len), (&partials, 0), groups),
             fold(&pipeline, (&partials, groups as usize), (&results, i), 1),
