@@ -354,6 +354,38 @@ run() {
     echo "== all steps ok after $((SECONDS - t_start)) s"
 }
 
+# Experiments for the memory-bound kernels and the matmul tuner, on the
+# card, with the GPU only: grid sizes of the grid-stride loops
+# (ANYCORE_STREAM_GROUPS), naga's runtime checks kept (ANYCORE_GPU_CHECKED),
+# and matmul 1024-4096 tuned from an empty cache. Results in $OUT.
+experiments() {
+    set +e
+    : "${OUT:?OUT must name the folder for the results}"
+    for f in .gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+    icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+    [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
+    tar -C .dev -xJf .dev/bin.tar.xz
+    export ANYCORE_CACHE_DIR=/tmp/anycore-exp RUST_LOG=anycore::backend::gpu::tune=info
+    local bin=.dev/bin/anycore sizes=67108864,268435456 g
+    for g in default 1056 2112 8448 32768 65535 checked; do
+        case $g in
+            default) env -u ANYCORE_STREAM_GROUPS $bin bench --backend gpu --kernel axpy --kernel reduce --sizes $sizes --json "$OUT/stream-$g.json" ;;
+            checked) ANYCORE_GPU_CHECKED=1 $bin bench --backend gpu --kernel axpy --kernel reduce --sizes $sizes --json "$OUT/stream-$g.json" ;;
+            *) ANYCORE_STREAM_GROUPS=$g $bin bench --backend gpu --kernel axpy --kernel reduce --sizes $sizes --json "$OUT/stream-$g.json" ;;
+        esac >/dev/null 2>&1
+        python3 - "$OUT/stream-$g.json" "$g" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+rows = [x for x in r["results"] if x["mode"] == "resident"]
+print(f"groups {sys.argv[2]:>8}: " + "  ".join(f"{x['kernel']} 2^{x['size'].bit_length()-1} {x['throughput']:.0f} GB/s" for x in rows))
+PY
+    done 2>&1 | tee "$OUT/stream.txt"
+    rm -f "$OUT"/stream-*.json
+    timeout 120 $bin bench --backend gpu --kernel matmul --sizes 1024,2048,4096 --json "$OUT/matmul.json" >"$OUT/matmul.txt" 2>&1
+    grep -E "tune\]|resident|end to end" "$OUT/matmul.txt"
+}
+
 # One batch of `auto` jobs of growing size (axpy lengths, matmul and
 # mandelbrot edges), run one at a time, and where each went and why.
 placement_sweep() {
@@ -381,6 +413,7 @@ PY
 case "${1:-}" in
     pack) pack ;;
     run) run ;;
+    experiments) experiments ;;
     summary) summary "${2:-${OUT:-.}}" ;;
     sweep) placement_sweep "1024 65536" "64 256" "64" ;;  # a small local try-out
     _call) shift; "$@" ;;  # a function of this file, for `timeout`

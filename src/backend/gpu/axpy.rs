@@ -63,8 +63,7 @@ pub(super) fn run(exec: &mut Exec, t: &Axpy) -> Result<Outputs> {
             _pad: [0; 2],
         };
         let groups = grid::groups_for(len, TILE as u32)
-            .min(MAX_GROUPS)
-            .min(gpu.max_groups());
+            .min(gpu.stream_groups(MAX_GROUPS));
         exec.compute(&[Pass::new(
             &pipeline,
             vec![(&xb, bytes), (&yb, bytes)],

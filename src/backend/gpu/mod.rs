@@ -58,6 +58,11 @@ pub struct GpuOptions {
     /// 16 MiB; `ANYCORE_STAGING_MIB` sets it in MiB): a tuning knob for
     /// measuring transfers.
     pub staging_chunk_bytes: Option<u64>,
+    /// Workgroups in the grid of the memory-bound kernels (`axpy`,
+    /// `reduce`'s wide pass), whose grid-stride loops cover any length
+    /// (default: each kernel's own; `ANYCORE_STREAM_GROUPS` sets it): a
+    /// tuning knob for measuring them.
+    pub stream_groups: Option<u32>,
 }
 
 impl Default for GpuOptions {
@@ -68,6 +73,7 @@ impl Default for GpuOptions {
             poison_outputs: cfg!(debug_assertions),
             runtime_checks: checks_forced_by_env(),
             staging_chunk_bytes: None,
+            stream_groups: None,
         }
     }
 }
@@ -82,6 +88,9 @@ impl GpuOptions {
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .and_then(|mib| mib.checked_mul(1 << 20)),
+            stream_groups: std::env::var("ANYCORE_STREAM_GROUPS")
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
             ..GpuOptions::default()
         }
     }
@@ -101,6 +110,7 @@ pub struct GpuBackend {
     max_binding: u64,
     poison: bool,
     runtime_checks: bool,
+    stream_groups: Option<u32>,
     device: wgpu::Device,
     queue: wgpu::Queue,
     modules: Mutex<HashMap<Kernel, wgpu::ShaderModule>>,
@@ -173,6 +183,7 @@ impl GpuBackend {
             max_binding,
             poison: options.poison_outputs,
             runtime_checks: options.runtime_checks,
+            stream_groups: options.stream_groups,
             device,
             queue,
             modules: Mutex::default(),
@@ -250,6 +261,14 @@ impl GpuBackend {
     /// Elements of `elem_bytes` bytes that fit one storage binding.
     fn binding_elements(&self, elem_bytes: u64) -> usize {
         usize::try_from(self.max_binding / elem_bytes).unwrap_or(usize::MAX)
+    }
+
+    /// Workgroups for a memory-bound kernel's grid-stride loop: `default`
+    /// unless the options say otherwise, within the device's limit.
+    fn stream_groups(&self, default: u32) -> u32 {
+        self.stream_groups
+            .unwrap_or(default)
+            .clamp(1, self.max_groups())
     }
 
     /// Workgroups allowed per dispatch dimension.

@@ -85,13 +85,12 @@ pub(super) fn run(exec: &mut Exec, t: &Reduce) -> Result<Outputs> {
     let chunk = gpu.binding_elements(16) * 4;
     let chunks = n.div_ceil(chunk);
     let src = exec.storage(vec4_bytes(chunk.min(n)));
-    let partials = exec.output(vec4_bytes(MAX_GROUPS as usize));
+    let partials = exec.output(vec4_bytes(gpu.stream_groups(MAX_GROUPS) as usize));
     let results = exec.output(vec4_bytes(chunks));
     for (i, (start, len)) in grid::chunks(n, chunk).enumerate() {
         exec.upload(&[(&src, bytemuck::cast_slice(&bits[start..start + len]))])?;
         let groups = grid::groups_for(len, TILE as u32)
-            .min(MAX_GROUPS)
-            .min(gpu.max_groups());
+            .min(gpu.stream_groups(MAX_GROUPS));
         exec.compute(&[
             fold(&pipeline, (&src, len), (&partials, 0), groups),
             fold(&pipeline, (&partials, groups as usize), (&results, i), 1),

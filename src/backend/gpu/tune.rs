@@ -13,9 +13,10 @@
 //! - **Timing**: on the job's own `a` and `b` (already on the device, so
 //!   nothing extra is uploaded), with m, k, n capped at [`TUNE_CAP`] and a
 //!   scratch output, so the job's poisoned output is left alone. Each
-//!   variant runs once to warm up, then twice as a batch of dispatches in
-//!   one submission long enough to time (about [`TARGET_MS`]); the best
-//!   batch counts. The clock is the device's (timestamp queries) where the
+//!   variant runs once (compiling it), the GPU then works for [`WARM_UP`]
+//!   so its clocks are up, and the variants are timed in [`ROUNDS`] turns,
+//!   each as a batch of dispatches in one submission long enough to time
+//!   (about [`TARGET_MS`]); each variant's best turn counts. The clock is the device's (timestamp queries) where the
 //!   adapter has one, else the host's submit-and-wait. A variant more than
 //!   [`GIVE_UP`] times slower than the best so far on a long warm-up is not
 //!   timed further, and one that fails to build or run (inside its own
@@ -61,6 +62,10 @@ pub const TUNE_CAP: usize = 4096;
 pub const TARGET_MS: f64 = 10.0;
 /// Most dispatches in one timed batch (tiny products).
 const MAX_BATCH: usize = 64;
+/// How long the GPU works before timing starts, so its clocks are up.
+const WARM_UP: std::time::Duration = std::time::Duration::from_millis(150);
+/// Turns in which every variant is timed once; each keeps its best.
+const ROUNDS: usize = 3;
 /// A variant this many times slower than the best so far on its warm-up
 /// run is not timed further...
 pub const GIVE_UP: f64 = 4.0;
@@ -493,43 +498,65 @@ fn tune(gpu: &GpuBackend, problem: &Problem, candidates: &[&'static Variant]) ->
     // A scratch output from the pool: the job's own stays as poisoned.
     let mut scratch = Exec::new(gpu);
     let c = scratch.storage((shape.m * shape.n * 4) as u64);
-    let mut ms = BTreeMap::new();
-    let mut best = f64::INFINITY;
-    let mut device_clock = true;
-    for v in candidates {
-        // A variant that cannot be built or run is left out; its errors
-        // land in this scope, not in the job's.
+    // One dispatch batch of variant `v`: milliseconds per product, and
+    // whether the device's clock timed it. Errors land in the variant's
+    // own scope, not the job's.
+    let run = |v: &Variant, batch: usize| -> Result<(f64, bool)> {
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let timed = (|| -> Result<(f64, bool)> {
             let pipeline = gpu.pipeline_at(Kernel::Matmul, v.name, 0, &[]);
-            let run = |batch: usize| -> Result<(f64, bool)> {
-                let passes: Vec<_> = (0..batch)
-                    .map(|_| pass(&pipeline, problem.a, problem.b, &c, shape, v.tile))
-                    .collect();
-                let mut exec = Exec::new(gpu);
-                exec.compute(&passes)?;
-                let t = exec.finish();
-                let device = t.kernel_device.filter(|d| *d > 0.0);
-                Ok((device.unwrap_or(t.compute) / batch as f64, device.is_some()))
-            };
-            let (warm, dev) = run(1)?;
-            if warm > GIVE_UP * best && warm > GIVE_UP_MS {
-                return Ok((warm, dev));
-            }
-            let batch = ((TARGET_MS / warm.max(1e-6)).ceil() as usize).clamp(1, MAX_BATCH);
-            let (t1, d1) = run(batch)?;
-            let (t2, d2) = run(batch)?;
-            Ok((t1.min(t2), dev && d1 && d2))
+            let passes: Vec<_> = (0..batch)
+                .map(|_| pass(&pipeline, problem.a, problem.b, &c, shape, v.tile))
+                .collect();
+            let mut exec = Exec::new(gpu);
+            exec.compute(&passes)?;
+            let t = exec.finish();
+            let device = t.kernel_device.filter(|d| *d > 0.0);
+            Ok((device.unwrap_or(t.compute) / batch as f64, device.is_some()))
         })();
-        let error = pollster::block_on(scope.pop());
-        match (timed, error) {
-            (Ok((t, dev)), None) => {
-                device_clock &= dev;
-                best = best.min(t);
-                ms.insert(v.name.to_owned(), t);
+        match (timed, pollster::block_on(scope.pop())) {
+            (Ok(t), None) => Ok(t),
+            (Err(e), _) => Err(e),
+            (_, Some(e)) => Err(Error::Gpu(e.to_string())),
+        }
+    };
+    // First runs compile each pipeline; a variant that fails is left out.
+    let mut live: Vec<(&Variant, usize)> = Vec::new();
+    let mut best = f64::INFINITY;
+    for v in candidates {
+        match run(v, 1) {
+            Ok((warm, _)) if warm > GIVE_UP * best && warm > GIVE_UP_MS => {}
+            Ok((warm, _)) => {
+                best = best.min(warm);
+                let batch = ((TARGET_MS / warm.max(1e-6)).ceil() as usize).clamp(1, MAX_BATCH);
+                live.push((v, batch));
             }
-            (Err(e), _) => log::warn!("matmul variant {} failed while tuning: {e}", v.name),
-            (_, Some(e)) => log::warn!("matmul variant {} failed while tuning: {e}", v.name),
+            Err(e) => log::warn!("matmul variant {} failed while tuning: {e}", v.name),
+        }
+    }
+    // An idle GPU runs at a fraction of its clock for the first tens of
+    // milliseconds of work (an H100 timed 4096³ products 3× slower in the
+    // first variants than in the last, so the last always won): bring the
+    // clocks up before timing, then time the variants in turns, so no
+    // variant profits from the ramp, and keep each one's best turn.
+    let warm_until = std::time::Instant::now() + WARM_UP;
+    while let Some(&(v, batch)) = live.first() {
+        if std::time::Instant::now() >= warm_until || run(v, batch).is_err() {
+            break;
+        }
+    }
+    let mut ms: BTreeMap<String, f64> = BTreeMap::new();
+    let mut device_clock = true;
+    for _ in 0..ROUNDS {
+        for &(v, batch) in &live {
+            match run(v, batch) {
+                Ok((t, dev)) => {
+                    device_clock &= dev;
+                    let entry = ms.entry(v.name.to_owned()).or_insert(f64::INFINITY);
+                    *entry = entry.min(t);
+                }
+                Err(e) => log::warn!("matmul variant {} failed while tuning: {e}", v.name),
+            }
         }
     }
     let winner = ms.iter().min_by(|x, y| x.1.total_cmp(y.1))?.0.clone();
