@@ -1,10 +1,11 @@
 //! Every file in `shaders/` parses and validates with naga, belongs to a
-//! kernel, and declares the entry points and workgroup sizes the Rust side
+//! kernel (or is one of the backend's own, `UTILITY_SHADERS`), and declares the entry points and workgroup sizes the Rust side
 //! dispatches with.
 
 use std::path::Path;
 
-use anycore::kernel::Kernel;
+use anycore::backend::gpu::UTILITY_SHADERS;
+use anycore::kernel::{Kernel, ShaderInfo};
 
 fn validate(file: &str, source: &str) -> naga::Module {
     let module = naga::front::wgsl::parse_str(source)
@@ -27,18 +28,22 @@ fn every_shader_validates_and_matches_its_kernel() {
         .filter(|name| name.ends_with(".wgsl"))
         .collect();
     files.sort();
-    // An empty folder must not pass: there is one shader per kernel.
-    assert_eq!(files.len(), Kernel::ALL.len(), "shaders found: {files:?}");
+    // Every shader the Rust side knows: one per kernel, plus the backend's
+    // own (the bandwidth copy).
+    let known: Vec<&ShaderInfo> = Kernel::ALL
+        .into_iter()
+        .map(Kernel::shader)
+        .chain(UTILITY_SHADERS.iter().copied())
+        .collect();
+    // An empty folder must not pass: every known shader has its file.
+    assert_eq!(files.len(), known.len(), "shaders found: {files:?}");
 
     for file in &files {
         let source = std::fs::read_to_string(dir.join(file)).unwrap();
         let module = validate(file, &source);
-        let owners: Vec<Kernel> = Kernel::ALL
-            .into_iter()
-            .filter(|k| k.shader().file == file)
-            .collect();
+        let owners: Vec<&&ShaderInfo> = known.iter().filter(|s| s.file == file).collect();
         assert_eq!(owners.len(), 1, "{file} must belong to exactly one kernel");
-        let shader = owners[0].shader();
+        let shader = owners[0];
         assert_eq!(shader.source, source, "{file}: compiled-in copy is stale");
         for (name, size) in shader.entry_points {
             let ep = module

@@ -141,8 +141,15 @@ pub struct Baselines {
     pub copy_gbps: f64,
     /// Parallel read (sum) over a 256 MiB buffer, GB/s.
     pub read_gbps: f64,
-    /// A device-to-device copy on the GPU, GB/s (read + write bytes).
+    /// A device-to-device copy on the GPU, GB/s (read + write bytes): the
+    /// faster of the two below, the baseline of the memory-bound kernels'
+    /// resident rows.
     pub gpu_copy_gbps: Option<f64>,
+    /// `copy_buffer_to_buffer` of 256 MiB, GB/s (read + write bytes).
+    pub gpu_buffer_copy_gbps: Option<f64>,
+    /// A WGSL vec4 copy kernel over 256 MiB (the memory-bound kernels'
+    /// access pattern), GB/s (read + write bytes).
+    pub gpu_kernel_copy_gbps: Option<f64>,
     /// anycore's own host→device copy of 256 MiB (the path jobs use), GB/s.
     pub gpu_upload_gbps: Option<f64>,
     /// anycore's own device→host copy of 256 MiB into fresh host memory
@@ -319,24 +326,28 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
 
     step("memory bandwidth".into());
     let bandwidth = baseline::bandwidth(&pool, &plan)?;
+    let mut gpu_copies = None;
     let (gpu_copy_gbps, gpu_upload_gbps, gpu_download_gbps) = match &gpu {
         Some(gpu) => {
             step("GPU copy and transfer bandwidth".into());
             let gbps = |bytes: u64, ms: f64| bytes as f64 / (ms * 1e-3) / 1e9;
-            let mut bytes = 0;
-            let [copy] = repeat(&plan, || {
+            let (mut bytes, mut kernel_bytes) = (0, 0);
+            let [copy, kernel_copy] = repeat(&plan, || {
                 let (ms, b) = gpu.time_copy(GPU_COPY_BYTES)?;
-                bytes = b;
-                Ok([ms])
+                let (kernel_ms, kb) = gpu.time_kernel_copy(GPU_COPY_BYTES)?;
+                (bytes, kernel_bytes) = (b, kb);
+                Ok([ms, kernel_ms])
             })?;
-            let copy = 2.0 * gbps(bytes, copy.median_ms);
+            let buffer_copy = 2.0 * gbps(bytes, copy.median_ms);
+            let kernel_copy = 2.0 * gbps(kernel_bytes, kernel_copy.median_ms);
             let [up, down] = repeat(&plan, || {
                 let (up, down, b) = gpu.time_transfers(GPU_TRANSFER_BYTES)?;
                 bytes = b;
                 Ok([up, down])
             })?;
+            gpu_copies = Some((buffer_copy, kernel_copy));
             (
-                Some(copy),
+                Some(buffer_copy.max(kernel_copy)),
                 Some(gbps(bytes, up.median_ms)),
                 Some(gbps(bytes, down.median_ms)),
             )
@@ -433,6 +444,8 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
             copy_gbps: bench.bandwidth.copy_gbps,
             read_gbps: bench.bandwidth.read_gbps,
             gpu_copy_gbps: bench.gpu_copy_gbps,
+            gpu_buffer_copy_gbps: gpu_copies.map(|c| c.0),
+            gpu_kernel_copy_gbps: gpu_copies.map(|c| c.1),
             gpu_upload_gbps,
             gpu_download_gbps,
             reference_gemm: bench.reference_gemm,

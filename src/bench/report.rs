@@ -59,6 +59,14 @@ pub fn table(report: &Report) -> String {
     if let Some(g) = b.gpu_copy_gbps {
         let _ = write!(out, "; gpu copy {} GB/s", num(g));
     }
+    if let (Some(buf), Some(kern)) = (b.gpu_buffer_copy_gbps, b.gpu_kernel_copy_gbps) {
+        let _ = write!(
+            out,
+            " (faster of copy_buffer {} and a WGSL copy kernel {})",
+            num(buf),
+            num(kern)
+        );
+    }
     let _ = writeln!(out);
     if let (Some(up), Some(down)) = (b.gpu_upload_gbps, b.gpu_download_gbps) {
         let _ = writeln!(

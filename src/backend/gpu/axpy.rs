@@ -62,8 +62,7 @@ pub(super) fn run(exec: &mut Exec, t: &Axpy) -> Result<Outputs> {
             n: len as u32,
             _pad: [0; 2],
         };
-        let groups = grid::groups_for(len, TILE as u32)
-            .min(gpu.stream_groups(MAX_GROUPS));
+        let groups = grid::groups_for(len, TILE as u32).min(gpu.stream_groups(MAX_GROUPS));
         exec.compute(&[Pass::new(
             &pipeline,
             vec![(&xb, bytes), (&yb, bytes)],

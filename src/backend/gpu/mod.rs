@@ -15,6 +15,7 @@
 
 pub mod adapter;
 mod axpy;
+mod copy;
 mod exec;
 mod grid;
 mod mandelbrot;
@@ -34,6 +35,10 @@ use self::pool::BufferPool;
 use super::{Backend, BackendKind, Run};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Task};
+
+/// Shaders the backend runs that are not catalog kernels (the copy behind
+/// `anycore bench`'s GPU bandwidth baseline), for the shader tests.
+pub const UTILITY_SHADERS: &[&crate::kernel::ShaderInfo] = &[&copy::SHADER];
 
 /// How to open the GPU backend.
 #[derive(Clone, Debug)]
@@ -190,9 +195,7 @@ impl GpuBackend {
             pipelines: Mutex::default(),
             matmul_tuner,
             pool: BufferPool::default(),
-            staging: staging::Staging::new(
-                options.staging_chunk_bytes.unwrap_or(staging::CHUNK),
-            ),
+            staging: staging::Staging::new(options.staging_chunk_bytes.unwrap_or(staging::CHUNK)),
             timers: timestamps.then(Mutex::default),
             timestamp_period,
             lost,
@@ -226,6 +229,14 @@ impl GpuBackend {
             .copy(&src, &dst, bytes, 8)
             .inspect_err(|_| exec.discard())?;
         Ok((ms, bytes))
+    }
+
+    /// Milliseconds per copy of `bytes` (rounded down to whole vec4 and to
+    /// one binding) by a WGSL copy kernel, the mean over a batch of 8 in one
+    /// submission on the device's clock where it has one, and the bytes
+    /// copied: the memory bandwidth a kernel can reach, for `anycore bench`.
+    pub fn time_kernel_copy(&self, bytes: u64) -> Result<(f64, u64)> {
+        copy::time(self, bytes)
     }
 
     /// Whether kernel times come from the device's clock (timestamp

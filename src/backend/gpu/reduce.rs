@@ -89,8 +89,7 @@ pub(super) fn run(exec: &mut Exec, t: &Reduce) -> Result<Outputs> {
     let results = exec.output(vec4_bytes(chunks));
     for (i, (start, len)) in grid::chunks(n, chunk).enumerate() {
         exec.upload(&[(&src, bytemuck::cast_slice(&bits[start..start + len]))])?;
-        let groups = grid::groups_for(len, TILE as u32)
-            .min(gpu.stream_groups(MAX_GROUPS));
+        let groups = grid::groups_for(len, TILE as u32).min(gpu.stream_groups(MAX_GROUPS));
         exec.compute(&[
             fold(&pipeline, (&src, len), (&partials, 0), groups),
             fold(&pipeline, (&partials, groups as usize), (&results, i), 1),

@@ -191,7 +191,9 @@ impl Staging {
     /// Rings of staging buffers of `chunk` bytes (at least 4 KiB).
     pub fn new(chunk: u64) -> Staging {
         Staging {
-            chunk: chunk.max(4096).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT),
+            chunk: chunk
+                .max(4096)
+                .next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT),
             upload: Mutex::default(),
             download: Mutex::default(),
         }
@@ -227,14 +229,7 @@ impl Staging {
     ) -> Result<()> {
         let mut ring = lock(&self.download);
         let chunk = self.chunk.min(max_buffer_size);
-        let result = download(
-            &mut ring,
-            device,
-            queue,
-            chunk,
-            (src, offset),
-            out,
-        );
+        let result = download(&mut ring, device, queue, chunk, (src, offset), out);
         if result.is_err() {
             ring.clear();
         }

@@ -1,0 +1,84 @@
+//! The device's memory bandwidth as a WGSL kernel sees it: `shaders/copy.wgsl`
+//! copies one buffer into another with the access pattern of the
+//! memory-bound kernels. Not a catalog kernel; `anycore bench` uses it as
+//! the GPU copy baseline beside `copy_buffer_to_buffer`, which on some
+//! drivers runs far below the memory's speed (NVIDIA's Vulkan driver gave
+//! 0.82 TB/s on an H100 whose CUDA copy moves 2.9 TB/s).
+
+use super::GpuBackend;
+use super::exec::{Exec, Pass};
+use crate::error::Result;
+use crate::kernel::ShaderInfo;
+
+/// The copy shader.
+pub const SHADER: ShaderInfo = ShaderInfo {
+    file: "copy.wgsl",
+    source: include_str!("../../../shaders/copy.wgsl"),
+    entry_points: &[("copy", [WORKGROUP, 1, 1])],
+    trusted: true,
+};
+
+const WORKGROUP: u32 = 256;
+/// vec4 per invocation per loop iteration (`UNROLL` in the shader).
+const UNROLL: u32 = 4;
+/// Workgroups in the grid, as `axpy` uses.
+const GROUPS: u32 = 4096;
+/// Copies per submission: enough that one submission's overhead vanishes.
+const REPS: u32 = 8;
+
+/// Matches `Params` in the shader (padded to 16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    _pad: [u32; 3],
+}
+
+/// Milliseconds per copy of `bytes` (rounded down to whole vec4 and to one
+/// binding), on the device's clock where it has one, and the bytes copied.
+pub(super) fn time(gpu: &GpuBackend, bytes: u64) -> Result<(f64, u64)> {
+    let bytes = bytes.min(gpu.max_binding) & !15;
+    let module = gpu
+        .device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(SHADER.file),
+            source: wgpu::ShaderSource::Wgsl(SHADER.source.into()),
+        });
+    let pipeline = gpu
+        .device
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(SHADER.file),
+            layout: None,
+            module: &module,
+            entry_point: Some(SHADER.entry_points[0].0),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+    let mut exec = Exec::new(gpu);
+    let (src, dst) = (exec.storage(bytes), exec.storage(bytes));
+    let n = u32::try_from(bytes / 16).unwrap_or(u32::MAX);
+    let groups = n.div_ceil(WORKGROUP * UNROLL).clamp(1, GROUPS);
+    let params = Params { n, _pad: [0; 3] };
+    let passes: Vec<Pass> = (0..REPS)
+        .map(|i| {
+            let (a, b) = if i % 2 == 0 {
+                (&src, &dst)
+            } else {
+                (&dst, &src)
+            };
+            Pass::new(
+                &pipeline,
+                vec![(a, bytes), (b, bytes)],
+                &params,
+                (groups, 1, 1),
+            )
+        })
+        .collect();
+    let run = exec.compute(&passes);
+    run.inspect_err(|_| exec.discard())?;
+    let t = exec.finish();
+    Ok((
+        t.kernel_device.unwrap_or(t.compute) / f64::from(REPS),
+        bytes,
+    ))
+}
