@@ -72,18 +72,9 @@ impl Default for EngineConfig {
     }
 }
 
-/// `$ANYCORE_CACHE_DIR`, `$XDG_CACHE_HOME/anycore` or `~/.cache/anycore`,
-/// then `cost-model.json`.
+/// `cost-model.json` in the cache folder ([`crate::cache::dir`]).
 pub fn default_cache_file() -> Option<PathBuf> {
-    let var = |name| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    let dir = var("ANYCORE_CACHE_DIR")
-        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("anycore")))
-        .or_else(|| var("HOME").map(|d| d.join(".cache").join("anycore")))?;
-    Some(dir.join("cost-model.json"))
+    Some(crate::cache::dir()?.join("cost-model.json"))
 }
 
 /// The cache file's contents: a model and the devices it was measured on.

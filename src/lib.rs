@@ -17,6 +17,8 @@
 //! - [`bench`]: `anycore bench` — throughput per kernel, backend and size,
 //!   beside baselines timed in the same run.
 //! - [`error`]: the error type; the command line maps it to exit codes.
+//! - [`cache`]: the folder where measurements (cost model, tuned GPU
+//!   kernel variants) are kept between runs.
 //!
 //! # Example
 //!
@@ -44,6 +46,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod cache;
 pub mod coordinator;
 pub mod engine;
 pub mod error;

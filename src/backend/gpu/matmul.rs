@@ -13,7 +13,6 @@
 //! block's grid also stays within the per-dimension workgroup limit.
 
 use super::exec::{Exec, Pass};
-use super::tune::Problem;
 use crate::error::{Error, Result};
 use crate::kernel::matmul::{MAX_TILE, Matmul, VARIANTS};
 use crate::kernel::{Kernel, Outputs};
@@ -26,6 +25,14 @@ struct Dims {
     k: u32,
     n: u32,
     _pad: u32,
+}
+
+/// What the host needs to time variants on a job's own buffers: the first
+/// block's shape and its `a` and `b` on the device.
+pub(super) struct Problem<'a> {
+    pub shape: Shape,
+    pub a: &'a wgpu::Buffer,
+    pub b: &'a wgpu::Buffer,
 }
 
 /// The extents of one product (or block of one) on the device.

@@ -23,7 +23,7 @@
 //!   error scope) is left out instead of failing the job.
 //! - **Cache**: the winner per class is kept in memory and written to
 //!   `matmul-variants.json` beside the cost model
-//!   ([`crate::engine::default_cache_file`]'s folder), under a key naming
+//!   (the folder of [`crate::cache::dir`]), under a key naming
 //!   the adapter, its driver, anycore's version and a hash of the shader
 //!   source, so later processes skip tuning and a changed shader or driver
 //!   tunes again. A missing, unreadable or corrupt file is ignored (and
@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use super::GpuBackend;
 use super::adapter::{self, AdapterReport};
 use super::exec::Exec;
-use super::matmul::{Shape, pass};
+use super::matmul::{Problem, Shape, pass};
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
 use crate::kernel::matmul::{SHADER, VARIANTS, Variant, WORKGROUP, variant, vec4_shape};
@@ -217,12 +217,11 @@ impl CacheFile {
     }
 }
 
-/// The tuning cache's path: `matmul-variants.json` in the cost model's
-/// cache folder (`$ANYCORE_CACHE_DIR`, `$XDG_CACHE_HOME/anycore` or
-/// `~/.cache/anycore`), or `None` when there is no such folder.
+/// The tuning cache's path: `matmul-variants.json` in the cache folder
+/// ([`crate::cache::dir`]: `$ANYCORE_CACHE_DIR`, `$XDG_CACHE_HOME/anycore`
+/// or `~/.cache/anycore`), or `None` when there is no such folder.
 pub fn cache_file() -> Option<PathBuf> {
-    let model = crate::engine::default_cache_file()?;
-    Some(model.parent()?.join("matmul-variants.json"))
+    Some(crate::cache::dir()?.join("matmul-variants.json"))
 }
 
 /// The key under which an adapter's choices are cached: its name, API,
@@ -298,14 +297,6 @@ fn unknown_variant(name: &str) -> Error {
         "unknown matmul variant '{name}' (known: {})",
         known.join(", ")
     ))
-}
-
-/// What the host needs to time variants on a job's own buffers: the first
-/// block's shape and its `a` and `b` on the device.
-pub(super) struct Problem<'a> {
-    pub shape: Shape,
-    pub a: &'a wgpu::Buffer,
-    pub b: &'a wgpu::Buffer,
 }
 
 /// A [`GpuBackend`]'s matmul choices: forced, cached or tuned.
