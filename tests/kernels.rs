@@ -562,3 +562,35 @@ fn gpu_splits_inputs_past_the_real_binding_limit() {
         check_reduce(gpu, op, TensorData::F32(random_f32(&mut rng, n)));
     }
 }
+
+/// `anycore bench`'s "back to back" timing runs every kernel's passes
+/// several times in one compute pass: it gives a positive time per run for
+/// every kernel (also when jobs are chunked), and leaves the backend sound
+/// for the next job, whose result is checked.
+#[test]
+fn gpu_back_to_back_timing_runs_every_kernel() {
+    for gpu in [common::gpu(), common::gpu_small_bindings()]
+        .into_iter()
+        .flatten()
+    {
+        let mut rng = rng();
+        for kernel in Kernel::ALL {
+            let task = anycore::bench::workload::task(kernel, 96, rng.random())
+                .expect("a small bench task");
+            let ms = gpu
+                .time_back_to_back(&task, 3)
+                .unwrap_or_else(|e| panic!("{kernel} back to back on {}: {e}", common::name(gpu)));
+            assert!(ms.is_finite() && ms > 0.0, "{kernel}: {ms} ms per run");
+        }
+        // A job after it runs its kernel once, not three times.
+        let task = anycore::bench::workload::task(Kernel::Axpy, 1_001, rng.random()).unwrap();
+        let got = run(gpu, &task);
+        let want = task.reference();
+        common::assert_close(
+            "axpy after back-to-back timing",
+            got["out"].as_f32().unwrap(),
+            want["out"].as_f32().unwrap(),
+            1e-6,
+        );
+    }
+}

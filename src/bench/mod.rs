@@ -16,7 +16,10 @@
 //! A GPU run reports two figures from the same run: "resident" is its
 //! kernel phase (data already on the device; on the device's own clock
 //! where it has timestamp queries, `machine.gpu_timer` says which),
-//! "end_to_end" adds the uploads and downloads.
+//! "end_to_end" adds the uploads and downloads. On a real GPU a third row,
+//! "back_to_back", runs the kernels 8 times in one pass on resident data:
+//! what they do on a busy GPU, which a lone dispatch after idle transfers
+//! may not show (an idle H100 drops its SM clock to 345 MHz).
 
 pub mod baseline;
 pub mod measure;
@@ -190,7 +193,8 @@ pub struct ResultRow {
     pub kernel: String,
     /// "cpu" or "gpu".
     pub backend: String,
-    /// "cpu", "resident" or "end_to_end".
+    /// "cpu", "resident", "end_to_end" or "back_to_back" (the kernels run
+    /// 8 times back to back on resident data, per run; real GPUs only).
     pub mode: String,
     /// The size (elements, or n of n×n).
     pub size: usize,
@@ -245,6 +249,9 @@ const GEMM_LOOP_MAX: usize = 2048;
 
 /// Bytes copied by the GPU bandwidth test.
 const GPU_COPY_BYTES: u64 = 256 << 20;
+
+/// Runs of a kernel back to back in one pass for the "back_to_back" rows.
+const BACK_TO_BACK: u32 = 8;
 
 /// Bytes moved each way by the host↔device transfer test.
 const GPU_TRANSFER_BYTES: u64 = 256 << 20;
@@ -569,6 +576,15 @@ impl Bench {
             size,
             end_to_end,
         );
+        // On a real GPU, also the kernels back to back on resident data: a
+        // lone dispatch after a job's uploads may meet an idled, down-clocked
+        // GPU. (Skipped on software adapters, where it only costs time.)
+        if !crate::backend::gpu::adapter::is_software(gpu.info()) {
+            let [busy] = repeat(&self.plan, || {
+                Ok([gpu.time_back_to_back(task, BACK_TO_BACK)?])
+            })?;
+            self.row(task.kernel(), BackendKind::Gpu, "back_to_back", size, busy);
+        }
         Ok(first.expect("repeat runs at least once"))
     }
 
@@ -581,7 +597,8 @@ impl Bench {
             (BackendKind::Cpu, _) => Some(self.bandwidth.read_gbps),
         }
         .filter(|_| memory_bound);
-        let (name, baseline) = if mode == "resident" && memory_bound {
+        let on_device = matches!(mode, "resident" | "back_to_back");
+        let (name, baseline) = if on_device && memory_bound {
             ("gpu copy".to_owned(), self.gpu_copy_gbps)
         } else {
             let name = cpu_baseline_name(kernel, self.reference_gemm.is_some());

@@ -100,6 +100,7 @@ pub fn table(report: &Report) -> String {
             let who = match r.mode.as_str() {
                 "resident" => "gpu resident",
                 "end_to_end" => "gpu end to end",
+                "back_to_back" => "gpu 8 in a row",
                 _ => "cpu",
             };
             let baseline = match (&r.baseline_name, r.baseline, r.baseline_ratio) {

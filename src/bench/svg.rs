@@ -67,6 +67,7 @@ fn series(report: &Report, kernel: Kernel) -> Vec<Series> {
         ("cpu", "cpu", "#1f77b4", ""),
         ("resident", "gpu resident", "#d62728", ""),
         ("end_to_end", "gpu end to end", "#ff7f0e", "6 3"),
+        ("back_to_back", "gpu 8 in a row", "#9467bd", "2 2"),
     ] {
         let points: Vec<(f64, f64)> = report
             .results

@@ -52,6 +52,7 @@ pub(super) struct Exec<'g> {
     timings: Timings,
     held: Vec<wgpu::Buffer>,
     discard: bool,
+    repeats: u32,
 }
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -65,7 +66,17 @@ impl<'g> Exec<'g> {
             timings: Timings::default(),
             held: Vec::new(),
             discard: false,
+            repeats: 1,
         }
+    }
+
+    /// Records every [`Exec::compute`] call's passes `repeats` times over,
+    /// back to back in one compute pass, and counts the kernel time per
+    /// repetition: the kernels' speed on a busy GPU with the data resident,
+    /// for benchmarks. Kernels that update in place (`axpy`) then return
+    /// the result of several applications.
+    pub fn repeat_compute(&mut self, repeats: u32) {
+        self.repeats = repeats.max(1);
     }
 
     /// The backend this run is on.
@@ -122,6 +133,7 @@ impl<'g> Exec<'g> {
                 label: None,
                 timestamp_writes: timer.as_ref().map(timer::Kit::writes),
             });
+            let mut groups = Vec::with_capacity(passes.len());
             for pass in passes {
                 // Uniform parameters are tiny: a fresh buffer per pass, not pooled.
                 let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -150,10 +162,15 @@ impl<'g> Exec<'g> {
                     layout: &pass.pipeline.get_bind_group_layout(0),
                     entries: &entries,
                 });
-                cpass.set_pipeline(pass.pipeline);
-                cpass.set_bind_group(0, &bind_group, &[]);
-                let (x, y, z) = pass.groups;
-                cpass.dispatch_workgroups(x, y, z);
+                groups.push(bind_group);
+            }
+            for _ in 0..self.repeats {
+                for (pass, bind_group) in passes.iter().zip(&groups) {
+                    cpass.set_pipeline(pass.pipeline);
+                    cpass.set_bind_group(0, bind_group, &[]);
+                    let (x, y, z) = pass.groups;
+                    cpass.dispatch_workgroups(x, y, z);
+                }
             }
         }
         if let Some(kit) = &timer {
@@ -162,11 +179,11 @@ impl<'g> Exec<'g> {
         self.gpu.queue.submit([encoder.finish()]);
         self.wait()?;
         if let (Some(kit), Some(free)) = (timer, &self.gpu.timers) {
-            let ms = kit.read_ms(device, self.gpu.timestamp_period)?;
+            let ms = kit.read_ms(device, self.gpu.timestamp_period)? / f64::from(self.repeats);
             *self.timings.kernel_device.get_or_insert(0.0) += ms;
             lock(free).push(kit);
         }
-        self.timings.compute += ms_since(start);
+        self.timings.compute += ms_since(start) / f64::from(self.repeats);
         Ok(())
     }
 
