@@ -10,7 +10,7 @@
 
 use super::{Inputs, Outputs, Params, ShaderInfo, Signature};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Tensor, TensorData};
+use crate::tensor::{DType, MAX_ELEMENTS, Tensor, TensorData};
 
 /// Inputs `a`, `b`; no parameters; output `out`.
 pub const SIGNATURE: Signature = Signature {
@@ -166,13 +166,25 @@ pub struct Matmul {
 impl Matmul {
     /// `a` (m×k, row-major) times `b` (k×n, row-major).
     pub fn new(m: usize, k: usize, n: usize, a: Vec<f32>, b: Vec<f32>) -> Result<Self> {
-        if a.len() != m * k || b.len() != k * n {
+        // Checked: (2³², 2³²) inputs must not wrap to an empty product.
+        let count = |r: usize, c: usize| r.checked_mul(c).filter(|&e| e <= MAX_ELEMENTS);
+        let (Some(a_len), Some(b_len)) = (count(m, k), count(k, n)) else {
             return Err(Error::bad(format!(
-                "matmul: a needs {m}×{k} = {} elements (has {}), b needs {k}×{n} = {} (has {})",
-                m * k,
+                "matmul: a ({m}×{k}) or b ({k}×{n}) has more than {MAX_ELEMENTS} elements"
+            )));
+        };
+        if a.len() != a_len || b.len() != b_len {
+            return Err(Error::bad(format!(
+                "matmul: a needs {m}×{k} = {a_len} elements (has {}), b needs {k}×{n} = {b_len} (has {})",
                 a.len(),
-                k * n,
                 b.len()
+            )));
+        }
+        // The output is allocated from m and n alone, which empty inputs
+        // ((m, 0) by (0, n)) do not bound.
+        if count(m, n).is_none() {
+            return Err(Error::bad(format!(
+                "matmul: the product would be {m}×{n}, more than {MAX_ELEMENTS} elements"
             )));
         }
         Ok(Matmul { m, k, n, a, b })

@@ -14,9 +14,7 @@ const MAX_ELEMENTS: usize = 1 << 30;
 /// A tensor of `shape` with elements drawn from `seed`: floats uniform in
 /// [-1, 1), integers over their whole range.
 pub fn random_tensor(dtype: DType, shape: &[usize], seed: u64) -> Result<Tensor> {
-    let n = shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+    let n = crate::tensor::element_count(shape)
         .filter(|&n| n <= MAX_ELEMENTS)
         .ok_or_else(|| {
             Error::BadInput(format!(

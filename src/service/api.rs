@@ -161,7 +161,7 @@ impl ArrayIn {
                 let dtype = DType::from_name(&dtype).ok_or_else(|| {
                     bad(format!("unknown dtype '{dtype}' (use f32, u32, i32 or u8)"))
                 })?;
-                let expected = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                let expected = crate::tensor::element_count(&shape);
                 if expected != Some(data.len()) {
                     return Err(bad(format!(
                         "shape {shape:?} needs {} elements but 'data' has {}",

@@ -30,6 +30,14 @@ impl DType {
         }
     }
 
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 | DType::U32 | DType::I32 => 4,
+            DType::U8 => 1,
+        }
+    }
+
     /// The short name used in messages and JSON (`f32`, `u32`, …).
     pub fn name(self) -> &'static str {
         match self {
@@ -118,6 +126,18 @@ pub struct Tensor {
     data: TensorData,
 }
 
+/// Most elements in any tensor anycore builds from sizes a user gave (a
+/// kernel's output, an array a file declares): 2³¹, 8 GiB of f32. Checked
+/// before anything is allocated.
+pub const MAX_ELEMENTS: usize = 1 << 31;
+
+/// The number of elements of `shape`, or `None` when the product
+/// overflows `usize` (a shape such as `(2**60, 16)` must not wrap around to
+/// a small count).
+pub fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
 impl Tensor {
     /// Builds a tensor; the shape's product must equal the number of elements.
     ///
@@ -126,8 +146,8 @@ impl Tensor {
     /// never a user error (user input is checked before it gets here).
     pub fn new(shape: Vec<usize>, data: TensorData) -> Self {
         assert_eq!(
-            shape.iter().product::<usize>(),
-            data.len(),
+            element_count(&shape),
+            Some(data.len()),
             "shape {shape:?} does not match {} elements",
             data.len()
         );

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use npyz::{DType as NpyDType, Order, TypeChar, WriterBuilder};
 
-use super::{DType, Tensor, TensorData};
+use super::{DType, MAX_ELEMENTS, Tensor, TensorData, element_count};
 use crate::error::{Error, Result};
 
 /// Reads a `.npy` file.
@@ -20,17 +20,26 @@ pub fn read(path: &Path) -> Result<Tensor> {
         message,
     };
     let file = File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
-    parse(BufReader::new(file)).map_err(bad)
+    let size = file
+        .metadata()
+        .map_err(|e| bad(format!("cannot open: {e}")))?
+        .len();
+    parse(BufReader::new(file), size).map_err(bad)
 }
 
 /// Reads `.npy` bytes held in memory; the error says what is wrong.
 pub fn from_bytes(bytes: &[u8]) -> Result<Tensor, String> {
-    parse(bytes)
+    parse(bytes, bytes.len() as u64)
 }
 
-/// Parses a `.npy` stream, or says what is wrong with it.
-fn parse(reader: impl Read) -> Result<Tensor, String> {
-    let npy = npyz::NpyFile::new(reader).map_err(|e| format!("not a valid .npy file ({e})"))?;
+/// Parses a `.npy` stream of `size` bytes in all, or says what is wrong
+/// with it. The header's shape is checked against `size` before the data
+/// is read: the reader allocates what the header promises, so a 100-byte
+/// file must not get to promise 2⁶⁴ elements.
+fn parse(mut reader: impl Read, size: u64) -> Result<Tensor, String> {
+    let preamble = read_preamble(&mut reader)?;
+    let npy = npyz::NpyFile::new(std::io::Cursor::new(preamble).chain(reader))
+        .map_err(|e| format!("not a valid .npy file ({e})"))?;
     if npy.order() == Order::Fortran {
         return Err(
             "Fortran-order arrays are not supported; save it with numpy.ascontiguousarray(a)"
@@ -61,6 +70,18 @@ fn parse(reader: impl Read) -> Result<Tensor, String> {
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| format!("dimension {d} is too large")))
         .collect::<Result<_, _>>()?;
+    let elements = element_count(&shape)
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .ok_or_else(|| {
+            format!("shape {shape:?} has more than {MAX_ELEMENTS} elements, the most anycore reads")
+        })?;
+    // Both factors are at most 2³¹ and 4: no overflow.
+    let bytes = elements as u64 * dtype.size() as u64;
+    if bytes > size {
+        return Err(format!(
+            "header promises shape {shape:?} ({bytes} bytes of {dtype}) but the file holds {size} bytes in all"
+        ));
+    }
     let truncated = |e: std::io::Error| format!("cannot read the array data ({e})");
     let data = match dtype {
         DType::F32 => TensorData::F32(npy.into_vec().map_err(truncated)?),
@@ -68,13 +89,81 @@ fn parse(reader: impl Read) -> Result<Tensor, String> {
         DType::I32 => TensorData::I32(npy.into_vec().map_err(truncated)?),
         DType::U8 => TensorData::U8(npy.into_vec().map_err(truncated)?),
     };
-    if shape.iter().product::<usize>() != data.len() {
+    if elements != data.len() {
         return Err(format!(
             "header promises shape {shape:?} but the file holds {} elements",
             data.len()
         ));
     }
     Ok(Tensor::new(shape, data))
+}
+
+/// Longest header accepted: NumPy writes a few hundred bytes at most.
+const MAX_HEADER: usize = 64 * 1024;
+
+/// Reads the magic, version, header length and header, and checks the
+/// shape the header declares before `npyz` sees it: `npyz` multiplies the
+/// dimensions without overflow checks (npyz 0.9.1, read.rs
+/// `NpyHeader::from_parts`), which panics or wraps around to a small count,
+/// and allocates whatever a header length field claims. Returns the bytes
+/// read, for `npyz` to parse again.
+fn read_preamble(reader: &mut impl Read) -> Result<Vec<u8>, String> {
+    let not_npy = |what: &str| format!("not a valid .npy file ({what})");
+    let mut head = vec![0u8; 8];
+    reader
+        .read_exact(&mut head)
+        .map_err(|_| not_npy("too short"))?;
+    if &head[..6] != b"\x93NUMPY" {
+        return Err(not_npy("no .npy magic string"));
+    }
+    let len_bytes = if head[6] == 1 { 2 } else { 4 };
+    let mut len = [0u8; 4];
+    reader
+        .read_exact(&mut len[..len_bytes])
+        .map_err(|_| not_npy("too short"))?;
+    head.extend_from_slice(&len[..len_bytes]);
+    let header_len = u32::from_le_bytes(len) as usize;
+    if header_len > MAX_HEADER {
+        return Err(not_npy(&format!(
+            "its header claims {header_len} bytes; at most {MAX_HEADER} are accepted"
+        )));
+    }
+    let start = head.len();
+    head.resize(start + header_len, 0);
+    reader
+        .read_exact(&mut head[start..])
+        .map_err(|_| not_npy("the header is cut short"))?;
+    let header = String::from_utf8_lossy(&head[start..]);
+    let shape =
+        header_shape(&header).ok_or_else(|| not_npy("cannot read the shape in its header"))?;
+    let count = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
+    // npyz also multiplies the dimensions into strides, zeros or not.
+    let strides = shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1u64, |n, &d| n.checked_mul(d));
+    if strides.is_none() || count.is_none_or(|n| n > MAX_ELEMENTS as u64) {
+        return Err(format!(
+            "shape {shape:?} has more than {MAX_ELEMENTS} elements, the most anycore reads"
+        ));
+    }
+    Ok(head)
+}
+
+/// The dimensions of the `'shape': (…)` entry of a header, or `None`.
+fn header_shape(header: &str) -> Option<Vec<u64>> {
+    let key = header
+        .find("'shape'")
+        .or_else(|| header.find("\"shape\""))?;
+    let rest = &header[key..];
+    let open = rest.find('(')?;
+    let close = open + rest[open..].find(')')?;
+    rest[open + 1..close]
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.trim_end_matches('L').parse::<u64>().ok())
+        .collect()
 }
 
 /// A tensor as `.npy` bytes.
