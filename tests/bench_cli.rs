@@ -128,6 +128,24 @@ fn quick_cpu_bench_writes_a_consistent_report_and_chart() {
         assert!(report["crossover"][kernel].is_null(), "{kernel}");
         assert!(report["max_rel_diff"][kernel].is_null(), "{kernel}");
     }
+    // Each kernel timed before and after the others, at the middle of its
+    // sweep (here 1000), its ratio the two times' quotient.
+    let order = report["order_check"].as_array().unwrap();
+    let named: Vec<&str> = order
+        .iter()
+        .map(|c| c["kernel"].as_str().unwrap())
+        .collect();
+    assert_eq!(named, kernels, "order check: {order:?}");
+    for c in order {
+        let (first, after) = (
+            c["first_ms"].as_f64().unwrap(),
+            c["after_ms"].as_f64().unwrap(),
+        );
+        assert_eq!(c["size"].as_u64(), Some(1000), "{c}");
+        assert!(first > 0.0 && after > 0.0, "{c}");
+        assert!(close(c["ratio"].as_f64().unwrap(), first / after), "{c}");
+    }
+    assert!(table.contains("over the rate before"), "{table}");
     let curves = report["baselines"]["curves"].as_array().unwrap();
     for (kernel, name) in [
         ("axpy", "rayon loop"),

@@ -83,6 +83,11 @@ pub struct Report {
     /// Per kernel, the smallest size at which the GPU end to end beat the
     /// CPU (`null`: none in range, or no GPU).
     pub crossover: BTreeMap<String, Option<usize>>,
+    /// With several kernels on the CPU: each timed at one size before any
+    /// other kernel ran and again after all had, so that state one kernel
+    /// leaves on the pool's threads (a matmul once made mandelbrot 3×
+    /// slower) shows; a slowdown past 1.5× also gets a note.
+    pub order_check: Vec<OrderCheck>,
     /// Per kernel, the largest relative norm ‖gpu − cpu‖ / ‖cpu‖ over the
     /// sizes (`null` without both backends).
     pub max_rel_diff: BTreeMap<String, Option<f64>>,
@@ -256,6 +261,50 @@ const BACK_TO_BACK: u32 = 8;
 /// Bytes moved each way by the host↔device transfer test.
 const GPU_TRANSFER_BYTES: u64 = 256 << 20;
 
+/// One kernel timed on the CPU before and after the others ran.
+#[derive(Clone, Debug, Serialize)]
+pub struct OrderCheck {
+    /// Kernel name.
+    pub kernel: String,
+    /// The size timed (the middle of its sweep).
+    pub size: usize,
+    /// Fastest milliseconds before any other kernel ran.
+    pub first_ms: f64,
+    /// Fastest milliseconds after all the others had.
+    pub after_ms: f64,
+    /// first_ms / after_ms: the rate after over the rate before.
+    pub ratio: f64,
+}
+
+/// Below this rate ratio (after / before), the order check adds a note.
+const ORDER_SLOWDOWN: f64 = 1.0 / 1.5;
+
+/// Times each kernel of the sweeps on the CPU at the middle size of its
+/// sweep (the same task the sweep runs there): (kernel, size, fastest ms).
+/// The fastest run, not the median: state left on the threads slows every
+/// run, a busy neighbour only some.
+fn order_probe(
+    cpu: &CpuBackend,
+    plan: &Repeat,
+    sweeps: &[(Kernel, Vec<usize>)],
+    seed: u64,
+) -> Result<Vec<(Kernel, usize, f64)>> {
+    let mut out = Vec::new();
+    for (kernel, sizes) in sweeps {
+        let Some(&size) = sizes.get(sizes.len() / 2) else {
+            continue;
+        };
+        let mut work = workload::task(*kernel, size, seed + (sizes.len() / 2) as u64 * 2)?;
+        let [s] = repeat(plan, || {
+            let run = cpu.run_in_place(&mut work);
+            restore(&mut work, run.outputs);
+            Ok([run.timings.total])
+        })?;
+        out.push((*kernel, size, s.min_ms));
+    }
+    Ok(out)
+}
+
 /// Runs the benchmark. `progress` hears about each step as it starts.
 pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report> {
     let plan = Repeat::new(config.quick);
@@ -315,8 +364,12 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         };
         1 + usize::from(gpu.is_some()) + usize::from(apart)
     };
+    // With several kernels on the CPU, each is timed once before any other
+    // runs and once after all have (two steps).
+    let order_check = measure_cpu && sweeps.len() > 1;
     let total = 1
         + usize::from(gpu.is_some())
+        + 2 * usize::from(order_check)
         + sweeps
             .iter()
             .map(|(k, s)| s.len() * per_size(*k))
@@ -360,6 +413,13 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
             )
         }
         None => (None, None, None),
+    };
+
+    let fresh = if order_check {
+        step("each kernel before the others run".into());
+        order_probe(&cpu, &plan, &sweeps, config.seed)?
+    } else {
+        Vec::new()
     };
 
     let mut bench = Bench {
@@ -416,6 +476,29 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         bench.summarise(kernel, sizes, diff);
     }
     drop(numpy);
+    let mut order = Vec::new();
+    if order_check {
+        step("each kernel again, after all the others".into());
+        let again = order_probe(&cpu, &plan, &sweeps, config.seed)?;
+        for ((kernel, size, first), (_, _, later)) in fresh.into_iter().zip(again) {
+            let ratio = first / later;
+            if ratio < ORDER_SLOWDOWN {
+                bench.notes.push(format!(
+                    "{kernel} {size} ran {:.2}× slower on the CPU after the other kernels \
+                     than before them ({first:.3} → {later:.3} ms): an earlier kernel left \
+                     state behind on the pool's threads",
+                    first.max(later) / first.min(later).max(f64::MIN_POSITIVE)
+                ));
+            }
+            order.push(OrderCheck {
+                kernel: kernel.name().into(),
+                size,
+                first_ms: first,
+                after_ms: later,
+                ratio,
+            });
+        }
+    }
     step("done".into());
 
     let unix_time = std::time::SystemTime::now()
@@ -460,6 +543,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         },
         results: bench.results,
         crossover: bench.crossover,
+        order_check: order,
         max_rel_diff: bench.max_rel_diff,
         speedup: bench.speedup,
         notes: bench.notes,

@@ -148,6 +148,22 @@ pub fn table(report: &Report) -> String {
             "  crossover (gpu end to end beats cpu): {crossover}; max relative difference gpu vs cpu: {diff}"
         );
     }
+    if !report.order_check.is_empty() {
+        let list: Vec<String> = report
+            .order_check
+            .iter()
+            .map(|c| {
+                let kernel =
+                    Kernel::from_name(&c.kernel).map_or(c.size.to_string(), |k| size(k, c.size));
+                format!("{} {kernel} {}×", c.kernel, num(c.ratio))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "\ncpu rate after all other kernels ran, over the rate before: {}",
+            list.join(", ")
+        );
+    }
     for note in &report.notes {
         let _ = writeln!(out, "\nnote: {note}");
     }

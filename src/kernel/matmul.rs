@@ -163,6 +163,36 @@ pub struct Matmul {
     pub b: Vec<f32>,
 }
 
+/// Products with fewer multiply-adds than this (128³) run on the calling
+/// thread alone, which then is the only one whose SIMD state needs
+/// clearing: a broadcast to every pool thread costs about 15 µs, as much as
+/// a whole 64³ product. (faer itself goes parallel from 4096·4 on; below
+/// 128³ that gains little on a few cores: 64³ took 13 µs parallel, 18–27
+/// sequential, 27 parallel with the broadcast, on 2 cores.)
+const PAR_MIN_WORK: u64 = 1 << 21;
+
+/// Zeroes the upper halves of the AVX registers on the calling thread.
+///
+/// faer's gemm returns with them dirty on the threads that ran it; every
+/// later non-VEX (SSE) instruction on those threads then pays a transition
+/// penalty, which made the CPU `mandelbrot` 3× slower after one `matmul` in
+/// the same pool (14 → 45 ms at 1024², on an AMD EPYC; a `vzeroupper` on
+/// each pool thread brought it back to 14 ms). The same fix as oneDNN's
+/// (uxlfoundation/oneDNN#247): clean up after the library, where it ends.
+fn clear_upper_simd_state() {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        #[target_feature(enable = "avx")]
+        fn zero_upper() {
+            // Safe inside an AVX function; it clears only bits that hold no
+            // live value across a call.
+            std::arch::x86_64::_mm256_zeroupper()
+        }
+        // SAFETY: the CPU has AVX.
+        unsafe { zero_upper() }
+    }
+}
+
 impl Matmul {
     /// `a` (m×k, row-major) times `b` (k×n, row-major).
     pub fn new(m: usize, k: usize, n: usize, a: Vec<f32>, b: Vec<f32>) -> Result<Self> {
@@ -226,8 +256,15 @@ impl Matmul {
             let a = MatRef::from_row_major_slice(&self.a, m, k);
             let b = MatRef::from_row_major_slice(&self.b, k, n);
             let c = MatMut::from_row_major_slice_mut(&mut out, m, n);
-            // Par::rayon(0) uses every thread of the pool we were installed in.
-            faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0f32, Par::rayon(0));
+            let work = (m as u64) * (k as u64) * (n as u64);
+            if work < PAR_MIN_WORK {
+                faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0f32, Par::Seq);
+                clear_upper_simd_state();
+            } else {
+                // Par::rayon(0) uses every thread of the pool we were installed in.
+                faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0f32, Par::rayon(0));
+                rayon::broadcast(|_| clear_upper_simd_state());
+            }
         }
         self.outputs(out)
     }
