@@ -10,6 +10,7 @@ use std::process::Output;
 use anycore::kernel::{Job, Kernel, Task};
 use anycore::tensor::{Tensor, TensorData, npy};
 use common::{anycore, assert_close, random_f32, rng, stderr};
+use rand::Rng;
 
 fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "failed: {}", stderr(out));
@@ -328,4 +329,126 @@ fn bad_input_is_exit_2_naming_the_problem() {
         &["only mandelbrot"],
     );
     assert_bad_input(&["run", "axpy", "--backend", "tpu"], &["tpu"]);
+}
+
+/// `anycore kernels` lists every kernel with its inputs, parameters and
+/// outputs, as text and as JSON; one kernel by name; an unknown name is
+/// bad usage (exit 2).
+#[test]
+fn kernels_lists_the_catalog() {
+    let out = anycore(&["kernels"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for kernel in Kernel::ALL {
+        let sig = kernel.signature();
+        assert!(text.contains(kernel.name()), "{kernel} missing:\n{text}");
+        for p in sig.params {
+            assert!(
+                text.contains(&format!("-p {}", p.name)),
+                "{kernel} {}:\n{text}",
+                p.name
+            );
+        }
+    }
+
+    let out = anycore(&["kernels", "--json"], &[]);
+    let all = json(&out);
+    let names: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = Kernel::ALL.iter().map(|k| k.name()).collect();
+    assert_eq!(names, want);
+
+    let out = anycore(&["kernels", "mandelbrot", "--json"], &[]);
+    let one = json(&out);
+    assert_eq!(one["name"], "mandelbrot");
+    assert_eq!(one["params"][0]["name"], "width");
+    assert!(one["params"][0]["default"].is_null(), "width is required");
+    assert!(
+        one["example"]
+            .as_str()
+            .unwrap()
+            .starts_with("anycore run mandelbrot")
+    );
+
+    let out = anycore(&["kernels", "nope"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown kernel 'nope'"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The README's kernel table names every kernel in the catalog.
+#[test]
+fn readme_kernel_table_names_every_kernel() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for kernel in Kernel::ALL {
+        assert!(
+            readme
+                .lines()
+                .any(|l| l.starts_with(&format!("| `{}` |", kernel.name()))),
+            "README.md's kernel table has no row for {kernel}"
+        );
+    }
+}
+
+/// The defaults `anycore kernels` documents are the ones validation
+/// applies: a job that leaves a parameter out builds the same task as one
+/// that passes the documented default.
+#[test]
+fn documented_defaults_are_the_applied_ones() {
+    let mut rng = rng();
+    for kernel in Kernel::ALL {
+        let base = || {
+            let mut job = Job::new(kernel);
+            for a in kernel.signature().inputs {
+                let t = match (kernel, a.name) {
+                    (Kernel::Matmul, _) => {
+                        Tensor::new(vec![2, 2], TensorData::F32(vec![0.5, -1.0, 2.0, 0.25]))
+                    }
+                    _ => Tensor::from_f32(vec![0.5, -1.0, 2.0]),
+                };
+                job = job.input(a.name, t);
+            }
+            for p in kernel
+                .signature()
+                .params
+                .iter()
+                .filter(|p| p.default.is_none())
+            {
+                job = job.param(p.name, 7);
+            }
+            job
+        };
+        for p in kernel.signature().params {
+            let Some(default) = p.default else { continue };
+            let implicit = Task::new(base()).unwrap();
+            let explicit = Task::new(base().param(p.name, default)).unwrap();
+            assert_eq!(
+                format!("{implicit:?}"),
+                format!("{explicit:?}"),
+                "{kernel}: '{}' documented as {default}",
+                p.name
+            );
+            // And a different value does change the task (the test can fail).
+            let other = if default == "sum" {
+                "max".to_owned()
+            } else {
+                format!("{}", rng.random_range(3..9))
+            };
+            let changed = Task::new(base().param(p.name, &other)).unwrap();
+            assert_ne!(
+                format!("{implicit:?}"),
+                format!("{changed:?}"),
+                "{kernel}: '{}'",
+                p.name
+            );
+        }
+    }
 }

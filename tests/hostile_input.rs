@@ -263,12 +263,12 @@ fn kernel_validation_survives_random_shapes_and_params() {
         let kernel = Kernel::ALL[rng.random_range(0..Kernel::ALL.len())];
         let sig = kernel.signature();
         let mut job = Job::new(kernel);
-        for name in sig.inputs {
+        for name in sig.inputs.iter().map(|a| a.name) {
             if rng.random_bool(0.95) {
                 job = job.input(name, tensor(&mut rng));
             }
         }
-        for name in sig.params {
+        for name in sig.params.iter().map(|p| p.name) {
             if rng.random_bool(0.6) {
                 job = job.param(name, param(&mut rng));
             }

@@ -5,6 +5,7 @@
 mod batch;
 mod bench;
 mod devices;
+mod kernels;
 mod output;
 mod remote;
 mod run;
@@ -28,7 +29,9 @@ struct Cli {
 enum Command {
     /// List the GPU adapters wgpu sees and the CPU pool.
     Devices(devices::Args),
-    /// Run one kernel on .npy inputs.
+    /// List the kernels: inputs, parameters (with defaults) and outputs.
+    Kernels(kernels::Args),
+    /// Run one kernel on .npy inputs (`anycore kernels` lists them).
     Run(run::Args),
     /// Run many jobs from a JSON-lines file, concurrently.
     Batch(batch::Args),
@@ -82,6 +85,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse(); // exits 2 on usage errors, as clap does
     let result = match cli.command {
         Command::Devices(args) => devices::main(args),
+        Command::Kernels(args) => kernels::main(args),
         Command::Run(args) => run::main(args),
         Command::Batch(args) => batch::main(args),
         Command::Serve(args) => serve::main(args),

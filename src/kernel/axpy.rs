@@ -2,15 +2,33 @@
 
 use rayon::prelude::*;
 
-use super::{Inputs, Outputs, Params, ShaderInfo, Signature};
+use super::{Arg, Inputs, Outputs, Param, Params, ShaderInfo, Signature};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
 /// Inputs `x`, `y`; parameter `a`; output `out`.
 pub const SIGNATURE: Signature = Signature {
-    inputs: &["x", "y"],
-    params: &["a"],
-    outputs: &["out"],
+    summary: "a·x + y over two vectors",
+    inputs: &[
+        Arg {
+            name: "x",
+            doc: "f32 [n]",
+        },
+        Arg {
+            name: "y",
+            doc: "f32 [n]",
+        },
+    ],
+    params: &[Param {
+        name: "a",
+        default: Some("1"),
+        doc: "the scale of x (f32)",
+    }],
+    outputs: &[Arg {
+        name: "out",
+        doc: "f32 [n]: a·x + y",
+    }],
+    example: "anycore run axpy -i x=x.npy -i y=y.npy -p a=2 -o out=out.npy",
 };
 
 /// Invocations per workgroup in `shaders/axpy.wgsl`.

@@ -9,15 +9,56 @@
 
 use rayon::prelude::*;
 
-use super::{Inputs, Outputs, Params, ShaderInfo, Signature};
+use super::{Arg, Inputs, Outputs, Param, Params, ShaderInfo, Signature};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, TensorData};
 
 /// No inputs; parameters below; output `out` (u32\[height, width\]).
 pub const SIGNATURE: Signature = Signature {
+    summary: "Mandelbrot iteration counts over a rectangle of the complex plane",
     inputs: &[],
-    params: &["width", "height", "max_iter", "x0", "x1", "y0", "y1"],
-    outputs: &["out"],
+    params: &[
+        Param {
+            name: "width",
+            default: None,
+            doc: "image width in pixels (width·height ≤ 2³¹)",
+        },
+        Param {
+            name: "height",
+            default: None,
+            doc: "image height in pixels",
+        },
+        Param {
+            name: "max_iter",
+            default: Some("256"),
+            doc: "iterations at most per pixel",
+        },
+        Param {
+            name: "x0",
+            default: Some("-2.5"),
+            doc: "real part of the left edge",
+        },
+        Param {
+            name: "x1",
+            default: Some("1"),
+            doc: "real part of the right edge",
+        },
+        Param {
+            name: "y0",
+            default: Some("-1.25"),
+            doc: "imaginary part of the top edge",
+        },
+        Param {
+            name: "y1",
+            default: Some("1.25"),
+            doc: "imaginary part of the bottom edge",
+        },
+    ],
+    outputs: &[Arg {
+        name: "out",
+        doc: "u32 [height, width] iteration counts; a .png path gets a coloured picture",
+    }],
+    example: "anycore run mandelbrot -p width=1920 -p height=1080 -o out=mandelbrot.png",
 };
 
 /// Workgroup edge (16×16 pixels) in `shaders/mandelbrot.wgsl`.

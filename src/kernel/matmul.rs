@@ -8,15 +8,29 @@
 //! `vec4` global loads, one or two tile buffers. This module describes them;
 //! `backend::gpu::tune` picks one per shape on the card in use.
 
-use super::{Inputs, Outputs, Params, ShaderInfo, Signature};
+use super::{Arg, Inputs, Outputs, Params, ShaderInfo, Signature};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, MAX_ELEMENTS, Tensor, TensorData};
 
 /// Inputs `a`, `b`; no parameters; output `out`.
 pub const SIGNATURE: Signature = Signature {
-    inputs: &["a", "b"],
+    summary: "the matrix product a·b (f32, row-major)",
+    inputs: &[
+        Arg {
+            name: "a",
+            doc: "f32 [m, k]",
+        },
+        Arg {
+            name: "b",
+            doc: "f32 [k, n]",
+        },
+    ],
     params: &[],
-    outputs: &["out"],
+    outputs: &[Arg {
+        name: "out",
+        doc: "f32 [m, n]",
+    }],
+    example: "anycore run matmul -i a=A.npy -i b=B.npy -o out=C.npy",
 };
 
 /// Invocations per workgroup of every entry point of `shaders/matmul.wgsl`.

@@ -17,6 +17,8 @@ pub mod reduce;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::Serialize;
+
 pub use params::{Params, param_text};
 
 use crate::error::{Error, Result};
@@ -35,15 +37,40 @@ pub enum Kernel {
     Mandelbrot,
 }
 
-/// What a kernel takes and gives, by name: the contract of `-i`, `-p`, `-o`.
-#[derive(Debug)]
+/// What a kernel takes and gives: the contract of `-i`, `-p`, `-o`, as
+/// `anycore kernels` shows it.
+#[derive(Debug, Serialize)]
 pub struct Signature {
+    /// One line: what the kernel computes.
+    pub summary: &'static str,
     /// Input tensors, all required.
-    pub inputs: &'static [&'static str],
-    /// Parameters (some have defaults).
-    pub params: &'static [&'static str],
+    pub inputs: &'static [Arg],
+    /// Parameters.
+    pub params: &'static [Param],
     /// Output tensors.
-    pub outputs: &'static [&'static str],
+    pub outputs: &'static [Arg],
+    /// A command line that runs it.
+    pub example: &'static str,
+}
+
+/// An input or output tensor.
+#[derive(Debug, Serialize)]
+pub struct Arg {
+    /// Its name (`-i NAME=…`, `-o NAME=…`).
+    pub name: &'static str,
+    /// Dtypes and shape, e.g. `f32 [n]`.
+    pub doc: &'static str,
+}
+
+/// A parameter.
+#[derive(Debug, Serialize)]
+pub struct Param {
+    /// Its name (`-p NAME=…`).
+    pub name: &'static str,
+    /// The value used when it is not given (`None`: required).
+    pub default: Option<&'static str>,
+    /// What it means and which values it takes.
+    pub doc: &'static str,
 }
 
 /// A kernel's WGSL source and the entry points the Rust side dispatches.
@@ -108,17 +135,20 @@ impl Kernel {
 
     /// Checks that `name` is one of this kernel's inputs.
     pub fn check_input(self, name: &str) -> Result<()> {
-        self.check_known("input", "takes", name, self.signature().inputs)
+        let names: Vec<&str> = self.signature().inputs.iter().map(|a| a.name).collect();
+        self.check_known("input", "takes", name, &names)
     }
 
     /// Checks that `name` is one of this kernel's parameters.
     pub fn check_param(self, name: &str) -> Result<()> {
-        self.check_known("parameter", "takes", name, self.signature().params)
+        let names: Vec<&str> = self.signature().params.iter().map(|p| p.name).collect();
+        self.check_known("parameter", "takes", name, &names)
     }
 
     /// Checks that `name` is one of this kernel's outputs.
     pub fn check_output(self, name: &str) -> Result<()> {
-        self.check_known("output", "gives", name, self.signature().outputs)
+        let names: Vec<&str> = self.signature().outputs.iter().map(|a| a.name).collect();
+        self.check_known("output", "gives", name, &names)
     }
 
     fn check_known(self, what: &str, verb: &str, name: &str, known: &[&str]) -> Result<()> {
@@ -275,8 +305,8 @@ impl Inputs {
         for name in map.keys() {
             kernel.check_input(name)?;
         }
-        for name in kernel.signature().inputs {
-            if !map.contains_key(*name) {
+        for name in kernel.signature().inputs.iter().map(|a| a.name) {
+            if !map.contains_key(name) {
                 return Err(Error::bad(format!(
                     "{kernel} needs input '{name}' (pass -i {name}=FILE.npy)"
                 )));

@@ -6,15 +6,27 @@
 
 use rayon::prelude::*;
 
-use super::{Inputs, Outputs, Params, ShaderInfo, Signature};
+use super::{Arg, Inputs, Outputs, Param, Params, ShaderInfo, Signature};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor, TensorData};
 
 /// Input `x`; parameter `op`; output `out` (shape `[1]`).
 pub const SIGNATURE: Signature = Signature {
-    inputs: &["x"],
-    params: &["op"],
-    outputs: &["out"],
+    summary: "the sum, minimum or maximum of a vector",
+    inputs: &[Arg {
+        name: "x",
+        doc: "f32, u32 or i32 [n]",
+    }],
+    params: &[Param {
+        name: "op",
+        default: Some("sum"),
+        doc: "sum, min or max (integer sums wrap; min and max of an empty vector are an error; f32 min/max propagate NaN)",
+    }],
+    outputs: &[Arg {
+        name: "out",
+        doc: "[1], the dtype of x",
+    }],
+    example: "anycore run reduce -i x=x.npy -p op=max --json",
 };
 
 /// Invocations per workgroup in `shaders/reduce.wgsl`.
