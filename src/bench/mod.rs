@@ -674,13 +674,14 @@ impl Bench {
 
     fn row(&mut self, kernel: Kernel, backend: BackendKind, mode: &str, size: usize, s: Stats) {
         let throughput = workload::throughput(kernel, size, s.median_ms);
-        let memory_bound = matches!(kernel, Kernel::Axpy | Kernel::Reduce);
-        let bandwidth = match (backend, kernel) {
-            (BackendKind::Gpu, _) => self.gpu_copy_gbps,
-            (BackendKind::Cpu, Kernel::Axpy) => Some(self.bandwidth.copy_gbps),
-            (BackendKind::Cpu, _) => Some(self.bandwidth.read_gbps),
-        }
-        .filter(|_| memory_bound);
+        let bound = workload::bandwidth(kernel);
+        let memory_bound = bound.is_some();
+        let bandwidth = match (backend, bound) {
+            (_, None) => None,
+            (BackendKind::Gpu, Some(_)) => self.gpu_copy_gbps,
+            (BackendKind::Cpu, Some(workload::Bandwidth::Copy)) => Some(self.bandwidth.copy_gbps),
+            (BackendKind::Cpu, Some(workload::Bandwidth::Read)) => Some(self.bandwidth.read_gbps),
+        };
         let on_device = matches!(mode, "resident" | "back_to_back");
         let (name, baseline) = if on_device && memory_bound {
             ("gpu copy".to_owned(), self.gpu_copy_gbps)

@@ -28,11 +28,10 @@ pub fn num(x: f64) -> String {
 /// A size as the table shows it: 2^k for one-dimensional kernels at powers
 /// of two, n otherwise.
 pub fn size(kernel: Kernel, n: usize) -> String {
-    match kernel {
-        Kernel::Axpy | Kernel::Reduce if n.is_power_of_two() && n >= 1024 => {
-            format!("2^{}", n.trailing_zeros())
-        }
-        _ => n.to_string(),
+    if kernel.profile().sizes_as_powers && n.is_power_of_two() && n >= 1024 {
+        format!("2^{}", n.trailing_zeros())
+    } else {
+        n.to_string()
     }
 }
 

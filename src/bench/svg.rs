@@ -4,8 +4,9 @@
 
 use std::fmt::Write;
 
+use super::Report;
 use super::report::{num, report_kernels, size as size_label};
-use super::{Report, workload};
+use super::workload::{self, Bandwidth};
 use crate::kernel::Kernel;
 
 const PANEL_W: f64 = 600.0;
@@ -101,11 +102,10 @@ fn series(report: &Report, kernel: Kernel) -> Vec<Series> {
         });
     }
     // Memory-bound kernels: the bandwidths they are measured against, flat.
-    let flat = match kernel {
-        Kernel::Axpy => Some(("memory copy", report.baselines.copy_gbps)),
-        Kernel::Reduce => Some(("memory read", report.baselines.read_gbps)),
-        _ => None,
-    };
+    let flat = workload::bandwidth(kernel).map(|b| match b {
+        Bandwidth::Copy => ("memory copy", report.baselines.copy_gbps),
+        Bandwidth::Read => ("memory read", report.baselines.read_gbps),
+    });
     let xs: Vec<f64> = all
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.0))
@@ -123,7 +123,7 @@ fn series(report: &Report, kernel: Kernel) -> Vec<Series> {
                 points: vec![(lo, gbps), (hi, gbps)],
             });
         }
-        if let (Some(g), Kernel::Axpy | Kernel::Reduce) = (report.baselines.gpu_copy_gbps, kernel) {
+        if let (Some(g), Some(_)) = (report.baselines.gpu_copy_gbps, flat) {
             all.push(Series {
                 label: "gpu copy".into(),
                 colour: "#d62728",
@@ -217,14 +217,10 @@ fn panel(out: &mut String, report: &Report, kernel: Kernel, x0: f64, y0: f64) {
     }
     let _ = writeln!(
         out,
-        r#"<text x="{}" y="{}" text-anchor="middle">size{}</text>"#,
+        r#"<text x="{}" y="{}" text-anchor="middle">size ({})</text>"#,
         x0 + LEFT + pw / 2.0,
         y0 + TOP + ph + 34.0,
-        match kernel {
-            Kernel::Matmul => " (n of n×n)",
-            Kernel::Mandelbrot => " (n of an n×n image)",
-            _ => " (elements)",
-        }
+        kernel.profile().size_means
     );
     for (i, s) in all.iter().enumerate() {
         let path: Vec<String> = s

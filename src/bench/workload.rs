@@ -1,50 +1,26 @@
-//! What a benchmark size means for each kernel: the task it builds, the
-//! sizes swept by default, and the unit its throughput is counted in.
+//! What a benchmark size means for each kernel — the task it builds, the
+//! sizes swept by default, the unit its throughput is counted in — asked
+//! of the kernel's own [`crate::kernel::Profile`].
 
 use crate::error::{Error, Result};
-use crate::kernel::axpy::Axpy;
-use crate::kernel::mandelbrot::Mandelbrot;
-use crate::kernel::matmul::Matmul;
-use crate::kernel::random::random_tensor;
-use crate::kernel::reduce::{Reduce, ReduceOp};
 use crate::kernel::{Kernel, Task};
-use crate::tensor::{DType, TensorData};
 
-/// The scale `axpy` runs with (any value does; this one keeps repeated
-/// in-place runs of the baseline loop from growing without bound).
-pub const AXPY_A: f32 = 0.5;
+pub use crate::kernel::axpy::BENCH_A as AXPY_A;
+pub use crate::kernel::profile::{Bandwidth, Unit};
 
 /// Sizes swept when `--sizes` is not given.
 pub fn default_sizes(kernel: Kernel, quick: bool) -> Vec<usize> {
-    let powers = |from: u32, to: u32, step: usize| -> Vec<usize> {
-        (from..=to).step_by(step).map(|p| 1usize << p).collect()
-    };
-    match (kernel, quick) {
-        (Kernel::Axpy | Kernel::Reduce, true) => powers(12, 24, 4),
-        (Kernel::Axpy | Kernel::Reduce, false) => powers(10, 26, 2),
-        (Kernel::Matmul, true) => vec![128, 512, 1024],
-        (Kernel::Matmul, false) => powers(6, 11, 1),
-        (Kernel::Mandelbrot, true) => vec![256, 1024],
-        (Kernel::Mandelbrot, false) => powers(6, 12, 1),
-    }
+    let p = kernel.profile();
+    if quick { p.quick_sizes } else { p.sizes }.to_vec()
 }
 
 /// Checks a size the user gave for a kernel.
 pub fn check_size(kernel: Kernel, size: usize) -> Result<()> {
-    let max = match kernel {
-        // 2³⁰ f32 is 4 GiB per vector.
-        Kernel::Axpy | Kernel::Reduce => 1 << 30,
-        Kernel::Matmul => 16_384,
-        Kernel::Mandelbrot => 46_340,
-    };
-    if size == 0 || size > max {
+    let p = kernel.profile();
+    if size == 0 || size > p.max_size {
         return Err(Error::bad(format!(
-            "--sizes: {size} is out of range for {kernel} (choose 1 to {max}{})",
-            match kernel {
-                Kernel::Matmul => ", the n of n×n matrices",
-                Kernel::Mandelbrot => ", the n of an n×n image",
-                _ => " elements",
-            }
+            "--sizes: {size} is out of range for {kernel} (choose 1 to {}, {})",
+            p.max_size, p.size_means
         )));
     }
     Ok(())
@@ -52,76 +28,27 @@ pub fn check_size(kernel: Kernel, size: usize) -> Result<()> {
 
 /// A task of `size` for `kernel`, with random inputs from `seed`.
 pub fn task(kernel: Kernel, size: usize, seed: u64) -> Result<Task> {
-    let f32s = |n: usize, seed: u64| -> Result<Vec<f32>> {
-        match random_tensor(DType::F32, &[n], seed)?.into_data() {
-            TensorData::F32(v) => Ok(v),
-            _ => unreachable!("asked for f32"),
-        }
-    };
-    Ok(match kernel {
-        Kernel::Axpy => Task::Axpy(Axpy::new(AXPY_A, f32s(size, seed)?, f32s(size, seed + 1)?)?),
-        Kernel::Reduce => Task::Reduce(Reduce::new(
-            ReduceOp::Sum,
-            TensorData::F32(f32s(size, seed)?),
-        )?),
-        Kernel::Matmul => {
-            let (a, b) = (f32s(size * size, seed)?, f32s(size * size, seed + 1)?);
-            Task::Matmul(Matmul::new(size, size, size, a, b)?)
-        }
-        Kernel::Mandelbrot => Task::Mandelbrot(Mandelbrot::new(size as u32, size as u32)?),
-    })
-}
-
-/// How a kernel's throughput is counted.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Unit {
-    /// Shown after the number: "GB/s", "GFLOP/s", "Mpixel/s".
-    pub name: &'static str,
-    /// What one unit of work is, for the table's heading.
-    pub counts: &'static str,
-    scale: f64,
+    (kernel.profile().task)(size, seed)
 }
 
 /// The unit a kernel is measured in.
 pub fn unit(kernel: Kernel) -> Unit {
-    match kernel {
-        Kernel::Axpy => Unit {
-            name: "GB/s",
-            counts: "12 bytes per element: x and y read, y written",
-            scale: 1e9,
-        },
-        Kernel::Reduce => Unit {
-            name: "GB/s",
-            counts: "4 bytes per element read (f32 sum)",
-            scale: 1e9,
-        },
-        Kernel::Matmul => Unit {
-            name: "GFLOP/s",
-            counts: "2·n³ floating-point operations for n×n by n×n (f32)",
-            scale: 1e9,
-        },
-        Kernel::Mandelbrot => Unit {
-            name: "Mpixel/s",
-            counts: "n² pixels, 256 iterations at most",
-            scale: 1e6,
-        },
-    }
+    kernel.profile().unit
 }
 
 /// Bytes, operations or pixels in one run of `kernel` at `size`.
 pub fn amount(kernel: Kernel, size: usize) -> f64 {
-    let n = size as f64;
-    match kernel {
-        Kernel::Axpy => 12.0 * n,
-        Kernel::Reduce => 4.0 * n,
-        Kernel::Matmul => 2.0 * n * n * n,
-        Kernel::Mandelbrot => n * n,
-    }
+    (kernel.profile().amount)(size)
 }
 
 /// Throughput, in the kernel's unit, of one run taking `ms`.
 pub fn throughput(kernel: Kernel, size: usize, ms: f64) -> f64 {
     amount(kernel, size) / (ms * 1e-3) / unit(kernel).scale
+}
+
+/// The machine bandwidth a memory-bound kernel is held against, if any.
+pub fn bandwidth(kernel: Kernel) -> Option<Bandwidth> {
+    kernel.profile().bandwidth
 }
 
 #[cfg(test)]

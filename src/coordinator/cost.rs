@@ -15,15 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::backend::BackendKind;
 use crate::kernel::{Kernel, Task};
 
-/// A job's size in its kernel's natural unit.
+/// A job's size in its kernel's natural unit ([`Task::work_units`]).
 pub fn work_units(task: &Task) -> f64 {
-    match task {
-        Task::Axpy(t) => t.len() as f64,
-        Task::Reduce(t) => t.x.len() as f64,
-        Task::Matmul(t) => t.multiply_adds() as f64,
-        // Iterations per pixel vary with the view; max_iter bounds them.
-        Task::Mandelbrot(t) => t.pixels() as f64 * f64::from(t.max_iter.max(1)),
-    }
+    task.work_units()
 }
 
 /// Predicted time for one (backend, kernel) pair.

@@ -6,33 +6,17 @@ use std::time::Instant;
 
 use super::cost::{Line, work_units};
 use crate::backend::Backend;
-use crate::kernel::axpy::Axpy;
-use crate::kernel::mandelbrot::Mandelbrot;
-use crate::kernel::matmul::Matmul;
-use crate::kernel::reduce::{Reduce, ReduceOp};
 use crate::kernel::{Kernel, Task};
-use crate::tensor::TensorData;
 
-/// A small and a larger job of `kernel`, sized to take milliseconds.
-fn probe_tasks(kernel: Kernel) -> [Task; 2] {
-    let vector = |n: usize| (0..n).map(|i| (i % 97) as f32 * 0.01).collect::<Vec<f32>>();
-    match kernel {
-        Kernel::Axpy => [1 << 12, 1 << 20]
-            .map(|n| Task::Axpy(Axpy::new(2.0, vector(n), vector(n)).expect("probe axpy"))),
-        Kernel::Reduce => [1 << 12, 1 << 20].map(|n| {
-            Task::Reduce(
-                Reduce::new(ReduceOp::Sum, TensorData::F32(vector(n))).expect("probe reduce"),
-            )
-        }),
-        Kernel::Matmul => [32, 256].map(|n| {
-            Task::Matmul(Matmul::new(n, n, n, vector(n * n), vector(n * n)).expect("probe matmul"))
-        }),
-        Kernel::Mandelbrot => [64, 256].map(|n| {
-            let mut m = Mandelbrot::new(n, n).expect("probe mandelbrot");
-            m.max_iter = 64;
-            Task::Mandelbrot(m)
-        }),
-    }
+/// A small and a larger job of `kernel`, sized to take milliseconds (the
+/// kernel's own [`crate::kernel::Profile::probe_sizes`]).
+fn probe_tasks(kernel: Kernel) -> Option<[Task; 2]> {
+    let profile = kernel.profile();
+    let [small, large] = profile.probe_sizes;
+    Some([
+        (profile.task)(small, 1).ok()?,
+        (profile.task)(large, 2).ok()?,
+    ])
 }
 
 /// The best of three runs, in milliseconds (the first run before them
@@ -54,7 +38,7 @@ pub fn probe(backend: &dyn Backend) -> Vec<(Kernel, Line)> {
     Kernel::ALL
         .into_iter()
         .filter_map(|kernel| {
-            let [small, large] = probe_tasks(kernel);
+            let [small, large] = probe_tasks(kernel)?;
             let points = (
                 (work_units(&small), time(backend, &small)?),
                 (work_units(&large), time(backend, &large)?),

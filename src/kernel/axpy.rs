@@ -2,7 +2,8 @@
 
 use rayon::prelude::*;
 
-use super::{Arg, Inputs, Outputs, Param, Params, ShaderInfo, Signature};
+use super::profile::{self, Bandwidth, Profile, Unit, random_f32};
+use super::{Arg, Inputs, Outputs, Param, Params, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
@@ -29,6 +30,32 @@ pub const SIGNATURE: Signature = Signature {
         doc: "f32 [n]: a·x + y",
     }],
     example: "anycore run axpy -i x=x.npy -i y=y.npy -p a=2 -o out=out.npy",
+};
+
+/// The scale the bench's tasks use (any value does; this one keeps repeated
+/// in-place runs of the baseline loop from growing without bound).
+pub const BENCH_A: f32 = 0.5;
+
+/// What the bench, the probe and the cost model know of `axpy`.
+pub const PROFILE: Profile = Profile {
+    size_means: "elements",
+    sizes_as_powers: true,
+    // 2³⁰ f32 is 4 GiB per vector.
+    max_size: 1 << 30,
+    quick_sizes: &profile::powers::<4>(12, 4),
+    sizes: &profile::powers::<9>(10, 2),
+    unit: Unit {
+        name: "GB/s",
+        counts: "12 bytes per element: x and y read, y written",
+        scale: 1e9,
+    },
+    amount: |n| 12.0 * n as f64,
+    bandwidth: Some(Bandwidth::Copy),
+    task: |n, seed| {
+        let (x, y) = (random_f32(n, seed)?, random_f32(n, seed + 1)?);
+        Ok(Task::Axpy(Axpy::new(BENCH_A, x, y)?))
+    },
+    probe_sizes: [1 << 12, 1 << 20],
 };
 
 /// Invocations per workgroup in `shaders/axpy.wgsl`.

@@ -9,7 +9,8 @@
 
 use rayon::prelude::*;
 
-use super::{Arg, Inputs, Outputs, Param, Params, ShaderInfo, Signature};
+use super::profile::{self, Profile, Unit};
+use super::{Arg, Inputs, Outputs, Param, Params, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, TensorData};
 
@@ -59,6 +60,29 @@ pub const SIGNATURE: Signature = Signature {
         doc: "u32 [height, width] iteration counts; a .png path gets a coloured picture",
     }],
     example: "anycore run mandelbrot -p width=1920 -p height=1080 -o out=mandelbrot.png",
+};
+
+/// What the bench, the probe and the cost model know of `mandelbrot`: a
+/// size is the n of an n×n image of the default view.
+pub const PROFILE: Profile = Profile {
+    size_means: "the n of an n×n image",
+    sizes_as_powers: false,
+    max_size: 46_340,
+    quick_sizes: &[256, 1024],
+    sizes: &profile::powers::<7>(6, 1),
+    unit: Unit {
+        name: "Mpixel/s",
+        counts: "n² pixels, 256 iterations at most",
+        scale: 1e6,
+    },
+    amount: |n| (n as f64) * (n as f64),
+    bandwidth: None,
+    task: |n, _seed| {
+        let edge =
+            u32::try_from(n).map_err(|_| Error::bad(format!("mandelbrot {n}: too large")))?;
+        Ok(Task::Mandelbrot(Mandelbrot::new(edge, edge)?))
+    },
+    probe_sizes: [64, 256],
 };
 
 /// Workgroup edge (16×16 pixels) in `shaders/mandelbrot.wgsl`.

@@ -8,7 +8,8 @@
 //! `vec4` global loads, one or two tile buffers. This module describes them;
 //! `backend::gpu::tune` picks one per shape on the card in use.
 
-use super::{Arg, Inputs, Outputs, Params, ShaderInfo, Signature};
+use super::profile::{self, Profile, Unit, random_f32};
+use super::{Arg, Inputs, Outputs, Params, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, MAX_ELEMENTS, Tensor, TensorData};
 
@@ -31,6 +32,31 @@ pub const SIGNATURE: Signature = Signature {
         doc: "f32 [m, n]",
     }],
     example: "anycore run matmul -i a=A.npy -i b=B.npy -o out=C.npy",
+};
+
+/// What the bench, the probe and the cost model know of `matmul`: a size
+/// is the n of n×n by n×n.
+pub const PROFILE: Profile = Profile {
+    size_means: "the n of n×n matrices",
+    sizes_as_powers: false,
+    max_size: 16_384,
+    quick_sizes: &[128, 512, 1024],
+    sizes: &profile::powers::<6>(6, 1),
+    unit: Unit {
+        name: "GFLOP/s",
+        counts: "2·n³ floating-point operations for n×n by n×n (f32)",
+        scale: 1e9,
+    },
+    amount: |n| 2.0 * (n as f64).powi(3),
+    bandwidth: None,
+    task: |n, seed| {
+        let elements = n
+            .checked_mul(n)
+            .ok_or_else(|| Error::bad(format!("matmul {n}: too large")))?;
+        let (a, b) = (random_f32(elements, seed)?, random_f32(elements, seed + 1)?);
+        Ok(Task::Matmul(Matmul::new(n, n, n, a, b)?))
+    },
+    probe_sizes: [32, 256],
 };
 
 /// Invocations per workgroup of every entry point of `shaders/matmul.wgsl`.

@@ -3,14 +3,16 @@
 //! Each kernel has a module here, beside its shader in `shaders/`: what it
 //! takes and gives (its [`Signature`]), how a [`Job`] becomes a validated,
 //! typed task, its rayon implementation, and a plain sequential `reference`
-//! that tests compare every backend against. Kernels are data — the
-//! [`Kernel`] enum and the [`Task`] enum — not trait objects; the backends
-//! match on them. Nothing here knows about backends.
+//! that tests compare every backend against, and its [`Profile`] (what a
+//! size means, its bench sweep and unit, a task of a size, its work units).
+//! Kernels are data — the [`Kernel`] enum and the [`Task`] enum — not trait
+//! objects; the backends match on them. Nothing here knows about backends.
 
 pub mod axpy;
 pub mod mandelbrot;
 pub mod matmul;
 mod params;
+pub mod profile;
 pub mod random;
 pub mod reduce;
 
@@ -18,6 +20,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
+
+pub use self::profile::Profile;
 
 pub use params::{Params, param_text};
 
@@ -165,6 +169,16 @@ impl Kernel {
         )))
     }
 
+    /// What the bench, the probe and the cost model know of it.
+    pub fn profile(self) -> &'static Profile {
+        match self {
+            Kernel::Axpy => &axpy::PROFILE,
+            Kernel::Reduce => &reduce::PROFILE,
+            Kernel::Matmul => &matmul::PROFILE,
+            Kernel::Mandelbrot => &mandelbrot::PROFILE,
+        }
+    }
+
     /// Its shader.
     pub fn shader(self) -> &'static ShaderInfo {
         match self {
@@ -279,6 +293,18 @@ impl Task {
         match self {
             Task::Axpy(t) => t.run_cpu_in_place(),
             other => other.run_cpu(),
+        }
+    }
+
+    /// The job's size in its kernel's natural unit (elements,
+    /// multiply-adds, pixel-iterations), for the cost model.
+    pub fn work_units(&self) -> f64 {
+        match self {
+            Task::Axpy(t) => t.len() as f64,
+            Task::Reduce(t) => t.x.len() as f64,
+            Task::Matmul(t) => t.multiply_adds() as f64,
+            // Iterations per pixel vary with the view; max_iter bounds them.
+            Task::Mandelbrot(t) => t.pixels() as f64 * f64::from(t.max_iter.max(1)),
         }
     }
 

@@ -6,7 +6,8 @@
 
 use rayon::prelude::*;
 
-use super::{Arg, Inputs, Outputs, Param, Params, ShaderInfo, Signature};
+use super::profile::{self, Bandwidth, Profile, Unit, random_f32};
+use super::{Arg, Inputs, Outputs, Param, Params, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor, TensorData};
 
@@ -27,6 +28,28 @@ pub const SIGNATURE: Signature = Signature {
         doc: "[1], the dtype of x",
     }],
     example: "anycore run reduce -i x=x.npy -p op=max --json",
+};
+
+/// What the bench, the probe and the cost model know of `reduce` (the
+/// bench times f32 sums).
+pub const PROFILE: Profile = Profile {
+    size_means: "elements",
+    sizes_as_powers: true,
+    max_size: 1 << 30,
+    quick_sizes: &profile::powers::<4>(12, 4),
+    sizes: &profile::powers::<9>(10, 2),
+    unit: Unit {
+        name: "GB/s",
+        counts: "4 bytes per element read (f32 sum)",
+        scale: 1e9,
+    },
+    amount: |n| 4.0 * n as f64,
+    bandwidth: Some(Bandwidth::Read),
+    task: |n, seed| {
+        let x = TensorData::F32(random_f32(n, seed)?);
+        Ok(Task::Reduce(Reduce::new(ReduceOp::Sum, x)?))
+    },
+    probe_sizes: [1 << 12, 1 << 20],
 };
 
 /// Invocations per workgroup in `shaders/reduce.wgsl`.

@@ -1,0 +1,104 @@
+//! What the rest of the tree needs to know about a kernel beyond running
+//! it: what a "size" means for it, the sizes the bench sweeps, the unit its
+//! throughput is counted in, the memory bandwidth it is bound by (if any),
+//! a task of a given size with random inputs (for the bench and the cost
+//! model's probe), and its work units (for the cost model). Each kernel's
+//! module declares its [`Profile`]; [`super::Kernel::profile`] finds it.
+
+use super::Task;
+use crate::error::Result;
+
+/// A kernel's facts for the bench, the probe and the cost model.
+#[derive(Debug)]
+pub struct Profile {
+    /// What one size is: "elements", "the n of n×n matrices", …
+    pub size_means: &'static str,
+    /// Sizes that are powers of two from 1024 up print as 2^k (vectors).
+    pub sizes_as_powers: bool,
+    /// The largest size the bench accepts.
+    pub max_size: usize,
+    /// Sizes `anycore bench --quick` sweeps.
+    pub quick_sizes: &'static [usize],
+    /// Sizes `anycore bench` sweeps.
+    pub sizes: &'static [usize],
+    /// The unit of its throughput.
+    pub unit: Unit,
+    /// Units of work (bytes, operations, pixels) in one run at a size.
+    pub amount: fn(usize) -> f64,
+    /// The machine bandwidth a memory-bound kernel is held against.
+    pub bandwidth: Option<Bandwidth>,
+    /// A task of a size, with random inputs drawn from a seed.
+    pub task: fn(usize, u64) -> Result<Task>,
+    /// A small and a larger size that run in milliseconds, for the probe.
+    pub probe_sizes: [usize; 2],
+}
+
+/// How a kernel's throughput is counted.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Unit {
+    /// Shown after the number: "GB/s", "GFLOP/s", "Mpixel/s".
+    pub name: &'static str,
+    /// What one unit of work is, for the table's heading.
+    pub counts: &'static str,
+    /// Units of work per unit shown (1e9 for GB/s).
+    pub scale: f64,
+}
+
+/// Which of the machine's bandwidths bounds a memory-bound kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bandwidth {
+    /// Reads and writes: a copy.
+    Copy,
+    /// Reads only: a sum.
+    Read,
+}
+
+/// `from..=to` in powers of two, every `step`-th one.
+pub const fn powers<const N: usize>(from: u32, step: u32) -> [usize; N] {
+    let mut out = [0; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = 1 << (from + step * i as u32);
+        i += 1;
+    }
+    out
+}
+
+/// `n` f32 uniform in [-1, 1) from `seed`.
+pub fn random_f32(n: usize, seed: u64) -> Result<Vec<f32>> {
+    match super::random::random_tensor(crate::tensor::DType::F32, &[n], seed)?.into_data() {
+        crate::tensor::TensorData::F32(v) => Ok(v),
+        _ => unreachable!("asked for f32"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::kernel::Kernel;
+
+    /// Every kernel's profile holds together: its sweeps lie within its
+    /// limit, its tasks are of that kernel and do the work `amount` counts
+    /// (checked against the cost model's work units, which grow with it).
+    #[test]
+    fn every_profile_is_consistent() {
+        for kernel in Kernel::ALL {
+            let p = kernel.profile();
+            for &size in p.quick_sizes.iter().chain(p.sizes).chain(&p.probe_sizes) {
+                assert!(size >= 1 && size <= p.max_size, "{kernel}: size {size}");
+            }
+            assert!(!p.quick_sizes.is_empty() && p.sizes.len() >= p.quick_sizes.len());
+            let [small, large] = p.probe_sizes;
+            let (a, b) = ((p.task)(small, 1).unwrap(), (p.task)(large, 2).unwrap());
+            assert_eq!(a.kernel(), kernel);
+            assert!(
+                a.work_units() < b.work_units(),
+                "{kernel}: probe sizes grow"
+            );
+            assert!(
+                (p.amount)(small) < (p.amount)(large),
+                "{kernel}: amount grows"
+            );
+            assert!(p.unit.scale > 0.0 && !p.unit.name.is_empty());
+        }
+    }
+}
