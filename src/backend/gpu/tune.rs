@@ -511,12 +511,18 @@ fn tune(gpu: &GpuBackend, problem: &Problem, candidates: &[&'static Variant]) ->
             (_, Some(e)) => Err(Error::Gpu(e.to_string())),
         }
     };
-    // First runs compile each pipeline; a variant that fails is left out.
+    // First runs compile each pipeline; a variant that fails is left out,
+    // and one far slower than the best so far keeps its first time.
     let mut live: Vec<(&Variant, usize)> = Vec::new();
     let mut best = f64::INFINITY;
+    let mut ms: BTreeMap<String, f64> = BTreeMap::new();
+    let mut device_clock = true;
     for v in candidates {
         match run(v, 1) {
-            Ok((warm, _)) if warm > GIVE_UP * best && warm > GIVE_UP_MS => {}
+            Ok((warm, dev)) if warm > GIVE_UP * best && warm > GIVE_UP_MS => {
+                device_clock &= dev;
+                ms.insert(v.name.to_owned(), warm);
+            }
             Ok((warm, _)) => {
                 best = best.min(warm);
                 let batch = ((TARGET_MS / warm.max(1e-6)).ceil() as usize).clamp(1, MAX_BATCH);
@@ -536,8 +542,6 @@ fn tune(gpu: &GpuBackend, problem: &Problem, candidates: &[&'static Variant]) ->
             break;
         }
     }
-    let mut ms: BTreeMap<String, f64> = BTreeMap::new();
-    let mut device_clock = true;
     for _ in 0..ROUNDS {
         for &(v, batch) in &live {
             match run(v, batch) {
