@@ -12,10 +12,13 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+mod common;
+
 use anycore::kernel::{Job, Kernel, Task};
 use anycore::tensor::{Tensor, TensorData, npy};
+use common::rng;
+use rand::Rng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 struct Counting;
 
@@ -62,15 +65,6 @@ fn bounded<T>(what: &str, bound: usize, f: impl FnOnce() -> T) -> T {
         "{what}: allocated {largest} bytes at once (bound {bound})"
     );
     out
-}
-
-fn rng() -> SmallRng {
-    let seed = std::env::var("ANYCORE_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("ANYCORE_TEST_SEED={seed}");
-    SmallRng::seed_from_u64(seed)
 }
 
 /// A dimension: mostly small, often at or past an overflow edge.

@@ -40,10 +40,9 @@ pub const BENCH_A: f32 = 0.5;
 pub const PROFILE: Profile = Profile {
     size_means: "elements",
     sizes_as_powers: true,
-    // 2³⁰ f32 is 4 GiB per vector.
-    max_size: 1 << 30,
-    quick_sizes: &profile::powers::<4>(12, 4),
-    sizes: &profile::powers::<9>(10, 2),
+    max_size: profile::VECTOR_MAX,
+    quick_sizes: &profile::VECTOR_QUICK_SIZES,
+    sizes: &profile::VECTOR_SIZES,
     unit: Unit {
         name: "GB/s",
         counts: "12 bytes per element: x and y read, y written",

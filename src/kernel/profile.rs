@@ -53,7 +53,14 @@ pub enum Bandwidth {
     Read,
 }
 
-/// `from..=to` in powers of two, every `step`-th one.
+/// The vector kernels' largest size: 2³⁰ f32 is 4 GiB per vector.
+pub const VECTOR_MAX: usize = 1 << 30;
+/// The vector kernels' quick sweep: 2^12 … 2^24.
+pub const VECTOR_QUICK_SIZES: [usize; 4] = powers(12, 4);
+/// The vector kernels' sweep: 2^10 … 2^26.
+pub const VECTOR_SIZES: [usize; 9] = powers(10, 2);
+
+/// `N` powers of two from 2^`from`, `step` apart in the exponent.
 pub const fn powers<const N: usize>(from: u32, step: u32) -> [usize; N] {
     let mut out = [0; N];
     let mut i = 0;

@@ -35,9 +35,9 @@ pub const SIGNATURE: Signature = Signature {
 pub const PROFILE: Profile = Profile {
     size_means: "elements",
     sizes_as_powers: true,
-    max_size: 1 << 30,
-    quick_sizes: &profile::powers::<4>(12, 4),
-    sizes: &profile::powers::<9>(10, 2),
+    max_size: profile::VECTOR_MAX,
+    quick_sizes: &profile::VECTOR_QUICK_SIZES,
+    sizes: &profile::VECTOR_SIZES,
     unit: Unit {
         name: "GB/s",
         counts: "4 bytes per element read (f32 sum)",
