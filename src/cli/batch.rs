@@ -38,9 +38,8 @@ pub struct Args {
     /// Backend for jobs that do not name one.
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
-    /// Accept a software GPU adapter; also ANYCORE_ALLOW_SOFTWARE_GPU=1.
-    #[arg(long)]
-    allow_software_gpu: bool,
+    #[command(flatten)]
+    software_gpu: super::SoftwareGpu,
     /// Write one JSON line per job here.
     #[arg(long)]
     results: Option<PathBuf>,
@@ -124,7 +123,7 @@ pub fn main(args: Args) -> Result<()> {
 
 async fn run_all(args: &Args, text: &str) -> Result<Vec<Outcome>> {
     let mut config = EngineConfig::default();
-    config.gpu.allow_software |= args.allow_software_gpu;
+    config.gpu.allow_software = args.software_gpu.allowed();
     let engine = Arc::new(Engine::start(config).await?);
     let base = args.jobs.parent().unwrap_or(Path::new(".")).to_owned();
     let default_backend = BackendChoice::from(args.backend);
@@ -213,7 +212,7 @@ async fn run_line(
         Ok(p) => p,
         Err(e) => return fail(id, e.to_string()),
     };
-    let scale = output::picture_scale(&task);
+    let painter = task.painter();
     match engine.coordinator().run(task, choice).await {
         Ok(report) => {
             let outcome = Outcome {
@@ -226,7 +225,7 @@ async fn run_line(
             };
             let written = tokio::task::spawn_blocking(move || {
                 for (name, path) in outputs {
-                    output::write(&report.outputs[&name], &path, scale)?;
+                    output::write(&report.outputs[&name], &path, painter)?;
                 }
                 Ok::<(), Error>(())
             })

@@ -30,10 +30,8 @@ pub struct Args {
     /// missing GPU is noted and skipped; naming gpu makes it required.
     #[arg(long, value_delimiter = ',', value_name = "cpu,gpu")]
     backend: Option<Vec<String>>,
-    /// Accept a software GPU adapter (llvmpipe, SwiftShader, WARP); also
-    /// ANYCORE_ALLOW_SOFTWARE_GPU=1.
-    #[arg(long)]
-    allow_software_gpu: bool,
+    #[command(flatten)]
+    software_gpu: super::SoftwareGpu,
     /// Fewer sizes and shorter repeats (under a minute on two cores).
     #[arg(long)]
     quick: bool,
@@ -119,7 +117,7 @@ fn config(args: &Args) -> Result<Config> {
         return Err(Error::BadInput("--sizes: give at least one size".into()));
     }
     let mut gpu = GpuOptions::from_env();
-    gpu.allow_software |= args.allow_software_gpu;
+    gpu.allow_software = args.software_gpu.allowed();
     Ok(Config {
         kernels,
         sizes: args.sizes.clone(),

@@ -15,9 +15,8 @@ pub struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
-    /// Count software adapters (llvmpipe, SwiftShader, WARP) as usable.
-    #[arg(long)]
-    allow_software_gpu: bool,
+    #[command(flatten)]
+    software_gpu: super::SoftwareGpu,
 }
 
 #[derive(Serialize)]
@@ -42,7 +41,7 @@ struct CpuReport {
 }
 
 pub fn main(args: Args) -> Result<()> {
-    let allow_software = args.allow_software_gpu || adapter::software_allowed_by_env();
+    let allow_software = args.software_gpu.allowed();
     let adapters: Vec<Adapter> = adapter::reports(allow_software)
         .into_iter()
         .map(|adapter| Adapter {

@@ -42,6 +42,22 @@ enum Command {
     Bench(bench::Args),
 }
 
+/// `--allow-software-gpu`, the same in every subcommand.
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct SoftwareGpu {
+    /// Accept a software GPU adapter (llvmpipe, SwiftShader, WARP) when no
+    /// hardware one exists; also ANYCORE_ALLOW_SOFTWARE_GPU=1.
+    #[arg(long = "allow-software-gpu")]
+    allow: bool,
+}
+
+impl SoftwareGpu {
+    /// Whether software adapters count, from the flag or the environment.
+    fn allowed(self) -> bool {
+        self.allow || anycore::backend::gpu::adapter::software_allowed_by_env()
+    }
+}
+
 /// `--backend`.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum BackendArg {

@@ -1,11 +1,11 @@
-//! Writing a run's outputs: `.npy` files, or a coloured `.png` for images of
-//! iteration counts.
+//! Writing a run's outputs: `.npy` files, or a `.png` for an output its
+//! kernel draws as a picture.
 
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
-use anycore::kernel::{Kernel, Task, mandelbrot};
+use anycore::kernel::{Kernel, Painter, Picture};
 use anycore::tensor::{Tensor, npy};
 use anycore::{Error, Result};
 
@@ -18,48 +18,46 @@ pub fn is_png(path: &Path) -> bool {
 /// Checks, before anything runs, that the output can be written in the
 /// format its path asks for.
 pub fn check_format(kernel: Kernel, name: &str, path: &Path) -> Result<()> {
-    if is_png(path) && kernel != Kernel::Mandelbrot {
+    if is_png(path) && kernel.signature().picture_output != Some(name) {
+        let pictures: Vec<String> = Kernel::ALL
+            .iter()
+            .filter_map(|k| Some(format!("{k}'s '{}'", k.signature().picture_output?)))
+            .collect();
         return Err(Error::BadInput(format!(
-            "output '{name}' -> {}: only mandelbrot's output can be written as .png; use .npy",
-            path.display()
+            "output '{name}' -> {}: only {} can be written as .png; use .npy",
+            path.display(),
+            pictures.join(" and ")
         )));
     }
     Ok(())
 }
 
-/// The iteration cap that colours a picture of this task's output, for
-/// kernels whose output can be a picture.
-pub fn picture_scale(task: &Task) -> Option<u32> {
-    match task {
-        Task::Mandelbrot(m) => Some(m.max_iter),
-        _ => None,
+/// Writes one output tensor to `path`: a picture for a `.png` path (drawn
+/// by `painter`, the task's [`Task::painter`]; [`check_format`] has refused
+/// the others), else a `.npy` file.
+pub fn write(tensor: &Tensor, path: &Path, painter: Option<Painter>) -> Result<()> {
+    match painter.filter(|_| is_png(path)) {
+        Some(painter) => {
+            let picture = painter.draw(tensor).ok_or_else(|| {
+                Error::Internal(format!("{} is not a picture", tensor.describe()))
+            })?;
+            write_png(&picture, path)
+        }
+        None => npy::write(path, tensor),
     }
 }
 
-/// Writes one output tensor to `path`: a picture for a `.png` path (with
-/// `scale` from [`picture_scale`]; [`check_format`] has refused the others),
-/// else a `.npy` file.
-pub fn write(tensor: &Tensor, path: &Path, scale: Option<u32>) -> Result<()> {
-    match scale {
-        Some(max_iter) if is_png(path) => write_png(tensor, max_iter, path),
-        _ => npy::write(path, tensor),
-    }
-}
-
-fn write_png(tensor: &Tensor, max_iter: u32, path: &Path) -> Result<()> {
-    let counts = tensor.as_u32().expect("mandelbrot gives u32 counts");
-    let (height, width) = (tensor.shape()[0] as u32, tensor.shape()[1] as u32);
-    let rgb = mandelbrot::to_rgb(counts, max_iter);
+fn write_png(picture: &Picture, path: &Path) -> Result<()> {
     let io_err = |e: std::io::Error| Error::Write {
         path: path.to_owned(),
         source: e,
     };
     let png_err = |e: png::EncodingError| io_err(std::io::Error::other(e));
     let file = File::create(path).map_err(io_err)?;
-    let mut encoder = png::Encoder::new(BufWriter::new(file), width, height);
+    let mut encoder = png::Encoder::new(BufWriter::new(file), picture.width, picture.height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(png_err)?;
-    writer.write_image_data(&rgb).map_err(png_err)?;
+    writer.write_image_data(&picture.rgb).map_err(png_err)?;
     writer.finish().map_err(png_err)
 }

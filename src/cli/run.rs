@@ -9,7 +9,7 @@ use serde::Serialize;
 use anycore::backend::BackendChoice;
 use anycore::coordinator::cost::CostModel;
 use anycore::engine::{BlockingEngine, CostModelSource, EngineConfig};
-use anycore::kernel::{Job, Kernel, Outputs, Task};
+use anycore::kernel::{Job, Kernel, Outputs, Painter, Task};
 use anycore::tensor::{TensorData, npy};
 use anycore::{Error, Result};
 
@@ -26,10 +26,8 @@ pub struct Args {
     /// Where to run it.
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
-    /// Accept a software GPU adapter (llvmpipe, SwiftShader, WARP); also
-    /// ANYCORE_ALLOW_SOFTWARE_GPU=1.
-    #[arg(long)]
-    allow_software_gpu: bool,
+    #[command(flatten)]
+    software_gpu: super::SoftwareGpu,
     /// An input array: NAME=FILE.npy (repeatable).
     #[arg(short = 'i', long = "input", value_name = "NAME=FILE.npy")]
     inputs: Vec<String>,
@@ -110,7 +108,7 @@ pub fn main(args: Args) -> Result<()> {
     for (name, path) in inputs {
         job = job.input(name, npy::read(path.as_ref())?);
     }
-    let (report, results, scale) = match &args.server {
+    let (report, results, painter) = match &args.server {
         Some(url) => {
             let request = remote::request(&job, args.backend.name());
             let task = Task::new(job)?; // checked here first: bad input never travels
@@ -124,25 +122,25 @@ pub fn main(args: Args) -> Result<()> {
                 timings_ms: serde_json::json!(response.timings_ms),
                 outputs: BTreeMap::new(),
             };
-            (report, outputs, output::picture_scale(&task))
+            (report, outputs, task.painter())
         }
         None => run_here(&args, Task::new(job)?)?,
     };
-    finish(report, results, scale, &outputs, args.json)
+    finish(report, results, painter, &outputs, args.json)
 }
 
 /// Runs the task in this process, through the same coordinator and
 /// placement policy as `batch` and `serve`.
-fn run_here(args: &Args, task: Task) -> Result<(Report, Outputs, Option<u32>)> {
+fn run_here(args: &Args, task: Task) -> Result<(Report, Outputs, Option<Painter>)> {
     let choice = BackendChoice::from(args.backend);
     let mut config = EngineConfig::default();
-    config.gpu.allow_software |= args.allow_software_gpu;
+    config.gpu.allow_software = args.software_gpu.allowed();
     config.use_gpu = choice != BackendChoice::Cpu;
     if choice != BackendChoice::Auto {
         // The choice is made: no cost model needed.
         config.cost_model = CostModelSource::Fixed(CostModel::default());
     }
-    let scale = output::picture_scale(&task);
+    let painter = task.painter();
     let engine = BlockingEngine::start(config)?;
     let report = engine.run_task(task, choice).map_err(|e| match e {
         Error::NoGpu(why) => Error::NoGpu(format!("--backend gpu needs a GPU adapter: {why}")),
@@ -162,21 +160,21 @@ fn run_here(args: &Args, task: Task) -> Result<(Report, Outputs, Option<u32>)> {
         timings_ms: serde_json::json!(report.timings),
         outputs: BTreeMap::new(),
     };
-    Ok((summary, report.outputs, scale))
+    Ok((summary, report.outputs, painter))
 }
 
 /// Writes the outputs asked for and prints the report.
 fn finish(
     mut report: Report,
     results: Outputs,
-    scale: Option<u32>,
+    painter: Option<Painter>,
     paths: &BTreeMap<&str, &str>,
     json: bool,
 ) -> Result<()> {
     for (name, tensor) in &results {
         let path = paths.get(name.as_str()).map(PathBuf::from);
         if let Some(path) = &path {
-            output::write(tensor, path, scale)?;
+            output::write(tensor, path, painter)?;
         }
         report.outputs.insert(
             name.clone(),

@@ -13,9 +13,8 @@ pub struct Args {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:7878")]
     addr: String,
-    /// Accept a software GPU adapter; also ANYCORE_ALLOW_SOFTWARE_GPU=1.
-    #[arg(long)]
-    allow_software_gpu: bool,
+    #[command(flatten)]
+    software_gpu: super::SoftwareGpu,
     /// Jobs queued or running before new ones get 503.
     #[arg(long, default_value_t = 256)]
     max_in_flight: usize,
@@ -31,7 +30,7 @@ pub fn main(args: Args) -> Result<()> {
             .await
             .map_err(|e| Error::BadInput(format!("cannot listen on {}: {e}", args.addr)))?;
         let mut config = EngineConfig::default();
-        config.gpu.allow_software |= args.allow_software_gpu;
+        config.gpu.allow_software = args.software_gpu.allowed();
         config.max_in_flight = args.max_in_flight;
         let engine = Arc::new(Engine::start(config).await?);
         let local = listener

@@ -29,6 +29,7 @@ pub const SIGNATURE: Signature = Signature {
         name: "out",
         doc: "f32 [n]: a·x + y",
     }],
+    picture_output: None,
     example: "anycore run axpy -i x=x.npy -i y=y.npy -p a=2 -o out=out.npy",
 };
 

@@ -10,7 +10,7 @@
 use rayon::prelude::*;
 
 use super::profile::{self, Profile, Unit};
-use super::{Arg, Inputs, Outputs, Param, Params, ShaderInfo, Signature, Task};
+use super::{Arg, Inputs, Outputs, Param, Params, Picture, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, TensorData};
 
@@ -59,6 +59,7 @@ pub const SIGNATURE: Signature = Signature {
         name: "out",
         doc: "u32 [height, width] iteration counts; a .png path gets a coloured picture",
     }],
+    picture_output: Some("out"),
     example: "anycore run mandelbrot -p width=1920 -p height=1080 -o out=mandelbrot.png",
 };
 
@@ -258,6 +259,20 @@ impl Mandelbrot {
             .collect();
         self.outputs(counts)
     }
+}
+
+/// The counts image as a picture, coloured for `max_iter` ([`to_rgb`]);
+/// `None` for a tensor that is not a [height, width] image of counts.
+pub fn picture(counts: &Tensor, max_iter: u32) -> Option<Picture> {
+    let (height, width) = match counts.shape() {
+        &[h, w] => (u32::try_from(h).ok()?, u32::try_from(w).ok()?),
+        _ => return None,
+    };
+    Some(Picture {
+        width,
+        height,
+        rgb: to_rgb(counts.as_u32()?, max_iter),
+    })
 }
 
 /// Colours counts for a picture: a smooth palette outside the set, black

@@ -31,6 +31,7 @@ pub const SIGNATURE: Signature = Signature {
         name: "out",
         doc: "f32 [m, n]",
     }],
+    picture_output: None,
     example: "anycore run matmul -i a=A.npy -i b=B.npy -o out=C.npy",
 };
 

@@ -55,6 +55,36 @@ pub struct Signature {
     pub outputs: &'static [Arg],
     /// A command line that runs it.
     pub example: &'static str,
+    /// The output that a `.png` path may receive as a picture, if any
+    /// ([`Task::painter`] draws it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub picture_output: Option<&'static str>,
+}
+
+/// An output drawn as a picture: RGB bytes, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Picture {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Three bytes a pixel.
+    pub rgb: Vec<u8>,
+}
+
+/// How to draw a task's picture output, taken before the task runs (the
+/// task is gone by the time its outputs are written).
+#[derive(Clone, Copy, Debug)]
+pub struct Painter {
+    draw: fn(&Tensor, u32) -> Option<Picture>,
+    param: u32,
+}
+
+impl Painter {
+    /// The output as a picture, or `None` if it is not one.
+    pub fn draw(&self, output: &Tensor) -> Option<Picture> {
+        (self.draw)(output, self.param)
+    }
 }
 
 /// An input or output tensor.
@@ -305,6 +335,18 @@ impl Task {
             Task::Matmul(t) => t.multiply_adds() as f64,
             // Iterations per pixel vary with the view; max_iter bounds them.
             Task::Mandelbrot(t) => t.pixels() as f64 * f64::from(t.max_iter.max(1)),
+        }
+    }
+
+    /// How to draw its picture output, for kernels that have one
+    /// ([`Signature::picture_output`]).
+    pub fn painter(&self) -> Option<Painter> {
+        match self {
+            Task::Mandelbrot(m) => Some(Painter {
+                draw: mandelbrot::picture,
+                param: m.max_iter,
+            }),
+            Task::Axpy(_) | Task::Reduce(_) | Task::Matmul(_) => None,
         }
     }
 

@@ -27,6 +27,7 @@ pub const SIGNATURE: Signature = Signature {
         name: "out",
         doc: "[1], the dtype of x",
     }],
+    picture_output: None,
     example: "anycore run reduce -i x=x.npy -p op=max --json",
 };
 
