@@ -117,11 +117,7 @@ fn calibrate(source: CostModelSource, coordinator: &Coordinator) {
             model: model.clone(),
         })
         .expect("model serialises");
-        if let Err(e) = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(path, text))
-        {
+        if let Err(e) = crate::cache::write(path, &text) {
             log::warn!("cannot cache the cost model at {}: {e}", path.display());
         }
     }

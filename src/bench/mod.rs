@@ -279,6 +279,12 @@ pub struct OrderCheck {
 /// Below this rate ratio (after / before), the order check adds a note.
 const ORDER_SLOWDOWN: f64 = 1.0 / 1.5;
 
+/// The task at step `i` of a kernel's sweep: its size, with inputs drawn
+/// from a seed of its own.
+fn sweep_task(kernel: Kernel, sizes: &[usize], i: usize, seed: u64) -> Result<Task> {
+    workload::task(kernel, sizes[i], seed + i as u64 * 2)
+}
+
 /// Times each kernel of the sweeps on the CPU at the middle size of its
 /// sweep (the same task the sweep runs there): (kernel, size, fastest ms).
 /// The fastest run, not the median: state left on the threads slows every
@@ -291,10 +297,11 @@ fn order_probe(
 ) -> Result<Vec<(Kernel, usize, f64)>> {
     let mut out = Vec::new();
     for (kernel, sizes) in sweeps {
-        let Some(&size) = sizes.get(sizes.len() / 2) else {
+        let middle = sizes.len() / 2;
+        let Some(&size) = sizes.get(middle) else {
             continue;
         };
-        let mut work = workload::task(*kernel, size, seed + (sizes.len() / 2) as u64 * 2)?;
+        let mut work = sweep_task(*kernel, sizes, middle, seed)?;
         let [s] = repeat(plan, || {
             let run = cpu.run_in_place(&mut work);
             restore(&mut work, run.outputs);
@@ -438,7 +445,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         let kernel = *kernel;
         let mut diff: Option<f64> = None;
         for (i, &size) in sizes.iter().enumerate() {
-            let task = workload::task(kernel, size, config.seed + i as u64 * 2)?;
+            let task = sweep_task(kernel, sizes, i, config.seed)?;
             match kernel {
                 Kernel::Matmul if numpy.is_some() => {
                     step(format!("{kernel} {size}: plain rayon loop"));
@@ -487,7 +494,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
                     "{kernel} {size} ran {:.2}× slower on the CPU after the other kernels \
                      than before them ({first:.3} → {later:.3} ms): an earlier kernel left \
                      state behind on the pool's threads",
-                    first.max(later) / first.min(later).max(f64::MIN_POSITIVE)
+                    later / first
                 ));
             }
             order.push(OrderCheck {

@@ -12,12 +12,6 @@ use crate::error::Result;
 use crate::kernel::axpy::{Axpy, WORKGROUP};
 use crate::kernel::{Kernel, Outputs};
 
-/// vec4 each invocation handles per loop iteration (`UNROLL` in the shader).
-const UNROLL: usize = 4;
-
-/// Elements one workgroup handles per loop iteration.
-const TILE: usize = WORKGROUP as usize * UNROLL * 4;
-
 /// Workgroups per dispatch at most: several times what a large GPU holds
 /// at once (an H100 keeps 132 SMs × 8 groups of 256 resident), so the
 /// last wave's imbalance stays small, yet far below the 65,535 per
@@ -33,11 +27,6 @@ struct Params {
     _pad: [u32; 2],
 }
 
-/// Bytes bound for `len` elements: whole vec4.
-fn vec4_bytes(len: usize) -> u64 {
-    (len.div_ceil(4) * 16) as u64
-}
-
 pub(super) fn run(exec: &mut Exec, t: &Axpy) -> Result<Outputs> {
     let gpu = exec.gpu();
     let n = t.len();
@@ -48,11 +37,11 @@ pub(super) fn run(exec: &mut Exec, t: &Axpy) -> Result<Outputs> {
     let pipeline = gpu.pipeline(Kernel::Axpy, 0, &[]);
     // Whole vec4 per chunk, so that its padded binding fits the limit.
     let chunk = gpu.binding_elements(16) * 4;
-    let cap = vec4_bytes(chunk.min(n));
+    let cap = grid::vec4_bytes(chunk.min(n));
     let (xb, yb) = (exec.storage(cap), exec.storage(cap));
     for (start, len) in grid::chunks(n, chunk) {
         let range = start..start + len;
-        let bytes = vec4_bytes(len);
+        let bytes = grid::vec4_bytes(len);
         exec.upload(&[
             (&xb, bytemuck::cast_slice(&t.x[range.clone()])),
             (&yb, bytemuck::cast_slice(&t.y[range.clone()])),
@@ -62,7 +51,7 @@ pub(super) fn run(exec: &mut Exec, t: &Axpy) -> Result<Outputs> {
             n: len as u32,
             _pad: [0; 2],
         };
-        let groups = grid::groups_for(len, TILE as u32).min(gpu.stream_groups(MAX_GROUPS));
+        let groups = grid::stream_groups_for(len, WORKGROUP).min(gpu.stream_groups(MAX_GROUPS));
         exec.compute(&[Pass::new(
             &pipeline,
             vec![(&xb, bytes), (&yb, bytes)],

@@ -7,6 +7,7 @@
 
 use super::GpuBackend;
 use super::exec::{Exec, Pass};
+use super::grid;
 use crate::error::Result;
 use crate::kernel::ShaderInfo;
 
@@ -19,8 +20,6 @@ pub const SHADER: ShaderInfo = ShaderInfo {
 };
 
 const WORKGROUP: u32 = 256;
-/// vec4 per invocation per loop iteration (`UNROLL` in the shader).
-const UNROLL: u32 = 4;
 /// Workgroups in the grid, as `axpy` uses.
 const GROUPS: u32 = 4096;
 /// Copies per submission: enough that one submission's overhead vanishes.
@@ -38,26 +37,14 @@ struct Params {
 /// binding), on the device's clock where it has one, and the bytes copied.
 pub(super) fn time(gpu: &GpuBackend, bytes: u64) -> Result<(f64, u64)> {
     let bytes = bytes.min(gpu.max_binding) & !15;
-    let module = gpu
-        .device
-        .create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(SHADER.file),
-            source: wgpu::ShaderSource::Wgsl(SHADER.source.into()),
-        });
-    let pipeline = gpu
-        .device
-        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(SHADER.file),
-            layout: None,
-            module: &module,
-            entry_point: Some(SHADER.entry_points[0].0),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+    // Compiled as the catalog's shaders are (unchecked where trusted), but
+    // not cached: the bench times it a few times per run.
+    let module = gpu.module(&SHADER);
+    let pipeline = gpu.compile(&SHADER, &module, SHADER.entry_points[0].0, &[]);
     let mut exec = Exec::new(gpu);
     let (src, dst) = (exec.storage(bytes), exec.storage(bytes));
     let n = u32::try_from(bytes / 16).unwrap_or(u32::MAX);
-    let groups = n.div_ceil(WORKGROUP * UNROLL).clamp(1, GROUPS);
+    let groups = grid::stream_groups_for(bytes as usize / 4, WORKGROUP).clamp(1, GROUPS);
     let params = Params { n, _pad: [0; 3] };
     let passes: Vec<Pass> = (0..REPS)
         .map(|i| {

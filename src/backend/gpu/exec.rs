@@ -9,12 +9,12 @@
 //! cleanly; after a GPU error they are dropped instead.
 
 use std::num::NonZeroU64;
-use std::sync::{Mutex, MutexGuard};
+
 use std::time::Instant;
 
 use wgpu::util::DeviceExt;
 
-use super::{GpuBackend, timer};
+use super::{GpuBackend, lock, timer};
 use crate::backend::Timings;
 use crate::error::{Error, Result};
 
@@ -261,10 +261,6 @@ impl Drop for Exec<'_> {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn ms_since(start: Instant) -> f64 {

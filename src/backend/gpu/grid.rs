@@ -9,6 +9,23 @@ pub fn groups_for(items: usize, workgroup: u32) -> u32 {
     u32::try_from(items.div_ceil(workgroup as usize)).expect("chunks are sized to fit u32 groups")
 }
 
+/// vec4 each invocation of a streaming kernel (`axpy`, `reduce`'s wide
+/// pass, the bandwidth copy) handles per iteration of its grid-stride loop:
+/// `UNROLL` in their shaders.
+const STREAM_UNROLL: usize = 4;
+
+/// Workgroups of `workgroup` invocations a streaming kernel needs to cover
+/// `elements` 4-byte elements in one sweep of its loop (before any cap).
+pub fn stream_groups_for(elements: usize, workgroup: u32) -> u32 {
+    groups_for(elements, workgroup * (STREAM_UNROLL * 4) as u32)
+}
+
+/// Bytes bound for `elements` 4-byte elements by a kernel that reads them
+/// as whole vec4.
+pub fn vec4_bytes(elements: usize) -> u64 {
+    (elements.div_ceil(4) * 16) as u64
+}
+
 /// Start and length of each chunk of `total` items, at most `chunk` each.
 pub fn chunks(total: usize, chunk: usize) -> impl Iterator<Item = (usize, usize)> {
     assert!(chunk > 0, "chunk size must be positive");

@@ -34,11 +34,11 @@ use self::exec::Exec;
 use self::pool::BufferPool;
 use super::{Backend, BackendKind, Run};
 use crate::error::{Error, Result};
-use crate::kernel::{Kernel, Task};
+use crate::kernel::{Kernel, ShaderInfo, Task};
 
 /// Shaders the backend runs that are not catalog kernels (the copy behind
 /// `anycore bench`'s GPU bandwidth baseline), for the shader tests.
-pub const UTILITY_SHADERS: &[&crate::kernel::ShaderInfo] = &[&copy::SHADER];
+pub const UTILITY_SHADERS: &[&ShaderInfo] = &[&copy::SHADER];
 
 /// How to open the GPU backend.
 #[derive(Clone, Debug)]
@@ -164,8 +164,7 @@ impl GpuBackend {
         let lost_flag = Arc::clone(&lost);
         device.set_device_lost_callback(move |reason, message| {
             log::error!("GPU device lost ({reason:?}): {message}");
-            *lost_flag.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(format!("device lost ({reason:?}): {message}"));
+            *lock(&lost_flag) = Some(format!("device lost ({reason:?}): {message}"));
         });
 
         let timestamp_period = queue.get_timestamp_period();
@@ -314,55 +313,73 @@ impl GpuBackend {
         variant: u32,
         constants: &[(&str, f64)],
     ) -> wgpu::ComputePipeline {
-        let mut pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pipelines = lock(&self.pipelines);
         pipelines
             .entry((kernel, entry_point, variant))
             .or_insert_with(|| {
                 let shader = kernel.shader();
-                let trusted = shader.trusted && !self.runtime_checks;
-                let module = self
-                    .modules
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
+                let module = lock(&self.modules)
                     .entry(kernel)
-                    .or_insert_with(|| {
-                        let desc = wgpu::ShaderModuleDescriptor {
-                            label: Some(shader.file),
-                            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
-                        };
-                        if trusted {
-                            // SAFETY: a trusted shader indexes only within its
-                            // bindings and loops a bounded number of times
-                            // (`ShaderInfo::trusted`); the tests run every
-                            // trusted shader with and without the checks.
-                            unsafe {
-                                self.device.create_shader_module_trusted(
-                                    desc,
-                                    wgpu::ShaderRuntimeChecks::unchecked(),
-                                )
-                            }
-                        } else {
-                            self.device.create_shader_module(desc)
-                        }
-                    })
+                    .or_insert_with(|| self.module(shader))
                     .clone();
-                self.device
-                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(entry_point),
-                        layout: None,
-                        module: &module,
-                        entry_point: Some(entry_point),
-                        compilation_options: wgpu::PipelineCompilationOptions {
-                            constants,
-                            // Trusted shaders write workgroup memory before
-                            // reading it; zeroing it costs a pass per workgroup.
-                            zero_initialize_workgroup_memory: !trusted,
-                        },
-                        cache: None,
-                    })
+                self.compile(shader, &module, entry_point, constants)
             })
             .clone()
     }
+
+    /// Whether `shader` runs without naga's runtime checks here.
+    fn trusted(&self, shader: &ShaderInfo) -> bool {
+        shader.trusted && !self.runtime_checks
+    }
+
+    /// `shader`'s module, unchecked where it is trusted.
+    fn module(&self, shader: &ShaderInfo) -> wgpu::ShaderModule {
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(shader.file),
+            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+        };
+        if self.trusted(shader) {
+            // SAFETY: a trusted shader indexes only within its bindings and
+            // loops a bounded number of times (`ShaderInfo::trusted`); the
+            // tests run every trusted shader with and without the checks.
+            unsafe {
+                self.device
+                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
+        } else {
+            self.device.create_shader_module(desc)
+        }
+    }
+
+    /// A pipeline for `entry_point` of `shader`'s `module`.
+    fn compile(
+        &self,
+        shader: &ShaderInfo,
+        module: &wgpu::ShaderModule,
+        entry_point: &str,
+        constants: &[(&str, f64)],
+    ) -> wgpu::ComputePipeline {
+        self.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry_point),
+                layout: None,
+                module,
+                entry_point: Some(entry_point),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    // Trusted shaders write workgroup memory before reading
+                    // it; zeroing it costs a pass per workgroup.
+                    zero_initialize_workgroup_memory: !self.trusted(shader),
+                },
+                cache: None,
+            })
+    }
+}
+
+/// Locks a mutex, also one a panicking thread left poisoned (the data
+/// behind every lock here stays consistent between statements).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Backend for GpuBackend {
@@ -394,7 +411,7 @@ impl GpuBackend {
     }
 
     fn run_repeating(&self, task: &Task, repeats: u32) -> Result<Run> {
-        if let Some(why) = self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        if let Some(why) = lock(&self.lost).clone() {
             return Err(Error::Gpu(why));
         }
         let start = Instant::now();

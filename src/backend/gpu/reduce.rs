@@ -16,12 +16,6 @@ use crate::kernel::reduce::{Reduce, ReduceOp, WORKGROUP};
 use crate::kernel::{Kernel, Outputs};
 use crate::tensor::TensorData;
 
-/// vec4 each invocation loads per loop iteration (`UNROLL` in the shader).
-const UNROLL: usize = 4;
-
-/// Elements one workgroup folds per loop iteration.
-const TILE: usize = WORKGROUP as usize * UNROLL * 4;
-
 /// Workgroups in the wide pass: about twice what a large GPU holds at once
 /// (an H100 keeps 132 SMs × 8 groups of 256 resident), few enough that one
 /// workgroup folds their partials quickly (2 vec4 per invocation). A
@@ -49,13 +43,8 @@ fn fold<'a>(
         out_offset: out_offset as u32,
         _pad: [0; 2],
     };
-    let storage = vec![(src, vec4_bytes(len)), (dst, dst.size())];
+    let storage = vec![(src, grid::vec4_bytes(len)), (dst, dst.size())];
     Pass::new(pipeline, storage, &params, (groups, 1, 1))
-}
-
-/// Bytes bound for `len` elements: whole vec4.
-fn vec4_bytes(len: usize) -> u64 {
-    (len.div_ceil(4) * 16) as u64
 }
 
 pub(super) fn run(exec: &mut Exec, t: &Reduce) -> Result<Outputs> {
@@ -84,12 +73,12 @@ pub(super) fn run(exec: &mut Exec, t: &Reduce) -> Result<Outputs> {
     // Whole vec4 per chunk, so that its padded binding fits the limit.
     let chunk = gpu.binding_elements(16) * 4;
     let chunks = n.div_ceil(chunk);
-    let src = exec.storage(vec4_bytes(chunk.min(n)));
-    let partials = exec.output(vec4_bytes(gpu.stream_groups(MAX_GROUPS) as usize));
-    let results = exec.output(vec4_bytes(chunks));
+    let src = exec.storage(grid::vec4_bytes(chunk.min(n)));
+    let partials = exec.output(grid::vec4_bytes(gpu.stream_groups(MAX_GROUPS) as usize));
+    let results = exec.output(grid::vec4_bytes(chunks));
     for (i, (start, len)) in grid::chunks(n, chunk).enumerate() {
         exec.upload(&[(&src, bytemuck::cast_slice(&bits[start..start + len]))])?;
-        let groups = grid::groups_for(len, TILE as u32).min(gpu.stream_groups(MAX_GROUPS));
+        let groups = grid::stream_groups_for(len, WORKGROUP).min(gpu.stream_groups(MAX_GROUPS));
         exec.compute(&[
             fold(&pipeline, (&src, len), (&partials, 0), groups),
             fold(&pipeline, (&partials, groups as usize), (&results, i), 1),

@@ -24,11 +24,12 @@
 //! run one at a time. After an error its buffers are dropped (their state
 //! is unknown) and fresh ones are made on next use.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use super::lock;
 use crate::error::{Error, Result};
 
 /// Bytes per staging buffer unless `GpuOptions::staging_chunk_bytes` says
@@ -121,10 +122,6 @@ impl Slot {
 /// How long a map may stay pending after its copy is done.
 const MAP_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Bytes a copy of `len` bytes moves: copies go in whole 4-byte words.
 fn words(len: usize) -> u64 {
     (len as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT)
@@ -151,16 +148,19 @@ struct Piece<'a>(wgpu::WriteOnly<'a, [u8]>);
 // SAFETY: the pieces are disjoint and each is written by exactly one thread.
 unsafe impl Send for Piece<'_> {}
 
+/// Bytes per thread for a host copy of `len` bytes: one piece per pool
+/// thread, at least 256 KiB.
+fn piece_len(len: usize) -> usize {
+    len.div_ceil(rayon::current_num_threads()).max(1 << 18)
+}
+
 /// Copies `src` into mapped memory, over several threads when it is large.
 fn fill(mut dst: wgpu::WriteOnly<'_, [u8]>, src: &[u8]) {
     if src.len() < PARALLEL_COPY_BYTES {
         dst.copy_from_slice(src);
         return;
     }
-    let step = src
-        .len()
-        .div_ceil(rayon::current_num_threads())
-        .max(1 << 18);
+    let step = piece_len(src.len());
     let mut pieces = Vec::new();
     for part in src.chunks(step) {
         let (head, tail) = dst.split_at(part.len());
@@ -178,10 +178,7 @@ fn drain(src: &[u8], dst: &mut [u8]) {
         dst.copy_from_slice(src);
         return;
     }
-    let step = dst
-        .len()
-        .div_ceil(rayon::current_num_threads())
-        .max(1 << 18);
+    let step = piece_len(dst.len());
     dst.par_chunks_mut(step)
         .zip(src.par_chunks(step))
         .for_each(|(d, s)| d.copy_from_slice(s));

@@ -47,10 +47,10 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::GpuBackend;
 use super::adapter::{self, AdapterReport};
 use super::exec::Exec;
 use super::matmul::{Problem, Shape, pass};
+use super::{GpuBackend, lock};
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
 use crate::kernel::matmul::{SHADER, VARIANTS, Variant, WORKGROUP, variant, vec4_shape};
@@ -206,14 +206,7 @@ impl CacheFile {
             .or_default()
             .insert(class.to_owned(), choice.clone());
         let text = serde_json::to_string_pretty(&file).expect("the cache serialises");
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, path).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
+        crate::cache::write(path, &text)
     }
 }
 
@@ -384,7 +377,7 @@ impl Tuner {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         if !state.loaded {
             state.loaded = true;
             if let Some(path) = self.uses_cache().then_some(self.cache.as_ref()).flatten() {
@@ -437,7 +430,7 @@ impl Tuner {
         if !self.tunes() {
             return Ok(default_variant(m, k, n));
         }
-        let _tuning = self.tuning.lock().unwrap_or_else(|e| e.into_inner());
+        let _tuning = lock(&self.tuning);
         // Another thread may have tuned this class while we waited.
         if let Some(v) = cached(&self.state()) {
             return Ok(v);
