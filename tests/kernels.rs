@@ -35,41 +35,28 @@ fn run(backend: &dyn Backend, task: &Task) -> anycore::kernel::Outputs {
     outputs
 }
 
+/// Lengths at the edges of the streaming kernels' layout (`axpy`,
+/// `reduce`): vec4 of 4 elements, workgroup tiles of 256 × 4 vec4 (4,096
+/// elements) per grid-stride step, 16,384-element chunks under
+/// `gpu_chunked`. Lengths ≡ 1, 2, 3 (mod 4); one tile ± 1; last tiles that
+/// end in each quarter of a tile (5,497 … 15,087: their last vec4 is in the
+/// second, third or fourth run of 256); around one chunk, and chunk counts
+/// ≡ 1, 2, 3 (mod 4).
+const STREAM_EDGES: [usize; 19] = [
+    2, 3, 5, 6, 7, 4_095, 4_096, 4_097, 5_497, 5_499, 7_694, 15_086, 15_087, 16_383, 16_385,
+    32_771, 65_537, 1_000_001, 1_000_002,
+];
+
 fn axpy_matches_reference(backend: &dyn Backend) {
     let mut rng = rng();
-    // The shader moves vec4 and its workgroups take tiles of 256 × 4 vec4
-    // (4,096 elements) per grid-stride step; the host caps the grid at 4,096
-    // workgroups (`MAX_GROUPS` in backend/gpu/axpy.rs). So: lengths ≡ 1, 2, 3
-    // (mod 4); one tile ± 1; last tiles that end in each quarter of a tile
-    // (5,497 … 15,087: their last vec4 is in the second, third or fourth
-    // run of 256); around the 16,384-element chunks of `gpu_chunked`; and
-    // one full sweep of the capped grid (4,096 × 4,096) ± 1, past which the
+    // The stream edges, and one full sweep of the capped grid (4,096
+    // workgroups, `MAX_GROUPS` in backend/gpu/axpy.rs) ± 1, past which the
     // loop takes a second step. That sweep + 1 is also more than 65,535
     // workgroups of 256 would cover.
-    let edges = [
-        2,
-        3,
-        5,
-        6,
-        7,
-        4_095,
-        4_096,
-        4_097,
-        5_497,
-        5_499,
-        7_694,
-        15_086,
-        15_087,
-        16_383,
-        16_385,
-        32_771,
-        65_537,
-        1_000_001,
-        1_000_002,
-        4_096 * 4_096 - 1,
-        4_096 * 4_096 + 1,
-    ];
-    for &n in SIZES.iter().chain(&edges) {
+    let sweep = 4_096 * 4_096;
+    let around_sweep = [sweep - 1, sweep + 1];
+    let edges = STREAM_EDGES.iter().chain(&around_sweep);
+    for &n in SIZES.iter().chain(edges) {
         let a = rng.random_range(-3.0f32..3.0);
         let (x, y) = (random_f32(&mut rng, n), random_f32(&mut rng, n));
         let job = Job::new(Kernel::Axpy)
@@ -141,42 +128,17 @@ fn check_reduce(backend: &dyn Backend, op: ReduceOp, x: TensorData) {
 
 fn reduce_matches_reference(backend: &dyn Backend) {
     let mut rng = rng();
-    // The GPU shader loads vec4 and masks the lanes past n of the last one
-    // (which hold stale data or poison); its workgroups take tiles of
-    // 256 × 4 vec4 (4,096 elements) per grid-stride step, and the wide pass
-    // has at most 2,048 workgroups (`MAX_GROUPS` in backend/gpu/reduce.rs),
-    // whose partials the next pass reads as vec4 too. So: lengths ≡ 1, 2, 3
-    // (mod 4); one tile ± 1; last tiles that end in each quarter of a tile
-    // (5,497 … 15,087); partial counts ≢ 0 (mod 4) (e.g. 4,096 × 5 + 1
-    // gives 6); around the 16,384-element chunks of `gpu_chunked`, with
-    // chunk counts ≡ 1, 2, 3 (mod 4); and one full sweep of the capped grid
+    // The GPU shader masks the lanes past n of the last vec4 (which hold
+    // stale data or poison), and the wide pass has at most 2,048 workgroups
+    // (`MAX_GROUPS` in backend/gpu/reduce.rs), whose partials the next pass
+    // reads as vec4 too. So: the stream edges; partial counts ≢ 0 (mod 4)
+    // (4,096 × 5 + 1 gives 6); and one full sweep of the capped grid
     // (2,048 × 4,096) ± 1.
-    let edges = [
-        2,
-        3,
-        5,
-        6,
-        7,
-        4_095,
-        4_096,
-        4_097,
-        5_497,
-        5_499,
-        7_694,
-        15_086,
-        15_087,
-        4_096 * 5 + 1,
-        16_383,
-        16_385,
-        32_771,
-        65_537,
-        1_000_001,
-        1_000_002,
-    ];
+    let edges = STREAM_EDGES.iter().chain(&[4_096 * 5 + 1]);
     let sweep = 2_048 * 4_096;
     for op in [ReduceOp::Sum, ReduceOp::Min, ReduceOp::Max] {
         for dtype in 0..3 {
-            for &n in SIZES.iter().chain(&edges) {
+            for &n in SIZES.iter().chain(edges.clone()) {
                 if n == 0 && op != ReduceOp::Sum {
                     continue;
                 }
