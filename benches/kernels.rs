@@ -16,21 +16,19 @@ use anycore::bench::workload;
 use anycore::kernel::{Kernel, Task};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
-/// Sizes per kernel: small enough for criterion's many runs.
+/// Sizes per kernel: its quick sweep, small enough for criterion's many
+/// runs.
 fn sizes(kernel: Kernel) -> &'static [usize] {
-    match kernel {
-        Kernel::Axpy | Kernel::Reduce => &[1 << 12, 1 << 18, 1 << 24],
-        Kernel::Matmul => &[128, 512, 1024],
-        Kernel::Mandelbrot => &[256, 1024],
-    }
+    kernel.profile().quick_sizes
 }
 
 fn throughput(kernel: Kernel, size: usize) -> Throughput {
     let amount = workload::amount(kernel, size) as u64;
-    match kernel {
-        Kernel::Axpy | Kernel::Reduce => Throughput::Bytes(amount),
-        // Criterion's "elements": floating-point operations or pixels.
-        Kernel::Matmul | Kernel::Mandelbrot => Throughput::Elements(amount),
+    if workload::bandwidth(kernel).is_some() {
+        Throughput::Bytes(amount)
+    } else {
+        // Criterion's "elements": operations, pixels, keys.
+        Throughput::Elements(amount)
     }
 }
 

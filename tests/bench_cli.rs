@@ -287,9 +287,9 @@ fn without_numpy_matmul_is_compared_with_the_plain_loop_and_the_report_says_so()
     assert!(out.status.success(), "bench failed: {}", stderr(&out));
     let report = read_json(&json);
     check_rows(&report, &["matmul"], &[65], &["cpu"]);
-    assert!(report["baselines"]["reference_gemm"].is_null());
+    assert!(report["baselines"]["numpy"].is_null());
     assert_eq!(report["results"][0]["baseline_name"], "rayon loop");
-    assert!(report["notes"].to_string().contains("no reference gemm"));
+    assert!(report["notes"].to_string().contains("no NumPy"));
 }
 
 /// Arguments, environment, and what stderr must name.

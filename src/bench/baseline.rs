@@ -1,6 +1,6 @@
 //! Baselines timed in the same run as the kernels: the machine's memory
-//! bandwidth, plain rayon loops of the same operations, and NumPy's `a @ b`
-//! as the reference gemm. This machine is shared and noisy; a ratio to a
+//! bandwidth, and each kernel's own (its profile's `baselines`): the plain
+//! rayon loop of the same operation, NumPy doing it, single threads. This machine is shared and noisy; a ratio to a
 //! baseline measured minutes apart means more than an absolute time.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -10,8 +10,13 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::measure::{Repeat, Stats, repeat, time_ms};
+use super::model::BaselineName;
+use crate::backend::Backend;
+use crate::backend::cpu::CpuBackend;
 use crate::error::{Error, Result};
-use crate::kernel::mandelbrot::Mandelbrot;
+use crate::kernel::profile::{Baseline, NumpyCode};
+use crate::kernel::reduce::plain_sum;
+use crate::kernel::{Kernel, Task};
 
 /// Bytes in each buffer of the bandwidth tests: far past any cache.
 pub const BANDWIDTH_BYTES: usize = 256 << 20;
@@ -49,67 +54,122 @@ fn parallel_copy(src: &[f32], dst: &mut [f32]) {
         .for_each(|(d, s)| d.copy_from_slice(s));
 }
 
-/// The plain rayon loop `y ← a·x + y`, in place, the way a user would
-/// write it.
-pub fn axpy_loop(pool: &rayon::ThreadPool, a: f32, x: &[f32], y: &mut [f32]) {
-    pool.install(|| y.par_iter_mut().zip(x).for_each(|(y, &x)| *y += a * x));
+/// A parallel sum over `x` on `pool` ([`plain_sum`]).
+fn sum_loop(pool: &rayon::ThreadPool, x: &[f32]) -> f32 {
+    pool.install(|| plain_sum(x))
 }
 
-/// A rayon sum that keeps up with memory: sixteen f32 accumulators per
-/// block so the compiler can vectorise (a bare `par_iter().sum()` cannot,
-/// and would flatter whatever is compared with it).
-pub fn sum_loop(pool: &rayon::ThreadPool, x: &[f32]) -> f32 {
-    pool.install(|| {
-        x.par_chunks(1 << 16)
-            .map(|block| {
-                let mut acc = [0.0f32; 16];
-                let mut chunks = block.chunks_exact(16);
-                for c in &mut chunks {
-                    for (a, &v) in acc.iter_mut().zip(c) {
-                        *a += v;
-                    }
-                }
-                acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
-            })
-            .sum()
+/// One timed run of a baseline, in milliseconds.
+pub type Once<'a> = Box<dyn FnMut() -> Result<f64> + 'a>;
+
+/// A kernel's baselines that can be timed at `size` (a rayon loop within
+/// its limit; NumPy where it runs), in the profile's order: the first is
+/// the one the kernel's rows are compared with.
+pub fn available(kernel: Kernel, size: usize, have_numpy: bool) -> Vec<Baseline> {
+    kernel
+        .profile()
+        .baselines
+        .iter()
+        .copied()
+        .filter(|b| match b {
+            Baseline::RayonLoop { max_size } => size <= *max_size,
+            Baseline::Numpy(_) => have_numpy,
+            Baseline::SingleThreads => true,
+        })
+        .collect()
+}
+
+/// The curve a baseline's first timer draws, which rows compared with it
+/// name.
+pub fn main_curve(b: &Baseline) -> BaselineName {
+    match b {
+        Baseline::RayonLoop { .. } => BaselineName::RayonLoop,
+        Baseline::Numpy(_) => BaselineName::Numpy,
+        Baseline::SingleThreads => BaselineName::ThreadsTimesSingle,
+    }
+}
+
+/// What the baselines are timed with.
+pub struct Kit<'a> {
+    /// The pool the plain loops run on (as many threads as the CPU
+    /// backend's).
+    pub pool: &'a rayon::ThreadPool,
+    /// A one-thread CPU backend.
+    pub single: &'a CpuBackend,
+    /// NumPy, when it runs.
+    pub numpy: Option<&'a mut Numpy>,
+}
+
+/// The timers of baseline `b` on `task` (of `size`), each ready to run
+/// once: its curves' names and their runs. A NumPy baseline takes the kit's
+/// NumPy for as long as the timers live.
+pub fn timers<'a>(
+    b: &Baseline,
+    task: &'a Task,
+    size: usize,
+    kit: &mut Kit<'a>,
+) -> Result<Vec<(BaselineName, Once<'a>)>> {
+    let pool = kit.pool;
+    Ok(match b {
+        Baseline::RayonLoop { .. } => {
+            let mut run = task.plain_loop();
+            let once: Once<'a> = Box::new(move || Ok(time_ms(|| pool.install(&mut run)).1));
+            vec![(BaselineName::RayonLoop, once)]
+        }
+        Baseline::Numpy(code) => {
+            let numpy = kit
+                .numpy
+                .take()
+                .ok_or_else(|| Error::Internal("a NumPy baseline without NumPy".into()))?;
+            numpy.prepare(code, size)?;
+            vec![(
+                BaselineName::Numpy,
+                Box::new(move || numpy.run_ms()) as Once<'a>,
+            )]
+        }
+        Baseline::SingleThreads => {
+            let threads = pool.current_num_threads();
+            let single = kit.single;
+            let singles = (0..threads)
+                .map(|_| CpuBackend::new(Some(1)))
+                .collect::<Result<Vec<_>>>()?;
+            vec![
+                (
+                    BaselineName::ThreadsTimesSingle,
+                    Box::new(move || Ok(single.run(task)?.timings.total / threads as f64)),
+                ),
+                (
+                    BaselineName::SinglesAtOnce,
+                    Box::new(move || Ok(singles_at_once(&singles, task)? / threads as f64)),
+                ),
+            ]
+        }
     })
 }
 
-/// The plain rayon gemm: rows of `c = a·b` in parallel, each an i-k-j loop
-/// over row-major n×n matrices (no blocking, no packing).
-pub fn gemm_loop(pool: &rayon::ThreadPool, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    pool.install(|| {
-        c.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
-            row.fill(0.0);
-            for (p, &aip) in a[i * n..(i + 1) * n].iter().enumerate() {
-                for (c, &b) in row.iter_mut().zip(&b[p * n..(p + 1) * n]) {
-                    *c += aip * b;
-                }
-            }
+/// Milliseconds for each backend in `singles` to run `task` once, all
+/// started together.
+fn singles_at_once(singles: &[CpuBackend], task: &Task) -> Result<f64> {
+    let (ran, ms) = time_ms(|| {
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = singles
+                .iter()
+                .map(|single| scope.spawn(|| single.run(task)))
+                .collect();
+            runs.into_iter().try_for_each(|run| {
+                run.join()
+                    .map_err(|_| Error::Panicked("a single-thread run panicked".into()))?
+                    .map(drop)
+            })
         })
     });
+    ran.map(|()| ms)
 }
 
-/// The plain rayon Mandelbrot: rows in parallel, one pixel at a time
-/// ([`Mandelbrot::count`], the kernel's scalar definition).
-pub fn mandelbrot_loop(pool: &rayon::ThreadPool, m: &Mandelbrot) -> Vec<u32> {
-    let mut counts = vec![0u32; m.pixels()];
-    pool.install(|| {
-        counts
-            .par_chunks_mut(m.width as usize)
-            .enumerate()
-            .for_each(|(r, row)| {
-                for (c, v) in row.iter_mut().enumerate() {
-                    *v = m.count(r as u32, c as u32);
-                }
-            })
-    });
-    counts
-}
-
-/// NumPy's `a @ b` (f32) in a Python process that stays up for the whole
-/// bench, so its runs can alternate with ours: the machine's noise then
-/// falls on both alike. Each run is timed inside Python.
+/// NumPy in a Python process that stays up for the whole bench, so its
+/// runs can alternate with ours: the machine's noise then falls on both
+/// alike. Each run is timed inside Python; what it runs is a kernel's
+/// [`NumpyCode`].
 pub struct Numpy {
     child: Child,
     stdin: ChildStdin,
@@ -118,11 +178,11 @@ pub struct Numpy {
     pub library: String,
 }
 
-/// Reads commands from stdin: `n` makes two random n×n f32 matrices and
-/// runs the product once (warm-up); `run` times one product. Answers one
-/// line each.
+/// Reads one JSON command a line from stdin: `{"setup", "run", "n"}` runs
+/// `setup` with `n`, `np` and `rng` at hand, then the `run` expression once
+/// (warm-up); `"run"` times the expression once. Answers one line each.
 const NUMPY_SERVER: &str = r#"
-import sys, time
+import json, sys, time
 import numpy as np
 try:
     cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
@@ -131,18 +191,18 @@ except Exception:
     blas = "unknown BLAS"
 print("NumPy %s (%s)" % (np.__version__, blas), flush=True)
 rng = np.random.default_rng(1)
-a = b = None
+run = None
 for line in sys.stdin:
-    cmd = line.strip()
+    cmd = json.loads(line)
     if cmd == "run":
         t = time.perf_counter()
-        a @ b
+        run()
         print((time.perf_counter() - t) * 1e3, flush=True)
     else:
-        n = int(cmd)
-        a = rng.uniform(-1, 1, (n, n)).astype(np.float32)
-        b = rng.uniform(-1, 1, (n, n)).astype(np.float32)
-        a @ b
+        env = {"np": np, "rng": rng, "n": cmd["n"]}
+        exec(cmd["setup"], env)
+        run = eval("lambda: " + cmd["run"], env)
+        run()
         print("ready", flush=True)
 "#;
 
@@ -182,14 +242,15 @@ impl Numpy {
         Ok(numpy)
     }
 
-    /// Makes the n×n inputs and runs the product once.
-    pub fn prepare(&mut self, n: usize) -> Result<()> {
-        self.ask(&n.to_string()).map(drop)
+    /// Makes the inputs of `code` at size `n` and runs it once.
+    pub fn prepare(&mut self, code: &NumpyCode, n: usize) -> Result<()> {
+        let command = serde_json::json!({"setup": code.setup, "run": code.run, "n": n});
+        self.ask(&command.to_string()).map(drop)
     }
 
-    /// Milliseconds of one `a @ b`, as Python timed it.
+    /// Milliseconds of one run of the prepared code, as Python timed it.
     pub fn run_ms(&mut self) -> Result<f64> {
-        let answer = self.ask("run")?;
+        let answer = self.ask("\"run\"")?;
         answer
             .parse()
             .map_err(|_| Error::Internal(format!("NumPy answered '{answer}'")))
@@ -229,31 +290,20 @@ impl Drop for Numpy {
 mod tests {
     use super::*;
 
-    fn pool() -> rayon::ThreadPool {
-        rayon::ThreadPoolBuilder::new()
+    #[test]
+    fn the_sum_is_right_and_every_plain_loop_runs() {
+        // (The plain loops keep their results to themselves, so that a run
+        // times only the operation; here they must just run.)
+        let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)
             .build()
-            .unwrap()
-    }
-
-    #[test]
-    fn the_baseline_loops_compute_what_they_claim() {
-        let pool = pool();
-        let n = 37;
-        let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 - 3.0).collect();
-        let b: Vec<f32> = (0..n * n).map(|i| (i % 5) as f32 * 0.5).collect();
-        let mut c = vec![f32::NAN; n * n];
-        gemm_loop(&pool, n, &a, &b, &mut c);
-        for i in [0, 17, n - 1] {
-            for j in [0, 20, n - 1] {
-                let want: f32 = (0..n).map(|p| a[i * n + p] * b[p * n + j]).sum();
-                assert!((c[i * n + j] - want).abs() < 1e-3, "c[{i},{j}]");
-            }
-        }
+            .unwrap();
         let x: Vec<f32> = (0..100_003).map(|i| (i % 3) as f32).collect();
         assert_eq!(sum_loop(&pool, &x), x.iter().sum::<f32>());
-        let mut y = vec![1.0f32; x.len()];
-        axpy_loop(&pool, 2.0, &x, &mut y);
-        assert!(y.iter().zip(&x).all(|(&y, &x)| y == 2.0 * x + 1.0));
+        for kernel in Kernel::ALL {
+            let task = (kernel.profile().task)(37, 1).unwrap();
+            let mut run = task.plain_loop();
+            pool.install(&mut run);
+        }
     }
 }

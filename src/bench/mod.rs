@@ -3,9 +3,10 @@
 //! speed-up, the crossover size and the largest difference between the two
 //! backends' outputs.
 //!
+//! - [`model`]: what the report holds, as `--json` writes it.
 //! - [`workload`]: what a size means per kernel, its task and its unit.
 //! - [`measure`]: warm-up, repeated runs, median/min/max.
-//! - [`baseline`]: memory bandwidth, plain rayon loops, NumPy's gemm.
+//! - [`baseline`]: memory bandwidth, and each kernel's own baselines.
 //! - [`report`]: the terminal table; [`svg`]: the log-log chart.
 //!
 //! Backends are used directly, not through the coordinator: the numbers are
@@ -23,22 +24,25 @@
 
 pub mod baseline;
 pub mod measure;
+pub mod model;
 pub mod report;
 pub mod svg;
 pub mod workload;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+pub use self::model::{
+    BaselineName, Baselines, Curve, Machine, Mode, OrderCheck, Report, ResultRow, Speedup,
+};
 
-use self::baseline::Bandwidth;
+use self::baseline::{Bandwidth, Kit, Once};
 use self::measure::{Repeat, Stats, repeat, repeat_each};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::{GpuBackend, GpuOptions};
 use crate::backend::{Backend, BackendKind};
 use crate::error::{Error, Result};
+use crate::kernel::profile::Baseline;
 use crate::kernel::{Kernel, Outputs, Task};
-use crate::tensor::TensorData;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -71,187 +75,6 @@ pub struct Progress {
     pub step: String,
 }
 
-/// Everything one bench run measured; serialised as `--json` writes it.
-#[derive(Clone, Debug, Serialize)]
-pub struct Report {
-    /// The machine and devices.
-    pub machine: Machine,
-    /// Baselines timed in this run.
-    pub baselines: Baselines,
-    /// One row per kernel, size, backend and mode.
-    pub results: Vec<ResultRow>,
-    /// Per kernel, the smallest size at which the GPU end to end beat the
-    /// CPU (`null`: none in range, or no GPU).
-    pub crossover: BTreeMap<String, Option<usize>>,
-    /// With several kernels on the CPU: each timed at one size before any
-    /// other kernel ran and again after all had, so that state one kernel
-    /// leaves on the pool's threads (a matmul once made mandelbrot 3×
-    /// slower) shows; a slowdown past 1.5× also gets a note.
-    pub order_check: Vec<OrderCheck>,
-    /// Per kernel, the largest relative norm ‖gpu − cpu‖ / ‖cpu‖ over the
-    /// sizes (`null` without both backends).
-    pub max_rel_diff: BTreeMap<String, Option<f64>>,
-    /// Per kernel and size, GPU throughput over CPU throughput.
-    pub speedup: BTreeMap<String, Vec<Speedup>>,
-    /// What was skipped, and why.
-    pub notes: Vec<String>,
-}
-
-impl Report {
-    /// The names of a kernel's baseline curves, in the order first seen.
-    pub fn curve_names(&self, kernel: Kernel) -> Vec<&str> {
-        let mut names: Vec<&str> = Vec::new();
-        for c in self
-            .baselines
-            .curves
-            .iter()
-            .filter(|c| c.kernel == kernel.name())
-        {
-            if !names.contains(&c.name.as_str()) {
-                names.push(&c.name);
-            }
-        }
-        names
-    }
-}
-
-/// The machine the bench ran on.
-#[derive(Clone, Debug, Serialize)]
-pub struct Machine {
-    /// CPU model, from `/proc/cpuinfo` where there is one.
-    pub cpu: String,
-    /// Threads in the CPU backend's pool.
-    pub threads: usize,
-    /// `os-arch`.
-    pub os: String,
-    /// The GPU measured, if any.
-    pub gpu: Option<String>,
-    /// What the GPU's "resident" rows were timed with: "device timestamps"
-    /// (the kernels on the GPU's own clock) or "host wait" (submit to done,
-    /// seen from the host) where the adapter has no timestamp queries.
-    pub gpu_timer: Option<String>,
-    /// anycore's version.
-    pub anycore: String,
-    /// Seconds since 1970 when the bench started.
-    pub unix_time: u64,
-    /// Whether this was `--quick`.
-    pub quick: bool,
-    /// Percent of the CPUs' time the hypervisor gave to other guests while
-    /// the bench ran (Linux `/proc/stat`; `null` elsewhere). A few percent
-    /// is enough to make a two-thread run lose to one thread times two.
-    pub steal_pct: Option<f64>,
-}
-
-/// Baselines: machine-wide figures and per-size curves.
-#[derive(Clone, Debug, Serialize)]
-pub struct Baselines {
-    /// Parallel copy over 256 MiB buffers, GB/s (read + write bytes).
-    pub copy_gbps: f64,
-    /// Parallel read (sum) over a 256 MiB buffer, GB/s.
-    pub read_gbps: f64,
-    /// A device-to-device copy on the GPU, GB/s (read + write bytes): the
-    /// faster of the two below, the baseline of the memory-bound kernels'
-    /// resident rows.
-    pub gpu_copy_gbps: Option<f64>,
-    /// `copy_buffer_to_buffer` of 256 MiB, GB/s (read + write bytes).
-    pub gpu_buffer_copy_gbps: Option<f64>,
-    /// A WGSL vec4 copy kernel over 256 MiB (the memory-bound kernels'
-    /// access pattern), GB/s (read + write bytes).
-    pub gpu_kernel_copy_gbps: Option<f64>,
-    /// anycore's own host→device copy of 256 MiB (the path jobs use), GB/s.
-    pub gpu_upload_gbps: Option<f64>,
-    /// anycore's own device→host copy of 256 MiB into fresh host memory
-    /// (the path jobs use), GB/s.
-    pub gpu_download_gbps: Option<f64>,
-    /// The reference gemm, when there was one.
-    pub reference_gemm: Option<String>,
-    /// Per kernel and size: the plain rayon loop, NumPy, the single thread
-    /// scaled by the thread count.
-    pub curves: Vec<Curve>,
-}
-
-/// One baseline at one size.
-#[derive(Clone, Debug, Serialize)]
-pub struct Curve {
-    /// The kernel it stands beside.
-    pub kernel: String,
-    /// "rayon loop", "numpy", "threads × single thread", "single threads
-    /// at once".
-    pub name: String,
-    /// The size.
-    pub size: usize,
-    /// Runs after the warm-up.
-    pub runs: usize,
-    /// Median milliseconds (for "threads × single thread": the single
-    /// thread's time divided by the thread count).
-    pub median_ms: f64,
-    /// Throughput from the median.
-    pub throughput: f64,
-    /// The kernel's unit.
-    pub unit: String,
-}
-
-/// One measured kernel, size, backend and mode.
-#[derive(Clone, Debug, Serialize)]
-pub struct ResultRow {
-    /// Kernel name.
-    pub kernel: String,
-    /// "cpu" or "gpu".
-    pub backend: String,
-    /// "cpu", "resident", "end_to_end" or "back_to_back" (the kernels run
-    /// 8 times back to back on resident data, per run; real GPUs only).
-    pub mode: String,
-    /// The size (elements, or n of n×n).
-    pub size: usize,
-    /// Runs after the warm-up.
-    pub runs: usize,
-    /// Median milliseconds.
-    pub median_ms: f64,
-    /// Fastest.
-    pub min_ms: f64,
-    /// Slowest.
-    pub max_ms: f64,
-    /// Throughput from the median.
-    pub throughput: f64,
-    /// "GB/s", "GFLOP/s" or "Mpixel/s".
-    pub unit: String,
-    /// The throughput of the baseline this row is compared with, in the
-    /// same unit.
-    pub baseline: Option<f64>,
-    /// Which baseline that is: "rayon loop", "numpy", "threads × single
-    /// thread", "gpu copy".
-    pub baseline_name: Option<String>,
-    /// throughput / baseline.
-    pub baseline_ratio: Option<f64>,
-    /// For memory-bound kernels: throughput over the matching memory
-    /// bandwidth (copy for axpy, read for reduce, the device copy on the GPU).
-    pub bandwidth_ratio: Option<f64>,
-}
-
-/// GPU over CPU at one size.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct Speedup {
-    /// The size.
-    pub size: usize,
-    /// Kernel alone, data on the device.
-    pub resident: f64,
-    /// With uploads and downloads.
-    pub end_to_end: f64,
-}
-
-/// The baseline named for a kernel's CPU rows and the GPU's end-to-end rows.
-fn cpu_baseline_name(kernel: Kernel, have_numpy: bool) -> &'static str {
-    match kernel {
-        Kernel::Matmul if have_numpy => "numpy",
-        Kernel::Mandelbrot => "threads × single thread",
-        _ => "rayon loop",
-    }
-}
-
-/// Largest n for which the plain rayon gemm runs: beyond it one run takes
-/// many seconds on two cores.
-const GEMM_LOOP_MAX: usize = 2048;
-
 /// Bytes copied by the GPU bandwidth test.
 const GPU_COPY_BYTES: u64 = 256 << 20;
 
@@ -260,21 +83,6 @@ const BACK_TO_BACK: u32 = 8;
 
 /// Bytes moved each way by the host↔device transfer test.
 const GPU_TRANSFER_BYTES: u64 = 256 << 20;
-
-/// One kernel timed on the CPU before and after the others ran.
-#[derive(Clone, Debug, Serialize)]
-pub struct OrderCheck {
-    /// Kernel name.
-    pub kernel: String,
-    /// The size timed (the middle of its sweep).
-    pub size: usize,
-    /// Fastest milliseconds before any other kernel ran.
-    pub first_ms: f64,
-    /// Fastest milliseconds after all the others had.
-    pub after_ms: f64,
-    /// first_ms / after_ms: the rate after over the rate before.
-    pub ratio: f64,
-}
 
 /// Below this rate ratio (after / before), the order check adds a note.
 const ORDER_SLOWDOWN: f64 = 1.0 / 1.5;
@@ -304,7 +112,7 @@ fn order_probe(
         let mut work = sweep_task(*kernel, sizes, middle, seed)?;
         let [s] = repeat(plan, || {
             let run = cpu.run_in_place(&mut work);
-            restore(&mut work, run.outputs);
+            work.restore(run.outputs);
             Ok([run.timings.total])
         })?;
         out.push((*kernel, size, s.min_ms));
@@ -350,37 +158,43 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
     };
     let measure_cpu = want(BackendKind::Cpu);
 
+    let wants_numpy = sweeps.iter().any(|(k, _)| {
+        k.profile()
+            .baselines
+            .iter()
+            .any(|b| matches!(b, Baseline::Numpy(_)))
+    });
     let mut numpy = None;
-    if sweeps.iter().any(|(k, _)| *k == Kernel::Matmul) {
+    if wants_numpy {
         match baseline::Numpy::start(threads) {
             Ok(n) => numpy = Some(n),
             Err(why) => notes.push(format!(
-                "no reference gemm ({why}); matmul is compared with the plain rayon loop"
+                "no NumPy ({why}); kernels whose baseline is NumPy are compared with the next \
+                 one they have"
             )),
         }
     }
-    let reference_gemm = numpy.as_ref().map(|n| n.library.clone());
+    let numpy_version = numpy.as_ref().map(|n| n.library.clone());
 
-    // Per size: the CPU beside its baselines, the GPU, and the plain rayon
-    // loop apart where it is not the main baseline (it is slow).
-    let per_size = |k: Kernel| {
-        let apart = match k {
-            Kernel::Matmul => numpy.is_some(),
-            Kernel::Mandelbrot => true,
-            _ => false,
-        };
-        1 + usize::from(gpu.is_some()) + usize::from(apart)
+    // The plan: per kernel and size, its baselines there (the first is timed
+    // in turn with the CPU, the others apart, a step each).
+    let plan_of = |kernel: Kernel, sizes: &[usize]| -> Vec<Vec<Baseline>> {
+        sizes
+            .iter()
+            .map(|&size| baseline::available(kernel, size, numpy.is_some()))
+            .collect()
     };
+    let plans: Vec<Vec<Vec<Baseline>>> = sweeps.iter().map(|(k, s)| plan_of(*k, s)).collect();
     // With several kernels on the CPU, each is timed once before any other
     // runs and once after all have (two steps).
     let order_check = measure_cpu && sweeps.len() > 1;
+    let per_size = |baselines: &Vec<Baseline>| {
+        1 + usize::from(gpu.is_some()) + baselines.len().saturating_sub(1)
+    };
     let total = 1
         + usize::from(gpu.is_some())
         + 2 * usize::from(order_check)
-        + sweeps
-            .iter()
-            .map(|(k, s)| s.len() * per_size(*k))
-            .sum::<usize>();
+        + plans.iter().flatten().map(per_size).sum::<usize>();
     let mut done = 0;
     let mut step = |what: String| {
         progress(Progress {
@@ -435,31 +249,35 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         gpu_copy_gbps,
         curves: Vec::new(),
         results: Vec::new(),
-        reference_gemm,
         notes,
         crossover: BTreeMap::new(),
         max_rel_diff: BTreeMap::new(),
         speedup: BTreeMap::new(),
     };
-    for (kernel, sizes) in &sweeps {
+    for ((kernel, sizes), plan) in sweeps.iter().zip(&plans) {
         let kernel = *kernel;
         let mut diff: Option<f64> = None;
-        for (i, &size) in sizes.iter().enumerate() {
+        for (i, (&size, baselines)) in sizes.iter().zip(plan).enumerate() {
             let task = sweep_task(kernel, sizes, i, config.seed)?;
-            match kernel {
-                Kernel::Matmul if numpy.is_some() => {
-                    step(format!("{kernel} {size}: plain rayon loop"));
-                    bench.loop_curve(&pool, &task, size, GEMM_LOOP_MAX)?;
+            let mut kit = Kit {
+                pool: &pool,
+                single: &single,
+                numpy: numpy.as_mut(),
+            };
+            let (main, apart) = match baselines.split_first() {
+                Some((main, apart)) => (Some(main), apart),
+                None => {
+                    bench.notes.push(format!(
+                        "{kernel} {size}: no baseline (none of its baselines runs at this \
+                         size here)"
+                    ));
+                    (None, &[][..])
                 }
-                Kernel::Mandelbrot => {
-                    step(format!("{kernel} {size}: plain rayon loop"));
-                    bench.loop_curve(&pool, &task, size, usize::MAX)?;
-                }
-                Kernel::Matmul if size > GEMM_LOOP_MAX => bench.notes.push(format!(
-                    "matmul {size}: no baseline (the plain rayon loop is not timed past \
-                     n = {GEMM_LOOP_MAX}, and there is no NumPy)"
-                )),
-                _ => {}
+            };
+            for b in apart {
+                step(format!("{kernel} {size}: {}", baseline::main_curve(b)));
+                let timers = baseline::timers(b, &task, size, &mut kit)?;
+                bench.apart(kernel, size, timers)?;
             }
             step(format!(
                 "{kernel} {size}: {}",
@@ -469,11 +287,15 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
                     "baseline"
                 }
             ));
-            let baselines = alternating_baselines(&pool, &single, numpy.as_mut(), &task)?;
-            let cpu_out = bench.cpu(measure_cpu.then_some(&cpu), &task, size, baselines)?;
+            let timers = match main {
+                Some(b) => baseline::timers(b, &task, size, &mut kit)?,
+                None => Vec::new(),
+            };
+            let main_name = main.map(baseline::main_curve);
+            let cpu_out = bench.cpu(measure_cpu.then_some(&cpu), &task, size, timers, main_name)?;
             if let Some(gpu) = &gpu {
                 step(format!("{kernel} {size}: gpu"));
-                let gpu_out = bench.gpu(gpu, &task, size)?;
+                let gpu_out = bench.gpu(gpu, &task, size, main_name)?;
                 if let Some(cpu_out) = &cpu_out {
                     let d = rel_diff(&gpu_out, cpu_out);
                     diff = Some(diff.map_or(d, |m| m.max(d)));
@@ -545,7 +367,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
             gpu_kernel_copy_gbps: gpu_copies.map(|c| c.1),
             gpu_upload_gbps,
             gpu_download_gbps,
-            reference_gemm: bench.reference_gemm,
+            numpy: numpy_version,
             curves: bench.curves,
         },
         results: bench.results,
@@ -564,7 +386,6 @@ struct Bench {
     gpu_copy_gbps: Option<f64>,
     curves: Vec<Curve>,
     results: Vec<ResultRow>,
-    reference_gemm: Option<String>,
     notes: Vec<String>,
     crossover: BTreeMap<String, Option<usize>>,
     max_rel_diff: BTreeMap<String, Option<f64>>,
@@ -572,41 +393,36 @@ struct Bench {
 }
 
 impl Bench {
-    fn curve(&mut self, kernel: Kernel, name: &str, size: usize, runs: usize, median_ms: f64) {
+    fn curve(&mut self, kernel: Kernel, name: BaselineName, size: usize, s: &Stats) {
         self.curves.push(Curve {
             kernel: kernel.name().into(),
-            name: name.into(),
+            name,
             size,
-            runs,
-            median_ms,
-            throughput: workload::throughput(kernel, size, median_ms),
+            runs: s.runs,
+            median_ms: s.median_ms,
+            throughput: workload::throughput(kernel, size, s.median_ms),
             unit: workload::unit(kernel).name.into(),
         });
     }
 
-    /// Times the plain rayon loop as a curve of its own (where it is not
-    /// the kernel's main baseline), up to size `max`.
-    fn loop_curve(
+    /// Times baselines that are not the kernel's main one, apart from the
+    /// CPU, with fewer runs (some are slow).
+    fn apart(
         &mut self,
-        pool: &rayon::ThreadPool,
-        task: &Task,
+        kernel: Kernel,
         size: usize,
-        max: usize,
+        mut timers: Vec<(BaselineName, Once<'_>)>,
     ) -> Result<()> {
-        let kernel = task.kernel();
-        if size > max {
-            self.notes.push(format!(
-                "{kernel} {size}: the plain rayon loop is not timed past {max}"
-            ));
-            return Ok(());
+        let stats = repeat_each(&self.plan.fewer(), timers.len(), || {
+            timers.iter_mut().map(|(_, once)| once()).collect()
+        })?;
+        for ((name, _), s) in timers.iter().zip(&stats) {
+            self.curve(kernel, *name, size, s);
         }
-        let mut once = rayon_loop(pool, task);
-        let [s] = repeat(&self.plan.fewer(), || Ok([once()?]))?;
-        self.curve(kernel, "rayon loop", size, s.runs, s.median_ms);
         Ok(())
     }
 
-    /// Times the CPU backend (when given) and the kernel's baselines in
+    /// Times the CPU backend (when given) and the kernel's main baseline in
     /// turn, run after run, so drift in the machine's load falls on all of
     /// them. Returns the outputs of the CPU's first run.
     fn cpu(
@@ -614,7 +430,8 @@ impl Bench {
         cpu: Option<&CpuBackend>,
         task: &Task,
         size: usize,
-        mut baselines: Vec<(&'static str, Once<'_>)>,
+        mut baselines: Vec<(BaselineName, Once<'_>)>,
+        main: Option<BaselineName>,
     ) -> Result<Option<Outputs>> {
         let kernel = task.kernel();
         let mut first = None;
@@ -635,23 +452,30 @@ impl Bench {
                 if first.is_none() {
                     first = Some(run.outputs.clone());
                 }
-                restore(&mut work, run.outputs);
+                work.restore(run.outputs);
                 times.push(run.timings.total);
             }
             Ok(times)
         })?;
         for ((name, _), s) in baselines.iter().zip(&stats) {
-            self.curve(kernel, name, size, s.runs, s.median_ms);
+            self.curve(kernel, *name, size, s);
         }
         if cpu.is_some() {
             let s = *stats.last().expect("the CPU was timed");
-            self.row(kernel, BackendKind::Cpu, "cpu", size, s);
+            self.row(kernel, Mode::Cpu, size, s, main);
         }
         Ok(first)
     }
 
     /// Times the GPU backend; returns the outputs of its first run.
-    fn gpu(&mut self, gpu: &GpuBackend, task: &Task, size: usize) -> Result<Outputs> {
+    fn gpu(
+        &mut self,
+        gpu: &GpuBackend,
+        task: &Task,
+        size: usize,
+        main: Option<BaselineName>,
+    ) -> Result<Outputs> {
+        let kernel = task.kernel();
         let mut first = None;
         let [resident, end_to_end] = repeat(&self.plan, || {
             let run = gpu.run(task)?;
@@ -659,14 +483,8 @@ impl Bench {
             let resident = run.timings.kernel_device.unwrap_or(run.timings.compute);
             Ok([resident, run.timings.total])
         })?;
-        self.row(task.kernel(), BackendKind::Gpu, "resident", size, resident);
-        self.row(
-            task.kernel(),
-            BackendKind::Gpu,
-            "end_to_end",
-            size,
-            end_to_end,
-        );
+        self.row(kernel, Mode::Resident, size, resident, main);
+        self.row(kernel, Mode::EndToEnd, size, end_to_end, main);
         // On a real GPU, also the kernels back to back on resident data: a
         // lone dispatch after a job's uploads may meet an idled, down-clocked
         // GPU. (Skipped on software adapters, where it only costs time.)
@@ -674,37 +492,50 @@ impl Bench {
             let [busy] = repeat(&self.plan, || {
                 Ok([gpu.time_back_to_back(task, BACK_TO_BACK)?])
             })?;
-            self.row(task.kernel(), BackendKind::Gpu, "back_to_back", size, busy);
+            self.row(kernel, Mode::BackToBack, size, busy, main);
         }
         Ok(first.expect("repeat runs at least once"))
     }
 
-    fn row(&mut self, kernel: Kernel, backend: BackendKind, mode: &str, size: usize, s: Stats) {
+    /// A result row, compared with the GPU copy (memory-bound kernels on
+    /// the device) or with the kernel's main baseline at that size.
+    fn row(
+        &mut self,
+        kernel: Kernel,
+        mode: Mode,
+        size: usize,
+        s: Stats,
+        main: Option<BaselineName>,
+    ) {
         let throughput = workload::throughput(kernel, size, s.median_ms);
         let bound = workload::bandwidth(kernel);
-        let memory_bound = bound.is_some();
-        let bandwidth = match (backend, bound) {
+        let on_gpu = mode != Mode::Cpu;
+        let bandwidth = match (on_gpu, bound) {
             (_, None) => None,
-            (BackendKind::Gpu, Some(_)) => self.gpu_copy_gbps,
-            (BackendKind::Cpu, Some(workload::Bandwidth::Copy)) => Some(self.bandwidth.copy_gbps),
-            (BackendKind::Cpu, Some(workload::Bandwidth::Read)) => Some(self.bandwidth.read_gbps),
+            (true, Some(_)) => self.gpu_copy_gbps,
+            (false, Some(workload::Bandwidth::Copy)) => Some(self.bandwidth.copy_gbps),
+            (false, Some(workload::Bandwidth::Read)) => Some(self.bandwidth.read_gbps),
         };
-        let on_device = matches!(mode, "resident" | "back_to_back");
-        let (name, baseline) = if on_device && memory_bound {
-            ("gpu copy".to_owned(), self.gpu_copy_gbps)
+        let (name, baseline) = if mode.on_device() && bound.is_some() {
+            (Some(BaselineName::GpuCopy), self.gpu_copy_gbps)
         } else {
-            let name = cpu_baseline_name(kernel, self.reference_gemm.is_some());
-            let found = self
-                .curves
-                .iter()
-                .find(|c| c.kernel == kernel.name() && c.name == name && c.size == size)
-                .map(|c| c.throughput);
-            (name.to_owned(), found)
+            let found = main.and_then(|name| {
+                self.curves
+                    .iter()
+                    .find(|c| c.kernel == kernel.name() && c.name == name && c.size == size)
+                    .map(|c| c.throughput)
+            });
+            (main, found)
         };
         self.results.push(ResultRow {
             kernel: kernel.name().into(),
-            backend: backend.to_string(),
-            mode: mode.into(),
+            backend: if on_gpu {
+                BackendKind::Gpu
+            } else {
+                BackendKind::Cpu
+            }
+            .to_string(),
+            mode,
             size,
             runs: s.runs,
             median_ms: s.median_ms,
@@ -713,7 +544,7 @@ impl Bench {
             throughput,
             unit: workload::unit(kernel).name.into(),
             baseline,
-            baseline_name: baseline.map(|_| name),
+            baseline_name: baseline.and(name),
             baseline_ratio: baseline.map(|b| throughput / b),
             bandwidth_ratio: bandwidth.map(|b| throughput / b),
         });
@@ -721,7 +552,7 @@ impl Bench {
 
     /// Speed-ups, crossover and accuracy for one kernel's sweep.
     fn summarise(&mut self, kernel: Kernel, sizes: &[usize], diff: Option<f64>) {
-        let median = |mode: &str, size: usize| {
+        let median = |mode: Mode, size: usize| {
             self.results
                 .iter()
                 .find(|r| r.kernel == kernel.name() && r.mode == mode && r.size == size)
@@ -730,11 +561,11 @@ impl Bench {
         let speedups: Vec<Speedup> = sizes
             .iter()
             .filter_map(|&size| {
-                let cpu = median("cpu", size)?;
+                let cpu = median(Mode::Cpu, size)?;
                 Some(Speedup {
                     size,
-                    resident: cpu / median("resident", size)?,
-                    end_to_end: cpu / median("end_to_end", size)?,
+                    resident: cpu / median(Mode::Resident, size)?,
+                    end_to_end: cpu / median(Mode::EndToEnd, size)?,
                 })
             })
             .collect();
@@ -748,113 +579,6 @@ impl Bench {
         self.crossover.insert(name.clone(), crossover);
         self.max_rel_diff.insert(name.clone(), diff);
         self.speedup.insert(name, speedups);
-    }
-}
-
-/// Puts back what [`CpuBackend::run_in_place`] took out of a task, so it
-/// can run again: axpy's y (which now holds a·x + y; the bench's scale keeps
-/// repeated runs bounded).
-fn restore(task: &mut Task, outputs: Outputs) {
-    if let Task::Axpy(t) = task
-        && let Some(out) = outputs.into_values().next()
-        && let TensorData::F32(y) = out.into_data()
-    {
-        t.y = y;
-    }
-}
-
-/// One timed run of a baseline, in milliseconds.
-type Once<'a> = Box<dyn FnMut() -> Result<f64> + 'a>;
-
-/// The baselines timed in turn with the CPU, each ready to run once; the
-/// first is the one the kernel's rows are compared with: NumPy for matmul
-/// when there is NumPy, the single thread times the thread count for
-/// mandelbrot (then, beside it, one single-thread run per thread started
-/// together: what the cores give when all are busy), else the plain rayon
-/// loop.
-fn alternating_baselines<'a>(
-    pool: &'a rayon::ThreadPool,
-    single: &'a CpuBackend,
-    numpy: Option<&'a mut baseline::Numpy>,
-    task: &'a Task,
-) -> Result<Vec<(&'static str, Once<'a>)>> {
-    let threads = pool.current_num_threads();
-    Ok(match (task, numpy) {
-        (Task::Matmul(t), Some(numpy)) => {
-            numpy.prepare(t.m)?;
-            vec![("numpy", Box::new(move || numpy.run_ms()))]
-        }
-        (Task::Matmul(t), None) if t.m > GEMM_LOOP_MAX => Vec::new(),
-        (Task::Mandelbrot(_), _) => {
-            let singles = (0..threads)
-                .map(|_| CpuBackend::new(Some(1)))
-                .collect::<Result<Vec<_>>>()?;
-            vec![
-                (
-                    "threads × single thread",
-                    Box::new(move || Ok(single.run(task)?.timings.total / threads as f64)),
-                ),
-                (
-                    "single threads at once",
-                    Box::new(move || Ok(singles_at_once(&singles, task)? / threads as f64)),
-                ),
-            ]
-        }
-        _ => vec![("rayon loop", rayon_loop(pool, task))],
-    })
-}
-
-/// Milliseconds for each backend in `singles` to run `task` once, all
-/// started together.
-fn singles_at_once(singles: &[CpuBackend], task: &Task) -> Result<f64> {
-    let (ran, ms) = measure::time_ms(|| {
-        std::thread::scope(|scope| {
-            let runs: Vec<_> = singles
-                .iter()
-                .map(|single| scope.spawn(|| single.run(task)))
-                .collect();
-            runs.into_iter().try_for_each(|run| {
-                run.join()
-                    .map_err(|_| Error::Panicked("a single-thread run panicked".into()))?
-                    .map(drop)
-            })
-        })
-    });
-    ran.map(|()| ms)
-}
-
-/// The plain rayon loop of a task's operation, on its own copies of the
-/// inputs.
-fn rayon_loop<'a>(pool: &'a rayon::ThreadPool, task: &'a Task) -> Once<'a> {
-    let time = |f: &mut dyn FnMut()| measure::time_ms(f).1;
-    match task {
-        Task::Axpy(t) => {
-            let mut y = t.y.clone();
-            Box::new(move || Ok(time(&mut || baseline::axpy_loop(pool, t.a, &t.x, &mut y))))
-        }
-        Task::Reduce(t) => {
-            let TensorData::F32(x) = &t.x else {
-                unreachable!("the bench sums f32")
-            };
-            Box::new(move || {
-                Ok(time(&mut || {
-                    std::hint::black_box(baseline::sum_loop(pool, x));
-                }))
-            })
-        }
-        Task::Matmul(t) => {
-            let mut c = vec![0.0f32; t.m * t.n];
-            Box::new(move || {
-                Ok(time(&mut || {
-                    baseline::gemm_loop(pool, t.m, &t.a, &t.b, &mut c)
-                }))
-            })
-        }
-        Task::Mandelbrot(m) => Box::new(move || {
-            Ok(time(&mut || {
-                std::hint::black_box(baseline::mandelbrot_loop(pool, m));
-            }))
-        }),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{Report, workload};
+use super::{BaselineName, Mode, Report, workload};
 use crate::kernel::Kernel;
 
 /// A number with about three significant digits.
@@ -76,11 +76,7 @@ pub fn table(report: &Report) -> String {
             m.gpu_timer.as_deref().unwrap_or("host wait")
         );
     }
-    let _ = writeln!(
-        out,
-        "reference gemm: {}",
-        b.reference_gemm.as_deref().unwrap_or("none")
-    );
+    let _ = writeln!(out, "numpy: {}", b.numpy.as_deref().unwrap_or("none"));
     for kernel in report_kernels(report) {
         let unit = workload::unit(kernel);
         let _ = writeln!(out, "\n{kernel} — {} ({})", unit.name, unit.counts);
@@ -96,12 +92,7 @@ pub fn table(report: &Report) -> String {
             "×bandwidth"
         );
         for r in report.results.iter().filter(|r| r.kernel == kernel.name()) {
-            let who = match r.mode.as_str() {
-                "resident" => "gpu resident",
-                "end_to_end" => "gpu end to end",
-                "back_to_back" => "gpu 8 in a row",
-                _ => "cpu",
-            };
+            let who = r.mode.label();
             let baseline = match (&r.baseline_name, r.baseline, r.baseline_ratio) {
                 (Some(name), Some(t), Some(ratio)) => {
                     format!("{}× {name} ({})", num(ratio), num(t))
@@ -175,14 +166,10 @@ fn other_baselines(out: &mut String, report: &Report, kernel: Kernel) {
     let cpu_rows: Vec<_> = report
         .results
         .iter()
-        .filter(|r| r.kernel == kernel.name() && r.mode == "cpu")
+        .filter(|r| r.kernel == kernel.name() && r.mode == Mode::Cpu)
         .collect();
-    let compared = |name: &str| {
-        cpu_rows
-            .iter()
-            .any(|r| r.baseline_name.as_deref() == Some(name))
-    };
-    let names: Vec<&str> = report
+    let compared = |name: &BaselineName| cpu_rows.iter().any(|r| r.baseline_name == Some(*name));
+    let names: Vec<BaselineName> = report
         .curve_names(kernel)
         .into_iter()
         .filter(|n| !compared(n))

@@ -4,9 +4,9 @@
 
 use std::fmt::Write;
 
-use super::Report;
 use super::report::{num, report_kernels, size as size_label};
 use super::workload::{self, Bandwidth};
+use super::{Mode, Report};
 use crate::kernel::Kernel;
 
 const PANEL_W: f64 = 600.0;
@@ -64,12 +64,14 @@ pub fn chart(report: &Report) -> String {
 
 fn series(report: &Report, kernel: Kernel) -> Vec<Series> {
     let mut all = Vec::new();
-    for (mode, label, colour, dash) in [
-        ("cpu", "cpu", "#1f77b4", ""),
-        ("resident", "gpu resident", "#d62728", ""),
-        ("end_to_end", "gpu end to end", "#ff7f0e", "6 3"),
-        ("back_to_back", "gpu 8 in a row", "#9467bd", "2 2"),
-    ] {
+    let styles = [
+        ("#1f77b4", ""),
+        ("#d62728", ""),
+        ("#ff7f0e", "6 3"),
+        ("#9467bd", "2 2"),
+    ];
+    for (mode, (colour, dash)) in Mode::ALL.into_iter().zip(styles) {
+        let label = mode.label();
         let points: Vec<(f64, f64)> = report
             .results
             .iter()
@@ -95,7 +97,7 @@ fn series(report: &Report, kernel: Kernel) -> Vec<Series> {
             .map(|c| (c.size as f64, c.throughput))
             .collect();
         all.push(Series {
-            label: name.into(),
+            label: name.as_str().into(),
             colour: ["#2ca02c", "#7f7f7f", "#9467bd"][n % 3],
             dash: "2 3",
             points,

@@ -3,7 +3,9 @@
 use rayon::prelude::*;
 
 use super::profile::{self, Bandwidth, Profile, Unit, random_f32};
-use super::{Arg, Inputs, Outputs, Param, Params, ShaderInfo, Signature, Task};
+use super::{
+    Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, ShaderInfo, Signature, Task,
+};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
@@ -56,6 +58,7 @@ pub const PROFILE: Profile = Profile {
         Ok(Task::Axpy(Axpy::new(BENCH_A, x, y)?))
     },
     probe_sizes: [1 << 12, 1 << 20],
+    baselines: &[profile::RAYON_LOOP],
 };
 
 /// Invocations per workgroup in `shaders/axpy.wgsl`.
@@ -96,7 +99,25 @@ impl Axpy {
         Ok(Axpy { a, x, y })
     }
 
-    pub(crate) fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.x.len()
+    }
+
+    /// Whether the vectors are empty.
+    pub fn is_empty(&self) -> bool {
+        self.x.is_empty()
+    }
+
+    /// Wraps a result vector as this kernel's outputs.
+    pub fn outputs(out: Vec<f32>) -> Outputs {
+        Outputs::from([("out".to_owned(), Tensor::from_f32(out))])
+    }
+}
+
+impl KernelTask for Axpy {
+    fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
         let x = inputs.take("x", &[DType::F32], 1)?;
         let y = inputs.take("y", &[DType::F32], 1)?;
         let a = params.f32_or("a", 1.0)?;
@@ -113,22 +134,7 @@ impl Axpy {
         Axpy::new(a, xs.to_vec(), ys.to_vec())
     }
 
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.x.len()
-    }
-
-    /// Whether the vectors are empty.
-    pub fn is_empty(&self) -> bool {
-        self.x.is_empty()
-    }
-
-    /// Wraps a result vector as this kernel's outputs.
-    pub fn outputs(out: Vec<f32>) -> Outputs {
-        Outputs::from([("out".to_owned(), Tensor::from_f32(out))])
-    }
-
-    pub(crate) fn run_cpu(&self) -> Outputs {
+    fn run_cpu(&self) -> Outputs {
         let a = self.a;
         // An indexed collect fills the vector in parallel, without zeroing it first.
         let out = self
@@ -144,7 +150,7 @@ impl Axpy {
     /// `y ← a·x + y` in place, then y taken out as the result: no output
     /// memory to fault in, so the loop moves only the 12 bytes per element
     /// it must.
-    pub(crate) fn run_cpu_in_place(&mut self) -> Outputs {
+    fn run_cpu_in_place(&mut self) -> Outputs {
         let a = self.a;
         self.y
             .par_chunks_mut(CPU_CHUNK)
@@ -157,7 +163,7 @@ impl Axpy {
         Axpy::outputs(std::mem::take(&mut self.y))
     }
 
-    pub(crate) fn reference(&self) -> Outputs {
+    fn reference(&self) -> Outputs {
         let out = self
             .x
             .iter()
@@ -165,5 +171,23 @@ impl Axpy {
             .map(|(&x, &y)| (f64::from(self.a) * f64::from(x) + f64::from(y)) as f32)
             .collect();
         Axpy::outputs(out)
+    }
+
+    fn restore(&mut self, outputs: Outputs) {
+        if let Some(out) = outputs.into_values().next()
+            && let crate::tensor::TensorData::F32(y) = out.into_data()
+        {
+            self.y = y;
+        }
+    }
+
+    fn work_units(&self) -> f64 {
+        self.len() as f64
+    }
+
+    /// `y ← a·x + y` in place with `par_iter_mut`, on its own copy of y.
+    fn plain_loop(&self) -> PlainLoop<'_> {
+        let mut y = self.y.clone();
+        Box::new(move || y.par_iter_mut().zip(&self.x).for_each(|(y, &x)| *y += self.a * x))
     }
 }

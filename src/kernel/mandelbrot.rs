@@ -9,8 +9,11 @@
 
 use rayon::prelude::*;
 
-use super::profile::{self, Profile, Unit};
-use super::{Arg, Inputs, Outputs, Param, Params, Picture, ShaderInfo, Signature, Task};
+use super::profile::{self, Baseline, Profile, Unit};
+use super::{
+    Arg, Inputs, KernelTask, Outputs, Painter, Param, Params, Picture, PlainLoop, ShaderInfo,
+    Signature, Task,
+};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, TensorData};
 
@@ -84,6 +87,7 @@ pub const PROFILE: Profile = Profile {
         Ok(Task::Mandelbrot(Mandelbrot::new(edge, edge)?))
     },
     probe_sizes: [64, 256],
+    baselines: &[Baseline::SingleThreads, profile::RAYON_LOOP],
 };
 
 /// Workgroup edge (16×16 pixels) in `shaders/mandelbrot.wgsl`.
@@ -153,19 +157,6 @@ impl Mandelbrot {
         Ok(self)
     }
 
-    pub(crate) fn from_job(_inputs: Inputs, p: &Params) -> Result<Self> {
-        Mandelbrot {
-            width: p.u32_required("width")?,
-            height: p.u32_required("height")?,
-            max_iter: p.u32_or("max_iter", 256)?,
-            x0: p.f32_or("x0", -2.5)?,
-            x1: p.f32_or("x1", 1.0)?,
-            y0: p.f32_or("y0", -1.25)?,
-            y1: p.f32_or("y1", 1.25)?,
-        }
-        .validated()
-    }
-
     /// Number of pixels.
     pub fn pixels(&self) -> usize {
         self.width as usize * self.height as usize
@@ -207,16 +198,6 @@ impl Mandelbrot {
         )])
     }
 
-    pub(crate) fn run_cpu(&self) -> Outputs {
-        let mut counts = vec![0u32; self.pixels()];
-        let arch = pulp::Arch::new();
-        counts
-            .par_chunks_mut(self.width as usize)
-            .enumerate()
-            .for_each(|(r, row)| arch.dispatch(|| self.count_row(r as u32, row)));
-        self.outputs(counts)
-    }
-
     /// Counts for one row: [`LANES`] pixels at a time stepping together
     /// (the compiler turns each step into vector instructions), the last
     /// few one by one. Bit for bit what [`Mandelbrot::count`] gives: the
@@ -252,12 +233,66 @@ impl Mandelbrot {
         }
     }
 
-    pub(crate) fn reference(&self) -> Outputs {
+}
+
+impl KernelTask for Mandelbrot {
+    fn from_job(_inputs: Inputs, p: &Params) -> Result<Self> {
+        Mandelbrot {
+            width: p.u32_required("width")?,
+            height: p.u32_required("height")?,
+            max_iter: p.u32_or("max_iter", 256)?,
+            x0: p.f32_or("x0", -2.5)?,
+            x1: p.f32_or("x1", 1.0)?,
+            y0: p.f32_or("y0", -1.25)?,
+            y1: p.f32_or("y1", 1.25)?,
+        }
+        .validated()
+    }
+
+    fn run_cpu(&self) -> Outputs {
+        let mut counts = vec![0u32; self.pixels()];
+        let arch = pulp::Arch::new();
+        counts
+            .par_chunks_mut(self.width as usize)
+            .enumerate()
+            .for_each(|(r, row)| arch.dispatch(|| self.count_row(r as u32, row)));
+        self.outputs(counts)
+    }
+
+    fn reference(&self) -> Outputs {
         let counts = (0..self.height)
             .flat_map(|r| (0..self.width).map(move |c| (r, c)))
             .map(|(r, c)| self.count(r, c))
             .collect();
         self.outputs(counts)
+    }
+
+    // Iterations per pixel vary with the view; max_iter bounds them.
+    fn work_units(&self) -> f64 {
+        self.pixels() as f64 * f64::from(self.max_iter.max(1))
+    }
+
+    fn painter(&self) -> Option<Painter> {
+        Some(Painter {
+            draw: picture,
+            param: self.max_iter,
+        })
+    }
+
+    /// Rows in parallel, one pixel at a time ([`Mandelbrot::count`], the
+    /// scalar definition).
+    fn plain_loop(&self) -> PlainLoop<'_> {
+        let mut counts = vec![0u32; self.pixels()];
+        Box::new(move || {
+            counts
+                .par_chunks_mut(self.width as usize)
+                .enumerate()
+                .for_each(|(r, row)| {
+                    for (c, v) in row.iter_mut().enumerate() {
+                        *v = self.count(r as u32, c as u32);
+                    }
+                })
+        })
     }
 }
 

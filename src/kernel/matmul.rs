@@ -8,8 +8,10 @@
 //! `vec4` global loads, one or two tile buffers. This module describes them;
 //! `backend::gpu::tune` picks one per shape on the card in use.
 
-use super::profile::{self, Profile, Unit, random_f32};
-use super::{Arg, Inputs, Outputs, Params, ShaderInfo, Signature, Task};
+use super::profile::{self, Baseline, NumpyCode, Profile, Unit, random_f32};
+use rayon::prelude::*;
+
+use super::{Arg, Inputs, KernelTask, Outputs, Params, PlainLoop, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, MAX_ELEMENTS, Tensor, TensorData};
 
@@ -58,6 +60,15 @@ pub const PROFILE: Profile = Profile {
         Ok(Task::Matmul(Matmul::new(n, n, n, a, b)?))
     },
     probe_sizes: [32, 256],
+    baselines: &[
+        Baseline::Numpy(NumpyCode {
+            setup: "a = rng.uniform(-1, 1, (n, n)).astype(np.float32); \
+                    b = rng.uniform(-1, 1, (n, n)).astype(np.float32)",
+            run: "a @ b",
+        }),
+        // Past n = 2048 one run of the plain loop takes many seconds.
+        Baseline::RayonLoop { max_size: 2048 },
+    ],
 };
 
 /// Invocations per workgroup of every entry point of `shaders/matmul.wgsl`.
@@ -261,7 +272,21 @@ impl Matmul {
         Ok(Matmul { m, k, n, a, b })
     }
 
-    pub(crate) fn from_job(mut inputs: Inputs, _params: &Params) -> Result<Self> {
+    /// Wraps a row-major m×n result as this kernel's outputs.
+    pub fn outputs(&self, out: Vec<f32>) -> Outputs {
+        let t = Tensor::new(vec![self.m, self.n], TensorData::F32(out));
+        Outputs::from([("out".to_owned(), t)])
+    }
+
+    /// Multiply-adds in the product (the GFLOP count is twice this).
+    pub fn multiply_adds(&self) -> u64 {
+        (self.m * self.k * self.n) as u64
+    }
+
+}
+
+impl KernelTask for Matmul {
+    fn from_job(mut inputs: Inputs, _params: &Params) -> Result<Self> {
         let a = inputs.take("a", &[DType::F32], 2)?;
         let b = inputs.take("b", &[DType::F32], 2)?;
         let (m, k, k2, n) = (a.shape()[0], a.shape()[1], b.shape()[0], b.shape()[1]);
@@ -278,18 +303,7 @@ impl Matmul {
         Matmul::new(m, k, n, a, b)
     }
 
-    /// Wraps a row-major m×n result as this kernel's outputs.
-    pub fn outputs(&self, out: Vec<f32>) -> Outputs {
-        let t = Tensor::new(vec![self.m, self.n], TensorData::F32(out));
-        Outputs::from([("out".to_owned(), t)])
-    }
-
-    /// Multiply-adds in the product (the GFLOP count is twice this).
-    pub fn multiply_adds(&self) -> u64 {
-        (self.m * self.k * self.n) as u64
-    }
-
-    pub(crate) fn run_cpu(&self) -> Outputs {
+    fn run_cpu(&self) -> Outputs {
         use faer::{Accum, MatMut, MatRef, Par};
         let (m, k, n) = (self.m, self.k, self.n);
         let mut out = vec![0.0f32; m * n];
@@ -310,7 +324,7 @@ impl Matmul {
         self.outputs(out)
     }
 
-    pub(crate) fn reference(&self) -> Outputs {
+    fn reference(&self) -> Outputs {
         let (m, k, n) = (self.m, self.k, self.n);
         let mut out = vec![0.0f32; m * n];
         for i in 0..m {
@@ -323,5 +337,26 @@ impl Matmul {
             }
         }
         self.outputs(out)
+    }
+
+    fn work_units(&self) -> f64 {
+        self.multiply_adds() as f64
+    }
+
+    /// Rows of `out` in parallel, each an i-k-j loop (no blocking, no
+    /// packing), into its own output.
+    fn plain_loop(&self) -> PlainLoop<'_> {
+        let (k, n) = (self.k, self.n);
+        let mut c = vec![0.0f32; self.m * n];
+        Box::new(move || {
+            c.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, row)| {
+                row.fill(0.0);
+                for (p, &aip) in self.a[i * k..(i + 1) * k].iter().enumerate() {
+                    for (c, &b) in row.iter_mut().zip(&self.b[p * n..(p + 1) * n]) {
+                        *c += aip * b;
+                    }
+                }
+            })
+        })
     }
 }

@@ -5,16 +5,18 @@
 //! typed task, its rayon implementation, and a plain sequential `reference`
 //! that tests compare every backend against, and its [`Profile`] (what a
 //! size means, its bench sweep and unit, a task of a size, its work units).
-//! Kernels are data — the [`Kernel`] enum and the [`Task`] enum — not trait
-//! objects; the backends match on them. Nothing here knows about backends.
+//!
+//! The catalog is one list, [`catalog!`]: a line per kernel names its
+//! module and its task type. From it come the [`Kernel`] and [`Task`] enums
+//! and every match over them; each per-kernel fact is asked of the module
+//! (`SIGNATURE`, `PROFILE`, `SHADER`) or of its task type through
+//! [`KernelTask`]. A backend that encodes each kernel its own way expands
+//! the same list with a macro of its own (the GPU backend does), so a
+//! kernel it lacks fails to compile. Nothing here knows about backends.
 
-pub mod axpy;
-pub mod mandelbrot;
-pub mod matmul;
 mod params;
 pub mod profile;
 pub mod random;
-pub mod reduce;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,18 +30,135 @@ pub use params::{Params, param_text};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
-/// The kernels anycore knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kernel {
-    /// `out = a·x + y`.
-    Axpy,
-    /// Sum, min or max of a vector.
-    Reduce,
-    /// Matrix product.
-    Matmul,
-    /// Mandelbrot iteration counts.
-    Mandelbrot,
+/// The catalog: one line per kernel, `Variant: module::TaskType`, in the
+/// order `anycore kernels` lists them. A kernel's name is its module's.
+/// Expands `$then! { … }` with the list, so that each user of the list
+/// writes its matches once for every kernel.
+macro_rules! catalog {
+    ($then:ident) => {
+        $then! {
+            Axpy: axpy::Axpy,
+            Reduce: reduce::Reduce,
+            Matmul: matmul::Matmul,
+            Mandelbrot: mandelbrot::Mandelbrot,
+        }
+    };
 }
+pub(crate) use catalog;
+
+/// Declares the kernel modules and the enums over them.
+macro_rules! declare_kernels {
+    ($($variant:ident: $module:ident::$task:ident,)*) => {
+        $(pub mod $module;)*
+
+        /// The kernels anycore knows.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Kernel {
+            $(#[doc = concat!("[`", stringify!($module), "`]: ", "see its module.")] $variant,)*
+        }
+
+        impl Kernel {
+            /// Every kernel, in catalog order.
+            pub const ALL: [Kernel; [$(Kernel::$variant),*].len()] = [$(Kernel::$variant),*];
+
+            /// The name used on the command line.
+            pub fn name(self) -> &'static str {
+                match self { $(Kernel::$variant => stringify!($module),)* }
+            }
+
+            /// Its inputs, parameters and outputs.
+            pub fn signature(self) -> &'static Signature {
+                match self { $(Kernel::$variant => &$module::SIGNATURE,)* }
+            }
+
+            /// What the bench, the probe and the cost model know of it.
+            pub fn profile(self) -> &'static Profile {
+                match self { $(Kernel::$variant => &$module::PROFILE,)* }
+            }
+
+            /// Its shader.
+            pub fn shader(self) -> &'static ShaderInfo {
+                match self { $(Kernel::$variant => &$module::SHADER,)* }
+            }
+
+            fn validate(self, inputs: Inputs, params: &Params) -> Result<Task> {
+                Ok(match self {
+                    $(Kernel::$variant => Task::$variant($module::$task::from_job(inputs, params)?),)*
+                })
+            }
+        }
+
+        /// A validated job, typed per kernel, ready for any backend.
+        #[derive(Clone, Debug)]
+        pub enum Task {
+            $(#[doc = concat!("See [`", stringify!($module), "`].")] $variant($module::$task),)*
+        }
+
+        impl Task {
+            /// Which kernel this is.
+            pub fn kernel(&self) -> Kernel {
+                match self { $(Task::$variant(_) => Kernel::$variant,)* }
+            }
+
+            /// The task as its kernel's own type sees it.
+            fn each(&self) -> &dyn KernelTask {
+                match self { $(Task::$variant(t) => t,)* }
+            }
+
+            fn each_mut(&mut self) -> &mut dyn KernelTask {
+                match self { $(Task::$variant(t) => t,)* }
+            }
+        }
+    };
+}
+catalog!(declare_kernels);
+
+/// What every kernel's validated task type does; [`Task`] passes each call
+/// to the task's own kernel.
+pub(crate) trait KernelTask: Send + Sync {
+    /// Checks a job's inputs and parameters against the kernel's rules
+    /// (dtypes, shapes, ranges, bounded sizes).
+    fn from_job(inputs: Inputs, params: &Params) -> Result<Self>
+    where
+        Self: Sized;
+
+    /// Runs on the current rayon pool.
+    fn run_cpu(&self) -> Outputs;
+
+    /// Like `run_cpu`, but may write results over the task's own buffers
+    /// (and take them out of the task); [`KernelTask::restore`] puts them
+    /// back.
+    fn run_cpu_in_place(&mut self) -> Outputs {
+        self.run_cpu()
+    }
+
+    /// Puts back what `run_cpu_in_place` took out of the task, so that it
+    /// can run again (the bench repeats one task).
+    fn restore(&mut self, outputs: Outputs) {
+        drop(outputs);
+    }
+
+    /// The plain sequential result, for tests.
+    fn reference(&self) -> Outputs;
+
+    /// The job's size in the kernel's natural unit (elements, multiply-adds,
+    /// pixel-iterations), for the cost model.
+    fn work_units(&self) -> f64;
+
+    /// How to draw its picture output ([`Signature::picture_output`]).
+    fn painter(&self) -> Option<Painter> {
+        None
+    }
+
+    /// The plain rayon loop of the same operation, the way a user would
+    /// write it, on its own copies of the inputs: the bench's
+    /// [`profile::Baseline::RayonLoop`]. Runs once per call, on the current
+    /// pool.
+    fn plain_loop(&self) -> PlainLoop<'_>;
+}
+
+/// One run of a plain rayon loop per call.
+pub type PlainLoop<'a> = Box<dyn FnMut() + Send + 'a>;
 
 /// What a kernel takes and gives: the contract of `-i`, `-p`, `-o`, as
 /// `anycore kernels` shows it.
@@ -76,8 +195,10 @@ pub struct Picture {
 /// task is gone by the time its outputs are written).
 #[derive(Clone, Copy, Debug)]
 pub struct Painter {
-    draw: fn(&Tensor, u32) -> Option<Picture>,
-    param: u32,
+    /// Draws an output, given `param`.
+    pub(crate) draw: fn(&Tensor, u32) -> Option<Picture>,
+    /// What the drawing needs of the task (mandelbrot: `max_iter`).
+    pub(crate) param: u32,
 }
 
 impl Painter {
@@ -125,24 +246,6 @@ pub struct ShaderInfo {
 }
 
 impl Kernel {
-    /// Every kernel, in catalog order.
-    pub const ALL: [Kernel; 4] = [
-        Kernel::Axpy,
-        Kernel::Reduce,
-        Kernel::Matmul,
-        Kernel::Mandelbrot,
-    ];
-
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kernel::Axpy => "axpy",
-            Kernel::Reduce => "reduce",
-            Kernel::Matmul => "matmul",
-            Kernel::Mandelbrot => "mandelbrot",
-        }
-    }
-
     /// Looks a kernel up by name.
     pub fn from_name(name: &str) -> Result<Kernel> {
         Kernel::ALL
@@ -155,16 +258,6 @@ impl Kernel {
                     known.join(", ")
                 ))
             })
-    }
-
-    /// Its inputs, parameters and outputs.
-    pub fn signature(self) -> &'static Signature {
-        match self {
-            Kernel::Axpy => &axpy::SIGNATURE,
-            Kernel::Reduce => &reduce::SIGNATURE,
-            Kernel::Matmul => &matmul::SIGNATURE,
-            Kernel::Mandelbrot => &mandelbrot::SIGNATURE,
-        }
     }
 
     /// Checks that `name` is one of this kernel's inputs.
@@ -197,26 +290,6 @@ impl Kernel {
         Err(Error::bad(format!(
             "unknown {what} '{name}' for {self} (it {verb}: {list})"
         )))
-    }
-
-    /// What the bench, the probe and the cost model know of it.
-    pub fn profile(self) -> &'static Profile {
-        match self {
-            Kernel::Axpy => &axpy::PROFILE,
-            Kernel::Reduce => &reduce::PROFILE,
-            Kernel::Matmul => &matmul::PROFILE,
-            Kernel::Mandelbrot => &mandelbrot::PROFILE,
-        }
-    }
-
-    /// Its shader.
-    pub fn shader(self) -> &'static ShaderInfo {
-        match self {
-            Kernel::Axpy => &axpy::SHADER,
-            Kernel::Reduce => &reduce::SHADER,
-            Kernel::Matmul => &matmul::SHADER,
-            Kernel::Mandelbrot => &mandelbrot::SHADER,
-        }
     }
 }
 
@@ -264,19 +337,6 @@ impl Job {
 /// Output tensors by name.
 pub type Outputs = BTreeMap<String, Tensor>;
 
-/// A validated job, typed per kernel, ready for any backend.
-#[derive(Clone, Debug)]
-pub enum Task {
-    /// See [`axpy`].
-    Axpy(axpy::Axpy),
-    /// See [`reduce`].
-    Reduce(reduce::Reduce),
-    /// See [`matmul`].
-    Matmul(matmul::Matmul),
-    /// See [`mandelbrot`].
-    Mandelbrot(mandelbrot::Mandelbrot),
-}
-
 impl Task {
     /// Checks a job against its kernel's signature and the kernel's own rules
     /// (dtypes, shapes, parameter ranges).
@@ -287,77 +347,47 @@ impl Task {
         }
         let params = Params::new(kernel.name(), &job.params);
         let inputs = Inputs::new(kernel, job.inputs)?;
-        Ok(match kernel {
-            Kernel::Axpy => Task::Axpy(axpy::Axpy::from_job(inputs, &params)?),
-            Kernel::Reduce => Task::Reduce(reduce::Reduce::from_job(inputs, &params)?),
-            Kernel::Matmul => Task::Matmul(matmul::Matmul::from_job(inputs, &params)?),
-            Kernel::Mandelbrot => {
-                Task::Mandelbrot(mandelbrot::Mandelbrot::from_job(inputs, &params)?)
-            }
-        })
-    }
-
-    /// Which kernel this is.
-    pub fn kernel(&self) -> Kernel {
-        match self {
-            Task::Axpy(_) => Kernel::Axpy,
-            Task::Reduce(_) => Kernel::Reduce,
-            Task::Matmul(_) => Kernel::Matmul,
-            Task::Mandelbrot(_) => Kernel::Mandelbrot,
-        }
+        kernel.validate(inputs, &params)
     }
 
     /// Runs on the current rayon pool (call it inside `ThreadPool::install`).
     pub fn run_cpu(&self) -> Outputs {
-        match self {
-            Task::Axpy(t) => t.run_cpu(),
-            Task::Reduce(t) => t.run_cpu(),
-            Task::Matmul(t) => t.run_cpu(),
-            Task::Mandelbrot(t) => t.run_cpu(),
-        }
+        self.each().run_cpu()
     }
 
     /// Like [`Task::run_cpu`], but may write results over the task's own
     /// buffers instead of fresh memory (and take them out of the task).
     pub fn run_cpu_in_place(&mut self) -> Outputs {
-        match self {
-            Task::Axpy(t) => t.run_cpu_in_place(),
-            other => other.run_cpu(),
-        }
+        self.each_mut().run_cpu_in_place()
+    }
+
+    /// Puts back what [`Task::run_cpu_in_place`] took out, so that the task
+    /// can run again.
+    pub fn restore(&mut self, outputs: Outputs) {
+        self.each_mut().restore(outputs);
     }
 
     /// The job's size in its kernel's natural unit (elements,
     /// multiply-adds, pixel-iterations), for the cost model.
     pub fn work_units(&self) -> f64 {
-        match self {
-            Task::Axpy(t) => t.len() as f64,
-            Task::Reduce(t) => t.x.len() as f64,
-            Task::Matmul(t) => t.multiply_adds() as f64,
-            // Iterations per pixel vary with the view; max_iter bounds them.
-            Task::Mandelbrot(t) => t.pixels() as f64 * f64::from(t.max_iter.max(1)),
-        }
+        self.each().work_units()
     }
 
     /// How to draw its picture output, for kernels that have one
     /// ([`Signature::picture_output`]).
     pub fn painter(&self) -> Option<Painter> {
-        match self {
-            Task::Mandelbrot(m) => Some(Painter {
-                draw: mandelbrot::picture,
-                param: m.max_iter,
-            }),
-            Task::Axpy(_) | Task::Reduce(_) | Task::Matmul(_) => None,
-        }
+        self.each().painter()
     }
 
     /// The plain sequential result, for tests.
     pub fn reference(&self) -> Outputs {
-        match self {
-            Task::Axpy(t) => t.reference(),
-            Task::Reduce(t) => t.reference(),
-            Task::Matmul(t) => t.reference(),
-            Task::Mandelbrot(t) => t.reference(),
-        }
+        self.each().reference()
+    }
+
+    /// The plain rayon loop of the task's operation, on its own copies of
+    /// the inputs: one run per call, on the current pool.
+    pub fn plain_loop(&self) -> PlainLoop<'_> {
+        self.each().plain_loop()
     }
 }
 

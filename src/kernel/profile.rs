@@ -31,6 +31,39 @@ pub struct Profile {
     pub task: fn(usize, u64) -> Result<Task>,
     /// A small and a larger size that run in milliseconds, for the probe.
     pub probe_sizes: [usize; 2],
+    /// What the bench times beside it, in order of preference: at each size
+    /// the first one available is the baseline its rows are compared with
+    /// (timed in turn with the CPU, run after run); the others are timed
+    /// apart, with fewer runs.
+    pub baselines: &'static [Baseline],
+}
+
+/// A baseline the bench times beside a kernel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Baseline {
+    /// The plain rayon loop of the operation ([`super::Task::plain_loop`]),
+    /// up to `max_size` (past it, one run takes many seconds).
+    RayonLoop {
+        /// The largest size it is timed at.
+        max_size: usize,
+    },
+    /// NumPy doing the same in a Python process that stays up for the whole
+    /// bench (when there is Python with NumPy).
+    Numpy(NumpyCode),
+    /// One thread's run divided by the thread count, and beside it one
+    /// single-thread run per thread started together: what the cores give
+    /// alone and when all are busy.
+    SingleThreads,
+}
+
+/// Python that NumPy runs as a baseline.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NumpyCode {
+    /// Makes the inputs for a size `n`, with `np` (NumPy) and `rng` (a
+    /// seeded `np.random.Generator`) at hand.
+    pub setup: &'static str,
+    /// The expression timed, on what `setup` made.
+    pub run: &'static str,
 }
 
 /// How a kernel's throughput is counted.
@@ -57,6 +90,10 @@ pub enum Bandwidth {
 pub const VECTOR_MAX: usize = 1 << 30;
 /// The vector kernels' quick sweep: 2^12 … 2^24.
 pub const VECTOR_QUICK_SIZES: [usize; 4] = powers(12, 4);
+/// The plain rayon loop at every size.
+pub const RAYON_LOOP: Baseline = Baseline::RayonLoop {
+    max_size: usize::MAX,
+};
 /// The vector kernels' sweep: 2^10 … 2^26.
 pub const VECTOR_SIZES: [usize; 9] = powers(10, 2);
 

@@ -7,7 +7,9 @@
 use rayon::prelude::*;
 
 use super::profile::{self, Bandwidth, Profile, Unit, random_f32};
-use super::{Arg, Inputs, Outputs, Param, Params, ShaderInfo, Signature, Task};
+use super::{
+    Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, ShaderInfo, Signature, Task,
+};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor, TensorData};
 
@@ -51,6 +53,7 @@ pub const PROFILE: Profile = Profile {
         Ok(Task::Reduce(Reduce::new(ReduceOp::Sum, x)?))
     },
     probe_sizes: [1 << 12, 1 << 20],
+    baselines: &[profile::RAYON_LOOP],
 };
 
 /// Invocations per workgroup in `shaders/reduce.wgsl`.
@@ -114,7 +117,15 @@ impl Reduce {
         Ok(Reduce { op, x })
     }
 
-    pub(crate) fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
+    /// Wraps a single value as this kernel's output (shape `[1]`).
+    pub fn outputs(value: TensorData) -> Outputs {
+        Outputs::from([("out".to_owned(), Tensor::new(vec![1], value))])
+    }
+
+}
+
+impl KernelTask for Reduce {
+    fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
         let x = inputs.take("x", &[DType::F32, DType::U32, DType::I32], 1)?;
         let op = match params.choice("op", &["sum", "min", "max"], "sum")? {
             "min" => ReduceOp::Min,
@@ -124,12 +135,7 @@ impl Reduce {
         Reduce::new(op, x.into_data())
     }
 
-    /// Wraps a single value as this kernel's output (shape `[1]`).
-    pub fn outputs(value: TensorData) -> Outputs {
-        Outputs::from([("out".to_owned(), Tensor::new(vec![1], value))])
-    }
-
-    pub(crate) fn run_cpu(&self) -> Outputs {
+    fn run_cpu(&self) -> Outputs {
         let op = self.op;
         let value = match &self.x {
             TensorData::F32(v) => {
@@ -161,7 +167,7 @@ impl Reduce {
         Reduce::outputs(value)
     }
 
-    pub(crate) fn reference(&self) -> Outputs {
+    fn reference(&self) -> Outputs {
         let op = self.op;
         let value = match &self.x {
             TensorData::F32(v) => TensorData::F32(vec![match op {
@@ -180,6 +186,53 @@ impl Reduce {
         };
         Reduce::outputs(value)
     }
+
+    fn work_units(&self) -> f64 {
+        self.x.len() as f64
+    }
+
+    /// A sum with [`plain_sum`] (f32), `par_iter().sum()` (integers), or
+    /// rayon's `min`/`max`: what the operation takes written plainly.
+    fn plain_loop(&self) -> PlainLoop<'_> {
+        let op = self.op;
+        match &self.x {
+            TensorData::F32(x) if op == ReduceOp::Sum => Box::new(move || {
+                std::hint::black_box(plain_sum(x));
+            }),
+            TensorData::F32(x) => Box::new(move || {
+                std::hint::black_box(x.par_iter().copied().reduce(
+                    || f32_identity(op),
+                    |a, b| f32_combine(op, a, b),
+                ));
+            }),
+            TensorData::U32(x) => Box::new(move || {
+                std::hint::black_box(par_int(x, op));
+            }),
+            TensorData::I32(x) => Box::new(move || {
+                std::hint::black_box(par_int(x, op));
+            }),
+            TensorData::U8(_) => unreachable!("rejected by Reduce::new"),
+        }
+    }
+}
+
+/// A rayon sum that keeps up with memory, on the current pool: sixteen f32
+/// accumulators per block so the compiler can vectorise (a bare
+/// `par_iter().sum()` cannot, and would flatter whatever is compared with
+/// it). The bench's plain loop for `reduce`, and its read bandwidth.
+pub fn plain_sum(x: &[f32]) -> f32 {
+    x.par_chunks(1 << 16)
+        .map(|block| {
+            let mut acc = [0.0f32; 16];
+            let mut chunks = block.chunks_exact(16);
+            for c in &mut chunks {
+                for (a, &v) in acc.iter_mut().zip(c) {
+                    *a += v;
+                }
+            }
+            acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+        })
+        .sum()
 }
 
 /// Sums a block: 32 f32 lanes over runs of 512 elements (16 additions per

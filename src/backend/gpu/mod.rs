@@ -11,17 +11,15 @@
 //! that job instead of a panic.
 //!
 //! Per kernel, the host side (buffers, chunking, dispatches) lives in a
-//! module named after it; [`exec`] holds what they share.
+//! module named after it, with a `run(exec, task)`; the kernel catalog
+//! declares those modules here and routes each task to its own, so a
+//! kernel without one fails to compile. [`exec`] holds what they share.
 
 pub mod adapter;
-mod axpy;
 mod copy;
 mod exec;
 mod grid;
-mod mandelbrot;
-mod matmul;
 mod pool;
-mod reduce;
 mod staging;
 mod timer;
 pub mod tune;
@@ -34,7 +32,22 @@ use self::exec::Exec;
 use self::pool::BufferPool;
 use super::{Backend, BackendKind, Run};
 use crate::error::{Error, Result};
-use crate::kernel::{Kernel, ShaderInfo, Task};
+use crate::kernel::{Kernel, Outputs, ShaderInfo, Task};
+
+/// Declares each kernel's host-side module and routes tasks to them.
+macro_rules! gpu_encodings {
+    ($($variant:ident: $module:ident::$task:ident,)*) => {
+        $(mod $module;)*
+
+        /// Runs a task's passes through its kernel's own module.
+        fn encode(exec: &mut Exec, task: &Task) -> Result<Outputs> {
+            match task {
+                $(Task::$variant(t) => $module::run(exec, t),)*
+            }
+        }
+    };
+}
+crate::kernel::catalog!(gpu_encodings);
 
 /// Shaders the backend runs that are not catalog kernels (the copy behind
 /// `anycore bench`'s GPU bandwidth baseline), for the shader tests.
@@ -422,12 +435,7 @@ impl GpuBackend {
         let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
         let mut exec = Exec::new(self);
         exec.repeat_compute(repeats);
-        let result = match task {
-            Task::Axpy(t) => axpy::run(&mut exec, t),
-            Task::Reduce(t) => reduce::run(&mut exec, t),
-            Task::Matmul(t) => matmul::run(&mut exec, t),
-            Task::Mandelbrot(t) => mandelbrot::run(&mut exec, t),
-        };
+        let result = encode(&mut exec, task);
         let scope_error = [internal.pop(), oom.pop(), validation.pop()]
             .into_iter()
             .find_map(pollster::block_on);

@@ -13,7 +13,7 @@ use super::exec::{Exec, Pass};
 use super::grid;
 use crate::error::Result;
 use crate::kernel::reduce::{Reduce, ReduceOp, WORKGROUP};
-use crate::kernel::{Kernel, Outputs};
+use crate::kernel::{Kernel, KernelTask, Outputs};
 use crate::tensor::TensorData;
 
 /// Workgroups in the wide pass: about twice what a large GPU holds at once
