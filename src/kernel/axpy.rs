@@ -15,11 +15,11 @@ pub const SIGNATURE: Signature = Signature {
     inputs: &[
         Arg {
             name: "x",
-            doc: "f32 [n]",
+            doc: "f32 [n]", optional: false,
         },
         Arg {
             name: "y",
-            doc: "f32 [n]",
+            doc: "f32 [n]", optional: false,
         },
     ],
     params: &[Param {
@@ -29,7 +29,7 @@ pub const SIGNATURE: Signature = Signature {
     }],
     outputs: &[Arg {
         name: "out",
-        doc: "f32 [n]: a·x + y",
+        doc: "f32 [n]: a·x + y", optional: false,
     }],
     picture_output: None,
     example: "anycore run axpy -i x=x.npy -i y=y.npy -p a=2 -o out=out.npy",

@@ -60,7 +60,7 @@ pub const SIGNATURE: Signature = Signature {
     ],
     outputs: &[Arg {
         name: "out",
-        doc: "u32 [height, width] iteration counts; a .png path gets a coloured picture",
+        doc: "u32 [height, width] iteration counts; a .png path gets a coloured picture", optional: false,
     }],
     picture_output: Some("out"),
     example: "anycore run mandelbrot -p width=1920 -p height=1080 -o out=mandelbrot.png",

@@ -21,17 +21,17 @@ pub const SIGNATURE: Signature = Signature {
     inputs: &[
         Arg {
             name: "a",
-            doc: "f32 [m, k]",
+            doc: "f32 [m, k]", optional: false,
         },
         Arg {
             name: "b",
-            doc: "f32 [k, n]",
+            doc: "f32 [k, n]", optional: false,
         },
     ],
     params: &[],
     outputs: &[Arg {
         name: "out",
-        doc: "f32 [m, n]",
+        doc: "f32 [m, n]", optional: false,
     }],
     picture_output: None,
     example: "anycore run matmul -i a=A.npy -i b=B.npy -o out=C.npy",

@@ -41,6 +41,7 @@ macro_rules! catalog {
             Reduce: reduce::Reduce,
             Matmul: matmul::Matmul,
             Mandelbrot: mandelbrot::Mandelbrot,
+            Scan: scan::Scan,
         }
     };
 }
@@ -100,13 +101,46 @@ macro_rules! declare_kernels {
                 match self { $(Task::$variant(_) => Kernel::$variant,)* }
             }
 
-            /// The task as its kernel's own type sees it.
-            fn each(&self) -> &dyn KernelTask {
-                match self { $(Task::$variant(t) => t,)* }
+            /// Runs on the current rayon pool (call it inside
+            /// `ThreadPool::install`).
+            pub fn run_cpu(&self) -> Outputs {
+                match self { $(Task::$variant(t) => t.run_cpu(),)* }
             }
 
-            fn each_mut(&mut self) -> &mut dyn KernelTask {
-                match self { $(Task::$variant(t) => t,)* }
+            /// Like [`Task::run_cpu`], but may write results over the task's
+            /// own buffers instead of fresh memory (and take them out of the
+            /// task).
+            pub fn run_cpu_in_place(&mut self) -> Outputs {
+                match self { $(Task::$variant(t) => t.run_cpu_in_place(),)* }
+            }
+
+            /// Puts back what [`Task::run_cpu_in_place`] took out, so that the
+            /// task can run again.
+            pub fn restore(&mut self, outputs: Outputs) {
+                match self { $(Task::$variant(t) => t.restore(outputs),)* }
+            }
+
+            /// The job's size in its kernel's natural unit (elements,
+            /// multiply-adds, pixel-iterations), for the cost model.
+            pub fn work_units(&self) -> f64 {
+                match self { $(Task::$variant(t) => t.work_units(),)* }
+            }
+
+            /// How to draw its picture output, for kernels that have one
+            /// ([`Signature::picture_output`]).
+            pub fn painter(&self) -> Option<Painter> {
+                match self { $(Task::$variant(t) => t.painter(),)* }
+            }
+
+            /// The plain sequential result, for tests.
+            pub fn reference(&self) -> Outputs {
+                match self { $(Task::$variant(t) => t.reference(),)* }
+            }
+
+            /// The plain rayon loop of the task's operation, on its own
+            /// copies of the inputs: one run per call, on the current pool.
+            pub fn plain_loop(&self) -> PlainLoop<'_> {
+                match self { $(Task::$variant(t) => t.plain_loop(),)* }
             }
         }
     };
@@ -114,8 +148,9 @@ macro_rules! declare_kernels {
 catalog!(declare_kernels);
 
 /// What every kernel's validated task type does; [`Task`] passes each call
-/// to the task's own kernel.
-pub(crate) trait KernelTask: Send + Sync {
+/// to the task's own kernel (a match the catalog writes, not a trait
+/// object).
+pub(crate) trait KernelTask {
     /// Checks a job's inputs and parameters against the kernel's rules
     /// (dtypes, shapes, ranges, bounded sizes).
     fn from_job(inputs: Inputs, params: &Params) -> Result<Self>
@@ -166,7 +201,7 @@ pub type PlainLoop<'a> = Box<dyn FnMut() + Send + 'a>;
 pub struct Signature {
     /// One line: what the kernel computes.
     pub summary: &'static str,
-    /// Input tensors, all required.
+    /// Input tensors (required unless marked optional).
     pub inputs: &'static [Arg],
     /// Parameters.
     pub params: &'static [Param],
@@ -215,6 +250,9 @@ pub struct Arg {
     pub name: &'static str,
     /// Dtypes and shape, e.g. `f32 [n]`.
     pub doc: &'static str,
+    /// Whether a job may leave it out (inputs only).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 /// A parameter.
@@ -349,46 +387,6 @@ impl Task {
         let inputs = Inputs::new(kernel, job.inputs)?;
         kernel.validate(inputs, &params)
     }
-
-    /// Runs on the current rayon pool (call it inside `ThreadPool::install`).
-    pub fn run_cpu(&self) -> Outputs {
-        self.each().run_cpu()
-    }
-
-    /// Like [`Task::run_cpu`], but may write results over the task's own
-    /// buffers instead of fresh memory (and take them out of the task).
-    pub fn run_cpu_in_place(&mut self) -> Outputs {
-        self.each_mut().run_cpu_in_place()
-    }
-
-    /// Puts back what [`Task::run_cpu_in_place`] took out, so that the task
-    /// can run again.
-    pub fn restore(&mut self, outputs: Outputs) {
-        self.each_mut().restore(outputs);
-    }
-
-    /// The job's size in its kernel's natural unit (elements,
-    /// multiply-adds, pixel-iterations), for the cost model.
-    pub fn work_units(&self) -> f64 {
-        self.each().work_units()
-    }
-
-    /// How to draw its picture output, for kernels that have one
-    /// ([`Signature::picture_output`]).
-    pub fn painter(&self) -> Option<Painter> {
-        self.each().painter()
-    }
-
-    /// The plain sequential result, for tests.
-    pub fn reference(&self) -> Outputs {
-        self.each().reference()
-    }
-
-    /// The plain rayon loop of the task's operation, on its own copies of
-    /// the inputs: one run per call, on the current pool.
-    pub fn plain_loop(&self) -> PlainLoop<'_> {
-        self.each().plain_loop()
-    }
 }
 
 /// A job's input tensors, checked against the signature; kernels take them
@@ -403,7 +401,8 @@ impl Inputs {
         for name in map.keys() {
             kernel.check_input(name)?;
         }
-        for name in kernel.signature().inputs.iter().map(|a| a.name) {
+        for arg in kernel.signature().inputs.iter().filter(|a| !a.optional) {
+            let name = arg.name;
             if !map.contains_key(name) {
                 return Err(Error::bad(format!(
                     "{kernel} needs input '{name}' (pass -i {name}=FILE.npy)"
@@ -411,6 +410,21 @@ impl Inputs {
             }
         }
         Ok(Inputs { kernel, map })
+    }
+
+    /// Takes an optional input, if the job gave it, with the checks of
+    /// [`Inputs::take`].
+    pub(crate) fn take_optional(
+        &mut self,
+        name: &str,
+        dtypes: &[DType],
+        rank: usize,
+    ) -> Result<Option<Tensor>> {
+        if self.map.contains_key(name) {
+            self.take(name, dtypes, rank).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Takes an input, which must have one of `dtypes` and `rank` dimensions.

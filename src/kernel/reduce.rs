@@ -18,7 +18,7 @@ pub const SIGNATURE: Signature = Signature {
     summary: "the sum, minimum or maximum of a vector",
     inputs: &[Arg {
         name: "x",
-        doc: "f32, u32 or i32 [n]",
+        doc: "f32, u32 or i32 [n]", optional: false,
     }],
     params: &[Param {
         name: "op",
@@ -27,7 +27,7 @@ pub const SIGNATURE: Signature = Signature {
     }],
     outputs: &[Arg {
         name: "out",
-        doc: "[1], the dtype of x",
+        doc: "[1], the dtype of x", optional: false,
     }],
     picture_output: None,
     example: "anycore run reduce -i x=x.npy -p op=max --json",
@@ -241,7 +241,7 @@ pub fn plain_sum(x: &[f32]) -> f32 {
 /// (NumPy's pairwise float32 sum is O(log n) ulp; a plain f32 loop, O(n)).
 /// Inlined into each `pulp` dispatch.
 #[inline(always)]
-fn sum_f64(block: &[f32]) -> f64 {
+pub(crate) fn sum_f64(block: &[f32]) -> f64 {
     const LANES: usize = 32;
     const RUN: usize = 16 * LANES;
     let mut totals = [0.0f64; LANES];

@@ -1,0 +1,351 @@
+//! `scan`: prefix sums of a vector of `u32`, `i32` or `f32`, exclusive
+//! (`out[i] = x[0] + … + x[i-1]`, the default) or inclusive (`… + x[i]`, as
+//! `numpy.cumsum`).
+//!
+//! Integer sums wrap modulo 2³² (as `numpy.cumsum(x, dtype=x.dtype)`); `i32`
+//! and `u32` share one wrapping sum of the bits. `f32` sums are carried in
+//! `f64` on the CPU and in `f32` trees on the GPU; either differs from an
+//! exact running sum by rounding relative to the running sum of |x|.
+//!
+//! The CPU scan runs in rounds of [`ROUND`] elements, small enough to stay in
+//! the last-level cache: each round sums its blocks in parallel, scans the
+//! block sums, then scans each block from its offset in parallel — a second
+//! pass that reads from the cache, so the round moves about what a copy
+//! moves. Within a block, [`LANES`] independent running sums step
+//! together, so that the adds' latency does not bound the loop.
+
+use rayon::prelude::*;
+
+use super::profile::{self, Bandwidth, Profile, Unit};
+use super::{
+    Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, ShaderInfo, Signature, Task,
+};
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor, TensorData};
+
+/// Input `x`; parameter `inclusive`; output `out`.
+pub const SIGNATURE: Signature = Signature {
+    summary: "prefix sums of a vector (exclusive by default)",
+    inputs: &[Arg {
+        name: "x",
+        doc: "u32, i32 or f32 [n]",
+        optional: false,
+    }],
+    params: &[Param {
+        name: "inclusive",
+        default: Some("false"),
+        doc: "true: out[i] includes x[i] (numpy.cumsum); false: it does not (out[0] = 0)",
+    }],
+    outputs: &[Arg {
+        name: "out",
+        doc: "[n], the dtype of x (integer sums wrap)",
+        optional: false,
+    }],
+    picture_output: None,
+    example: "anycore run scan -i x=x.npy -p inclusive=true -o out=out.npy",
+};
+
+/// What the bench, the probe and the cost model know of `scan` (the bench
+/// scans `u32`, in place, as the coordinator's CPU worker does: repeated
+/// runs then stay in range).
+pub const PROFILE: Profile = Profile {
+    size_means: "elements",
+    sizes_as_powers: true,
+    max_size: profile::VECTOR_MAX,
+    quick_sizes: &profile::VECTOR_QUICK_SIZES,
+    sizes: &profile::VECTOR_SIZES,
+    unit: Unit {
+        name: "GB/s",
+        counts: "8 bytes per element: x read, out written (u32)",
+        scale: 1e9,
+    },
+    amount: |n| 8.0 * n as f64,
+    bandwidth: Some(Bandwidth::Copy),
+    task: |n, seed| {
+        let x = super::random::random_tensor(DType::U32, &[n], seed)?;
+        Ok(Task::Scan(Scan::new(x.into_data(), false)?))
+    },
+    probe_sizes: [1 << 12, 1 << 20],
+    baselines: &[profile::Baseline::Numpy(profile::NumpyCode {
+        setup: "x = rng.integers(0, 2**32, n, dtype=np.uint32)",
+        run: "np.cumsum(x, dtype=np.uint32)",
+    })],
+};
+
+/// Invocations per workgroup in `shaders/scan.wgsl`.
+pub const WORKGROUP: u32 = 256;
+/// Elements each invocation scans sequentially (also in the shader).
+pub const ITEMS: u32 = 8;
+/// Elements per workgroup tile: one partial sum each.
+pub const TILE: u32 = WORKGROUP * ITEMS;
+
+/// `shaders/scan.wgsl`: tile sums, a one-workgroup scan of them, and the
+/// tiles scanned from their offsets.
+pub const SHADER: ShaderInfo = ShaderInfo {
+    file: "scan.wgsl",
+    source: include_str!("../../shaders/scan.wgsl"),
+    entry_points: &[
+        ("tile_sums", [WORKGROUP, 1, 1]),
+        ("scan_sums", [WORKGROUP, 1, 1]),
+        ("scan_tiles", [WORKGROUP, 1, 1]),
+    ],
+    trusted: true,
+};
+
+/// Elements per CPU round: 4 MiB of u32, which stays in the cache between
+/// the round's two passes.
+const ROUND: usize = 1 << 20;
+/// Elements per block of a round (one rayon task).
+const BLOCK: usize = 1 << 15;
+/// Running sums stepping together within a block.
+const LANES: usize = 8;
+
+/// A validated `scan`.
+#[derive(Clone, Debug)]
+pub struct Scan {
+    /// The values (u32, i32 or f32).
+    pub x: TensorData,
+    /// Whether `out[i]` includes `x[i]`.
+    pub inclusive: bool,
+}
+
+impl Scan {
+    /// Prefix sums of `x`.
+    pub fn new(x: TensorData, inclusive: bool) -> Result<Self> {
+        if x.dtype() == DType::U8 {
+            return Err(Error::bad(
+                "scan: input 'x' must be u32, i32 or f32, not u8",
+            ));
+        }
+        Ok(Scan { x, inclusive })
+    }
+
+    /// Wraps a result as this kernel's output.
+    pub fn outputs(out: TensorData) -> Outputs {
+        let n = out.len();
+        Outputs::from([("out".to_owned(), Tensor::new(vec![n], out))])
+    }
+
+    /// Scans `self.x` where it lies.
+    fn scan_in_place(&mut self) {
+        let inclusive = self.inclusive;
+        match &mut self.x {
+            TensorData::U32(v) => scan_rounds::<Wrapping>(v, inclusive),
+            TensorData::I32(v) => scan_rounds::<Wrapping>(bytemuck::cast_slice_mut(v), inclusive),
+            TensorData::F32(v) => scan_rounds::<Wide>(v, inclusive),
+            TensorData::U8(_) => unreachable!("rejected by Scan::new"),
+        }
+    }
+}
+
+impl KernelTask for Scan {
+    fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
+        let x = inputs.take("x", &[DType::U32, DType::I32, DType::F32], 1)?;
+        let inclusive = params.choice("inclusive", &["false", "true"], "false")? == "true";
+        Scan::new(x.into_data(), inclusive)
+    }
+
+    fn run_cpu(&self) -> Outputs {
+        let mut copy = self.clone();
+        copy.run_cpu_in_place()
+    }
+
+    /// Scans x where it lies and takes it out as the result.
+    fn run_cpu_in_place(&mut self) -> Outputs {
+        self.scan_in_place();
+        let dtype = self.x.dtype();
+        let empty = match dtype {
+            DType::U32 => TensorData::U32(Vec::new()),
+            DType::I32 => TensorData::I32(Vec::new()),
+            _ => TensorData::F32(Vec::new()),
+        };
+        Scan::outputs(std::mem::replace(&mut self.x, empty))
+    }
+
+    /// Puts the result back as the next run's input (the bench's u32 sums
+    /// wrap, so repeated runs stay in range).
+    fn restore(&mut self, outputs: Outputs) {
+        if let Some(out) = outputs.into_values().next() {
+            self.x = out.into_data();
+        }
+    }
+
+    fn reference(&self) -> Outputs {
+        let inclusive = self.inclusive;
+        let out = match &self.x {
+            TensorData::U32(v) => TensorData::U32(sequential(v, 0u32, inclusive, |a, &x| {
+                a.wrapping_add(x)
+            })),
+            TensorData::I32(v) => TensorData::I32(sequential(v, 0i32, inclusive, |a, &x| {
+                a.wrapping_add(x)
+            })),
+            TensorData::F32(v) => {
+                let wide = sequential(v, 0f64, inclusive, |a, &x| a + f64::from(x));
+                TensorData::F32(wide.into_iter().map(|s| s as f32).collect())
+            }
+            TensorData::U8(_) => unreachable!("rejected by Scan::new"),
+        };
+        Scan::outputs(out)
+    }
+
+    fn work_units(&self) -> f64 {
+        self.x.len() as f64
+    }
+
+    /// A scan has no one-line rayon form, so this is the loop a user
+    /// writes first: one thread, in place, on its own copy (the bench
+    /// compares `scan` with NumPy and the memory bandwidth instead).
+    fn plain_loop(&self) -> PlainLoop<'_> {
+        let mut copy: Vec<u32> = match &self.x {
+            TensorData::U32(v) => v.clone(),
+            TensorData::I32(v) => bytemuck::cast_slice(v).to_vec(),
+            TensorData::F32(v) => bytemuck::cast_slice(v).to_vec(),
+            TensorData::U8(_) => unreachable!("rejected by Scan::new"),
+        };
+        Box::new(move || {
+            let mut acc = 0u32;
+            for x in &mut copy {
+                acc = acc.wrapping_add(*x);
+                *x = acc;
+            }
+        })
+    }
+}
+
+/// `out[i]` = the fold of `x[..i]` (exclusive) or `x[..=i]` (inclusive).
+fn sequential<T, A: Copy>(x: &[T], zero: A, inclusive: bool, add: impl Fn(A, &T) -> A) -> Vec<A> {
+    let mut acc = zero;
+    x.iter()
+        .map(|v| {
+            let before = acc;
+            acc = add(acc, v);
+            if inclusive { acc } else { before }
+        })
+        .collect()
+}
+
+/// A running sum over elements of one type.
+trait Sum: Copy + Send + Sync {
+    /// The elements.
+    type Elem: Copy + Send + Sync;
+    /// The empty sum.
+    const ZERO: Self;
+    /// Adds an element.
+    fn add(self, x: Self::Elem) -> Self;
+    /// Adds another sum.
+    fn join(self, other: Self) -> Self;
+    /// The sum as an element.
+    fn get(self) -> Self::Elem;
+    /// The sum of a block, as fast as memory allows.
+    fn block(x: &[Self::Elem]) -> Self;
+}
+
+/// Wrapping sums of u32 (and of i32, which add the same bits).
+#[derive(Clone, Copy)]
+struct Wrapping(u32);
+
+impl Sum for Wrapping {
+    type Elem = u32;
+    const ZERO: Self = Wrapping(0);
+    #[inline(always)]
+    fn add(self, x: u32) -> Self {
+        Wrapping(self.0.wrapping_add(x))
+    }
+    fn join(self, other: Self) -> Self {
+        self.add(other.0)
+    }
+    #[inline(always)]
+    fn get(self) -> u32 {
+        self.0
+    }
+    fn block(x: &[u32]) -> Self {
+        Wrapping(x.iter().fold(0u32, |a, &b| a.wrapping_add(b)))
+    }
+}
+
+/// f32 sums carried in f64.
+#[derive(Clone, Copy)]
+struct Wide(f64);
+
+impl Sum for Wide {
+    type Elem = f32;
+    const ZERO: Self = Wide(0.0);
+    #[inline(always)]
+    fn add(self, x: f32) -> Self {
+        Wide(self.0 + f64::from(x))
+    }
+    fn join(self, other: Self) -> Self {
+        Wide(self.0 + other.0)
+    }
+    #[inline(always)]
+    fn get(self) -> f32 {
+        self.0 as f32
+    }
+    fn block(x: &[f32]) -> Self {
+        let arch = pulp::Arch::new();
+        Wide(arch.dispatch(|| super::reduce::sum_f64(x)))
+    }
+}
+
+/// Scans `v` in place, round by round (see the module's doc).
+fn scan_rounds<S: Sum>(v: &mut [S::Elem], inclusive: bool) {
+    let mut carry = S::ZERO;
+    for round in v.chunks_mut(ROUND) {
+        // Each block's lanes: LANES stretches of (nearly) equal length.
+        let sums: Vec<[S; LANES]> = round
+            .par_chunks(BLOCK)
+            .map(|block| {
+                let mut out = [S::ZERO; LANES];
+                for (o, (start, len)) in out.iter_mut().zip(lanes(block.len())) {
+                    *o = S::block(&block[start..start + len]);
+                }
+                out
+            })
+            .collect();
+        let mut offsets = sums;
+        for lanes in &mut offsets {
+            for s in lanes.iter_mut() {
+                let here = *s;
+                *s = carry;
+                carry = carry.join(here);
+            }
+        }
+        round
+            .par_chunks_mut(BLOCK)
+            .zip(offsets)
+            .for_each(|(block, start)| scan_block::<S>(block, start, inclusive));
+    }
+}
+
+/// The (start, length) of each lane of a block of `len`: equal lengths,
+/// the last lane taking the remainder.
+fn lanes(len: usize) -> impl Iterator<Item = (usize, usize)> {
+    let q = len / LANES;
+    (0..LANES).map(move |l| {
+        let end = if l + 1 == LANES { len } else { (l + 1) * q };
+        (l * q, end - l * q)
+    })
+}
+
+/// Scans one block from the running sums its lanes start at: the lanes
+/// step together through their first `q` elements, then the last lane
+/// finishes its remainder alone.
+#[inline(always)]
+fn scan_block<S: Sum>(block: &mut [S::Elem], start: [S; LANES], inclusive: bool) {
+    let q = block.len() / LANES;
+    let mut acc = start;
+    for i in 0..q {
+        for (l, a) in acc.iter_mut().enumerate() {
+            let x = &mut block[l * q + i];
+            let before = *a;
+            *a = a.add(*x);
+            *x = if inclusive { a.get() } else { before.get() };
+        }
+    }
+    let mut last = acc[LANES - 1];
+    for x in &mut block[LANES * q..] {
+        let before = last;
+        last = last.add(*x);
+        *x = if inclusive { last.get() } else { before.get() };
+    }
+}
