@@ -53,6 +53,24 @@ impl<'a> Params<'a> {
         Ok(v)
     }
 
+    /// A finite number read in double precision, if given.
+    pub fn f64_opt(&self, name: &str) -> Result<Option<f64>> {
+        let v = self.parse::<f64>(name, "a number")?;
+        if let Some(v) = v.filter(|v| !v.is_finite()) {
+            return Err(Error::bad(format!(
+                "parameter '{name}' of {}: {v} is not a finite number",
+                self.kernel
+            )));
+        }
+        Ok(v)
+    }
+
+    /// `true` or `false`, or `default` when absent.
+    pub fn bool_or(&self, name: &str, default: bool) -> Result<bool> {
+        let text = if default { "true" } else { "false" };
+        Ok(self.choice(name, &["false", "true"], text)? == "true")
+    }
+
     /// A `u32`, or `default` when absent.
     pub fn u32_or(&self, name: &str, default: u32) -> Result<u32> {
         Ok(self

@@ -141,7 +141,7 @@ impl Scan {
 impl KernelTask for Scan {
     fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
         let x = inputs.take("x", &[DType::U32, DType::I32, DType::F32], 1)?;
-        let inclusive = params.choice("inclusive", &["false", "true"], "false")? == "true";
+        let inclusive = params.bool_or("inclusive", false)?;
         Scan::new(x.into_data(), inclusive)
     }
 

@@ -1,0 +1,61 @@
+//! Host side of `shaders/histogram.wgsl`: the edges and zeroed counts up
+//! once, then each chunk of x up and counted into them, the counts down.
+
+use super::exec::{Exec, Pass};
+use super::grid;
+use crate::error::{Error, Result};
+use crate::kernel::histogram::{Histogram, WORKGROUP};
+use crate::kernel::{Kernel, Outputs};
+
+/// Workgroups per dispatch at most: enough to fill a large GPU, few enough
+/// that flushing each workgroup's local counts stays cheap.
+const MAX_GROUPS: u32 = 1024;
+
+/// Matches `Params` in the shader.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    bins: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+pub(super) fn run(exec: &mut Exec, t: &Histogram) -> Result<Outputs> {
+    let gpu = exec.gpu();
+    let bins = t.bins();
+    if t.edges.len() > gpu.binding_elements(4) {
+        return Err(Error::Gpu(format!(
+            "histogram: {bins} bins need more than one storage binding here"
+        )));
+    }
+    let mut counts = vec![0u32; bins];
+    let n = t.x.len();
+    let pipeline = gpu.pipeline(Kernel::Histogram, 0, &[]);
+    let edges = exec.storage((t.edges.len() * 4) as u64);
+    let totals = exec.storage((bins * 4) as u64);
+    exec.upload(&[
+        (&edges, bytemuck::cast_slice(&t.edges)),
+        (&totals, bytemuck::cast_slice(&counts)),
+    ])?;
+    let chunk = gpu.binding_elements(4);
+    let xb = exec.storage((chunk.min(n).max(1) * 4) as u64);
+    for (start, len) in grid::chunks(n, chunk) {
+        exec.upload(&[(&xb, bytemuck::cast_slice(&t.x[start..start + len]))])?;
+        let params = Params {
+            n: len as u32,
+            bins: bins as u32,
+            scale: t.scale,
+            _pad: 0,
+        };
+        let groups = grid::groups_for(len, WORKGROUP).min(MAX_GROUPS);
+        let storage = vec![
+            (&xb, (len * 4) as u64),
+            (&edges, (t.edges.len() * 4) as u64),
+            (&totals, (bins * 4) as u64),
+        ];
+        exec.compute(&[Pass::new(&pipeline, storage, &params, (groups, 1, 1))])?;
+    }
+    exec.download_into(&totals, 0, &mut counts)?;
+    Ok(Histogram::outputs(counts))
+}

@@ -1,0 +1,320 @@
+//! `histogram`: counts of `f32` values in `bins` equal bins over
+//! [`lo`, `hi`], exactly as `numpy.histogram(x, bins, range=(lo, hi))`
+//! (NumPy 2) counts them.
+//!
+//! NumPy's bins are its f32 edges: `e[i]` is `lo + i·(hi − lo)/bins`
+//! computed in f64 (`numpy.linspace`) and rounded to f32, with `e[bins] =
+//! hi`. A value v lands in bin i when `e[i] ≤ v < e[i+1]`; the last bin also
+//! takes `v = e[bins]`; NaN and values outside [`e[0]`, `e[bins]`] are not
+//! counted. Both backends estimate i arithmetically and then settle it
+//! against the edges, so the counts match NumPy's exactly. Without `lo` and
+//! `hi` the range is x's minimum and maximum, as NumPy's default (the edges
+//! then computed in f32, as NumPy does for f32 bounds).
+
+use rayon::prelude::*;
+
+use super::profile::{self, Bandwidth, Profile, Unit, random_f32};
+use super::{
+    Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, ShaderInfo, Signature, Task,
+};
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor, TensorData};
+
+/// Input `x`; parameters `bins`, `lo`, `hi`; output `out`.
+pub const SIGNATURE: Signature = Signature {
+    summary: "counts of values in equal bins, as numpy.histogram",
+    inputs: &[Arg {
+        name: "x",
+        doc: "f32 [n]",
+        optional: false,
+    }],
+    params: &[
+        Param {
+            name: "bins",
+            default: Some("10"),
+            doc: "number of equal bins, 1 to 16777216",
+        },
+        Param {
+            name: "lo",
+            default: Some("min(x)"),
+            doc: "lower edge of the first bin (finite; give lo and hi together)",
+        },
+        Param {
+            name: "hi",
+            default: Some("max(x)"),
+            doc: "upper edge of the last bin, which includes it (finite, above lo)",
+        },
+    ],
+    outputs: &[Arg {
+        name: "out",
+        doc: "u32 [bins]: counts (NaN and values outside [lo, hi] not counted)",
+        optional: false,
+    }],
+    picture_output: None,
+    example: "anycore run histogram -i x=x.npy -p bins=64 -p lo=-1 -p hi=1 -o out=counts.npy",
+};
+
+/// The most bins a histogram may have (64 MiB of counts).
+pub const MAX_BINS: u32 = 1 << 24;
+
+/// Bins in the bench's histograms.
+const BENCH_BINS: u32 = 256;
+
+/// What the bench, the probe and the cost model know of `histogram` (the
+/// bench counts uniform f32 in 256 bins over [-1, 1]).
+pub const PROFILE: Profile = Profile {
+    size_means: "elements",
+    sizes_as_powers: true,
+    max_size: profile::VECTOR_MAX,
+    quick_sizes: &profile::VECTOR_QUICK_SIZES,
+    sizes: &profile::VECTOR_SIZES,
+    unit: Unit {
+        name: "GB/s",
+        counts: "4 bytes per element read; 256 bins",
+        scale: 1e9,
+    },
+    amount: |n| 4.0 * n as f64,
+    bandwidth: Some(Bandwidth::Read),
+    task: |n, seed| {
+        let x = random_f32(n, seed)?;
+        Ok(Task::Histogram(Histogram::new(
+            x,
+            BENCH_BINS,
+            Some((-1.0, 1.0)),
+        )?))
+    },
+    probe_sizes: [1 << 12, 1 << 20],
+    baselines: &[
+        profile::Baseline::Numpy(profile::NumpyCode {
+            setup: "x = rng.uniform(-1, 1, n).astype(np.float32)",
+            run: "np.histogram(x, 256, range=(-1.0, 1.0))",
+        }),
+        profile::RAYON_LOOP,
+    ],
+};
+
+/// Invocations per workgroup in `shaders/histogram.wgsl`.
+pub const WORKGROUP: u32 = 256;
+/// Bins a workgroup counts in its own memory (more go straight to the
+/// global counts); also in the shader.
+pub const LOCAL_BINS: u32 = 4096;
+
+/// `shaders/histogram.wgsl`.
+pub const SHADER: ShaderInfo = ShaderInfo {
+    file: "histogram.wgsl",
+    source: include_str!("../../shaders/histogram.wgsl"),
+    entry_points: &[("histogram", [WORKGROUP, 1, 1])],
+    trusted: true,
+};
+
+/// Elements per rayon task.
+const CPU_CHUNK: usize = 1 << 16;
+
+/// A validated `histogram`.
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    /// The values.
+    pub x: Vec<f32>,
+    /// The bin edges: `bins + 1` ascending f32.
+    pub edges: Vec<f32>,
+    /// `bins / (hi − lo)` in f32: the estimate's scale.
+    pub scale: f32,
+}
+
+impl Histogram {
+    /// Counts `x` in `bins` bins over `range` (`None`: x's minimum and
+    /// maximum, as NumPy's default).
+    pub fn new(x: Vec<f32>, bins: u32, range: Option<(f64, f64)>) -> Result<Self> {
+        if bins == 0 || bins > MAX_BINS {
+            return Err(Error::bad(format!(
+                "histogram: parameter 'bins' is {bins}; it must be from 1 to {MAX_BINS}"
+            )));
+        }
+        let edges = match range {
+            Some((lo, hi)) => {
+                if !(lo.is_finite() && hi.is_finite()) || lo > hi {
+                    return Err(Error::bad(format!(
+                        "histogram: the range lo={lo}, hi={hi} must be finite with lo ≤ hi"
+                    )));
+                }
+                // NumPy widens an empty range by ½ each way.
+                let (lo, hi) = if lo == hi { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
+                linspace_f64(lo, hi, bins)
+            }
+            None => {
+                let (lo, hi) = min_max(&x)?;
+                let (lo, hi) = if lo == hi { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
+                linspace_f32(lo, hi, bins)
+            }
+        };
+        let (first, last) = (edges[0], edges[bins as usize]);
+        if first >= last {
+            return Err(Error::bad(format!(
+                "histogram: lo and hi round to the same f32 ({first}); give a wider range"
+            )));
+        }
+        let scale = bins as f32 / (last - first);
+        Ok(Histogram { x, edges, scale })
+    }
+
+    /// Number of bins.
+    pub fn bins(&self) -> usize {
+        self.edges.len() - 1
+    }
+
+    /// Wraps counts as this kernel's output.
+    pub fn outputs(counts: Vec<u32>) -> Outputs {
+        let n = counts.len();
+        Outputs::from([(
+            "out".to_owned(),
+            Tensor::new(vec![n], TensorData::U32(counts)),
+        )])
+    }
+
+    /// The bin of `v`, or `None` when it is not counted.
+    #[inline(always)]
+    fn bin(&self, v: f32) -> Option<usize> {
+        let e = &self.edges;
+        let last = e.len() - 2;
+        // NaN fails both comparisons.
+        if !(v >= e[0] && v <= e[last + 1]) {
+            return None;
+        }
+        let mut i = (((v - e[0]) * self.scale) as usize).min(last);
+        while i > 0 && v < e[i] {
+            i -= 1;
+        }
+        while i < last && v >= e[i + 1] {
+            i += 1;
+        }
+        Some(i)
+    }
+
+    /// Counts `x` into `counts`.
+    fn count_into(&self, x: &[f32], counts: &mut [u32]) {
+        for &v in x {
+            if let Some(i) = self.bin(v) {
+                counts[i] += 1;
+            }
+        }
+    }
+}
+
+impl KernelTask for Histogram {
+    fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
+        let x = inputs.take("x", &[DType::F32], 1)?;
+        let bins = params.u32_or("bins", 10)?;
+        let range = match (params.f64_opt("lo")?, params.f64_opt("hi")?) {
+            (Some(lo), Some(hi)) => Some((lo, hi)),
+            (None, None) => None,
+            _ => {
+                return Err(Error::bad(
+                    "histogram: give parameters 'lo' and 'hi' together, or neither (then the \
+                     range is x's minimum and maximum)",
+                ));
+            }
+        };
+        let TensorData::F32(x) = x.into_data() else {
+            unreachable!("dtype checked above")
+        };
+        Histogram::new(x, bins, range)
+    }
+
+    /// Each rayon task counts into its own bins; the bins are added up.
+    fn run_cpu(&self) -> Outputs {
+        let bins = self.bins();
+        let counts = self
+            .x
+            .par_chunks(CPU_CHUNK)
+            .fold(
+                || vec![0u32; bins],
+                |mut counts, chunk| {
+                    self.count_into(chunk, &mut counts);
+                    counts
+                },
+            )
+            .reduce_with(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            })
+            .unwrap_or_else(|| vec![0; bins]);
+        Histogram::outputs(counts)
+    }
+
+    fn reference(&self) -> Outputs {
+        // The definition, by search over the edges.
+        let e = &self.edges;
+        let bins = self.bins();
+        let mut counts = vec![0u32; bins];
+        for &v in &self.x {
+            if !(v >= e[0] && v <= e[bins]) {
+                continue;
+            }
+            let i = e.partition_point(|&edge| edge <= v).saturating_sub(1);
+            counts[i.min(bins - 1)] += 1;
+        }
+        Histogram::outputs(counts)
+    }
+
+    fn work_units(&self) -> f64 {
+        self.x.len() as f64
+    }
+
+    /// Atomic counters shared by every thread, one `fetch_add` per value:
+    /// the first parallel histogram one writes.
+    fn plain_loop(&self) -> PlainLoop<'_> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let counts: Vec<AtomicU32> = (0..self.bins()).map(|_| AtomicU32::new(0)).collect();
+        Box::new(move || {
+            self.x.par_iter().for_each(|&v| {
+                if let Some(i) = self.bin(v) {
+                    counts[i].fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+    }
+}
+
+/// NumPy's edges for an explicit range: `numpy.linspace(lo, hi, bins + 1)`
+/// in f64, rounded to f32.
+fn linspace_f64(lo: f64, hi: f64, bins: u32) -> Vec<f32> {
+    let step = (hi - lo) / f64::from(bins);
+    let mut edges: Vec<f32> = (0..=bins).map(|i| (f64::from(i) * step + lo) as f32).collect();
+    edges[bins as usize] = hi as f32;
+    edges
+}
+
+/// NumPy's edges for f32 bounds (its default range): the same in f32.
+fn linspace_f32(lo: f32, hi: f32, bins: u32) -> Vec<f32> {
+    let step = (hi - lo) / bins as f32;
+    let mut edges: Vec<f32> = (0..=bins).map(|i| i as f32 * step + lo).collect();
+    edges[bins as usize] = hi;
+    edges
+}
+
+/// The minimum and maximum of `x` (0 and 1 when it is empty, as NumPy);
+/// an error when either is not finite.
+fn min_max(x: &[f32]) -> Result<(f32, f32)> {
+    if x.is_empty() {
+        return Ok((0.0, 1.0));
+    }
+    // NaN poisons the range, as in NumPy (f32::min would skip it).
+    let join = |a: (f32, f32), b: (f32, f32)| {
+        if a.0.is_nan() || b.0.is_nan() {
+            (f32::NAN, f32::NAN)
+        } else {
+            (a.0.min(b.0), a.1.max(b.1))
+        }
+    };
+    let (lo, hi) = x
+        .par_iter()
+        .fold(|| (f32::INFINITY, f32::NEG_INFINITY), |acc, &v| join(acc, (v, v)))
+        .reduce(|| (f32::INFINITY, f32::NEG_INFINITY), join);
+    if !(lo.is_finite() && hi.is_finite()) {
+        return Err(Error::bad(format!(
+            "histogram: input 'x' ranges over [{lo}, {hi}], which is not finite; give \
+             parameters 'lo' and 'hi'"
+        )));
+    }
+    Ok((lo, hi))
+}
