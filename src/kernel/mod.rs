@@ -42,6 +42,7 @@ macro_rules! catalog {
             Matmul: matmul::Matmul,
             Mandelbrot: mandelbrot::Mandelbrot,
             Scan: scan::Scan,
+            Sort: sort::Sort,
             Histogram: histogram::Histogram,
         }
     };

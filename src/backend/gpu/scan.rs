@@ -1,9 +1,10 @@
 //! Host side of `shaders/scan.wgsl`: per chunk of the input, the tile sums,
 //! their scan (carrying the chunks before), and the tiles scanned in place;
-//! then the chunk comes back down.
+//! then the chunk comes back down. [`ScanPipelines`] also serves other
+//! kernels' encodings that scan on the device (`sort` scans its counts).
 
 use super::exec::{Exec, Pass};
-use super::grid;
+use super::{GpuBackend, grid};
 use crate::error::Result;
 use crate::kernel::scan::{Scan, TILE};
 use crate::kernel::{Kernel, Outputs};
@@ -19,46 +20,87 @@ struct Params {
     _pad: u32,
 }
 
+/// The scan's three pipelines for one dtype.
+pub(super) struct ScanPipelines {
+    tile_sums: wgpu::ComputePipeline,
+    scan_sums: wgpu::ComputePipeline,
+    scan_tiles: wgpu::ComputePipeline,
+}
+
+impl ScanPipelines {
+    /// For wrapping u32 (and i32) sums (`float`: f32 sums).
+    fn new(gpu: &GpuBackend, float: bool) -> Self {
+        let dtype = u32::from(float);
+        let at = |entry| gpu.pipeline_at(Kernel::Scan, entry, dtype, &[("DTYPE", f64::from(dtype))]);
+        ScanPipelines {
+            tile_sums: at("tile_sums"),
+            scan_sums: at("scan_sums"),
+            scan_tiles: at("scan_tiles"),
+        }
+    }
+
+    /// For wrapping u32 sums.
+    pub fn wrapping(gpu: &GpuBackend) -> Self {
+        ScanPipelines::new(gpu, false)
+    }
+
+    /// Bytes of the `sums` buffer a scan of `len` elements in one dispatch
+    /// needs: the carry, then one sum per tile.
+    pub fn sums_bytes(len: usize) -> u64 {
+        (len.div_ceil(TILE as usize) as u64 + 1) * 4
+    }
+
+    /// The passes that scan the first `len` elements of `data` in place,
+    /// starting from the carry in `sums[0]` (which they leave as the
+    /// carry past them); `len` spans at most one dispatch of tiles.
+    pub fn passes<'a>(
+        &'a self,
+        data: &'a wgpu::Buffer,
+        len: usize,
+        sums: &'a wgpu::Buffer,
+        inclusive: bool,
+    ) -> [Pass<'a>; 3] {
+        let tiles = len.div_ceil(TILE as usize);
+        let params = Params {
+            n: len as u32,
+            tiles: tiles as u32,
+            inclusive: u32::from(inclusive),
+            _pad: 0,
+        };
+        let storage = || vec![(data, (len * 4) as u64), (sums, (tiles as u64 + 1) * 4)];
+        let groups = (tiles as u32, 1, 1);
+        [
+            Pass::new(&self.tile_sums, storage(), &params, groups),
+            Pass::new(&self.scan_sums, storage(), &params, (1, 1, 1)),
+            Pass::new(&self.scan_tiles, storage(), &params, groups),
+        ]
+    }
+}
+
 pub(super) fn run(exec: &mut Exec, t: &Scan) -> Result<Outputs> {
-    let (bits, dtype): (&[u32], u32) = match &t.x {
-        TensorData::U32(v) => (v, 0),
-        TensorData::I32(v) => (bytemuck::cast_slice(v), 0),
-        TensorData::F32(v) => (bytemuck::cast_slice(v), 1),
+    let (bits, float): (&[u32], bool) = match &t.x {
+        TensorData::U32(v) => (v, false),
+        TensorData::I32(v) => (bytemuck::cast_slice(v), false),
+        TensorData::F32(v) => (bytemuck::cast_slice(v), true),
         TensorData::U8(_) => unreachable!("rejected by Scan::new"),
     };
     let n = bits.len();
     let mut out = vec![0u32; n];
     if n > 0 {
         let gpu = exec.gpu();
-        let variant = |entry| gpu.pipeline_at(Kernel::Scan, entry, dtype, &[("DTYPE", f64::from(dtype))]);
-        let (sums_of, scan_sums, scan_tiles) =
-            (variant("tile_sums"), variant("scan_sums"), variant("scan_tiles"));
+        let pipelines = ScanPipelines::new(gpu, float);
         // Whole tiles per chunk, one workgroup each, within one dispatch.
         let tile = TILE as usize;
         let max_tiles = (gpu.binding_elements(4) / tile).min(gpu.max_groups() as usize).max(1);
         let chunk = max_tiles * tile;
         let data = exec.storage((chunk.min(n) * 4) as u64);
-        let tiles_cap = chunk.min(n).div_ceil(tile);
-        let sums = exec.storage((tiles_cap as u64 + 1) * 4);
+        let sums = exec.storage(ScanPipelines::sums_bytes(chunk.min(n)));
         // The carry into the first chunk.
         exec.upload(&[(&sums, &[0u8; 4])])?;
         for (start, len) in grid::chunks(n, chunk) {
             let range = start..start + len;
             exec.upload(&[(&data, bytemuck::cast_slice(&bits[range.clone()]))])?;
-            let tiles = len.div_ceil(tile);
-            let params = Params {
-                n: len as u32,
-                tiles: tiles as u32,
-                inclusive: u32::from(t.inclusive),
-                _pad: 0,
-            };
-            let storage = || vec![(&data, (len * 4) as u64), (&sums, (tiles as u64 + 1) * 4)];
-            let groups = (tiles as u32, 1, 1);
-            exec.compute(&[
-                Pass::new(&sums_of, storage(), &params, groups),
-                Pass::new(&scan_sums, storage(), &params, (1, 1, 1)),
-                Pass::new(&scan_tiles, storage(), &params, groups),
-            ])?;
+            exec.compute(&pipelines.passes(&data, len, &sums, t.inclusive))?;
             exec.download_into(&data, 0, &mut out[range])?;
         }
     }
