@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 
 
-def run(binary, kernel, backend, inputs, params, outdir):
-    out_path = outdir / "out.npy"
-    args = [binary, "run", kernel, "--json", "--backend", backend, "-o", f"out={out_path}"]
+def run(binary, kernel, backend, inputs, params, outdir, outputs=("out",)):
+    """Runs a kernel; returns its one output, or a dict of several."""
+    args = [binary, "run", kernel, "--json", "--backend", backend]
+    for name in outputs:
+        args += ["-o", f"{name}={outdir / ('out-' + name + '.npy')}"]
     if backend == "gpu":
         args.append("--allow-software-gpu")
     for name, array in inputs.items():
@@ -33,7 +35,19 @@ def run(binary, kernel, backend, inputs, params, outdir):
     report = json.loads(proc.stdout)
     if report["backend"] != backend:
         raise AssertionError(f"ran on {report['backend']}, not {backend}")
-    return np.load(out_path)
+    got = {name: np.load(outdir / f"out-{name}.npy") for name in outputs}
+    return got["out"] if tuple(outputs) == ("out",) else got
+
+
+def order_bits(keys):
+    """Keys as uint32 that sort as unsigned integers in the kernel's order:
+    f32 in IEEE total order (-NaN < -inf < ... < -0 < +0 < ... < +NaN)."""
+    if keys.dtype == np.uint32:
+        return keys
+    if keys.dtype == np.int32:
+        return keys.view(np.uint32) ^ np.uint32(1 << 31)
+    b = keys.view(np.uint32)
+    return np.where(b >> 31 == 1, ~b, b | np.uint32(1 << 31))
 
 
 def rel_norm(got, want):
@@ -136,6 +150,91 @@ def checks(rng):
 
         yield f"mandelbrot {width}x{height}", "mandelbrot", {}, params, check
 
+    # Sizes around the GPU's tiles (2048) and past one binding in chunked
+    # runs; integer sums wrap.
+    for n in [1, 2047, 2049, 1_048_579]:
+        for dtype in [np.uint32, np.int32, np.float32]:
+            if dtype == np.float32:
+                x = rng.standard_normal(n, dtype=np.float32)
+            else:
+                info = np.iinfo(dtype)
+                x = rng.integers(info.min, info.max, size=n, dtype=dtype, endpoint=True)
+            for inclusive in [False, True]:
+
+                def check(got, x=x, inclusive=inclusive, dtype=dtype):
+                    assert got.shape == x.shape and got.dtype == dtype, (got.shape, got.dtype)
+                    if dtype == np.float32:
+                        wide = np.cumsum(x, dtype=np.float64)
+                        want = wide if inclusive else np.concatenate([[0.0], wide[:-1]])
+                        scale = np.cumsum(np.abs(x), dtype=np.float64)
+                        err = np.abs(got.astype(np.float64) - want)
+                        assert np.all(err <= 1e-5 * scale + 1e-30), f"max error {np.max(err / (scale + 1e-30)):.2e}"
+                    else:
+                        want = np.cumsum(x, dtype=dtype)
+                        if not inclusive:
+                            want = np.concatenate([np.zeros(1, dtype), want[:-1]])
+                        bad = np.flatnonzero(got != want)
+                        assert bad.size == 0, f"{bad.size} differ, first at {bad[:1]}"
+
+                name = f"scan n={n} {np.dtype(dtype).name} inclusive={inclusive}"
+                yield name, "scan", {"x": x}, {"inclusive": str(inclusive).lower()}, check
+
+    for n in [1, 2049, 1_000_003]:
+        for dtype in [np.uint32, np.int32, np.float32]:
+            if dtype == np.float32:
+                keys = rng.standard_normal(n, dtype=np.float32)
+                # Ties, signed zeros, infinities and NaN of both signs.
+                for i, v in enumerate([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1.5]):
+                    keys[i::97] = v
+            else:
+                # A small range, so that stability matters.
+                keys = rng.integers(-40, 40, size=n).astype(dtype)
+            values = rng.integers(0, 2**32, size=n, dtype=np.uint32)
+            order = np.argsort(order_bits(keys), kind="stable")
+            if dtype == np.uint32:
+                assert np.array_equal(keys[order], np.sort(keys, kind="stable"))
+
+            def check(got, keys=keys, values=values, order=order):
+                assert got["keys"].dtype == keys.dtype and got["values"].dtype == np.uint32
+                assert np.array_equal(got["keys"].view(np.uint32), keys[order].view(np.uint32)), "keys"
+                assert np.array_equal(got["values"], values[order]), "values"
+
+            tag = f"n={n} {np.dtype(dtype).name}"
+            yield (f"sort {tag} with values", "sort", {"keys": keys, "values": values}, {},
+                   check, ("keys", "values"))
+
+            def check(got, order=order):
+                assert got["indices"].dtype == np.uint32
+                assert np.array_equal(got["indices"], order), "argsort"
+
+            yield (f"sort {tag} argsort", "sort", {"keys": keys}, {"indices": "true"},
+                   check, ("keys", "indices"))
+
+    for n in [0, 1, 1_000_003]:
+        x = rng.standard_normal(n, dtype=np.float32)
+        if n > 10:
+            x[::1001] = np.nan
+            x[1::1001] = 0.5  # an edge of the bins below
+            x[2::1001] = np.inf
+        for bins, lo, hi in [(1, -1.0, 1.0), (37, -1.0, 0.5), (5000, -2.3, 2.9)]:
+
+            def check(got, x=x, bins=bins, lo=lo, hi=hi):
+                want, _ = np.histogram(x, bins, range=(lo, hi))
+                assert got.dtype == np.uint32 and got.shape == (bins,)
+                bad = np.flatnonzero(got != want)
+                assert bad.size == 0, f"{bad.size} bins differ, first {bad[:3]}"
+
+            params = {"bins": bins, "lo": repr(lo), "hi": repr(hi)}
+            yield f"histogram n={n} bins={bins}", "histogram", {"x": x}, params, check
+
+        finite = rng.standard_normal(max(n, 1), dtype=np.float32)
+
+        def check(got, x=finite):
+            want, _ = np.histogram(x, 64)
+            assert np.array_equal(got, want), "default range (x's minimum and maximum)"
+
+        yield f"histogram n={finite.size} default range", "histogram", {"x": finite}, {"bins": 64}, check
+
 
 def main():
     binary = sys.argv[1]
@@ -144,10 +243,10 @@ def main():
     passed = failed = 0
     with tempfile.TemporaryDirectory() as tmp:
         outdir = Path(tmp)
-        for name, kernel, inputs, params, check in checks(rng):
+        for name, kernel, inputs, params, check, *outputs in checks(rng):
             for backend in backends:
                 try:
-                    check(run(binary, kernel, backend, inputs, params, outdir))
+                    check(run(binary, kernel, backend, inputs, params, outdir, *outputs))
                     passed += 1
                     print(f"ok   {backend} {name}")
                 except AssertionError as e:

@@ -1,0 +1,345 @@
+//! `scan`, `sort` and `histogram` against their sequential references on
+//! every backend: fresh random data, sizes across the GPU's tiles (2,048
+//! elements), workgroups (256), the chunked backend's 16,384-element
+//! bindings and the scan's one-workgroup pass (2,048 tiles), integer sums
+//! that wrap, ties that test stability, and the floats that order or bin
+//! awkwardly (signed zeros, infinities, NaN of both signs, values on bin
+//! edges).
+
+mod common;
+
+use anycore::backend::Backend;
+use anycore::kernel::histogram::Histogram;
+use anycore::kernel::scan::Scan;
+use anycore::kernel::sort::{Payload, Sort};
+use anycore::kernel::{Job, Kernel, Outputs, Task};
+use anycore::tensor::{Tensor, TensorData};
+use rand::Rng;
+use rand::rngs::SmallRng;
+
+use common::{random_f32, rng};
+
+/// Lengths at the edges of the tiles, the workgroups and the chunked
+/// backend's bindings.
+const EDGES: [usize; 17] = [
+    0, 1, 2, 3, 255, 256, 257, 2_047, 2_048, 2_049, 4_095, 4_097, 16_383, 16_384, 16_385, 65_537,
+    1_048_579,
+];
+
+/// Past 2,048 tiles of 2,048: the scan's one-workgroup pass loops.
+const MANY_TILES: usize = 2_048 * 2_048 + 3;
+
+fn run(backend: &dyn Backend, task: &Task) -> Outputs {
+    backend
+        .run(task)
+        .unwrap_or_else(|e| panic!("{} failed on {}: {e}", task.kernel(), common::name(backend)))
+        .outputs
+}
+
+fn random_data(rng: &mut SmallRng, dtype: usize, n: usize) -> TensorData {
+    match dtype {
+        0 => TensorData::U32((0..n).map(|_| rng.random()).collect()),
+        1 => TensorData::I32((0..n).map(|_| rng.random()).collect()),
+        _ => TensorData::F32(random_f32(rng, n)),
+    }
+}
+
+fn check_scan(backend: &dyn Backend, x: TensorData, inclusive: bool) {
+    let n = x.len();
+    let what = format!("scan {} n={n} inclusive={inclusive}", x.dtype());
+    let running_abs: Vec<f64> = match &x {
+        TensorData::F32(v) => v
+            .iter()
+            .scan(0.0f64, |s, &f| {
+                *s += f64::from(f).abs();
+                Some(*s)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let task = Task::Scan(Scan::new(x, inclusive).unwrap());
+    let got = run(backend, &task);
+    let want = task.reference();
+    let (got, want) = (&got["out"], &want["out"]);
+    assert_eq!(got.shape(), &[n], "{what}: shape");
+    match (got.data(), want.data()) {
+        (TensorData::F32(g), TensorData::F32(w)) => {
+            for (i, (&g, &w)) in g.iter().zip(w).enumerate() {
+                // Rounding grows with the running sum of |x| up to this
+                // element (an exclusive sum stops one short; the bound is
+                // the same).
+                let bound = 1e-5 * running_abs[i] + 1e-30;
+                let err = (f64::from(g) - f64::from(w)).abs();
+                assert!(
+                    err <= bound,
+                    "{what}: element {i} is {g}, expected {w} (error {err:e} > {bound:e})"
+                );
+            }
+        }
+        (g, w) => {
+            if let Some(i) =
+                (0..n).find(|&i| g.as_bytes()[4 * i..4 * i + 4] != w.as_bytes()[4 * i..4 * i + 4])
+            {
+                panic!("{what}: element {i} differs from the sequential sum");
+            }
+        }
+    }
+}
+
+fn scan_matches_reference(backend: &dyn Backend) {
+    let mut rng = rng();
+    for (k, &n) in EDGES.iter().enumerate() {
+        for dtype in 0..3 {
+            check_scan(backend, random_data(&mut rng, dtype, n), k % 2 == 0);
+        }
+    }
+    check_scan(backend, random_data(&mut rng, 2, MANY_TILES), true);
+    check_scan(backend, random_data(&mut rng, 0, MANY_TILES), false);
+}
+
+/// Keys with ties (a few distinct values, so that stability shows), and
+/// for f32 the values whose order is easy to get wrong.
+fn random_keys(rng: &mut SmallRng, dtype: usize, n: usize) -> TensorData {
+    match dtype {
+        0 => TensorData::U32((0..n).map(|_| rng.random_range(0..50) << 26).collect()),
+        1 => TensorData::I32(
+            (0..n)
+                .map(|_| rng.random_range(-25..25) * 3_000_001)
+                .collect(),
+        ),
+        _ => {
+            let special = [0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, 1.5, -1.5];
+            let nans = [
+                f32::NAN.to_bits(),
+                (-f32::NAN).to_bits(),
+                0x7f80_0001,
+                0xffc0_0123,
+            ];
+            TensorData::F32(
+                (0..n)
+                    .map(|_| match rng.random_range(0..10) {
+                        0 => special[rng.random_range(0..special.len())],
+                        1 => f32::from_bits(nans[rng.random_range(0..nans.len())]),
+                        _ => rng.random_range(-4.0f32..4.0).round(),
+                    })
+                    .collect(),
+            )
+        }
+    }
+}
+
+fn check_sort(backend: &dyn Backend, keys: TensorData, payload: Payload) {
+    let what = format!("sort {} n={} {payload:?}", keys.dtype(), keys.len());
+    let what = &what[..what.len().min(80)];
+    let task = Task::Sort(Sort::new(keys, payload).unwrap());
+    let got = run(backend, &task);
+    let want = task.reference();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{what}: output names"
+    );
+    for (name, w) in &want {
+        let g = &got[name];
+        assert_eq!(g.shape(), w.shape(), "{what}: shape of {name}");
+        // Bit for bit: NaN payloads and signed zeros included.
+        if let Some(i) = (0..w.len()).find(|&i| {
+            g.data().as_bytes()[4 * i..4 * i + 4] != w.data().as_bytes()[4 * i..4 * i + 4]
+        }) {
+            panic!("{what}: {name}[{i}] differs from the stable sequential sort");
+        }
+    }
+}
+
+/// Sorts that fit one binding of every backend (the chunked GPU backend's
+/// is 16,384 keys: a sort cannot be split).
+fn sort_matches_reference(backend: &dyn Backend) {
+    let mut rng = rng();
+    for &n in EDGES.iter().filter(|&&n| n <= 16_384) {
+        for dtype in 0..3 {
+            let keys = random_keys(&mut rng, dtype, n);
+            let values = Payload::Values((0..n).map(|_| rng.random()).collect());
+            check_sort(backend, keys.clone(), values);
+            check_sort(backend, keys.clone(), Payload::Indices);
+            check_sort(backend, random_data(&mut rng, dtype, n), Payload::None);
+        }
+    }
+}
+
+fn check_histogram(backend: &dyn Backend, x: Vec<f32>, bins: u32, range: Option<(f64, f64)>) {
+    let what = format!("histogram n={} bins={bins} range={range:?}", x.len());
+    let task = Task::Histogram(Histogram::new(x, bins, range).unwrap());
+    let got = run(backend, &task);
+    let want = task.reference();
+    let (g, w) = (got["out"].as_u32().unwrap(), want["out"].as_u32().unwrap());
+    assert_eq!(g.len(), bins as usize, "{what}: bins");
+    if let Some(i) = (0..g.len()).find(|&i| g[i] != w[i]) {
+        panic!("{what}: bin {i} counts {}, expected {}", g[i], w[i]);
+    }
+}
+
+/// Values in and around [lo, hi], some exactly on edges, NaN and
+/// infinities among them.
+fn histogram_data(rng: &mut SmallRng, n: usize, edges: &[f32]) -> Vec<f32> {
+    (0..n)
+        .map(|_| match rng.random_range(0..20) {
+            0 => edges[rng.random_range(0..edges.len())],
+            1 => [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN][rng.random_range(0..4)],
+            _ => rng.random_range(-3.0f32..3.0),
+        })
+        .collect()
+}
+
+fn histogram_matches_reference(backend: &dyn Backend) {
+    let mut rng = rng();
+    // 4,096 bins fit a workgroup's own counters; 4,097 go to global ones.
+    let cases = [
+        (1, -1.0, 1.0),
+        (7, -2.5, 0.1),
+        (4_096, -3.0, 3.0),
+        (4_097, -1.7, 2.2),
+    ];
+    for (k, &n) in EDGES.iter().enumerate() {
+        let (bins, lo, hi) = cases[k % cases.len()];
+        let edges = Histogram::new(Vec::new(), bins, Some((lo, hi)))
+            .unwrap()
+            .edges;
+        check_histogram(
+            backend,
+            histogram_data(&mut rng, n, &edges),
+            bins,
+            Some((lo, hi)),
+        );
+    }
+    // The default range: x's own minimum and maximum.
+    check_histogram(backend, random_f32(&mut rng, 100_003), 13, None);
+    check_histogram(backend, vec![2.5; 999], 3, None);
+}
+
+on_each_backend!(
+    scan_matches_reference,
+    sort_matches_reference,
+    histogram_matches_reference
+);
+
+/// Sorts of more keys than the chunked backend's binding, on the backends
+/// that hold them: the CPU and the GPU with its real limits.
+#[test]
+fn large_sorts_match_reference() {
+    let mut rng = rng();
+    let n = 1_048_579;
+    for backend in [
+        Some(common::cpu() as &dyn Backend),
+        common::gpu().map(|g| g as &dyn Backend),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for dtype in 0..3 {
+            let keys = random_data(&mut rng, dtype, n);
+            check_sort(backend, keys, Payload::Indices);
+        }
+        let keys = random_keys(&mut rng, 2, n);
+        check_sort(
+            backend,
+            keys,
+            Payload::Values((0..n as u32).rev().collect()),
+        );
+    }
+}
+
+/// A sort past one binding is refused on the GPU, saying why and where to
+/// go instead; it does not run wrong.
+#[test]
+fn gpu_refuses_a_sort_past_one_binding() {
+    let Some(gpu) = common::gpu_small_bindings() else {
+        return;
+    };
+    let task = Task::Sort(Sort::new(TensorData::U32(vec![7; 16_385]), Payload::None).unwrap());
+    let err = gpu.run(&task).unwrap_err().to_string();
+    assert!(err.contains("sort") && err.contains("CPU"), "{err}");
+}
+
+/// Bad jobs are refused before anything runs, naming the input or
+/// parameter and the problem.
+#[test]
+fn bad_jobs_name_the_problem() {
+    let f32s = |n| Tensor::from_f32(vec![1.0; n]);
+    let u32s = |n| Tensor::new(vec![n], TensorData::U32(vec![1; n]));
+    let u8s = Tensor::new(vec![4], TensorData::U8(vec![1; 4]));
+    let cases: Vec<(Job, &str)> = vec![
+        (Job::new(Kernel::Scan).input("x", u8s.clone()), "'x'"),
+        (
+            Job::new(Kernel::Scan)
+                .input("x", f32s(3))
+                .param("inclusive", "yes"),
+            "inclusive",
+        ),
+        (Job::new(Kernel::Sort).input("keys", u8s), "'keys'"),
+        (
+            Job::new(Kernel::Sort)
+                .input("keys", u32s(3))
+                .input("values", u32s(4)),
+            "'values'",
+        ),
+        (
+            Job::new(Kernel::Sort)
+                .input("keys", u32s(3))
+                .input("values", f32s(3)),
+            "'values'",
+        ),
+        (
+            Job::new(Kernel::Sort)
+                .input("keys", u32s(3))
+                .input("values", u32s(3))
+                .param("indices", true),
+            "not both",
+        ),
+        (
+            Job::new(Kernel::Histogram)
+                .input("x", f32s(3))
+                .param("bins", 0),
+            "'bins'",
+        ),
+        (
+            Job::new(Kernel::Histogram)
+                .input("x", f32s(3))
+                .param("bins", 1 << 30),
+            "'bins'",
+        ),
+        (
+            Job::new(Kernel::Histogram)
+                .input("x", f32s(3))
+                .param("lo", 2)
+                .param("hi", 1),
+            "lo",
+        ),
+        (
+            Job::new(Kernel::Histogram)
+                .input("x", f32s(3))
+                .param("lo", 2),
+            "together",
+        ),
+        (
+            Job::new(Kernel::Histogram)
+                .input("x", f32s(3))
+                .param("hi", "inf")
+                .param("lo", 0),
+            "'hi'",
+        ),
+        (
+            Job::new(Kernel::Histogram).input("x", Tensor::from_f32(vec![1.0, f32::NAN])),
+            "not finite",
+        ),
+        (Job::new(Kernel::Histogram).input("x", u32s(3)), "'x'"),
+    ];
+    for (job, needle) in cases {
+        let what = format!("{job:?}");
+        let err = Task::new(job).expect_err(&what[..what.len().min(200)]);
+        assert!(err.is_user_error(), "{err}");
+        assert!(
+            err.to_string().contains(needle),
+            "{err} (wanted '{needle}')"
+        );
+    }
+}
