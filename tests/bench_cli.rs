@@ -31,6 +31,9 @@ fn amount(kernel: &str, size: f64) -> f64 {
         "reduce" => 4.0 * size,
         "matmul" => 2.0 * size * size * size,
         "mandelbrot" => size * size,
+        "scan" => 8.0 * size,
+        "sort" => size,
+        "histogram" => 4.0 * size,
         other => panic!("unknown kernel {other}"),
     }
 }
@@ -38,7 +41,7 @@ fn amount(kernel: &str, size: f64) -> f64 {
 fn scale(unit: &str) -> f64 {
     match unit {
         "GB/s" | "GFLOP/s" => 1e9,
-        "Mpixel/s" => 1e6,
+        "Mpixel/s" | "Mkeys/s" => 1e6,
         other => panic!("unknown unit {other}"),
     }
 }
@@ -103,7 +106,15 @@ fn quick_cpu_bench_writes_a_consistent_report_and_chart() {
     );
     assert!(out.status.success(), "bench failed: {}", stderr(&out));
     let table = String::from_utf8_lossy(&out.stdout);
-    let kernels = ["axpy", "reduce", "matmul", "mandelbrot"];
+    let kernels = [
+        "axpy",
+        "reduce",
+        "matmul",
+        "mandelbrot",
+        "scan",
+        "sort",
+        "histogram",
+    ];
     for kernel in kernels {
         assert!(table.contains(kernel), "table lacks {kernel}:\n{table}");
     }

@@ -407,7 +407,7 @@ fn documented_defaults_are_the_applied_ones() {
     for kernel in Kernel::ALL {
         let base = || {
             let mut job = Job::new(kernel);
-            for a in kernel.signature().inputs {
+            for a in kernel.signature().inputs.iter().filter(|a| !a.optional) {
                 let t = match (kernel, a.name) {
                     (Kernel::Matmul, _) => {
                         Tensor::new(vec![2, 2], TensorData::F32(vec![0.5, -1.0, 2.0, 0.25]))
@@ -428,6 +428,11 @@ fn documented_defaults_are_the_applied_ones() {
         };
         for p in kernel.signature().params {
             let Some(default) = p.default else { continue };
+            // Defaults computed from the data (histogram's lo = min(x)) are
+            // tested with their kernel.
+            if default.contains('(') {
+                continue;
+            }
             let implicit = Task::new(base()).unwrap();
             let explicit = Task::new(base().param(p.name, default)).unwrap();
             assert_eq!(
@@ -439,6 +444,8 @@ fn documented_defaults_are_the_applied_ones() {
             // And a different value does change the task (the test can fail).
             let other = if default == "sum" {
                 "max".to_owned()
+            } else if default == "false" {
+                "true".to_owned()
             } else {
                 format!("{}", rng.random_range(3..9))
             };

@@ -58,7 +58,8 @@ fn print_kernel(e: &Entry, detail: bool) {
     let s = e.signature;
     println!("{} — {}", e.name, s.summary);
     for a in s.inputs {
-        println!("    -i {:<10} {}", a.name, a.doc);
+        let optional = if a.optional { " (optional)" } else { "" };
+        println!("    -i {:<10} {}{optional}", a.name, a.doc);
     }
     for p in s.params {
         let default = p

@@ -66,10 +66,13 @@ pub const PROFILE: Profile = Profile {
         Ok(Task::Scan(Scan::new(x.into_data(), false)?))
     },
     probe_sizes: [1 << 12, 1 << 20],
-    baselines: &[profile::Baseline::Numpy(profile::NumpyCode {
-        setup: "x = rng.integers(0, 2**32, n, dtype=np.uint32)",
-        run: "np.cumsum(x, dtype=np.uint32)",
-    })],
+    baselines: &[
+        profile::Baseline::Numpy(profile::NumpyCode {
+            setup: "x = rng.integers(0, 2**32, n, dtype=np.uint32)",
+            run: "np.cumsum(x, dtype=np.uint32)",
+        }),
+        profile::RAYON_LOOP,
+    ],
 };
 
 /// Invocations per workgroup in `shaders/scan.wgsl`.
@@ -153,12 +156,7 @@ impl KernelTask for Scan {
     /// Scans x where it lies and takes it out as the result.
     fn run_cpu_in_place(&mut self) -> Outputs {
         self.scan_in_place();
-        let dtype = self.x.dtype();
-        let empty = match dtype {
-            DType::U32 => TensorData::U32(Vec::new()),
-            DType::I32 => TensorData::I32(Vec::new()),
-            _ => TensorData::F32(Vec::new()),
-        };
+        let empty = TensorData::empty(self.x.dtype());
         Scan::outputs(std::mem::replace(&mut self.x, empty))
     }
 
@@ -192,22 +190,37 @@ impl KernelTask for Scan {
         self.x.len() as f64
     }
 
-    /// A scan has no one-line rayon form, so this is the loop a user
-    /// writes first: one thread, in place, on its own copy (the bench
-    /// compares `scan` with NumPy and the memory bandwidth instead).
+    /// The parallel scan a user writes with rayon: each chunk scanned in
+    /// place, the chunks' totals scanned, each chunk then offset by its
+    /// total — two passes over memory. On its own copy, as wrapping u32
+    /// sums (what the bench times).
     fn plain_loop(&self) -> PlainLoop<'_> {
-        let mut copy: Vec<u32> = match &self.x {
-            TensorData::U32(v) => v.clone(),
-            TensorData::I32(v) => bytemuck::cast_slice(v).to_vec(),
-            TensorData::F32(v) => bytemuck::cast_slice(v).to_vec(),
-            TensorData::U8(_) => unreachable!("rejected by Scan::new"),
-        };
+        let mut work = self.x.words().expect("rejected by Scan::new").to_vec();
         Box::new(move || {
-            let mut acc = 0u32;
-            for x in &mut copy {
-                acc = acc.wrapping_add(*x);
-                *x = acc;
-            }
+            let chunk = work.len().div_ceil(rayon::current_num_threads()).max(1);
+            let totals: Vec<u32> = work
+                .par_chunks_mut(chunk)
+                .map(|c| {
+                    let mut acc = 0u32;
+                    for x in c {
+                        acc = acc.wrapping_add(*x);
+                        *x = acc;
+                    }
+                    acc
+                })
+                .collect();
+            let mut offset = 0u32;
+            let offsets: Vec<u32> = totals
+                .iter()
+                .map(|&t| {
+                    let o = offset;
+                    offset = offset.wrapping_add(t);
+                    o
+                })
+                .collect();
+            work.par_chunks_mut(chunk)
+                .zip(offsets)
+                .for_each(|(c, o)| c.iter_mut().for_each(|x| *x = x.wrapping_add(o)));
         })
     }
 }

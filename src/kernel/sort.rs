@@ -36,7 +36,7 @@ pub const SIGNATURE: Signature = Signature {
         },
         Arg {
             name: "values",
-            doc: "u32 [n], moved with their keys (optional)",
+            doc: "u32 [n], moved with their keys",
             optional: true,
         },
     ],
@@ -171,7 +171,7 @@ impl Sort {
 
     /// The keys as order bits.
     pub fn order_bits(&self) -> Vec<u32> {
-        let mut bits = bits_of(&self.keys);
+        let mut bits = self.keys.words().expect("rejected by Sort::new").to_vec();
         to_order(self.keys.dtype(), &mut bits);
         bits
     }
@@ -191,11 +191,7 @@ impl Sort {
     pub fn outputs(&self, mut bits: Vec<u32>, payload: Option<Vec<u32>>) -> Outputs {
         let dtype = self.keys.dtype();
         from_order(dtype, &mut bits);
-        let keys = match dtype {
-            DType::U32 => TensorData::U32(bits),
-            DType::I32 => TensorData::I32(bytemuck::cast_vec(bits)),
-            _ => TensorData::F32(bytemuck::cast_vec(bits)),
-        };
+        let keys = TensorData::from_words(dtype, bits);
         let n = keys.len();
         let mut out = Outputs::from([("keys".to_owned(), Tensor::new(vec![n], keys))]);
         let name = match self.payload {
@@ -207,16 +203,6 @@ impl Sort {
             out.insert(name.to_owned(), Tensor::new(vec![n], TensorData::U32(p)));
         }
         out
-    }
-}
-
-/// The raw bits of u32, i32 or f32 keys.
-fn bits_of(keys: &TensorData) -> Vec<u32> {
-    match keys {
-        TensorData::U32(v) => v.clone(),
-        TensorData::I32(v) => bytemuck::cast_slice(v).to_vec(),
-        TensorData::F32(v) => bytemuck::cast_slice(v).to_vec(),
-        TensorData::U8(_) => unreachable!("rejected by Sort::new"),
     }
 }
 
@@ -275,16 +261,11 @@ impl KernelTask for Sort {
     fn run_cpu_in_place(&mut self) -> Outputs {
         let dtype = self.keys.dtype();
         let empty = Sort {
-            keys: empty_of(dtype),
+            keys: TensorData::empty(dtype),
             payload: Payload::None,
         };
         let Sort { keys, payload } = std::mem::replace(self, empty);
-        let mut bits: Vec<u32> = match keys {
-            TensorData::U32(v) => v,
-            TensorData::I32(v) => bytemuck::cast_vec(v),
-            TensorData::F32(v) => bytemuck::cast_vec(v),
-            TensorData::U8(_) => unreachable!("rejected by Sort::new"),
-        };
+        let mut bits = keys.into_words().expect("rejected by Sort::new");
         to_order(dtype, &mut bits);
         let (kind, mut moved) = match payload {
             Payload::None => (Payload::None, None),
@@ -293,7 +274,7 @@ impl KernelTask for Sort {
         };
         radix_sort(&mut bits, moved.as_mut());
         let named = Sort {
-            keys: empty_of(dtype),
+            keys: TensorData::empty(dtype),
             payload: kind,
         };
         named.outputs(bits, moved)
@@ -342,15 +323,6 @@ impl KernelTask for Sort {
             work.copy_from_slice(&bits);
             work.par_sort_unstable();
         })
-    }
-}
-
-/// An empty tensor of `dtype`.
-fn empty_of(dtype: DType) -> TensorData {
-    match dtype {
-        DType::U32 => TensorData::U32(Vec::new()),
-        DType::I32 => TensorData::I32(Vec::new()),
-        _ => TensorData::F32(Vec::new()),
     }
 }
 

@@ -97,6 +97,47 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// No elements, of `dtype`.
+    pub fn empty(dtype: DType) -> Self {
+        match dtype {
+            DType::F32 => TensorData::F32(Vec::new()),
+            DType::U32 => TensorData::U32(Vec::new()),
+            DType::I32 => TensorData::I32(Vec::new()),
+            DType::U8 => TensorData::U8(Vec::new()),
+        }
+    }
+
+    /// The raw bits of 4-byte elements (f32, u32, i32); `None` for u8.
+    pub fn words(&self) -> Option<&[u32]> {
+        match self {
+            TensorData::F32(v) => Some(bytemuck::cast_slice(v)),
+            TensorData::U32(v) => Some(v),
+            TensorData::I32(v) => Some(bytemuck::cast_slice(v)),
+            TensorData::U8(_) => None,
+        }
+    }
+
+    /// 4-byte elements of `dtype` from their raw bits, without copying
+    /// (u8 takes each word's low byte).
+    pub fn from_words(dtype: DType, words: Vec<u32>) -> Self {
+        match dtype {
+            DType::F32 => TensorData::F32(bytemuck::cast_vec(words)),
+            DType::U32 => TensorData::U32(words),
+            DType::I32 => TensorData::I32(bytemuck::cast_vec(words)),
+            DType::U8 => TensorData::U8(words.into_iter().map(|w| w as u8).collect()),
+        }
+    }
+
+    /// 4-byte elements as their raw bits, without copying; `None` for u8.
+    pub fn into_words(self) -> std::result::Result<Vec<u32>, Self> {
+        match self {
+            TensorData::F32(v) => Ok(bytemuck::cast_vec(v)),
+            TensorData::U32(v) => Ok(v),
+            TensorData::I32(v) => Ok(bytemuck::cast_vec(v)),
+            u8s @ TensorData::U8(_) => Err(u8s),
+        }
+    }
+
     /// Every element as `f64` (exact for all four types), for comparing
     /// results.
     pub fn to_f64(&self) -> Vec<f64> {

@@ -8,7 +8,7 @@ use super::{GpuBackend, grid};
 use crate::error::Result;
 use crate::kernel::scan::{Scan, TILE};
 use crate::kernel::{Kernel, Outputs};
-use crate::tensor::TensorData;
+use crate::tensor::{DType, TensorData};
 
 /// Matches `Params` in the shader.
 #[repr(C)]
@@ -78,12 +78,8 @@ impl ScanPipelines {
 }
 
 pub(super) fn run(exec: &mut Exec, t: &Scan) -> Result<Outputs> {
-    let (bits, float): (&[u32], bool) = match &t.x {
-        TensorData::U32(v) => (v, false),
-        TensorData::I32(v) => (bytemuck::cast_slice(v), false),
-        TensorData::F32(v) => (bytemuck::cast_slice(v), true),
-        TensorData::U8(_) => unreachable!("rejected by Scan::new"),
-    };
+    let bits = t.x.words().expect("rejected by Scan::new");
+    let float = t.x.dtype() == DType::F32;
     let n = bits.len();
     let mut out = vec![0u32; n];
     if n > 0 {
@@ -104,10 +100,5 @@ pub(super) fn run(exec: &mut Exec, t: &Scan) -> Result<Outputs> {
             exec.download_into(&data, 0, &mut out[range])?;
         }
     }
-    let out = match &t.x {
-        TensorData::U32(_) => TensorData::U32(out),
-        TensorData::I32(_) => TensorData::I32(bytemuck::cast_vec(out)),
-        _ => TensorData::F32(bytemuck::cast_vec(out)),
-    };
-    Ok(Scan::outputs(out))
+    Ok(Scan::outputs(TensorData::from_words(t.x.dtype(), out)))
 }
