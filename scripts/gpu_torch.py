@@ -14,7 +14,13 @@ Byte counts: copy counts read + write (2 x bytes), sum counts what it reads
 bytes moved. Matmul counts 2 n^3 flops. GB/s and GFLOP/s are 1e9 per second.
 Pageable host memory is a plain CPU tensor; pinned is pin_memory().
 
-Keys of the *_by_size maps: elements for sum, bytes for transfers.
+Scan (torch.cumsum of int32 -> int32 on the card) counts 8 bytes per
+element like anycore's scan; sort (torch.sort of int32 keys, values
+dropped) and histc (torch.histc, 256 bins over [-1, 1], of float32) count
+keys and 4 bytes per element.
+
+Keys of the *_by_size maps: elements for sum, scan, sort and histogram,
+bytes for transfers.
 """
 import json
 import statistics
@@ -165,6 +171,26 @@ def main():
     del x, y
     free()
 
+    # The newer catalog kernels, at anycore's bench sizes.
+    for key in ("scan", "sort", "histogram"):
+        r[f"{key}_by_size"] = {}
+    for p in (20, 24, 26):
+        n = 1 << p
+        ints = torch.randint(-(2**31), 2**31 - 1, (n,), dtype=torch.int32, device=dev)
+        t = timed(lambda: torch.cumsum(ints, 0, dtype=torch.int32))
+        details[f"scan_{n}"] = t
+        r["scan_by_size"][str(n)] = {"ms": t["ms"], "gbps": rate(8 * n, t)}
+        t = timed(lambda: torch.sort(ints), max_inner=50)
+        details[f"sort_{n}"] = t
+        r["sort_by_size"][str(n)] = {"ms": t["ms"], "mkeys_per_s": n / (t["ms"] * 1e-3) / 1e6}
+        del ints
+        x = torch.rand(n, device=dev) * 2 - 1
+        t = timed(lambda: torch.histc(x, bins=256, min=-1.0, max=1.0))
+        details[f"histogram_{n}"] = t
+        r["histogram_by_size"][str(n)] = {"ms": t["ms"], "gbps": rate(4 * n, t)}
+        del x
+        free()
+
     r["details"] = details
     with open(out_path, "w") as f:
         json.dump(r, f, indent=2)
@@ -182,6 +208,10 @@ def main():
     rows += [(f"sum 2^{int(k).bit_length() - 1}", r["sum_ms_by_size"][k], v, "GB/s")
              for k, v in r["sum_gbps_by_size"].items()]
     rows.append(("axpy 2^26", r["axpy_ms"], r["axpy_gbps"], "GB/s"))
+    for key, unit, field in (("scan", "GB/s", "gbps"), ("sort", "Mkeys/s", "mkeys_per_s"),
+                             ("histogram", "GB/s", "gbps")):
+        rows += [(f"{key} 2^{int(k).bit_length() - 1}", v["ms"], v[field], unit)
+                 for k, v in r[f"{key}_by_size"].items()]
     for key in ("h2d", "d2h"):
         rows += [(f"{key} pageable {int(k) // MiB} MiB", r[f"{key}_ms_by_size"][k], v, "GB/s")
                  for k, v in r[f"{key}_gbps_by_size"].items() if int(k) != 256 * MiB]

@@ -100,7 +100,9 @@ pub const SHADER: ShaderInfo = ShaderInfo {
 const ROUND: usize = 1 << 20;
 /// Elements per block of a round (one rayon task).
 const BLOCK: usize = 1 << 15;
-/// Running sums stepping together within a block.
+/// Running sums stepping together within a block of f32 (carried in f64,
+/// whose adds take 4 cycles each: eight chains keep the adder busy).
+/// Integer adds take one cycle, so integers scan each block in one chain.
 const LANES: usize = 8;
 
 /// A validated `scan`.
@@ -251,6 +253,8 @@ trait Sum: Copy + Send + Sync {
     fn get(self) -> Self::Elem;
     /// The sum of a block, as fast as memory allows.
     fn block(x: &[Self::Elem]) -> Self;
+    /// Running sums that step together within a block (see [`LANES`]).
+    const CHAINS: usize;
 }
 
 /// Wrapping sums of u32 (and of i32, which add the same bits).
@@ -274,6 +278,7 @@ impl Sum for Wrapping {
     fn block(x: &[u32]) -> Self {
         Wrapping(x.iter().fold(0u32, |a, &b| a.wrapping_add(b)))
     }
+    const CHAINS: usize = 1;
 }
 
 /// f32 sums carried in f64.
@@ -298,26 +303,25 @@ impl Sum for Wide {
         let arch = pulp::Arch::new();
         Wide(arch.dispatch(|| super::reduce::sum_f64(x)))
     }
+    const CHAINS: usize = LANES;
 }
 
 /// Scans `v` in place, round by round (see the module's doc).
 fn scan_rounds<S: Sum>(v: &mut [S::Elem], inclusive: bool) {
     let mut carry = S::ZERO;
     for round in v.chunks_mut(ROUND) {
-        // Each block's lanes: LANES stretches of (nearly) equal length.
-        let sums: Vec<[S; LANES]> = round
+        // Each block's chains: stretches of (nearly) equal length.
+        let sums: Vec<Vec<S>> = round
             .par_chunks(BLOCK)
             .map(|block| {
-                let mut out = [S::ZERO; LANES];
-                for (o, (start, len)) in out.iter_mut().zip(lanes(block.len())) {
-                    *o = S::block(&block[start..start + len]);
-                }
-                out
+                stretches(block.len(), S::CHAINS)
+                    .map(|r| S::block(&block[r]))
+                    .collect()
             })
             .collect();
         let mut offsets = sums;
-        for lanes in &mut offsets {
-            for s in lanes.iter_mut() {
+        for chains in &mut offsets {
+            for s in chains.iter_mut() {
                 let here = *s;
                 *s = carry;
                 carry = carry.join(here);
@@ -326,39 +330,44 @@ fn scan_rounds<S: Sum>(v: &mut [S::Elem], inclusive: bool) {
         round
             .par_chunks_mut(BLOCK)
             .zip(offsets)
-            .for_each(|(block, start)| scan_block::<S>(block, start, inclusive));
+            .for_each(|(block, start)| scan_block::<S>(block, &start, inclusive));
     }
 }
 
-/// The (start, length) of each lane of a block of `len`: equal lengths,
-/// the last lane taking the remainder.
-fn lanes(len: usize) -> impl Iterator<Item = (usize, usize)> {
-    let q = len / LANES;
-    (0..LANES).map(move |l| {
-        let end = if l + 1 == LANES { len } else { (l + 1) * q };
-        (l * q, end - l * q)
-    })
+/// `chains` consecutive ranges that tile 0..len, of equal length but the
+/// last, which takes the remainder.
+fn stretches(len: usize, chains: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let q = len / chains;
+    (0..chains).map(move |c| c * q..if c + 1 == chains { len } else { (c + 1) * q })
 }
 
-/// Scans one block from the running sums its lanes start at: the lanes
-/// step together through their first `q` elements, then the last lane
+/// Scans one block from the running sums its chains start at: the chains
+/// step together through their first `q` elements, then the last one
 /// finishes its remainder alone.
 #[inline(always)]
-fn scan_block<S: Sum>(block: &mut [S::Elem], start: [S; LANES], inclusive: bool) {
-    let q = block.len() / LANES;
-    let mut acc = start;
-    for i in 0..q {
-        for (l, a) in acc.iter_mut().enumerate() {
-            let x = &mut block[l * q + i];
-            let before = *a;
-            *a = a.add(*x);
-            *x = if inclusive { a.get() } else { before.get() };
+fn scan_block<S: Sum>(block: &mut [S::Elem], start: &[S], inclusive: bool) {
+    let chains = start.len();
+    let q = block.len() / chains;
+    let (body, tail) = block.split_at_mut(q * chains);
+    let mut acc = start.to_vec();
+    let step = |a: &mut S, x: &mut S::Elem| {
+        let before = *a;
+        *a = a.add(*x);
+        *x = if inclusive { a.get() } else { before.get() };
+    };
+    if chains == 1 {
+        body.iter_mut().for_each(|x| step(&mut acc[0], x));
+    } else {
+        let mut parts: Vec<std::slice::IterMut<'_, S::Elem>> =
+            body.chunks_exact_mut(q.max(1)).map(|p| p.iter_mut()).collect();
+        for _ in 0..q {
+            for (part, a) in parts.iter_mut().zip(acc.iter_mut()) {
+                if let Some(x) = part.next() {
+                    step(a, x);
+                }
+            }
         }
     }
-    let mut last = acc[LANES - 1];
-    for x in &mut block[LANES * q..] {
-        let before = last;
-        last = last.add(*x);
-        *x = if inclusive { last.get() } else { before.get() };
-    }
+    let last = acc.last_mut().expect("at least one chain");
+    tail.iter_mut().for_each(|x| step(last, x));
 }

@@ -252,7 +252,7 @@ impl KernelTask for Sort {
     fn run_cpu(&self) -> Outputs {
         let mut bits = self.order_bits();
         let mut payload = self.start_payload();
-        radix_sort(&mut bits, payload.as_mut());
+        radix_sort(&mut bits, payload.as_deref_mut());
         self.outputs(bits, payload)
     }
 
@@ -272,7 +272,7 @@ impl KernelTask for Sort {
             Payload::Values(v) => (Payload::Values(Vec::new()), Some(v)),
             Payload::Indices => (Payload::Indices, Some((0..bits.len() as u32).collect())),
         };
-        radix_sort(&mut bits, moved.as_mut());
+        radix_sort(&mut bits, moved.as_deref_mut());
         let named = Sort {
             keys: TensorData::empty(dtype),
             payload: kind,
@@ -327,88 +327,163 @@ impl KernelTask for Sort {
 }
 
 /// Sorts order bits ascending, stably, moving `payload` with them.
-pub fn radix_sort(keys: &mut Vec<u32>, mut payload: Option<&mut Vec<u32>>) {
+pub fn radix_sort(keys: &mut [u32], payload: Option<&mut [u32]>) {
+    match payload {
+        None => sort_moving::<false>(keys, &mut []),
+        Some(p) => sort_moving::<true>(keys, p),
+    }
+}
+
+/// The radix sort, moving `payload` along when `MOVE` (a constant, so the
+/// keys-only loops carry no payload code).
+///
+/// One read counts every digit of every part. The most significant digit
+/// that varies is scattered first, in parallel, into scratch memory: that
+/// splits the keys into buckets of (with spread keys) a few hundred KiB,
+/// each then sorted on its own by the less significant digits, least
+/// first, while it sits in the cache, between its stretch of the scratch
+/// and its stretch of `keys`, ending in `keys`. Each pass is stable, so the
+/// sort is.
+fn sort_moving<const MOVE: bool>(keys: &mut [u32], payload: &mut [u32]) {
     let n = keys.len();
     if n < 2 {
         return;
     }
-    // One read counts every digit of every key: passes whose digit is the
-    // same for all keys are skipped.
     let passes = (32 / DIGIT_BITS) as usize;
-    let totals = keys
-        .par_chunks(1 << 16)
-        .fold(
-            || vec![[0usize; BUCKETS]; passes],
-            |mut counts, chunk| {
-                for &k in chunk {
-                    for (p, c) in counts.iter_mut().enumerate() {
-                        c[digit(k, p)] += 1;
-                    }
-                }
-                counts
-            },
-        )
-        .reduce_with(|mut a, b| {
-            for (a, b) in a.iter_mut().zip(&b) {
-                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-            }
-            a
-        })
-        .expect("at least one chunk");
     let parts = (n / MIN_PART).clamp(1, 4 * rayon::current_num_threads());
     let part_len = n.div_ceil(parts);
-    let mut scratch_keys = vec![0u32; n];
-    let mut scratch_payload = payload.as_ref().map(|p| vec![0u32; p.len()]);
-    for (pass, total) in totals.iter().enumerate() {
-        if total.iter().any(|&c| c == n) {
-            continue;
+    // Every digit of every part, in one read.
+    let counts: Vec<Vec<[u32; BUCKETS]>> = keys
+        .par_chunks(part_len)
+        .map(|part| {
+            let mut c = vec![[0u32; BUCKETS]; passes];
+            count_digits(part, &mut c, &(0..passes).collect::<Vec<_>>());
+            c
+        })
+        .collect();
+    // Digits that are the same for every key change nothing.
+    let live: Vec<usize> = (0..passes)
+        .filter(|&p| {
+            (0..BUCKETS).all(|b| counts.iter().map(|c| c[p][b] as usize).sum::<usize>() != n)
+        })
+        .collect();
+    let Some((&top, lower)) = live.split_last() else {
+        return;
+    };
+    // Each part's first place in each bucket of the top digit: buckets in
+    // order, parts in order within a bucket.
+    let mut starts = vec![[0usize; BUCKETS]; counts.len()];
+    let mut bounds = [0usize; BUCKETS + 1];
+    let mut at = 0;
+    for b in 0..BUCKETS {
+        bounds[b] = at;
+        for (s, c) in starts.iter_mut().zip(&counts) {
+            s[b] = at;
+            at += c[top][b] as usize;
         }
-        // Each part's count per bucket, then each part's first place in
-        // each bucket: buckets in order, parts in order within a bucket.
-        let counts: Vec<[usize; BUCKETS]> = keys
-            .par_chunks(part_len)
-            .map(|part| {
-                let mut c = [0usize; BUCKETS];
-                for &k in part {
-                    c[digit(k, pass)] += 1;
-                }
-                c
-            })
-            .collect();
-        let mut starts = vec![[0usize; BUCKETS]; counts.len()];
-        let mut next = 0;
-        for b in 0..BUCKETS {
-            for (s, c) in starts.iter_mut().zip(&counts) {
-                s[b] = next;
-                next += c[b];
-            }
-        }
-        let dst = SharedOut::new(&mut scratch_keys);
-        let dst_payload = scratch_payload.as_mut().map(|p| SharedOut::new(p));
-        let src_payload = payload.as_deref();
+    }
+    bounds[BUCKETS] = n;
+    let mut scratch = vec![0u32; n];
+    let mut scratch_payload = if MOVE { vec![0u32; n] } else { Vec::new() };
+    {
+        let dst = SharedOut::new(&mut scratch);
+        let dst_payload = SharedOut::new(&mut scratch_payload);
+        let src_payload: &[u32] = payload;
         keys.par_chunks(part_len)
             .zip(starts)
             .enumerate()
-            .for_each(|(i, (part, mut at))| {
+            .for_each(|(i, (part, mut place))| {
                 let first = i * part_len;
                 for (j, &k) in part.iter().enumerate() {
-                    let d = digit(k, pass);
+                    let at = &mut place[digit(k, top)];
                     // SAFETY: the places handed to the parts are disjoint
-                    // and within 0..n: each part has `counts[part][b]`
-                    // places from `starts[part][b]` in bucket b, and the
-                    // starts tile 0..n.
+                    // and within 0..n: part p has its count of bucket b's
+                    // places from `starts[p][b]`, and the starts tile 0..n.
                     unsafe {
-                        dst.write(at[d], k);
-                        if let (Some(dp), Some(sp)) = (&dst_payload, src_payload) {
-                            dp.write(at[d], sp[first + j]);
+                        dst.write(*at, k);
+                        if MOVE {
+                            dst_payload.write(*at, src_payload[first + j]);
                         }
                     }
-                    at[d] += 1;
+                    *at += 1;
                 }
             });
-        std::mem::swap(keys, &mut scratch_keys);
-        if let (Some(p), Some(s)) = (payload.as_deref_mut(), scratch_payload.as_mut()) {
-            std::mem::swap(p, s);
+    }
+    // The buckets, each as its stretch of the scratch (the keys) and of
+    // `keys` (free), and the same of the payload.
+    let mut buckets = Vec::with_capacity(BUCKETS);
+    let (mut k_rest, mut s_rest): (&mut [u32], &mut [u32]) = (keys, &mut scratch);
+    let (mut p_rest, mut sp_rest): (&mut [u32], &mut [u32]) = (payload, &mut scratch_payload);
+    for b in 0..BUCKETS {
+        let len = bounds[b + 1] - bounds[b];
+        let (k, kr) = std::mem::take(&mut k_rest).split_at_mut(len);
+        let (s, sr) = std::mem::take(&mut s_rest).split_at_mut(len);
+        let plen = if MOVE { len } else { 0 };
+        let (p, pr) = std::mem::take(&mut p_rest).split_at_mut(plen);
+        let (sp, spr) = std::mem::take(&mut sp_rest).split_at_mut(plen);
+        (k_rest, s_rest, p_rest, sp_rest) = (kr, sr, pr, spr);
+        if len > 0 {
+            buckets.push((s, k, sp, p));
+        }
+    }
+    buckets
+        .into_par_iter()
+        .for_each(|(keys_in, keys_out, pay_in, pay_out)| {
+            sort_bucket::<MOVE>(keys_in, keys_out, pay_in, pay_out, lower)
+        });
+}
+
+/// Adds the digits `passes` of `keys` to `counts[pass]`.
+fn count_digits(keys: &[u32], counts: &mut [[u32; BUCKETS]], passes: &[usize]) {
+    for &k in keys {
+        for &p in passes {
+            counts[p][digit(k, p)] += 1;
+        }
+    }
+}
+
+/// Sorts one bucket by the digits `passes` (least significant first),
+/// scattering between `held` (where its keys are) and `free`, and leaves
+/// it in `free`.
+fn sort_bucket<const MOVE: bool>(
+    held: &mut [u32],
+    free: &mut [u32],
+    pay_held: &mut [u32],
+    pay_free: &mut [u32],
+    passes: &[usize],
+) {
+    let n = held.len();
+    let mut counts = vec![[0u32; BUCKETS]; (32 / DIGIT_BITS) as usize];
+    count_digits(held, &mut counts, passes);
+    let mut bufs = [(held, pay_held), (free, pay_free)];
+    let mut from = 0;
+    for &p in passes {
+        if counts[p].iter().any(|&c| c as usize == n) {
+            continue;
+        }
+        let mut place = [0usize; BUCKETS];
+        let mut at = 0;
+        for (pl, &c) in place.iter_mut().zip(&counts[p]) {
+            *pl = at;
+            at += c as usize;
+        }
+        let [a, b] = &mut bufs;
+        let ((src, src_p), (dst, dst_p)) = if from == 0 { (a, b) } else { (b, a) };
+        for (j, &k) in src.iter().enumerate() {
+            let at = &mut place[digit(k, p)];
+            dst[*at] = k;
+            if MOVE {
+                dst_p[*at] = src_p[j];
+            }
+            *at += 1;
+        }
+        from = 1 - from;
+    }
+    if from == 0 {
+        let [(held, pay_held), (free, pay_free)] = bufs;
+        free.copy_from_slice(held);
+        if MOVE {
+            pay_free.copy_from_slice(pay_held);
         }
     }
 }
