@@ -69,11 +69,9 @@ impl CpuBackend {
         Run {
             outputs,
             timings: Timings {
-                upload: 0.0,
                 compute: ms,
-                download: 0.0,
                 total: ms,
-                kernel_device: None,
+                ..Timings::default()
             },
         }
     }

@@ -12,7 +12,7 @@ pub mod gpu;
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::kernel::{Outputs, Task};
@@ -27,30 +27,53 @@ pub enum BackendKind {
     Cpu,
 }
 
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl BackendKind {
+    /// Both kinds.
+    pub const ALL: [BackendKind; 2] = [BackendKind::Gpu, BackendKind::Cpu];
+
+    /// `gpu` or `cpu`: the one spelling every front uses.
+    pub fn name(self) -> &'static str {
+        match self {
             BackendKind::Gpu => "gpu",
             BackendKind::Cpu => "cpu",
-        })
+        }
+    }
+
+    /// Parses `gpu` or `cpu`.
+    pub fn from_name(name: &str) -> Result<Self> {
+        BackendKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name.trim())
+            .ok_or_else(|| Error::bad(format!("unknown backend '{name}' (choose gpu or cpu)")))
     }
 }
 
-/// Where each phase of a run spent its time, in milliseconds. The CPU has
-/// no upload or download: those are 0 there.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where each phase of a run spent its time, in milliseconds: what a
+/// backend measures, what the coordinator adds (the wait in its queue), and
+/// what `run --json`, `batch` and the service report (`timings_ms`). The
+/// CPU has no upload or download: those are 0 there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
+    /// Waiting in the coordinator's queue (0 for a backend's own run).
+    #[serde(default)]
+    pub queued: f64,
     /// Host to device copies.
     pub upload: f64,
     /// The kernels themselves, from submit to the host seeing them done.
     pub compute: f64,
     /// The kernels on the device's own clock (GPU timestamp queries),
     /// where the adapter has one: the time the data-resident work took.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_device: Option<f64>,
     /// Device to host copies.
     pub download: f64,
-    /// The whole run, as seen by the caller.
+    /// The whole run, as seen by the caller (with the queue, for a job).
     pub total: f64,
 }
 
@@ -93,15 +116,26 @@ pub enum BackendChoice {
 }
 
 impl BackendChoice {
-    /// Parses `auto`, `gpu` or `cpu`.
+    /// Parses `auto`, `gpu` or `cpu` ([`BackendKind`]'s names).
     pub fn from_name(name: &str) -> Result<Self> {
-        match name {
-            "auto" => Ok(BackendChoice::Auto),
-            "gpu" => Ok(BackendChoice::Gpu),
-            "cpu" => Ok(BackendChoice::Cpu),
-            other => Err(Error::bad(format!(
-                "unknown backend '{other}' (choose auto, gpu or cpu)"
+        if name.trim() == "auto" {
+            return Ok(BackendChoice::Auto);
+        }
+        match BackendKind::from_name(name) {
+            Ok(BackendKind::Gpu) => Ok(BackendChoice::Gpu),
+            Ok(BackendKind::Cpu) => Ok(BackendChoice::Cpu),
+            Err(_) => Err(Error::bad(format!(
+                "unknown backend '{name}' (choose auto, gpu or cpu)"
             ))),
+        }
+    }
+
+    /// `auto`, `gpu` or `cpu`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Gpu => BackendKind::Gpu.name(),
+            BackendChoice::Cpu => BackendKind::Cpu.name(),
         }
     }
 }

@@ -18,14 +18,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use anycore::backend::BackendChoice;
-use anycore::coordinator::JobTimings;
+use anycore::backend::Timings;
+use anycore::coordinator::spec::{InputSource, JobSpec};
 use anycore::engine::{Engine, EngineConfig};
 use anycore::kernel::random::random_tensor;
-use anycore::kernel::{Job, Kernel, Task, param_text};
-use anycore::tensor::{DType, npy};
+use anycore::kernel::{Task, param_text};
+use anycore::tensor::{DType, Tensor, npy};
 use anycore::{Error, Result};
 
-use super::{BackendArg, output};
+use super::output;
 
 /// Options of `anycore batch`.
 #[derive(clap::Args, Debug)]
@@ -36,8 +37,8 @@ pub struct Args {
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// Backend for jobs that do not name one.
-    #[arg(long, value_enum, default_value = "auto")]
-    backend: BackendArg,
+    #[arg(long, default_value = "auto", value_parser = super::backend_choice)]
+    backend: BackendChoice,
     #[command(flatten)]
     software_gpu: super::SoftwareGpu,
     /// Write one JSON line per job here.
@@ -85,7 +86,7 @@ struct Outcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     placement_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    timings_ms: Option<JobTimings>,
+    timings_ms: Option<Timings>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -126,7 +127,7 @@ async fn run_all(args: &Args, text: &str) -> Result<Vec<Outcome>> {
     config.gpu.allow_software = args.software_gpu.allowed();
     let engine = Arc::new(Engine::start(config).await?);
     let base = args.jobs.parent().unwrap_or(Path::new(".")).to_owned();
-    let default_backend = BackendChoice::from(args.backend);
+    let default_backend = args.backend;
 
     let lines: Vec<(usize, &str)> = text
         .lines()
@@ -253,26 +254,45 @@ fn prepare(
     base: &Path,
     default_backend: BackendChoice,
 ) -> Result<(Task, BackendChoice, OutputFiles)> {
-    let kernel = Kernel::from_name(&spec.kernel)?;
-    let choice = match &spec.backend {
-        Some(name) => BackendChoice::from_name(name)?,
-        None => default_backend,
+    let paths: Vec<(String, PathBuf)> = spec
+        .outputs
+        .iter()
+        .map(|(name, path)| (name.clone(), base.join(path)))
+        .collect();
+    output::check_formats(
+        &spec.kernel,
+        paths.iter().map(|(n, p)| (n.as_str(), p.as_path())),
+    )?;
+    let params = spec
+        .params
+        .iter()
+        .map(|(name, value)| Ok((name.clone(), param_text(name, value)?)))
+        .collect::<Result<_>>()?;
+    let job = JobSpec {
+        kernel: &spec.kernel,
+        backend: spec.backend.as_deref(),
+        params,
+        outputs: spec.outputs.keys().map(String::as_str).collect(),
+        inputs: spec
+            .inputs
+            .into_iter()
+            .map(|(name, input)| (name, LineInput { input, base }))
+            .collect(),
     };
-    let mut job = Job::new(kernel);
-    for (name, value) in &spec.params {
-        job = job.param(name, param_text(name, value)?);
-    }
-    let mut outputs = Vec::new();
-    for (name, path) in spec.outputs {
-        kernel.check_output(&name)?;
-        let path = base.join(path);
-        output::check_format(kernel, &name, &path)?;
-        outputs.push((name, path));
-    }
-    for (name, input) in spec.inputs {
-        kernel.check_input(&name)?;
-        let tensor = match input {
-            InputSpec::File(path) => npy::read(&base.join(path))?,
+    let (task, choice) = job.into_task(default_backend)?;
+    Ok((task, choice, paths))
+}
+
+/// A line's input, with the folder its paths are relative to.
+struct LineInput<'a> {
+    input: InputSpec,
+    base: &'a Path,
+}
+
+impl InputSource for LineInput<'_> {
+    fn load(self, name: &str) -> Result<Tensor> {
+        match self.input {
+            InputSpec::File(path) => npy::read(&self.base.join(path)),
             InputSpec::Random { random } => {
                 let dtype = DType::from_name(&random.dtype).ok_or_else(|| {
                     Error::BadInput(format!(
@@ -280,12 +300,10 @@ fn prepare(
                         random.dtype
                     ))
                 })?;
-                random_tensor(dtype, &random.shape, random.seed)?
+                random_tensor(dtype, &random.shape, random.seed)
             }
-        };
-        job = job.input(&name, tensor);
+        }
     }
-    Ok((Task::new(job)?, choice, outputs))
 }
 
 fn print_summary(outcomes: &[Outcome]) {

@@ -94,15 +94,8 @@ fn config(args: &Args) -> Result<Config> {
         Some(names) => {
             let mut backends = Vec::new();
             for name in names {
-                let kind = match name.trim() {
-                    "cpu" => BackendKind::Cpu,
-                    "gpu" => BackendKind::Gpu,
-                    other => {
-                        return Err(Error::BadInput(format!(
-                            "--backend: unknown backend '{other}' (choose cpu, gpu or cpu,gpu)"
-                        )));
-                    }
-                };
+                let kind = BackendKind::from_name(name)
+                    .map_err(|e| Error::BadInput(format!("--backend: {e} (or both: cpu,gpu)")))?;
                 if !backends.contains(&kind) {
                     backends.push(kind);
                 }

@@ -13,7 +13,7 @@ mod serve;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use anycore::backend::BackendChoice;
 
@@ -58,36 +58,10 @@ impl SoftwareGpu {
     }
 }
 
-/// `--backend`.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum BackendArg {
-    /// A hardware GPU if there is one, else the CPU.
-    Auto,
-    /// The GPU, or exit 2 if there is none.
-    Gpu,
-    /// The CPU's rayon pool.
-    Cpu,
-}
-
-impl BackendArg {
-    /// The name, as the HTTP API takes it.
-    fn name(self) -> &'static str {
-        match self {
-            BackendArg::Auto => "auto",
-            BackendArg::Gpu => "gpu",
-            BackendArg::Cpu => "cpu",
-        }
-    }
-}
-
-impl From<BackendArg> for BackendChoice {
-    fn from(b: BackendArg) -> Self {
-        match b {
-            BackendArg::Auto => BackendChoice::Auto,
-            BackendArg::Gpu => BackendChoice::Gpu,
-            BackendArg::Cpu => BackendChoice::Cpu,
-        }
-    }
+/// Parses `--backend` (`auto`, `gpu` or `cpu`) with the one parser of
+/// backend names.
+fn backend_choice(name: &str) -> std::result::Result<BackendChoice, String> {
+    BackendChoice::from_name(name).map_err(|e| e.to_string())
 }
 
 /// A multi-threaded tokio runtime for the commands that serve many jobs.

@@ -15,9 +15,25 @@ pub fn is_png(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("png"))
 }
 
-/// Checks, before anything runs, that the output can be written in the
-/// format its path asks for.
-pub fn check_format(kernel: Kernel, name: &str, path: &Path) -> Result<()> {
+/// Checks, before any input is read, that each output of the kernel named
+/// `kernel` can be written in the format its path asks for (an unknown
+/// kernel is left to the job's own checks, which name it).
+pub fn check_formats<'a>(
+    kernel: &str,
+    outputs: impl IntoIterator<Item = (&'a str, &'a Path)>,
+) -> Result<()> {
+    let Ok(kernel) = Kernel::from_name(kernel) else {
+        return Ok(());
+    };
+    for (name, path) in outputs {
+        kernel.check_output(name)?;
+        check_format(kernel, name, path)?;
+    }
+    Ok(())
+}
+
+/// Checks that one output can be written in the format its path asks for.
+fn check_format(kernel: Kernel, name: &str, path: &Path) -> Result<()> {
     if is_png(path) && kernel.signature().picture_output != Some(name) {
         let pictures: Vec<String> = Kernel::ALL
             .iter()

@@ -8,12 +8,14 @@ use serde::Serialize;
 
 use anycore::backend::BackendChoice;
 use anycore::coordinator::cost::CostModel;
+use anycore::coordinator::spec::{InputSource, JobSpec};
 use anycore::engine::{BlockingEngine, CostModelSource, EngineConfig};
-use anycore::kernel::{Job, Kernel, Outputs, Painter, Task};
-use anycore::tensor::{TensorData, npy};
+use anycore::kernel::{Outputs, Painter, Task};
+use anycore::service::api::JobResponse;
+use anycore::tensor::{Tensor, TensorData, npy};
 use anycore::{Error, Result};
 
-use super::{BackendArg, output, remote};
+use super::{output, remote};
 
 /// Outputs with at most this many elements have their values in the report.
 const INLINE_VALUES: usize = 16;
@@ -24,8 +26,8 @@ pub struct Args {
     /// Kernel to run: axpy, reduce, matmul, mandelbrot.
     kernel: String,
     /// Where to run it.
-    #[arg(long, value_enum, default_value = "auto")]
-    backend: BackendArg,
+    #[arg(long, default_value = "auto", value_parser = super::backend_choice)]
+    backend: BackendChoice,
     #[command(flatten)]
     software_gpu: super::SoftwareGpu,
     /// An input array: NAME=FILE.npy (repeatable).
@@ -46,15 +48,9 @@ pub struct Args {
     server: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Report {
-    kernel: &'static str,
-    backend: String,
-    device: String,
-    placement_reason: String,
-    timings_ms: serde_json::Value,
-    outputs: BTreeMap<String, OutputReport>,
-}
+/// The one job report of every front (the service's), with the outputs
+/// as the command line gives them: their paths and small values.
+type Report = JobResponse<OutputReport>;
 
 #[derive(Serialize)]
 struct OutputReport {
@@ -89,25 +85,33 @@ fn pairs<'a>(flag: &str, what: &str, items: &'a [String]) -> Result<BTreeMap<&'a
     Ok(map)
 }
 
+/// An input given as `-i NAME=FILE.npy`.
+struct NpyFile<'a>(&'a str);
+
+impl InputSource for NpyFile<'_> {
+    fn load(self, _name: &str) -> Result<Tensor> {
+        npy::read(self.0.as_ref())
+    }
+}
+
 pub fn main(args: Args) -> Result<()> {
-    let kernel = Kernel::from_name(&args.kernel)?;
     let outputs = pairs("-o", "FILE", &args.outputs)?;
-    for (name, path) in &outputs {
-        kernel.check_output(name)?;
-        output::check_format(kernel, name, path.as_ref())?;
-    }
-    let mut job = Job::new(kernel);
-    for (name, value) in pairs("-p", "VALUE", &args.params)? {
-        job = job.param(name, value);
-    }
-    // Names are checked before any file is read, so a typo costs nothing.
-    let inputs = pairs("-i", "FILE.npy", &args.inputs)?;
-    for name in inputs.keys() {
-        kernel.check_input(name)?;
-    }
-    for (name, path) in inputs {
-        job = job.input(name, npy::read(path.as_ref())?);
-    }
+    let spec = JobSpec {
+        kernel: &args.kernel,
+        backend: None,
+        params: pairs("-p", "VALUE", &args.params)?
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect(),
+        outputs: outputs.keys().copied().collect(),
+        inputs: pairs("-i", "FILE.npy", &args.inputs)?
+            .into_iter()
+            .map(|(name, path)| (name.to_owned(), NpyFile(path)))
+            .collect(),
+    };
+    output::check_formats(&args.kernel, outputs.iter().map(|(n, p)| (*n, p.as_ref())))?;
+    let (job, _) = spec.into_job(args.backend)?;
+    let kernel = job.kernel;
     let (report, results, painter) = match &args.server {
         Some(url) => {
             let request = remote::request(&job, args.backend.name());
@@ -115,11 +119,11 @@ pub fn main(args: Args) -> Result<()> {
             let response = remote::post(url, &request)?;
             let outputs = remote::outputs(&response)?;
             let report = Report {
-                kernel: kernel.name(),
+                kernel: kernel.name().into(),
                 backend: response.backend,
                 device: response.device,
                 placement_reason: response.placement_reason,
-                timings_ms: serde_json::json!(response.timings_ms),
+                timings_ms: response.timings_ms,
                 outputs: BTreeMap::new(),
             };
             (report, outputs, task.painter())
@@ -132,7 +136,7 @@ pub fn main(args: Args) -> Result<()> {
 /// Runs the task in this process, through the same coordinator and
 /// placement policy as `batch` and `serve`.
 fn run_here(args: &Args, task: Task) -> Result<(Report, Outputs, Option<Painter>)> {
-    let choice = BackendChoice::from(args.backend);
+    let choice = args.backend;
     let mut config = EngineConfig::default();
     config.gpu.allow_software = args.software_gpu.allowed();
     config.use_gpu = choice != BackendChoice::Cpu;
@@ -153,11 +157,11 @@ fn run_here(args: &Args, task: Task) -> Result<(Report, Outputs, Option<Painter>
         report.placement_reason
     );
     let summary = Report {
-        kernel: report.kernel.name(),
+        kernel: report.kernel.name().into(),
         backend: report.backend.to_string(),
         device: report.device,
         placement_reason: report.placement_reason,
-        timings_ms: serde_json::json!(report.timings),
+        timings_ms: report.timings,
         outputs: BTreeMap::new(),
     };
     Ok((summary, report.outputs, painter))
@@ -200,13 +204,10 @@ fn finish(
 fn print_human(r: &Report) {
     println!("{} ran on {} ({})", r.kernel, r.backend, r.device);
     println!("  why: {}", r.placement_reason);
-    let t = |phase: &str| r.timings_ms[phase].as_f64().unwrap_or(0.0);
+    let t = &r.timings_ms;
     println!(
         "  time: {:.3} ms total (upload {:.3}, compute {:.3}, download {:.3})",
-        t("total"),
-        t("upload"),
-        t("compute"),
-        t("download")
+        t.total, t.upload, t.compute, t.download
     );
     for (name, o) in &r.outputs {
         let desc = anycore::tensor::describe_name(o.dtype, &o.shape);

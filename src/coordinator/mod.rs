@@ -20,6 +20,7 @@
 
 pub mod cost;
 pub mod probe;
+pub mod spec;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,29 +28,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use self::cost::CostModel;
 use self::worker::{Item, WorkerHandle};
-use crate::backend::{Backend, BackendChoice, BackendKind};
+use crate::backend::{Backend, BackendChoice, BackendKind, Timings};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Outputs, Task};
-
-/// Where a job's time went, in milliseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct JobTimings {
-    /// Waiting in the backend's queue.
-    pub queued: f64,
-    /// Host to device copies (0 on the CPU).
-    pub upload: f64,
-    /// The kernels.
-    pub compute: f64,
-    /// Device to host copies (0 on the CPU).
-    pub download: f64,
-    /// From placement to result.
-    pub total: f64,
-}
 
 /// A finished job: where it ran, why, how long it took, and its outputs.
 #[derive(Debug)]
@@ -62,8 +47,8 @@ pub struct JobReport {
     pub device: String,
     /// Why there.
     pub placement_reason: String,
-    /// Time per phase.
-    pub timings: JobTimings,
+    /// Time per phase, the wait in the queue included.
+    pub timings: Timings,
     /// Output tensors by name.
     pub outputs: Outputs,
 }

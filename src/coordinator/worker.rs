@@ -18,9 +18,10 @@ use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
+use super::JobReport;
 use super::cost::{self, CostModel, Line};
 use super::probe;
-use super::{JobReport, JobTimings};
+use crate::backend::Timings;
 use crate::backend::{Backend, BackendKind, Run};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Task};
@@ -216,12 +217,10 @@ fn run_one(
                 backend: backend.kind(),
                 device: backend.device(),
                 placement_reason: reason,
-                timings: JobTimings {
+                timings: Timings {
                     queued: queued_ms,
-                    upload: t.upload,
-                    compute: t.compute,
-                    download: t.download,
                     total: queued_ms + t.total,
+                    ..t
                 },
                 outputs: run.outputs,
             };

@@ -12,9 +12,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendChoice;
-use crate::coordinator::{JobReport, JobTimings};
+use crate::backend::Timings;
+use crate::coordinator::JobReport;
+use crate::coordinator::spec::{InputSource, JobSpec};
 use crate::error::{Error, Result};
-use crate::kernel::{Job, Kernel, Task, param_text};
+use crate::kernel::{Task, param_text};
 use crate::tensor::{DType, Tensor, TensorData, npy};
 
 /// A job as posted to `POST /v1/jobs`.
@@ -68,9 +70,11 @@ pub enum OutputForm {
     Npy,
 }
 
-/// A finished job as the API returns it.
+/// A finished job as the API returns it, and as `anycore run --json`
+/// prints it: one report type for every front, whose outputs are
+/// [`ArrayOut`] here and paths and small values on the command line.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct JobResponse {
+pub struct JobResponse<O = ArrayOut> {
     /// Kernel name.
     pub kernel: String,
     /// `gpu` or `cpu`.
@@ -82,34 +86,7 @@ pub struct JobResponse {
     /// Milliseconds per phase.
     pub timings_ms: Timings,
     /// Output arrays.
-    pub outputs: BTreeMap<String, ArrayOut>,
-}
-
-/// Milliseconds per phase (as [`JobTimings`], deserialisable for clients).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Timings {
-    /// In the queue.
-    pub queued: f64,
-    /// Host to device.
-    pub upload: f64,
-    /// Kernels.
-    pub compute: f64,
-    /// Device to host.
-    pub download: f64,
-    /// All of it.
-    pub total: f64,
-}
-
-impl From<JobTimings> for Timings {
-    fn from(t: JobTimings) -> Self {
-        Timings {
-            queued: t.queued,
-            upload: t.upload,
-            compute: t.compute,
-            download: t.download,
-            total: t.total,
-        }
-    }
+    pub outputs: BTreeMap<String, O>,
 }
 
 /// An output array.
@@ -130,25 +107,25 @@ pub struct ArrayOut {
 impl JobRequest {
     /// Checks the request and builds the task and its backend choice.
     pub fn into_task(self) -> Result<(Task, BackendChoice, OutputForm)> {
-        let kernel = Kernel::from_name(&self.kernel)?;
-        let choice = match &self.backend {
-            Some(b) => BackendChoice::from_name(b)?,
-            None => BackendChoice::Auto,
+        let params = self
+            .params
+            .iter()
+            .map(|(name, value)| Ok((name.clone(), param_text(name, value)?)))
+            .collect::<Result<_>>()?;
+        let spec = JobSpec {
+            kernel: &self.kernel,
+            backend: self.backend.as_deref(),
+            params,
+            outputs: Vec::new(),
+            inputs: self.inputs.into_iter().collect(),
         };
-        let mut job = Job::new(kernel);
-        for (name, value) in &self.params {
-            job = job.param(name, param_text(name, value)?);
-        }
-        for (name, array) in self.inputs {
-            kernel.check_input(&name)?;
-            job = job.input(&name, array.into_tensor(&name)?);
-        }
-        Ok((Task::new(job)?, choice, self.outputs))
+        let (task, choice) = spec.into_task(BackendChoice::Auto)?;
+        Ok((task, choice, self.outputs))
     }
 }
 
-impl ArrayIn {
-    fn into_tensor(self, name: &str) -> Result<Tensor> {
+impl InputSource for ArrayIn {
+    fn load(self, name: &str) -> Result<Tensor> {
         let bad = |message: String| Error::BadInput(format!("input '{name}': {message}"));
         match self {
             ArrayIn::Npy { npy } => {
@@ -205,34 +182,41 @@ impl ArrayIn {
     }
 }
 
-impl JobResponse {
-    /// The API's view of a finished job.
-    pub fn new(report: JobReport, form: OutputForm) -> Self {
+impl<O> JobResponse<O> {
+    /// The report of a finished job, with its outputs described by
+    /// `describe`.
+    pub fn describe(report: JobReport, describe: impl Fn(&str, &Tensor) -> O) -> Self {
         let outputs = report
             .outputs
             .iter()
-            .map(|(name, t)| {
-                let (data, npy) = match form {
-                    OutputForm::Inline => (Some(inline(t)), None),
-                    OutputForm::Npy => (None, Some(BASE64.encode(npy::to_bytes(t)))),
-                };
-                let out = ArrayOut {
-                    dtype: t.dtype().name().into(),
-                    shape: t.shape().to_vec(),
-                    data,
-                    npy,
-                };
-                (name.clone(), out)
-            })
+            .map(|(name, t)| (name.clone(), describe(name, t)))
             .collect();
         JobResponse {
             kernel: report.kernel.name().into(),
             backend: report.backend.to_string(),
             device: report.device,
             placement_reason: report.placement_reason,
-            timings_ms: report.timings.into(),
+            timings_ms: report.timings,
             outputs,
         }
+    }
+}
+
+impl JobResponse {
+    /// The API's view of a finished job.
+    pub fn new(report: JobReport, form: OutputForm) -> Self {
+        Self::describe(report, |_, t| {
+            let (data, npy) = match form {
+                OutputForm::Inline => (Some(inline(t)), None),
+                OutputForm::Npy => (None, Some(BASE64.encode(npy::to_bytes(t)))),
+            };
+            ArrayOut {
+                dtype: t.dtype().name().into(),
+                shape: t.shape().to_vec(),
+                data,
+                npy,
+            }
+        })
     }
 }
 
