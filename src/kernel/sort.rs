@@ -122,6 +122,8 @@ const DIGIT_BITS: u32 = 8;
 const BUCKETS: usize = 1 << DIGIT_BITS;
 /// Keys per part of a CPU pass at least (fewer parts for fewer keys).
 const MIN_PART: usize = 1 << 14;
+/// Sorts of at most this many keys run on one thread, digit by digit.
+const SMALL: usize = 1 << 14;
 
 /// What moves with the keys.
 #[derive(Clone, Debug, PartialEq)]
@@ -350,6 +352,13 @@ fn sort_moving<const MOVE: bool>(keys: &mut [u32], payload: &mut [u32]) {
         return;
     }
     let passes = (32 / DIGIT_BITS) as usize;
+    if n <= SMALL {
+        // One bucket, one thread: splitting would cost more than it saves.
+        let (mut held, mut pay_held) = (keys.to_vec(), payload.to_vec());
+        let all: Vec<usize> = (0..passes).collect();
+        sort_bucket::<MOVE>(&mut held, keys, &mut pay_held, payload, &all);
+        return;
+    }
     let parts = (n / MIN_PART).clamp(1, 4 * rayon::current_num_threads());
     let part_len = n.div_ceil(parts);
     // Every digit of every part, in one read.
@@ -453,7 +462,7 @@ fn sort_bucket<const MOVE: bool>(
     passes: &[usize],
 ) {
     let n = held.len();
-    let mut counts = vec![[0u32; BUCKETS]; (32 / DIGIT_BITS) as usize];
+    let mut counts = [[0u32; BUCKETS]; (32 / DIGIT_BITS) as usize];
     count_digits(held, &mut counts, passes);
     let mut bufs = [(held, pay_held), (free, pay_free)];
     let mut from = 0;
