@@ -343,3 +343,56 @@ fn bad_jobs_name_the_problem() {
         );
     }
 }
+
+/// An output the job does not give (`indices` without `indices=true`) is
+/// refused with exit 2, naming it, on the command line and in a batch —
+/// not skipped, and not a panic.
+#[test]
+fn an_output_the_job_does_not_give_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.npy");
+    let tensor = Tensor::new(vec![3], TensorData::U32(vec![3, 1, 2]));
+    anycore::tensor::npy::write(&keys, &tensor).unwrap();
+    let out = dir.path().join("indices.npy");
+    let (keys, out) = (keys.to_str().unwrap(), out.to_str().unwrap());
+    let run = common::anycore(
+        &[
+            "run",
+            "sort",
+            "--backend",
+            "cpu",
+            "-i",
+            &format!("keys={keys}"),
+            "-o",
+            &format!("indices={out}"),
+        ],
+        &[],
+    );
+    assert_eq!(run.status.code(), Some(2), "{}", common::stderr(&run));
+    assert!(
+        common::stderr(&run).contains("'indices'"),
+        "{}",
+        common::stderr(&run)
+    );
+    let jobs = dir.path().join("jobs.jsonl");
+    let line = format!(
+        r#"{{"id": "a", "kernel": "sort", "backend": "cpu", "inputs": {{"keys": "{keys}"}}, "outputs": {{"indices": "{out}"}}}}"#
+    );
+    std::fs::write(&jobs, line + "\n").unwrap();
+    let results = dir.path().join("results.jsonl");
+    let batch = common::anycore(
+        &[
+            "batch",
+            jobs.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!batch.status.success());
+    let outcome = std::fs::read_to_string(&results).unwrap();
+    assert!(
+        outcome.contains("'indices'") && outcome.contains("error"),
+        "{outcome}"
+    );
+}

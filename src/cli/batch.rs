@@ -225,6 +225,7 @@ async fn run_line(
                 error: None,
             };
             let written = tokio::task::spawn_blocking(move || {
+                output::check_given(&report.outputs, outputs.iter().map(|(n, _)| n.as_str()))?;
                 for (name, path) in outputs {
                     output::write(&report.outputs[&name], &path, painter)?;
                 }

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
-use anycore::kernel::{Kernel, Painter, Picture};
+use anycore::kernel::{Kernel, Outputs, Painter, Picture};
 use anycore::tensor::{Tensor, npy};
 use anycore::{Error, Result};
 
@@ -44,6 +44,26 @@ fn check_format(kernel: Kernel, name: &str, path: &Path) -> Result<()> {
             path.display(),
             pictures.join(" and ")
         )));
+    }
+    Ok(())
+}
+
+/// Checks that the job gave every output asked for: a kernel's outputs may
+/// depend on its inputs and parameters (`sort` gives `values` only with
+/// values, `indices` only with `indices=true`).
+pub fn check_given<'a>(
+    results: &Outputs,
+    requested: impl IntoIterator<Item = &'a str>,
+) -> Result<()> {
+    for name in requested {
+        if !results.contains_key(name) {
+            let given: Vec<&str> = results.keys().map(String::as_str).collect();
+            return Err(Error::BadInput(format!(
+                "output '{name}' was asked for, but this job gives only {} (see `anycore \
+                 kernels` for when each output is given)",
+                given.join(", ")
+            )));
+        }
     }
     Ok(())
 }

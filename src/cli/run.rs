@@ -175,6 +175,7 @@ fn finish(
     paths: &BTreeMap<&str, &str>,
     json: bool,
 ) -> Result<()> {
+    output::check_given(&results, paths.keys().copied())?;
     for (name, tensor) in &results {
         let path = paths.get(name.as_str()).map(PathBuf::from);
         if let Some(path) = &path {
