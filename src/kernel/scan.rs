@@ -98,8 +98,8 @@ pub const SHADER: ShaderInfo = ShaderInfo {
 /// Elements per CPU round: 4 MiB of u32, which stays in the cache between
 /// the round's two passes.
 const ROUND: usize = 1 << 20;
-/// Elements per block of a round (one rayon task).
-const BLOCK: usize = 1 << 15;
+/// Elements per block of a round (one rayon task) at least.
+const MIN_BLOCK: usize = 1 << 12;
 /// Running sums stepping together within a block of f32 (carried in f64,
 /// whose adds take 4 cycles each: eight chains keep the adder busy).
 /// Integer adds take one cycle, so integers scan each block in one chain.
@@ -309,10 +309,13 @@ impl Sum for Wide {
 /// Scans `v` in place, round by round (see the module's doc).
 fn scan_rounds<S: Sum>(v: &mut [S::Elem], inclusive: bool) {
     let mut carry = S::ZERO;
+    // A few blocks per thread: enough to balance, few enough that rayon's
+    // cost per task stays small beside the block's.
+    let block = (ROUND.min(v.len()) / (4 * rayon::current_num_threads())).max(MIN_BLOCK);
     for round in v.chunks_mut(ROUND) {
         // Each block's chains: stretches of (nearly) equal length.
         let sums: Vec<Vec<S>> = round
-            .par_chunks(BLOCK)
+            .par_chunks(block)
             .map(|block| {
                 stretches(block.len(), S::CHAINS)
                     .map(|r| S::block(&block[r]))
@@ -328,7 +331,7 @@ fn scan_rounds<S: Sum>(v: &mut [S::Elem], inclusive: bool) {
             }
         }
         round
-            .par_chunks_mut(BLOCK)
+            .par_chunks_mut(block)
             .zip(offsets)
             .for_each(|(block, start)| scan_block::<S>(block, &start, inclusive));
     }
@@ -346,28 +349,35 @@ fn stretches(len: usize, chains: usize) -> impl Iterator<Item = std::ops::Range<
 /// finishes its remainder alone.
 #[inline(always)]
 fn scan_block<S: Sum>(block: &mut [S::Elem], start: &[S], inclusive: bool) {
-    let chains = start.len();
-    let q = block.len() / chains;
-    let (body, tail) = block.split_at_mut(q * chains);
-    let mut acc = start.to_vec();
     let step = |a: &mut S, x: &mut S::Elem| {
         let before = *a;
         *a = a.add(*x);
         *x = if inclusive { a.get() } else { before.get() };
     };
-    if chains == 1 {
-        body.iter_mut().for_each(|x| step(&mut acc[0], x));
-    } else {
-        let mut parts: Vec<std::slice::IterMut<'_, S::Elem>> =
-            body.chunks_exact_mut(q.max(1)).map(|p| p.iter_mut()).collect();
-        for _ in 0..q {
+    // The running sums live in locals (registers), not in memory.
+    if let [start] = start {
+        let mut a = *start;
+        block.iter_mut().for_each(|x| step(&mut a, x));
+        return;
+    }
+    let mut acc: [S; LANES] = start.try_into().expect("one running sum or LANES");
+    let q = block.len() / LANES;
+    let (body, tail) = block.split_at_mut(q * LANES);
+    if q > 0 {
+        let mut parts: [&mut [S::Elem]; LANES] = {
+            let mut rest = body;
+            std::array::from_fn(|_| {
+                let (part, more) = std::mem::take(&mut rest).split_at_mut(q);
+                rest = more;
+                part
+            })
+        };
+        for i in 0..q {
             for (part, a) in parts.iter_mut().zip(acc.iter_mut()) {
-                if let Some(x) = part.next() {
-                    step(a, x);
-                }
+                step(a, &mut part[i]);
             }
         }
     }
-    let last = acc.last_mut().expect("at least one chain");
+    let last = &mut acc[LANES - 1];
     tail.iter_mut().for_each(|x| step(last, x));
 }
