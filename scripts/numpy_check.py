@@ -216,7 +216,7 @@ def checks(rng):
             x[::1001] = np.nan
             x[1::1001] = 0.5  # an edge of the bins below
             x[2::1001] = np.inf
-        for bins, lo, hi in [(1, -1.0, 1.0), (37, -1.0, 0.5), (5000, -2.3, 2.9)]:
+        for bins, lo, hi in [(1, -1.0, 1.0), (37, -1.0, 0.5), (5000, -2.3, 2.9), (999, -3e38, 3e38)]:
 
             def check(got, x=x, bins=bins, lo=lo, hi=hi):
                 want, _ = np.histogram(x, bins, range=(lo, hi))

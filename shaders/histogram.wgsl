@@ -2,7 +2,7 @@
 // ascending f32, made on the host exactly as NumPy makes them). A value v
 // lands in bin i when edges[i] <= v < edges[i + 1]; the last bin also takes
 // v == edges[bins]; NaN and values outside [edges[0], edges[bins]] are not
-// counted. The bin is estimated as (v - edges[0]) * scale, then settled
+// counted. The bin is estimated as (v/2 - edges[0]/2) * scale, then settled
 // against the edges, so the counts do not depend on the device's rounding.
 //
 // A capped grid of workgroups strides over x. With at most LOCAL_BINS bins,
@@ -46,7 +46,9 @@ fn bin_of(v: f32) -> u32 {
         return bins;
     }
     // v >= lo, so the estimate is not negative; clamp it to the last bin.
-    var i = u32(min((v - lo) * params.scale, f32(last)));
+    // Half distances, so that the difference never overflows; the estimate
+    // is within a bin or two of the true one, so the loops below are short.
+    var i = u32(min((v * 0.5 - lo * 0.5) * params.scale, f32(last)));
     i = min(i, last);
     while i > 0u && v < edges[i] {
         i -= 1u;

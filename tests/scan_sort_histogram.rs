@@ -211,6 +211,12 @@ fn histogram_matches_reference(backend: &dyn Backend) {
             Some((lo, hi)),
         );
     }
+    // A range as wide as f32 goes (its width overflows f32), values spread
+    // over it: each bin is still settled in a step or two.
+    let wide: Vec<f32> = (0..10_007)
+        .map(|_| 3.0e38 * rng.random_range(-1.0f32..1.0))
+        .collect();
+    check_histogram(backend, wide, 4_097, Some((-3.0e38, 3.0e38)));
     // The default range: x's own minimum and maximum.
     check_histogram(backend, random_f32(&mut rng, 100_003), 13, None);
     check_histogram(backend, vec![2.5; 999], 3, None);
@@ -319,6 +325,21 @@ fn bad_jobs_name_the_problem() {
                 .input("x", f32s(3))
                 .param("lo", 2),
             "together",
+        ),
+        (
+            Job::new(Kernel::Histogram)
+                .input("x", f32s(3))
+                .param("bins", 1000)
+                .param("lo", 1)
+                .param("hi", 1.00001),
+            "too many bins",
+        ),
+        (
+            Job::new(Kernel::Histogram)
+                .input("x", f32s(3))
+                .param("lo", "-1e39")
+                .param("hi", 0),
+            "too many bins",
         ),
         (
             Job::new(Kernel::Histogram)

@@ -1,15 +1,22 @@
 //! `histogram`: counts of `f32` values in `bins` equal bins over
-//! [`lo`, `hi`], exactly as `numpy.histogram(x, bins, range=(lo, hi))`
-//! (NumPy 2) counts them.
+//! [`lo`, `hi`], as `numpy.histogram(x, bins, range=(lo, hi))` (NumPy ≥ 2.1)
+//! counts them.
 //!
 //! NumPy's bins are its f32 edges: `e[i]` is `lo + i·(hi − lo)/bins`
 //! computed in f64 (`numpy.linspace`) and rounded to f32, with `e[bins] =
 //! hi`. A value v lands in bin i when `e[i] ≤ v < e[i+1]`; the last bin also
 //! takes `v = e[bins]`; NaN and values outside [`e[0]`, `e[bins]`] are not
-//! counted. Both backends estimate i arithmetically and then settle it
-//! against the edges, so the counts match NumPy's exactly. Without `lo` and
+//! counted. Edges that are not finite and strictly increasing are refused,
+//! as NumPy refuses them ("Too many bins for data range"). Without `lo` and
 //! `hi` the range is x's minimum and maximum, as NumPy's default (the edges
 //! then computed in f32, as NumPy does for f32 bounds).
+//!
+//! Both backends estimate i arithmetically and then settle it against the
+//! edges: the result is exactly the bin the edges define. NumPy settles its
+//! own estimate by one bin at most, so the two agree wherever NumPy's
+//! estimate is within a bin — always with an explicit range (NumPy
+//! estimates in f64); with the default range (NumPy estimates in f32) up to
+//! about a million bins.
 
 use rayon::prelude::*;
 
@@ -117,7 +124,8 @@ pub struct Histogram {
     pub x: Vec<f32>,
     /// The bin edges: `bins + 1` ascending f32.
     pub edges: Vec<f32>,
-    /// `bins / (hi − lo)` in f32: the estimate's scale.
+    /// `2·bins / (hi − lo)` in f32: the estimate's scale, applied to half
+    /// the distance from the first edge.
     pub scale: f32,
 }
 
@@ -147,13 +155,19 @@ impl Histogram {
                 linspace_f32(lo, hi, bins)
             }
         };
-        let (first, last) = (edges[0], edges[bins as usize]);
-        if first >= last {
+        let finite_bins = edges.iter().all(|e| e.is_finite()) && edges.windows(2).all(|w| w[0] < w[1]);
+        if !finite_bins {
             return Err(Error::bad(format!(
-                "histogram: lo and hi round to the same f32 ({first}); give a wider range"
+                "histogram: too many bins for the range: {bins} bins from {} to {} do not all \
+                 have a finite size in f32 (NumPy refuses them too); use fewer bins or a wider \
+                 range",
+                edges[0], edges[bins as usize]
             )));
         }
-        let scale = bins as f32 / (last - first);
+        // Bins per unit of half the distance from the first edge: halves,
+        // so that the distance never overflows.
+        let width = f64::from(edges[bins as usize]) - f64::from(edges[0]);
+        let scale = (2.0 * f64::from(bins) / width) as f32;
         Ok(Histogram { x, edges, scale })
     }
 
@@ -185,8 +199,9 @@ impl Histogram {
             if !(v >= lo && v <= hi) {
                 continue;
             }
-            // Not negative (v ≥ lo); `as` saturates.
-            let mut i = (((v - lo) * scale) as u32 as usize).min(last);
+            // Not negative (v ≥ lo), within a bin or two of the true one
+            // (at most 2^24 bins, f32 rounding); `as` saturates.
+            let mut i = (((v * 0.5 - lo * 0.5) * scale) as u32 as usize).min(last);
             if v < e[i] {
                 // Stops at 0 at the latest: v ≥ e[0].
                 i -= 1;
