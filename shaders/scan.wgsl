@@ -140,7 +140,8 @@ fn scan_sums(@builtin(local_invocation_index) lid: u32) {
         }
         carry = add(carry, sum);
     }
-    // Every invocation has read sums[0] (before the loop's barriers).
+    // Every invocation has read sums[0] before any writes it.
+    storageBarrier();
     workgroupBarrier();
     if lid == 0u {
         sums[0] = carry;

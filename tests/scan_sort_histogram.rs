@@ -203,7 +203,7 @@ fn histogram_matches_reference(backend: &dyn Backend) {
         let (bins, lo, hi) = cases[k % cases.len()];
         let edges = Histogram::new(Vec::new(), bins, Some((lo, hi)))
             .unwrap()
-            .edges;
+            .edges();
         check_histogram(
             backend,
             histogram_data(&mut rng, n, &edges),

@@ -17,13 +17,13 @@ use anycore::{Error, Result};
 /// Options of `anycore bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A kernel to measure (repeatable): axpy, reduce, matmul, mandelbrot.
-    /// All four when not given.
+    /// A kernel to measure (repeatable; `anycore kernels` lists them). All
+    /// of them when not given.
     #[arg(long = "kernel", value_name = "KERNEL")]
     kernels: Vec<String>,
-    /// Sizes for every chosen kernel, comma-separated: elements for axpy and
-    /// reduce, n of n×n for matmul and mandelbrot. Each kernel has its own
-    /// sweep when not given.
+    /// Sizes for every chosen kernel, comma-separated: elements for the
+    /// vector kernels, n of n×n for matmul and mandelbrot. Each kernel has
+    /// its own sweep when not given.
     #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
     sizes: Option<Vec<usize>>,
     /// Backends to measure, comma-separated (cpu,gpu). Without this, a

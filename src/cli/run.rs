@@ -23,9 +23,10 @@ const INLINE_VALUES: usize = 16;
 /// Options of `anycore run`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Kernel to run: axpy, reduce, matmul, mandelbrot.
+    /// Kernel to run (`anycore kernels` lists them, with their inputs,
+    /// parameters and outputs).
     kernel: String,
-    /// Where to run it.
+    /// Where to run it: auto, gpu or cpu.
     #[arg(long, default_value = "auto", value_parser = super::backend_choice)]
     backend: BackendChoice,
     #[command(flatten)]
@@ -36,7 +37,8 @@ pub struct Args {
     /// A parameter: NAME=VALUE (repeatable).
     #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
-    /// Where to write an output: NAME=FILE (.npy, or .png for mandelbrot).
+    /// Where to write an output: NAME=FILE (.npy, or .png for a picture
+    /// output such as mandelbrot's).
     #[arg(short = 'o', long = "output", value_name = "NAME=FILE")]
     outputs: Vec<String>,
     /// Print one JSON object describing the run on stdout.

@@ -50,13 +50,13 @@ impl<I: InputSource> JobSpec<'_, I> {
         for name in &self.outputs {
             kernel.check_output(name)?;
         }
-        for (name, _) in &self.inputs {
+        for (i, (name, _)) in self.inputs.iter().enumerate() {
             kernel.check_input(name)?;
-        }
-        for (name, source) in self.inputs {
-            if job.inputs.contains_key(&name) {
+            if self.inputs[..i].iter().any(|(other, _)| other == name) {
                 return Err(Error::bad(format!("input '{name}' is given twice")));
             }
+        }
+        for (name, source) in self.inputs {
             let tensor = source.load(&name)?;
             job = job.input(&name, tensor);
         }

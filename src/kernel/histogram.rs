@@ -117,16 +117,41 @@ pub const SHADER: ShaderInfo = ShaderInfo {
 /// Elements per rayon task.
 const CPU_CHUNK: usize = 1 << 16;
 
-/// A validated `histogram`.
+/// A validated `histogram`. Its edges are made when it runs
+/// ([`Histogram::edges`]): validation allocates nothing for them.
 #[derive(Clone, Debug)]
 pub struct Histogram {
     /// The values.
     pub x: Vec<f32>,
-    /// The bin edges: `bins + 1` ascending f32.
-    pub edges: Vec<f32>,
+    /// Number of bins.
+    pub bins: u32,
+    /// The range the edges span.
+    range: Range,
     /// `2·bins / (hi − lo)` in f32: the estimate's scale, applied to half
     /// the distance from the first edge.
     pub scale: f32,
+}
+
+/// The range of the edges, and the precision NumPy makes them in.
+#[derive(Clone, Copy, Debug)]
+enum Range {
+    /// An explicit range: `numpy.linspace` in f64.
+    Given(f64, f64),
+    /// x's minimum and maximum: `numpy.linspace` in f32.
+    OfData(f32, f32),
+}
+
+impl Range {
+    /// Edge `i` of `bins` as NumPy makes it (`linspace(lo, hi, bins + 1)`:
+    /// `i · step + lo`, the last edge exactly `hi`), in f32.
+    fn edge(self, i: u32, bins: u32) -> f32 {
+        match self {
+            Range::Given(_, hi) if i == bins => hi as f32,
+            Range::OfData(_, hi) if i == bins => hi,
+            Range::Given(lo, hi) => (f64::from(i) * ((hi - lo) / f64::from(bins)) + lo) as f32,
+            Range::OfData(lo, hi) => i as f32 * ((hi - lo) / bins as f32) + lo,
+        }
+    }
 }
 
 impl Histogram {
@@ -138,7 +163,7 @@ impl Histogram {
                 "histogram: parameter 'bins' is {bins}; it must be from 1 to {MAX_BINS}"
             )));
         }
-        let edges = match range {
+        let range = match range {
             Some((lo, hi)) => {
                 if !(lo.is_finite() && hi.is_finite()) || lo > hi {
                     return Err(Error::bad(format!(
@@ -147,33 +172,51 @@ impl Histogram {
                 }
                 // NumPy widens an empty range by ½ each way.
                 let (lo, hi) = if lo == hi { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
-                linspace_f64(lo, hi, bins)
+                Range::Given(lo, hi)
             }
             None => {
                 let (lo, hi) = min_max(&x)?;
                 let (lo, hi) = if lo == hi { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
-                linspace_f32(lo, hi, bins)
+                Range::OfData(lo, hi)
             }
         };
-        let finite_bins = edges.iter().all(|e| e.is_finite()) && edges.windows(2).all(|w| w[0] < w[1]);
-        if !finite_bins {
-            return Err(Error::bad(format!(
-                "histogram: too many bins for the range: {bins} bins from {} to {} do not all \
-                 have a finite size in f32 (NumPy refuses them too); use fewer bins or a wider \
-                 range",
-                edges[0], edges[bins as usize]
-            )));
+        // Every edge finite and above the one before, checked one by one.
+        let mut before = f32::NEG_INFINITY;
+        for i in 0..=bins {
+            let edge = range.edge(i, bins);
+            if !edge.is_finite() || edge <= before {
+                return Err(Error::bad(format!(
+                    "histogram: too many bins for the range: {bins} bins from {} to {} do \
+                     not all have a finite size in f32 (NumPy refuses them too); use fewer \
+                     bins or a wider range",
+                    range.edge(0, bins),
+                    range.edge(bins, bins)
+                )));
+            }
+            before = edge;
         }
         // Bins per unit of half the distance from the first edge: halves,
         // so that the distance never overflows.
-        let width = f64::from(edges[bins as usize]) - f64::from(edges[0]);
+        let width = f64::from(range.edge(bins, bins)) - f64::from(range.edge(0, bins));
         let scale = (2.0 * f64::from(bins) / width) as f32;
-        Ok(Histogram { x, edges, scale })
+        Ok(Histogram {
+            x,
+            bins,
+            range,
+            scale,
+        })
+    }
+
+    /// The bin edges: `bins + 1` ascending f32, as NumPy makes them.
+    pub fn edges(&self) -> Vec<f32> {
+        (0..=self.bins)
+            .map(|i| self.range.edge(i, self.bins))
+            .collect()
     }
 
     /// Number of bins.
     pub fn bins(&self) -> usize {
-        self.edges.len() - 1
+        self.bins as usize
     }
 
     /// Wraps counts as this kernel's output.
@@ -190,8 +233,7 @@ impl Histogram {
     /// the edges (the estimate may be a bin off near an edge, more with
     /// millions of bins).
     #[inline(always)]
-    fn count_into(&self, x: &[f32], count: &mut impl FnMut(usize)) {
-        let e = &self.edges[..];
+    fn count_into(&self, e: &[f32], x: &[f32], count: &mut impl FnMut(usize)) {
         let last = e.len() - 2;
         let (lo, hi, scale) = (e[0], e[last + 1], self.scale);
         for &v in x {
@@ -242,13 +284,14 @@ impl KernelTask for Histogram {
     /// Each rayon task counts into its own bins; the bins are added up.
     fn run_cpu(&self) -> Outputs {
         let bins = self.bins();
+        let edges = self.edges();
         let counts = self
             .x
             .par_chunks(CPU_CHUNK)
             .fold(
                 || vec![0u32; bins],
                 |mut counts, chunk| {
-                    self.count_into(chunk, &mut |i| counts[i] += 1);
+                    self.count_into(&edges, chunk, &mut |i| counts[i] += 1);
                     counts
                 },
             )
@@ -262,7 +305,7 @@ impl KernelTask for Histogram {
 
     fn reference(&self) -> Outputs {
         // The definition, by search over the edges.
-        let e = &self.edges;
+        let e = &self.edges();
         let bins = self.bins();
         let mut counts = vec![0u32; bins];
         for &v in &self.x {
@@ -284,31 +327,15 @@ impl KernelTask for Histogram {
     fn plain_loop(&self) -> PlainLoop<'_> {
         use std::sync::atomic::{AtomicU32, Ordering};
         let counts: Vec<AtomicU32> = (0..self.bins()).map(|_| AtomicU32::new(0)).collect();
+        let edges = self.edges();
         Box::new(move || {
             self.x.par_chunks(1 << 12).for_each(|chunk| {
-                self.count_into(chunk, &mut |i| {
+                self.count_into(&edges, chunk, &mut |i| {
                     counts[i].fetch_add(1, Ordering::Relaxed);
                 })
             })
         })
     }
-}
-
-/// NumPy's edges for an explicit range: `numpy.linspace(lo, hi, bins + 1)`
-/// in f64, rounded to f32.
-fn linspace_f64(lo: f64, hi: f64, bins: u32) -> Vec<f32> {
-    let step = (hi - lo) / f64::from(bins);
-    let mut edges: Vec<f32> = (0..=bins).map(|i| (f64::from(i) * step + lo) as f32).collect();
-    edges[bins as usize] = hi as f32;
-    edges
-}
-
-/// NumPy's edges for f32 bounds (its default range): the same in f32.
-fn linspace_f32(lo: f32, hi: f32, bins: u32) -> Vec<f32> {
-    let step = (hi - lo) / bins as f32;
-    let mut edges: Vec<f32> = (0..=bins).map(|i| i as f32 * step + lo).collect();
-    edges[bins as usize] = hi;
-    edges
 }
 
 /// The minimum and maximum of `x` (0 and 1 when it is empty, as NumPy);

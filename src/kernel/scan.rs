@@ -5,7 +5,9 @@
 //! Integer sums wrap modulo 2³² (as `numpy.cumsum(x, dtype=x.dtype)`); `i32`
 //! and `u32` share one wrapping sum of the bits. `f32` sums are carried in
 //! `f64` on the CPU and in `f32` trees on the GPU; either differs from an
-//! exact running sum by rounding relative to the running sum of |x|.
+//! exact running sum by rounding relative to the running sum of |x|. (A
+//! running sum that leaves f32's range and comes back is finite again on
+//! the CPU, and stays infinite on the GPU and in NumPy.)
 //!
 //! The CPU scan runs in rounds of [`ROUND`] elements, small enough to stay in
 //! the last-level cache: each round sums its blocks in parallel, scans the

@@ -8,12 +8,17 @@
 //! bits flipped when negative, else the sign bit set), is sorted as such,
 //! and is turned back.
 //!
-//! Both backends run an LSD radix sort. The CPU's takes 8-bit digits (four
-//! passes, a pass skipped when every key has the same digit): the keys are
-//! split into parts, each part counts its digits, the counts give every
-//! part its place in each bucket, and the parts scatter in parallel, each
-//! in order, so the sort is stable. The GPU's takes 4-bit digits (see
+//! Both backends run radix sorts, stable in every pass. The CPU's takes
+//! 8-bit digits, skipping digits that every key shares: it scatters by the
+//! most significant digit that varies across the pool, then sorts each
+//! bucket by the lower digits — in the cache, least significant first, on
+//! one thread, or split again the same way when the bucket is large (see
+//! `sort_between`). The GPU's is an LSD sort of eight 4-bit digits (see
 //! `shaders/sort.wgsl`).
+//!
+//! `indices` is the stable argsort of the keys in this order: for integers
+//! `numpy.argsort(kind='stable')`; for floats NumPy's order differs only in
+//! that it ties −0 with +0 and puts every NaN last.
 
 use rayon::prelude::*;
 
@@ -43,7 +48,7 @@ pub const SIGNATURE: Signature = Signature {
     params: &[Param {
         name: "indices",
         default: Some("false"),
-        doc: "true: also give 'indices', each sorted key's position in the input (numpy.argsort(kind='stable')); not with 'values'",
+        doc: "true: also give 'indices', each sorted key's position in the input (the stable argsort in this order); not with 'values'",
     }],
     outputs: &[
         Arg {
@@ -122,8 +127,11 @@ const DIGIT_BITS: u32 = 8;
 const BUCKETS: usize = 1 << DIGIT_BITS;
 /// Keys per part of a CPU pass at least (fewer parts for fewer keys).
 const MIN_PART: usize = 1 << 14;
-/// Sorts of at most this many keys run on one thread, digit by digit.
-const SMALL: usize = 1 << 14;
+/// Sorts (and buckets) of at most this many keys run on one thread, digit
+/// by digit: 256 KiB, which stays in the cache.
+const LOCAL: usize = 1 << 16;
+/// CPU digits in a key.
+const PASSES: usize = (32 / DIGIT_BITS) as usize;
 
 /// What moves with the keys.
 #[derive(Clone, Debug, PartialEq)]
@@ -328,55 +336,73 @@ impl KernelTask for Sort {
     }
 }
 
-/// Sorts order bits ascending, stably, moving `payload` with them.
+/// Sorts order bits ascending, stably, moving `payload` (as long as the
+/// keys, or empty) with them.
 pub fn radix_sort(keys: &mut [u32], payload: Option<&mut [u32]>) {
+    let n = keys.len();
+    let all: Vec<usize> = (0..PASSES).collect();
     match payload {
-        None => sort_moving::<false>(keys, &mut []),
-        Some(p) => sort_moving::<true>(keys, p),
+        None => {
+            let mut scratch = vec![0u32; n];
+            sort_between::<false>(keys, &mut scratch, &mut [], &mut [], &all, true);
+        }
+        Some(p) => {
+            assert_eq!(p.len(), n, "a payload moves with the keys, one for one");
+            let (mut scratch, mut scratch_p) = (vec![0u32; n], vec![0u32; n]);
+            sort_between::<true>(keys, &mut scratch, p, &mut scratch_p, &all, true);
+        }
     }
 }
 
-/// The radix sort, moving `payload` along when `MOVE` (a constant, so the
-/// keys-only loops carry no payload code).
+/// Sorts the keys in `a` by the digits `passes` (least significant first),
+/// using `b` (as long) as scratch, and leaves them in `a` (`end_in_a`) or
+/// in `b`; `pa` and `pb` (as long, or empty unless `MOVE`) move along.
 ///
-/// One read counts every digit of every part. The most significant digit
-/// that varies is scattered first, in parallel, into scratch memory: that
-/// splits the keys into buckets of (with spread keys) a few hundred KiB,
-/// each then sorted on its own by the less significant digits, least
-/// first, while it sits in the cache, between its stretch of the scratch
-/// and its stretch of `keys`, ending in `keys`. Each pass is stable, so the
-/// sort is.
-fn sort_moving<const MOVE: bool>(keys: &mut [u32], payload: &mut [u32]) {
-    let n = keys.len();
-    if n < 2 {
-        return;
-    }
-    let passes = (32 / DIGIT_BITS) as usize;
-    if n <= SMALL {
-        // One bucket, one thread: splitting would cost more than it saves.
-        let (mut held, mut pay_held) = (keys.to_vec(), payload.to_vec());
-        let all: Vec<usize> = (0..passes).collect();
-        sort_bucket::<MOVE>(&mut held, keys, &mut pay_held, payload, &all);
+/// Up to [`LOCAL`] keys, one thread sorts them digit by digit in the
+/// cache. More are scattered across the pool by the most significant
+/// digit that varies (each part of the input counts its digits, which
+/// gives every part its places in every bucket, and the parts scatter in
+/// order, so the pass is stable); each bucket is then sorted the same way
+/// by the lower digits, in parallel. Spread keys make buckets of a few
+/// hundred KiB at the first split; keys bunched in a few buckets are split
+/// again, so no one thread is left with most of them.
+fn sort_between<const MOVE: bool>(
+    a: &mut [u32],
+    b: &mut [u32],
+    pa: &mut [u32],
+    pb: &mut [u32],
+    passes: &[usize],
+    end_in_a: bool,
+) {
+    let n = a.len();
+    if n <= LOCAL {
+        sort_local::<MOVE>(a, b, pa, pb, passes, end_in_a);
         return;
     }
     let parts = (n / MIN_PART).clamp(1, 4 * rayon::current_num_threads());
     let part_len = n.div_ceil(parts);
     // Every digit of every part, in one read.
-    let counts: Vec<Vec<[u32; BUCKETS]>> = keys
+    let counts: Vec<[[u32; BUCKETS]; PASSES]> = a
         .par_chunks(part_len)
         .map(|part| {
-            let mut c = vec![[0u32; BUCKETS]; passes];
-            count_digits(part, &mut c, &(0..passes).collect::<Vec<_>>());
+            let mut c = [[0u32; BUCKETS]; PASSES];
+            count_digits(part, &mut c, passes);
             c
         })
         .collect();
     // Digits that are the same for every key change nothing.
-    let live: Vec<usize> = (0..passes)
+    let live: Vec<usize> = passes
+        .iter()
+        .copied()
         .filter(|&p| {
-            (0..BUCKETS).all(|b| counts.iter().map(|c| c[p][b] as usize).sum::<usize>() != n)
+            (0..BUCKETS).all(|d| counts.iter().map(|c| c[p][d] as usize).sum::<usize>() != n)
         })
         .collect();
     let Some((&top, lower)) = live.split_last() else {
+        if !end_in_a {
+            b.copy_from_slice(a);
+            pb.copy_from_slice(pa);
+        }
         return;
     };
     // Each part's first place in each bucket of the top digit: buckets in
@@ -384,21 +410,19 @@ fn sort_moving<const MOVE: bool>(keys: &mut [u32], payload: &mut [u32]) {
     let mut starts = vec![[0usize; BUCKETS]; counts.len()];
     let mut bounds = [0usize; BUCKETS + 1];
     let mut at = 0;
-    for b in 0..BUCKETS {
-        bounds[b] = at;
+    for d in 0..BUCKETS {
+        bounds[d] = at;
         for (s, c) in starts.iter_mut().zip(&counts) {
-            s[b] = at;
-            at += c[top][b] as usize;
+            s[d] = at;
+            at += c[top][d] as usize;
         }
     }
     bounds[BUCKETS] = n;
-    let mut scratch = vec![0u32; n];
-    let mut scratch_payload = if MOVE { vec![0u32; n] } else { Vec::new() };
     {
-        let dst = SharedOut::new(&mut scratch);
-        let dst_payload = SharedOut::new(&mut scratch_payload);
-        let src_payload: &[u32] = payload;
-        keys.par_chunks(part_len)
+        let dst = SharedOut::new(b);
+        let dst_payload = SharedOut::new(pb);
+        let src_payload: &[u32] = pa;
+        a.par_chunks(part_len)
             .zip(starts)
             .enumerate()
             .for_each(|(i, (part, mut place))| {
@@ -406,8 +430,10 @@ fn sort_moving<const MOVE: bool>(keys: &mut [u32], payload: &mut [u32]) {
                 for (j, &k) in part.iter().enumerate() {
                     let at = &mut place[digit(k, top)];
                     // SAFETY: the places handed to the parts are disjoint
-                    // and within 0..n: part p has its count of bucket b's
-                    // places from `starts[p][b]`, and the starts tile 0..n.
+                    // and within 0..n: part p has its count of bucket d's
+                    // places from `starts[p][d]`, and the starts tile 0..n
+                    // (`a` is borrowed throughout, so the keys counted are
+                    // the keys scattered).
                     unsafe {
                         dst.write(*at, k);
                         if MOVE {
@@ -418,28 +444,25 @@ fn sort_moving<const MOVE: bool>(keys: &mut [u32], payload: &mut [u32]) {
                 }
             });
     }
-    // The buckets, each as its stretch of the scratch (the keys) and of
-    // `keys` (free), and the same of the payload.
+    // The buckets now lie in `b`; each is sorted by the lower digits with
+    // its stretch of `a` as scratch, and ends where the whole must.
     let mut buckets = Vec::with_capacity(BUCKETS);
-    let (mut k_rest, mut s_rest): (&mut [u32], &mut [u32]) = (keys, &mut scratch);
-    let (mut p_rest, mut sp_rest): (&mut [u32], &mut [u32]) = (payload, &mut scratch_payload);
-    for b in 0..BUCKETS {
-        let len = bounds[b + 1] - bounds[b];
-        let (k, kr) = std::mem::take(&mut k_rest).split_at_mut(len);
-        let (s, sr) = std::mem::take(&mut s_rest).split_at_mut(len);
+    let (mut a_rest, mut b_rest, mut pa_rest, mut pb_rest) = (a, b, pa, pb);
+    for d in 0..BUCKETS {
+        let len = bounds[d + 1] - bounds[d];
         let plen = if MOVE { len } else { 0 };
-        let (p, pr) = std::mem::take(&mut p_rest).split_at_mut(plen);
-        let (sp, spr) = std::mem::take(&mut sp_rest).split_at_mut(plen);
-        (k_rest, s_rest, p_rest, sp_rest) = (kr, sr, pr, spr);
+        let (a_here, a_more) = std::mem::take(&mut a_rest).split_at_mut(len);
+        let (b_here, b_more) = std::mem::take(&mut b_rest).split_at_mut(len);
+        let (pa_here, pa_more) = std::mem::take(&mut pa_rest).split_at_mut(plen);
+        let (pb_here, pb_more) = std::mem::take(&mut pb_rest).split_at_mut(plen);
+        (a_rest, b_rest, pa_rest, pb_rest) = (a_more, b_more, pa_more, pb_more);
         if len > 0 {
-            buckets.push((s, k, sp, p));
+            buckets.push((b_here, a_here, pb_here, pa_here));
         }
     }
-    buckets
-        .into_par_iter()
-        .for_each(|(keys_in, keys_out, pay_in, pay_out)| {
-            sort_bucket::<MOVE>(keys_in, keys_out, pay_in, pay_out, lower)
-        });
+    buckets.into_par_iter().for_each(|(held, other, p_held, p_other)| {
+        sort_between::<MOVE>(held, other, p_held, p_other, lower, !end_in_a)
+    });
 }
 
 /// Adds the digits `passes` of `keys` to `counts[pass]`.
@@ -451,20 +474,21 @@ fn count_digits(keys: &[u32], counts: &mut [[u32; BUCKETS]], passes: &[usize]) {
     }
 }
 
-/// Sorts one bucket by the digits `passes` (least significant first),
-/// scattering between `held` (where its keys are) and `free`, and leaves
-/// it in `free`.
-fn sort_bucket<const MOVE: bool>(
-    held: &mut [u32],
-    free: &mut [u32],
-    pay_held: &mut [u32],
-    pay_free: &mut [u32],
+/// Sorts the keys in `a` by the digits `passes` (least significant first)
+/// on this thread, scattering between `a` and `b`, and leaves them in `a`
+/// (`end_in_a`) or in `b`; `pa` and `pb` move along when `MOVE`.
+fn sort_local<const MOVE: bool>(
+    a: &mut [u32],
+    b: &mut [u32],
+    pa: &mut [u32],
+    pb: &mut [u32],
     passes: &[usize],
+    end_in_a: bool,
 ) {
-    let n = held.len();
-    let mut counts = [[0u32; BUCKETS]; (32 / DIGIT_BITS) as usize];
-    count_digits(held, &mut counts, passes);
-    let mut bufs = [(held, pay_held), (free, pay_free)];
+    let n = a.len();
+    let mut counts = [[0u32; BUCKETS]; PASSES];
+    count_digits(a, &mut counts, passes);
+    let mut sides = [(a, pa), (b, pb)];
     let mut from = 0;
     for &p in passes {
         if counts[p].iter().any(|&c| c as usize == n) {
@@ -476,8 +500,8 @@ fn sort_bucket<const MOVE: bool>(
             *pl = at;
             at += c as usize;
         }
-        let [a, b] = &mut bufs;
-        let ((src, src_p), (dst, dst_p)) = if from == 0 { (a, b) } else { (b, a) };
+        let [x, y] = &mut sides;
+        let ((src, src_p), (dst, dst_p)) = if from == 0 { (x, y) } else { (y, x) };
         for (j, &k) in src.iter().enumerate() {
             let at = &mut place[digit(k, p)];
             dst[*at] = k;
@@ -488,11 +512,15 @@ fn sort_bucket<const MOVE: bool>(
         }
         from = 1 - from;
     }
-    if from == 0 {
-        let [(held, pay_held), (free, pay_free)] = bufs;
-        free.copy_from_slice(held);
-        if MOVE {
-            pay_free.copy_from_slice(pay_held);
+    let want = if end_in_a { 0 } else { 1 };
+    if from != want {
+        let [(a, pa), (b, pb)] = sides;
+        if from == 0 {
+            b.copy_from_slice(a);
+            pb.copy_from_slice(pa);
+        } else {
+            a.copy_from_slice(b);
+            pa.copy_from_slice(pb);
         }
     }
 }
@@ -503,21 +531,25 @@ fn digit(key: u32, pass: usize) -> usize {
     ((key >> (pass as u32 * DIGIT_BITS)) as usize) & (BUCKETS - 1)
 }
 
-/// A slice that several threads write at disjoint places.
-struct SharedOut {
+/// A slice that several threads write at disjoint places, for as long as
+/// it is borrowed.
+struct SharedOut<'a> {
     ptr: *mut u32,
     len: usize,
+    slice: std::marker::PhantomData<&'a mut [u32]>,
 }
 
-// SAFETY: writers use disjoint indices (see `radix_sort`).
-unsafe impl Sync for SharedOut {}
-unsafe impl Send for SharedOut {}
+// SAFETY: writers use disjoint indices (see `sort_between`), and the slice
+// stays borrowed while they do.
+unsafe impl Sync for SharedOut<'_> {}
+unsafe impl Send for SharedOut<'_> {}
 
-impl SharedOut {
-    fn new(out: &mut [u32]) -> Self {
+impl<'a> SharedOut<'a> {
+    fn new(out: &'a mut [u32]) -> Self {
         SharedOut {
             ptr: out.as_mut_ptr(),
             len: out.len(),
+            slice: std::marker::PhantomData,
         }
     }
 

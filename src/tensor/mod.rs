@@ -128,7 +128,8 @@ impl TensorData {
         }
     }
 
-    /// 4-byte elements as their raw bits, without copying; `None` for u8.
+    /// 4-byte elements as their raw bits, without copying; u8 data comes
+    /// back as the error.
     pub fn into_words(self) -> std::result::Result<Vec<u32>, Self> {
         match self {
             TensorData::F32(v) => Ok(bytemuck::cast_vec(v)),

@@ -24,7 +24,8 @@ struct Params {
 pub(super) fn run(exec: &mut Exec, t: &Histogram) -> Result<Outputs> {
     let gpu = exec.gpu();
     let bins = t.bins();
-    if t.edges.len() > gpu.binding_elements(4) {
+    let edge_list = t.edges();
+    if edge_list.len() > gpu.binding_elements(4) {
         return Err(Error::Gpu(format!(
             "histogram: {bins} bins need more than one storage binding here"
         )));
@@ -32,10 +33,10 @@ pub(super) fn run(exec: &mut Exec, t: &Histogram) -> Result<Outputs> {
     let mut counts = vec![0u32; bins];
     let n = t.x.len();
     let pipeline = gpu.pipeline(Kernel::Histogram, 0, &[]);
-    let edges = exec.storage((t.edges.len() * 4) as u64);
+    let edges = exec.storage((edge_list.len() * 4) as u64);
     let totals = exec.storage((bins * 4) as u64);
     exec.upload(&[
-        (&edges, bytemuck::cast_slice(&t.edges)),
+        (&edges, bytemuck::cast_slice(&edge_list)),
         (&totals, bytemuck::cast_slice(&counts)),
     ])?;
     let chunk = gpu.binding_elements(4);
@@ -51,7 +52,7 @@ pub(super) fn run(exec: &mut Exec, t: &Histogram) -> Result<Outputs> {
         let groups = grid::groups_for(len, WORKGROUP).min(MAX_GROUPS);
         let storage = vec![
             (&xb, (len * 4) as u64),
-            (&edges, (t.edges.len() * 4) as u64),
+            (&edges, (edge_list.len() * 4) as u64),
             (&totals, (bins * 4) as u64),
         ];
         exec.compute(&[Pass::new(&pipeline, storage, &params, (groups, 1, 1))])?;
