@@ -127,9 +127,13 @@ const DIGIT_BITS: u32 = 8;
 const BUCKETS: usize = 1 << DIGIT_BITS;
 /// Keys per part of a CPU pass at least (fewer parts for fewer keys).
 const MIN_PART: usize = 1 << 14;
-/// Sorts (and buckets) of at most this many keys run on one thread, digit
-/// by digit: 256 KiB, which stays in the cache.
-const LOCAL: usize = 1 << 16;
+/// Sorts of at most this many keys run on one thread, digit by digit.
+const SMALL: usize = 1 << 14;
+/// Buckets of more keys than this (1 MiB), and than half a thread's share
+/// of the whole sort, are split again across the pool; smaller ones are
+/// sorted by one thread. (Spread keys make buckets of 2^18 keys from 2^26:
+/// splitting those again costs a pass and gains nothing.)
+const SPLIT: usize = 1 << 18;
 /// CPU digits in a key.
 const PASSES: usize = (32 / DIGIT_BITS) as usize;
 
@@ -341,31 +345,65 @@ impl KernelTask for Sort {
 pub fn radix_sort(keys: &mut [u32], payload: Option<&mut [u32]>) {
     let n = keys.len();
     let all: Vec<usize> = (0..PASSES).collect();
+    let split = (n / (2 * rayon::current_num_threads())).max(SPLIT);
     match payload {
         None => {
-            let mut scratch = vec![0u32; n];
-            sort_between::<false>(keys, &mut scratch, &mut [], &mut [], &all, true);
+            let mut scratch = scratch(n);
+            let (a, b) = (keys, &mut scratch[..]);
+            if n <= SMALL {
+                sort_local::<false>(a, b, &mut [], &mut [], &all, true);
+            } else {
+                sort_between::<false>(a, b, &mut [], &mut [], &all, true, split);
+            }
         }
         Some(p) => {
             assert_eq!(p.len(), n, "a payload moves with the keys, one for one");
-            let (mut scratch, mut scratch_p) = (vec![0u32; n], vec![0u32; n]);
-            sort_between::<true>(keys, &mut scratch, p, &mut scratch_p, &all, true);
+            let (mut scratch, mut scratch_p) = (scratch(n), scratch(n));
+            let (a, b, pb) = (keys, &mut scratch[..], &mut scratch_p[..]);
+            if n <= SMALL {
+                sort_local::<true>(a, b, p, pb, &all, true);
+            } else {
+                sort_between::<true>(a, b, p, pb, &all, true, split);
+            }
         }
     }
+}
+
+/// `n` words of scratch memory, zeroed lazily by the kernel, asked to be
+/// backed by huge pages where the system does that on request
+/// (`madvise` mode): faulting in 64 MiB of fresh 4 KiB pages took 50 ms on
+/// one core here, longer than two passes of the sort, and the scatter's
+/// 256 streams miss the TLB less.
+fn scratch(n: usize) -> Vec<u32> {
+    let v = vec![0u32; n];
+    #[cfg(target_os = "linux")]
+    if n * 4 >= 4 << 20 {
+        // madvise takes whole pages: the ones inside the allocation.
+        const PAGE: usize = 4096;
+        let (start, end) = (v.as_ptr() as usize, v.as_ptr() as usize + n * 4);
+        let first = start.next_multiple_of(PAGE);
+        let len = (end - first) / PAGE * PAGE;
+        // SAFETY: madvise only advises the kernel about these pages, which
+        // lie inside our allocation; a failure changes nothing (it is
+        // ignored).
+        unsafe {
+            libc::madvise(first as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        }
+    }
+    v
 }
 
 /// Sorts the keys in `a` by the digits `passes` (least significant first),
 /// using `b` (as long) as scratch, and leaves them in `a` (`end_in_a`) or
 /// in `b`; `pa` and `pb` (as long, or empty unless `MOVE`) move along.
 ///
-/// Up to [`LOCAL`] keys, one thread sorts them digit by digit in the
-/// cache. More are scattered across the pool by the most significant
-/// digit that varies (each part of the input counts its digits, which
-/// gives every part its places in every bucket, and the parts scatter in
-/// order, so the pass is stable); each bucket is then sorted the same way
-/// by the lower digits, in parallel. Spread keys make buckets of a few
-/// hundred KiB at the first split; keys bunched in a few buckets are split
-/// again, so no one thread is left with most of them.
+/// The keys are scattered across the pool by the most significant digit
+/// that varies (each part of the input counts its digits, which gives
+/// every part its places in every bucket, and the parts scatter in order,
+/// so the pass is stable); then the buckets are sorted by the lower digits
+/// in parallel: each by one thread in the cache ([`sort_local`]), or split
+/// again the same way when it holds more than `split` keys, so that keys
+/// bunched in a few buckets do not leave one thread with most of them.
 fn sort_between<const MOVE: bool>(
     a: &mut [u32],
     b: &mut [u32],
@@ -373,12 +411,9 @@ fn sort_between<const MOVE: bool>(
     pb: &mut [u32],
     passes: &[usize],
     end_in_a: bool,
+    split: usize,
 ) {
     let n = a.len();
-    if n <= LOCAL {
-        sort_local::<MOVE>(a, b, pa, pb, passes, end_in_a);
-        return;
-    }
     let parts = (n / MIN_PART).clamp(1, 4 * rayon::current_num_threads());
     let part_len = n.div_ceil(parts);
     // Every digit of every part, in one read.
@@ -461,7 +496,11 @@ fn sort_between<const MOVE: bool>(
         }
     }
     buckets.into_par_iter().for_each(|(held, other, p_held, p_other)| {
-        sort_between::<MOVE>(held, other, p_held, p_other, lower, !end_in_a)
+        if held.len() > split {
+            sort_between::<MOVE>(held, other, p_held, p_other, lower, !end_in_a, split)
+        } else {
+            sort_local::<MOVE>(held, other, p_held, p_other, lower, !end_in_a)
+        }
     });
 }
 
