@@ -417,3 +417,21 @@ fn an_output_the_job_does_not_give_is_refused() {
         "{outcome}"
     );
 }
+
+/// Inputs larger than the device's real storage-binding limit (128 MiB on
+/// llvmpipe) are split, not refused: the scan carries its sum from chunk
+/// to chunk, the histogram adds each chunk's counts. Skipped where that
+/// limit is too large for this machine's memory.
+#[test]
+fn gpu_scans_and_counts_past_the_real_binding_limit() {
+    let Some(gpu) = common::gpu() else { return };
+    let limit = gpu.limits().max_storage_buffer_binding_size;
+    if limit > 512 << 20 {
+        eprintln!("skipping: binding limit {limit} bytes is too large to pass here");
+        return;
+    }
+    let n = (limit / 4) as usize + 1_000_003;
+    let mut rng = rng();
+    check_scan(gpu, random_data(&mut rng, 0, n), true);
+    check_histogram(gpu, random_f32(&mut rng, n), 100, Some((-1.0, 1.0)));
+}
