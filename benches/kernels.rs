@@ -19,7 +19,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 /// Sizes per kernel: its quick sweep, small enough for criterion's many
 /// runs.
 fn sizes(kernel: Kernel) -> &'static [usize] {
-    kernel.profile().quick_sizes
+    kernel.profile().sweep.quick_sizes
 }
 
 fn throughput(kernel: Kernel, size: usize) -> Throughput {

@@ -28,7 +28,7 @@ pub fn num(x: f64) -> String {
 /// A size as the table shows it: 2^k for one-dimensional kernels at powers
 /// of two, n otherwise.
 pub fn size(kernel: Kernel, n: usize) -> String {
-    if kernel.profile().sizes_as_powers && n.is_power_of_two() && n >= 1024 {
+    if kernel.profile().sweep.sizes_as_powers && n.is_power_of_two() && n >= 1024 {
         format!("2^{}", n.trailing_zeros())
     } else {
         n.to_string()

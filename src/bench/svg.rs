@@ -222,7 +222,7 @@ fn panel(out: &mut String, report: &Report, kernel: Kernel, x0: f64, y0: f64) {
         r#"<text x="{}" y="{}" text-anchor="middle">size ({})</text>"#,
         x0 + LEFT + pw / 2.0,
         y0 + TOP + ph + 34.0,
-        kernel.profile().size_means
+        kernel.profile().sweep.size_means
     );
     for (i, s) in all.iter().enumerate() {
         let path: Vec<String> = s

@@ -11,16 +11,21 @@ pub use crate::kernel::profile::{Bandwidth, Unit};
 /// Sizes swept when `--sizes` is not given.
 pub fn default_sizes(kernel: Kernel, quick: bool) -> Vec<usize> {
     let p = kernel.profile();
-    if quick { p.quick_sizes } else { p.sizes }.to_vec()
+    if quick {
+        p.sweep.quick_sizes
+    } else {
+        p.sweep.sizes
+    }
+    .to_vec()
 }
 
 /// Checks a size the user gave for a kernel.
 pub fn check_size(kernel: Kernel, size: usize) -> Result<()> {
     let p = kernel.profile();
-    if size == 0 || size > p.max_size {
+    if size == 0 || size > p.sweep.max_size {
         return Err(Error::bad(format!(
             "--sizes: {size} is out of range for {kernel} (choose 1 to {}, {})",
-            p.max_size, p.size_means
+            p.sweep.max_size, p.sweep.size_means
         )));
     }
     Ok(())

@@ -19,10 +19,10 @@ use tokio::sync::Semaphore;
 
 use anycore::backend::BackendChoice;
 use anycore::backend::Timings;
-use anycore::coordinator::spec::{InputSource, JobSpec};
+use anycore::coordinator::spec::{InputSource, JobSpec, json_params};
 use anycore::engine::{Engine, EngineConfig};
+use anycore::kernel::Task;
 use anycore::kernel::random::random_tensor;
-use anycore::kernel::{Task, param_text};
 use anycore::tensor::{DType, Tensor, npy};
 use anycore::{Error, Result};
 
@@ -264,15 +264,10 @@ fn prepare(
         &spec.kernel,
         paths.iter().map(|(n, p)| (n.as_str(), p.as_path())),
     )?;
-    let params = spec
-        .params
-        .iter()
-        .map(|(name, value)| Ok((name.clone(), param_text(name, value)?)))
-        .collect::<Result<_>>()?;
     let job = JobSpec {
         kernel: &spec.kernel,
         backend: spec.backend.as_deref(),
-        params,
+        params: json_params(&spec.params)?,
         outputs: spec.outputs.keys().map(String::as_str).collect(),
         inputs: spec
             .inputs

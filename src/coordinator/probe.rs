@@ -9,10 +9,10 @@ use crate::backend::Backend;
 use crate::kernel::{Kernel, Task};
 
 /// A small and a larger job of `kernel`, sized to take milliseconds (the
-/// kernel's own [`crate::kernel::Profile::probe_sizes`]).
+/// kernel's own [`crate::kernel::profile::Sweep::probe_sizes`]).
 fn probe_tasks(kernel: Kernel) -> Option<[Task; 2]> {
     let profile = kernel.profile();
-    let [small, large] = profile.probe_sizes;
+    let [small, large] = profile.sweep.probe_sizes;
     Some([
         (profile.task)(small, 1).ok()?,
         (profile.task)(large, 2).ok()?,

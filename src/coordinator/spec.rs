@@ -8,7 +8,9 @@
 
 use crate::backend::BackendChoice;
 use crate::error::{Error, Result};
-use crate::kernel::{Job, Kernel, Task};
+use std::collections::BTreeMap;
+
+use crate::kernel::{Job, Kernel, Task, param_text};
 use crate::tensor::Tensor;
 
 /// Where a front's input comes from: a file, generated data, inline
@@ -31,6 +33,15 @@ pub struct JobSpec<'a, I> {
     pub outputs: Vec<&'a str>,
     /// Inputs by name.
     pub inputs: Vec<(String, I)>,
+}
+
+/// Parameters given as JSON (a batch line, a service request) as the text
+/// jobs take; arrays and objects are refused, naming the parameter.
+pub fn json_params(params: &BTreeMap<String, serde_json::Value>) -> Result<Vec<(String, String)>> {
+    params
+        .iter()
+        .map(|(name, value)| Ok((name.clone(), param_text(name, value)?)))
+        .collect()
 }
 
 impl<I: InputSource> JobSpec<'_, I> {

@@ -41,11 +41,7 @@ pub const BENCH_A: f32 = 0.5;
 
 /// What the bench, the probe and the cost model know of `axpy`.
 pub const PROFILE: Profile = Profile {
-    size_means: "elements",
-    sizes_as_powers: true,
-    max_size: profile::VECTOR_MAX,
-    quick_sizes: &profile::VECTOR_QUICK_SIZES,
-    sizes: &profile::VECTOR_SIZES,
+    sweep: profile::VECTOR_SWEEP,
     unit: Unit {
         name: "GB/s",
         counts: "12 bytes per element: x and y read, y written",
@@ -57,7 +53,6 @@ pub const PROFILE: Profile = Profile {
         let (x, y) = (random_f32(n, seed)?, random_f32(n, seed + 1)?);
         Ok(Task::Axpy(Axpy::new(BENCH_A, x, y)?))
     },
-    probe_sizes: [1 << 12, 1 << 20],
     baselines: &[profile::RAYON_LOOP],
 };
 

@@ -70,11 +70,7 @@ const BENCH_BINS: u32 = 256;
 /// What the bench, the probe and the cost model know of `histogram` (the
 /// bench counts uniform f32 in 256 bins over [-1, 1]).
 pub const PROFILE: Profile = Profile {
-    size_means: "elements",
-    sizes_as_powers: true,
-    max_size: profile::VECTOR_MAX,
-    quick_sizes: &profile::VECTOR_QUICK_SIZES,
-    sizes: &profile::VECTOR_SIZES,
+    sweep: profile::VECTOR_SWEEP,
     unit: Unit {
         name: "GB/s",
         counts: "4 bytes per element read; 256 bins",
@@ -90,7 +86,6 @@ pub const PROFILE: Profile = Profile {
             Some((-1.0, 1.0)),
         )?))
     },
-    probe_sizes: [1 << 12, 1 << 20],
     baselines: &[
         profile::Baseline::Numpy(profile::NumpyCode {
             setup: "x = rng.uniform(-1, 1, n).astype(np.float32)",

@@ -69,11 +69,14 @@ pub const SIGNATURE: Signature = Signature {
 /// What the bench, the probe and the cost model know of `mandelbrot`: a
 /// size is the n of an n×n image of the default view.
 pub const PROFILE: Profile = Profile {
-    size_means: "the n of an n×n image",
-    sizes_as_powers: false,
-    max_size: 46_340,
-    quick_sizes: &[256, 1024],
-    sizes: &profile::powers::<7>(6, 1),
+    sweep: profile::Sweep {
+        size_means: "the n of an n×n image",
+        sizes_as_powers: false,
+        max_size: 46_340,
+        quick_sizes: &[256, 1024],
+        sizes: &profile::powers::<7>(6, 1),
+        probe_sizes: [64, 256],
+    },
     unit: Unit {
         name: "Mpixel/s",
         counts: "n² pixels, 256 iterations at most",
@@ -86,7 +89,6 @@ pub const PROFILE: Profile = Profile {
             u32::try_from(n).map_err(|_| Error::bad(format!("mandelbrot {n}: too large")))?;
         Ok(Task::Mandelbrot(Mandelbrot::new(edge, edge)?))
     },
-    probe_sizes: [64, 256],
     baselines: &[Baseline::SingleThreads, profile::RAYON_LOOP],
 };
 

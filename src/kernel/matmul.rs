@@ -40,11 +40,14 @@ pub const SIGNATURE: Signature = Signature {
 /// What the bench, the probe and the cost model know of `matmul`: a size
 /// is the n of n×n by n×n.
 pub const PROFILE: Profile = Profile {
-    size_means: "the n of n×n matrices",
-    sizes_as_powers: false,
-    max_size: 16_384,
-    quick_sizes: &[128, 512, 1024],
-    sizes: &profile::powers::<6>(6, 1),
+    sweep: profile::Sweep {
+        size_means: "the n of n×n matrices",
+        sizes_as_powers: false,
+        max_size: 16_384,
+        quick_sizes: &[128, 512, 1024],
+        sizes: &profile::powers::<6>(6, 1),
+        probe_sizes: [32, 256],
+    },
     unit: Unit {
         name: "GFLOP/s",
         counts: "2·n³ floating-point operations for n×n by n×n (f32)",
@@ -59,7 +62,6 @@ pub const PROFILE: Profile = Profile {
         let (a, b) = (random_f32(elements, seed)?, random_f32(elements, seed + 1)?);
         Ok(Task::Matmul(Matmul::new(n, n, n, a, b)?))
     },
-    probe_sizes: [32, 256],
     baselines: &[
         Baseline::Numpy(NumpyCode {
             setup: "a = rng.uniform(-1, 1, (n, n)).astype(np.float32); \

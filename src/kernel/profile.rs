@@ -11,16 +11,8 @@ use crate::error::Result;
 /// A kernel's facts for the bench, the probe and the cost model.
 #[derive(Debug)]
 pub struct Profile {
-    /// What one size is: "elements", "the n of n×n matrices", …
-    pub size_means: &'static str,
-    /// Sizes that are powers of two from 1024 up print as 2^k (vectors).
-    pub sizes_as_powers: bool,
-    /// The largest size the bench accepts.
-    pub max_size: usize,
-    /// Sizes `anycore bench --quick` sweeps.
-    pub quick_sizes: &'static [usize],
-    /// Sizes `anycore bench` sweeps.
-    pub sizes: &'static [usize],
+    /// What a size means and which sizes it is measured at.
+    pub sweep: Sweep,
     /// The unit of its throughput.
     pub unit: Unit,
     /// Units of work (bytes, operations, pixels) in one run at a size.
@@ -29,8 +21,6 @@ pub struct Profile {
     pub bandwidth: Option<Bandwidth>,
     /// A task of a size, with random inputs drawn from a seed.
     pub task: fn(usize, u64) -> Result<Task>,
-    /// A small and a larger size that run in milliseconds, for the probe.
-    pub probe_sizes: [usize; 2],
     /// What the bench times beside it, in order of preference: at each size
     /// the first one available is the baseline its rows are compared with
     /// (timed in turn with the CPU, run after run); the others are timed
@@ -65,6 +55,34 @@ pub struct NumpyCode {
     /// The expression timed, on what `setup` made.
     pub run: &'static str,
 }
+
+/// What one size of a kernel is, and the sizes it is measured at.
+#[derive(Debug)]
+pub struct Sweep {
+    /// What one size is: "elements", "the n of n×n matrices", …
+    pub size_means: &'static str,
+    /// Sizes that are powers of two from 1024 up print as 2^k (vectors).
+    pub sizes_as_powers: bool,
+    /// The largest size the bench accepts.
+    pub max_size: usize,
+    /// Sizes `anycore bench --quick` sweeps.
+    pub quick_sizes: &'static [usize],
+    /// Sizes `anycore bench` sweeps.
+    pub sizes: &'static [usize],
+    /// A small and a larger size that run in milliseconds, for the probe.
+    pub probe_sizes: [usize; 2],
+}
+
+/// The one-dimensional kernels' sweep: element counts from 2^10 to 2^26
+/// (2^12 to 2^24 quick), at most 2^30.
+pub const VECTOR_SWEEP: Sweep = Sweep {
+    size_means: "elements",
+    sizes_as_powers: true,
+    max_size: VECTOR_MAX,
+    quick_sizes: &VECTOR_QUICK_SIZES,
+    sizes: &VECTOR_SIZES,
+    probe_sizes: [1 << 12, 1 << 20],
+};
 
 /// How a kernel's throughput is counted.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -127,11 +145,12 @@ mod tests {
     fn every_profile_is_consistent() {
         for kernel in Kernel::ALL {
             let p = kernel.profile();
-            for &size in p.quick_sizes.iter().chain(p.sizes).chain(&p.probe_sizes) {
-                assert!(size >= 1 && size <= p.max_size, "{kernel}: size {size}");
+            let s = &p.sweep;
+            for &size in s.quick_sizes.iter().chain(s.sizes).chain(&s.probe_sizes) {
+                assert!(size >= 1 && size <= s.max_size, "{kernel}: size {size}");
             }
-            assert!(!p.quick_sizes.is_empty() && p.sizes.len() >= p.quick_sizes.len());
-            let [small, large] = p.probe_sizes;
+            assert!(!s.quick_sizes.is_empty() && s.sizes.len() >= s.quick_sizes.len());
+            let [small, large] = s.probe_sizes;
             let (a, b) = ((p.task)(small, 1).unwrap(), (p.task)(large, 2).unwrap());
             assert_eq!(a.kernel(), kernel);
             assert!(

@@ -36,11 +36,7 @@ pub const SIGNATURE: Signature = Signature {
 /// What the bench, the probe and the cost model know of `reduce` (the
 /// bench times f32 sums).
 pub const PROFILE: Profile = Profile {
-    size_means: "elements",
-    sizes_as_powers: true,
-    max_size: profile::VECTOR_MAX,
-    quick_sizes: &profile::VECTOR_QUICK_SIZES,
-    sizes: &profile::VECTOR_SIZES,
+    sweep: profile::VECTOR_SWEEP,
     unit: Unit {
         name: "GB/s",
         counts: "4 bytes per element read (f32 sum)",
@@ -52,7 +48,6 @@ pub const PROFILE: Profile = Profile {
         let x = TensorData::F32(random_f32(n, seed)?);
         Ok(Task::Reduce(Reduce::new(ReduceOp::Sum, x)?))
     },
-    probe_sizes: [1 << 12, 1 << 20],
     baselines: &[profile::RAYON_LOOP],
 };
 

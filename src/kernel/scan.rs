@@ -51,11 +51,7 @@ pub const SIGNATURE: Signature = Signature {
 /// scans `u32`, in place, as the coordinator's CPU worker does: repeated
 /// runs then stay in range).
 pub const PROFILE: Profile = Profile {
-    size_means: "elements",
-    sizes_as_powers: true,
-    max_size: profile::VECTOR_MAX,
-    quick_sizes: &profile::VECTOR_QUICK_SIZES,
-    sizes: &profile::VECTOR_SIZES,
+    sweep: profile::VECTOR_SWEEP,
     unit: Unit {
         name: "GB/s",
         counts: "8 bytes per element: x read, out written (u32)",
@@ -67,7 +63,6 @@ pub const PROFILE: Profile = Profile {
         let x = super::random::random_tensor(DType::U32, &[n], seed)?;
         Ok(Task::Scan(Scan::new(x.into_data(), false)?))
     },
-    probe_sizes: [1 << 12, 1 << 20],
     baselines: &[
         profile::Baseline::Numpy(profile::NumpyCode {
             setup: "x = rng.integers(0, 2**32, n, dtype=np.uint32)",

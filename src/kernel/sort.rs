@@ -74,11 +74,7 @@ pub const SIGNATURE: Signature = Signature {
 /// What the bench, the probe and the cost model know of `sort` (the bench
 /// sorts u32 keys alone).
 pub const PROFILE: Profile = Profile {
-    size_means: "keys",
-    sizes_as_powers: true,
-    max_size: profile::VECTOR_MAX,
-    quick_sizes: &profile::VECTOR_QUICK_SIZES,
-    sizes: &profile::VECTOR_SIZES,
+    sweep: profile::VECTOR_SWEEP,
     unit: Unit {
         name: "Mkeys/s",
         counts: "u32 keys sorted",
@@ -90,7 +86,6 @@ pub const PROFILE: Profile = Profile {
         let keys = super::random::random_tensor(DType::U32, &[n], seed)?;
         Ok(Task::Sort(Sort::new(keys.into_data(), Payload::None)?))
     },
-    probe_sizes: [1 << 12, 1 << 20],
     baselines: &[
         profile::Baseline::Numpy(profile::NumpyCode {
             setup: "x = rng.integers(0, 2**32, n, dtype=np.uint32)",

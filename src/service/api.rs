@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::backend::BackendChoice;
 use crate::backend::Timings;
 use crate::coordinator::JobReport;
-use crate::coordinator::spec::{InputSource, JobSpec};
+use crate::coordinator::spec::{InputSource, JobSpec, json_params};
 use crate::error::{Error, Result};
-use crate::kernel::{Task, param_text};
+use crate::kernel::Task;
 use crate::tensor::{DType, Tensor, TensorData, npy};
 
 /// A job as posted to `POST /v1/jobs`.
@@ -107,15 +107,10 @@ pub struct ArrayOut {
 impl JobRequest {
     /// Checks the request and builds the task and its backend choice.
     pub fn into_task(self) -> Result<(Task, BackendChoice, OutputForm)> {
-        let params = self
-            .params
-            .iter()
-            .map(|(name, value)| Ok((name.clone(), param_text(name, value)?)))
-            .collect::<Result<_>>()?;
         let spec = JobSpec {
             kernel: &self.kernel,
             backend: self.backend.as_deref(),
-            params,
+            params: json_params(&self.params)?,
             outputs: Vec::new(),
             inputs: self.inputs.into_iter().collect(),
         };
