@@ -237,6 +237,9 @@ def checks(rng):
 
 
 def main():
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
     binary = sys.argv[1]
     backends = ["cpu"] + (["gpu"] if "--gpu" in sys.argv[2:] else [])
     rng = np.random.default_rng()

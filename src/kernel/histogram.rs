@@ -12,13 +12,18 @@
 //! then computed in f32, as NumPy does for f32 bounds).
 //!
 //! Both backends estimate i arithmetically and then settle it against the
-//! edges: the result is exactly the bin the edges define. NumPy settles its
+//! edges (the CPU only where the estimate lies near an edge: see
+//! [`binning`]): the result is exactly the bin the edges define. NumPy settles its
 //! own estimate by one bin at most, so the two agree wherever NumPy's
 //! estimate is within a bin — always with an explicit range (NumPy
 //! estimates in f64); with the default range (NumPy estimates in f32) up to
 //! about a million bins.
 
+mod binning;
+
 use rayon::prelude::*;
+
+use binning::Binning;
 
 use super::profile::{self, Bandwidth, Profile, Unit, random_f32};
 use super::{
@@ -222,38 +227,6 @@ impl Histogram {
             Tensor::new(vec![n], TensorData::U32(counts)),
         )])
     }
-
-    /// Calls `count` with the bin of each value of `x` that is counted:
-    /// estimated from its distance to the first edge, then settled against
-    /// the edges (the estimate may be a bin off near an edge, more with
-    /// millions of bins).
-    #[inline(always)]
-    fn count_into(&self, e: &[f32], x: &[f32], count: &mut impl FnMut(usize)) {
-        let last = e.len() - 2;
-        let (lo, hi, scale) = (e[0], e[last + 1], self.scale);
-        for &v in x {
-            // NaN fails both comparisons.
-            if !(v >= lo && v <= hi) {
-                continue;
-            }
-            // Not negative (v ≥ lo), within a bin or two of the true one
-            // (at most 2^24 bins, f32 rounding); `as` saturates.
-            let mut i = (((v * 0.5 - lo * 0.5) * scale) as u32 as usize).min(last);
-            if v < e[i] {
-                // Stops at 0 at the latest: v ≥ e[0].
-                i -= 1;
-                while v < e[i] {
-                    i -= 1;
-                }
-            } else if i < last && v >= e[i + 1] {
-                i += 1;
-                while i < last && v >= e[i + 1] {
-                    i += 1;
-                }
-            }
-            count(i);
-        }
-    }
 }
 
 impl KernelTask for Histogram {
@@ -276,26 +249,27 @@ impl KernelTask for Histogram {
         Histogram::new(x, bins, range)
     }
 
-    /// Each rayon task counts into its own bins; the bins are added up.
+    /// Each rayon task counts into its own counters (see [`binning`]); the
+    /// counters are added up.
     fn run_cpu(&self) -> Outputs {
-        let bins = self.bins();
         let edges = self.edges();
-        let counts = self
+        let binning = Binning::new(&edges, self.scale);
+        let counters = self
             .x
             .par_chunks(CPU_CHUNK)
             .fold(
-                || vec![0u32; bins],
-                |mut counts, chunk| {
-                    self.count_into(&edges, chunk, &mut |i| counts[i] += 1);
-                    counts
+                || binning.counters(),
+                |mut counters, chunk| {
+                    binning.count(chunk, &mut counters);
+                    counters
                 },
             )
             .reduce_with(|mut a, b| {
                 a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
                 a
             })
-            .unwrap_or_else(|| vec![0; bins]);
-        Histogram::outputs(counts)
+            .unwrap_or_else(|| binning.counters());
+        Histogram::outputs(binning.counts(&counters))
     }
 
     fn reference(&self) -> Outputs {
@@ -317,17 +291,20 @@ impl KernelTask for Histogram {
         self.x.len() as f64
     }
 
-    /// Atomic counters shared by every thread, one `fetch_add` per value:
-    /// the first parallel histogram one writes.
+    /// Atomic counters shared by every thread, one `fetch_add` per value
+    /// (each settled against the edges): the first parallel histogram one
+    /// writes.
     fn plain_loop(&self) -> PlainLoop<'_> {
         use std::sync::atomic::{AtomicU32, Ordering};
-        let counts: Vec<AtomicU32> = (0..self.bins()).map(|_| AtomicU32::new(0)).collect();
+        // The last counts the values not counted.
+        let counts: Vec<AtomicU32> = (0..=self.bins()).map(|_| AtomicU32::new(0)).collect();
         let edges = self.edges();
         Box::new(move || {
+            let binning = Binning::new(&edges, self.scale);
             self.x.par_chunks(1 << 12).for_each(|chunk| {
-                self.count_into(&edges, chunk, &mut |i| {
-                    counts[i].fetch_add(1, Ordering::Relaxed);
-                })
+                for &v in chunk {
+                    counts[binning.settle(v)].fetch_add(1, Ordering::Relaxed);
+                }
             })
         })
     }
