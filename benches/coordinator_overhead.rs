@@ -1,8 +1,17 @@
 //! What the coordinator costs per job: tiny jobs per second called on the
-//! CPU backend directly, and the same jobs through the coordinator (one
-//! caller awaiting each job, then 64 callers at once).
+//! CPU backend directly, and the same jobs through the coordinator and
+//! through the [`Engine`] (each with one caller awaiting each job, then 64
+//! callers at once), all in one run.
 //!
 //! `cargo bench --bench coordinator_overhead`
+//!
+//! The jobs are 16-element `axpy`s, built from a [`Job`] each time on every
+//! path (the engine validates it; the others call `Task::new`), so what
+//! differs is only what stands between a caller and the kernel. Two direct
+//! baselines: `CpuBackend::run` called from a thread outside its pool (as
+//! an embedder would call it: each call hops into the pool and back), and
+//! called on one of the pool's own threads (the kernel alone, as the
+//! coordinator's CPU worker now calls it).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,13 +20,22 @@ use anycore::backend::cpu::CpuBackend;
 use anycore::backend::{Backend, BackendChoice};
 use anycore::coordinator::Coordinator;
 use anycore::coordinator::cost::CostModel;
-use anycore::kernel::Task;
-use anycore::kernel::axpy::Axpy;
+use anycore::engine::{CostModelSource, Engine, EngineConfig};
+use anycore::kernel::{Job, Kernel, Task};
+use anycore::tensor::Tensor;
 
-const JOBS: usize = 20_000;
+const JOBS: usize = 64 * 500;
+const CALLERS: usize = 64;
+
+fn tiny_job() -> Job {
+    Job::new(Kernel::Axpy)
+        .param("a", 2.0)
+        .input("x", Tensor::from_f32(vec![1.0; 16]))
+        .input("y", Tensor::from_f32(vec![3.0; 16]))
+}
 
 fn tiny() -> Task {
-    Task::Axpy(Axpy::new(2.0, vec![1.0; 16], vec![3.0; 16]).expect("valid"))
+    Task::new(tiny_job()).expect("valid")
 }
 
 fn rate(label: &str, jobs: usize, start: Instant) -> f64 {
@@ -30,17 +48,61 @@ fn rate(label: &str, jobs: usize, start: Instant) -> f64 {
     per_s
 }
 
-fn main() {
-    let cpu = Arc::new(CpuBackend::new(None).expect("pool"));
-    let task = tiny();
+/// Runs `job` `JOBS` times from one caller, then from `CALLERS` at once;
+/// returns the two rates.
+async fn one_and_many<F, Fut>(label: &str, job: F) -> (f64, f64)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     for _ in 0..1000 {
-        cpu.run(&task).unwrap();
+        job().await;
     }
     let start = Instant::now();
     for _ in 0..JOBS {
-        cpu.run(&task).unwrap();
+        job().await;
     }
-    let direct = rate("backend.run directly", JOBS, start);
+    let one = rate(&format!("{label}, 1 caller awaiting each job"), JOBS, start);
+    let start = Instant::now();
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let job = job.clone();
+            tokio::spawn(async move {
+                for _ in 0..JOBS / CALLERS {
+                    job().await;
+                }
+            })
+        })
+        .collect();
+    for c in callers {
+        c.await.unwrap();
+    }
+    let many = rate(
+        &format!("{label}, {CALLERS} concurrent callers"),
+        JOBS,
+        start,
+    );
+    (one, many)
+}
+
+fn main() {
+    let cpu = Arc::new(CpuBackend::new(None).expect("pool"));
+    for _ in 0..1000 {
+        cpu.run(&tiny()).unwrap();
+    }
+    let start = Instant::now();
+    for _ in 0..JOBS {
+        cpu.run(&tiny()).unwrap();
+    }
+    let outside = rate("backend.run from outside the pool", JOBS, start);
+    let mut direct = 0.0;
+    cpu.host(&mut || {
+        let start = Instant::now();
+        for _ in 0..JOBS {
+            cpu.run(&tiny()).unwrap();
+        }
+        direct = rate("backend.run on a pool thread", JOBS, start);
+    });
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
@@ -50,34 +112,39 @@ fn main() {
             CostModel::default(),
             256,
         ));
-        for _ in 0..1000 {
-            coord.run(tiny(), BackendChoice::Auto).await.unwrap();
-        }
-        let start = Instant::now();
-        for _ in 0..JOBS {
-            coord.run(tiny(), BackendChoice::Auto).await.unwrap();
-        }
-        let one = rate("coordinator, 1 caller awaiting each job", JOBS, start);
+        let (c1, c64) = one_and_many("coordinator", move || {
+            let coord = Arc::clone(&coord);
+            async move {
+                coord.run(tiny(), BackendChoice::Auto).await.unwrap();
+            }
+        })
+        .await;
 
-        let start = Instant::now();
-        let callers: Vec<_> = (0..64)
-            .map(|_| {
-                let coord = Arc::clone(&coord);
-                tokio::spawn(async move {
-                    for _ in 0..JOBS / 64 {
-                        coord.run(tiny(), BackendChoice::Auto).await.unwrap();
-                    }
-                })
+        let engine = Arc::new(
+            Engine::start(EngineConfig {
+                use_gpu: false,
+                cost_model: CostModelSource::Fixed(CostModel::default()),
+                ..EngineConfig::default()
             })
-            .collect();
-        for c in callers {
-            c.await.unwrap();
-        }
-        let many = rate("coordinator, 64 concurrent callers", JOBS / 64 * 64, start);
-        println!(
-            "coordinator / direct: {:.2} (1 caller), {:.2} (64 callers)",
-            one / direct,
-            many / direct
+            .await
+            .expect("engine"),
         );
+        let (e1, e64) = one_and_many("engine", move || {
+            let engine = Arc::clone(&engine);
+            async move {
+                engine.run(tiny_job()).await.unwrap();
+            }
+        })
+        .await;
+        for (name, base) in [("outside the pool", outside), ("on a pool thread", direct)] {
+            println!(
+                "vs backend.run {name}: coordinator {:.2} (1 caller), {:.2} ({CALLERS} callers); \
+                 engine {:.2}, {:.2}",
+                c1 / base,
+                c64 / base,
+                e1 / base,
+                e64 / base
+            );
+        }
     });
 }

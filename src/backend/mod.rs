@@ -101,6 +101,14 @@ pub trait Backend: Send + Sync {
     fn run_owned(&self, task: Task) -> Result<Run> {
         self.run(&task)
     }
+    /// Runs `serve` — a worker's loop that calls this backend job after
+    /// job — where this backend's jobs start cheapest. By default on the
+    /// calling thread; the CPU runs it on one of its pool's threads, so
+    /// that a job's parallel work starts there instead of each job paying
+    /// a hop into the pool.
+    fn host(&self, serve: &mut (dyn FnMut() + Send)) {
+        serve()
+    }
 }
 
 /// What the user asked for with `--backend`.

@@ -134,21 +134,25 @@ pub(super) fn spawn(
                 }
             };
             let _ = ready_tx.send(Ok((backend.kind(), backend.device())));
-            for message in rx {
-                match message {
-                    Message::Run(item) => {
-                        waiting.fetch_sub(1, Ordering::Relaxed);
-                        // The running job stays in the backlog until it is done.
-                        let predicted = to_us(item.predicted_ms);
-                        run_one(&*backend, &model, fallback.as_ref(), item);
-                        backlog.fetch_sub(predicted, Ordering::Relaxed);
+            let serving = Arc::clone(&backend);
+            let (model, waiting, backlog) = (&model, &waiting, &backlog);
+            serving.host(&mut move || {
+                for message in rx.iter() {
+                    match message {
+                        Message::Run(item) => {
+                            waiting.fetch_sub(1, Ordering::Relaxed);
+                            // The running job stays in the backlog until it is done.
+                            let predicted = to_us(item.predicted_ms);
+                            run_one(&*backend, model, fallback.as_ref(), item);
+                            backlog.fetch_sub(predicted, Ordering::Relaxed);
+                        }
+                        Message::Probe(reply) => {
+                            let _ = reply.send(probe::probe(&*backend));
+                        }
+                        Message::Stop => break,
                     }
-                    Message::Probe(reply) => {
-                        let _ = reply.send(probe::probe(&*backend));
-                    }
-                    Message::Stop => break,
                 }
-            }
+            });
             // `backend` is dropped here, on the thread that made it.
         })
         .expect("spawning a worker thread");
