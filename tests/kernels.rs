@@ -557,3 +557,128 @@ fn gpu_back_to_back_timing_runs_every_kernel() {
         );
     }
 }
+
+/// What `Kernel::plan` says a job gives — from its inputs' dtypes and
+/// shapes alone — is what the job gives, for a job of every kernel (sort
+/// with each payload), at random sizes.
+#[test]
+fn plans_state_the_outputs_jobs_give() {
+    let mut rng = rng();
+    let n = rng.random_range(1..5_000);
+    let (m, k, c) = (
+        rng.random_range(1..40),
+        rng.random_range(1..40),
+        rng.random_range(1..40),
+    );
+    let f32s = |rng: &mut rand::rngs::SmallRng, shape: Vec<usize>| {
+        let len = shape.iter().product();
+        Tensor::new(shape, TensorData::F32(random_f32(rng, len)))
+    };
+    let u32s = |rng: &mut rand::rngs::SmallRng, len: usize| {
+        Tensor::new(
+            vec![len],
+            TensorData::U32((0..len).map(|_| rng.random()).collect()),
+        )
+    };
+    let jobs = [
+        Job::new(Kernel::Axpy)
+            .param("a", 2)
+            .input("x", f32s(&mut rng, vec![n]))
+            .input("y", f32s(&mut rng, vec![n])),
+        Job::new(Kernel::Reduce)
+            .param("op", "max")
+            .input("x", u32s(&mut rng, n)),
+        Job::new(Kernel::Matmul)
+            .input("a", f32s(&mut rng, vec![m, k]))
+            .input("b", f32s(&mut rng, vec![k, c])),
+        Job::new(Kernel::Mandelbrot)
+            .param("width", c)
+            .param("height", m)
+            .param("max_iter", 20),
+        Job::new(Kernel::Scan).input("x", f32s(&mut rng, vec![n])),
+        Job::new(Kernel::Sort).input("keys", f32s(&mut rng, vec![n])),
+        Job::new(Kernel::Sort)
+            .input("keys", u32s(&mut rng, n))
+            .input("values", u32s(&mut rng, n)),
+        Job::new(Kernel::Sort)
+            .param("indices", true)
+            .input("keys", f32s(&mut rng, vec![n])),
+        Job::new(Kernel::Histogram)
+            .param("bins", k)
+            .input("x", f32s(&mut rng, vec![n])),
+        Job::new(Kernel::Histogram)
+            .param("bins", k)
+            .param("lo", -0.5)
+            .param("hi", 0.5)
+            .input("x", f32s(&mut rng, vec![n])),
+    ];
+    let mut planned = std::collections::BTreeSet::new();
+    for job in jobs {
+        let specs = job
+            .inputs
+            .iter()
+            .map(|(k, t)| (k.clone(), t.spec()))
+            .collect();
+        let plan = job.kernel.plan(specs, &job.params).unwrap();
+        let outputs = Task::new(job.clone()).unwrap().run_cpu();
+        let given: Vec<_> = outputs
+            .iter()
+            .map(|(k, t)| (k.as_str(), t.spec()))
+            .collect();
+        let mut said: Vec<_> = plan.outputs.iter().map(|(k, s)| (*k, s.clone())).collect();
+        said.sort_by_key(|(k, _)| *k);
+        assert_eq!(said, given, "{}: {:?}", job.kernel, job.params);
+        planned.insert(job.kernel);
+    }
+    assert_eq!(planned.len(), Kernel::ALL.len(), "a job of every kernel");
+}
+
+/// A plan refuses what `Task::new` refuses, with the same message.
+#[test]
+fn plans_refuse_what_jobs_refuse() {
+    let spec = |shape: Vec<usize>| anycore::tensor::Spec {
+        dtype: anycore::tensor::DType::F32,
+        shape,
+    };
+    let cases = [
+        (Kernel::Axpy, vec![("x", vec![3]), ("y", vec![4])], vec![]),
+        (
+            Kernel::Matmul,
+            vec![("a", vec![2, 3]), ("b", vec![4, 2])],
+            vec![],
+        ),
+        (Kernel::Reduce, vec![("x", vec![0])], vec![("op", "min")]),
+        (Kernel::Histogram, vec![("x", vec![5])], vec![("bins", "0")]),
+        (Kernel::Histogram, vec![("x", vec![5])], vec![("lo", "1")]),
+        (Kernel::Scan, vec![("x", vec![2, 2])], vec![]),
+        (
+            Kernel::Mandelbrot,
+            vec![],
+            vec![("width", "0"), ("height", "3")],
+        ),
+        (
+            Kernel::Axpy,
+            vec![("x", vec![3]), ("y", vec![3])],
+            vec![("b", "1")],
+        ),
+    ];
+    for (kernel, inputs, params) in cases {
+        let params: std::collections::BTreeMap<String, String> = params
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let specs = inputs
+            .iter()
+            .map(|(k, s)| (k.to_string(), spec(s.clone())))
+            .collect();
+        let planned = kernel.plan(specs, &params).unwrap_err().to_string();
+        let mut job = Job::new(kernel);
+        job.params = params;
+        for (name, shape) in inputs {
+            let len = shape.iter().product();
+            job = job.input(name, Tensor::new(shape, TensorData::F32(vec![0.5; len])));
+        }
+        let ran = Task::new(job).unwrap_err().to_string();
+        assert_eq!(planned, ran, "{kernel}");
+    }
+}

@@ -3,11 +3,9 @@
 use rayon::prelude::*;
 
 use super::profile::{self, Bandwidth, Profile, Unit, random_f32};
-use super::{
-    Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, ShaderInfo, Signature, Task,
-};
+use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Tensor};
+use crate::tensor::{DType, Spec, Tensor, TensorData};
 
 /// Inputs `x`, `y`; parameter `a`; output `out`.
 pub const SIGNATURE: Signature = Signature {
@@ -112,21 +110,28 @@ impl Axpy {
 }
 
 impl KernelTask for Axpy {
-    fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
+    fn plan(mut inputs: Inputs<Spec>, params: &Params) -> Result<Plan> {
         let x = inputs.take("x", &[DType::F32], 1)?;
         let y = inputs.take("y", &[DType::F32], 1)?;
-        let a = params.f32_or("a", 1.0)?;
-        let (Some(xs), Some(ys)) = (x.as_f32(), y.as_f32()) else {
-            unreachable!("dtypes checked above")
-        };
-        if xs.len() != ys.len() {
+        params.f32_or("a", 1.0)?;
+        if x.shape != y.shape {
             return Err(Error::bad(format!(
                 "axpy: input 'x' is {} but 'y' is {}; they must have the same shape",
                 x.describe(),
                 y.describe()
             )));
         }
-        Axpy::new(a, xs.to_vec(), ys.to_vec())
+        Ok(Plan::new([("out", x)]))
+    }
+
+    fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
+        let x = inputs.take("x", &[DType::F32], 1)?;
+        let y = inputs.take("y", &[DType::F32], 1)?;
+        let a = params.f32_or("a", 1.0)?;
+        let (TensorData::F32(x), TensorData::F32(y)) = (x.into_data(), y.into_data()) else {
+            unreachable!("dtypes checked above")
+        };
+        Axpy::new(a, x, y)
     }
 
     fn run_cpu(&self) -> Outputs {
@@ -170,7 +175,7 @@ impl KernelTask for Axpy {
 
     fn restore(&mut self, outputs: Outputs) {
         if let Some(out) = outputs.into_values().next()
-            && let crate::tensor::TensorData::F32(y) = out.into_data()
+            && let TensorData::F32(y) = out.into_data()
         {
             self.y = y;
         }

@@ -26,11 +26,9 @@ use rayon::prelude::*;
 use binning::Binning;
 
 use super::profile::{self, Bandwidth, Profile, Unit, random_f32};
-use super::{
-    Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, ShaderInfo, Signature, Task,
-};
+use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Tensor, TensorData};
+use crate::tensor::{DType, Spec, Tensor, TensorData};
 
 /// Input `x`; parameters `bins`, `lo`, `hi`; output `out`.
 pub const SIGNATURE: Signature = Signature {
@@ -141,7 +139,65 @@ enum Range {
     OfData(f32, f32),
 }
 
+/// At least one bin, at most [`MAX_BINS`].
+fn check_bins(bins: u32) -> Result<()> {
+    if bins == 0 || bins > MAX_BINS {
+        return Err(Error::bad(format!(
+            "histogram: parameter 'bins' is {bins}; it must be from 1 to {MAX_BINS}"
+        )));
+    }
+    Ok(())
+}
+
+/// The parameters `bins` and, given together or not at all, `lo` and `hi`.
+fn params(params: &Params) -> Result<(u32, Option<(f64, f64)>)> {
+    let bins = params.u32_or("bins", 10)?;
+    let range = match (params.f64_opt("lo")?, params.f64_opt("hi")?) {
+        (Some(lo), Some(hi)) => Some((lo, hi)),
+        (None, None) => None,
+        _ => {
+            return Err(Error::bad(
+                "histogram: give parameters 'lo' and 'hi' together, or neither (then the \
+                 range is x's minimum and maximum)",
+            ));
+        }
+    };
+    Ok((bins, range))
+}
+
 impl Range {
+    /// An explicit range: finite, `lo ≤ hi` (NumPy widens an empty range by
+    /// ½ each way).
+    fn given((lo, hi): (f64, f64)) -> Result<Range> {
+        if !(lo.is_finite() && hi.is_finite()) || lo > hi {
+            return Err(Error::bad(format!(
+                "histogram: the range lo={lo}, hi={hi} must be finite with lo ≤ hi"
+            )));
+        }
+        let (lo, hi) = if lo == hi { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
+        Ok(Range::Given(lo, hi))
+    }
+
+    /// Every edge of `bins` finite and above the one before, checked one
+    /// by one.
+    fn check_edges(self, bins: u32) -> Result<()> {
+        let mut before = f32::NEG_INFINITY;
+        for i in 0..=bins {
+            let edge = self.edge(i, bins);
+            if !edge.is_finite() || edge <= before {
+                return Err(Error::bad(format!(
+                    "histogram: too many bins for the range: {bins} bins from {} to {} do \
+                     not all have a finite size in f32 (NumPy refuses them too); use fewer \
+                     bins or a wider range",
+                    self.edge(0, bins),
+                    self.edge(bins, bins)
+                )));
+            }
+            before = edge;
+        }
+        Ok(())
+    }
+
     /// Edge `i` of `bins` as NumPy makes it (`linspace(lo, hi, bins + 1)`:
     /// `i · step + lo`, the last edge exactly `hi`), in f32.
     fn edge(self, i: u32, bins: u32) -> f32 {
@@ -158,43 +214,16 @@ impl Histogram {
     /// Counts `x` in `bins` bins over `range` (`None`: x's minimum and
     /// maximum, as NumPy's default).
     pub fn new(x: Vec<f32>, bins: u32, range: Option<(f64, f64)>) -> Result<Self> {
-        if bins == 0 || bins > MAX_BINS {
-            return Err(Error::bad(format!(
-                "histogram: parameter 'bins' is {bins}; it must be from 1 to {MAX_BINS}"
-            )));
-        }
+        check_bins(bins)?;
         let range = match range {
-            Some((lo, hi)) => {
-                if !(lo.is_finite() && hi.is_finite()) || lo > hi {
-                    return Err(Error::bad(format!(
-                        "histogram: the range lo={lo}, hi={hi} must be finite with lo ≤ hi"
-                    )));
-                }
-                // NumPy widens an empty range by ½ each way.
-                let (lo, hi) = if lo == hi { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
-                Range::Given(lo, hi)
-            }
+            Some(given) => Range::given(given)?,
             None => {
                 let (lo, hi) = min_max(&x)?;
                 let (lo, hi) = if lo == hi { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
                 Range::OfData(lo, hi)
             }
         };
-        // Every edge finite and above the one before, checked one by one.
-        let mut before = f32::NEG_INFINITY;
-        for i in 0..=bins {
-            let edge = range.edge(i, bins);
-            if !edge.is_finite() || edge <= before {
-                return Err(Error::bad(format!(
-                    "histogram: too many bins for the range: {bins} bins from {} to {} do \
-                     not all have a finite size in f32 (NumPy refuses them too); use fewer \
-                     bins or a wider range",
-                    range.edge(0, bins),
-                    range.edge(bins, bins)
-                )));
-            }
-            before = edge;
-        }
+        range.check_edges(bins)?;
         // Bins per unit of half the distance from the first edge: halves,
         // so that the distance never overflows.
         let width = f64::from(range.edge(bins, bins)) - f64::from(range.edge(0, bins));
@@ -230,19 +259,26 @@ impl Histogram {
 }
 
 impl KernelTask for Histogram {
-    fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
+    fn plan(mut inputs: Inputs<Spec>, p: &Params) -> Result<Plan> {
+        inputs.take("x", &[DType::F32], 1)?;
+        let (bins, range) = params(p)?;
+        check_bins(bins)?;
+        // Without a range the edges come from the data, checked when it is there.
+        if let Some(given) = range {
+            Range::given(given)?.check_edges(bins)?;
+        }
+        Ok(Plan::new([(
+            "out",
+            Spec {
+                dtype: DType::U32,
+                shape: vec![bins as usize],
+            },
+        )]))
+    }
+
+    fn from_job(mut inputs: Inputs, p: &Params) -> Result<Self> {
         let x = inputs.take("x", &[DType::F32], 1)?;
-        let bins = params.u32_or("bins", 10)?;
-        let range = match (params.f64_opt("lo")?, params.f64_opt("hi")?) {
-            (Some(lo), Some(hi)) => Some((lo, hi)),
-            (None, None) => None,
-            _ => {
-                return Err(Error::bad(
-                    "histogram: give parameters 'lo' and 'hi' together, or neither (then the \
-                     range is x's minimum and maximum)",
-                ));
-            }
-        };
+        let (bins, range) = params(p)?;
         let TensorData::F32(x) = x.into_data() else {
             unreachable!("dtype checked above")
         };

@@ -10,12 +10,9 @@
 use rayon::prelude::*;
 
 use super::profile::{self, Baseline, Profile, Unit};
-use super::{
-    Arg, Inputs, KernelTask, Outputs, Painter, Param, Params, Picture, PlainLoop, ShaderInfo,
-    Signature, Task,
-};
+use super::{Arg, Inputs, KernelTask, Outputs, Painter, Param, Params, Picture, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{Tensor, TensorData};
+use crate::tensor::{DType, Spec, Tensor, TensorData};
 
 /// No inputs; parameters below; output `out` (u32\[height, width\]).
 pub const SIGNATURE: Signature = Signature {
@@ -237,8 +234,9 @@ impl Mandelbrot {
 
 }
 
-impl KernelTask for Mandelbrot {
-    fn from_job(_inputs: Inputs, p: &Params) -> Result<Self> {
+impl Mandelbrot {
+    /// The view the parameters describe, checked.
+    fn from_params(p: &Params) -> Result<Self> {
         Mandelbrot {
             width: p.u32_required("width")?,
             height: p.u32_required("height")?,
@@ -250,6 +248,24 @@ impl KernelTask for Mandelbrot {
         }
         .validated()
     }
+}
+
+impl KernelTask for Mandelbrot {
+    fn plan(_inputs: Inputs<Spec>, p: &Params) -> Result<Plan> {
+        let m = Mandelbrot::from_params(p)?;
+        Ok(Plan::new([(
+            "out",
+            Spec {
+                dtype: DType::U32,
+                shape: vec![m.height as usize, m.width as usize],
+            },
+        )]))
+    }
+
+    fn from_job(_inputs: Inputs, p: &Params) -> Result<Self> {
+        Mandelbrot::from_params(p)
+    }
+
 
     fn run_cpu(&self) -> Outputs {
         let mut counts = vec![0u32; self.pixels()];

@@ -11,9 +11,9 @@
 use super::profile::{self, Baseline, NumpyCode, Profile, Unit, random_f32};
 use rayon::prelude::*;
 
-use super::{Arg, Inputs, KernelTask, Outputs, Params, PlainLoop, ShaderInfo, Signature, Task};
+use super::{Arg, Inputs, KernelTask, Outputs, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, MAX_ELEMENTS, Tensor, TensorData};
+use crate::tensor::{DType, MAX_ELEMENTS, Spec, Tensor, TensorData};
 
 /// Inputs `a`, `b`; no parameters; output `out`.
 pub const SIGNATURE: Signature = Signature {
@@ -250,25 +250,12 @@ fn clear_upper_simd_state() {
 impl Matmul {
     /// `a` (m×k, row-major) times `b` (k×n, row-major).
     pub fn new(m: usize, k: usize, n: usize, a: Vec<f32>, b: Vec<f32>) -> Result<Self> {
-        // Checked: (2³², 2³²) inputs must not wrap to an empty product.
-        let count = |r: usize, c: usize| r.checked_mul(c).filter(|&e| e <= MAX_ELEMENTS);
-        let (Some(a_len), Some(b_len)) = (count(m, k), count(k, n)) else {
-            return Err(Error::bad(format!(
-                "matmul: a ({m}×{k}) or b ({k}×{n}) has more than {MAX_ELEMENTS} elements"
-            )));
-        };
+        let (a_len, b_len) = check_dims(m, k, n)?;
         if a.len() != a_len || b.len() != b_len {
             return Err(Error::bad(format!(
                 "matmul: a needs {m}×{k} = {a_len} elements (has {}), b needs {k}×{n} = {b_len} (has {})",
                 a.len(),
                 b.len()
-            )));
-        }
-        // The output is allocated from m and n alone, which empty inputs
-        // ((m, 0) by (0, n)) do not bound.
-        if count(m, n).is_none() {
-            return Err(Error::bad(format!(
-                "matmul: the product would be {m}×{n}, more than {MAX_ELEMENTS} elements"
             )));
         }
         Ok(Matmul { m, k, n, a, b })
@@ -287,11 +274,30 @@ impl Matmul {
 
 }
 
+/// The elements of a (m×k) and of b (k×n), each and the product's at most
+/// [`MAX_ELEMENTS`]: checked, so that (2³², 2³²) inputs cannot wrap to an
+/// empty product, and the output (allocated from m and n alone, which empty
+/// inputs, (m, 0) by (0, n), do not bound) stays bounded.
+fn check_dims(m: usize, k: usize, n: usize) -> Result<(usize, usize)> {
+    let count = |r: usize, c: usize| r.checked_mul(c).filter(|&e| e <= MAX_ELEMENTS);
+    let (Some(a_len), Some(b_len)) = (count(m, k), count(k, n)) else {
+        return Err(Error::bad(format!(
+            "matmul: a ({m}×{k}) or b ({k}×{n}) has more than {MAX_ELEMENTS} elements"
+        )));
+    };
+    if count(m, n).is_none() {
+        return Err(Error::bad(format!(
+            "matmul: the product would be {m}×{n}, more than {MAX_ELEMENTS} elements"
+        )));
+    }
+    Ok((a_len, b_len))
+}
+
 impl KernelTask for Matmul {
-    fn from_job(mut inputs: Inputs, _params: &Params) -> Result<Self> {
+    fn plan(mut inputs: Inputs<Spec>, _params: &Params) -> Result<Plan> {
         let a = inputs.take("a", &[DType::F32], 2)?;
         let b = inputs.take("b", &[DType::F32], 2)?;
-        let (m, k, k2, n) = (a.shape()[0], a.shape()[1], b.shape()[0], b.shape()[1]);
+        let (m, k, k2, n) = (a.shape[0], a.shape[1], b.shape[0], b.shape[1]);
         if k != k2 {
             return Err(Error::bad(format!(
                 "matmul: 'a' is {} and 'b' is {}; a's columns ({k}) must equal b's rows ({k2})",
@@ -299,6 +305,20 @@ impl KernelTask for Matmul {
                 b.describe()
             )));
         }
+        check_dims(m, k, n)?;
+        Ok(Plan::new([(
+            "out",
+            Spec {
+                dtype: DType::F32,
+                shape: vec![m, n],
+            },
+        )]))
+    }
+
+    fn from_job(mut inputs: Inputs, _params: &Params) -> Result<Self> {
+        let a = inputs.take("a", &[DType::F32], 2)?;
+        let b = inputs.take("b", &[DType::F32], 2)?;
+        let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
         let (TensorData::F32(a), TensorData::F32(b)) = (a.into_data(), b.into_data()) else {
             unreachable!("dtypes checked above")
         };

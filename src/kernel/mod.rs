@@ -28,7 +28,7 @@ pub use self::profile::Profile;
 pub use params::{Params, param_text};
 
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Tensor};
+use crate::tensor::{DType, Described, Spec, Tensor};
 
 /// The catalog: one line per kernel, `Variant: module::TaskType`, in the
 /// order `anycore kernels` lists them. A kernel's name is its module's.
@@ -88,6 +88,12 @@ macro_rules! declare_kernels {
                 Ok(match self {
                     $(Kernel::$variant => Task::$variant($module::$task::from_job(inputs, params)?),)*
                 })
+            }
+
+            fn plan_checked(self, inputs: Inputs<Spec>, params: &Params) -> Result<Plan> {
+                match self {
+                    $(Kernel::$variant => $module::$task::plan(inputs, params),)*
+                }
             }
         }
 
@@ -153,8 +159,17 @@ catalog!(declare_kernels);
 /// to the task's own kernel (a match the catalog writes, not a trait
 /// object).
 pub(crate) trait KernelTask {
-    /// Checks a job's inputs and parameters against the kernel's rules
-    /// (dtypes, shapes, ranges, bounded sizes).
+    /// Checks a job's inputs' dtypes and shapes and its parameters against
+    /// the kernel's rules (ranges, bounded sizes), and says what it gives:
+    /// everything that can be known before the data is there. Every job
+    /// passes through it before [`KernelTask::from_job`], and every step of
+    /// a pipeline before the pipeline runs.
+    fn plan(inputs: Inputs<Spec>, params: &Params) -> Result<Plan>
+    where
+        Self: Sized;
+
+    /// Builds the task from a job that [`KernelTask::plan`] accepted; only
+    /// the checks that need the data are left here.
     fn from_job(inputs: Inputs, params: &Params) -> Result<Self>
     where
         Self: Sized;
@@ -382,24 +397,81 @@ impl Task {
     /// (dtypes, shapes, parameter ranges).
     pub fn new(job: Job) -> Result<Task> {
         let kernel = job.kernel;
-        for name in job.params.keys() {
-            kernel.check_param(name)?;
-        }
-        let params = Params::new(kernel.name(), &job.params);
+        let params = kernel.params(&job.params)?;
         let inputs = Inputs::new(kernel, job.inputs)?;
+        kernel.plan_checked(inputs.specs(), &params)?;
         kernel.validate(inputs, &params)
     }
 }
 
-/// A job's input tensors, checked against the signature; kernels take them
-/// out one by one with the checks they need.
-pub(crate) struct Inputs {
+/// What a job will give, known before it runs: its outputs' dtypes and
+/// shapes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// The outputs the job gives, by name, in signature order.
+    pub outputs: Vec<(&'static str, Spec)>,
+}
+
+impl Plan {
+    /// A plan giving `outputs`.
+    pub(crate) fn new(outputs: impl IntoIterator<Item = (&'static str, Spec)>) -> Self {
+        Plan {
+            outputs: outputs.into_iter().collect(),
+        }
+    }
+
+    /// The spec of output `name`, if the job gives it.
+    pub fn output(&self, name: &str) -> Option<&Spec> {
+        self.outputs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s)
+    }
+}
+
+impl Kernel {
+    /// Checks a job given only its inputs' dtypes and shapes (the checks of
+    /// [`Task::new`] that need no data) and says what it would give.
+    pub fn plan(
+        self,
+        inputs: BTreeMap<String, Spec>,
+        params: &BTreeMap<String, String>,
+    ) -> Result<Plan> {
+        let params = self.params(params)?;
+        self.plan_checked(Inputs::new(self, inputs)?, &params)
+    }
+
+    fn params<'p>(self, params: &'p BTreeMap<String, String>) -> Result<Params<'p>> {
+        for name in params.keys() {
+            self.check_param(name)?;
+        }
+        Ok(Params::new(self.name(), params))
+    }
+}
+
+/// A job's input tensors (or only their specs), checked against the
+/// signature; kernels take them out one by one with the checks they need.
+pub(crate) struct Inputs<T = Tensor> {
     kernel: Kernel,
-    map: BTreeMap<String, Tensor>,
+    map: BTreeMap<String, T>,
 }
 
 impl Inputs {
-    fn new(kernel: Kernel, map: BTreeMap<String, Tensor>) -> Result<Self> {
+    /// The inputs' specs, for [`KernelTask::plan`].
+    fn specs(&self) -> Inputs<Spec> {
+        Inputs {
+            kernel: self.kernel,
+            map: self
+                .map
+                .iter()
+                .map(|(k, t)| (k.clone(), t.spec()))
+                .collect(),
+        }
+    }
+}
+
+impl<T: Described> Inputs<T> {
+    fn new(kernel: Kernel, map: BTreeMap<String, T>) -> Result<Self> {
         for name in map.keys() {
             kernel.check_input(name)?;
         }
@@ -421,7 +493,7 @@ impl Inputs {
         name: &str,
         dtypes: &[DType],
         rank: usize,
-    ) -> Result<Option<Tensor>> {
+    ) -> Result<Option<T>> {
         if self.map.contains_key(name) {
             self.take(name, dtypes, rank).map(Some)
         } else {
@@ -430,7 +502,7 @@ impl Inputs {
     }
 
     /// Takes an input, which must have one of `dtypes` and `rank` dimensions.
-    pub(crate) fn take(&mut self, name: &str, dtypes: &[DType], rank: usize) -> Result<Tensor> {
+    pub(crate) fn take(&mut self, name: &str, dtypes: &[DType], rank: usize) -> Result<T> {
         let kernel = self.kernel;
         let t = self
             .map

@@ -7,11 +7,9 @@
 use rayon::prelude::*;
 
 use super::profile::{self, Bandwidth, Profile, Unit, random_f32};
-use super::{
-    Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, ShaderInfo, Signature, Task,
-};
+use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Tensor, TensorData};
+use crate::tensor::{DType, Spec, Tensor, TensorData};
 
 /// Input `x`; parameter `op`; output `out` (shape `[1]`).
 pub const SIGNATURE: Signature = Signature {
@@ -103,12 +101,7 @@ impl Reduce {
                 "reduce: input 'x' must be f32, u32 or i32, not u8",
             ));
         }
-        if x.is_empty() && op != ReduceOp::Sum {
-            return Err(Error::bad(format!(
-                "reduce: the {} of an empty array is undefined (input 'x' has no elements)",
-                op.name()
-            )));
-        }
+        check_len(op, x.len())?;
         Ok(Reduce { op, x })
     }
 
@@ -120,14 +113,21 @@ impl Reduce {
 }
 
 impl KernelTask for Reduce {
+    fn plan(mut inputs: Inputs<Spec>, params: &Params) -> Result<Plan> {
+        let x = inputs.take("x", &[DType::F32, DType::U32, DType::I32], 1)?;
+        check_len(op(params)?, x.shape[0])?;
+        Ok(Plan::new([(
+            "out",
+            Spec {
+                dtype: x.dtype,
+                shape: vec![1],
+            },
+        )]))
+    }
+
     fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
         let x = inputs.take("x", &[DType::F32, DType::U32, DType::I32], 1)?;
-        let op = match params.choice("op", &["sum", "min", "max"], "sum")? {
-            "min" => ReduceOp::Min,
-            "max" => ReduceOp::Max,
-            _ => ReduceOp::Sum,
-        };
-        Reduce::new(op, x.into_data())
+        Reduce::new(op(params)?, x.into_data())
     }
 
     fn run_cpu(&self) -> Outputs {
@@ -254,6 +254,26 @@ pub(crate) fn sum_f64(block: &[f32]) -> f64 {
     }
     let tail: f64 = runs.remainder().iter().map(|&x| f64::from(x)).sum();
     totals.iter().sum::<f64>() + tail
+}
+
+/// The `op` parameter.
+fn op(params: &Params) -> Result<ReduceOp> {
+    Ok(match params.choice("op", &["sum", "min", "max"], "sum")? {
+        "min" => ReduceOp::Min,
+        "max" => ReduceOp::Max,
+        _ => ReduceOp::Sum,
+    })
+}
+
+/// Only `sum` has a value for no elements.
+fn check_len(op: ReduceOp, n: usize) -> Result<()> {
+    if n == 0 && op != ReduceOp::Sum {
+        return Err(Error::bad(format!(
+            "reduce: the {} of an empty array is undefined (input 'x' has no elements)",
+            op.name()
+        )));
+    }
+    Ok(())
 }
 
 fn f32_identity(op: ReduceOp) -> f32 {

@@ -19,11 +19,9 @@
 use rayon::prelude::*;
 
 use super::profile::{self, Bandwidth, Profile, Unit};
-use super::{
-    Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, ShaderInfo, Signature, Task,
-};
+use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Tensor, TensorData};
+use crate::tensor::{DType, Spec, Tensor, TensorData};
 
 /// Input `x`; parameter `inclusive`; output `out`.
 pub const SIGNATURE: Signature = Signature {
@@ -141,6 +139,12 @@ impl Scan {
 }
 
 impl KernelTask for Scan {
+    fn plan(mut inputs: Inputs<Spec>, params: &Params) -> Result<Plan> {
+        let x = inputs.take("x", &[DType::U32, DType::I32, DType::F32], 1)?;
+        params.bool_or("inclusive", false)?;
+        Ok(Plan::new([("out", x)]))
+    }
+
     fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
         let x = inputs.take("x", &[DType::U32, DType::I32, DType::F32], 1)?;
         let inclusive = params.bool_or("inclusive", false)?;

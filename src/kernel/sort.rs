@@ -23,11 +23,9 @@
 use rayon::prelude::*;
 
 use super::profile::{self, Profile, Unit};
-use super::{
-    Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, ShaderInfo, Signature, Task,
-};
+use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Tensor, TensorData};
+use crate::tensor::{DType, Spec, Tensor, TensorData};
 
 /// Inputs `keys` and optional `values`; parameter `indices`; outputs
 /// `keys`, `values`, `indices`.
@@ -160,21 +158,11 @@ impl Sort {
                 "sort: input 'keys' must be u32, i32 or f32, not u8",
             ));
         }
-        if let Payload::Values(v) = &payload
-            && v.len() != keys.len()
-        {
-            return Err(Error::bad(format!(
-                "sort: input 'values' has {} elements but 'keys' has {}; they must match",
-                v.len(),
-                keys.len()
-            )));
-        }
-        if keys.len() > u32::MAX as usize {
-            return Err(Error::bad(format!(
-                "sort: {} keys are more than indices of u32 can number",
-                keys.len()
-            )));
-        }
+        let values = match &payload {
+            Payload::Values(v) => Some(v.len()),
+            _ => None,
+        };
+        check_lens(keys.len(), values)?;
         Ok(Sort { keys, payload })
     }
 
@@ -237,18 +225,59 @@ fn from_order(dtype: DType, bits: &mut [u32]) {
     }
 }
 
+/// The `indices` parameter, which input 'values' excludes.
+fn indices(params: &Params, has_values: bool) -> Result<bool> {
+    let indices = params.bool_or("indices", false)?;
+    if indices && has_values {
+        return Err(Error::bad(
+            "sort: give input 'values' or parameter indices=true, not both",
+        ));
+    }
+    Ok(indices)
+}
+
+/// Values, when given, match the keys one for one; the keys' positions fit
+/// u32 (the indices output).
+fn check_lens(keys: usize, values: Option<usize>) -> Result<()> {
+    if let Some(values) = values
+        && values != keys
+    {
+        return Err(Error::bad(format!(
+            "sort: input 'values' has {values} elements but 'keys' has {keys}; they must match"
+        )));
+    }
+    if keys > u32::MAX as usize {
+        return Err(Error::bad(format!(
+            "sort: {keys} keys are more than indices of u32 can number"
+        )));
+    }
+    Ok(())
+}
+
 impl KernelTask for Sort {
+    fn plan(mut inputs: Inputs<Spec>, params: &Params) -> Result<Plan> {
+        let keys = inputs.take("keys", &[DType::U32, DType::I32, DType::F32], 1)?;
+        let values = inputs.take_optional("values", &[DType::U32], 1)?;
+        let indices = indices(params, values.is_some())?;
+        check_lens(keys.shape[0], values.as_ref().map(|v| v.shape[0]))?;
+        let u32s = Spec {
+            dtype: DType::U32,
+            shape: keys.shape.clone(),
+        };
+        let payload = match (values.is_some(), indices) {
+            (true, _) => Some(("values", u32s)),
+            (false, true) => Some(("indices", u32s)),
+            (false, false) => None,
+        };
+        Ok(Plan::new([("keys", keys)].into_iter().chain(payload)))
+    }
+
     fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
         let keys = inputs.take("keys", &[DType::U32, DType::I32, DType::F32], 1)?;
         let values = inputs.take_optional("values", &[DType::U32], 1)?;
-        let indices = params.bool_or("indices", false)?;
+        let indices = indices(params, values.is_some())?;
         let payload = match (values, indices) {
-            (Some(_), true) => {
-                return Err(Error::bad(
-                    "sort: give input 'values' or parameter indices=true, not both",
-                ));
-            }
-            (Some(v), false) => match v.into_data() {
+            (Some(v), _) => match v.into_data() {
                 TensorData::U32(v) => Payload::Values(v),
                 _ => unreachable!("dtype checked above"),
             },

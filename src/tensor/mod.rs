@@ -6,7 +6,8 @@ pub mod npy;
 use std::fmt;
 
 /// Element types anycore understands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DType {
     /// 32-bit IEEE float.
     F32,
@@ -161,6 +162,53 @@ impl TensorData {
     }
 }
 
+/// A tensor's dtype and shape without its elements: what the later steps
+/// of a pipeline are checked against before anything runs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Spec {
+    /// The element type.
+    pub dtype: DType,
+    /// The shape.
+    pub shape: Vec<usize>,
+}
+
+impl Spec {
+    /// `dtype[d0, d1, …]`, as used in messages.
+    pub fn describe(&self) -> String {
+        describe(self.dtype, &self.shape)
+    }
+}
+
+/// What a kernel's input checks look at: a tensor, or only its [`Spec`].
+pub trait Described {
+    /// The element type.
+    fn dtype(&self) -> DType;
+    /// The shape.
+    fn shape(&self) -> &[usize];
+    /// `dtype[d0, d1, …]`, as used in messages.
+    fn describe(&self) -> String {
+        describe(self.dtype(), self.shape())
+    }
+}
+
+impl Described for Spec {
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+}
+
+impl Described for Tensor {
+    fn dtype(&self) -> DType {
+        Tensor::dtype(self)
+    }
+    fn shape(&self) -> &[usize] {
+        Tensor::shape(self)
+    }
+}
+
 /// An n-dimensional array in C order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
@@ -250,6 +298,14 @@ impl Tensor {
     /// `dtype[d0, d1, …]`, as used in messages.
     pub fn describe(&self) -> String {
         describe(self.dtype(), &self.shape)
+    }
+
+    /// Its dtype and shape.
+    pub fn spec(&self) -> Spec {
+        Spec {
+            dtype: self.dtype(),
+            shape: self.shape.clone(),
+        }
     }
 }
 
