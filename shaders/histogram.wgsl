@@ -19,7 +19,9 @@ struct Params {
     n: u32,
     bins: u32,
     scale: f32,
-    _pad: u32,
+    // Nonzero when scale is not finite (a range narrower than f32 can
+    // scale): then the bin is found by binary search over the edges.
+    search: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -44,6 +46,20 @@ fn bin_of(v: f32) -> u32 {
     let lo = edges[0];
     if is_nan(v) || v < lo || v > edges[bins] {
         return bins;
+    }
+    if params.search != 0u {
+        // The last edge <= v: edges[a] <= v holds throughout; a <= b <= last.
+        var a = 0u;
+        var b = last;
+        while a < b {
+            let mid = (a + b + 1u) / 2u;
+            if edges[mid] <= v {
+                a = mid;
+            } else {
+                b = mid - 1u;
+            }
+        }
+        return a;
     }
     // v >= lo, so the estimate is not negative; clamp it to the last bin.
     // Half distances, so that the difference never overflows; the estimate

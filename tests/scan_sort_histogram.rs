@@ -217,6 +217,28 @@ fn histogram_matches_reference(backend: &dyn Backend) {
         .map(|_| 3.0e38 * rng.random_range(-1.0f32..1.0))
         .collect();
     check_histogram(backend, wide, 4_097, Some((-3.0e38, 3.0e38)));
+    // A range too narrow for f32 to scale (its bins per unit overflow):
+    // bins found by search, on every backend.
+    let (lo, hi, bins) = (0.0, 1e-38, 3_001);
+    let edges = Histogram::new(Vec::new(), bins, Some((lo, hi)))
+        .unwrap()
+        .edges();
+    assert!(
+        Histogram::new(Vec::new(), bins, Some((lo, hi)))
+            .unwrap()
+            .scale
+            .is_infinite()
+    );
+    check_histogram(
+        backend,
+        histogram_data(&mut rng, 30_011, &edges)
+            .into_iter()
+            .map(|v| v * 1e-38)
+            .chain(edges.iter().copied().step_by(7))
+            .collect(),
+        bins,
+        Some((lo, hi)),
+    );
     // The default range: x's own minimum and maximum.
     check_histogram(backend, random_f32(&mut rng, 100_003), 13, None);
     check_histogram(backend, vec![2.5; 999], 3, None);

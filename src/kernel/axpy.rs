@@ -121,7 +121,8 @@ impl KernelTask for Axpy {
                 y.describe()
             )));
         }
-        Ok(Plan::new([("out", x)]))
+        let n = x.shape[0];
+        Ok(Plan::new([("out", x)], n as f64))
     }
 
     fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {

@@ -260,7 +260,7 @@ impl Histogram {
 
 impl KernelTask for Histogram {
     fn plan(mut inputs: Inputs<Spec>, p: &Params) -> Result<Plan> {
-        inputs.take("x", &[DType::F32], 1)?;
+        let x = inputs.take("x", &[DType::F32], 1)?;
         let (bins, range) = params(p)?;
         check_bins(bins)?;
         // Without a range the edges come from the data, checked when it is there.
@@ -273,7 +273,8 @@ impl KernelTask for Histogram {
                 dtype: DType::U32,
                 shape: vec![bins as usize],
             },
-        )]))
+        )],
+        x.shape[0] as f64))
     }
 
     fn from_job(mut inputs: Inputs, p: &Params) -> Result<Self> {

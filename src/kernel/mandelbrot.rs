@@ -259,7 +259,8 @@ impl KernelTask for Mandelbrot {
                 dtype: DType::U32,
                 shape: vec![m.height as usize, m.width as usize],
             },
-        )]))
+        )],
+        m.work_units()))
     }
 
     fn from_job(_inputs: Inputs, p: &Params) -> Result<Self> {

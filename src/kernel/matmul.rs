@@ -312,7 +312,8 @@ impl KernelTask for Matmul {
                 dtype: DType::F32,
                 shape: vec![m, n],
             },
-        )]))
+        )],
+        (m * k * n) as f64))
     }
 
     fn from_job(mut inputs: Inputs, _params: &Params) -> Result<Self> {

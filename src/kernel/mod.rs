@@ -410,13 +410,20 @@ impl Task {
 pub struct Plan {
     /// The outputs the job gives, by name, in signature order.
     pub outputs: Vec<(&'static str, Spec)>,
+    /// The job's size in its kernel's natural unit, as
+    /// [`Task::work_units`] will say: what the cost model predicts from.
+    pub work_units: f64,
 }
 
 impl Plan {
-    /// A plan giving `outputs`.
-    pub(crate) fn new(outputs: impl IntoIterator<Item = (&'static str, Spec)>) -> Self {
+    /// A plan giving `outputs`, of `work_units`.
+    pub(crate) fn new(
+        outputs: impl IntoIterator<Item = (&'static str, Spec)>,
+        work_units: f64,
+    ) -> Self {
         Plan {
             outputs: outputs.into_iter().collect(),
+            work_units,
         }
     }
 

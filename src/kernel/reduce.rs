@@ -122,7 +122,8 @@ impl KernelTask for Reduce {
                 dtype: x.dtype,
                 shape: vec![1],
             },
-        )]))
+        )],
+        x.shape[0] as f64))
     }
 
     fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {

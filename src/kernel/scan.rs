@@ -142,7 +142,8 @@ impl KernelTask for Scan {
     fn plan(mut inputs: Inputs<Spec>, params: &Params) -> Result<Plan> {
         let x = inputs.take("x", &[DType::U32, DType::I32, DType::F32], 1)?;
         params.bool_or("inclusive", false)?;
-        Ok(Plan::new([("out", x)]))
+        let n = x.shape[0];
+        Ok(Plan::new([("out", x)], n as f64))
     }
 
     fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {

@@ -269,7 +269,8 @@ impl KernelTask for Sort {
             (false, true) => Some(("indices", u32s)),
             (false, false) => None,
         };
-        Ok(Plan::new([("keys", keys)].into_iter().chain(payload)))
+        let n = keys.shape[0];
+        Ok(Plan::new([("keys", keys)].into_iter().chain(payload), n as f64))
     }
 
     fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {

@@ -18,7 +18,8 @@ struct Params {
     n: u32,
     bins: u32,
     scale: f32,
-    _pad: u32,
+    /// 1: find bins by binary search (`scale` is not finite).
+    search: u32,
 }
 
 pub(super) fn run(exec: &mut Exec, t: &Histogram) -> Result<Outputs> {
@@ -47,7 +48,7 @@ pub(super) fn run(exec: &mut Exec, t: &Histogram) -> Result<Outputs> {
             n: len as u32,
             bins: bins as u32,
             scale: t.scale,
-            _pad: 0,
+            search: u32::from(!t.scale.is_finite()),
         };
         let groups = grid::groups_for(len, WORKGROUP).min(MAX_GROUPS);
         let storage = vec![
