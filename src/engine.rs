@@ -24,9 +24,10 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::{GpuBackend, GpuOptions};
 use crate::backend::{Backend, BackendChoice};
 use crate::coordinator::cost::CostModel;
-use crate::coordinator::{Coordinator, JobHandle, JobReport};
+use crate::coordinator::{Coordinator, JobHandle, JobReport, PipelineReport};
 use crate::error::{Error, Result};
 use crate::kernel::{Job, Task};
+use crate::pipeline::Pipeline;
 
 /// Where the cost model for `auto` comes from.
 #[derive(Clone, Debug)]
@@ -173,6 +174,22 @@ impl Engine {
         self.coordinator.run(Task::new(job)?, choice).await
     }
 
+    /// Runs a pipeline wherever `auto` places it.
+    pub async fn run_pipeline(&self, pipeline: Pipeline) -> Result<PipelineReport> {
+        self.run_pipeline_on(pipeline, BackendChoice::Auto).await
+    }
+
+    /// Checks a pipeline as a whole, then runs it on the chosen backend.
+    pub async fn run_pipeline_on(
+        &self,
+        pipeline: Pipeline,
+        choice: BackendChoice,
+    ) -> Result<PipelineReport> {
+        self.coordinator
+            .run_pipeline(pipeline.check()?, choice)
+            .await
+    }
+
     /// Submits a job, waiting while the engine is full.
     pub async fn submit(&self, job: Job, choice: BackendChoice) -> Result<JobHandle> {
         self.coordinator.submit(Task::new(job)?, choice).await
@@ -211,6 +228,16 @@ impl BlockingEngine {
     /// Runs a job on the chosen backend, blocking until it is done.
     pub fn run_on(&self, job: Job, choice: BackendChoice) -> Result<JobReport> {
         self.runtime.block_on(self.engine.run_on(job, choice))
+    }
+
+    /// Runs a pipeline on the chosen backend, blocking until it is done.
+    pub fn run_pipeline_on(
+        &self,
+        pipeline: Pipeline,
+        choice: BackendChoice,
+    ) -> Result<PipelineReport> {
+        self.runtime
+            .block_on(self.engine.run_pipeline_on(pipeline, choice))
     }
 
     /// Runs a checked task on the chosen backend, blocking until it is done.

@@ -90,6 +90,22 @@ impl Error {
     pub(crate) fn bad(message: impl Into<String>) -> Self {
         Error::BadInput(message.into())
     }
+
+    /// The same error with its message prefixed by `what: ` (a pipeline's
+    /// step, say), keeping its kind.
+    pub fn context(self, what: &str) -> Self {
+        match self {
+            Error::BadInput(m) => Error::BadInput(format!("{what}: {m}")),
+            Error::BadFile { path, message } => Error::BadFile {
+                path,
+                message: format!("{what}: {message}"),
+            },
+            Error::Gpu(m) => Error::Gpu(format!("{what}: {m}")),
+            Error::Panicked(m) => Error::Panicked(format!("{what}: {m}")),
+            Error::Internal(m) => Error::Internal(format!("{what}: {m}")),
+            other => other,
+        }
+    }
 }
 
 /// `Result` with [`Error`].

@@ -51,6 +51,7 @@ pub mod coordinator;
 pub mod engine;
 pub mod error;
 pub mod kernel;
+pub mod pipeline;
 pub mod service;
 pub mod tensor;
 

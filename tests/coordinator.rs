@@ -203,6 +203,77 @@ async fn a_long_gpu_queue_spills_work_to_the_cpu() {
     assert!(backends.contains(&BackendKind::Cpu), "{backends:?}");
 }
 
+/// A pipeline placed by `auto` on the backend whose steps add up to less
+/// (the crossover model: two axpy steps of 10⁶ elements, 2 ms on the GPU
+/// against 10 ms on the CPU; of 10³, the CPU); a GPU failure re-runs the
+/// whole pipeline on the CPU and says so; a panicking step fails only its
+/// pipeline.
+#[tokio::test]
+async fn pipelines_are_placed_as_a_whole_and_fall_back_as_a_whole() {
+    use anycore::pipeline::{Pipeline, Step};
+    use anycore::tensor::Tensor;
+    let mut rng = rng();
+    let two_steps = |n: usize, rng: &mut rand::rngs::SmallRng| {
+        let (x, y) = (random_f32(rng, n), random_f32(rng, n));
+        let want: Vec<f32> = x.iter().zip(&y).map(|(x, y)| 2.0 * x + (x + y)).collect();
+        let x = Tensor::from_f32(x);
+        let pipeline = Pipeline::new()
+            .step(
+                Step::new("s", Kernel::Axpy)
+                    .input("x", x.clone())
+                    .input("y", Tensor::from_f32(y)),
+            )
+            .step(
+                Step::new("t", Kernel::Axpy)
+                    .param("a", 2)
+                    .input_from("y", "s", "out")
+                    .input("x", x),
+            )
+            .output("out", "t", "out");
+        (pipeline.check().unwrap(), want)
+    };
+    let coord = coordinator(Act::Work, crossover_model(), 8);
+    for (n, kind) in [(1_000_000, BackendKind::Gpu), (1_000, BackendKind::Cpu)] {
+        let (pipeline, _) = two_steps(n, &mut rng);
+        let report = coord
+            .run_pipeline(pipeline, BackendChoice::Auto)
+            .await
+            .unwrap();
+        assert_eq!(report.backend, kind, "n={n}: {}", report.placement_reason);
+        assert_eq!(report.steps.len(), 2);
+    }
+    let coord = coordinator(Act::Fail, crossover_model(), 8);
+    let (pipeline, want) = two_steps(5_000, &mut rng);
+    let report = coord
+        .run_pipeline(pipeline, BackendChoice::Gpu)
+        .await
+        .unwrap();
+    assert_eq!(report.backend, BackendKind::Cpu);
+    assert!(
+        report.placement_reason.contains("re-ran on the CPU"),
+        "{}",
+        report.placement_reason
+    );
+    assert_close(
+        "fallback",
+        report.outputs["out"].as_f32().unwrap(),
+        &want,
+        1e-5,
+    );
+    let coord = coordinator(Act::Panic, crossover_model(), 8);
+    let (pipeline, _) = two_steps(10, &mut rng);
+    let err = coord
+        .run_pipeline(pipeline, BackendChoice::Gpu)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Panicked(_)), "{err}");
+    let (task, _) = axpy(10);
+    assert_eq!(
+        coord.run(task, BackendChoice::Cpu).await.unwrap().backend,
+        BackendKind::Cpu
+    );
+}
+
 #[tokio::test]
 async fn a_gpu_failure_reruns_the_job_on_the_cpu_and_says_so() {
     let coord = coordinator(Act::Fail, crossover_model(), 8);

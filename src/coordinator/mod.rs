@@ -31,10 +31,11 @@ use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use self::cost::CostModel;
-use self::worker::{Item, WorkerHandle};
+use self::worker::{Item, Work, WorkerHandle};
 use crate::backend::{Backend, BackendChoice, BackendKind, Timings};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Outputs, Task};
+use crate::pipeline::{CheckedPipeline, StepRun};
 
 /// A finished job: where it ran, why, how long it took, and its outputs.
 #[derive(Debug)]
@@ -50,6 +51,24 @@ pub struct JobReport {
     /// Time per phase, the wait in the queue included.
     pub timings: Timings,
     /// Output tensors by name.
+    pub outputs: Outputs,
+}
+
+/// A finished pipeline: where it ran (all of it, on one backend), why, how
+/// long each phase and each step took, and the outputs asked for.
+#[derive(Debug)]
+pub struct PipelineReport {
+    /// Where it ran.
+    pub backend: BackendKind,
+    /// The device's name.
+    pub device: String,
+    /// Why there.
+    pub placement_reason: String,
+    /// Time per phase over all steps, the wait in the queue included.
+    pub timings: Timings,
+    /// Each step, in order.
+    pub steps: Vec<StepRun>,
+    /// The outputs asked for, by the names they were asked under.
     pub outputs: Outputs,
 }
 
@@ -251,6 +270,33 @@ impl Coordinator {
         self.submit(task, choice).await?.wait().await
     }
 
+    /// Runs a checked pipeline as one unit on one backend, waiting while
+    /// the coordinator is full: placed once (`auto` adds up its steps'
+    /// predicted times on each backend), its steps run one after another
+    /// on that backend's worker.
+    pub async fn run_pipeline(
+        &self,
+        pipeline: CheckedPipeline,
+        choice: BackendChoice,
+    ) -> Result<PipelineReport> {
+        self.check_open()?;
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        let (worker, reason, predicted_ms) = self.place(&Placing::Pipeline(&pipeline), choice)?;
+        let (tx, rx) = oneshot::channel();
+        worker.send(Item {
+            work: Work::Pipeline(pipeline, tx),
+            reason,
+            predicted_ms,
+            queued_at: Instant::now(),
+            cancelled: Arc::default(),
+            _permit: permit,
+        });
+        rx.await.unwrap_or(Err(Error::ShuttingDown))
+    }
+
     /// Stops taking jobs, waits until every job in flight is answered, then
     /// ends the worker threads (releasing the GPU device). Jobs submitted
     /// afterwards get [`Error::ShuttingDown`].
@@ -285,15 +331,14 @@ impl Coordinator {
         choice: BackendChoice,
         permit: OwnedSemaphorePermit,
     ) -> Result<JobHandle> {
-        let (worker, reason, predicted_ms) = self.place(&task, choice)?;
+        let (worker, reason, predicted_ms) = self.place(&Placing::Job(&task), choice)?;
         let (tx, rx) = oneshot::channel();
         let cancelled = Arc::new(AtomicBool::new(false));
         worker.send(Item {
-            task,
+            work: Work::Job(task, tx),
             reason,
             predicted_ms,
             queued_at: Instant::now(),
-            reply: tx,
             cancelled: Arc::clone(&cancelled),
             _permit: permit,
         });
@@ -303,10 +348,16 @@ impl Coordinator {
         })
     }
 
-    /// Chooses a worker for a job and says why.
-    fn place(&self, task: &Task, choice: BackendChoice) -> Result<(&WorkerHandle, String, f64)> {
+    /// Chooses a worker for a job or a pipeline and says why.
+    fn place(&self, work: &Placing, choice: BackendChoice) -> Result<(&WorkerHandle, String, f64)> {
         let model = self.model.lock().unwrap_or_else(|e| e.into_inner());
-        let predict = |w: &WorkerHandle| model.predict(w.kind, task);
+        let predict = |w: &WorkerHandle| match work {
+            Placing::Job(task) => model.predict(w.kind, task),
+            Placing::Pipeline(p) => p
+                .work()
+                .map(|(kernel, units)| model.line(w.kind, kernel).map(|l| l.predict(units)))
+                .sum(),
+        };
         let cpu = &self.cpu;
         match (choice, &self.gpu) {
             (BackendChoice::Cpu, _) => Ok((
@@ -340,10 +391,30 @@ impl Coordinator {
                 }
                 _ => Ok((
                     gpu,
-                    format!("auto: no cost model for {}; GPU preferred", task.kernel()),
+                    format!("auto: no cost model for {}; GPU preferred", work.what()),
                     0.0,
                 )),
             },
+        }
+    }
+}
+
+/// What is being placed.
+enum Placing<'a> {
+    Job(&'a Task),
+    Pipeline(&'a CheckedPipeline),
+}
+
+impl Placing<'_> {
+    /// What it is, for a placement reason.
+    fn what(&self) -> String {
+        match self {
+            Placing::Job(task) => task.kernel().to_string(),
+            Placing::Pipeline(p) => {
+                let kernels: std::collections::BTreeSet<String> =
+                    p.work().map(|(k, _)| k.to_string()).collect();
+                kernels.into_iter().collect::<Vec<_>>().join(", ")
+            }
         }
     }
 }

@@ -24,25 +24,43 @@ use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
-use super::JobReport;
 use super::cost::{self, CostModel, Line};
 use super::probe;
+use super::{JobReport, PipelineReport};
 use crate::backend::Timings;
 use crate::backend::{Backend, BackendKind, Run};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Task};
+use crate::pipeline::{CheckedPipeline, PipelineRun};
 
-/// One queued job.
+/// One queued job or pipeline.
 pub(super) struct Item {
-    pub task: Task,
+    pub work: Work,
     pub reason: String,
     pub predicted_ms: f64,
     pub queued_at: Instant,
-    pub reply: oneshot::Sender<Result<JobReport>>,
     pub cancelled: Arc<AtomicBool>,
-    /// Held until the job is answered: it is the job's place in the bound
-    /// on work in flight.
+    /// Held until the work is answered: it is its place in the bound on
+    /// work in flight.
     pub _permit: OwnedSemaphorePermit,
+}
+
+/// What an item runs, and where its answer goes.
+pub(super) enum Work {
+    /// One task.
+    Job(Task, oneshot::Sender<Result<JobReport>>),
+    /// A pipeline's steps, one after another on this backend.
+    Pipeline(CheckedPipeline, oneshot::Sender<Result<PipelineReport>>),
+}
+
+impl Work {
+    /// Answers with an error.
+    fn fail(self, e: Error) {
+        match self {
+            Work::Job(_, reply) => drop(reply.send(Err(e))),
+            Work::Pipeline(_, reply) => drop(reply.send(Err(e))),
+        }
+    }
 }
 
 /// What a worker's queue carries.
@@ -86,7 +104,7 @@ impl WorkerHandle {
             self.backlog_us
                 .fetch_sub(to_us(item.predicted_ms), Ordering::Relaxed);
             self.queued.fetch_sub(1, Ordering::Relaxed);
-            let _ = item.reply.send(Err(Error::ShuttingDown));
+            item.work.fail(Error::ShuttingDown);
         }
     }
 
@@ -189,82 +207,172 @@ fn run_one(
     item: Item,
 ) {
     let Item {
-        task,
+        work,
         reason,
         predicted_ms,
         queued_at,
-        reply,
         cancelled,
         _permit: permit,
     } = item;
     if cancelled.load(Ordering::Relaxed) {
-        answer(reply, permit, Err(Error::Cancelled));
+        drop(permit);
+        work.fail(Error::Cancelled);
         return;
     }
     let started = Instant::now();
     let queued_ms = started.duration_since(queued_at).as_secs_f64() * 1e3;
-    let kernel = task.kernel();
-    let work = cost::work_units(&task);
-    // A worker with a fallback may need the task again; one without hands it
-    // over, so the backend can reuse its buffers. A panic inside a kernel
-    // fails this job only; the worker lives on.
-    let (outcome, kept) = if fallback.is_some() {
-        (catch(|| backend.run(&task)), Some(task))
-    } else {
-        (catch(|| backend.run_owned(task)), None)
+    // A worker with a fallback may need the work again; one without hands
+    // it over, so the backend can reuse its buffers. A panic inside a
+    // kernel fails this work only; the worker lives on.
+    let keep = fallback.is_some();
+    let (outcome, kept, reply) = match work {
+        Work::Job(task, reply) => {
+            let kept = keep.then(|| task.clone());
+            let kernel = task.kernel();
+            let run = catch(|| run_task(backend, model, task, keep));
+            (
+                run.map(|run| Done::Job(kernel, run)),
+                kept.map(Kept::Job),
+                Reply::Job(reply),
+            )
+        }
+        Work::Pipeline(pipeline, reply) => {
+            let kept = keep.then(|| pipeline.clone());
+            let run = catch(|| pipeline.run(|task| run_task(backend, model, task, keep)));
+            (
+                run.map(Done::Pipeline),
+                kept.map(Kept::Pipeline),
+                Reply::Pipeline(reply),
+            )
+        }
     };
-    match (outcome, fallback, kept) {
-        (Ok(run), _, _) => {
-            model.lock().unwrap_or_else(|e| e.into_inner()).observe(
-                backend.kind(),
-                kernel,
-                work,
-                run.timings.total,
-            );
-            let t = run.timings;
+    let timings = |t: Timings| Timings {
+        queued: queued_ms,
+        total: queued_ms + t.total,
+        ..t
+    };
+    match (outcome, reply) {
+        (Ok(Done::Job(kernel, run)), Reply::Job(reply)) => {
             let report = JobReport {
                 kernel,
                 backend: backend.kind(),
                 device: backend.device(),
                 placement_reason: reason,
-                timings: Timings {
-                    queued: queued_ms,
-                    total: queued_ms + t.total,
-                    ..t
-                },
+                timings: timings(run.timings),
                 outputs: run.outputs,
             };
-            answer(reply, permit, Ok(report));
+            answer(permit, || drop(reply.send(Ok(report))));
         }
-        (Err(Error::Gpu(why)), Some(fallback), Some(task)) => {
-            log::warn!("{kernel} failed on the GPU ({why}); re-running it on the CPU");
-            fallback.send(Item {
-                task,
-                reason: format!("{reason}; the GPU failed ({why}), so it re-ran on the CPU"),
-                predicted_ms,
-                // The time already spent waiting counts toward the job's queue time.
-                queued_at,
-                reply,
-                cancelled,
-                _permit: permit,
-            });
+        (Ok(Done::Pipeline(run)), Reply::Pipeline(reply)) => {
+            let report = PipelineReport {
+                backend: backend.kind(),
+                device: backend.device(),
+                placement_reason: reason,
+                timings: timings(run.timings),
+                steps: run.steps,
+                outputs: run.outputs,
+            };
+            answer(permit, || drop(reply.send(Ok(report))));
         }
-        (Err(e), _, _) => answer(reply, permit, Err(e)),
+        (Ok(_), _) => unreachable!("the answer goes where the work came from"),
+        (Err(e), reply) => match (e, fallback, kept) {
+            (Error::Gpu(why), Some(fallback), Some(kept)) => {
+                log::warn!(
+                    "{} failed on the GPU ({why}); re-running it on the CPU",
+                    kept.what()
+                );
+                fallback.send(Item {
+                    work: kept.with(reply),
+                    reason: format!("{reason}; the GPU failed ({why}), so it re-ran on the CPU"),
+                    predicted_ms,
+                    // The time already spent waiting counts toward the queue time.
+                    queued_at,
+                    cancelled,
+                    _permit: permit,
+                });
+            }
+            (e, _, _) => answer(permit, || reply.fail(e)),
+        },
     }
 }
 
-/// Frees the job's place, then replies: a caller that hears back already
-/// sees the job gone from the count of jobs in flight.
-fn answer(
-    reply: oneshot::Sender<Result<JobReport>>,
-    permit: OwnedSemaphorePermit,
-    result: Result<JobReport>,
-) {
-    drop(permit);
-    let _ = reply.send(result);
+/// Runs one task, the cost model learning from it: by reference where the
+/// work may have to run again elsewhere, else handed over.
+fn run_task(
+    backend: &dyn Backend,
+    model: &Mutex<CostModel>,
+    task: Task,
+    keep: bool,
+) -> Result<Run> {
+    let kernel = task.kernel();
+    let work = cost::work_units(&task);
+    let run = if keep {
+        backend.run(&task)?
+    } else {
+        backend.run_owned(task)?
+    };
+    model.lock().unwrap_or_else(|e| e.into_inner()).observe(
+        backend.kind(),
+        kernel,
+        work,
+        run.timings.total,
+    );
+    Ok(run)
 }
 
-fn catch(run: impl FnOnce() -> Result<Run>) -> Result<Run> {
+/// Finished work.
+enum Done {
+    Job(Kernel, Run),
+    Pipeline(PipelineRun),
+}
+
+/// A copy of the work, for running it again on the CPU.
+enum Kept {
+    Job(Task),
+    Pipeline(CheckedPipeline),
+}
+
+impl Kept {
+    fn what(&self) -> String {
+        match self {
+            Kept::Job(t) => t.kernel().to_string(),
+            Kept::Pipeline(p) => format!("a pipeline of {} steps", p.len()),
+        }
+    }
+
+    /// The work again, answering where `reply` answers.
+    fn with(self, reply: Reply) -> Work {
+        match (self, reply) {
+            (Kept::Job(t), Reply::Job(r)) => Work::Job(t, r),
+            (Kept::Pipeline(p), Reply::Pipeline(r)) => Work::Pipeline(p, r),
+            _ => unreachable!("kept from the same work"),
+        }
+    }
+}
+
+/// Where an answer goes, once the work is gone.
+enum Reply {
+    Job(oneshot::Sender<Result<JobReport>>),
+    Pipeline(oneshot::Sender<Result<PipelineReport>>),
+}
+
+impl Reply {
+    fn fail(self, e: Error) {
+        match self {
+            Reply::Job(r) => drop(r.send(Err(e))),
+            Reply::Pipeline(r) => drop(r.send(Err(e))),
+        }
+    }
+}
+
+/// Frees the work's place, then replies: a caller that hears back already
+/// sees the work gone from the count in flight.
+fn answer(permit: OwnedSemaphorePermit, reply: impl FnOnce()) {
+    drop(permit);
+    reply();
+}
+
+fn catch<T>(run: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(AssertUnwindSafe(run))
         .unwrap_or_else(|panic| Err(Error::Panicked(panic_message(&*panic))))
 }

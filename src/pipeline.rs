@@ -1,0 +1,354 @@
+//! Pipelines: an ordered list of steps, each a job whose inputs are tensors
+//! or outputs of earlier steps, run as one unit on one backend.
+//!
+//! [`Pipeline::check`] checks the whole pipeline before anything runs: the
+//! steps' names (unique, every reference to an earlier step and to an
+//! output that step gives), each step's inputs and parameters through its
+//! kernel's [`Plan`] (dtypes and shapes of outputs flowing from step to
+//! step), and the outputs asked for. Errors name the step.
+//!
+//! [`CheckedPipeline::run`] then runs the steps in order through a
+//! function that runs one task (the coordinator passes its backend's):
+//! each step's outputs go into the later steps that use them without a
+//! copy (moved into the last step that uses them; copied only for a
+//! second use), only the outputs asked for are kept, and every step's
+//! timings are reported.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::backend::{Run, Timings};
+use crate::error::{Error, Result};
+use crate::kernel::{Job, Kernel, Outputs, Plan, Task};
+use crate::tensor::{Spec, Tensor};
+
+/// Most steps a pipeline may have.
+pub const MAX_STEPS: usize = 256;
+
+/// A pipeline as a caller states it; [`Pipeline::check`] checks it.
+#[derive(Clone, Debug, Default)]
+pub struct Pipeline {
+    /// The steps, in the order they run.
+    pub steps: Vec<Step>,
+    /// The results wanted, by the name they are returned under.
+    pub outputs: Vec<(String, StepOutput)>,
+}
+
+/// One step: a job whose inputs may be earlier steps' outputs.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// Its name, unique in the pipeline.
+    pub name: String,
+    /// Its kernel.
+    pub kernel: Kernel,
+    /// Parameters as text, by name.
+    pub params: BTreeMap<String, String>,
+    /// Inputs by name.
+    pub inputs: BTreeMap<String, StepInput>,
+}
+
+/// Where a step's input comes from.
+#[derive(Clone, Debug)]
+pub enum StepInput {
+    /// A tensor given with the pipeline.
+    Tensor(Tensor),
+    /// An output of an earlier step.
+    Output(StepOutput),
+}
+
+/// An output of a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepOutput {
+    /// The step's name.
+    pub step: String,
+    /// The output's name.
+    pub output: String,
+}
+
+impl Step {
+    /// A step named `name` running `kernel`, with no inputs or parameters
+    /// yet.
+    pub fn new(name: &str, kernel: Kernel) -> Self {
+        Step {
+            name: name.to_owned(),
+            kernel,
+            params: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a parameter.
+    pub fn param(mut self, name: &str, value: impl ToString) -> Self {
+        self.params.insert(name.to_owned(), value.to_string());
+        self
+    }
+
+    /// Adds an input tensor.
+    pub fn input(mut self, name: &str, tensor: Tensor) -> Self {
+        self.inputs
+            .insert(name.to_owned(), StepInput::Tensor(tensor));
+        self
+    }
+
+    /// Adds an input that is output `output` of the earlier step `step`.
+    pub fn input_from(mut self, name: &str, step: &str, output: &str) -> Self {
+        self.inputs.insert(
+            name.to_owned(),
+            StepInput::Output(StepOutput {
+                step: step.to_owned(),
+                output: output.to_owned(),
+            }),
+        );
+        self
+    }
+}
+
+impl Pipeline {
+    /// A pipeline with no steps yet.
+    pub fn new() -> Self {
+        Pipeline::default()
+    }
+
+    /// Appends a step.
+    pub fn step(mut self, step: Step) -> Self {
+        self.steps.push(step);
+        self
+    }
+
+    /// Asks for output `output` of step `step`, returned as `name`.
+    pub fn output(mut self, name: &str, step: &str, output: &str) -> Self {
+        self.outputs.push((
+            name.to_owned(),
+            StepOutput {
+                step: step.to_owned(),
+                output: output.to_owned(),
+            },
+        ));
+        self
+    }
+
+    /// Checks the whole pipeline before anything runs (see the module's
+    /// documentation); errors name the step.
+    pub fn check(self) -> Result<CheckedPipeline> {
+        if self.steps.is_empty() {
+            return Err(Error::bad("a pipeline needs at least one step"));
+        }
+        if self.steps.len() > MAX_STEPS {
+            return Err(Error::bad(format!(
+                "a pipeline has {} steps; at most {MAX_STEPS} are allowed",
+                self.steps.len()
+            )));
+        }
+        if self.outputs.is_empty() {
+            return Err(Error::bad(
+                "a pipeline needs at least one output (which step's output to return)",
+            ));
+        }
+        let mut plans: Vec<Plan> = Vec::with_capacity(self.steps.len());
+        for (i, step) in self.steps.iter().enumerate() {
+            let at = |e: Error| e.context(&format!("step '{}'", step.name));
+            if step.name.is_empty() {
+                return Err(Error::bad(format!("step {} has no name", i + 1)));
+            }
+            if self.steps[..i].iter().any(|s| s.name == step.name) {
+                return Err(Error::bad(format!(
+                    "step name '{}' is used twice; each step needs its own",
+                    step.name
+                )));
+            }
+            let mut specs = BTreeMap::new();
+            for (name, input) in &step.inputs {
+                let spec = match input {
+                    StepInput::Tensor(t) => t.spec(),
+                    StepInput::Output(from) => {
+                        let spec = self.spec_of(&plans, i, from).map_err(at)?;
+                        spec.clone()
+                    }
+                };
+                specs.insert(name.clone(), spec);
+            }
+            plans.push(step.kernel.plan(specs, &step.params).map_err(at)?);
+        }
+        for (i, (name, from)) in self.outputs.iter().enumerate() {
+            if self.outputs[..i].iter().any(|(other, _)| other == name) {
+                return Err(Error::bad(format!(
+                    "pipeline output '{name}' is named twice"
+                )));
+            }
+            self.spec_of(&plans, plans.len(), from)
+                .map_err(|e| e.context(&format!("pipeline output '{name}'")))?;
+        }
+        Ok(CheckedPipeline {
+            pipeline: self,
+            plans,
+        })
+    }
+
+    /// The spec of `from`, an output of one of the first `before` steps.
+    fn spec_of<'p>(&self, plans: &'p [Plan], before: usize, from: &StepOutput) -> Result<&'p Spec> {
+        let Some(k) = self.steps[..before]
+            .iter()
+            .position(|s| s.name == from.step)
+        else {
+            let later = self.steps[before..].iter().any(|s| s.name == from.step);
+            return Err(Error::bad(if later {
+                format!(
+                    "step '{}' comes later; a step can use only earlier steps' outputs",
+                    from.step
+                )
+            } else {
+                format!("there is no step named '{}'", from.step)
+            }));
+        };
+        let step = &self.steps[k];
+        step.kernel.check_output(&from.output)?;
+        plans[k].output(&from.output).ok_or_else(|| {
+            Error::bad(format!(
+                "step '{}' ({}) does not give output '{}' with these inputs and parameters",
+                step.name, step.kernel, from.output
+            ))
+        })
+    }
+}
+
+/// A pipeline that [`Pipeline::check`] accepted, ready to run.
+#[derive(Clone, Debug)]
+pub struct CheckedPipeline {
+    pipeline: Pipeline,
+    plans: Vec<Plan>,
+}
+
+/// A finished pipeline on one backend: the outputs asked for, and each
+/// step's timings.
+#[derive(Debug)]
+pub struct PipelineRun {
+    /// The outputs asked for, by the names they were asked under.
+    pub outputs: Outputs,
+    /// Each step, in order.
+    pub steps: Vec<StepRun>,
+    /// The phases added up over the steps; `total` is the whole run.
+    pub timings: Timings,
+}
+
+/// One step of a finished pipeline.
+#[derive(Debug)]
+pub struct StepRun {
+    /// The step's name.
+    pub name: String,
+    /// Its kernel.
+    pub kernel: Kernel,
+    /// Its phases.
+    pub timings: Timings,
+}
+
+impl CheckedPipeline {
+    /// Each step's kernel and work units, for the cost model.
+    pub fn work(&self) -> impl Iterator<Item = (Kernel, f64)> + '_ {
+        self.pipeline
+            .steps
+            .iter()
+            .zip(&self.plans)
+            .map(|(s, p)| (s.kernel, p.work_units))
+    }
+
+    /// Number of steps.
+    pub fn len(&self) -> usize {
+        self.pipeline.steps.len()
+    }
+
+    /// Whether there are no steps (never, once checked).
+    pub fn is_empty(&self) -> bool {
+        self.pipeline.steps.is_empty()
+    }
+
+    /// Runs the steps in order, each through `run` (which runs one task on
+    /// a backend). A failing step stops the pipeline; its error names the
+    /// step.
+    pub fn run(self, mut run: impl FnMut(Task) -> Result<Run>) -> Result<PipelineRun> {
+        let start = Instant::now();
+        let Pipeline { steps, outputs } = self.pipeline;
+        // How many more times each step output is read: by later steps'
+        // inputs, and once more if it is a result.
+        let mut uses: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let wanted = outputs.iter().map(|(_, from)| from);
+        let read = steps
+            .iter()
+            .flat_map(|s| s.inputs.values())
+            .filter_map(|i| match i {
+                StepInput::Output(from) => Some(from),
+                StepInput::Tensor(_) => None,
+            });
+        for from in read.chain(wanted) {
+            *uses
+                .entry((from.step.clone(), from.output.clone()))
+                .or_default() += 1;
+        }
+        let mut kept = Kept::new();
+        let mut runs = Vec::with_capacity(steps.len());
+        let mut timings = Timings::default();
+        for step in steps {
+            let mut job = Job::new(step.kernel);
+            job.params = step.params;
+            for (name, input) in step.inputs {
+                let tensor = match input {
+                    StepInput::Tensor(t) => t,
+                    StepInput::Output(from) => take(&mut uses, &mut kept, &from),
+                };
+                job.inputs.insert(name, tensor);
+            }
+            let at = |e: Error| e.context(&format!("step '{}'", step.name));
+            let done = Task::new(job).and_then(&mut run).map_err(at)?;
+            for (output, tensor) in done.outputs {
+                if uses.contains_key(&(step.name.clone(), output.clone())) {
+                    kept.insert((step.name.clone(), output), tensor);
+                }
+            }
+            add(&mut timings, &done.timings);
+            runs.push(StepRun {
+                name: step.name,
+                kernel: step.kernel,
+                timings: done.timings,
+            });
+        }
+        let outputs = outputs
+            .into_iter()
+            .map(|(name, from)| (name, take(&mut uses, &mut kept, &from)))
+            .collect();
+        timings.total = start.elapsed().as_secs_f64() * 1e3;
+        Ok(PipelineRun {
+            outputs,
+            steps: runs,
+            timings,
+        })
+    }
+}
+
+/// Step outputs by (step, output name), with how many reads each has left.
+type Kept = BTreeMap<(String, String), Tensor>;
+
+/// Output `from` for one of its reads: moved out at its last read, copied
+/// before.
+fn take(
+    uses: &mut BTreeMap<(String, String), usize>,
+    kept: &mut Kept,
+    from: &StepOutput,
+) -> Tensor {
+    let key = (from.step.clone(), from.output.clone());
+    let left = uses.get_mut(&key).expect("every read is counted");
+    *left -= 1;
+    if *left == 0 {
+        kept.remove(&key).expect("made by an earlier step")
+    } else {
+        kept[&key].clone()
+    }
+}
+
+/// Adds one step's phases to the running totals.
+fn add(sum: &mut Timings, t: &Timings) {
+    sum.upload += t.upload;
+    sum.compute += t.compute;
+    sum.download += t.download;
+    if let Some(ms) = t.kernel_device {
+        *sum.kernel_device.get_or_insert(0.0) += ms;
+    }
+}
