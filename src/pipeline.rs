@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::backend::{Run, Timings};
+use crate::backend::{Run, Timings, Traffic};
 use crate::error::{Error, Result};
 use crate::kernel::{Job, Kernel, Outputs, Plan, Task};
 use crate::tensor::{Spec, Tensor};
@@ -228,6 +228,8 @@ pub struct PipelineRun {
     pub steps: Vec<StepRun>,
     /// The phases added up over the steps; `total` is the whole run.
     pub timings: Timings,
+    /// What moved between host and device, over all steps.
+    pub traffic: Traffic,
 }
 
 /// One step of a finished pipeline.
@@ -239,6 +241,8 @@ pub struct StepRun {
     pub kernel: Kernel,
     /// Its phases.
     pub timings: Timings,
+    /// What it moved between host and device.
+    pub traffic: Traffic,
 }
 
 impl CheckedPipeline {
@@ -286,6 +290,7 @@ impl CheckedPipeline {
         let mut kept = Kept::new();
         let mut runs = Vec::with_capacity(steps.len());
         let mut timings = Timings::default();
+        let mut traffic = Traffic::default();
         for step in steps {
             let mut job = Job::new(step.kernel);
             job.params = step.params;
@@ -304,10 +309,12 @@ impl CheckedPipeline {
                 }
             }
             add(&mut timings, &done.timings);
+            traffic.add(&done.traffic);
             runs.push(StepRun {
                 name: step.name,
                 kernel: step.kernel,
                 timings: done.timings,
+                traffic: done.traffic,
             });
         }
         let outputs = outputs
@@ -319,6 +326,7 @@ impl CheckedPipeline {
             outputs,
             steps: runs,
             timings,
+            traffic,
         })
     }
 }

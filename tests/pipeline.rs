@@ -240,3 +240,38 @@ fn a_step_failing_on_its_data_names_itself() {
         assert_eq!(ok.outputs["out"].data(), &TensorData::F32(vec![2.0]));
     }
 }
+
+/// What moved is counted: a GPU `axpy` of n elements uploads x and y (8n
+/// bytes) and downloads out (4n), in at least three submissions; the CPU
+/// moves nothing; a pipeline's traffic is its steps' added up.
+#[test]
+fn traffic_is_counted_per_job_and_per_step() {
+    let engine = engine();
+    let mut rng = rng();
+    let n = rng.random_range(1..200_000);
+    let x = Tensor::from_f32(random_f32(&mut rng, n));
+    let y = Tensor::from_f32(random_f32(&mut rng, n));
+    for choice in backends(&engine) {
+        let job = Job::new(Kernel::Axpy)
+            .input("x", x.clone())
+            .input("y", y.clone());
+        let t = engine.run_on(job, choice).unwrap().traffic;
+        if choice == BackendChoice::Gpu {
+            assert_eq!(t.uploaded_bytes, 8 * n as u64, "n={n}");
+            assert_eq!(t.downloaded_bytes, 4 * n as u64, "n={n}");
+            assert!(t.submissions >= 3, "{t:?}");
+        } else {
+            assert_eq!(t, Default::default());
+        }
+        let report = engine.run_pipeline_on(chain(&x, &y), choice).unwrap();
+        let mut sum = anycore::backend::Traffic::default();
+        for step in &report.steps {
+            sum.add(&step.traffic);
+        }
+        assert_eq!(report.traffic, sum);
+        assert_eq!(
+            report.traffic == Default::default(),
+            choice == BackendChoice::Cpu
+        );
+    }
+}

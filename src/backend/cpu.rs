@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Backend, BackendKind, Run, Timings};
+use super::{Backend, BackendKind, Run, Timings, Traffic};
 use crate::error::{Error, Result};
 use crate::kernel::{Outputs, Task};
 
@@ -80,6 +80,7 @@ impl CpuBackend {
                 total: ms,
                 ..Timings::default()
             },
+            traffic: Traffic::default(),
         }
     }
 }

@@ -77,6 +77,27 @@ pub struct Timings {
     pub total: f64,
 }
 
+/// What a run moved between host and device memory: bytes each way and
+/// command submissions to the device (all 0 on the CPU).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// Bytes copied from host to device memory.
+    pub uploaded_bytes: u64,
+    /// Bytes copied from device to host memory.
+    pub downloaded_bytes: u64,
+    /// Command buffers submitted to the device's queue.
+    pub submissions: u64,
+}
+
+impl Traffic {
+    /// Adds another run's traffic to this one.
+    pub fn add(&mut self, other: &Traffic) {
+        self.uploaded_bytes += other.uploaded_bytes;
+        self.downloaded_bytes += other.downloaded_bytes;
+        self.submissions += other.submissions;
+    }
+}
+
 /// The result of running a task on a backend.
 #[derive(Debug)]
 pub struct Run {
@@ -84,6 +105,8 @@ pub struct Run {
     pub outputs: Outputs,
     /// Time per phase.
     pub timings: Timings,
+    /// What moved between host and device.
+    pub traffic: Traffic,
 }
 
 /// A place that runs tasks. Implementations are thread-safe: one backend

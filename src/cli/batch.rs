@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use anycore::backend::BackendChoice;
-use anycore::backend::Timings;
+use anycore::backend::{Timings, Traffic};
 use anycore::coordinator::spec::{InputSource, JobSpec, json_params};
 use anycore::engine::{Engine, EngineConfig};
 use anycore::kernel::Task;
@@ -87,6 +87,8 @@ struct Outcome {
     placement_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     timings_ms: Option<Timings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traffic: Option<Traffic>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -198,6 +200,7 @@ async fn run_line(
         backend: None,
         placement_reason: None,
         timings_ms: None,
+        traffic: None,
         error: Some(e),
     };
     let spec = match parsed {
@@ -222,6 +225,7 @@ async fn run_line(
                 backend: Some(report.backend.to_string()),
                 placement_reason: Some(report.placement_reason.clone()),
                 timings_ms: Some(report.timings),
+                traffic: Some(report.traffic),
                 error: None,
             };
             let written = tokio::task::spawn_blocking(move || {

@@ -126,6 +126,7 @@ pub fn main(args: Args) -> Result<()> {
                 device: response.device,
                 placement_reason: response.placement_reason,
                 timings_ms: response.timings_ms,
+                traffic: response.traffic,
                 outputs: BTreeMap::new(),
             };
             (report, outputs, task.painter())
@@ -164,6 +165,7 @@ fn run_here(args: &Args, task: Task) -> Result<(Report, Outputs, Option<Painter>
         device: report.device,
         placement_reason: report.placement_reason,
         timings_ms: report.timings,
+        traffic: report.traffic,
         outputs: BTreeMap::new(),
     };
     Ok((summary, report.outputs, painter))

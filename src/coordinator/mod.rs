@@ -32,7 +32,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use self::cost::CostModel;
 use self::worker::{Item, Work, WorkerHandle};
-use crate::backend::{Backend, BackendChoice, BackendKind, Timings};
+use crate::backend::{Backend, BackendChoice, BackendKind, Timings, Traffic};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Outputs, Task};
 use crate::pipeline::{CheckedPipeline, StepRun};
@@ -50,6 +50,8 @@ pub struct JobReport {
     pub placement_reason: String,
     /// Time per phase, the wait in the queue included.
     pub timings: Timings,
+    /// What moved between host and device.
+    pub traffic: Traffic,
     /// Output tensors by name.
     pub outputs: Outputs,
 }
@@ -66,6 +68,8 @@ pub struct PipelineReport {
     pub placement_reason: String,
     /// Time per phase over all steps, the wait in the queue included.
     pub timings: Timings,
+    /// What moved between host and device, over all steps.
+    pub traffic: Traffic,
     /// Each step, in order.
     pub steps: Vec<StepRun>,
     /// The outputs asked for, by the names they were asked under.

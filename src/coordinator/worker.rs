@@ -259,6 +259,7 @@ fn run_one(
                 device: backend.device(),
                 placement_reason: reason,
                 timings: timings(run.timings),
+                traffic: run.traffic,
                 outputs: run.outputs,
             };
             answer(permit, || drop(reply.send(Ok(report))));
@@ -269,6 +270,7 @@ fn run_one(
                 device: backend.device(),
                 placement_reason: reason,
                 timings: timings(run.timings),
+                traffic: run.traffic,
                 steps: run.steps,
                 outputs: run.outputs,
             };

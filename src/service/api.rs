@@ -11,8 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::BackendChoice;
-use crate::backend::Timings;
+use crate::backend::{BackendChoice, Timings, Traffic};
 use crate::coordinator::JobReport;
 use crate::coordinator::spec::{InputSource, JobSpec, json_params};
 use crate::error::{Error, Result};
@@ -85,6 +84,9 @@ pub struct JobResponse<O = ArrayOut> {
     pub placement_reason: String,
     /// Milliseconds per phase.
     pub timings_ms: Timings,
+    /// Bytes moved between host and device, and submissions to the device.
+    #[serde(default)]
+    pub traffic: Traffic,
     /// Output arrays.
     pub outputs: BTreeMap<String, O>,
 }
@@ -192,6 +194,7 @@ impl<O> JobResponse<O> {
             device: report.device,
             placement_reason: report.placement_reason,
             timings_ms: report.timings,
+            traffic: report.traffic,
             outputs,
         }
     }

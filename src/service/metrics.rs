@@ -1,11 +1,13 @@
 //! Prometheus metrics for `GET /metrics`: jobs by kernel, backend and
-//! outcome; job-time histograms; queue depth per backend; GPU presence.
+//! outcome; job-time histograms; bytes uploaded and downloaded and
+//! submissions per backend; queue depth per backend; GPU presence.
 //! The text format is small enough to write directly.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
+use crate::backend::Traffic;
 use crate::coordinator::Coordinator;
 
 /// Upper bounds of the job-time histogram buckets, in seconds.
@@ -17,6 +19,9 @@ struct Histogram {
     count: u64,
     sum: f64,
 }
+
+/// A counter of [`Traffic`]: its name, its help text, and its field.
+type Counter = (&'static str, &'static str, fn(&Traffic) -> u64);
 
 /// Counters and histograms, updated as jobs finish.
 #[derive(Default)]
@@ -30,9 +35,21 @@ struct Inner {
     jobs: BTreeMap<(String, String, String), u64>,
     /// (kernel, backend) → job time histogram.
     seconds: BTreeMap<(String, String), Histogram>,
+    /// backend → what its jobs moved.
+    traffic: BTreeMap<String, Traffic>,
 }
 
 impl Metrics {
+    /// Counts what a finished job moved on its backend.
+    pub fn record_traffic(&self, backend: &str, traffic: &Traffic) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .traffic
+            .entry(backend.into())
+            .or_default()
+            .add(traffic);
+    }
+
     /// Counts a finished job; `seconds` is its total time when it ran.
     pub fn record(&self, kernel: &str, backend: &str, outcome: &str, seconds: Option<f64>) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -84,6 +101,34 @@ impl Metrics {
             );
             let _ = writeln!(out, "anycore_job_seconds_sum{{{labels}}} {}", h.sum);
             let _ = writeln!(out, "anycore_job_seconds_count{{{labels}}} {}", h.count);
+        }
+        let counters: [Counter; 3] = [
+            (
+                "uploaded_bytes",
+                "Bytes copied from host to device memory.",
+                |t: &Traffic| t.uploaded_bytes,
+            ),
+            (
+                "downloaded_bytes",
+                "Bytes copied from device to host memory.",
+                |t: &Traffic| t.downloaded_bytes,
+            ),
+            (
+                "submissions",
+                "Command buffers submitted to the device.",
+                |t: &Traffic| t.submissions,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP anycore_{name}_total {help}");
+            let _ = writeln!(out, "# TYPE anycore_{name}_total counter");
+            for (backend, t) in &inner.traffic {
+                let _ = writeln!(
+                    out,
+                    "anycore_{name}_total{{backend=\"{backend}\"}} {}",
+                    value(t)
+                );
+            }
         }
         let (gpu_depth, cpu_depth) = coordinator.queue_depth();
         out += "# HELP anycore_queue_depth Jobs waiting per backend.\n";

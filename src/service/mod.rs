@@ -176,6 +176,7 @@ fn finish(
         Ok(report) => {
             let backend = report.backend.to_string();
             metrics.record(kernel, &backend, "ok", Some(report.timings.total / 1e3));
+            metrics.record_traffic(&backend, &report.traffic);
             Ok(JobResponse::new(report, form))
         }
         Err(e) => {

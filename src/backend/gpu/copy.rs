@@ -63,7 +63,7 @@ pub(super) fn time(gpu: &GpuBackend, bytes: u64) -> Result<(f64, u64)> {
         .collect();
     let run = exec.compute(&passes);
     run.inspect_err(|_| exec.discard())?;
-    let t = exec.finish();
+    let (t, _) = exec.finish();
     Ok((
         t.kernel_device.unwrap_or(t.compute) / f64::from(REPS),
         bytes,

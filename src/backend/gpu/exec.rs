@@ -15,7 +15,7 @@ use std::time::Instant;
 use wgpu::util::DeviceExt;
 
 use super::{GpuBackend, lock, timer};
-use crate::backend::Timings;
+use crate::backend::{Timings, Traffic};
 use crate::error::{Error, Result};
 
 /// One dispatch: a pipeline, its storage buffers in binding order (each
@@ -50,6 +50,7 @@ impl<'a> Pass<'a> {
 pub(super) struct Exec<'g> {
     gpu: &'g GpuBackend,
     timings: Timings,
+    traffic: Traffic,
     held: Vec<wgpu::Buffer>,
     discard: bool,
     repeats: u32,
@@ -64,6 +65,7 @@ impl<'g> Exec<'g> {
         Exec {
             gpu,
             timings: Timings::default(),
+            traffic: Traffic::default(),
             held: Vec::new(),
             discard: false,
             repeats: 1,
@@ -112,9 +114,12 @@ impl<'g> Exec<'g> {
     pub fn upload(&mut self, writes: &[(&wgpu::Buffer, &[u8])]) -> Result<()> {
         let start = Instant::now();
         let gpu = self.gpu;
-        gpu.staging
-            .upload(&gpu.device, &gpu.queue, gpu.limits.max_buffer_size, writes)?;
+        let submissions =
+            gpu.staging
+                .upload(&gpu.device, &gpu.queue, gpu.limits.max_buffer_size, writes)?;
         self.timings.upload += ms_since(start);
+        self.traffic.uploaded_bytes += writes.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
+        self.traffic.submissions += submissions;
         Ok(())
     }
 
@@ -177,6 +182,7 @@ impl<'g> Exec<'g> {
             kit.resolve(&mut encoder);
         }
         self.gpu.queue.submit([encoder.finish()]);
+        self.traffic.submissions += 1;
         self.wait()?;
         if let (Some(kit), Some(free)) = (timer, &self.gpu.timers) {
             let ms = kit.read_ms(device, self.gpu.timestamp_period)? / f64::from(self.repeats);
@@ -205,6 +211,7 @@ impl<'g> Exec<'g> {
             encoder.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
         }
         self.gpu.queue.submit([encoder.finish()]);
+        self.traffic.submissions += 1;
         self.wait()?;
         Ok(ms_since(start) / f64::from(reps.max(1)))
     }
@@ -222,7 +229,7 @@ impl<'g> Exec<'g> {
         }
         let start = Instant::now();
         let gpu = self.gpu;
-        gpu.staging.download(
+        let submissions = gpu.staging.download(
             &gpu.device,
             &gpu.queue,
             gpu.limits.max_buffer_size,
@@ -230,6 +237,8 @@ impl<'g> Exec<'g> {
             bytemuck::cast_slice_mut::<T, u8>(out),
         )?;
         self.timings.download += ms_since(start);
+        self.traffic.downloaded_bytes += bytes;
+        self.traffic.submissions += submissions;
         Ok(())
     }
 
@@ -247,9 +256,11 @@ impl<'g> Exec<'g> {
         self.discard = true;
     }
 
-    /// Ends the run, returning the phase timings (total left at 0).
-    pub fn finish(self) -> Timings {
-        self.timings
+    /// Ends the run, returning the phase timings (total left at 0) and
+    /// what moved. (The poisoning of fresh outputs in tests is not counted:
+    /// it is not the job's data.)
+    pub fn finish(self) -> (Timings, Traffic) {
+        (self.timings, self.traffic)
     }
 }
 

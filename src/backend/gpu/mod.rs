@@ -277,7 +277,7 @@ impl GpuBackend {
             exec.discard();
             return Err(Error::Gpu("a transfer round trip changed the data".into()));
         }
-        let t = exec.finish();
+        let (t, _) = exec.finish();
         Ok((t.upload, t.download, bytes))
     }
 
@@ -444,8 +444,12 @@ impl GpuBackend {
             return Err(Error::Gpu(e.to_string()));
         }
         let outputs = result.inspect_err(|_| exec.discard())?;
-        let mut timings = exec.finish();
+        let (mut timings, traffic) = exec.finish();
         timings.total = start.elapsed().as_secs_f64() * 1e3;
-        Ok(Run { outputs, timings })
+        Ok(Run {
+            outputs,
+            timings,
+            traffic,
+        })
     }
 }

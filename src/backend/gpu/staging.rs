@@ -197,15 +197,16 @@ impl Staging {
     }
 
     /// Copies each host slice into its buffer (from offset 0) and waits
-    /// until the device has it. Slices of any length; a partial last word
-    /// is padded with zeros (buffers are whole words long).
+    /// until the device has it; returns the submissions made. Slices of any
+    /// length; a partial last word is padded with zeros (buffers are whole
+    /// words long).
     pub fn upload(
         &self,
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         max_buffer_size: u64,
         writes: &[(&wgpu::Buffer, &[u8])],
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let mut ring = lock(&self.upload);
         let chunk = self.chunk.min(max_buffer_size);
         let result = upload(&mut ring, device, queue, chunk, writes);
@@ -215,7 +216,8 @@ impl Staging {
         result
     }
 
-    /// Reads `out.len()` bytes of `src` from byte `offset` (a multiple of 4).
+    /// Reads `out.len()` bytes of `src` from byte `offset` (a multiple of
+    /// 4); returns the submissions made.
     pub fn download(
         &self,
         device: &wgpu::Device,
@@ -223,7 +225,7 @@ impl Staging {
         max_buffer_size: u64,
         (src, offset): (&wgpu::Buffer, u64),
         out: &mut [u8],
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let mut ring = lock(&self.download);
         let chunk = self.chunk.min(max_buffer_size);
         let result = download(&mut ring, device, queue, chunk, (src, offset), out);
@@ -245,7 +247,7 @@ fn upload(
     queue: &wgpu::Queue,
     chunk: u64,
     writes: &[(&wgpu::Buffer, &[u8])],
-) -> Result<()> {
+) -> Result<u64> {
     let chunk = chunk as usize;
     let mut next = 0;
     let mut last = None;
@@ -281,7 +283,7 @@ fn upload(
             })
             .map_err(|e| Error::Gpu(format!("waiting for an upload failed: {e}")))?;
     }
-    Ok(())
+    Ok(next as u64)
 }
 
 fn download(
@@ -291,7 +293,7 @@ fn download(
     chunk: u64,
     (src, offset): (&wgpu::Buffer, u64),
     out: &mut [u8],
-) -> Result<()> {
+) -> Result<u64> {
     let chunk = chunk as usize;
     let lens: Vec<usize> = out.chunks(chunk).map(<[u8]>::len).collect();
     let request = |ring: &mut Vec<Slot>, i: usize, len: usize| {
@@ -321,5 +323,5 @@ fn download(
             request(ring, i + SLOTS, len);
         }
     }
-    Ok(())
+    Ok(lens.len() as u64)
 }

@@ -494,7 +494,7 @@ fn tune(gpu: &GpuBackend, problem: &Problem, candidates: &[&'static Variant]) ->
                 .collect();
             let mut exec = Exec::new(gpu);
             exec.compute(&passes)?;
-            let t = exec.finish();
+            let (t, _) = exec.finish();
             let device = t.kernel_device.filter(|d| *d > 0.0);
             Ok((device.unwrap_or(t.compute) / batch as f64, device.is_some()))
         })();
