@@ -311,3 +311,96 @@ async fn shutdown_finishes_jobs_in_flight() {
         &body[..200.min(body.len())]
     );
 }
+
+/// `POST /v1/pipelines`: a two-step pipeline with inline and `.npy`
+/// inputs gives what its jobs give, with one report per step and traffic;
+/// bad pipelines are 400s naming the step; paths are refused; `/metrics`
+/// counts pipelines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pipelines_run_as_one_request_and_bad_ones_are_400s_naming_the_step() {
+    let server = Server::start(8, 1 << 20).await;
+    let x = random_tensor(DType::F32, &[1_000], 7).unwrap();
+    let pipeline = json!({
+        "steps": [
+            {"name": "scaled", "kernel": "axpy", "params": {"a": 2},
+             "inputs": {"x": encode_npy(&x), "y": {"dtype": "f32", "shape": [1000], "data": vec![1.0; 1000]}}},
+            {"name": "total", "kernel": "reduce", "params": {"op": "max"},
+             "inputs": {"x": {"step": "scaled", "output": "out"}}}],
+        "outputs": {"biggest": {"step": "total", "output": "out"},
+                    "scaled": {"step": "scaled", "output": "out"}},
+        "backend": "cpu"});
+    let (status, _, body) = server
+        .call(
+            "POST",
+            "/v1/pipelines?outputs=npy",
+            Some(pipeline.to_string()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let r: anycore::service::api::PipelineResponse = serde_json::from_str(&body).unwrap();
+    assert_eq!(r.backend, "cpu");
+    let steps: Vec<&str> = r.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(steps, ["scaled", "total"]);
+    let scaled = decode_npy(&r.outputs["scaled"]).unwrap();
+    let want: Vec<f32> = x.as_f32().unwrap().iter().map(|v| 2.0 * v + 1.0).collect();
+    assert_close("scaled", scaled.as_f32().unwrap(), &want, 1e-6);
+    let biggest = decode_npy(&r.outputs["biggest"]).unwrap();
+    let max = want.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    assert_eq!(biggest.as_f32().unwrap(), [max]);
+
+    let bad =
+        |steps: Value, outputs: Value| json!({"steps": steps, "outputs": outputs}).to_string();
+    let one = json!([{"name": "s", "kernel": "scan", "inputs": {"x": {"dtype": "u32", "shape": [2], "data": [1, 2]}}}]);
+    let cases = [
+        (
+            bad(
+                json!([{"name": "s", "kernel": "scan", "inputs": {"x": {"step": "t", "output": "out"}}}]),
+                json!({"o": {"step": "s", "output": "out"}}),
+            ),
+            "step 's': there is no step named 't'",
+        ),
+        (
+            bad(
+                json!([{"name": "s", "kernel": "scan", "inputs": {"q": {"dtype": "u32", "shape": [1], "data": [1]}}}]),
+                json!({"o": {"step": "s", "output": "out"}}),
+            ),
+            "step 's': unknown input 'q'",
+        ),
+        (
+            bad(
+                one.clone(),
+                json!({"o": {"step": "s", "output": "out", "path": "/tmp/x.npy"}}),
+            ),
+            "'path' is for the command line",
+        ),
+        (bad(one.clone(), json!({})), "at least one output"),
+        (
+            bad(
+                json!([{"name": "s", "kernel": "nope"}]),
+                json!({"o": {"step": "s", "output": "out"}}),
+            ),
+            "step 's': unknown kernel 'nope'",
+        ),
+        (
+            json!({"steps": [], "outputs": {}, "extra": 1}).to_string(),
+            "invalid pipeline",
+        ),
+    ];
+    for (body, want) in cases {
+        let (status, _, text) = server.call("POST", "/v1/pipelines", Some(body)).await;
+        assert_eq!(status, 400, "{text}");
+        assert_eq!(error_code(&text), "bad_request");
+        assert!(text.contains(want), "{text} should say {want:?}");
+    }
+    let (_, _, metrics) = server.call("GET", "/metrics", None).await;
+    assert!(
+        metrics
+            .contains("anycore_jobs_total{kernel=\"pipeline\",backend=\"cpu\",outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("anycore_uploaded_bytes_total{backend=\"cpu\"} 0"),
+        "{metrics}"
+    );
+    server.stop().await;
+}

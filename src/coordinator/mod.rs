@@ -288,6 +288,29 @@ impl Coordinator {
             .acquire_owned()
             .await
             .map_err(|_| Error::ShuttingDown)?;
+        self.pipeline_with(permit, pipeline, choice).await
+    }
+
+    /// Like [`Coordinator::run_pipeline`], but answers [`Error::Busy`] at
+    /// once when full.
+    pub async fn try_run_pipeline(
+        &self,
+        pipeline: CheckedPipeline,
+        choice: BackendChoice,
+    ) -> Result<PipelineReport> {
+        self.check_open()?;
+        let permit = Arc::clone(&self.permits)
+            .try_acquire_owned()
+            .map_err(|_| Error::Busy)?;
+        self.pipeline_with(permit, pipeline, choice).await
+    }
+
+    async fn pipeline_with(
+        &self,
+        permit: OwnedSemaphorePermit,
+        pipeline: CheckedPipeline,
+        choice: BackendChoice,
+    ) -> Result<PipelineReport> {
         let (worker, reason, predicted_ms) = self.place(&Placing::Pipeline(&pipeline), choice)?;
         let (tx, rx) = oneshot::channel();
         worker.send(Item {

@@ -4,13 +4,19 @@
 //! [`JobSpec::into_job`] checks it in one order: the kernel's name, the
 //! backend's, the parameters' and the outputs' names, the inputs' names
 //! (before any input is read or decoded, so a typo costs nothing), then
-//! each input.
+//! each input. A pipeline ([`PipelineSpec`], the same JSON in every front)
+//! goes the same way: every step's names first, then the inputs, then the
+//! pipeline as a whole.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
 
 use crate::backend::BackendChoice;
 use crate::error::{Error, Result};
-use std::collections::BTreeMap;
-
 use crate::kernel::{Job, Kernel, Task, param_text};
+use crate::pipeline::{CheckedPipeline, Pipeline, Step, StepInput, StepOutput};
 use crate::tensor::Tensor;
 
 /// Where a front's input comes from: a file, generated data, inline
@@ -78,5 +84,132 @@ impl<I: InputSource> JobSpec<'_, I> {
     pub fn into_task(self, default: BackendChoice) -> Result<(Task, BackendChoice)> {
         let (job, choice) = self.into_job(default)?;
         Ok((Task::new(job)?, choice))
+    }
+}
+
+/// A pipeline as every front states it in JSON:
+/// `{"steps": [{"name", "kernel", "params", "inputs": {NAME: INPUT |
+/// {"step", "output"}}}], "outputs": {NAME: {"step", "output", "path"?}},
+/// "backend"?}`, with inputs `I` of the front's own kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, bound(deserialize = "I: Deserialize<'de>"))]
+pub struct PipelineSpec<I> {
+    /// The steps, in order.
+    pub steps: Vec<StepSpec<I>>,
+    /// The results wanted, by the name they are returned under.
+    pub outputs: BTreeMap<String, OutputSpec>,
+    /// `auto`, `gpu` or `cpu`.
+    #[serde(default)]
+    pub backend: Option<String>,
+}
+
+/// One step of a [`PipelineSpec`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, bound(deserialize = "I: Deserialize<'de>"))]
+pub struct StepSpec<I> {
+    /// Its name, unique in the pipeline.
+    pub name: String,
+    /// Its kernel's name.
+    pub kernel: String,
+    /// Parameters (numbers, strings or booleans).
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Inputs by name.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, StepInputSpec<I>>,
+}
+
+/// A step's input: an earlier step's output, or an input of the front's
+/// own kind.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StepInputSpec<I> {
+    /// `{"step": NAME, "output": NAME}`.
+    Output(StepRef),
+    /// A tensor the front reads or decodes.
+    Given(I),
+}
+
+/// `{"step": NAME, "output": NAME}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepRef {
+    /// The step's name.
+    pub step: String,
+    /// Its output's name.
+    pub output: String,
+}
+
+/// A result wanted: a step's output, and where the command line writes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// The step's name.
+    pub step: String,
+    /// Its output's name.
+    pub output: String,
+    /// A `.npy` file to write it to (command-line fronts only).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+impl<I: InputSource> PipelineSpec<I> {
+    /// The checked pipeline, where it asks to run (`default` when it does
+    /// not say), and each result's path if it has one. Checks every step's
+    /// kernel, parameter and input names before any input is read, then
+    /// reads the inputs, then checks the pipeline as a whole
+    /// ([`Pipeline::check`]).
+    #[allow(clippy::type_complexity)]
+    pub fn into_pipeline(
+        self,
+        default: BackendChoice,
+    ) -> Result<(
+        CheckedPipeline,
+        BackendChoice,
+        Vec<(String, Option<PathBuf>)>,
+    )> {
+        let choice = match &self.backend {
+            Some(name) => BackendChoice::from_name(name)?,
+            None => default,
+        };
+        let mut kernels = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            let at = |e: Error| e.context(&format!("step '{}'", step.name));
+            let kernel = Kernel::from_name(&step.kernel).map_err(at)?;
+            for name in step.params.keys() {
+                kernel.check_param(name).map_err(at)?;
+            }
+            for name in step.inputs.keys() {
+                kernel.check_input(name).map_err(at)?;
+            }
+            kernels.push(kernel);
+        }
+        let mut pipeline = Pipeline::new();
+        for (spec, kernel) in self.steps.into_iter().zip(kernels) {
+            let at = |e: Error| e.context(&format!("step '{}'", spec.name));
+            let mut step = Step::new(&spec.name, kernel);
+            for (name, value) in json_params(&spec.params).map_err(at)? {
+                step = step.param(&name, value);
+            }
+            for (name, input) in spec.inputs {
+                let input = match input {
+                    StepInputSpec::Output(r) => StepInput::Output(StepOutput {
+                        step: r.step,
+                        output: r.output,
+                    }),
+                    StepInputSpec::Given(source) => {
+                        StepInput::Tensor(source.load(&name).map_err(at)?)
+                    }
+                };
+                step.inputs.insert(name, input);
+            }
+            pipeline = pipeline.step(step);
+        }
+        let mut paths = Vec::with_capacity(self.outputs.len());
+        for (name, out) in self.outputs {
+            pipeline = pipeline.output(&name, &out.step, &out.output);
+            paths.push((name, out.path));
+        }
+        Ok((pipeline.check()?, choice, paths))
     }
 }

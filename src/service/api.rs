@@ -3,7 +3,9 @@
 //! A job: `{"kernel", "params", "backend", "inputs": {NAME: {"dtype",
 //! "shape", "data": [...]} | {"npy": "<base64 .npy>"}}, "outputs": "inline" |
 //! "npy"}`. A result: the `anycore run --json` report, with each output's
-//! array inline (`data`) or as base64 `.npy` (`npy`).
+//! array inline (`data`) or as base64 `.npy` (`npy`). A pipeline: a
+//! [`PipelineSpec`](crate::coordinator::spec::PipelineSpec) whose inputs
+//! are [`ArrayIn`]; its result, a [`PipelineResponse`].
 
 use std::collections::BTreeMap;
 
@@ -12,8 +14,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{BackendChoice, Timings, Traffic};
-use crate::coordinator::JobReport;
 use crate::coordinator::spec::{InputSource, JobSpec, json_params};
+use crate::coordinator::{JobReport, PipelineReport};
 use crate::error::{Error, Result};
 use crate::kernel::Task;
 use crate::tensor::{DType, Tensor, TensorData, npy};
@@ -203,18 +205,95 @@ impl<O> JobResponse<O> {
 impl JobResponse {
     /// The API's view of a finished job.
     pub fn new(report: JobReport, form: OutputForm) -> Self {
-        Self::describe(report, |_, t| {
-            let (data, npy) = match form {
-                OutputForm::Inline => (Some(inline(t)), None),
-                OutputForm::Npy => (None, Some(BASE64.encode(npy::to_bytes(t)))),
-            };
-            ArrayOut {
-                dtype: t.dtype().name().into(),
-                shape: t.shape().to_vec(),
-                data,
-                npy,
-            }
-        })
+        Self::describe(report, |_, t| ArrayOut::new(t, form))
+    }
+}
+
+impl ArrayOut {
+    /// An output as the API returns it, in `form`.
+    fn new(t: &Tensor, form: OutputForm) -> Self {
+        let (data, npy) = match form {
+            OutputForm::Inline => (Some(inline(t)), None),
+            OutputForm::Npy => (None, Some(BASE64.encode(npy::to_bytes(t)))),
+        };
+        ArrayOut {
+            dtype: t.dtype().name().into(),
+            shape: t.shape().to_vec(),
+            data,
+            npy,
+        }
+    }
+}
+
+/// A finished pipeline as the API returns it (`POST /v1/pipelines`), and as
+/// `anycore run --pipeline --json` prints it: a job's report plus its
+/// steps.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PipelineResponse<O = ArrayOut> {
+    /// `gpu` or `cpu`: every step ran there.
+    pub backend: String,
+    /// Device name.
+    pub device: String,
+    /// Why it ran there.
+    pub placement_reason: String,
+    /// Milliseconds per phase over all steps.
+    pub timings_ms: Timings,
+    /// Bytes moved between host and device, and submissions, over all steps.
+    #[serde(default)]
+    pub traffic: Traffic,
+    /// Each step, in order.
+    pub steps: Vec<StepResponse>,
+    /// The outputs asked for, by the names they were asked under.
+    pub outputs: BTreeMap<String, O>,
+}
+
+/// One step of a [`PipelineResponse`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StepResponse {
+    /// The step's name.
+    pub name: String,
+    /// Its kernel.
+    pub kernel: String,
+    /// Milliseconds per phase.
+    pub timings_ms: Timings,
+    /// What it moved.
+    #[serde(default)]
+    pub traffic: Traffic,
+}
+
+impl<O> PipelineResponse<O> {
+    /// The report of a finished pipeline, with its outputs described by
+    /// `describe`.
+    pub fn describe(report: PipelineReport, describe: impl Fn(&str, &Tensor) -> O) -> Self {
+        PipelineResponse {
+            backend: report.backend.to_string(),
+            device: report.device,
+            placement_reason: report.placement_reason,
+            timings_ms: report.timings,
+            traffic: report.traffic,
+            steps: report
+                .steps
+                .into_iter()
+                .map(|s| StepResponse {
+                    name: s.name,
+                    kernel: s.kernel.name().into(),
+                    timings_ms: s.timings,
+                    traffic: s.traffic,
+                })
+                .collect(),
+            outputs: report
+                .outputs
+                .iter()
+                .map(|(name, t)| (name.clone(), describe(name, t)))
+                .collect(),
+        }
+    }
+}
+
+impl PipelineResponse {
+    /// The API's view of a finished pipeline.
+    pub fn new(report: PipelineReport, form: OutputForm) -> Self {
+        Self::describe(report, |_, t| ArrayOut::new(t, form))
     }
 }
 

@@ -5,6 +5,7 @@
 //! | `POST /v1/jobs` | runs a job ([`api::JobRequest`]) and answers 200 with [`api::JobResponse`]; with `?wait=false` answers 202 `{"id"}` at once |
 //! | `GET /v1/jobs/{id}` | the status or result of a job posted with `wait=false` |
 //! | `DELETE /v1/jobs/{id}` | cancels it, if it has not started |
+//! | `POST /v1/pipelines` | runs a pipeline ([`PipelineSpec`] of [`api::ArrayIn`] inputs) as one unit and answers 200 with [`api::PipelineResponse`]; `?outputs=npy` for base64 `.npy` outputs |
 //! | `GET /v1/health` | `{"status": "ok"}` |
 //! | `GET /v1/devices` | the adapters and the backends in use |
 //! | `GET /metrics` | Prometheus text |
@@ -34,10 +35,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use self::api::{JobRequest, JobResponse, OutputForm};
+use self::api::{ArrayIn, JobRequest, JobResponse, OutputForm, PipelineResponse};
 use self::metrics::Metrics;
+use crate::backend::BackendChoice;
 use crate::backend::gpu::adapter;
 use crate::coordinator::JobReport;
+use crate::coordinator::spec::PipelineSpec;
 use crate::engine::Engine;
 use crate::error::Error;
 
@@ -88,6 +91,7 @@ pub fn router(engine: Arc<Engine>, config: &ServiceConfig) -> Router {
     Router::new()
         .route("/v1/jobs", post(post_job))
         .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
+        .route("/v1/pipelines", post(post_pipeline))
         .route(
             "/v1/health",
             get(|| async { Json(json!({"status": "ok"})) }),
@@ -269,6 +273,52 @@ async fn post_job(
         Json(json!({"id": id, "status": "queued"})),
     )
         .into_response())
+}
+
+/// How `POST /v1/pipelines` returns outputs.
+#[derive(Deserialize)]
+struct FormQuery {
+    outputs: Option<OutputForm>,
+}
+
+async fn post_pipeline(
+    State(state): State<AppState>,
+    Query(query): Query<FormQuery>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(body, state.body_limit).await?;
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
+    let spec: PipelineSpec<ArrayIn> =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid pipeline: {e}")))?;
+    if let Some((name, _)) = spec.outputs.iter().find(|(_, o)| o.path.is_some()) {
+        return Err(bad(format!(
+            "pipeline output '{name}': 'path' is for the command line; the service returns \
+             outputs in its response"
+        )));
+    }
+    let (pipeline, choice, _) = spec.into_pipeline(BackendChoice::Auto)?;
+    // Never wait for room: a full queue is a 503 the client can retry.
+    let result = state
+        .engine
+        .coordinator()
+        .try_run_pipeline(pipeline, choice)
+        .await;
+    match result {
+        Ok(report) => {
+            let backend = report.backend.to_string();
+            let seconds = report.timings.total / 1e3;
+            state
+                .metrics
+                .record("pipeline", &backend, "ok", Some(seconds));
+            state.metrics.record_traffic(&backend, &report.traffic);
+            let form = query.outputs.unwrap_or_default();
+            Ok(Json(PipelineResponse::new(report, form)).into_response())
+        }
+        Err(e) => {
+            state.metrics.record("pipeline", "none", "error", None);
+            Err(e.into())
+        }
+    }
 }
 
 /// Drops the oldest finished entries past [`KEPT_RESULTS`]; running jobs stay.
