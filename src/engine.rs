@@ -27,7 +27,7 @@ use crate::coordinator::cost::CostModel;
 use crate::coordinator::{Coordinator, JobHandle, JobReport, PipelineReport};
 use crate::error::{Error, Result};
 use crate::kernel::{Job, Task};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{CheckedPipeline, Pipeline};
 
 /// Where the cost model for `auto` comes from.
 #[derive(Clone, Debug)]
@@ -238,6 +238,17 @@ impl BlockingEngine {
     ) -> Result<PipelineReport> {
         self.runtime
             .block_on(self.engine.run_pipeline_on(pipeline, choice))
+    }
+
+    /// Runs a checked pipeline on the chosen backend, blocking until it is
+    /// done.
+    pub fn run_checked_pipeline(
+        &self,
+        pipeline: CheckedPipeline,
+        choice: BackendChoice,
+    ) -> Result<PipelineReport> {
+        self.runtime
+            .block_on(self.engine.coordinator().run_pipeline(pipeline, choice))
     }
 
     /// Runs a checked task on the chosen backend, blocking until it is done.

@@ -96,10 +96,10 @@ impl Error {
     pub fn context(self, what: &str) -> Self {
         match self {
             Error::BadInput(m) => Error::BadInput(format!("{what}: {m}")),
-            Error::BadFile { path, message } => Error::BadFile {
-                path,
-                message: format!("{what}: {message}"),
-            },
+            // The path leads a file's message: the step goes before it.
+            Error::BadFile { path, message } => {
+                Error::BadInput(format!("{what}: {}: {message}", path.display()))
+            }
             Error::Gpu(m) => Error::Gpu(format!("{what}: {m}")),
             Error::Panicked(m) => Error::Panicked(format!("{what}: {m}")),
             Error::Internal(m) => Error::Internal(format!("{what}: {m}")),

@@ -129,3 +129,84 @@ fn all_good_jobs_exit_0() {
     );
     assert!(dir.path().join("m.png").exists());
 }
+
+/// A line with "steps" is a pipeline: its inputs may be paths, generated
+/// or inline; outputs with a path are written; a bad pipeline line fails
+/// alone, naming its step. `run --pipeline` takes the same JSON from a
+/// file, and refuses a bad one with exit 2, naming the step.
+#[test]
+fn pipelines_run_from_batch_lines_and_from_run_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = random_tensor(DType::F32, &[3000], 5).unwrap();
+    npy::write(&dir.path().join("x.npy"), &x).unwrap();
+    let pipeline = |id: &str, out: &str, y_len: usize| {
+        format!(
+            r#"{{"id": "{id}", "steps": [
+                {{"name": "scaled", "kernel": "axpy", "params": {{"a": 3}},
+                  "inputs": {{"x": "x.npy", "y": {{"dtype": "f32", "shape": [{y_len}], "data": {data}}}}}}},
+                {{"name": "sums", "kernel": "scan", "params": {{"inclusive": true}},
+                  "inputs": {{"x": {{"step": "scaled", "output": "out"}}}}}}],
+              "outputs": {{"sums": {{"step": "sums", "output": "out", "path": "{out}"}}}}}}"#,
+            data = serde_json::to_string(&vec![0.5f32; y_len]).unwrap()
+        )
+        .replace('\n', " ")
+    };
+    let want: Vec<f32> = x
+        .as_f32()
+        .unwrap()
+        .iter()
+        .scan(0.0f64, |sum, v| {
+            *sum += f64::from(3.0 * v + 0.5);
+            Some(*sum as f32)
+        })
+        .collect();
+    let lines = [
+        pipeline("good", "sums.npy", 3000),
+        pipeline("bad", "never.npy", 7),
+    ];
+    let jobs = dir.path().join("jobs.jsonl");
+    std::fs::write(&jobs, lines.join("\n")).unwrap();
+    let out = batch(&[jobs.to_str().unwrap(), "--backend", "cpu"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "job bad failed: step 'scaled': axpy: input 'x' is f32[3000] but 'y' is f32[7]"
+        ),
+        "{stderr}"
+    );
+    let sums = npy::read(&dir.path().join("sums.npy")).unwrap();
+    assert_close("batch pipeline", sums.as_f32().unwrap(), &want, 1e-5);
+    assert!(!dir.path().join("never.npy").exists());
+
+    // The same JSON (without the id) from a file.
+    let file = dir.path().join("pipeline.json");
+    let text = pipeline("x", "again.npy", 3000).replacen(r#""id": "x", "#, "", 1);
+    std::fs::write(&file, text).unwrap();
+    let run = |file: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_anycore"))
+            .args(["run", "--backend", "cpu", "--json", "--pipeline"])
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let out = run(&file);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["steps"][1]["name"], "sums");
+    assert_eq!(report["backend"], "cpu");
+    let again = npy::read(&dir.path().join("again.npy")).unwrap();
+    assert_eq!(again, sums);
+    let bad = dir.path().join("bad.json");
+    let text = pipeline("x", "no.npy", 9).replacen(r#""id": "x", "#, "", 1);
+    std::fs::write(&bad, text).unwrap();
+    let out = run(&bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("step 'scaled'"), "{stderr}");
+}

@@ -6,7 +6,10 @@
 //! `{"id": "a", "kernel": "axpy", "inputs": {"x": "x.npy", "y": {"random":
 //! {"dtype": "f32", "shape": [1000], "seed": 1}}}, "params": {"a": 2},
 //! "outputs": {"out": "out.npy"}, "backend": "auto"}`; paths are relative to
-//! the jobs file. A bad line fails its job only.
+//! the jobs file; an input may also be inline numbers or base64 `.npy`, as
+//! the service takes them. A line with `"steps"` is a pipeline (the JSON
+//! of `POST /v1/pipelines`, with an optional `"id"` and outputs that may
+//! name a `"path"`). A bad line fails its job only.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,13 +22,13 @@ use tokio::sync::Semaphore;
 
 use anycore::backend::BackendChoice;
 use anycore::backend::{Timings, Traffic};
-use anycore::coordinator::spec::{InputSource, JobSpec, json_params};
+use anycore::coordinator::spec::{JobSpec, PipelineSpec, json_params};
 use anycore::engine::{Engine, EngineConfig};
 use anycore::kernel::Task;
-use anycore::kernel::random::random_tensor;
-use anycore::tensor::{DType, Tensor, npy};
+use anycore::tensor::npy;
 use anycore::{Error, Result};
 
+use super::inputs::{self, FileInput, InputSpec};
 use super::output;
 
 /// Options of `anycore batch`.
@@ -58,22 +61,6 @@ struct JobLine {
     #[serde(default)]
     outputs: BTreeMap<String, PathBuf>,
     backend: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum InputSpec {
-    File(PathBuf),
-    Random { random: RandomSpec },
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RandomSpec {
-    dtype: String,
-    shape: Vec<usize>,
-    #[serde(default)]
-    seed: u64,
 }
 
 /// One job's line in `--results`.
@@ -188,21 +175,24 @@ async fn run_line(
     line: &str,
     default_backend: BackendChoice,
 ) -> Outcome {
+    // A line with "steps" is a pipeline.
+    if let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(line)
+        && fields.contains_key("steps")
+    {
+        let id = match fields.remove("id") {
+            Some(serde_json::Value::String(id)) => id,
+            _ => format!("line {line_no}"),
+        };
+        let fields = serde_json::Value::Object(fields);
+        return run_pipeline_line(engine, base, id, line_no, fields, default_backend).await;
+    }
     let parsed: std::result::Result<JobLine, _> = serde_json::from_str(line);
     let id = parsed
         .as_ref()
         .ok()
         .and_then(|j| j.id.clone())
         .unwrap_or_else(|| format!("line {line_no}"));
-    let fail = |id: String, e: String| Outcome {
-        id,
-        status: "error",
-        backend: None,
-        placement_reason: None,
-        timings_ms: None,
-        traffic: None,
-        error: Some(e),
-    };
+    let fail = Outcome::failed;
     let spec = match parsed {
         Ok(spec) => spec,
         Err(e) => return fail(id, format!("line {line_no} is not a valid job: {e}")),
@@ -250,6 +240,79 @@ async fn run_line(
     }
 }
 
+/// A pipeline's line: checked (in a blocking task: it reads files), run as
+/// one unit, its outputs that have a path written.
+async fn run_pipeline_line(
+    engine: &Engine,
+    base: &Path,
+    id: String,
+    line_no: usize,
+    fields: serde_json::Value,
+    default_backend: BackendChoice,
+) -> Outcome {
+    let spec: PipelineSpec<InputSpec> = match serde_json::from_value(fields) {
+        Ok(spec) => spec,
+        Err(e) => {
+            return Outcome::failed(id, format!("line {line_no} is not a valid pipeline: {e}"));
+        }
+    };
+    let base = base.to_owned();
+    let prepared =
+        tokio::task::spawn_blocking(move || inputs::pipeline(spec, &base, default_backend))
+            .await
+            .unwrap_or_else(|e| Err(Error::Panicked(e.to_string())));
+    let (pipeline, choice, paths) = match prepared {
+        Ok(p) => p,
+        Err(e) => return Outcome::failed(id, e.to_string()),
+    };
+    let report = match engine.coordinator().run_pipeline(pipeline, choice).await {
+        Ok(report) => report,
+        Err(e) => return Outcome::failed(id, e.to_string()),
+    };
+    let outcome = Outcome {
+        id,
+        status: "ok",
+        backend: Some(report.backend.to_string()),
+        placement_reason: Some(report.placement_reason.clone()),
+        timings_ms: Some(report.timings),
+        traffic: Some(report.traffic),
+        error: None,
+    };
+    let written = tokio::task::spawn_blocking(move || {
+        for (name, path) in paths {
+            if let Some(path) = path {
+                npy::write(&path, &report.outputs[&name])?;
+            }
+        }
+        Ok::<(), Error>(())
+    })
+    .await
+    .unwrap_or_else(|e| Err(Error::Panicked(e.to_string())));
+    match written {
+        Ok(()) => outcome,
+        Err(e) => Outcome {
+            status: "error",
+            error: Some(e.to_string()),
+            ..outcome
+        },
+    }
+}
+
+impl Outcome {
+    /// A line that failed before or while it ran.
+    fn failed(id: String, error: String) -> Outcome {
+        Outcome {
+            id,
+            status: "error",
+            backend: None,
+            placement_reason: None,
+            timings_ms: None,
+            traffic: None,
+            error: Some(error),
+        }
+    }
+}
+
 /// Output names and the files they go to.
 type OutputFiles = Vec<(String, PathBuf)>;
 
@@ -276,34 +339,11 @@ fn prepare(
         inputs: spec
             .inputs
             .into_iter()
-            .map(|(name, input)| (name, LineInput { input, base }))
+            .map(|(name, input)| (name, FileInput { input, base }))
             .collect(),
     };
     let (task, choice) = job.into_task(default_backend)?;
     Ok((task, choice, paths))
-}
-
-/// A line's input, with the folder its paths are relative to.
-struct LineInput<'a> {
-    input: InputSpec,
-    base: &'a Path,
-}
-
-impl InputSource for LineInput<'_> {
-    fn load(self, name: &str) -> Result<Tensor> {
-        match self.input {
-            InputSpec::File(path) => npy::read(&self.base.join(path)),
-            InputSpec::Random { random } => {
-                let dtype = DType::from_name(&random.dtype).ok_or_else(|| {
-                    Error::BadInput(format!(
-                        "input '{name}': unknown dtype '{}' (use f32, u32, i32 or u8)",
-                        random.dtype
-                    ))
-                })?;
-                random_tensor(dtype, &random.shape, random.seed)
-            }
-        }
-    }
 }
 
 fn print_summary(outcomes: &[Outcome]) {

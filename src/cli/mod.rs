@@ -5,6 +5,7 @@
 mod batch;
 mod bench;
 mod devices;
+mod inputs;
 mod kernels;
 mod output;
 mod remote;

@@ -1,20 +1,22 @@
 //! `anycore run KERNEL`: read `.npy` inputs, run one kernel on the chosen
 //! backend, write the outputs, report where it ran and how long it took.
+//! `anycore run --pipeline FILE.json`: the same for a pipeline.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use anycore::backend::BackendChoice;
+use anycore::backend::{BackendChoice, Timings, Traffic};
 use anycore::coordinator::cost::CostModel;
-use anycore::coordinator::spec::{InputSource, JobSpec};
+use anycore::coordinator::spec::{InputSource, JobSpec, PipelineSpec};
 use anycore::engine::{BlockingEngine, CostModelSource, EngineConfig};
 use anycore::kernel::{Outputs, Painter, Task};
-use anycore::service::api::JobResponse;
+use anycore::service::api::{JobResponse, PipelineResponse};
 use anycore::tensor::{Tensor, TensorData, npy};
 use anycore::{Error, Result};
 
+use super::inputs::{self, InputSpec};
 use super::{output, remote};
 
 /// Outputs with at most this many elements have their values in the report.
@@ -25,7 +27,18 @@ const INLINE_VALUES: usize = 16;
 pub struct Args {
     /// Kernel to run (`anycore kernels` lists them, with their inputs,
     /// parameters and outputs).
-    kernel: String,
+    #[arg(required_unless_present = "pipeline")]
+    kernel: Option<String>,
+    /// Run a pipeline from a JSON file instead of one kernel: the JSON of
+    /// the service's `POST /v1/pipelines`, whose inputs may also be `.npy`
+    /// paths and whose outputs may name a "path" (both relative to the
+    /// file).
+    #[arg(
+        long,
+        value_name = "FILE.json",
+        conflicts_with_all = ["kernel", "inputs", "params", "outputs", "server"]
+    )]
+    pipeline: Option<PathBuf>,
     /// Where to run it: auto, gpu or cpu.
     #[arg(long, default_value = "auto", value_parser = super::backend_choice)]
     backend: BackendChoice,
@@ -53,6 +66,19 @@ pub struct Args {
 /// The one job report of every front (the service's), with the outputs
 /// as the command line gives them: their paths and small values.
 type Report = JobResponse<OutputReport>;
+
+impl OutputReport {
+    /// An output as reported: its dtype and shape, its path if it was
+    /// written, its values if it is small.
+    fn new(tensor: &Tensor, path: Option<PathBuf>) -> Self {
+        OutputReport {
+            dtype: tensor.dtype().name(),
+            shape: tensor.shape().to_vec(),
+            path,
+            values: (tensor.len() <= INLINE_VALUES).then(|| tensor.data().clone()),
+        }
+    }
+}
 
 #[derive(Serialize)]
 struct OutputReport {
@@ -97,9 +123,13 @@ impl InputSource for NpyFile<'_> {
 }
 
 pub fn main(args: Args) -> Result<()> {
+    if let Some(file) = &args.pipeline {
+        return run_pipeline(&args, file);
+    }
+    let kernel_name = args.kernel.as_deref().unwrap_or_default();
     let outputs = pairs("-o", "FILE", &args.outputs)?;
     let spec = JobSpec {
-        kernel: &args.kernel,
+        kernel: kernel_name,
         backend: None,
         params: pairs("-p", "VALUE", &args.params)?
             .into_iter()
@@ -111,7 +141,7 @@ pub fn main(args: Args) -> Result<()> {
             .map(|(name, path)| (name.to_owned(), NpyFile(path)))
             .collect(),
     };
-    output::check_formats(&args.kernel, outputs.iter().map(|(n, p)| (*n, p.as_ref())))?;
+    output::check_formats(kernel_name, outputs.iter().map(|(n, p)| (*n, p.as_ref())))?;
     let (job, _) = spec.into_job(args.backend)?;
     let kernel = job.kernel;
     let (report, results, painter) = match &args.server {
@@ -136,10 +166,8 @@ pub fn main(args: Args) -> Result<()> {
     finish(report, results, painter, &outputs, args.json)
 }
 
-/// Runs the task in this process, through the same coordinator and
-/// placement policy as `batch` and `serve`.
-fn run_here(args: &Args, task: Task) -> Result<(Report, Outputs, Option<Painter>)> {
-    let choice = args.backend;
+/// An engine for work that runs on `choice`.
+fn engine(args: &Args, choice: BackendChoice) -> Result<BlockingEngine> {
     let mut config = EngineConfig::default();
     config.gpu.allow_software = args.software_gpu.allowed();
     config.use_gpu = choice != BackendChoice::Cpu;
@@ -147,12 +175,24 @@ fn run_here(args: &Args, task: Task) -> Result<(Report, Outputs, Option<Painter>
         // The choice is made: no cost model needed.
         config.cost_model = CostModelSource::Fixed(CostModel::default());
     }
-    let painter = task.painter();
-    let engine = BlockingEngine::start(config)?;
-    let report = engine.run_task(task, choice).map_err(|e| match e {
+    BlockingEngine::start(config)
+}
+
+/// `--backend gpu` without a GPU, said the command line's way.
+fn no_gpu(e: Error) -> Error {
+    match e {
         Error::NoGpu(why) => Error::NoGpu(format!("--backend gpu needs a GPU adapter: {why}")),
         other => other,
-    })?;
+    }
+}
+
+/// Runs the task in this process, through the same coordinator and
+/// placement policy as `batch` and `serve`.
+fn run_here(args: &Args, task: Task) -> Result<(Report, Outputs, Option<Painter>)> {
+    let choice = args.backend;
+    let painter = task.painter();
+    let engine = engine(args, choice)?;
+    let report = engine.run_task(task, choice).map_err(no_gpu)?;
     log::info!(
         "{} on {}: {}",
         report.kernel,
@@ -171,6 +211,58 @@ fn run_here(args: &Args, task: Task) -> Result<(Report, Outputs, Option<Painter>
     Ok((summary, report.outputs, painter))
 }
 
+/// `run --pipeline FILE`: checks the whole pipeline, runs it, writes the
+/// outputs that name a path and prints the report.
+fn run_pipeline(args: &Args, file: &Path) -> Result<()> {
+    let bad = |message: String| Error::BadFile {
+        path: file.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let spec: PipelineSpec<InputSpec> =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not a valid pipeline: {e}")))?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let (pipeline, choice, paths) = inputs::pipeline(spec, base, args.backend)?;
+    let engine = engine(args, choice)?;
+    let report = engine
+        .run_checked_pipeline(pipeline, choice)
+        .map_err(no_gpu)?;
+    let mut written = BTreeMap::new();
+    for (name, path) in paths {
+        if let Some(path) = &path {
+            npy::write(path, &report.outputs[&name])?;
+        }
+        written.insert(name, path);
+    }
+    let report = PipelineResponse::describe(report, |name, t| {
+        OutputReport::new(t, written[name].clone())
+    });
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serialises")
+        );
+    } else {
+        println!(
+            "pipeline of {} steps ran on {} ({})",
+            report.steps.len(),
+            report.backend,
+            report.device
+        );
+        println!("  why: {}", report.placement_reason);
+        print_time("", &report.timings_ms, &report.traffic);
+        for step in &report.steps {
+            print_time(
+                &format!("{} ({})", step.name, step.kernel),
+                &step.timings_ms,
+                &step.traffic,
+            );
+        }
+        print_outputs(&report.outputs, "give its output a \"path\"");
+    }
+    Ok(())
+}
+
 /// Writes the outputs asked for and prints the report.
 fn finish(
     mut report: Report,
@@ -185,15 +277,9 @@ fn finish(
         if let Some(path) = &path {
             output::write(tensor, path, painter)?;
         }
-        report.outputs.insert(
-            name.clone(),
-            OutputReport {
-                dtype: tensor.dtype().name(),
-                shape: tensor.shape().to_vec(),
-                path,
-                values: (tensor.len() <= INLINE_VALUES).then(|| tensor.data().clone()),
-            },
-        );
+        report
+            .outputs
+            .insert(name.clone(), OutputReport::new(tensor, path));
     }
     if json {
         println!(
@@ -209,12 +295,34 @@ fn finish(
 fn print_human(r: &Report) {
     println!("{} ran on {} ({})", r.kernel, r.backend, r.device);
     println!("  why: {}", r.placement_reason);
-    let t = &r.timings_ms;
-    println!(
-        "  time: {:.3} ms total (upload {:.3}, compute {:.3}, download {:.3})",
+    print_time("", &r.timings_ms, &r.traffic);
+    print_outputs(&r.outputs, "add -o NAME=FILE");
+}
+
+/// One line of times (and, where anything moved, traffic), labelled.
+fn print_time(label: &str, t: &Timings, traffic: &Traffic) {
+    let label = if label.is_empty() {
+        "time".to_owned()
+    } else {
+        format!("  {label}")
+    };
+    let mut line = format!(
+        "  {label}: {:.3} ms total (upload {:.3}, compute {:.3}, download {:.3})",
         t.total, t.upload, t.compute, t.download
     );
-    for (name, o) in &r.outputs {
+    if *traffic != Traffic::default() {
+        line += &format!(
+            "; moved {} B up, {} B down in {} submissions",
+            traffic.uploaded_bytes, traffic.downloaded_bytes, traffic.submissions
+        );
+    }
+    println!("{line}");
+}
+
+/// The outputs, each with its values when small and its path; `hint` says
+/// how to give one a path.
+fn print_outputs(outputs: &BTreeMap<String, OutputReport>, hint: &str) {
+    for (name, o) in outputs {
         let desc = anycore::tensor::describe_name(o.dtype, &o.shape);
         let mut line = format!("  {name}: {desc}");
         if let Some(v) = &o.values {
@@ -222,7 +330,7 @@ fn print_human(r: &Report) {
         }
         match &o.path {
             Some(p) => line += &format!(" -> {}", p.display()),
-            None => line += " (not written; add -o NAME=FILE)",
+            None => line += &format!(" (not written; {hint})"),
         }
         println!("{line}");
     }

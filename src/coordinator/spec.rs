@@ -153,6 +153,37 @@ pub struct OutputSpec {
     pub path: Option<PathBuf>,
 }
 
+impl<I> PipelineSpec<I> {
+    /// The same pipeline with each given input passed through `f` (to
+    /// give file paths their folder, say).
+    pub fn map_inputs<J>(self, f: impl Fn(I) -> J) -> PipelineSpec<J> {
+        PipelineSpec {
+            steps: self
+                .steps
+                .into_iter()
+                .map(|s| StepSpec {
+                    name: s.name,
+                    kernel: s.kernel,
+                    params: s.params,
+                    inputs: s
+                        .inputs
+                        .into_iter()
+                        .map(|(name, input)| {
+                            let input = match input {
+                                StepInputSpec::Output(r) => StepInputSpec::Output(r),
+                                StepInputSpec::Given(i) => StepInputSpec::Given(f(i)),
+                            };
+                            (name, input)
+                        })
+                        .collect(),
+                })
+                .collect(),
+            outputs: self.outputs,
+            backend: self.backend,
+        }
+    }
+}
+
 impl<I: InputSource> PipelineSpec<I> {
     /// The checked pipeline, where it asks to run (`default` when it does
     /// not say), and each result's path if it has one. Checks every step's

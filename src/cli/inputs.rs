@@ -1,0 +1,96 @@
+//! Inputs as the command line's JSON gives them (`batch` lines, `run
+//! --pipeline` files): a `.npy` path relative to the file, generated data
+//! (`{"random": {"dtype", "shape", "seed"}}`), or any form the service
+//! takes (inline numbers, base64 `.npy`); and pipelines read that way.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use anycore::backend::BackendChoice;
+use anycore::coordinator::spec::{InputSource, PipelineSpec};
+use anycore::kernel::random::random_tensor;
+use anycore::pipeline::CheckedPipeline;
+use anycore::service::api::ArrayIn;
+use anycore::tensor::{DType, Tensor, npy};
+use anycore::{Error, Result};
+
+use super::output;
+
+/// An input as a JSON file or line states it.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum InputSpec {
+    /// A `.npy` file, relative to the JSON file.
+    File(PathBuf),
+    /// Generated data.
+    Random {
+        /// What to generate.
+        random: RandomSpec,
+    },
+    /// Inline numbers or base64 `.npy`, as the service takes them.
+    Array(ArrayIn),
+}
+
+/// `{"dtype", "shape", "seed"}` of generated data.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomSpec {
+    dtype: String,
+    shape: Vec<usize>,
+    #[serde(default)]
+    seed: u64,
+}
+
+/// An input with the folder its path is relative to.
+pub struct FileInput<'a> {
+    pub input: InputSpec,
+    pub base: &'a Path,
+}
+
+impl InputSource for FileInput<'_> {
+    fn load(self, name: &str) -> Result<Tensor> {
+        match self.input {
+            InputSpec::File(path) => npy::read(&self.base.join(path)),
+            InputSpec::Random { random } => {
+                let dtype = DType::from_name(&random.dtype).ok_or_else(|| {
+                    Error::BadInput(format!(
+                        "input '{name}': unknown dtype '{}' (use f32, u32, i32 or u8)",
+                        random.dtype
+                    ))
+                })?;
+                random_tensor(dtype, &random.shape, random.seed)
+            }
+            InputSpec::Array(array) => array.load(name),
+        }
+    }
+}
+
+/// Output names, and the files they go to when they have one.
+pub type OutputPaths = Vec<(String, Option<PathBuf>)>;
+
+/// A pipeline from a JSON file or line, its inputs' and outputs' paths
+/// relative to `base`: checked, where it asks to run, and where each
+/// output goes (always a `.npy`: a pipeline's outputs are not drawn).
+pub fn pipeline(
+    spec: PipelineSpec<InputSpec>,
+    base: &Path,
+    default: BackendChoice,
+) -> Result<(CheckedPipeline, BackendChoice, OutputPaths)> {
+    for (name, out) in &spec.outputs {
+        if let Some(path) = out.path.as_deref().filter(|p| output::is_png(p)) {
+            return Err(Error::BadInput(format!(
+                "pipeline output '{name}' -> {}: a pipeline's outputs are written as .npy",
+                path.display()
+            )));
+        }
+    }
+    let (pipeline, choice, paths) = spec
+        .map_inputs(|input| FileInput { input, base })
+        .into_pipeline(default)?;
+    let paths = paths
+        .into_iter()
+        .map(|(name, path)| (name, path.map(|p| base.join(p))))
+        .collect();
+    Ok((pipeline, choice, paths))
+}
