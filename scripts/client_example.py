@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Posts a matrix product to `anycore serve` with the standard library only,
-and checks it against NumPy.
+"""Posts a matrix product, then a two-step pipeline, to `anycore serve` with
+the standard library only, and checks both against NumPy.
 
 Usage: client_example.py [URL]   (default http://127.0.0.1:7878)
 """
@@ -23,13 +23,19 @@ job = {
     },
     "outputs": "inline",
 }
-request = urllib.request.Request(
-    f"{url}/v1/jobs",
-    data=json.dumps(job).encode(),
-    headers={"Content-Type": "application/json"},
-)
-with urllib.request.urlopen(request) as response:
-    result = json.load(response)
+
+
+def post(path, body):
+    request = urllib.request.Request(
+        f"{url}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)
+
+
+result = post("/v1/jobs", job)
 
 out = result["outputs"]["out"]
 c = np.array(out["data"], dtype=np.float32).reshape(out["shape"])
@@ -37,3 +43,26 @@ print(f"ran on {result['backend']} ({result['device']}): {result['placement_reas
 print(f"max |c - a @ b| = {np.abs(c - a @ b).max():.2e}")
 assert np.allclose(c, a @ b, rtol=1e-4, atol=1e-4)
 print("equal to NumPy's a @ b")
+
+# A pipeline: z = 2x + y, then the histogram of z, as one request; only
+# the outputs named under "outputs" come back.
+x = rng.standard_normal(10_000, dtype=np.float32)
+y = rng.standard_normal(10_000, dtype=np.float32)
+pipeline = {
+    "steps": [
+        {"name": "z", "kernel": "axpy", "params": {"a": 2}, "inputs": {
+            "x": {"dtype": "f32", "shape": [x.size], "data": x.tolist()},
+            "y": {"dtype": "f32", "shape": [y.size], "data": y.tolist()}}},
+        {"name": "counts", "kernel": "histogram", "params": {"bins": 8, "lo": -4, "hi": 4},
+         "inputs": {"x": {"step": "z", "output": "out"}}},
+    ],
+    "outputs": {"counts": {"step": "counts", "output": "out"}},
+}
+result = post("/v1/pipelines", pipeline)
+steps = ", ".join(f"{s['name']} {s['timings_ms']['total']:.2f} ms" for s in result["steps"])
+print(f"pipeline ran on {result['backend']}: {steps}")
+counts = result["outputs"]["counts"]["data"]
+want, _ = np.histogram(np.float32(2) * x + y, 8, range=(-4, 4))
+print(f"counts {counts}")
+assert counts == want.tolist()
+print("equal to NumPy's histogram of 2x + y")

@@ -230,6 +230,11 @@ impl BlockingEngine {
         self.runtime.block_on(self.engine.run_on(job, choice))
     }
 
+    /// Runs a pipeline wherever `auto` places it, blocking until it is done.
+    pub fn run_pipeline(&self, pipeline: Pipeline) -> Result<PipelineReport> {
+        self.run_pipeline_on(pipeline, BackendChoice::Auto)
+    }
+
     /// Runs a pipeline on the chosen backend, blocking until it is done.
     pub fn run_pipeline_on(
         &self,
