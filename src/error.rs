@@ -36,6 +36,14 @@ pub enum Error {
     #[error("busy: the job queue is full; retry later")]
     Busy,
 
+    /// Something named by id (a stored tensor) does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+
+    /// A store of tensors is at its bound.
+    #[error("store full: {0}")]
+    StoreFull(String),
+
     /// The coordinator is shutting down and takes no more jobs.
     #[error("shutting down: no more jobs are taken")]
     ShuttingDown,
@@ -82,7 +90,11 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            Error::BadInput(_) | Error::BadFile { .. } | Error::NoGpu(_)
+            Error::BadInput(_)
+                | Error::BadFile { .. }
+                | Error::NoGpu(_)
+                | Error::NotFound(_)
+                | Error::StoreFull(_)
         )
     }
 
@@ -101,6 +113,8 @@ impl Error {
                 Error::BadInput(format!("{what}: {}: {message}", path.display()))
             }
             Error::Gpu(m) => Error::Gpu(format!("{what}: {m}")),
+            Error::NotFound(m) => Error::NotFound(format!("{what}: {m}")),
+            Error::StoreFull(m) => Error::StoreFull(format!("{what}: {m}")),
             Error::Panicked(m) => Error::Panicked(format!("{what}: {m}")),
             Error::Internal(m) => Error::Internal(format!("{what}: {m}")),
             other => other,

@@ -24,6 +24,14 @@ struct Server {
 
 impl Server {
     async fn start(max_in_flight: usize, body_limit: usize) -> Server {
+        let service = ServiceConfig {
+            body_limit,
+            ..ServiceConfig::default()
+        };
+        Server::start_with(max_in_flight, service).await
+    }
+
+    async fn start_with(max_in_flight: usize, service: ServiceConfig) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let config = EngineConfig {
@@ -35,7 +43,6 @@ impl Server {
         };
         let engine = Arc::new(Engine::start(config).await.unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let service = ServiceConfig { body_limit };
         let task = tokio::spawn(serve(listener, engine, service, async {
             let _ = stopped.await;
         }));
@@ -76,6 +83,32 @@ impl Server {
                 .read_to_string()
                 .unwrap();
             (response.status().as_u16(), retry, text)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// POSTs raw bytes, or GETs (with `body` None); answers the status
+    /// and the body's bytes.
+    async fn bytes(&self, path: &str, body: Option<Vec<u8>>) -> (u16, Vec<u8>) {
+        let url = format!("{}{path}", self.url);
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut response = match body {
+                Some(b) => agent.post(&url).send(&b[..]),
+                None => agent.get(&url).call(),
+            }
+            .expect("the server answers");
+            let bytes = response
+                .body_mut()
+                .with_config()
+                .limit(u64::MAX)
+                .read_to_vec()
+                .unwrap();
+            (response.status().as_u16(), bytes)
         })
         .await
         .unwrap()
@@ -402,5 +435,117 @@ async fn pipelines_run_as_one_request_and_bad_ones_are_400s_naming_the_step() {
         metrics.contains("anycore_uploaded_bytes_total{backend=\"cpu\"} 0"),
         "{metrics}"
     );
+    server.stop().await;
+}
+
+/// `/v1/tensors`: a tensor stored from `.npy` bytes or JSON comes back
+/// byte for byte; jobs and pipelines take it by id and keep outputs as
+/// new tensors; unknown ids are 404s with a JSON error; past the store's
+/// bounds a 507 with a JSON error; deleting makes room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stored_tensors_feed_jobs_and_pipelines_within_bounds() {
+    let service = ServiceConfig {
+        max_tensors: 4,
+        max_tensor_bytes: 64 << 10,
+        ..ServiceConfig::default()
+    };
+    let server = Server::start_with(8, service).await;
+    let x = random_tensor(DType::F32, &[4_000], 3).unwrap();
+    let npy_bytes = anycore::tensor::npy::to_bytes(&x);
+    let (status, body) = server.bytes("/v1/tensors", Some(npy_bytes.clone())).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let stored: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(stored["dtype"], "f32");
+    assert_eq!(stored["shape"], json!([4000]));
+    let xid = stored["id"].as_u64().unwrap();
+    let (status, back) = server.bytes(&format!("/v1/tensors/{xid}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(anycore::tensor::npy::from_bytes(&back).unwrap(), x);
+
+    // A job reading it twice, keeping its output.
+    let job = json!({"kernel": "axpy", "params": {"a": 2}, "backend": "cpu", "keep": ["out"],
+                     "inputs": {"x": {"tensor": xid}, "y": {"tensor": xid}}});
+    let (status, _, body) = server.call("POST", "/v1/jobs", Some(job.to_string())).await;
+    assert_eq!(status, 200, "{body}");
+    let r: Value = serde_json::from_str(&body).unwrap();
+    let out = &r["outputs"]["out"];
+    assert!(out.get("data").is_none(), "{out}");
+    assert_eq!(out["shape"], json!([4000]));
+    let yid = out["tensor"].as_u64().unwrap();
+    // A pipeline from the kept output, keeping one result and returning one.
+    let pipeline = json!({
+        "steps": [{"name": "sums", "kernel": "scan", "params": {"inclusive": true},
+                   "inputs": {"x": {"tensor": yid}}},
+                  {"name": "top", "kernel": "reduce", "params": {"op": "max"},
+                   "inputs": {"x": {"tensor": yid}}}],
+        "outputs": {"sums": {"step": "sums", "output": "out", "keep": true},
+                    "top": {"step": "top", "output": "out"}},
+        "backend": "cpu"});
+    let (status, _, body) = server
+        .call("POST", "/v1/pipelines", Some(pipeline.to_string()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let r: Value = serde_json::from_str(&body).unwrap();
+    let sid = r["outputs"]["sums"]["tensor"].as_u64().unwrap();
+    let want: Vec<f32> = x.as_f32().unwrap().iter().map(|v| 3.0 * v).collect();
+    let top = want.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    assert_eq!(r["outputs"]["top"]["data"], json!([top]));
+    let (_, back) = server.bytes(&format!("/v1/tensors/{sid}"), None).await;
+    let sums = anycore::tensor::npy::from_bytes(&back).unwrap();
+    let mut total = 0.0f64;
+    let want_sums: Vec<f32> = want
+        .iter()
+        .map(|v| {
+            total += f64::from(*v);
+            total as f32
+        })
+        .collect();
+    assert_close("kept scan", sums.as_f32().unwrap(), &want_sums, 1e-5);
+
+    // Bounds: 3 stored (x, y, sums); 40 KiB more passes 64 KiB of bytes.
+    let big = json!({"dtype": "f32", "shape": [10_000], "data": vec![0.0; 10_000]});
+    let (status, _, body) = server
+        .call("POST", "/v1/tensors", Some(big.to_string()))
+        .await;
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(error_code(&body), "store_full");
+    let small = json!({"dtype": "u32", "shape": [2], "data": [1, 2]});
+    let (status, _, _) = server
+        .call("POST", "/v1/tensors", Some(small.to_string()))
+        .await;
+    assert_eq!(status, 201);
+    let (status, _, body) = server
+        .call("POST", "/v1/tensors", Some(small.to_string()))
+        .await;
+    assert_eq!(status, 507, "four tensors at most: {body}");
+    // Unknown ids, everywhere: 404 with a JSON error.
+    let (status, _, body) = server
+        .call("DELETE", &format!("/v1/tensors/{xid}"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for (method, path) in [
+        ("GET", format!("/v1/tensors/{xid}")),
+        ("DELETE", format!("/v1/tensors/{xid}")),
+    ] {
+        let (status, _, body) = server.call(method, &path, None).await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert_eq!(error_code(&body), "not_found");
+    }
+    let job = json!({"kernel": "reduce", "inputs": {"x": {"tensor": xid}}});
+    let (status, _, body) = server.call("POST", "/v1/jobs", Some(job.to_string())).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("input 'x'") && body.contains(&format!("id {xid}")),
+        "{body}"
+    );
+    // Deleting x made room for one more.
+    let (status, _, _) = server
+        .call("POST", "/v1/tensors", Some(small.to_string()))
+        .await;
+    assert_eq!(status, 201);
+    let (status, _, body) = server
+        .call("POST", "/v1/tensors", Some("not an array".into()))
+        .await;
+    assert_eq!(status, 400, "{body}");
     server.stop().await;
 }

@@ -78,6 +78,12 @@ pub fn pipeline(
     default: BackendChoice,
 ) -> Result<(CheckedPipeline, BackendChoice, OutputPaths)> {
     for (name, out) in &spec.outputs {
+        if out.keep {
+            return Err(Error::BadInput(format!(
+                "pipeline output '{name}': \"keep\" stores an output in a service; here \
+                 give it a \"path\""
+            )));
+        }
         if let Some(path) = out.path.as_deref().filter(|p| output::is_png(p)) {
             return Err(Error::BadInput(format!(
                 "pipeline output '{name}' -> {}: a pipeline's outputs are written as .npy",

@@ -23,6 +23,7 @@ pub fn request(job: &Job, backend: &str) -> JobRequest {
             .map(|(k, t)| (k.clone(), api::encode_npy(t)))
             .collect(),
         outputs: OutputForm::Npy,
+        keep: Vec::new(),
     }
 }
 

@@ -21,6 +21,13 @@ pub struct Args {
     /// Largest request body, in MiB (413 past it).
     #[arg(long, default_value_t = 256)]
     body_limit_mib: usize,
+    /// Most tensors kept in the store (`/v1/tensors`, kept outputs); past
+    /// it, storing one more is a 507.
+    #[arg(long, default_value_t = 1024)]
+    max_tensors: usize,
+    /// Most MiB of tensors kept in the store; past it, a 507.
+    #[arg(long, default_value_t = 1024)]
+    tensor_store_mib: usize,
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -43,7 +50,9 @@ pub fn main(args: Args) -> Result<()> {
             coordinator.cpu_device()
         );
         let service = ServiceConfig {
-            body_limit: args.body_limit_mib << 20,
+            body_limit: args.body_limit_mib.saturating_mul(1 << 20),
+            max_tensors: args.max_tensors,
+            max_tensor_bytes: args.tensor_store_mib.saturating_mul(1 << 20),
         };
         serve(listener, engine, service, shutdown_signal())
             .await

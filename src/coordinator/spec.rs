@@ -151,6 +151,10 @@ pub struct OutputSpec {
     /// A `.npy` file to write it to (command-line fronts only).
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// Keep it in the service's store instead of returning its elements
+    /// (the service only).
+    #[serde(default)]
+    pub keep: bool,
 }
 
 impl<I> PipelineSpec<I> {

@@ -20,6 +20,8 @@ use crate::error::{Error, Result};
 use crate::kernel::Task;
 use crate::tensor::{DType, Tensor, TensorData, npy};
 
+use super::store::Store;
+
 /// A job as posted to `POST /v1/jobs`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +40,10 @@ pub struct JobRequest {
     /// How to return outputs.
     #[serde(default)]
     pub outputs: OutputForm,
+    /// Outputs to keep in the service's store instead of returning their
+    /// elements: each comes back as `{"tensor": ID, "dtype", "shape"}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep: Vec<String>,
 }
 
 /// An input array: inline numbers, or a base64 `.npy` file.
@@ -57,6 +63,11 @@ pub enum ArrayIn {
     Npy {
         /// Base64 of the `.npy` bytes.
         npy: String,
+    },
+    /// `{"tensor": ID}`: a tensor the service stores.
+    Stored {
+        /// Its id.
+        tensor: u64,
     },
 }
 
@@ -106,20 +117,49 @@ pub struct ArrayOut {
     /// Base64 `.npy` bytes, when asked for npy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub npy: Option<String>,
+    /// Its id in the service's store, when it was kept there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensor: Option<u64>,
 }
 
 impl JobRequest {
-    /// Checks the request and builds the task and its backend choice.
-    pub fn into_task(self) -> Result<(Task, BackendChoice, OutputForm)> {
+    /// Checks the request and builds the task and its backend choice;
+    /// `{"tensor": ID}` inputs come from `store`.
+    pub fn into_task(self, store: &Store) -> Result<(Task, BackendChoice, OutputForm)> {
         let spec = JobSpec {
             kernel: &self.kernel,
             backend: self.backend.as_deref(),
             params: json_params(&self.params)?,
-            outputs: Vec::new(),
-            inputs: self.inputs.into_iter().collect(),
+            outputs: self.keep.iter().map(String::as_str).collect(),
+            inputs: self
+                .inputs
+                .into_iter()
+                .map(|(name, input)| (name, StoreInput { input, store }))
+                .collect(),
         };
         let (task, choice) = spec.into_task(BackendChoice::Auto)?;
         Ok((task, choice, self.outputs))
+    }
+}
+
+/// An input that may name a stored tensor.
+pub struct StoreInput<'a> {
+    /// The input as given.
+    pub input: ArrayIn,
+    /// Where `{"tensor": ID}` is looked up.
+    pub store: &'a Store,
+}
+
+impl InputSource for StoreInput<'_> {
+    fn load(self, name: &str) -> Result<Tensor> {
+        match self.input {
+            ArrayIn::Stored { tensor } => self
+                .store
+                .get(tensor)
+                .map(|t| Tensor::clone(&t))
+                .map_err(|e| e.context(&format!("input '{name}'"))),
+            input => input.load(name),
+        }
     }
 }
 
@@ -127,6 +167,10 @@ impl InputSource for ArrayIn {
     fn load(self, name: &str) -> Result<Tensor> {
         let bad = |message: String| Error::BadInput(format!("input '{name}': {message}"));
         match self {
+            ArrayIn::Stored { tensor } => Err(bad(format!(
+                "{{\"tensor\": {tensor}}} names a tensor a service stores; here give the \
+                 data itself"
+            ))),
             ArrayIn::Npy { npy } => {
                 let bytes = BASE64
                     .decode(npy.as_bytes())
@@ -210,8 +254,20 @@ impl JobResponse {
 }
 
 impl ArrayOut {
+    /// An output kept in the store as `id`: its dtype and shape, no
+    /// elements.
+    pub fn kept(t: &Tensor, id: u64) -> Self {
+        ArrayOut {
+            dtype: t.dtype().name().into(),
+            shape: t.shape().to_vec(),
+            data: None,
+            npy: None,
+            tensor: Some(id),
+        }
+    }
+
     /// An output as the API returns it, in `form`.
-    fn new(t: &Tensor, form: OutputForm) -> Self {
+    pub fn new(t: &Tensor, form: OutputForm) -> Self {
         let (data, npy) = match form {
             OutputForm::Inline => (Some(inline(t)), None),
             OutputForm::Npy => (None, Some(BASE64.encode(npy::to_bytes(t)))),
@@ -221,6 +277,7 @@ impl ArrayOut {
             shape: t.shape().to_vec(),
             data,
             npy,
+            tensor: None,
         }
     }
 }

@@ -5,20 +5,30 @@
 //! | `POST /v1/jobs` | runs a job ([`api::JobRequest`]) and answers 200 with [`api::JobResponse`]; with `?wait=false` answers 202 `{"id"}` at once |
 //! | `GET /v1/jobs/{id}` | the status or result of a job posted with `wait=false` |
 //! | `DELETE /v1/jobs/{id}` | cancels it, if it has not started |
+//! | `POST /v1/tensors` | stores a tensor (`.npy` bytes, or an input's JSON) and answers 201 `{"id", "dtype", "shape"}` |
+//! | `GET /v1/tensors/{id}`, `DELETE /v1/tensors/{id}` | the stored tensor as `.npy`; forgets it |
 //! | `POST /v1/pipelines` | runs a pipeline ([`PipelineSpec`] of [`api::ArrayIn`] inputs) as one unit and answers 200 with [`api::PipelineResponse`]; `?outputs=npy` for base64 `.npy` outputs |
 //! | `GET /v1/health` | `{"status": "ok"}` |
 //! | `GET /v1/devices` | the adapters and the backends in use |
 //! | `GET /metrics` | Prometheus text |
 //!
+//! Jobs and pipelines take `{"tensor": ID}` as an input, and keep outputs
+//! in the store instead of returning them (`"keep": [NAMES]` in a job,
+//! `"keep": true` on a pipeline's output): they come back as `{"tensor":
+//! ID, "dtype", "shape"}`. The store is bounded in count and bytes
+//! ([`ServiceConfig`]).
+//!
 //! Errors are `{"error": {"code", "message"}}`: 400 for a bad job, 404 for
-//! an unknown id, 413 past the body limit, 503 with `Retry-After` when the
-//! queue is full (the service never waits for room, so it never hangs).
+//! an unknown id (a job's or a stored tensor's), 413 past the body limit,
+//! 503 with `Retry-After` when the queue is full (the service never waits
+//! for room, so it never hangs), 507 when the tensor store is full.
 //! Results of `wait=false` jobs are kept for the last [`KEPT_RESULTS`]
 //! finished jobs; older ones answer 404.
 //! [`serve`] drains jobs in flight once its shutdown future completes.
 
 pub mod api;
 mod metrics;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -35,8 +45,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use self::api::{ArrayIn, JobRequest, JobResponse, OutputForm, PipelineResponse};
+use self::api::{ArrayIn, JobRequest, JobResponse, OutputForm, PipelineResponse, StoreInput};
 use self::metrics::Metrics;
+use self::store::Store;
 use crate::backend::BackendChoice;
 use crate::backend::gpu::adapter;
 use crate::coordinator::JobReport;
@@ -49,12 +60,18 @@ use crate::error::Error;
 pub struct ServiceConfig {
     /// Largest request body in bytes (413 past it).
     pub body_limit: usize,
+    /// Most tensors the store keeps (`/v1/tensors`, kept outputs).
+    pub max_tensors: usize,
+    /// Most bytes of tensors the store keeps.
+    pub max_tensor_bytes: usize,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
             body_limit: 256 << 20,
+            max_tensors: 1024,
+            max_tensor_bytes: 1 << 30,
         }
     }
 }
@@ -74,6 +91,7 @@ enum Entry {
 struct AppState {
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
+    store: Arc<Store>,
     jobs: Arc<Mutex<BTreeMap<u64, Entry>>>,
     next_id: Arc<AtomicU64>,
     body_limit: usize,
@@ -84,6 +102,7 @@ pub fn router(engine: Arc<Engine>, config: &ServiceConfig) -> Router {
     let state = AppState {
         engine,
         metrics: Arc::default(),
+        store: Arc::new(Store::new(config.max_tensors, config.max_tensor_bytes)),
         jobs: Arc::default(),
         next_id: Arc::new(AtomicU64::new(1)),
         body_limit: config.body_limit,
@@ -92,6 +111,8 @@ pub fn router(engine: Arc<Engine>, config: &ServiceConfig) -> Router {
         .route("/v1/jobs", post(post_job))
         .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
         .route("/v1/pipelines", post(post_pipeline))
+        .route("/v1/tensors", post(post_tensor))
+        .route("/v1/tensors/{id}", get(get_tensor).delete(delete_tensor))
         .route(
             "/v1/health",
             get(|| async { Json(json!({"status": "ok"})) }),
@@ -143,6 +164,8 @@ impl From<Error> for ApiError {
         let (status, code) = match &e {
             Error::BadInput(_) | Error::BadFile { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::NoGpu(_) => (StatusCode::BAD_REQUEST, "no_gpu"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::StoreFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "store_full"),
             Error::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Error::Cancelled => (StatusCode::CONFLICT, "cancelled"),
@@ -169,25 +192,64 @@ struct WaitQuery {
     wait: Option<bool>,
 }
 
-/// Counts a finished job in the metrics and turns it into a response.
+/// What a finished job answers: how outputs come back, and which go to
+/// the store instead.
+struct Answer {
+    form: OutputForm,
+    keep: Vec<String>,
+}
+
+/// Counts a finished job in the metrics, keeps the outputs asked to be
+/// kept, and turns it into a response.
 fn finish(
     metrics: &Metrics,
+    store: &Store,
     kernel: &str,
     result: crate::Result<JobReport>,
-    form: OutputForm,
+    answer: Answer,
 ) -> Result<JobResponse, ApiError> {
     match result {
-        Ok(report) => {
+        Ok(mut report) => {
             let backend = report.backend.to_string();
             metrics.record(kernel, &backend, "ok", Some(report.timings.total / 1e3));
             metrics.record_traffic(&backend, &report.traffic);
-            Ok(JobResponse::new(report, form))
+            let kept = keep(store, &mut report.outputs, &answer.keep)?;
+            let mut response = JobResponse::new(report, answer.form);
+            response.outputs.extend(kept);
+            Ok(response)
         }
         Err(e) => {
             metrics.record(kernel, "none", "error", None);
             Err(e.into())
         }
     }
+}
+
+/// Moves the outputs named in `names` from `outputs` into the store, and
+/// gives what the response says of each: `{"tensor": ID, "dtype", "shape"}`.
+fn keep(
+    store: &Store,
+    outputs: &mut crate::kernel::Outputs,
+    names: &[String],
+) -> crate::Result<Vec<(String, api::ArrayOut)>> {
+    let mut kept = Vec::with_capacity(names.len());
+    for name in names {
+        let tensor = outputs.remove(name).ok_or_else(|| {
+            Error::BadInput(format!(
+                "output '{name}' was asked to be kept, but this job does not give it"
+            ))
+        })?;
+        let described = api::ArrayOut::kept(&tensor, 0);
+        let id = store.put(tensor)?;
+        kept.push((
+            name.clone(),
+            api::ArrayOut {
+                tensor: Some(id),
+                ..described
+            },
+        ));
+    }
+    Ok(kept)
 }
 
 /// Bytes of an oversized body read and thrown away before the 413.
@@ -241,12 +303,15 @@ async fn post_job(
             format!("invalid job: {e}"),
         )
     })?;
-    let (task, choice, form) = request.into_task()?;
+    let keep = request.keep.clone();
+    let (task, choice, form) = request.into_task(&state.store)?;
+    let answer = Answer { form, keep };
     let kernel = task.kernel().name();
     // Never wait for room: a full queue is a 503 the client can retry.
     let handle = state.engine.coordinator().try_submit(task, choice)?;
     if query.wait.unwrap_or(true) {
-        let response = finish(&state.metrics, kernel, handle.wait().await, form)?;
+        let result = handle.wait().await;
+        let response = finish(&state.metrics, &state.store, kernel, result, answer)?;
         return Ok(Json(response).into_response());
     }
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
@@ -258,9 +323,13 @@ async fn post_job(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(id, entry);
-    let (jobs, metrics) = (Arc::clone(&state.jobs), Arc::clone(&state.metrics));
+    let (jobs, metrics, store) = (
+        Arc::clone(&state.jobs),
+        Arc::clone(&state.metrics),
+        Arc::clone(&state.store),
+    );
     tokio::spawn(async move {
-        let entry = match finish(&metrics, kernel, handle.wait().await, form) {
+        let entry = match finish(&metrics, &store, kernel, handle.wait().await, answer) {
             Ok(r) => Entry::Done(Box::new(r)),
             Err(e) => Entry::Failed(e),
         };
@@ -296,7 +365,16 @@ async fn post_pipeline(
              outputs in its response"
         )));
     }
-    let (pipeline, choice, _) = spec.into_pipeline(BackendChoice::Auto)?;
+    let kept: Vec<String> = spec
+        .outputs
+        .iter()
+        .filter(|(_, o)| o.keep)
+        .map(|(name, _)| name.clone())
+        .collect();
+    let store = &state.store;
+    let (pipeline, choice, _) = spec
+        .map_inputs(|input| StoreInput { input, store })
+        .into_pipeline(BackendChoice::Auto)?;
     // Never wait for room: a full queue is a 503 the client can retry.
     let result = state
         .engine
@@ -304,21 +382,76 @@ async fn post_pipeline(
         .try_run_pipeline(pipeline, choice)
         .await;
     match result {
-        Ok(report) => {
+        Ok(mut report) => {
             let backend = report.backend.to_string();
             let seconds = report.timings.total / 1e3;
             state
                 .metrics
                 .record("pipeline", &backend, "ok", Some(seconds));
             state.metrics.record_traffic(&backend, &report.traffic);
+            let kept = keep(store, &mut report.outputs, &kept)?;
             let form = query.outputs.unwrap_or_default();
-            Ok(Json(PipelineResponse::new(report, form)).into_response())
+            let mut response = PipelineResponse::new(report, form);
+            response.outputs.extend(kept);
+            Ok(Json(response).into_response())
         }
         Err(e) => {
             state.metrics.record("pipeline", "none", "error", None);
             Err(e.into())
         }
     }
+}
+
+/// `POST /v1/tensors`: stores a tensor sent as `.npy` bytes, or as the JSON
+/// of an input (`{"dtype", "shape", "data"}` or `{"npy"}`), and answers
+/// 201 `{"id", "dtype", "shape"}`.
+async fn post_tensor(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    let body = read_body(body, state.body_limit).await?;
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
+    let tensor = if body.starts_with(b"\x93NUMPY") {
+        crate::tensor::npy::from_bytes(&body).map_err(|e| bad(format!("the body: {e}")))?
+    } else {
+        let array: ArrayIn = serde_json::from_slice(&body).map_err(|e| {
+            bad(format!(
+                "the body is neither .npy bytes nor an array's JSON ({e})"
+            ))
+        })?;
+        if matches!(array, ArrayIn::Stored { .. }) {
+            return Err(bad(
+                "the body names a stored tensor; send the data itself".into()
+            ));
+        }
+        crate::coordinator::spec::InputSource::load(array, "the body")?
+    };
+    let (dtype, shape) = (tensor.dtype().name(), tensor.shape().to_vec());
+    let id = state.store.put(tensor)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "dtype": dtype, "shape": shape})),
+    )
+        .into_response())
+}
+
+/// `GET /v1/tensors/{id}`: the stored tensor as `.npy` bytes.
+async fn get_tensor(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Response, ApiError> {
+    let tensor = state.store.get(id)?;
+    // Encoding a large tensor is blocking work: off the async workers.
+    let bytes = tokio::task::spawn_blocking(move || crate::tensor::npy::to_bytes(&tensor))
+        .await
+        .map_err(|e| ApiError::from(Error::Panicked(e.to_string())))?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+/// `DELETE /v1/tensors/{id}`: forgets a stored tensor.
+async fn delete_tensor(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Response, ApiError> {
+    state.store.remove(id)?;
+    Ok(Json(json!({"id": id, "status": "deleted"})).into_response())
 }
 
 /// Drops the oldest finished entries past [`KEPT_RESULTS`]; running jobs stay.

@@ -1,0 +1,135 @@
+//! Tensors the service keeps between requests: uploaded with `POST
+//! /v1/tensors`, or kept from a job's or a pipeline's outputs, and named by
+//! id in later jobs' inputs (`{"tensor": ID}`). Bounded in count and in
+//! bytes: past either bound a new tensor is refused with a clear error,
+//! never stored at the cost of the process's memory.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// The service's stored tensors.
+pub struct Store {
+    inner: Mutex<Inner>,
+    max_count: usize,
+    max_bytes: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_id: u64,
+    tensors: BTreeMap<u64, Arc<Tensor>>,
+    bytes: usize,
+}
+
+/// A tensor's size in the store: its elements' bytes.
+fn size(t: &Tensor) -> usize {
+    t.data().as_bytes().len()
+}
+
+impl Store {
+    /// A store of at most `max_count` tensors and `max_bytes` bytes.
+    pub fn new(max_count: usize, max_bytes: usize) -> Self {
+        Store {
+            inner: Mutex::new(Inner {
+                next_id: 1,
+                ..Inner::default()
+            }),
+            max_count,
+            max_bytes,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores a tensor and gives its id, or [`Error::StoreFull`] when it
+    /// would pass a bound.
+    pub fn put(&self, tensor: Tensor) -> Result<u64> {
+        let bytes = size(&tensor);
+        let mut inner = self.lock();
+        if inner.tensors.len() >= self.max_count {
+            return Err(Error::StoreFull(format!(
+                "the service already stores {} tensors, its limit; delete some \
+                 (DELETE /v1/tensors/ID)",
+                inner.tensors.len()
+            )));
+        }
+        if inner.bytes.saturating_add(bytes) > self.max_bytes {
+            return Err(Error::StoreFull(format!(
+                "storing {} ({bytes} bytes) would pass the service's limit of {} bytes \
+                 of stored tensors ({} in use); delete some (DELETE /v1/tensors/ID)",
+                tensor.describe(),
+                self.max_bytes,
+                inner.bytes
+            )));
+        }
+        let id = inner.next_id;
+        inner.next_id += 1;
+        inner.bytes += bytes;
+        inner.tensors.insert(id, Arc::new(tensor));
+        Ok(id)
+    }
+
+    /// The tensor with `id`, or [`Error::NotFound`].
+    pub fn get(&self, id: u64) -> Result<Arc<Tensor>> {
+        self.lock()
+            .tensors
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| unknown(id))
+    }
+
+    /// Forgets the tensor with `id` (its memory is freed once no running
+    /// job holds it), or [`Error::NotFound`].
+    pub fn remove(&self, id: u64) -> Result<()> {
+        let mut inner = self.lock();
+        let tensor = inner.tensors.remove(&id).ok_or_else(|| unknown(id))?;
+        inner.bytes -= size(&tensor);
+        Ok(())
+    }
+
+    /// Tensors stored and their bytes.
+    pub fn usage(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.tensors.len(), inner.bytes)
+    }
+}
+
+fn unknown(id: u64) -> Error {
+    Error::NotFound(format!(
+        "no stored tensor with id {id} (deleted, or never stored)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_hold_and_deleting_makes_room() {
+        let store = Store::new(2, 40);
+        let t = |n: usize| Tensor::from_f32(vec![1.5; n]);
+        let a = store.put(t(5)).unwrap();
+        assert!(
+            matches!(store.put(t(6)), Err(Error::StoreFull(_))),
+            "20 + 24 > 40 bytes"
+        );
+        let b = store.put(t(4)).unwrap();
+        assert!(
+            matches!(store.put(t(0)), Err(Error::StoreFull(_))),
+            "two tensors at most"
+        );
+        assert_eq!(store.usage(), (2, 36));
+        assert_eq!(*store.get(a).unwrap(), t(5));
+        store.remove(a).unwrap();
+        assert!(matches!(store.get(a), Err(Error::NotFound(_))));
+        assert!(matches!(store.remove(a), Err(Error::NotFound(_))));
+        let c = store.put(t(6)).unwrap();
+        assert!(c > b, "ids are not reused");
+        assert_eq!(store.usage(), (2, 40));
+    }
+}
