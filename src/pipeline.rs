@@ -28,6 +28,9 @@ pub const MAX_STEPS: usize = 256;
 /// A pipeline as a caller states it; [`Pipeline::check`] checks it.
 #[derive(Clone, Debug, Default)]
 pub struct Pipeline {
+    /// Tensors given once for several steps to read, by name (each step
+    /// reading one gets it without a copy at its last read, a copy before).
+    pub inputs: Vec<(String, Tensor)>,
     /// The steps, in the order they run.
     pub steps: Vec<Step>,
     /// The results wanted, by the name they are returned under.
@@ -50,8 +53,10 @@ pub struct Step {
 /// Where a step's input comes from.
 #[derive(Clone, Debug)]
 pub enum StepInput {
-    /// A tensor given with the pipeline.
+    /// A tensor given with the step.
     Tensor(Tensor),
+    /// One of the pipeline's own inputs, by name.
+    Shared(String),
     /// An output of an earlier step.
     Output(StepOutput),
 }
@@ -90,6 +95,13 @@ impl Step {
         self
     }
 
+    /// Adds an input that is the pipeline's input `shared`.
+    pub fn input_shared(mut self, name: &str, shared: &str) -> Self {
+        self.inputs
+            .insert(name.to_owned(), StepInput::Shared(shared.to_owned()));
+        self
+    }
+
     /// Adds an input that is output `output` of the earlier step `step`.
     pub fn input_from(mut self, name: &str, step: &str, output: &str) -> Self {
         self.inputs.insert(
@@ -107,6 +119,13 @@ impl Pipeline {
     /// A pipeline with no steps yet.
     pub fn new() -> Self {
         Pipeline::default()
+    }
+
+    /// Gives a tensor that several steps may read (as
+    /// [`Step::input_shared`]).
+    pub fn input(mut self, name: &str, tensor: Tensor) -> Self {
+        self.inputs.push((name.to_owned(), tensor));
+        self
     }
 
     /// Appends a step.
@@ -144,6 +163,22 @@ impl Pipeline {
                 "a pipeline needs at least one output (which step's output to return)",
             ));
         }
+        for (i, (name, _)) in self.inputs.iter().enumerate() {
+            if name.is_empty() || self.inputs[..i].iter().any(|(other, _)| other == name) {
+                return Err(Error::bad(format!(
+                    "pipeline input '{name}' needs a name of its own"
+                )));
+            }
+            let read = self.steps.iter().flat_map(|s| s.inputs.values());
+            if !read
+                .into_iter()
+                .any(|i| matches!(i, StepInput::Shared(n) if n == name))
+            {
+                return Err(Error::bad(format!(
+                    "pipeline input '{name}' is read by no step"
+                )));
+            }
+        }
         let mut plans: Vec<Plan> = Vec::with_capacity(self.steps.len());
         for (i, step) in self.steps.iter().enumerate() {
             let at = |e: Error| e.context(&format!("step '{}'", step.name));
@@ -160,6 +195,16 @@ impl Pipeline {
             for (name, input) in &step.inputs {
                 let spec = match input {
                     StepInput::Tensor(t) => t.spec(),
+                    StepInput::Shared(shared) => self
+                        .inputs
+                        .iter()
+                        .find(|(n, _)| n == shared)
+                        .map(|(_, t)| t.spec())
+                        .ok_or_else(|| {
+                            at(Error::bad(format!(
+                                "there is no pipeline input named '{shared}'"
+                            )))
+                        })?,
                     StepInput::Output(from) => {
                         let spec = self.spec_of(&plans, i, from).map_err(at)?;
                         spec.clone()
@@ -270,24 +315,30 @@ impl CheckedPipeline {
     /// step.
     pub fn run(self, mut run: impl FnMut(Task) -> Result<Run>) -> Result<PipelineRun> {
         let start = Instant::now();
-        let Pipeline { steps, outputs } = self.pipeline;
-        // How many more times each step output is read: by later steps'
-        // inputs, and once more if it is a result.
-        let mut uses: BTreeMap<(String, String), usize> = BTreeMap::new();
-        let wanted = outputs.iter().map(|(_, from)| from);
+        let Pipeline {
+            inputs,
+            steps,
+            outputs,
+        } = self.pipeline;
+        // How many more times each tensor is read: pipeline inputs and step
+        // outputs, by later steps' inputs and (outputs) as results.
+        let mut uses: BTreeMap<Source, usize> = BTreeMap::new();
+        let wanted = outputs.iter().map(|(_, from)| Source::of(from));
         let read = steps
             .iter()
             .flat_map(|s| s.inputs.values())
             .filter_map(|i| match i {
-                StepInput::Output(from) => Some(from),
+                StepInput::Output(from) => Some(Source::of(from)),
+                StepInput::Shared(name) => Some(Source::Input(name.clone())),
                 StepInput::Tensor(_) => None,
             });
-        for from in read.chain(wanted) {
-            *uses
-                .entry((from.step.clone(), from.output.clone()))
-                .or_default() += 1;
+        for source in read.chain(wanted) {
+            *uses.entry(source).or_default() += 1;
         }
-        let mut kept = Kept::new();
+        let mut kept: Kept = inputs
+            .into_iter()
+            .map(|(name, t)| (Source::Input(name), t))
+            .collect();
         let mut runs = Vec::with_capacity(steps.len());
         let mut timings = Timings::default();
         let mut traffic = Traffic::default();
@@ -297,15 +348,17 @@ impl CheckedPipeline {
             for (name, input) in step.inputs {
                 let tensor = match input {
                     StepInput::Tensor(t) => t,
-                    StepInput::Output(from) => take(&mut uses, &mut kept, &from),
+                    StepInput::Output(from) => take(&mut uses, &mut kept, Source::of(&from)),
+                    StepInput::Shared(name) => take(&mut uses, &mut kept, Source::Input(name)),
                 };
                 job.inputs.insert(name, tensor);
             }
             let at = |e: Error| e.context(&format!("step '{}'", step.name));
             let done = Task::new(job).and_then(&mut run).map_err(at)?;
             for (output, tensor) in done.outputs {
-                if uses.contains_key(&(step.name.clone(), output.clone())) {
-                    kept.insert((step.name.clone(), output), tensor);
+                let source = Source::Output(step.name.clone(), output);
+                if uses.contains_key(&source) {
+                    kept.insert(source, tensor);
                 }
             }
             add(&mut timings, &done.timings);
@@ -319,7 +372,7 @@ impl CheckedPipeline {
         }
         let outputs = outputs
             .into_iter()
-            .map(|(name, from)| (name, take(&mut uses, &mut kept, &from)))
+            .map(|(name, from)| (name, take(&mut uses, &mut kept, Source::of(&from))))
             .collect();
         timings.total = start.elapsed().as_secs_f64() * 1e3;
         Ok(PipelineRun {
@@ -331,23 +384,34 @@ impl CheckedPipeline {
     }
 }
 
-/// Step outputs by (step, output name), with how many reads each has left.
-type Kept = BTreeMap<(String, String), Tensor>;
+/// A tensor a step reads: a pipeline input, or a step's output.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Source {
+    /// A pipeline input, by name.
+    Input(String),
+    /// (step, output name).
+    Output(String, String),
+}
 
-/// Output `from` for one of its reads: moved out at its last read, copied
+impl Source {
+    fn of(from: &StepOutput) -> Source {
+        Source::Output(from.step.clone(), from.output.clone())
+    }
+}
+
+/// Tensors waiting for their readers.
+type Kept = BTreeMap<Source, Tensor>;
+
+/// `source` for one of its reads: moved out at its last read, copied
 /// before.
-fn take(
-    uses: &mut BTreeMap<(String, String), usize>,
-    kept: &mut Kept,
-    from: &StepOutput,
-) -> Tensor {
-    let key = (from.step.clone(), from.output.clone());
-    let left = uses.get_mut(&key).expect("every read is counted");
+fn take(uses: &mut BTreeMap<Source, usize>, kept: &mut Kept, source: Source) -> Tensor {
+    let left = uses.get_mut(&source).expect("every read is counted");
     *left -= 1;
     if *left == 0 {
-        kept.remove(&key).expect("made by an earlier step")
+        kept.remove(&source)
+            .expect("given, or made by an earlier step")
     } else {
-        kept[&key].clone()
+        kept[&source].clone()
     }
 }
 

@@ -51,20 +51,21 @@ fn bits(outputs: &Outputs, name: &str) -> Vec<u8> {
 
 /// scaled = 2·x + y; again = -0.5·scaled + x; total = Σ again; sorted =
 /// sort(scaled): steps reading earlier steps' outputs, one output read
-/// twice and returned too.
+/// twice and returned too; x given once to the pipeline, read by two steps.
 fn chain(x: &Tensor, y: &Tensor) -> Pipeline {
     Pipeline::new()
+        .input("x", x.clone())
         .step(
             Step::new("scaled", Kernel::Axpy)
                 .param("a", 2)
-                .input("x", x.clone())
+                .input_shared("x", "x")
                 .input("y", y.clone()),
         )
         .step(
             Step::new("again", Kernel::Axpy)
                 .param("a", -0.5)
                 .input_from("x", "scaled", "out")
-                .input("y", x.clone()),
+                .input_shared("y", "x"),
         )
         .step(
             Step::new("total", Kernel::Reduce)

@@ -381,6 +381,28 @@ async fn pipelines_run_as_one_request_and_bad_ones_are_400s_naming_the_step() {
     let max = want.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     assert_eq!(biggest.as_f32().unwrap(), [max]);
 
+    // x given once at the top, read by two steps.
+    let shared = json!({
+        "inputs": {"x": encode_npy(&x)},
+        "steps": [
+            {"name": "double", "kernel": "axpy", "params": {"a": 1},
+             "inputs": {"x": {"input": "x"}, "y": {"input": "x"}}},
+            {"name": "top", "kernel": "reduce", "params": {"op": "max"},
+             "inputs": {"x": {"step": "double", "output": "out"}}}],
+        "outputs": {"top": {"step": "top", "output": "out"}}});
+    let (status, _, body) = server
+        .call("POST", "/v1/pipelines", Some(shared.to_string()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let r: Value = serde_json::from_str(&body).unwrap();
+    let top = x
+        .as_f32()
+        .unwrap()
+        .iter()
+        .map(|v| v + v)
+        .fold(f32::NEG_INFINITY, f32::max);
+    assert_eq!(r["outputs"]["top"]["data"][0].as_f64().unwrap() as f32, top);
+
     let bad =
         |steps: Value, outputs: Value| json!({"steps": steps, "outputs": outputs}).to_string();
     let one = json!([{"name": "s", "kernel": "scan", "inputs": {"x": {"dtype": "u32", "shape": [2], "data": [1, 2]}}}]);
@@ -418,6 +440,12 @@ async fn pipelines_run_as_one_request_and_bad_ones_are_400s_naming_the_step() {
             json!({"steps": [], "outputs": {}, "extra": 1}).to_string(),
             "invalid pipeline",
         ),
+        (
+            json!({"inputs": {"q": {"dtype": "u32", "shape": [1], "data": [1]}}, "steps": one,
+                   "outputs": {"o": {"step": "s", "output": "out"}}})
+            .to_string(),
+            "pipeline input 'q' is read by no step",
+        ),
     ];
     for (body, want) in cases {
         let (status, _, text) = server.call("POST", "/v1/pipelines", Some(body)).await;
@@ -428,7 +456,7 @@ async fn pipelines_run_as_one_request_and_bad_ones_are_400s_naming_the_step() {
     let (_, _, metrics) = server.call("GET", "/metrics", None).await;
     assert!(
         metrics
-            .contains("anycore_jobs_total{kernel=\"pipeline\",backend=\"cpu\",outcome=\"ok\"} 1"),
+            .contains("anycore_jobs_total{kernel=\"pipeline\",backend=\"cpu\",outcome=\"ok\"} 2"),
         "{metrics}"
     );
     assert!(

@@ -23,6 +23,7 @@
 //! may not show (an idle H100 drops its SM clock to 345 MHz).
 
 pub mod baseline;
+pub mod chain;
 pub mod measure;
 pub mod model;
 pub mod report;
@@ -62,6 +63,9 @@ pub struct Config {
     pub quick: bool,
     /// Seed of the random inputs.
     pub seed: u64,
+    /// Elements per step of the `chain` comparison ([`chain`]); `None`:
+    /// no chains.
+    pub chain: Option<Vec<usize>>,
 }
 
 /// Where the bench is, for a progress bar.
@@ -191,10 +195,13 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
     let per_size = |baselines: &Vec<Baseline>| {
         1 + usize::from(gpu.is_some()) + baselines.len().saturating_sub(1)
     };
+    let chain_sizes = config.chain.clone().unwrap_or_default();
+    let chain_backends = usize::from(measure_cpu) + usize::from(gpu.is_some());
     let total = 1
         + usize::from(gpu.is_some())
         + 2 * usize::from(order_check)
-        + plans.iter().flatten().map(per_size).sum::<usize>();
+        + plans.iter().flatten().map(per_size).sum::<usize>()
+        + chain_sizes.len() * chain_backends;
     let mut done = 0;
     let mut step = |what: String| {
         progress(Progress {
@@ -328,6 +335,17 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
             });
         }
     }
+    let mut chains = Vec::new();
+    for &n in &chain_sizes {
+        let backends = [
+            measure_cpu.then_some(&cpu as &dyn Backend),
+            gpu.as_ref().map(|g| g as &dyn Backend),
+        ];
+        for backend in backends.into_iter().flatten() {
+            step(format!("chain {n}: {}", backend.kind()));
+            chains.extend(chain::measure(backend, n, config.seed, &plan)?);
+        }
+    }
     step("done".into());
 
     let unix_time = std::time::SystemTime::now()
@@ -375,6 +393,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         order_check: order,
         max_rel_diff: bench.max_rel_diff,
         speedup: bench.speedup,
+        chain: chains,
         notes: bench.notes,
     })
 }

@@ -31,6 +31,10 @@ pub struct Report {
     pub max_rel_diff: BTreeMap<String, Option<f64>>,
     /// Per kernel and size, GPU throughput over CPU throughput.
     pub speedup: BTreeMap<String, Vec<Speedup>>,
+    /// The `chain` comparison: k steps of `axpy` as separate jobs and as
+    /// one pipeline, per backend (empty unless asked for).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<super::chain::ChainRow>,
     /// What was skipped, and why.
     pub notes: Vec<String>,
 }

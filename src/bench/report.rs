@@ -154,10 +154,58 @@ pub fn table(report: &Report) -> String {
             list.join(", ")
         );
     }
+    chain_table(&mut out, report);
     for note in &report.notes {
         let _ = writeln!(out, "\nnote: {note}");
     }
     out
+}
+
+/// The `chain` comparison: per backend, elements and steps, the separate
+/// jobs and the pipeline, with what each moved.
+fn chain_table(out: &mut String, report: &Report) {
+    if report.chain.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nchain — k steps of axpy (y = 2x + y), as k separate jobs and as one pipeline"
+    );
+    let _ = writeln!(
+        out,
+        "  {:>8}  {:>5}  {:<7} {:<9} {:>10} {:>20} {:>10} {:>14} {:>14} {:>6}",
+        "n",
+        "steps",
+        "backend",
+        "as",
+        "median ms",
+        "min…max ms",
+        "vs jobs",
+        "up MiB",
+        "down MiB",
+        "subm"
+    );
+    for r in &report.chain {
+        let mode = match r.mode {
+            super::chain::Mode::Jobs => "jobs",
+            super::chain::Mode::Pipeline => "pipeline",
+        };
+        let mib = |b: u64| b as f64 / f64::from(1 << 20);
+        let _ = writeln!(
+            out,
+            "  {:>8}  {:>5}  {:<7} {:<9} {:>10} {:>20} {:>9}× {:>14} {:>14} {:>6}",
+            size(Kernel::Axpy, r.n),
+            r.steps,
+            r.backend,
+            mode,
+            num(r.stats.median_ms),
+            format!("{}…{}", num(r.stats.min_ms), num(r.stats.max_ms)),
+            num(r.speedup_vs_jobs),
+            num(mib(r.traffic.uploaded_bytes)),
+            num(mib(r.traffic.downloaded_bytes)),
+            r.traffic.submissions
+        );
+    }
 }
 
 /// For each baseline curve the CPU rows are not already compared with, a

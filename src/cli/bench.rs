@@ -44,6 +44,12 @@ pub struct Args {
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also compare chains of 1, 4 and 16 `axpy` steps run as separate
+    /// jobs and as one pipeline, on each backend (n = 2^24 elements a
+    /// step, 2^20 with --quick, or --sizes). Alone, without --kernel, only
+    /// the chains are measured.
+    #[arg(long)]
+    chain: bool,
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -76,7 +82,9 @@ pub fn main(args: Args) -> Result<()> {
 }
 
 fn config(args: &Args) -> Result<Config> {
-    let kernels = if args.kernels.is_empty() {
+    let kernels = if args.kernels.is_empty() && args.chain {
+        Vec::new()
+    } else if args.kernels.is_empty() {
         Kernel::ALL.to_vec()
     } else {
         let mut kernels = Vec::new();
@@ -119,6 +127,11 @@ fn config(args: &Args) -> Result<Config> {
         gpu,
         quick: args.quick,
         seed: args.seed,
+        chain: args.chain.then(|| {
+            args.sizes
+                .clone()
+                .unwrap_or_else(|| bench::chain::default_sizes(args.quick))
+        }),
     })
 }
 

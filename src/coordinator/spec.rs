@@ -88,12 +88,16 @@ impl<I: InputSource> JobSpec<'_, I> {
 }
 
 /// A pipeline as every front states it in JSON:
-/// `{"steps": [{"name", "kernel", "params", "inputs": {NAME: INPUT |
-/// {"step", "output"}}}], "outputs": {NAME: {"step", "output", "path"?}},
-/// "backend"?}`, with inputs `I` of the front's own kind.
+/// `{"inputs"?: {NAME: INPUT}, "steps": [{"name", "kernel", "params",
+/// "inputs": {NAME: INPUT | {"step", "output"} | {"input"}}}], "outputs":
+/// {NAME: {"step", "output", "path"?, "keep"?}}, "backend"?}`, with inputs
+/// `I` of the front's own kind.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, bound(deserialize = "I: Deserialize<'de>"))]
 pub struct PipelineSpec<I> {
+    /// Inputs given once for several steps (`{"input": NAME}` in a step).
+    #[serde(default = "BTreeMap::new")]
+    pub inputs: BTreeMap<String, I>,
     /// The steps, in order.
     pub steps: Vec<StepSpec<I>>,
     /// The results wanted, by the name they are returned under.
@@ -126,6 +130,8 @@ pub struct StepSpec<I> {
 pub enum StepInputSpec<I> {
     /// `{"step": NAME, "output": NAME}`.
     Output(StepRef),
+    /// `{"input": NAME}`: one of the pipeline's own inputs.
+    Shared(SharedRef),
     /// A tensor the front reads or decodes.
     Given(I),
 }
@@ -138,6 +144,14 @@ pub struct StepRef {
     pub step: String,
     /// Its output's name.
     pub output: String,
+}
+
+/// `{"input": NAME}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedRef {
+    /// The pipeline input's name.
+    pub input: String,
 }
 
 /// A result wanted: a step's output, and where the command line writes it.
@@ -162,6 +176,7 @@ impl<I> PipelineSpec<I> {
     /// give file paths their folder, say).
     pub fn map_inputs<J>(self, f: impl Fn(I) -> J) -> PipelineSpec<J> {
         PipelineSpec {
+            inputs: self.inputs.into_iter().map(|(n, i)| (n, f(i))).collect(),
             steps: self
                 .steps
                 .into_iter()
@@ -175,6 +190,7 @@ impl<I> PipelineSpec<I> {
                         .map(|(name, input)| {
                             let input = match input {
                                 StepInputSpec::Output(r) => StepInputSpec::Output(r),
+                                StepInputSpec::Shared(r) => StepInputSpec::Shared(r),
                                 StepInputSpec::Given(i) => StepInputSpec::Given(f(i)),
                             };
                             (name, input)
@@ -220,6 +236,12 @@ impl<I: InputSource> PipelineSpec<I> {
             kernels.push(kernel);
         }
         let mut pipeline = Pipeline::new();
+        for (name, source) in self.inputs {
+            let tensor = source
+                .load(&name)
+                .map_err(|e| e.context(&format!("pipeline input '{name}'")))?;
+            pipeline = pipeline.input(&name, tensor);
+        }
         for (spec, kernel) in self.steps.into_iter().zip(kernels) {
             let at = |e: Error| e.context(&format!("step '{}'", spec.name));
             let mut step = Step::new(&spec.name, kernel);
@@ -232,6 +254,7 @@ impl<I: InputSource> PipelineSpec<I> {
                         step: r.step,
                         output: r.output,
                     }),
+                    StepInputSpec::Shared(r) => StepInput::Shared(r.input),
                     StepInputSpec::Given(source) => {
                         StepInput::Tensor(source.load(&name).map_err(at)?)
                     }
