@@ -16,6 +16,8 @@
 #   tests.txt       per test binary: exit status, failures, "test result" lines
 #   torch.json      PyTorch references on the same card (scripts/gpu_torch.py)
 #   bench.json/.txt/.svg   `anycore bench`, default sweep
+#   bench-chain.json/.txt  `bench --chain --sizes 2^26`: 1, 4, 16 axpy steps as
+#                          separate jobs and as one pipeline, with bytes moved
 #   bench-extra.json       `bench --kernel matmul --sizes 4096` and
 #                          `bench --kernel axpy --kernel reduce --sizes 2^28`
 #                          (their tables are appended to bench.txt)
@@ -342,6 +344,10 @@ run() {
     step sweep 60 bash "$self" _call placement_sweep \
         "1024 65536 1048576 16777216 67108864" "64 256 1024 2048 4096" "64 512 4096" \
         >>"$LOG" 2>&1
+
+    say "chains: k axpy steps as jobs and as one pipeline, 2^26 (90 s)"
+    step chain 90 .dev/bin/anycore bench --chain --backend cpu,gpu --sizes 67108864 \
+        --json "$OUT/bench-chain.json" >"$OUT/bench-chain.txt" 2>&1
 
     say "done; summary"
     summary "$OUT" || failed+=("summary (no GPU rows in bench.json, or an error above)")
