@@ -218,23 +218,15 @@ async fn run_line(
                 traffic: Some(report.traffic),
                 error: None,
             };
-            let written = tokio::task::spawn_blocking(move || {
-                output::check_given(&report.outputs, outputs.iter().map(|(n, _)| n.as_str()))?;
-                for (name, path) in outputs {
-                    output::write(&report.outputs[&name], &path, painter)?;
-                }
-                Ok::<(), Error>(())
-            })
-            .await
-            .unwrap_or_else(|e| Err(Error::Panicked(e.to_string())));
-            match written {
-                Ok(()) => outcome,
-                Err(e) => Outcome {
-                    status: "error",
-                    error: Some(e.to_string()),
-                    ..outcome
-                },
-            }
+            outcome
+                .after_writing(move || {
+                    output::check_given(&report.outputs, outputs.iter().map(|(n, _)| n.as_str()))?;
+                    for (name, path) in outputs {
+                        output::write(&report.outputs[&name], &path, painter)?;
+                    }
+                    Ok(())
+                })
+                .await
         }
         Err(e) => fail(id, e.to_string()),
     }
@@ -278,27 +270,35 @@ async fn run_pipeline_line(
         traffic: Some(report.traffic),
         error: None,
     };
-    let written = tokio::task::spawn_blocking(move || {
-        for (name, path) in paths {
-            if let Some(path) = path {
-                npy::write(&path, &report.outputs[&name])?;
+    outcome
+        .after_writing(move || {
+            for (name, path) in paths {
+                if let Some(path) = path {
+                    npy::write(&path, &report.outputs[&name])?;
+                }
             }
-        }
-        Ok::<(), Error>(())
-    })
-    .await
-    .unwrap_or_else(|e| Err(Error::Panicked(e.to_string())));
-    match written {
-        Ok(()) => outcome,
-        Err(e) => Outcome {
-            status: "error",
-            error: Some(e.to_string()),
-            ..outcome
-        },
-    }
+            Ok(())
+        })
+        .await
 }
 
 impl Outcome {
+    /// This outcome once `write` (blocking file work, run off the async
+    /// workers) has written the outputs; an error if it failed.
+    async fn after_writing(self, write: impl FnOnce() -> Result<()> + Send + 'static) -> Outcome {
+        let written = tokio::task::spawn_blocking(write)
+            .await
+            .unwrap_or_else(|e| Err(Error::Panicked(e.to_string())));
+        match written {
+            Ok(()) => self,
+            Err(e) => Outcome {
+                status: "error",
+                error: Some(e.to_string()),
+                ..self
+            },
+        }
+    }
+
     /// A line that failed before or while it ran.
     fn failed(id: String, error: String) -> Outcome {
         Outcome {

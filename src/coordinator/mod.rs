@@ -252,21 +252,31 @@ impl Coordinator {
 
     /// Submits a job, waiting while the coordinator is full.
     pub async fn submit(&self, task: Task, choice: BackendChoice) -> Result<JobHandle> {
-        self.check_open()?;
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
+        let permit = self.permit().await?;
         self.enqueue(task, choice, permit)
     }
 
     /// Submits a job, or answers [`Error::Busy`] at once when full.
     pub fn try_submit(&self, task: Task, choice: BackendChoice) -> Result<JobHandle> {
-        self.check_open()?;
-        let permit = Arc::clone(&self.permits)
-            .try_acquire_owned()
-            .map_err(|_| Error::Busy)?;
+        let permit = self.try_permit()?;
         self.enqueue(task, choice, permit)
+    }
+
+    /// A place in the bound on work in flight, waiting for one.
+    async fn permit(&self) -> Result<OwnedSemaphorePermit> {
+        self.check_open()?;
+        Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::ShuttingDown)
+    }
+
+    /// A place in the bound on work in flight, or [`Error::Busy`].
+    fn try_permit(&self) -> Result<OwnedSemaphorePermit> {
+        self.check_open()?;
+        Arc::clone(&self.permits)
+            .try_acquire_owned()
+            .map_err(|_| Error::Busy)
     }
 
     /// Submits a job and waits for its result.
@@ -283,11 +293,7 @@ impl Coordinator {
         pipeline: CheckedPipeline,
         choice: BackendChoice,
     ) -> Result<PipelineReport> {
-        self.check_open()?;
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
+        let permit = self.permit().await?;
         self.pipeline_with(permit, pipeline, choice).await
     }
 
@@ -298,10 +304,7 @@ impl Coordinator {
         pipeline: CheckedPipeline,
         choice: BackendChoice,
     ) -> Result<PipelineReport> {
-        self.check_open()?;
-        let permit = Arc::clone(&self.permits)
-            .try_acquire_owned()
-            .map_err(|_| Error::Busy)?;
+        let permit = self.try_permit()?;
         self.pipeline_with(permit, pipeline, choice).await
     }
 
