@@ -235,8 +235,11 @@ impl Pipeline {
             .iter()
             .position(|s| s.name == from.step)
         else {
+            let itself = self.steps.get(before).is_some_and(|s| s.name == from.step);
             let later = self.steps[before..].iter().any(|s| s.name == from.step);
-            return Err(Error::bad(if later {
+            return Err(Error::bad(if itself {
+                "a step cannot read its own outputs".to_owned()
+            } else if later {
                 format!(
                     "step '{}' comes later; a step can use only earlier steps' outputs",
                     from.step
@@ -348,8 +351,8 @@ impl CheckedPipeline {
             for (name, input) in step.inputs {
                 let tensor = match input {
                     StepInput::Tensor(t) => t,
-                    StepInput::Output(from) => take(&mut uses, &mut kept, Source::of(&from)),
-                    StepInput::Shared(name) => take(&mut uses, &mut kept, Source::Input(name)),
+                    StepInput::Output(from) => take(&mut uses, &mut kept, Source::of(&from))?,
+                    StepInput::Shared(name) => take(&mut uses, &mut kept, Source::Input(name))?,
                 };
                 job.inputs.insert(name, tensor);
             }
@@ -372,8 +375,8 @@ impl CheckedPipeline {
         }
         let outputs = outputs
             .into_iter()
-            .map(|(name, from)| (name, take(&mut uses, &mut kept, Source::of(&from))))
-            .collect();
+            .map(|(name, from)| Ok((name, take(&mut uses, &mut kept, Source::of(&from))?)))
+            .collect::<Result<_>>()?;
         timings.total = start.elapsed().as_secs_f64() * 1e3;
         Ok(PipelineRun {
             outputs,
@@ -403,16 +406,18 @@ impl Source {
 type Kept = BTreeMap<Source, Tensor>;
 
 /// `source` for one of its reads: moved out at its last read, copied
-/// before.
-fn take(uses: &mut BTreeMap<Source, usize>, kept: &mut Kept, source: Source) -> Tensor {
-    let left = uses.get_mut(&source).expect("every read is counted");
-    *left -= 1;
-    if *left == 0 {
+/// before. Missing only when a backend gave other outputs than the plan
+/// said: an internal error, not a panic.
+fn take(uses: &mut BTreeMap<Source, usize>, kept: &mut Kept, source: Source) -> Result<Tensor> {
+    let missing = || Error::Internal(format!("{source:?} was not made as its plan said"));
+    let left = uses.get_mut(&source).ok_or_else(missing)?;
+    *left = left.saturating_sub(1);
+    let tensor = if *left == 0 {
         kept.remove(&source)
-            .expect("given, or made by an earlier step")
     } else {
-        kept[&source].clone()
-    }
+        kept.get(&source).cloned()
+    };
+    tensor.ok_or_else(missing)
 }
 
 /// Adds one step's phases to the running totals.

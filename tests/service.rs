@@ -577,3 +577,104 @@ async fn stored_tensors_feed_jobs_and_pipelines_within_bounds() {
     assert_eq!(status, 400, "{body}");
     server.stop().await;
 }
+
+/// Keeping is all or nothing (a duplicate name or a full store leaves no
+/// tensor behind); a pipeline over the step limit is refused before its
+/// inputs are read; many steps reading one stored tensor read it right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keeping_is_all_or_nothing_and_limits_come_first() {
+    let service = ServiceConfig {
+        max_tensors: 3,
+        ..ServiceConfig::default()
+    };
+    let server = Server::start_with(8, service).await;
+    let x = random_tensor(DType::F32, &[300], 9).unwrap();
+    let (_, body) = server
+        .bytes("/v1/tensors", Some(anycore::tensor::npy::to_bytes(&x)))
+        .await;
+    let xid = serde_json::from_slice::<Value>(&body).unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let stored = |id: u64| {
+        let server = &server;
+        async move {
+            server
+                .call("GET", &format!("/v1/tensors/{id}"), None)
+                .await
+                .0
+        }
+    };
+
+    let twice =
+        json!({"kernel": "reduce", "inputs": {"x": {"tensor": xid}}, "keep": ["out", "out"]});
+    let (status, _, body) = server
+        .call("POST", "/v1/jobs", Some(twice.to_string()))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("kept twice"), "{body}");
+    assert_eq!(
+        stored(xid + 1).await,
+        404,
+        "nothing stored for a refused job"
+    );
+
+    // Three outputs kept with room for two: 507, and none of them stays.
+    let steps: Vec<Value> = (0..3)
+        .map(|i| json!({"name": format!("s{i}"), "kernel": "scan", "inputs": {"x": {"tensor": xid}}}))
+        .collect();
+    let outputs: serde_json::Map<String, Value> = (0..3)
+        .map(|i| {
+            (
+                format!("o{i}"),
+                json!({"step": format!("s{i}"), "output": "out", "keep": true}),
+            )
+        })
+        .collect();
+    let three = json!({"steps": steps, "outputs": outputs});
+    let (status, _, body) = server
+        .call("POST", "/v1/pipelines", Some(three.to_string()))
+        .await;
+    assert_eq!(status, 507, "{body}");
+    for id in xid + 1..xid + 5 {
+        assert_eq!(stored(id).await, 404, "tensor {id} was left behind");
+    }
+
+    // 200 steps all reading the stored x (loaded once): the sum right.
+    let steps: Vec<Value> = (0..200)
+        .map(|i| json!({"name": format!("s{i}"), "kernel": "reduce", "inputs": {"x": {"tensor": xid}}}))
+        .collect();
+    let many = json!({"steps": steps, "outputs": {"last": {"step": "s199", "output": "out"}}});
+    let (status, _, body) = server
+        .call("POST", "/v1/pipelines", Some(many.to_string()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let got = serde_json::from_str::<Value>(&body).unwrap()["outputs"]["last"]["data"][0]
+        .as_f64()
+        .unwrap();
+    let want: f64 = x.as_f32().unwrap().iter().map(|&v| f64::from(v)).sum();
+    assert!(
+        (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+        "{got} vs {want}"
+    );
+
+    // Past the step limit, refused before any input is read (an unknown
+    // tensor would be a 404).
+    let steps: Vec<Value> = (0..257)
+        .map(|i| json!({"name": format!("s{i}"), "kernel": "reduce", "inputs": {"x": {"tensor": 999}}}))
+        .collect();
+    let over = json!({"steps": steps, "outputs": {"o": {"step": "s0", "output": "out"}}});
+    let (status, _, body) = server
+        .call("POST", "/v1/pipelines", Some(over.to_string()))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("at most 256"), "{body}");
+
+    let own = json!({"steps": [{"name": "s", "kernel": "scan", "inputs": {"x": {"step": "s", "output": "out"}}}],
+                     "outputs": {"o": {"step": "s", "output": "out"}}});
+    let (status, _, body) = server
+        .call("POST", "/v1/pipelines", Some(own.to_string()))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("cannot read its own outputs"), "{body}");
+    server.stop().await;
+}

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::backend::BackendChoice;
 use crate::error::{Error, Result};
 use crate::kernel::{Job, Kernel, Task, param_text};
-use crate::pipeline::{CheckedPipeline, Pipeline, Step, StepInput, StepOutput};
+use crate::pipeline::{CheckedPipeline, MAX_STEPS, Pipeline, Step, StepInput, StepOutput};
 use crate::tensor::Tensor;
 
 /// Where a front's input comes from: a file, generated data, inline
@@ -24,6 +24,13 @@ use crate::tensor::Tensor;
 pub trait InputSource {
     /// Reads or decodes the tensor for input `name` (named in errors).
     fn load(self, name: &str) -> Result<Tensor>;
+
+    /// A name for the tensor this input stands for when several inputs may
+    /// stand for the same one (a stored tensor's id): a pipeline loads it
+    /// once and copies it for each step only as the step runs.
+    fn shared_key(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A job as a front states it, nothing checked yet.
@@ -223,6 +230,13 @@ impl<I: InputSource> PipelineSpec<I> {
             Some(name) => BackendChoice::from_name(name)?,
             None => default,
         };
+        // Before any input is loaded: each step's inputs cost memory.
+        if self.steps.len() > MAX_STEPS {
+            return Err(Error::bad(format!(
+                "a pipeline has {} steps; at most {MAX_STEPS} are allowed",
+                self.steps.len()
+            )));
+        }
         let mut kernels = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
             let at = |e: Error| e.context(&format!("step '{}'", step.name));
@@ -242,6 +256,10 @@ impl<I: InputSource> PipelineSpec<I> {
                 .map_err(|e| e.context(&format!("pipeline input '{name}'")))?;
             pipeline = pipeline.input(&name, tensor);
         }
+        // Inputs standing for one tensor become one pipeline input, loaded
+        // once (named with a space, which the JSON's names cannot collide
+        // with: they are checked against no step here).
+        let mut shared: Vec<String> = Vec::new();
         for (spec, kernel) in self.steps.into_iter().zip(kernels) {
             let at = |e: Error| e.context(&format!("step '{}'", spec.name));
             let mut step = Step::new(&spec.name, kernel);
@@ -255,9 +273,18 @@ impl<I: InputSource> PipelineSpec<I> {
                         output: r.output,
                     }),
                     StepInputSpec::Shared(r) => StepInput::Shared(r.input),
-                    StepInputSpec::Given(source) => {
-                        StepInput::Tensor(source.load(&name).map_err(at)?)
-                    }
+                    StepInputSpec::Given(source) => match source.shared_key() {
+                        Some(key) => {
+                            let key = format!(" {key}");
+                            if !shared.contains(&key) {
+                                let tensor = source.load(&name).map_err(at)?;
+                                pipeline = pipeline.input(&key, tensor);
+                                shared.push(key.clone());
+                            }
+                            StepInput::Shared(key)
+                        }
+                        None => StepInput::Tensor(source.load(&name).map_err(at)?),
+                    },
                 };
                 step.inputs.insert(name, input);
             }

@@ -227,9 +227,14 @@ fn run_one(
     let keep = fallback.is_some();
     let (outcome, kept, reply) = match work {
         Work::Job(task, reply) => {
-            let kept = keep.then(|| task.clone());
             let kernel = task.kernel();
-            let run = catch(|| run_task(backend, model, task, keep));
+            // Run by reference where it may have to run again: no copy.
+            let mut kept = None;
+            let run = catch(|| {
+                let (run, back) = run_task(backend, model, task, keep);
+                kept = back;
+                run
+            });
             (
                 run.map(|run| Done::Job(kernel, run)),
                 kept.map(Kept::Job),
@@ -237,8 +242,10 @@ fn run_one(
             )
         }
         Work::Pipeline(pipeline, reply) => {
+            // The pipeline gives its tensors to its steps: a copy of it
+            // where it may have to run again, and its steps handed over.
             let kept = keep.then(|| pipeline.clone());
-            let run = catch(|| pipeline.run(|task| run_task(backend, model, task, keep)));
+            let run = catch(|| pipeline.run(|task| run_task(backend, model, task, false).0));
             (
                 run.map(Done::Pipeline),
                 kept.map(Kept::Pipeline),
@@ -298,28 +305,31 @@ fn run_one(
     }
 }
 
-/// Runs one task, the cost model learning from it: by reference where the
-/// work may have to run again elsewhere, else handed over.
+/// Runs one task, the cost model learning from it. With `keep` (the work
+/// may have to run again elsewhere) it runs by reference and the task
+/// comes back; else the backend is handed it, to reuse its buffers.
 fn run_task(
     backend: &dyn Backend,
     model: &Mutex<CostModel>,
     task: Task,
     keep: bool,
-) -> Result<Run> {
+) -> (Result<Run>, Option<Task>) {
     let kernel = task.kernel();
     let work = cost::work_units(&task);
-    let run = if keep {
-        backend.run(&task)?
+    let (run, back) = if keep {
+        (backend.run(&task), Some(task))
     } else {
-        backend.run_owned(task)?
+        (backend.run_owned(task), None)
     };
-    model.lock().unwrap_or_else(|e| e.into_inner()).observe(
-        backend.kind(),
-        kernel,
-        work,
-        run.timings.total,
-    );
-    Ok(run)
+    if let Ok(run) = &run {
+        model.lock().unwrap_or_else(|e| e.into_inner()).observe(
+            backend.kind(),
+            kernel,
+            work,
+            run.timings.total,
+        );
+    }
+    (run, back)
 }
 
 /// Finished work.

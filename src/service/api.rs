@@ -151,6 +151,14 @@ pub struct StoreInput<'a> {
 }
 
 impl InputSource for StoreInput<'_> {
+    /// Every read of one stored tensor is one tensor.
+    fn shared_key(&self) -> Option<String> {
+        match self.input {
+            ArrayIn::Stored { tensor } => Some(format!("tensor {tensor}")),
+            _ => None,
+        }
+    }
+
     fn load(self, name: &str) -> Result<Tensor> {
         match self.input {
             ArrayIn::Stored { tensor } => self

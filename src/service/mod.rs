@@ -54,6 +54,7 @@ use crate::coordinator::JobReport;
 use crate::coordinator::spec::PipelineSpec;
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::tensor::Tensor;
 
 /// Service settings.
 #[derive(Clone, Debug)]
@@ -225,31 +226,46 @@ fn finish(
     }
 }
 
-/// Moves the outputs named in `names` from `outputs` into the store, and
-/// gives what the response says of each: `{"tensor": ID, "dtype", "shape"}`.
+/// Moves the outputs named in `names` from `outputs` into the store, all
+/// or none, and gives what the response says of each: `{"tensor": ID,
+/// "dtype", "shape"}`.
 fn keep(
     store: &Store,
     outputs: &mut crate::kernel::Outputs,
     names: &[String],
 ) -> crate::Result<Vec<(String, api::ArrayOut)>> {
-    let mut kept = Vec::with_capacity(names.len());
-    for name in names {
-        let tensor = outputs.remove(name).ok_or_else(|| {
-            Error::BadInput(format!(
-                "output '{name}' was asked to be kept, but this job does not give it"
-            ))
-        })?;
-        let described = api::ArrayOut::kept(&tensor, 0);
-        let id = store.put(tensor)?;
-        kept.push((
-            name.clone(),
-            api::ArrayOut {
-                tensor: Some(id),
-                ..described
-            },
-        ));
+    if let Some(name) = names.iter().find(|n| !outputs.contains_key(n.as_str())) {
+        return Err(Error::BadInput(format!(
+            "output '{name}' was asked to be kept, but this job does not give it"
+        )));
     }
-    Ok(kept)
+    let tensors: Vec<Tensor> = names.iter().filter_map(|n| outputs.remove(n)).collect();
+    let described: Vec<api::ArrayOut> = tensors.iter().map(|t| api::ArrayOut::kept(t, 0)).collect();
+    let ids = store.put_all(tensors)?;
+    Ok(names
+        .iter()
+        .zip(described)
+        .zip(ids)
+        .map(|((name, out), id)| {
+            let out = api::ArrayOut {
+                tensor: Some(id),
+                ..out
+            };
+            (name.clone(), out)
+        })
+        .collect())
+}
+
+/// Names asked to be kept, each once.
+fn check_keep(names: &[String]) -> Result<(), ApiError> {
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            return Err(ApiError::from(Error::BadInput(format!(
+                "output '{name}' is asked to be kept twice"
+            ))));
+        }
+    }
+    Ok(())
 }
 
 /// Bytes of an oversized body read and thrown away before the 413.
@@ -304,6 +320,7 @@ async fn post_job(
         )
     })?;
     let keep = request.keep.clone();
+    check_keep(&keep)?;
     let (task, choice, form) = request.into_task(&state.store)?;
     let answer = Answer { form, keep };
     let kernel = task.kernel().name();

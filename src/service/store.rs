@@ -49,29 +49,42 @@ impl Store {
     /// Stores a tensor and gives its id, or [`Error::StoreFull`] when it
     /// would pass a bound.
     pub fn put(&self, tensor: Tensor) -> Result<u64> {
-        let bytes = size(&tensor);
+        Ok(self.put_all(vec![tensor])?[0])
+    }
+
+    /// Stores all the tensors or none: their ids, or [`Error::StoreFull`]
+    /// when together they would pass a bound.
+    pub fn put_all(&self, tensors: Vec<Tensor>) -> Result<Vec<u64>> {
+        let bytes = tensors.iter().map(size).fold(0usize, usize::saturating_add);
         let mut inner = self.lock();
-        if inner.tensors.len() >= self.max_count {
+        if inner.tensors.len().saturating_add(tensors.len()) > self.max_count {
             return Err(Error::StoreFull(format!(
-                "the service already stores {} tensors, its limit; delete some \
-                 (DELETE /v1/tensors/ID)",
+                "storing {} more tensors would pass the service's limit of {} (it stores \
+                 {}); delete some (DELETE /v1/tensors/ID)",
+                tensors.len(),
+                self.max_count,
                 inner.tensors.len()
             )));
         }
         if inner.bytes.saturating_add(bytes) > self.max_bytes {
+            let what: Vec<String> = tensors.iter().map(Tensor::describe).collect();
             return Err(Error::StoreFull(format!(
                 "storing {} ({bytes} bytes) would pass the service's limit of {} bytes \
                  of stored tensors ({} in use); delete some (DELETE /v1/tensors/ID)",
-                tensor.describe(),
+                what.join(", "),
                 self.max_bytes,
                 inner.bytes
             )));
         }
-        let id = inner.next_id;
-        inner.next_id += 1;
-        inner.bytes += bytes;
-        inner.tensors.insert(id, Arc::new(tensor));
-        Ok(id)
+        let mut ids = Vec::with_capacity(tensors.len());
+        for tensor in tensors {
+            let id = inner.next_id;
+            inner.next_id += 1;
+            inner.bytes += size(&tensor);
+            inner.tensors.insert(id, Arc::new(tensor));
+            ids.push(id);
+        }
+        Ok(ids)
     }
 
     /// The tensor with `id`, or [`Error::NotFound`].
@@ -123,6 +136,13 @@ mod tests {
             matches!(store.put(t(0)), Err(Error::StoreFull(_))),
             "two tensors at most"
         );
+        store.remove(b).unwrap();
+        assert!(
+            matches!(store.put_all(vec![t(1), t(1)]), Err(Error::StoreFull(_))),
+            "all or none"
+        );
+        assert_eq!(store.usage(), (1, 20), "nothing of a refused put_all stays");
+        let b = store.put(t(4)).unwrap();
         assert_eq!(store.usage(), (2, 36));
         assert_eq!(*store.get(a).unwrap(), t(5));
         store.remove(a).unwrap();
