@@ -128,7 +128,11 @@ pub trait Backend: Send + Sync {
     /// job — where this backend's jobs start cheapest. By default on the
     /// calling thread; the CPU runs it on one of its pool's threads, so
     /// that a job's parallel work starts there instead of each job paying
-    /// a hop into the pool.
+    /// a hop into the pool. That thread waits for jobs outside rayon's
+    /// knowledge: work injected into the pool from outside meanwhile
+    /// (`install`, `broadcast` from another thread) finds one thread
+    /// fewer, and on a one-thread pool would wait for the loop to end.
+    /// Only the worker uses the pool today.
     fn host(&self, serve: &mut (dyn FnMut() + Send)) {
         serve()
     }
