@@ -676,5 +676,31 @@ async fn keeping_is_all_or_nothing_and_limits_come_first() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("cannot read its own outputs"), "{body}");
+
+    // Errors of the path and the query string are JSON too; an input in a
+    // form the service does not take says which forms it takes.
+    for (method, path, status) in [
+        ("GET", "/v1/tensors/abc", 404),
+        ("DELETE", "/v1/jobs/x1", 404),
+    ] {
+        let (got, _, body) = server.call(method, path, None).await;
+        assert_eq!(got, status, "{method} {path}: {body}");
+        assert_eq!(error_code(&body), "not_found");
+    }
+    let (status, _, body) = server
+        .call("POST", "/v1/pipelines?outputs=npz", Some(own.to_string()))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), "bad_request");
+    let path_input = json!({"steps": [{"name": "s", "kernel": "scan", "inputs": {"x": "x.npy"}}],
+                            "outputs": {"o": {"step": "s", "output": "out"}}});
+    let (status, _, body) = server
+        .call("POST", "/v1/pipelines", Some(path_input.to_string()))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("in a file or a batch line also a .npy path"),
+        "{body}"
+    );
     server.stop().await;
 }

@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 
 use anycore::backend::BackendChoice;
 use anycore::backend::{Timings, Traffic};
-use anycore::coordinator::spec::{JobSpec, PipelineSpec, json_params};
+use anycore::coordinator::spec::{JobSpec, PipelineSpec, explain_json, json_params};
 use anycore::engine::{Engine, EngineConfig};
 use anycore::kernel::Task;
 use anycore::tensor::npy;
@@ -195,7 +195,12 @@ async fn run_line(
     let fail = Outcome::failed;
     let spec = match parsed {
         Ok(spec) => spec,
-        Err(e) => return fail(id, format!("line {line_no} is not a valid job: {e}")),
+        Err(e) => {
+            return fail(
+                id,
+                format!("line {line_no} is not a valid job: {}", explain_json(&e)),
+            );
+        }
     };
     // Reading inputs and writing outputs are blocking file work.
     let base_owned = base.to_owned();
@@ -245,7 +250,13 @@ async fn run_pipeline_line(
     let spec: PipelineSpec<InputSpec> = match serde_json::from_value(fields) {
         Ok(spec) => spec,
         Err(e) => {
-            return Outcome::failed(id, format!("line {line_no} is not a valid pipeline: {e}"));
+            return Outcome::failed(
+                id,
+                format!(
+                    "line {line_no} is not a valid pipeline: {}",
+                    explain_json(&e)
+                ),
+            );
         }
     };
     let base = base.to_owned();

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use anycore::backend::{BackendChoice, Timings, Traffic};
 use anycore::coordinator::cost::CostModel;
-use anycore::coordinator::spec::{InputSource, JobSpec, PipelineSpec};
+use anycore::coordinator::spec::{InputSource, JobSpec, PipelineSpec, explain_json};
 use anycore::engine::{BlockingEngine, CostModelSource, EngineConfig};
 use anycore::kernel::{Outputs, Painter, Task};
 use anycore::service::api::{JobResponse, PipelineResponse};
@@ -219,8 +219,8 @@ fn run_pipeline(args: &Args, file: &Path) -> Result<()> {
         message,
     };
     let text = std::fs::read_to_string(file).map_err(|e| bad(format!("cannot read it: {e}")))?;
-    let spec: PipelineSpec<InputSpec> =
-        serde_json::from_str(&text).map_err(|e| bad(format!("not a valid pipeline: {e}")))?;
+    let spec: PipelineSpec<InputSpec> = serde_json::from_str(&text)
+        .map_err(|e| bad(format!("not a valid pipeline: {}", explain_json(&e))))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let (pipeline, choice, paths) = inputs::pipeline(spec, base, args.backend)?;
     let engine = engine(args, choice)?;

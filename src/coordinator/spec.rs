@@ -48,6 +48,28 @@ pub struct JobSpec<'a, I> {
     pub inputs: Vec<(String, I)>,
 }
 
+/// A JSON decoding error in words a user can act on: serde names the
+/// untagged enum an input failed to match; this says which forms it takes.
+pub fn explain_json(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let forms = if text.contains("untagged enum StepInputSpec") {
+        "a step's input must be an earlier step's output {\"step\", \"output\"}, a pipeline \
+         input {\"input\": NAME}, or an array"
+    } else if text.contains("untagged enum") {
+        "an input must be an array"
+    } else {
+        return text;
+    };
+    let at = text
+        .find(" at line ")
+        .map_or(String::new(), |i| text[i..].to_owned());
+    format!(
+        "{forms}: {{\"dtype\", \"shape\", \"data\"}}, {{\"npy\": BASE64}} or a stored tensor \
+         {{\"tensor\": ID}} (a whole number); in a file or a batch line also a .npy path or \
+         {{\"random\": {{\"dtype\", \"shape\", \"seed\"}}}}{at}"
+    )
+}
+
 /// Parameters given as JSON (a batch line, a service request) as the text
 /// jobs take; arrays and objects are refused, naming the parameter.
 pub fn json_params(params: &BTreeMap<String, serde_json::Value>) -> Result<Vec<(String, String)>> {

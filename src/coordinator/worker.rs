@@ -56,10 +56,11 @@ pub(super) enum Work {
 impl Work {
     /// Answers with an error.
     fn fail(self, e: Error) {
-        match self {
-            Work::Job(_, reply) => drop(reply.send(Err(e))),
-            Work::Pipeline(_, reply) => drop(reply.send(Err(e))),
-        }
+        let reply = match self {
+            Work::Job(_, reply) => Reply::Job(reply),
+            Work::Pipeline(_, reply) => Reply::Pipeline(reply),
+        };
+        reply.fail(e);
     }
 }
 

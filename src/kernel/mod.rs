@@ -486,7 +486,7 @@ impl<T: Described> Inputs<T> {
             let name = arg.name;
             if !map.contains_key(name) {
                 return Err(Error::bad(format!(
-                    "{kernel} needs input '{name}' (pass -i {name}=FILE.npy)"
+                    "{kernel} needs input '{name}' (`anycore kernels {kernel}` lists its inputs)"
                 )));
             }
         }

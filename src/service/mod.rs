@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -51,7 +52,7 @@ use self::store::Store;
 use crate::backend::BackendChoice;
 use crate::backend::gpu::adapter;
 use crate::coordinator::JobReport;
-use crate::coordinator::spec::PipelineSpec;
+use crate::coordinator::spec::{PipelineSpec, explain_json};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::tensor::Tensor;
@@ -308,15 +309,16 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
 
 async fn post_job(
     State(state): State<AppState>,
-    Query(query): Query<WaitQuery>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(bad_query)?;
     let body = read_body(body, state.body_limit).await?;
     let request: JobRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            format!("invalid job: {e}"),
+            format!("invalid job: {}", explain_json(&e)),
         )
     })?;
     let keep = request.keep.clone();
@@ -361,6 +363,35 @@ async fn post_job(
         .into_response())
 }
 
+/// A query string the route cannot read, as the API's JSON error.
+fn bad_query(e: QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+}
+
+/// A job's or a stored tensor's id in the path: a JSON 404 when it is not
+/// a number (no such id can exist).
+struct Id(u64);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+        text.parse().map(Id).map_err(|_| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("'{text}' is not an id (ids are whole numbers)"),
+            )
+        })
+    }
+}
+
 /// How `POST /v1/pipelines` returns outputs.
 #[derive(Deserialize)]
 struct FormQuery {
@@ -369,13 +400,14 @@ struct FormQuery {
 
 async fn post_pipeline(
     State(state): State<AppState>,
-    Query(query): Query<FormQuery>,
+    query: Result<Query<FormQuery>, QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(bad_query)?;
     let body = read_body(body, state.body_limit).await?;
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
-    let spec: PipelineSpec<ArrayIn> =
-        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid pipeline: {e}")))?;
+    let spec: PipelineSpec<ArrayIn> = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("invalid pipeline: {}", explain_json(&e))))?;
     if let Some((name, _)) = spec.outputs.iter().find(|(_, o)| o.path.is_some()) {
         return Err(bad(format!(
             "pipeline output '{name}': 'path' is for the command line; the service returns \
@@ -430,7 +462,8 @@ async fn post_tensor(State(state): State<AppState>, body: Body) -> Result<Respon
     } else {
         let array: ArrayIn = serde_json::from_slice(&body).map_err(|e| {
             bad(format!(
-                "the body is neither .npy bytes nor an array's JSON ({e})"
+                "the body is neither .npy bytes nor an array's JSON ({})",
+                explain_json(&e)
             ))
         })?;
         if matches!(array, ArrayIn::Stored { .. }) {
@@ -450,10 +483,7 @@ async fn post_tensor(State(state): State<AppState>, body: Body) -> Result<Respon
 }
 
 /// `GET /v1/tensors/{id}`: the stored tensor as `.npy` bytes.
-async fn get_tensor(
-    State(state): State<AppState>,
-    Path(id): Path<u64>,
-) -> Result<Response, ApiError> {
+async fn get_tensor(State(state): State<AppState>, Id(id): Id) -> Result<Response, ApiError> {
     let tensor = state.store.get(id)?;
     // Encoding a large tensor is blocking work: off the async workers.
     let bytes = tokio::task::spawn_blocking(move || crate::tensor::npy::to_bytes(&tensor))
@@ -463,10 +493,7 @@ async fn get_tensor(
 }
 
 /// `DELETE /v1/tensors/{id}`: forgets a stored tensor.
-async fn delete_tensor(
-    State(state): State<AppState>,
-    Path(id): Path<u64>,
-) -> Result<Response, ApiError> {
+async fn delete_tensor(State(state): State<AppState>, Id(id): Id) -> Result<Response, ApiError> {
     state.store.remove(id)?;
     Ok(Json(json!({"id": id, "status": "deleted"})).into_response())
 }
@@ -497,7 +524,7 @@ fn unknown(id: u64) -> ApiError {
     )
 }
 
-async fn get_job(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Response, ApiError> {
+async fn get_job(State(state): State<AppState>, Id(id): Id) -> Result<Response, ApiError> {
     let jobs = state.jobs.lock().unwrap_or_else(|e| e.into_inner());
     let body = match jobs.get(&id).ok_or_else(|| unknown(id))? {
         Entry::Running { .. } => json!({"id": id, "status": "running"}),
@@ -514,10 +541,7 @@ async fn get_job(State(state): State<AppState>, Path(id): Path<u64>) -> Result<R
     Ok(Json(body).into_response())
 }
 
-async fn delete_job(
-    State(state): State<AppState>,
-    Path(id): Path<u64>,
-) -> Result<Response, ApiError> {
+async fn delete_job(State(state): State<AppState>, Id(id): Id) -> Result<Response, ApiError> {
     let jobs = state.jobs.lock().unwrap_or_else(|e| e.into_inner());
     match jobs.get(&id).ok_or_else(|| unknown(id))? {
         Entry::Running { cancel } => {
