@@ -459,3 +459,40 @@ fn documented_defaults_are_the_applied_ones() {
         }
     }
 }
+
+/// An output path that cannot be written as asked — not a `.npy`, or in a
+/// folder that does not exist — is refused with exit 2 before the job
+/// runs, naming the output.
+#[test]
+fn unwritable_output_paths_are_refused_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    npy::write(&x, &Tensor::from_f32(vec![1.0, 2.0])).unwrap();
+    let input = format!("x={}", x.display());
+    for (out, says) in [
+        (dir.path().join("out.txt"), "end the path in .npy"),
+        (
+            dir.path().join("no-such-dir").join("out.npy"),
+            "does not exist",
+        ),
+    ] {
+        let output = format!("out={}", out.display());
+        let result = anycore(
+            &[
+                "run",
+                "scan",
+                "-i",
+                &input,
+                "-o",
+                &output,
+                "--backend",
+                "cpu",
+            ],
+            &[],
+        );
+        assert_eq!(result.status.code(), Some(2), "{}", stderr(&result));
+        let err = stderr(&result);
+        assert!(err.contains("output 'out'") && err.contains(says), "{err}");
+        assert!(!out.exists());
+    }
+}

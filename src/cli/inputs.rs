@@ -94,9 +94,14 @@ pub fn pipeline(
     let (pipeline, choice, paths) = spec
         .map_inputs(|input| FileInput { input, base })
         .into_pipeline(default)?;
-    let paths = paths
+    let paths: OutputPaths = paths
         .into_iter()
         .map(|(name, path)| (name, path.map(|p| base.join(p))))
         .collect();
+    for (name, path) in &paths {
+        if let Some(path) = path {
+            output::check_path(name, path)?;
+        }
+    }
     Ok((pipeline, choice, paths))
 }

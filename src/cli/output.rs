@@ -32,8 +32,34 @@ pub fn check_formats<'a>(
     Ok(())
 }
 
+/// Checks, before anything runs, that an output's path names a `.npy`
+/// (or a `.png`) in a folder that exists: found after the run, either
+/// would throw the work away.
+pub fn check_path(name: &str, path: &Path) -> Result<()> {
+    let npy = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if !npy && !is_png(path) {
+        return Err(Error::BadInput(format!(
+            "output '{name}' -> {}: outputs are written as .npy (or .png for a picture); \
+             end the path in .npy",
+            path.display()
+        )));
+    }
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(folder) = folder.filter(|f| !f.is_dir()) {
+        return Err(Error::BadInput(format!(
+            "output '{name}' -> {}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Checks that one output can be written in the format its path asks for.
 fn check_format(kernel: Kernel, name: &str, path: &Path) -> Result<()> {
+    check_path(name, path)?;
     if is_png(path) && kernel.signature().picture_output != Some(name) {
         let pictures: Vec<String> = Kernel::ALL
             .iter()
