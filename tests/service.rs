@@ -371,7 +371,7 @@ async fn pipelines_run_as_one_request_and_bad_ones_are_400s_naming_the_step() {
         .await;
     assert_eq!(status, 200, "{body}");
     let r: anycore::service::api::PipelineResponse = serde_json::from_str(&body).unwrap();
-    assert_eq!(r.backend, "cpu");
+    assert_eq!(r.run.backend, "cpu");
     let steps: Vec<&str> = r.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(steps, ["scaled", "total"]);
     let scaled = decode_npy(&r.outputs["scaled"]).unwrap();

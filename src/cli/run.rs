@@ -152,11 +152,7 @@ pub fn main(args: Args) -> Result<()> {
             let outputs = remote::outputs(&response)?;
             let report = Report {
                 kernel: kernel.name().into(),
-                backend: response.backend,
-                device: response.device,
-                placement_reason: response.placement_reason,
-                timings_ms: response.timings_ms,
-                traffic: response.traffic,
+                run: response.run,
                 outputs: BTreeMap::new(),
             };
             (report, outputs, task.painter())
@@ -199,16 +195,11 @@ fn run_here(args: &Args, task: Task) -> Result<(Report, Outputs, Option<Painter>
         report.device,
         report.placement_reason
     );
-    let summary = Report {
-        kernel: report.kernel.name().into(),
-        backend: report.backend.to_string(),
-        device: report.device,
-        placement_reason: report.placement_reason,
-        timings_ms: report.timings,
-        traffic: report.traffic,
-        outputs: BTreeMap::new(),
-    };
-    Ok((summary, report.outputs, painter))
+    // The outputs are written and described by `finish`.
+    let mut report = report;
+    let outputs = std::mem::take(&mut report.outputs);
+    let summary = Report::describe(report, |_, t| OutputReport::new(t, None));
+    Ok((summary, outputs, painter))
 }
 
 /// `run --pipeline FILE`: checks the whole pipeline, runs it, writes the
@@ -246,11 +237,11 @@ fn run_pipeline(args: &Args, file: &Path) -> Result<()> {
         println!(
             "pipeline of {} steps ran on {} ({})",
             report.steps.len(),
-            report.backend,
-            report.device
+            report.run.backend,
+            report.run.device
         );
-        println!("  why: {}", report.placement_reason);
-        print_time("", &report.timings_ms, &report.traffic);
+        println!("  why: {}", report.run.placement_reason);
+        print_time("", &report.run.timings_ms, &report.run.traffic);
         for step in &report.steps {
             print_time(
                 &format!("{} ({})", step.name, step.kernel),
@@ -293,9 +284,9 @@ fn finish(
 }
 
 fn print_human(r: &Report) {
-    println!("{} ran on {} ({})", r.kernel, r.backend, r.device);
-    println!("  why: {}", r.placement_reason);
-    print_time("", &r.timings_ms, &r.traffic);
+    println!("{} ran on {} ({})", r.kernel, r.run.backend, r.run.device);
+    println!("  why: {}", r.run.placement_reason);
+    print_time("", &r.run.timings_ms, &r.run.traffic);
     print_outputs(&r.outputs, "add -o NAME=FILE");
 }
 

@@ -89,6 +89,17 @@ pub enum OutputForm {
 pub struct JobResponse<O = ArrayOut> {
     /// Kernel name.
     pub kernel: String,
+    /// Where it ran, why, its phases and what it moved.
+    #[serde(flatten)]
+    pub run: RunInfo,
+    /// Output arrays.
+    pub outputs: BTreeMap<String, O>,
+}
+
+/// Where work ran, why, how long each phase took and what it moved: the
+/// head of every report, a job's and a pipeline's (flattened into them).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunInfo {
     /// `gpu` or `cpu`.
     pub backend: String,
     /// Device name.
@@ -100,8 +111,6 @@ pub struct JobResponse<O = ArrayOut> {
     /// Bytes moved between host and device, and submissions to the device.
     #[serde(default)]
     pub traffic: Traffic,
-    /// Output arrays.
-    pub outputs: BTreeMap<String, O>,
 }
 
 /// An output array.
@@ -244,11 +253,13 @@ impl<O> JobResponse<O> {
             .collect();
         JobResponse {
             kernel: report.kernel.name().into(),
-            backend: report.backend.to_string(),
-            device: report.device,
-            placement_reason: report.placement_reason,
-            timings_ms: report.timings,
-            traffic: report.traffic,
+            run: RunInfo {
+                backend: report.backend.to_string(),
+                device: report.device,
+                placement_reason: report.placement_reason,
+                timings_ms: report.timings,
+                traffic: report.traffic,
+            },
             outputs,
         }
     }
@@ -295,17 +306,9 @@ impl ArrayOut {
 /// steps.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PipelineResponse<O = ArrayOut> {
-    /// `gpu` or `cpu`: every step ran there.
-    pub backend: String,
-    /// Device name.
-    pub device: String,
-    /// Why it ran there.
-    pub placement_reason: String,
-    /// Milliseconds per phase over all steps.
-    pub timings_ms: Timings,
-    /// Bytes moved between host and device, and submissions, over all steps.
-    #[serde(default)]
-    pub traffic: Traffic,
+    /// Where every step ran, why, and the phases and traffic over all steps.
+    #[serde(flatten)]
+    pub run: RunInfo,
     /// Each step, in order.
     pub steps: Vec<StepResponse>,
     /// The outputs asked for, by the names they were asked under.
@@ -331,11 +334,13 @@ impl<O> PipelineResponse<O> {
     /// `describe`.
     pub fn describe(report: PipelineReport, describe: impl Fn(&str, &Tensor) -> O) -> Self {
         PipelineResponse {
-            backend: report.backend.to_string(),
-            device: report.device,
-            placement_reason: report.placement_reason,
-            timings_ms: report.timings,
-            traffic: report.traffic,
+            run: RunInfo {
+                backend: report.backend.to_string(),
+                device: report.device,
+                placement_reason: report.placement_reason,
+                timings_ms: report.timings,
+                traffic: report.traffic,
+            },
             steps: report
                 .steps
                 .into_iter()
