@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use anycore::backend::BackendChoice;
+use anycore::backend::{BackendChoice, BackendKind};
 use anycore::backend::{Timings, Traffic};
 use anycore::coordinator::spec::{JobSpec, PipelineSpec, explain_json, json_params};
 use anycore::engine::{Engine, EngineConfig};
@@ -214,24 +214,21 @@ async fn run_line(
     let painter = task.painter();
     match engine.coordinator().run(task, choice).await {
         Ok(report) => {
-            let outcome = Outcome {
-                id: id.clone(),
-                status: "ok",
-                backend: Some(report.backend.to_string()),
-                placement_reason: Some(report.placement_reason.clone()),
-                timings_ms: Some(report.timings),
-                traffic: Some(report.traffic),
-                error: None,
-            };
-            outcome
-                .after_writing(move || {
-                    output::check_given(&report.outputs, outputs.iter().map(|(n, _)| n.as_str()))?;
-                    for (name, path) in outputs {
-                        output::write(&report.outputs[&name], &path, painter)?;
-                    }
-                    Ok(())
-                })
-                .await
+            Outcome::ran(
+                id.clone(),
+                report.backend,
+                &report.placement_reason,
+                report.timings,
+                report.traffic,
+            )
+            .after_writing(move || {
+                output::check_given(&report.outputs, outputs.iter().map(|(n, _)| n.as_str()))?;
+                for (name, path) in outputs {
+                    output::write(&report.outputs[&name], &path, painter)?;
+                }
+                Ok(())
+            })
+            .await
         }
         Err(e) => fail(id, e.to_string()),
     }
@@ -272,28 +269,44 @@ async fn run_pipeline_line(
         Ok(report) => report,
         Err(e) => return Outcome::failed(id, e.to_string()),
     };
-    let outcome = Outcome {
+    Outcome::ran(
         id,
-        status: "ok",
-        backend: Some(report.backend.to_string()),
-        placement_reason: Some(report.placement_reason.clone()),
-        timings_ms: Some(report.timings),
-        traffic: Some(report.traffic),
-        error: None,
-    };
-    outcome
-        .after_writing(move || {
-            for (name, path) in paths {
-                if let Some(path) = path {
-                    npy::write(&path, &report.outputs[&name])?;
-                }
+        report.backend,
+        &report.placement_reason,
+        report.timings,
+        report.traffic,
+    )
+    .after_writing(move || {
+        for (name, path) in paths {
+            if let Some(path) = path {
+                npy::write(&path, &report.outputs[&name])?;
             }
-            Ok(())
-        })
-        .await
+        }
+        Ok(())
+    })
+    .await
 }
 
 impl Outcome {
+    /// A line that ran on `backend`.
+    fn ran(
+        id: String,
+        backend: BackendKind,
+        why: &str,
+        timings: Timings,
+        traffic: Traffic,
+    ) -> Outcome {
+        Outcome {
+            id,
+            status: "ok",
+            backend: Some(backend.to_string()),
+            placement_reason: Some(why.to_owned()),
+            timings_ms: Some(timings),
+            traffic: Some(traffic),
+            error: None,
+        }
+    }
+
     /// This outcome once `write` (blocking file work, run off the async
     /// workers) has written the outputs; an error if it failed.
     async fn after_writing(self, write: impl FnOnce() -> Result<()> + Send + 'static) -> Outcome {

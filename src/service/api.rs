@@ -13,7 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{BackendChoice, Timings, Traffic};
+use crate::backend::{BackendChoice, BackendKind, Timings, Traffic};
 use crate::coordinator::spec::{InputSource, JobSpec, json_params};
 use crate::coordinator::{JobReport, PipelineReport};
 use crate::error::{Error, Result};
@@ -242,6 +242,25 @@ impl InputSource for ArrayIn {
     }
 }
 
+impl RunInfo {
+    /// The head of a report of work that ran on `backend`.
+    fn new(
+        backend: BackendKind,
+        device: String,
+        placement_reason: String,
+        timings_ms: Timings,
+        traffic: Traffic,
+    ) -> Self {
+        RunInfo {
+            backend: backend.to_string(),
+            device,
+            placement_reason,
+            timings_ms,
+            traffic,
+        }
+    }
+}
+
 impl<O> JobResponse<O> {
     /// The report of a finished job, with its outputs described by
     /// `describe`.
@@ -253,13 +272,13 @@ impl<O> JobResponse<O> {
             .collect();
         JobResponse {
             kernel: report.kernel.name().into(),
-            run: RunInfo {
-                backend: report.backend.to_string(),
-                device: report.device,
-                placement_reason: report.placement_reason,
-                timings_ms: report.timings,
-                traffic: report.traffic,
-            },
+            run: RunInfo::new(
+                report.backend,
+                report.device,
+                report.placement_reason,
+                report.timings,
+                report.traffic,
+            ),
             outputs,
         }
     }
@@ -334,13 +353,13 @@ impl<O> PipelineResponse<O> {
     /// `describe`.
     pub fn describe(report: PipelineReport, describe: impl Fn(&str, &Tensor) -> O) -> Self {
         PipelineResponse {
-            run: RunInfo {
-                backend: report.backend.to_string(),
-                device: report.device,
-                placement_reason: report.placement_reason,
-                timings_ms: report.timings,
-                traffic: report.traffic,
-            },
+            run: RunInfo::new(
+                report.backend,
+                report.device,
+                report.placement_reason,
+                report.timings,
+                report.traffic,
+            ),
             steps: report
                 .steps
                 .into_iter()
