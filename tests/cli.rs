@@ -496,3 +496,26 @@ fn unwritable_output_paths_are_refused_before_running() {
         assert!(!out.exists());
     }
 }
+
+/// A closed stdout (`anycore kernels | head`) ends the process as it ends
+/// other Unix tools, not with a panic.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_closed_stdout_is_not_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // every write now fails with EPIPE
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_anycore"))
+        .arg("kernels")
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(13),
+        "ended by SIGPIPE: {:?}",
+        out.status
+    );
+}

@@ -71,9 +71,32 @@ fn runtime() -> anycore::Result<tokio::runtime::Runtime> {
         .map_err(|e| anycore::Error::Internal(format!("cannot start a tokio runtime: {e}")))
 }
 
+/// Lets a closed stdout end the process quietly, as it ends `cat` or `ls`
+/// (`anycore kernels | head`), instead of a panic in `println!`. Only for
+/// commands that talk to no socket or child process: with SIGPIPE at its
+/// default, a peer closing one would kill the process instead of giving an
+/// error (`serve`, `run --server`, and `bench` with its NumPy process keep
+/// Rust's default of ignoring it).
+fn quiet_on_closed_stdout() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: called at the start of main, before any other thread exists;
+    // SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Parses the command line, runs it, and maps errors to exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse(); // exits 2 on usage errors, as clap does
+    let prints_only = match &cli.command {
+        Command::Devices(_) | Command::Kernels(_) | Command::Batch(_) => true,
+        Command::Run(args) => !args.talks_to_a_server(),
+        Command::Serve(_) | Command::Bench(_) => false,
+    };
+    if prints_only {
+        quiet_on_closed_stdout();
+    }
     let result = match cli.command {
         Command::Devices(args) => devices::main(args),
         Command::Kernels(args) => kernels::main(args),

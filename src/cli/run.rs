@@ -63,6 +63,13 @@ pub struct Args {
     server: Option<String>,
 }
 
+impl Args {
+    /// Whether the job goes to a running `anycore serve`.
+    pub fn talks_to_a_server(&self) -> bool {
+        self.server.is_some()
+    }
+}
+
 /// The one job report of every front (the service's), with the outputs
 /// as the command line gives them: their paths and small values.
 type Report = JobResponse<OutputReport>;
