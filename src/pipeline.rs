@@ -25,6 +25,17 @@ use crate::tensor::{Spec, Tensor};
 /// Most steps a pipeline may have.
 pub const MAX_STEPS: usize = 256;
 
+/// At most [`MAX_STEPS`] steps: checked by [`Pipeline::check`], and by
+/// fronts before they read any step's inputs.
+pub fn check_step_count(steps: usize) -> Result<()> {
+    if steps > MAX_STEPS {
+        return Err(Error::bad(format!(
+            "a pipeline has {steps} steps; at most {MAX_STEPS} are allowed"
+        )));
+    }
+    Ok(())
+}
+
 /// A pipeline as a caller states it; [`Pipeline::check`] checks it.
 #[derive(Clone, Debug, Default)]
 pub struct Pipeline {
@@ -152,12 +163,7 @@ impl Pipeline {
         if self.steps.is_empty() {
             return Err(Error::bad("a pipeline needs at least one step"));
         }
-        if self.steps.len() > MAX_STEPS {
-            return Err(Error::bad(format!(
-                "a pipeline has {} steps; at most {MAX_STEPS} are allowed",
-                self.steps.len()
-            )));
-        }
+        check_step_count(self.steps.len())?;
         if self.outputs.is_empty() {
             return Err(Error::bad(
                 "a pipeline needs at least one output (which step's output to return)",

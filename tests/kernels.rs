@@ -512,13 +512,9 @@ fn empty_min_is_bad_input() {
 /// that the input would not fit this machine's memory comfortably.
 #[test]
 fn gpu_splits_inputs_past_the_real_binding_limit() {
-    let Some(gpu) = common::gpu() else { return };
-    let limit = gpu.limits().max_storage_buffer_binding_size;
-    if limit > 512 << 20 {
-        eprintln!("skipping: binding limit {limit} bytes is too large to pass here");
+    let Some((gpu, n)) = common::gpu_past_binding_limit() else {
         return;
-    }
-    let n = (limit / 4) as usize + 1_000_003;
+    };
     let mut rng = rng();
     for op in [ReduceOp::Sum, ReduceOp::Max] {
         check_reduce(gpu, op, TensorData::F32(random_f32(&mut rng, n)));

@@ -446,13 +446,9 @@ fn an_output_the_job_does_not_give_is_refused() {
 /// limit is too large for this machine's memory.
 #[test]
 fn gpu_scans_and_counts_past_the_real_binding_limit() {
-    let Some(gpu) = common::gpu() else { return };
-    let limit = gpu.limits().max_storage_buffer_binding_size;
-    if limit > 512 << 20 {
-        eprintln!("skipping: binding limit {limit} bytes is too large to pass here");
+    let Some((gpu, n)) = common::gpu_past_binding_limit() else {
         return;
-    }
-    let n = (limit / 4) as usize + 1_000_003;
+    };
     let mut rng = rng();
     check_scan(gpu, random_data(&mut rng, 0, n), true);
     check_histogram(gpu, random_f32(&mut rng, n), 100, Some((-1.0, 1.0)));

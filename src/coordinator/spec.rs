@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::backend::BackendChoice;
 use crate::error::{Error, Result};
 use crate::kernel::{Job, Kernel, Task, param_text};
-use crate::pipeline::{CheckedPipeline, MAX_STEPS, Pipeline, Step, StepInput, StepOutput};
+use crate::pipeline::{CheckedPipeline, Pipeline, Step, StepInput, StepOutput, check_step_count};
 use crate::tensor::Tensor;
 
 /// Where a front's input comes from: a file, generated data, inline
@@ -253,12 +253,7 @@ impl<I: InputSource> PipelineSpec<I> {
             None => default,
         };
         // Before any input is loaded: each step's inputs cost memory.
-        if self.steps.len() > MAX_STEPS {
-            return Err(Error::bad(format!(
-                "a pipeline has {} steps; at most {MAX_STEPS} are allowed",
-                self.steps.len()
-            )));
-        }
+        check_step_count(self.steps.len())?;
         let mut kernels = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
             let at = |e: Error| e.context(&format!("step '{}'", step.name));
@@ -279,8 +274,8 @@ impl<I: InputSource> PipelineSpec<I> {
             pipeline = pipeline.input(&name, tensor);
         }
         // Inputs standing for one tensor become one pipeline input, loaded
-        // once (named with a space, which the JSON's names cannot collide
-        // with: they are checked against no step here).
+        // once, named " KEY" (a leading space, unlikely in the JSON's own
+        // input names; a clash is refused by `check` as a name used twice).
         let mut shared: Vec<String> = Vec::new();
         for (spec, kernel) in self.steps.into_iter().zip(kernels) {
             let at = |e: Error| e.context(&format!("step '{}'", spec.name));

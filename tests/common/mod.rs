@@ -61,6 +61,20 @@ pub fn gpu() -> Option<&'static GpuBackend> {
     GPU.get_or_init(|| open_gpu(GpuOptions::default())).as_ref()
 }
 
+/// The GPU backend and a length of f32s just past its real storage-binding
+/// limit (128 MiB on llvmpipe), for tests that inputs that large are split,
+/// not refused; `None` without a GPU, or where the limit is too large for
+/// such an input to fit this machine's memory comfortably.
+pub fn gpu_past_binding_limit() -> Option<(&'static GpuBackend, usize)> {
+    let gpu = gpu()?;
+    let limit = gpu.limits().max_storage_buffer_binding_size;
+    if limit > 512 << 20 {
+        eprintln!("skipping: binding limit {limit} bytes is too large to pass here");
+        return None;
+    }
+    Some((gpu, (limit / 4) as usize + 1_000_003))
+}
+
 /// A GPU backend that treats bindings as 64 KiB and stages transfers in
 /// 4 KiB chunks, so that small jobs take the chunked paths (and wrap the
 /// staging rings many times) as large ones do on real devices.
