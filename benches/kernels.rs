@@ -52,7 +52,7 @@ fn kernels(c: &mut Criterion) {
             group.bench_function(format!("cpu/{size}"), |b| {
                 b.iter_batched(
                     || task.clone(),
-                    |t| cpu.run_owned(t).expect("CPU run"),
+                    |t| cpu.run_owned(t, &[]).expect("CPU run"),
                     BatchSize::LargeInput,
                 )
             });

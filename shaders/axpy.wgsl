@@ -1,4 +1,4 @@
-// axpy: y[i] <- a * x[i] + y[i], in place over one chunk of the vectors.
+// axpy: out[i] <- a * x[i] + y[i], over one chunk of the vectors.
 //
 // Memory-bound, so it is written for bandwidth: the vectors are bound as
 // vec4 (one 16-byte load or store per access), and each invocation handles
@@ -11,9 +11,11 @@
 // The grid is one-dimensional and bounded by the host (at most a few
 // thousand workgroups); the loop covers whatever it does not.
 //
-// The host binds ceil(n / 4) vec4 of each vector. When n is not a multiple
-// of 4, the lanes of the last vec4 past n hold whatever the pooled buffer
-// held before: they are computed like the others and never read back.
+// The host binds ceil(n / 4) vec4 of each vector (from a chunk's offset in
+// a resident buffer, or from the start of a scratch buffer). When n is not
+// a multiple of 4, the lanes of the last vec4 past n hold whatever the
+// buffer held before: they are computed like the others and never read.
+// x and y are only read, so a tensor kept on the device may be either.
 //
 // The shader is compiled without runtime bounds checks (`trusted`), so
 // every index below is compared against the bound length first.
@@ -24,8 +26,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> y: array<vec4<f32>>;
-@group(0) @binding(2) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> y: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(3) var<uniform> params: Params;
 
 const WG: u32 = 256u;
 // vec4 per invocation per iteration (also in backend/gpu/axpy.rs).
@@ -59,16 +62,16 @@ fn axpy(
             let y1 = y[i1];
             let y2 = y[i2];
             let y3 = y[i3];
-            y[i0] = a * x0 + y0;
-            y[i1] = a * x1 + y1;
-            y[i2] = a * x2 + y2;
-            y[i3] = a * x3 + y3;
+            out[i0] = a * x0 + y0;
+            out[i1] = a * x1 + y1;
+            out[i2] = a * x2 + y2;
+            out[i3] = a * x3 + y3;
         } else {
             // The last, partial tile of the chunk (i0 < len by the loop).
             for (var j = 0u; j < UNROLL; j++) {
                 let i = base + j * WG;
                 if i < len {
-                    y[i] = a * x[i] + y[i];
+                    out[i] = a * x[i] + y[i];
                 }
             }
         }

@@ -28,6 +28,7 @@ use crate::coordinator::{Coordinator, JobHandle, JobReport, PipelineReport};
 use crate::error::{Error, Result};
 use crate::kernel::{Job, Task};
 use crate::pipeline::{CheckedPipeline, Pipeline};
+use crate::tensor::{Handle, Tensor};
 
 /// Where the cost model for `auto` comes from.
 #[derive(Clone, Debug)]
@@ -169,9 +170,17 @@ impl Engine {
         self.run_on(job, BackendChoice::Auto).await
     }
 
-    /// Runs a job on the chosen backend.
+    /// Runs a job on the chosen backend. Its outputs named in
+    /// [`Job::keep`] come back as handles ([`JobReport::kept`]), on the GPU
+    /// where it ran there.
     pub async fn run_on(&self, job: Job, choice: BackendChoice) -> Result<JobReport> {
-        self.coordinator.run(Task::new(job)?, choice).await
+        self.submit(job, choice).await?.wait().await
+    }
+
+    /// A handle's data as a tensor in host memory: read back from the GPU
+    /// if it is only there (once: the host copy stays with the handle).
+    pub async fn read(&self, handle: &Handle) -> Result<Tensor> {
+        self.coordinator.read(handle).await
     }
 
     /// Runs a pipeline wherever `auto` places it.
@@ -192,7 +201,10 @@ impl Engine {
 
     /// Submits a job, waiting while the engine is full.
     pub async fn submit(&self, job: Job, choice: BackendChoice) -> Result<JobHandle> {
-        self.coordinator.submit(Task::new(job)?, choice).await
+        let keep = job.keep.clone();
+        self.coordinator
+            .submit_keeping(Task::new(job)?, keep, choice)
+            .await
     }
 
     /// Stops taking jobs and waits for those in flight.
@@ -228,6 +240,12 @@ impl BlockingEngine {
     /// Runs a job on the chosen backend, blocking until it is done.
     pub fn run_on(&self, job: Job, choice: BackendChoice) -> Result<JobReport> {
         self.runtime.block_on(self.engine.run_on(job, choice))
+    }
+
+    /// A handle's data as a tensor in host memory, blocking until it is
+    /// read ([`Engine::read`]).
+    pub fn read(&self, handle: &Handle) -> Result<Tensor> {
+        self.runtime.block_on(self.engine.read(handle))
     }
 
     /// Runs a pipeline wherever `auto` places it, blocking until it is done.

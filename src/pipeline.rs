@@ -9,18 +9,20 @@
 //!
 //! [`CheckedPipeline::run`] then runs the steps in order through a
 //! function that runs one task (the coordinator passes its backend's):
-//! each step's outputs go into the later steps that use them without a
-//! copy (moved into the last step that uses them; copied only for a
-//! second use), only the outputs asked for are kept, and every step's
-//! timings are reported.
+//! each step's outputs that later steps read (or that are asked for) are
+//! kept where they were computed — on the GPU, in device memory — and
+//! handed to those steps as handles (the last reader gets the only one, so
+//! a CPU kernel may write over it); the others are dropped. Only the
+//! outputs asked for come home, at the end (or stay as handles, for those
+//! the caller keeps), and every step's timings are reported.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::backend::{Run, Timings, Traffic};
+use crate::backend::{Fetched, Run, Timings, Traffic};
 use crate::error::{Error, Result};
 use crate::kernel::{Job, Kernel, Outputs, Plan, Task};
-use crate::tensor::{Spec, Tensor};
+use crate::tensor::{Handle, Spec, Tensor};
 
 /// Most steps a pipeline may have.
 pub const MAX_STEPS: usize = 256;
@@ -39,13 +41,16 @@ pub fn check_step_count(steps: usize) -> Result<()> {
 /// A pipeline as a caller states it; [`Pipeline::check`] checks it.
 #[derive(Clone, Debug, Default)]
 pub struct Pipeline {
-    /// Tensors given once for several steps to read, by name (each step
-    /// reading one gets it without a copy at its last read, a copy before).
-    pub inputs: Vec<(String, Tensor)>,
+    /// Tensors given once for several steps to read, by name (on the GPU
+    /// uploaded once, at the first read).
+    pub inputs: Vec<(String, Handle)>,
     /// The steps, in the order they run.
     pub steps: Vec<Step>,
     /// The results wanted, by the name they are returned under.
     pub outputs: Vec<(String, StepOutput)>,
+    /// Names of results to return as handles, kept where they were
+    /// computed, instead of bringing them home.
+    pub keep: Vec<String>,
 }
 
 /// One step: a job whose inputs may be earlier steps' outputs.
@@ -64,8 +69,8 @@ pub struct Step {
 /// Where a step's input comes from.
 #[derive(Clone, Debug)]
 pub enum StepInput {
-    /// A tensor given with the step.
-    Tensor(Tensor),
+    /// A tensor given with the step (or a handle to one the engine holds).
+    Tensor(Handle),
     /// One of the pipeline's own inputs, by name.
     Shared(String),
     /// An output of an earlier step.
@@ -99,10 +104,10 @@ impl Step {
         self
     }
 
-    /// Adds an input tensor.
-    pub fn input(mut self, name: &str, tensor: Tensor) -> Self {
+    /// Adds an input: a tensor, or a handle to one the engine holds.
+    pub fn input(mut self, name: &str, tensor: impl Into<Handle>) -> Self {
         self.inputs
-            .insert(name.to_owned(), StepInput::Tensor(tensor));
+            .insert(name.to_owned(), StepInput::Tensor(tensor.into()));
         self
     }
 
@@ -134,8 +139,8 @@ impl Pipeline {
 
     /// Gives a tensor that several steps may read (as
     /// [`Step::input_shared`]).
-    pub fn input(mut self, name: &str, tensor: Tensor) -> Self {
-        self.inputs.push((name.to_owned(), tensor));
+    pub fn input(mut self, name: &str, tensor: impl Into<Handle>) -> Self {
+        self.inputs.push((name.to_owned(), tensor.into()));
         self
     }
 
@@ -154,6 +159,12 @@ impl Pipeline {
                 output: output.to_owned(),
             },
         ));
+        self
+    }
+
+    /// Returns result `name` as a handle, kept where it was computed.
+    pub fn keep(mut self, name: &str) -> Self {
+        self.keep.push(name.to_owned());
         self
     }
 
@@ -200,12 +211,12 @@ impl Pipeline {
             let mut specs = BTreeMap::new();
             for (name, input) in &step.inputs {
                 let spec = match input {
-                    StepInput::Tensor(t) => t.spec(),
+                    StepInput::Tensor(t) => t.spec().clone(),
                     StepInput::Shared(shared) => self
                         .inputs
                         .iter()
                         .find(|(n, _)| n == shared)
-                        .map(|(_, t)| t.spec())
+                        .map(|(_, t)| t.spec().clone())
                         .ok_or_else(|| {
                             at(Error::bad(format!(
                                 "there is no pipeline input named '{shared}'"
@@ -228,6 +239,13 @@ impl Pipeline {
             }
             self.spec_of(&plans, plans.len(), from)
                 .map_err(|e| e.context(&format!("pipeline output '{name}'")))?;
+        }
+        for name in &self.keep {
+            if !self.outputs.iter().any(|(n, _)| n == name) {
+                return Err(Error::bad(format!(
+                    "pipeline output '{name}' is to be kept, but no output has that name"
+                )));
+            }
         }
         Ok(CheckedPipeline {
             pipeline: self,
@@ -276,8 +294,11 @@ pub struct CheckedPipeline {
 /// step's timings.
 #[derive(Debug)]
 pub struct PipelineRun {
-    /// The outputs asked for, by the names they were asked under.
+    /// The outputs asked for, by the names they were asked under, brought
+    /// home.
     pub outputs: Outputs,
+    /// The outputs asked for as handles ([`Pipeline::keep`]).
+    pub kept: BTreeMap<String, Handle>,
     /// Each step, in order.
     pub steps: Vec<StepRun>,
     /// The phases added up over the steps; `total` is the whole run.
@@ -319,15 +340,48 @@ impl CheckedPipeline {
         self.pipeline.steps.is_empty()
     }
 
+    /// Every tensor the pipeline is given (shared inputs and step inputs).
+    pub fn given(&self) -> impl Iterator<Item = &Handle> {
+        let steps = self.pipeline.steps.iter().flat_map(|s| s.inputs.values());
+        let given = steps.filter_map(|i| match i {
+            StepInput::Tensor(h) => Some(h),
+            _ => None,
+        });
+        self.pipeline.inputs.iter().map(|(_, h)| h).chain(given)
+    }
+
+    /// Bytes of the step outputs that later steps read: what a backend
+    /// keeps in place between steps (the GPU would otherwise read each
+    /// back and upload it again).
+    pub fn intermediate_bytes(&self) -> u64 {
+        let p = &self.pipeline;
+        let read = p.steps.iter().flat_map(|s| s.inputs.values());
+        read.filter_map(|i| match i {
+            StepInput::Output(from) => {
+                let k = p.steps.iter().position(|s| s.name == from.step)?;
+                let spec = self.plans[k].output(&from.output)?;
+                Some((spec.shape.iter().product::<usize>() * spec.dtype.size()) as u64)
+            }
+            _ => None,
+        })
+        .sum()
+    }
+
     /// Runs the steps in order, each through `run` (which runs one task on
-    /// a backend). A failing step stops the pipeline; its error names the
-    /// step.
-    pub fn run(self, mut run: impl FnMut(Task) -> Result<Run>) -> Result<PipelineRun> {
+    /// a backend, keeping the outputs named), then brings the outputs asked
+    /// for home through `fetch`. A failing step stops the pipeline; its
+    /// error names the step.
+    pub fn run(
+        self,
+        mut run: impl FnMut(Task, &[String]) -> Result<Run>,
+        mut fetch: impl FnMut(&[Handle]) -> Result<Fetched>,
+    ) -> Result<PipelineRun> {
         let start = Instant::now();
         let Pipeline {
             inputs,
             steps,
             outputs,
+            keep,
         } = self.pipeline;
         // How many more times each tensor is read: pipeline inputs and step
         // outputs, by later steps' inputs and (outputs) as results.
@@ -363,12 +417,20 @@ impl CheckedPipeline {
                 job.inputs.insert(name, tensor);
             }
             let at = |e: Error| e.context(&format!("step '{}'", step.name));
-            let done = Task::new(job).and_then(&mut run).map_err(at)?;
-            for (output, tensor) in done.outputs {
-                let source = Source::Output(step.name.clone(), output);
-                if uses.contains_key(&source) {
-                    kept.insert(source, tensor);
-                }
+            // Kept: the outputs that are read later or asked for.
+            let wanted: Vec<String> = step
+                .kernel
+                .signature()
+                .outputs
+                .iter()
+                .map(|a| a.name.to_owned())
+                .filter(|o| uses.contains_key(&Source::Output(step.name.clone(), o.clone())))
+                .collect();
+            let done = Task::new(job)
+                .and_then(|task| run(task, &wanted))
+                .map_err(at)?;
+            for (output, handle) in done.kept {
+                kept.insert(Source::Output(step.name.clone(), output), handle);
             }
             add(&mut timings, &done.timings);
             traffic.add(&done.traffic);
@@ -379,13 +441,32 @@ impl CheckedPipeline {
                 traffic: done.traffic,
             });
         }
-        let outputs = outputs
+        let mut results = BTreeMap::new();
+        let mut home = Vec::new();
+        for (name, from) in outputs {
+            let handle = take(&mut uses, &mut kept, Source::of(&from))?;
+            if keep.contains(&name) {
+                results.insert(name, handle);
+            } else {
+                home.push((name, handle));
+            }
+        }
+        let handles: Vec<Handle> = home.iter().map(|(_, h)| h.clone()).collect();
+        let fetched = fetch(&handles)?;
+        drop(handles);
+        timings.download += fetched.download_ms;
+        traffic.add(&fetched.traffic);
+        let outputs = home
             .into_iter()
-            .map(|(name, from)| Ok((name, take(&mut uses, &mut kept, Source::of(&from))?)))
-            .collect::<Result<_>>()?;
+            .map(|(name, h)| {
+                let shape = h.shape().to_vec();
+                (name, Tensor::new(shape, h.into_data()))
+            })
+            .collect();
         timings.total = start.elapsed().as_secs_f64() * 1e3;
         Ok(PipelineRun {
             outputs,
+            kept: results,
             steps: runs,
             timings,
             traffic,
@@ -409,12 +490,13 @@ impl Source {
 }
 
 /// Tensors waiting for their readers.
-type Kept = BTreeMap<Source, Tensor>;
+type Kept = BTreeMap<Source, Handle>;
 
-/// `source` for one of its reads: moved out at its last read, copied
-/// before. Missing only when a backend gave other outputs than the plan
-/// said: an internal error, not a panic.
-fn take(uses: &mut BTreeMap<Source, usize>, kept: &mut Kept, source: Source) -> Result<Tensor> {
+/// `source` for one of its reads: moved out at its last read (so that its
+/// reader holds the only handle), shared before. Missing only when a
+/// backend gave other outputs than the plan said: an internal error, not
+/// a panic.
+fn take(uses: &mut BTreeMap<Source, usize>, kept: &mut Kept, source: Source) -> Result<Handle> {
     let missing = || Error::Internal(format!("{source:?} was not made as its plan said"));
     let left = uses.get_mut(&source).ok_or_else(missing)?;
     *left = left.saturating_sub(1);

@@ -55,14 +55,14 @@ impl Backend for StandIn {
     fn device(&self) -> String {
         format!("stand-in {}", self.kind)
     }
-    fn run(&self, task: &Task) -> Result<Run> {
+    fn run_keeping(&self, task: &Task, keep: &[String]) -> Result<Run> {
         match self.act {
-            Act::Work => self.cpu.run(task),
+            Act::Work => self.cpu.run_keeping(task, keep),
             Act::Fail => Err(Error::Gpu("injected device loss".into())),
             Act::Panic => panic!("injected panic"),
             Act::Slow(d) => {
                 std::thread::sleep(d);
-                self.cpu.run(task)
+                self.cpu.run_keeping(task, keep)
             }
         }
     }

@@ -20,7 +20,10 @@ fn run(backend: &dyn Backend, task: &Task) -> anycore::kernel::Outputs {
     let fail = |e| panic!("{} failed on {}: {e}", task.kernel(), common::name(backend));
     let outputs = backend.run(task).unwrap_or_else(fail).outputs;
     if backend.kind() == BackendKind::Cpu {
-        let owned = backend.run_owned(task.clone()).unwrap_or_else(fail).outputs;
+        let owned = backend
+            .run_owned(task.clone(), &[])
+            .unwrap_or_else(fail)
+            .outputs;
         let bits = |o: &anycore::kernel::Outputs| -> Vec<(String, Vec<usize>, Vec<u8>)> {
             o.iter()
                 .map(|(k, t)| (k.clone(), t.shape().to_vec(), t.data().as_bytes().to_vec()))
@@ -343,7 +346,7 @@ fn matmul_tuning_caches_its_choice() {
     };
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     for (name, rows, cols, data) in [("a.npy", 96, 132, &t.a), ("b.npy", 132, 100, &t.b)] {
-        let tensor = Tensor::new(vec![rows, cols], TensorData::F32(data.clone()));
+        let tensor = Tensor::new(vec![rows, cols], TensorData::F32(data.f32s().to_vec()));
         npy::write(dir.path().join(name).as_path(), &tensor).unwrap();
     }
     let (a, b, out) = (path("a.npy"), path("b.npy"), path("out.npy"));
@@ -613,7 +616,7 @@ fn plans_state_the_outputs_jobs_give() {
         let specs = job
             .inputs
             .iter()
-            .map(|(k, t)| (k.clone(), t.spec()))
+            .map(|(k, t)| (k.clone(), t.spec().clone()))
             .collect();
         let plan = job.kernel.plan(specs, &job.params).unwrap();
         let outputs = Task::new(job.clone()).unwrap().run_cpu();

@@ -158,7 +158,8 @@ fn sort_matches_reference(backend: &dyn Backend) {
     for &n in EDGES.iter().filter(|&&n| n <= 16_384) {
         for dtype in 0..3 {
             let keys = random_keys(&mut rng, dtype, n);
-            let values = Payload::Values((0..n).map(|_| rng.random()).collect());
+            let values =
+                Payload::Values(TensorData::U32((0..n).map(|_| rng.random()).collect()).into());
             check_sort(backend, keys.clone(), values);
             check_sort(backend, keys.clone(), Payload::Indices);
             check_sort(backend, random_data(&mut rng, dtype, n), Payload::None);
@@ -271,7 +272,7 @@ fn large_sorts_match_reference() {
         check_sort(
             backend,
             keys,
-            Payload::Values((0..n as u32).rev().collect()),
+            Payload::Values(TensorData::U32((0..n as u32).rev().collect()).into()),
         );
     }
 }

@@ -2,6 +2,7 @@
 //! this backend owns (so its size is known and it never competes with a
 //! caller's own global pool).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::{Backend, BackendKind, Run, Timings, Traffic};
@@ -40,12 +41,12 @@ impl Backend for CpuBackend {
         format!("rayon pool, {} threads", self.threads())
     }
 
-    fn run(&self, task: &Task) -> Result<Run> {
-        Ok(self.timed(|| task.run_cpu()))
+    fn run_keeping(&self, task: &Task, keep: &[String]) -> Result<Run> {
+        Ok(self.timed(|| task.run_cpu(), keep))
     }
 
-    fn run_owned(&self, mut task: Task) -> Result<Run> {
-        let run = self.run_in_place(&mut task);
+    fn run_owned(&self, mut task: Task, keep: &[String]) -> Result<Run> {
+        let run = self.timed(|| task.run_cpu_in_place(), keep);
         // What is left of the inputs is freed after the clock stops: freeing
         // is the caller's cost whichever backend ran the job (unmapping
         // 64 MiB takes longer than summing it).
@@ -65,22 +66,20 @@ impl CpuBackend {
     /// Runs a task, writing results over its own buffers where the kernel
     /// can ([`Task::run_cpu_in_place`]; the task may be left without them).
     pub fn run_in_place(&self, task: &mut Task) -> Run {
-        self.timed(|| task.run_cpu_in_place())
+        self.timed(|| task.run_cpu_in_place(), &[])
     }
 
-    /// Runs `work` on the pool, timing it.
-    fn timed(&self, work: impl FnOnce() -> Outputs + Send) -> Run {
+    /// Runs `work` on the pool, timing it; the outputs named in `keep`
+    /// become handles.
+    fn timed(&self, work: impl FnOnce() -> Outputs + Send, keep: &[String]) -> Run {
         let start = Instant::now();
         let outputs = self.pool.install(work);
         let ms = start.elapsed().as_secs_f64() * 1e3;
-        Run {
-            outputs,
-            timings: Timings {
-                compute: ms,
-                total: ms,
-                ..Timings::default()
-            },
-            traffic: Traffic::default(),
-        }
+        let timings = Timings {
+            compute: ms,
+            total: ms,
+            ..Timings::default()
+        };
+        Run::keeping(outputs, BTreeMap::new(), keep, timings, Traffic::default())
     }
 }

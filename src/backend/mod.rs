@@ -14,8 +14,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::error::{Error, Result};
 use crate::kernel::{Outputs, Task};
+use crate::tensor::Handle;
 
 /// Which kind of backend ran a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -101,11 +104,62 @@ impl Traffic {
 /// The result of running a task on a backend.
 #[derive(Debug)]
 pub struct Run {
-    /// Output tensors by name.
+    /// Output tensors by name, brought home.
     pub outputs: Outputs,
+    /// The outputs the caller asked to keep, as handles: on the device
+    /// where the backend could keep them there, else in host memory.
+    pub kept: BTreeMap<String, Handle>,
     /// Time per phase.
     pub timings: Timings,
     /// What moved between host and device.
+    pub traffic: Traffic,
+    /// Anything the caller should know about how it ran (an output kept in
+    /// host memory because the device had no room for it).
+    pub note: Option<String>,
+}
+
+impl Run {
+    /// A run whose outputs named in `keep` are handles: those in `kept`
+    /// (already on the device) as they are, the others moved out of
+    /// `outputs` into host handles.
+    pub fn keeping(
+        mut outputs: Outputs,
+        mut kept: BTreeMap<String, Handle>,
+        keep: &[String],
+        timings: Timings,
+        traffic: Traffic,
+    ) -> Run {
+        for name in keep {
+            if !kept.contains_key(name)
+                && let Some(t) = outputs.remove(name)
+            {
+                kept.insert(name.clone(), Handle::new(t));
+            }
+        }
+        Run {
+            outputs,
+            kept,
+            timings,
+            traffic,
+            note: None,
+        }
+    }
+
+    /// The same run with `note` (if any).
+    pub fn with_note(mut self, note: Option<String>) -> Run {
+        self.note = note;
+        self
+    }
+}
+
+/// What bringing handles' data home took.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fetched {
+    /// The whole fetch, in milliseconds.
+    pub ms: f64,
+    /// Of which device-to-host copies.
+    pub download_ms: f64,
+    /// What moved.
     pub traffic: Traffic,
 }
 
@@ -116,13 +170,31 @@ pub trait Backend: Send + Sync {
     fn kind(&self) -> BackendKind;
     /// A human-readable device name ("NVIDIA H100 (Vulkan)", "rayon pool, 8 threads").
     fn device(&self) -> String;
-    /// Runs a task to completion.
-    fn run(&self, task: &Task) -> Result<Run>;
+    /// Runs a task to completion, every output brought home.
+    fn run(&self, task: &Task) -> Result<Run> {
+        self.run_keeping(task, &[])
+    }
+    /// Runs a task to completion, the outputs named in `keep` kept where
+    /// they are ([`Run::kept`]).
+    fn run_keeping(&self, task: &Task, keep: &[String]) -> Result<Run>;
     /// Runs a task the caller has no further use for. A backend may write
     /// results into the task's own buffers (the CPU's `axpy` does: a fresh
     /// output would cost a page fault per 4 KiB, more than the loop itself).
-    fn run_owned(&self, task: Task) -> Result<Run> {
-        self.run(&task)
+    fn run_owned(&self, task: Task, keep: &[String]) -> Result<Run> {
+        self.run_keeping(&task, keep)
+    }
+    /// Brings each handle's data into host memory where it is not there
+    /// yet (keeping the device copy too). A backend without device memory
+    /// has nothing to bring: every handle it could have made is on the host.
+    fn fetch(&self, handles: &[Handle]) -> Result<Fetched> {
+        match handles.iter().find(|h| h.host().is_none()) {
+            Some(h) => Err(Error::Internal(format!(
+                "{} has no host copy and the {} backend cannot read device memory",
+                h.spec().describe(),
+                self.kind()
+            ))),
+            None => Ok(Fetched::default()),
+        }
     }
     /// Runs `serve` — a worker's loop that calls this backend job after
     /// job — where this backend's jobs start cheapest. By default on the

@@ -75,7 +75,7 @@ pub fn measure(backend: &dyn Backend, n: usize, seed: u64, plan: &Repeat) -> Res
                 let mut traffic = Traffic::default();
                 let mut y = y0.clone();
                 for _ in 0..k {
-                    let run = backend.run_owned(Task::Axpy(Axpy::new(2.0, x.clone(), y)?))?;
+                    let run = backend.run_owned(Task::Axpy(Axpy::new(2.0, x.clone(), y)?), &[])?;
                     traffic.add(&run.traffic);
                     y = out(run.outputs)?;
                 }
@@ -96,10 +96,10 @@ pub fn measure(backend: &dyn Backend, n: usize, seed: u64, plan: &Repeat) -> Res
                     });
                 }
                 let last = format!("s{}", k - 1);
-                let run = pipeline
-                    .output("out", &last, "out")
-                    .check()?
-                    .run(|task| backend.run_owned(task))?;
+                let run = pipeline.output("out", &last, "out").check()?.run(
+                    |task, keep| backend.run_owned(task, keep),
+                    |h| backend.fetch(h),
+                )?;
                 Ok((out(run.outputs)?, run.traffic))
             });
             (pipeline_out, pipeline_traffic) = piped?;

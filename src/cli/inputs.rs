@@ -12,7 +12,7 @@ use anycore::coordinator::spec::{InputSource, PipelineSpec};
 use anycore::kernel::random::random_tensor;
 use anycore::pipeline::CheckedPipeline;
 use anycore::service::api::ArrayIn;
-use anycore::tensor::{DType, Tensor, npy};
+use anycore::tensor::{DType, Handle, npy};
 use anycore::{Error, Result};
 
 use super::output;
@@ -49,8 +49,8 @@ pub struct FileInput<'a> {
 }
 
 impl InputSource for FileInput<'_> {
-    fn load(self, name: &str) -> Result<Tensor> {
-        match self.input {
+    fn load(self, name: &str) -> Result<Handle> {
+        let tensor = match self.input {
             InputSpec::File(path) => npy::read(&self.base.join(path)),
             InputSpec::Random { random } => {
                 let dtype = DType::from_name(&random.dtype).ok_or_else(|| {
@@ -61,8 +61,9 @@ impl InputSource for FileInput<'_> {
                 })?;
                 random_tensor(dtype, &random.shape, random.seed)
             }
-            InputSpec::Array(array) => array.load(name),
-        }
+            InputSpec::Array(array) => array.decode(name),
+        };
+        tensor.map(Handle::new)
     }
 }
 

@@ -20,7 +20,7 @@ pub fn request(job: &Job, backend: &str) -> JobRequest {
         inputs: job
             .inputs
             .iter()
-            .map(|(k, t)| (k.clone(), api::encode_npy(t)))
+            .filter_map(|(k, t)| Some((k.clone(), api::encode_npy(&t.to_tensor()?))))
             .collect(),
         outputs: OutputForm::Npy,
         keep: Vec::new(),

@@ -13,7 +13,7 @@ use anycore::coordinator::spec::{InputSource, JobSpec, PipelineSpec, explain_jso
 use anycore::engine::{BlockingEngine, CostModelSource, EngineConfig};
 use anycore::kernel::{Outputs, Painter, Task};
 use anycore::service::api::{JobResponse, PipelineResponse};
-use anycore::tensor::{Tensor, TensorData, npy};
+use anycore::tensor::{Handle, Tensor, TensorData, npy};
 use anycore::{Error, Result};
 
 use super::inputs::{self, InputSpec};
@@ -124,8 +124,8 @@ fn pairs<'a>(flag: &str, what: &str, items: &'a [String]) -> Result<BTreeMap<&'a
 struct NpyFile<'a>(&'a str);
 
 impl InputSource for NpyFile<'_> {
-    fn load(self, _name: &str) -> Result<Tensor> {
-        npy::read(self.0.as_ref())
+    fn load(self, _name: &str) -> Result<Handle> {
+        npy::read(self.0.as_ref()).map(Handle::new)
     }
 }
 

@@ -30,12 +30,15 @@ use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
+use std::collections::BTreeMap;
+
 use self::cost::CostModel;
 use self::worker::{Item, Work, WorkerHandle};
-use crate::backend::{Backend, BackendChoice, BackendKind, Timings, Traffic};
+use crate::backend::{Backend, BackendChoice, BackendKind, Fetched, Timings, Traffic};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Outputs, Task};
 use crate::pipeline::{CheckedPipeline, StepRun};
+use crate::tensor::{Handle, Tensor};
 
 /// A finished job: where it ran, why, how long it took, and its outputs.
 #[derive(Debug)]
@@ -52,8 +55,11 @@ pub struct JobReport {
     pub timings: Timings,
     /// What moved between host and device.
     pub traffic: Traffic,
-    /// Output tensors by name.
+    /// Output tensors by name, brought home.
     pub outputs: Outputs,
+    /// The outputs the job kept ([`crate::kernel::Job::keep`]), as handles:
+    /// on the GPU where it ran there.
+    pub kept: BTreeMap<String, Handle>,
 }
 
 /// A finished pipeline: where it ran (all of it, on one backend), why, how
@@ -74,6 +80,8 @@ pub struct PipelineReport {
     pub steps: Vec<StepRun>,
     /// The outputs asked for, by the names they were asked under.
     pub outputs: Outputs,
+    /// The outputs kept as handles ([`crate::pipeline::Pipeline::keep`]).
+    pub kept: BTreeMap<String, Handle>,
 }
 
 /// A submitted job: await its result, or cancel it before it starts.
@@ -252,14 +260,76 @@ impl Coordinator {
 
     /// Submits a job, waiting while the coordinator is full.
     pub async fn submit(&self, task: Task, choice: BackendChoice) -> Result<JobHandle> {
+        self.submit_keeping(task, Vec::new(), choice).await
+    }
+
+    /// Submits a job whose outputs named in `keep` stay where they are
+    /// computed ([`JobReport::kept`]), waiting while the coordinator is
+    /// full.
+    pub async fn submit_keeping(
+        &self,
+        task: Task,
+        keep: Vec<String>,
+        choice: BackendChoice,
+    ) -> Result<JobHandle> {
         let permit = self.permit().await?;
-        self.enqueue(task, choice, permit)
+        self.enqueue(task, keep, choice, permit)
     }
 
     /// Submits a job, or answers [`Error::Busy`] at once when full.
     pub fn try_submit(&self, task: Task, choice: BackendChoice) -> Result<JobHandle> {
+        self.try_submit_keeping(task, Vec::new(), choice)
+    }
+
+    /// Like [`Coordinator::submit_keeping`], but answers [`Error::Busy`] at
+    /// once when full.
+    pub fn try_submit_keeping(
+        &self,
+        task: Task,
+        keep: Vec<String>,
+        choice: BackendChoice,
+    ) -> Result<JobHandle> {
         let permit = self.try_permit()?;
-        self.enqueue(task, choice, permit)
+        self.enqueue(task, keep, choice, permit)
+    }
+
+    /// A handle's data as a host tensor: its host copy, read back from the
+    /// GPU first (on the GPU's worker, after the work queued there) when it
+    /// has none. The host copy stays for later reads.
+    pub async fn read(&self, handle: &Handle) -> Result<Tensor> {
+        self.fetch(std::slice::from_ref(handle)).await?;
+        handle
+            .to_tensor()
+            .ok_or_else(|| Error::Internal("a fetched handle has no host copy".into()))
+    }
+
+    /// Brings handles' data home where it is not there yet; what that
+    /// moved.
+    pub async fn fetch(&self, handles: &[Handle]) -> Result<Fetched> {
+        let away: Vec<Handle> = handles
+            .iter()
+            .filter(|h| h.host().is_none())
+            .cloned()
+            .collect();
+        if away.is_empty() {
+            return Ok(Fetched::default());
+        }
+        let Some(gpu) = &self.gpu else {
+            return Err(foreign());
+        };
+        let permit = self.permit().await?;
+        let (tx, rx) = oneshot::channel();
+        gpu.send(Item {
+            work: Work::Fetch(away, tx),
+            reason: String::new(),
+            predicted_ms: 0.0,
+            queued_at: Instant::now(),
+            cancelled: Arc::default(),
+            bring_home: Vec::new(),
+            fetched: Fetched::default(),
+            _permit: permit,
+        });
+        rx.await.unwrap_or(Err(Error::ShuttingDown))
     }
 
     /// A place in the bound on work in flight, waiting for one.
@@ -316,14 +386,19 @@ impl Coordinator {
     ) -> Result<PipelineReport> {
         let (worker, reason, predicted_ms) = self.place(&Placing::Pipeline(&pipeline), choice)?;
         let (tx, rx) = oneshot::channel();
-        worker.send(Item {
-            work: Work::Pipeline(pipeline, tx),
-            reason,
-            predicted_ms,
-            queued_at: Instant::now(),
-            cancelled: Arc::default(),
-            _permit: permit,
-        });
+        self.send(
+            worker,
+            Item {
+                work: Work::Pipeline(pipeline, tx),
+                reason,
+                predicted_ms,
+                queued_at: Instant::now(),
+                cancelled: Arc::default(),
+                bring_home: Vec::new(),
+                fetched: Fetched::default(),
+                _permit: permit,
+            },
+        );
         rx.await.unwrap_or(Err(Error::ShuttingDown))
     }
 
@@ -358,24 +433,46 @@ impl Coordinator {
     fn enqueue(
         &self,
         task: Task,
+        keep: Vec<String>,
         choice: BackendChoice,
         permit: OwnedSemaphorePermit,
     ) -> Result<JobHandle> {
         let (worker, reason, predicted_ms) = self.place(&Placing::Job(&task), choice)?;
         let (tx, rx) = oneshot::channel();
         let cancelled = Arc::new(AtomicBool::new(false));
-        worker.send(Item {
-            work: Work::Job(task, tx),
-            reason,
-            predicted_ms,
-            queued_at: Instant::now(),
-            cancelled: Arc::clone(&cancelled),
-            _permit: permit,
-        });
+        self.send(
+            worker,
+            Item {
+                work: Work::Job(task, keep, tx),
+                reason,
+                predicted_ms,
+                queued_at: Instant::now(),
+                cancelled: Arc::clone(&cancelled),
+                bring_home: Vec::new(),
+                fetched: Fetched::default(),
+                _permit: permit,
+            },
+        );
         Ok(JobHandle {
             reply: rx,
             cancelled,
         })
+    }
+
+    /// Queues work on `worker`. Work placed on the CPU that reads handles
+    /// kept only on the GPU goes through the GPU worker first, which
+    /// brings them home (once: the host copy stays).
+    fn send(&self, worker: &WorkerHandle, mut item: Item) {
+        if worker.kind == BackendKind::Cpu {
+            item.bring_home = item.work.handles().filter(|h| h.host().is_none()).collect();
+            if !item.bring_home.is_empty() {
+                match &self.gpu {
+                    Some(gpu) => return gpu.send(item),
+                    None => return worker.fail(item, foreign()),
+                }
+            }
+        }
+        worker.send(item);
     }
 
     /// Chooses a worker for a job or a pipeline and says why.
@@ -427,6 +524,12 @@ impl Coordinator {
             },
         }
     }
+}
+
+/// The error for a handle whose data is on no device this coordinator has
+/// (another engine's GPU).
+fn foreign() -> Error {
+    Error::bad("an input is kept on another engine's GPU; read it there and pass the tensor")
 }
 
 /// What is being placed.

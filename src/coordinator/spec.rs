@@ -17,17 +17,18 @@ use crate::backend::BackendChoice;
 use crate::error::{Error, Result};
 use crate::kernel::{Job, Kernel, Task, param_text};
 use crate::pipeline::{CheckedPipeline, Pipeline, Step, StepInput, StepOutput, check_step_count};
-use crate::tensor::Tensor;
+use crate::tensor::Handle;
 
 /// Where a front's input comes from: a file, generated data, inline
-/// numbers, base64 bytes.
+/// numbers, base64 bytes, a stored tensor.
 pub trait InputSource {
-    /// Reads or decodes the tensor for input `name` (named in errors).
-    fn load(self, name: &str) -> Result<Tensor>;
+    /// Reads or decodes the tensor for input `name` (named in errors), or
+    /// finds the handle it names.
+    fn load(self, name: &str) -> Result<Handle>;
 
     /// A name for the tensor this input stands for when several inputs may
     /// stand for the same one (a stored tensor's id): a pipeline loads it
-    /// once and copies it for each step only as the step runs.
+    /// once, as one of its shared inputs.
     fn shared_key(&self) -> Option<String> {
         None
     }
@@ -310,6 +311,9 @@ impl<I: InputSource> PipelineSpec<I> {
         let mut paths = Vec::with_capacity(self.outputs.len());
         for (name, out) in self.outputs {
             pipeline = pipeline.output(&name, &out.step, &out.output);
+            if out.keep {
+                pipeline = pipeline.keep(&name);
+            }
             paths.push((name, out.path));
         }
         Ok((pipeline.check()?, choice, paths))

@@ -27,11 +27,11 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use super::cost::{self, CostModel, Line};
 use super::probe;
 use super::{JobReport, PipelineReport};
-use crate::backend::Timings;
-use crate::backend::{Backend, BackendKind, Run};
+use crate::backend::{Backend, BackendKind, Fetched, Run, Timings};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Task};
 use crate::pipeline::{CheckedPipeline, PipelineRun};
+use crate::tensor::Handle;
 
 /// One queued job or pipeline.
 pub(super) struct Item {
@@ -40,6 +40,12 @@ pub(super) struct Item {
     pub predicted_ms: f64,
     pub queued_at: Instant,
     pub cancelled: Arc<AtomicBool>,
+    /// Handles the work reads that have no host copy, though it is placed
+    /// on the CPU: the GPU worker gets the item first, brings them home,
+    /// and passes it on to the CPU worker (its fallback).
+    pub bring_home: Vec<Handle>,
+    /// What bringing them home took, for the report.
+    pub fetched: Fetched,
     /// Held until the work is answered: it is its place in the bound on
     /// work in flight.
     pub _permit: OwnedSemaphorePermit,
@@ -47,18 +53,21 @@ pub(super) struct Item {
 
 /// What an item runs, and where its answer goes.
 pub(super) enum Work {
-    /// One task.
-    Job(Task, oneshot::Sender<Result<JobReport>>),
+    /// One task, and the outputs to keep as handles.
+    Job(Task, Vec<String>, oneshot::Sender<Result<JobReport>>),
     /// A pipeline's steps, one after another on this backend.
     Pipeline(CheckedPipeline, oneshot::Sender<Result<PipelineReport>>),
+    /// Bring these handles' data home.
+    Fetch(Vec<Handle>, oneshot::Sender<Result<Fetched>>),
 }
 
 impl Work {
     /// Answers with an error.
     fn fail(self, e: Error) {
         let reply = match self {
-            Work::Job(_, reply) => Reply::Job(reply),
+            Work::Job(_, _, reply) => Reply::Job(reply),
             Work::Pipeline(_, reply) => Reply::Pipeline(reply),
+            Work::Fetch(_, reply) => Reply::Fetch(reply),
         };
         reply.fail(e);
     }
@@ -66,8 +75,8 @@ impl Work {
 
 /// What a worker's queue carries.
 pub(super) enum Message {
-    /// A job to run.
-    Run(Item),
+    /// A job to run (boxed: an item is large beside the other messages).
+    Run(Box<Item>),
     /// Run the cost-model probe on this backend and send back the lines.
     Probe(mpsc::Sender<Vec<(Kernel, Line)>>),
     /// Finish what is queued before this, then drop the backend and end
@@ -101,12 +110,18 @@ impl WorkerHandle {
         self.backlog_us
             .fetch_add(to_us(item.predicted_ms), Ordering::Relaxed);
         self.queued.fetch_add(1, Ordering::Relaxed);
-        if let Err(mpsc::SendError(Message::Run(item))) = self.tx.send(Message::Run(item)) {
+        if let Err(mpsc::SendError(Message::Run(item))) = self.tx.send(Message::Run(Box::new(item)))
+        {
             self.backlog_us
                 .fetch_sub(to_us(item.predicted_ms), Ordering::Relaxed);
             self.queued.fetch_sub(1, Ordering::Relaxed);
             item.work.fail(Error::ShuttingDown);
         }
+    }
+
+    /// Answers an item with an error without queuing it.
+    pub fn fail(&self, item: Item, e: Error) {
+        answer_item(item, e);
     }
 
     /// Asks the worker to end once its queue is empty.
@@ -165,6 +180,7 @@ pub(super) fn spawn(
                 for message in rx.iter() {
                     match message {
                         Message::Run(item) => {
+                            let item = *item;
                             waiting.fetch_sub(1, Ordering::Relaxed);
                             // The running job stays in the backlog until it is done.
                             let predicted = to_us(item.predicted_ms);
@@ -207,12 +223,17 @@ fn run_one(
     fallback: Option<&WorkerHandle>,
     item: Item,
 ) {
+    if !item.bring_home.is_empty() {
+        return bring_home(backend, fallback, item);
+    }
     let Item {
         work,
         reason,
         predicted_ms,
         queued_at,
         cancelled,
+        bring_home: _,
+        fetched,
         _permit: permit,
     } = item;
     if cancelled.load(Ordering::Relaxed) {
@@ -227,37 +248,57 @@ fn run_one(
     // kernel fails this work only; the worker lives on.
     let keep = fallback.is_some();
     let (outcome, kept, reply) = match work {
-        Work::Job(task, reply) => {
+        Work::Job(task, keep_outputs, reply) => {
             let kernel = task.kernel();
             // Run by reference where it may have to run again: no copy.
             let mut kept = None;
             let run = catch(|| {
-                let (run, back) = run_task(backend, model, task, keep);
+                let (run, back) = run_task(backend, model, task, &keep_outputs, keep);
                 kept = back;
                 run
             });
             (
                 run.map(|run| Done::Job(kernel, run)),
-                kept.map(Kept::Job),
+                kept.map(|task| Kept::Job(task, keep_outputs)),
                 Reply::Job(reply),
             )
         }
         Work::Pipeline(pipeline, reply) => {
             // The pipeline gives its tensors to its steps: a copy of it
-            // where it may have to run again, and its steps handed over.
+            // where it may have to run again (handles: no data copied),
+            // and its steps handed over.
             let kept = keep.then(|| pipeline.clone());
-            let run = catch(|| pipeline.run(|task| run_task(backend, model, task, false).0));
+            let run = catch(|| {
+                pipeline.run(
+                    |task, keep| run_task(backend, model, task, keep, false).0,
+                    |handles| backend.fetch(handles),
+                )
+            });
             (
                 run.map(Done::Pipeline),
                 kept.map(Kept::Pipeline),
                 Reply::Pipeline(reply),
             )
         }
+        Work::Fetch(handles, reply) => {
+            let fetched = catch(|| backend.fetch(&handles));
+            answer(permit, || drop(reply.send(fetched)));
+            return;
+        }
     };
     let timings = |t: Timings| Timings {
         queued: queued_ms,
-        total: queued_ms + t.total,
+        download: t.download + fetched.download_ms,
+        total: queued_ms + fetched.ms + t.total,
         ..t
+    };
+    let traffic = |mut t: crate::backend::Traffic| {
+        t.add(&fetched.traffic);
+        t
+    };
+    let reason = |note: Option<String>| match note {
+        Some(note) => format!("{reason}; {note}"),
+        None => reason.clone(),
     };
     match (outcome, reply) {
         (Ok(Done::Job(kernel, run)), Reply::Job(reply)) => {
@@ -265,10 +306,11 @@ fn run_one(
                 kernel,
                 backend: backend.kind(),
                 device: backend.device(),
-                placement_reason: reason,
+                placement_reason: reason(run.note),
                 timings: timings(run.timings),
-                traffic: run.traffic,
+                traffic: traffic(run.traffic),
                 outputs: run.outputs,
+                kept: run.kept,
             };
             answer(permit, || drop(reply.send(Ok(report))));
         }
@@ -276,11 +318,12 @@ fn run_one(
             let report = PipelineReport {
                 backend: backend.kind(),
                 device: backend.device(),
-                placement_reason: reason,
+                placement_reason: reason(None),
                 timings: timings(run.timings),
-                traffic: run.traffic,
+                traffic: traffic(run.traffic),
                 steps: run.steps,
                 outputs: run.outputs,
+                kept: run.kept,
             };
             answer(permit, || drop(reply.send(Ok(report))));
         }
@@ -291,13 +334,19 @@ fn run_one(
                     "{} failed on the GPU ({why}); re-running it on the CPU",
                     kept.what()
                 );
+                let work = kept.with(reply);
                 fallback.send(Item {
-                    work: kept.with(reply),
-                    reason: format!("{reason}; the GPU failed ({why}), so it re-ran on the CPU"),
+                    bring_home: work.handles().filter(|h| h.host().is_none()).collect(),
+                    work,
+                    reason: format!(
+                        "{}; the GPU failed ({why}), so it re-ran on the CPU",
+                        reason(None)
+                    ),
                     predicted_ms,
                     // The time already spent waiting counts toward the queue time.
                     queued_at,
                     cancelled,
+                    fetched,
                     _permit: permit,
                 });
             }
@@ -306,21 +355,50 @@ fn run_one(
     }
 }
 
-/// Runs one task, the cost model learning from it. With `keep` (the work
-/// may have to run again elsewhere) it runs by reference and the task
-/// comes back; else the backend is handed it, to reuse its buffers.
+/// Brings home, on this (GPU) worker, the handles an item placed on the
+/// CPU reads, then passes it to the CPU worker (`fallback`).
+fn bring_home(backend: &dyn Backend, fallback: Option<&WorkerHandle>, mut item: Item) {
+    let handles = std::mem::take(&mut item.bring_home);
+    match (catch(|| backend.fetch(&handles)), fallback) {
+        (Ok(fetched), Some(cpu)) => {
+            item.fetched = fetched;
+            cpu.send(item);
+        }
+        (Err(e), _) => answer_item(item, e),
+        (Ok(_), None) => answer_item(
+            item,
+            Error::Internal("only the GPU worker brings data home".into()),
+        ),
+    }
+}
+
+/// Answers an item with an error.
+fn answer_item(item: Item, e: Error) {
+    let Item {
+        work,
+        _permit: permit,
+        ..
+    } = item;
+    answer(permit, || work.fail(e));
+}
+
+/// Runs one task, the cost model learning from it; the outputs named in
+/// `outputs` are kept as handles. With `keep` (the work may have to run
+/// again elsewhere) it runs by reference and the task comes back; else the
+/// backend is handed it, to reuse its buffers.
 fn run_task(
     backend: &dyn Backend,
     model: &Mutex<CostModel>,
     task: Task,
+    outputs: &[String],
     keep: bool,
 ) -> (Result<Run>, Option<Task>) {
     let kernel = task.kernel();
     let work = cost::work_units(&task);
     let (run, back) = if keep {
-        (backend.run(&task), Some(task))
+        (backend.run_keeping(&task, outputs), Some(task))
     } else {
-        (backend.run_owned(task), None)
+        (backend.run_owned(task, outputs), None)
     };
     if let Ok(run) = &run {
         model.lock().unwrap_or_else(|e| e.into_inner()).observe(
@@ -341,14 +419,14 @@ enum Done {
 
 /// A copy of the work, for running it again on the CPU.
 enum Kept {
-    Job(Task),
+    Job(Task, Vec<String>),
     Pipeline(CheckedPipeline),
 }
 
 impl Kept {
     fn what(&self) -> String {
         match self {
-            Kept::Job(t) => t.kernel().to_string(),
+            Kept::Job(t, _) => t.kernel().to_string(),
             Kept::Pipeline(p) => format!("a pipeline of {} steps", p.len()),
         }
     }
@@ -356,9 +434,20 @@ impl Kept {
     /// The work again, answering where `reply` answers.
     fn with(self, reply: Reply) -> Work {
         match (self, reply) {
-            (Kept::Job(t), Reply::Job(r)) => Work::Job(t, r),
+            (Kept::Job(t, keep), Reply::Job(r)) => Work::Job(t, keep, r),
             (Kept::Pipeline(p), Reply::Pipeline(r)) => Work::Pipeline(p, r),
             _ => unreachable!("kept from the same work"),
+        }
+    }
+}
+
+impl Work {
+    /// The handles the work reads.
+    pub fn handles(&self) -> Box<dyn Iterator<Item = Handle> + '_> {
+        match self {
+            Work::Job(task, _, _) => Box::new(task.operands().into_iter().cloned()),
+            Work::Pipeline(p, _) => Box::new(p.given().cloned()),
+            Work::Fetch(handles, _) => Box::new(handles.iter().cloned()),
         }
     }
 }
@@ -367,6 +456,7 @@ impl Kept {
 enum Reply {
     Job(oneshot::Sender<Result<JobReport>>),
     Pipeline(oneshot::Sender<Result<PipelineReport>>),
+    Fetch(oneshot::Sender<Result<Fetched>>),
 }
 
 impl Reply {
@@ -374,6 +464,7 @@ impl Reply {
         match self {
             Reply::Job(r) => drop(r.send(Err(e))),
             Reply::Pipeline(r) => drop(r.send(Err(e))),
+            Reply::Fetch(r) => drop(r.send(Err(e))),
         }
     }
 }

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use super::profile::{self, Bandwidth, Profile, Unit, random_f32};
 use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Spec, Tensor, TensorData};
+use crate::tensor::{DType, Handle, Spec, Tensor, TensorData};
 
 /// Inputs `x`, `y`; parameter `a`; output `out`.
 pub const SIGNATURE: Signature = Signature {
@@ -73,15 +73,20 @@ const CPU_CHUNK: usize = 1 << 16;
 pub struct Axpy {
     /// The scale.
     pub a: f32,
-    /// Scaled vector.
-    pub x: Vec<f32>,
-    /// Added vector.
-    pub y: Vec<f32>,
+    /// Scaled vector (f32).
+    pub x: Handle,
+    /// Added vector (f32).
+    pub y: Handle,
 }
 
 impl Axpy {
     /// `a·x + y`; the vectors must have the same length.
     pub fn new(a: f32, x: Vec<f32>, y: Vec<f32>) -> Result<Self> {
+        Axpy::of(a, x.into(), y.into())
+    }
+
+    /// `a·x + y` of two f32 vectors of the same length, wherever they are.
+    fn of(a: f32, x: Handle, y: Handle) -> Result<Self> {
         if x.len() != y.len() {
             return Err(Error::bad(format!(
                 "axpy: x has {} elements but y has {}; they must match",
@@ -129,10 +134,7 @@ impl KernelTask for Axpy {
         let x = inputs.take("x", &[DType::F32], 1)?;
         let y = inputs.take("y", &[DType::F32], 1)?;
         let a = params.f32_or("a", 1.0)?;
-        let (TensorData::F32(x), TensorData::F32(y)) = (x.into_data(), y.into_data()) else {
-            unreachable!("dtypes checked above")
-        };
-        Axpy::new(a, x, y)
+        Axpy::of(a, x, y)
     }
 
     fn run_cpu(&self) -> Outputs {
@@ -140,8 +142,9 @@ impl KernelTask for Axpy {
         // An indexed collect fills the vector in parallel, without zeroing it first.
         let out = self
             .x
+            .f32s()
             .par_iter()
-            .zip(&self.y)
+            .zip(self.y.f32s())
             .with_min_len(CPU_CHUNK)
             .map(|(&x, &y)| a * x + y)
             .collect();
@@ -153,22 +156,24 @@ impl KernelTask for Axpy {
     /// it must.
     fn run_cpu_in_place(&mut self) -> Outputs {
         let a = self.a;
-        self.y
-            .par_chunks_mut(CPU_CHUNK)
-            .zip(self.x.par_chunks(CPU_CHUNK))
+        // Taken without a copy unless another handle shares y.
+        let mut y = std::mem::replace(&mut self.y, Vec::new().into()).into_f32s();
+        y.par_chunks_mut(CPU_CHUNK)
+            .zip(self.x.f32s().par_chunks(CPU_CHUNK))
             .for_each(|(y, x)| {
                 for (y, &x) in y.iter_mut().zip(x) {
                     *y += a * x;
                 }
             });
-        Axpy::outputs(std::mem::take(&mut self.y))
+        Axpy::outputs(y)
     }
 
     fn reference(&self) -> Outputs {
         let out = self
             .x
+            .f32s()
             .iter()
-            .zip(&self.y)
+            .zip(self.y.f32s())
             .map(|(&x, &y)| (f64::from(self.a) * f64::from(x) + f64::from(y)) as f32)
             .collect();
         Axpy::outputs(out)
@@ -178,8 +183,12 @@ impl KernelTask for Axpy {
         if let Some(out) = outputs.into_values().next()
             && let TensorData::F32(y) = out.into_data()
         {
-            self.y = y;
+            self.y = y.into();
         }
+    }
+
+    fn operands(&self) -> Vec<&Handle> {
+        vec![&self.x, &self.y]
     }
 
     fn work_units(&self) -> f64 {
@@ -188,7 +197,7 @@ impl KernelTask for Axpy {
 
     /// `y ← a·x + y` in place with `par_iter_mut`, on its own copy of y.
     fn plain_loop(&self) -> PlainLoop<'_> {
-        let mut y = self.y.clone();
-        Box::new(move || y.par_iter_mut().zip(&self.x).for_each(|(y, &x)| *y += self.a * x))
+        let (x, mut y) = (self.x.f32s(), self.y.f32s().to_vec());
+        Box::new(move || y.par_iter_mut().zip(x).for_each(|(y, &x)| *y += self.a * x))
     }
 }

@@ -28,7 +28,7 @@ use binning::Binning;
 use super::profile::{self, Bandwidth, Profile, Unit, random_f32};
 use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Spec, Tensor, TensorData};
+use crate::tensor::{DType, Handle, Spec, Tensor, TensorData};
 
 /// Input `x`; parameters `bins`, `lo`, `hi`; output `out`.
 pub const SIGNATURE: Signature = Signature {
@@ -119,8 +119,8 @@ const CPU_CHUNK: usize = 1 << 16;
 /// ([`Histogram::edges`]): validation allocates nothing for them.
 #[derive(Clone, Debug)]
 pub struct Histogram {
-    /// The values.
-    pub x: Vec<f32>,
+    /// The values (f32, one-dimensional).
+    pub x: Handle,
     /// Number of bins.
     pub bins: u32,
     /// The range the edges span.
@@ -214,11 +214,23 @@ impl Histogram {
     /// Counts `x` in `bins` bins over `range` (`None`: x's minimum and
     /// maximum, as NumPy's default).
     pub fn new(x: Vec<f32>, bins: u32, range: Option<(f64, f64)>) -> Result<Self> {
+        Histogram::of(x.into(), bins, range)
+    }
+
+    /// As [`Histogram::new`], wherever `x` is; without a range, `x` must
+    /// be on the host (its minimum and maximum make the edges).
+    fn of(x: Handle, bins: u32, range: Option<(f64, f64)>) -> Result<Self> {
         check_bins(bins)?;
         let range = match range {
             Some(given) => Range::given(given)?,
             None => {
-                let (lo, hi) = min_max(&x)?;
+                let Some(TensorData::F32(data)) = x.host() else {
+                    return Err(Error::bad(
+                        "histogram: input 'x' is kept on the GPU, so its minimum and maximum \
+                         are not known before the job runs; give the range (lo and hi)",
+                    ));
+                };
+                let (lo, hi) = min_max(data)?;
                 let (lo, hi) = if lo == hi { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
                 Range::OfData(lo, hi)
             }
@@ -280,10 +292,7 @@ impl KernelTask for Histogram {
     fn from_job(mut inputs: Inputs, p: &Params) -> Result<Self> {
         let x = inputs.take("x", &[DType::F32], 1)?;
         let (bins, range) = params(p)?;
-        let TensorData::F32(x) = x.into_data() else {
-            unreachable!("dtype checked above")
-        };
-        Histogram::new(x, bins, range)
+        Histogram::of(x, bins, range)
     }
 
     /// Each rayon task counts into its own counters (see [`binning`]); the
@@ -293,6 +302,7 @@ impl KernelTask for Histogram {
         let binning = Binning::new(&edges, self.scale);
         let counters = self
             .x
+            .f32s()
             .par_chunks(CPU_CHUNK)
             .fold(
                 || binning.counters(),
@@ -314,7 +324,7 @@ impl KernelTask for Histogram {
         let e = &self.edges();
         let bins = self.bins();
         let mut counts = vec![0u32; bins];
-        for &v in &self.x {
+        for &v in self.x.f32s() {
             if !(v >= e[0] && v <= e[bins]) {
                 continue;
             }
@@ -322,6 +332,10 @@ impl KernelTask for Histogram {
             counts[i.min(bins - 1)] += 1;
         }
         Histogram::outputs(counts)
+    }
+
+    fn operands(&self) -> Vec<&Handle> {
+        vec![&self.x]
     }
 
     fn work_units(&self) -> f64 {
@@ -338,7 +352,7 @@ impl KernelTask for Histogram {
         let edges = self.edges();
         Box::new(move || {
             let binning = Binning::new(&edges, self.scale);
-            self.x.par_chunks(1 << 12).for_each(|chunk| {
+            self.x.f32s().par_chunks(1 << 12).for_each(|chunk| {
                 for &v in chunk {
                     counts[binning.settle(v)].fetch_add(1, Ordering::Relaxed);
                 }

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::profile::{self, Baseline, Profile, Unit};
 use super::{Arg, Inputs, KernelTask, Outputs, Painter, Param, Params, Picture, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Spec, Tensor, TensorData};
+use crate::tensor::{DType, Handle, Spec, Tensor, TensorData};
 
 /// No inputs; parameters below; output `out` (u32\[height, width\]).
 pub const SIGNATURE: Signature = Signature {
@@ -287,6 +287,10 @@ impl KernelTask for Mandelbrot {
     }
 
     // Iterations per pixel vary with the view; max_iter bounds them.
+    fn operands(&self) -> Vec<&Handle> {
+        Vec::new()
+    }
+
     fn work_units(&self) -> f64 {
         self.pixels() as f64 * f64::from(self.max_iter.max(1))
     }

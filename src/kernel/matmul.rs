@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::{Arg, Inputs, KernelTask, Outputs, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, MAX_ELEMENTS, Spec, Tensor, TensorData};
+use crate::tensor::{DType, Handle, MAX_ELEMENTS, Spec, Tensor, TensorData};
 
 /// Inputs `a`, `b`; no parameters; output `out`.
 pub const SIGNATURE: Signature = Signature {
@@ -211,10 +211,10 @@ pub struct Matmul {
     pub k: usize,
     /// Columns of `b` and `out`.
     pub n: usize,
-    /// `a`, row-major m×k.
-    pub a: Vec<f32>,
-    /// `b`, row-major k×n.
-    pub b: Vec<f32>,
+    /// `a`, row-major m×k (f32).
+    pub a: Handle,
+    /// `b`, row-major k×n (f32).
+    pub b: Handle,
 }
 
 /// Products with fewer multiply-adds than this (128³) run on the calling
@@ -250,6 +250,11 @@ fn clear_upper_simd_state() {
 impl Matmul {
     /// `a` (m×k, row-major) times `b` (k×n, row-major).
     pub fn new(m: usize, k: usize, n: usize, a: Vec<f32>, b: Vec<f32>) -> Result<Self> {
+        Matmul::of(m, k, n, a.into(), b.into())
+    }
+
+    /// As [`Matmul::new`], wherever `a` and `b` are.
+    fn of(m: usize, k: usize, n: usize, a: Handle, b: Handle) -> Result<Self> {
         let (a_len, b_len) = check_dims(m, k, n)?;
         if a.len() != a_len || b.len() != b_len {
             return Err(Error::bad(format!(
@@ -320,10 +325,7 @@ impl KernelTask for Matmul {
         let a = inputs.take("a", &[DType::F32], 2)?;
         let b = inputs.take("b", &[DType::F32], 2)?;
         let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
-        let (TensorData::F32(a), TensorData::F32(b)) = (a.into_data(), b.into_data()) else {
-            unreachable!("dtypes checked above")
-        };
-        Matmul::new(m, k, n, a, b)
+        Matmul::of(m, k, n, a, b)
     }
 
     fn run_cpu(&self) -> Outputs {
@@ -331,8 +333,8 @@ impl KernelTask for Matmul {
         let (m, k, n) = (self.m, self.k, self.n);
         let mut out = vec![0.0f32; m * n];
         if m * n > 0 {
-            let a = MatRef::from_row_major_slice(&self.a, m, k);
-            let b = MatRef::from_row_major_slice(&self.b, k, n);
+            let a = MatRef::from_row_major_slice(self.a.f32s(), m, k);
+            let b = MatRef::from_row_major_slice(self.b.f32s(), k, n);
             let c = MatMut::from_row_major_slice_mut(&mut out, m, n);
             let work = (m as u64) * (k as u64) * (n as u64);
             if work < PAR_MIN_WORK {
@@ -349,17 +351,22 @@ impl KernelTask for Matmul {
 
     fn reference(&self) -> Outputs {
         let (m, k, n) = (self.m, self.k, self.n);
+        let (a, b) = (self.a.f32s(), self.b.f32s());
         let mut out = vec![0.0f32; m * n];
         for i in 0..m {
             for j in 0..n {
                 let mut acc = 0.0f64;
                 for p in 0..k {
-                    acc += f64::from(self.a[i * k + p]) * f64::from(self.b[p * n + j]);
+                    acc += f64::from(a[i * k + p]) * f64::from(b[p * n + j]);
                 }
                 out[i * n + j] = acc as f32;
             }
         }
         self.outputs(out)
+    }
+
+    fn operands(&self) -> Vec<&Handle> {
+        vec![&self.a, &self.b]
     }
 
     fn work_units(&self) -> f64 {
@@ -370,12 +377,13 @@ impl KernelTask for Matmul {
     /// packing), into its own output.
     fn plain_loop(&self) -> PlainLoop<'_> {
         let (k, n) = (self.k, self.n);
+        let (a, b) = (self.a.f32s(), self.b.f32s());
         let mut c = vec![0.0f32; self.m * n];
         Box::new(move || {
             c.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, row)| {
                 row.fill(0.0);
-                for (p, &aip) in self.a[i * k..(i + 1) * k].iter().enumerate() {
-                    for (c, &b) in row.iter_mut().zip(&self.b[p * n..(p + 1) * n]) {
+                for (p, &aip) in a[i * k..(i + 1) * k].iter().enumerate() {
+                    for (c, &b) in row.iter_mut().zip(&b[p * n..(p + 1) * n]) {
                         *c += aip * b;
                     }
                 }

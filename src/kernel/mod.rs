@@ -28,7 +28,7 @@ pub use self::profile::Profile;
 pub use params::{Params, param_text};
 
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Described, Spec, Tensor};
+use crate::tensor::{DType, Described, Handle, Spec, Tensor};
 
 /// The catalog: one line per kernel, `Variant: module::TaskType`, in the
 /// order `anycore kernels` lists them. A kernel's name is its module's.
@@ -134,6 +134,11 @@ macro_rules! declare_kernels {
                 match self { $(Task::$variant(t) => t.work_units(),)* }
             }
 
+            /// The tensors it reads.
+            pub fn operands(&self) -> Vec<&Handle> {
+                match self { $(Task::$variant(t) => t.operands(),)* }
+            }
+
             /// How to draw its picture output, for kernels that have one
             /// ([`Signature::picture_output`]).
             pub fn painter(&self) -> Option<Painter> {
@@ -196,6 +201,10 @@ pub(crate) trait KernelTask {
     /// The job's size in the kernel's natural unit (elements, multiply-adds,
     /// pixel-iterations), for the cost model.
     fn work_units(&self) -> f64;
+
+    /// The tensors it reads (which the coordinator brings home before a
+    /// CPU run, and the cost model counts the moves of).
+    fn operands(&self) -> Vec<&Handle>;
 
     /// How to draw its picture output ([`Signature::picture_output`]).
     fn painter(&self) -> Option<Painter> {
@@ -354,16 +363,19 @@ impl fmt::Display for Kernel {
     }
 }
 
-/// A job as a user states it: a kernel, named input tensors, and parameters
-/// as text. [`Task::new`] checks it.
+/// A job as a user states it: a kernel, named input tensors (or handles
+/// to tensors the engine holds), parameters as text, and the outputs to
+/// keep as handles instead of bringing home. [`Task::new`] checks it.
 #[derive(Clone, Debug)]
 pub struct Job {
     /// Which kernel to run.
     pub kernel: Kernel,
     /// Input tensors by name.
-    pub inputs: BTreeMap<String, Tensor>,
+    pub inputs: BTreeMap<String, Handle>,
     /// Parameters by name, as text (`"2.5"`, `"max"`).
     pub params: BTreeMap<String, String>,
+    /// Outputs to keep where they were computed, returned as handles.
+    pub keep: Vec<String>,
 }
 
 impl Job {
@@ -373,12 +385,22 @@ impl Job {
             kernel,
             inputs: BTreeMap::new(),
             params: BTreeMap::new(),
+            keep: Vec::new(),
         }
     }
 
-    /// Adds an input tensor.
-    pub fn input(mut self, name: &str, tensor: Tensor) -> Self {
-        self.inputs.insert(name.to_owned(), tensor);
+    /// Adds an input: a tensor, or a handle to one the engine holds.
+    pub fn input(mut self, name: &str, tensor: impl Into<Handle>) -> Self {
+        self.inputs.insert(name.to_owned(), tensor.into());
+        self
+    }
+
+    /// Keeps output `name` where it is computed, as a handle
+    /// (`JobReport::kept`), instead of bringing it home.
+    pub fn keep(mut self, name: &str) -> Self {
+        if !self.keep.iter().any(|k| k == name) {
+            self.keep.push(name.to_owned());
+        }
         self
     }
 
@@ -397,6 +419,9 @@ impl Task {
     /// (dtypes, shapes, parameter ranges).
     pub fn new(job: Job) -> Result<Task> {
         let kernel = job.kernel;
+        for name in &job.keep {
+            kernel.check_output(name)?;
+        }
         let params = kernel.params(&job.params)?;
         let inputs = Inputs::new(kernel, job.inputs)?;
         kernel.plan_checked(inputs.specs(), &params)?;
@@ -458,7 +483,7 @@ impl Kernel {
 
 /// A job's input tensors (or only their specs), checked against the
 /// signature; kernels take them out one by one with the checks they need.
-pub(crate) struct Inputs<T = Tensor> {
+pub(crate) struct Inputs<T = Handle> {
     kernel: Kernel,
     map: BTreeMap<String, T>,
 }
@@ -471,7 +496,7 @@ impl Inputs {
             map: self
                 .map
                 .iter()
-                .map(|(k, t)| (k.clone(), t.spec()))
+                .map(|(k, t)| (k.clone(), t.spec().clone()))
                 .collect(),
         }
     }

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use super::profile::{self, Bandwidth, Profile, Unit, random_f32};
 use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Spec, Tensor, TensorData};
+use crate::tensor::{DType, Handle, Spec, Tensor, TensorData};
 
 /// Input `x`; parameter `op`; output `out` (shape `[1]`).
 pub const SIGNATURE: Signature = Signature {
@@ -89,13 +89,18 @@ impl ReduceOp {
 pub struct Reduce {
     /// Which reduction.
     pub op: ReduceOp,
-    /// The elements (`F32`, `U32` or `I32`).
-    pub x: TensorData,
+    /// The elements (f32, u32 or i32), one-dimensional.
+    pub x: Handle,
 }
 
 impl Reduce {
     /// Reduces `x` with `op`.
     pub fn new(op: ReduceOp, x: TensorData) -> Result<Self> {
+        Reduce::of(op, x.into())
+    }
+
+    /// Reduces `x` with `op`, wherever `x` is.
+    fn of(op: ReduceOp, x: Handle) -> Result<Self> {
         if x.dtype() == DType::U8 {
             return Err(Error::bad(
                 "reduce: input 'x' must be f32, u32 or i32, not u8",
@@ -128,12 +133,12 @@ impl KernelTask for Reduce {
 
     fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
         let x = inputs.take("x", &[DType::F32, DType::U32, DType::I32], 1)?;
-        Reduce::new(op(params)?, x.into_data())
+        Reduce::of(op(params)?, x)
     }
 
     fn run_cpu(&self) -> Outputs {
         let op = self.op;
-        let value = match &self.x {
+        let value = match self.x.data() {
             TensorData::F32(v) => {
                 let r = match op {
                     // Short runs in f32, everything longer in f64: see
@@ -165,7 +170,7 @@ impl KernelTask for Reduce {
 
     fn reference(&self) -> Outputs {
         let op = self.op;
-        let value = match &self.x {
+        let value = match self.x.data() {
             TensorData::F32(v) => TensorData::F32(vec![match op {
                 ReduceOp::Sum => v.iter().map(|&x| f64::from(x)).sum::<f64>() as f32,
                 _ => v
@@ -183,6 +188,10 @@ impl KernelTask for Reduce {
         Reduce::outputs(value)
     }
 
+    fn operands(&self) -> Vec<&Handle> {
+        vec![&self.x]
+    }
+
     fn work_units(&self) -> f64 {
         self.x.len() as f64
     }
@@ -191,7 +200,7 @@ impl KernelTask for Reduce {
     /// rayon's `min`/`max`: what the operation takes written plainly.
     fn plain_loop(&self) -> PlainLoop<'_> {
         let op = self.op;
-        match &self.x {
+        match self.x.data() {
             TensorData::F32(x) if op == ReduceOp::Sum => Box::new(move || {
                 std::hint::black_box(plain_sum(x));
             }),

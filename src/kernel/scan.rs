@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::profile::{self, Bandwidth, Profile, Unit};
 use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Spec, Tensor, TensorData};
+use crate::tensor::{DType, Handle, Spec, Tensor, TensorData};
 
 /// Input `x`; parameter `inclusive`; output `out`.
 pub const SIGNATURE: Signature = Signature {
@@ -103,8 +103,8 @@ const LANES: usize = 8;
 /// A validated `scan`.
 #[derive(Clone, Debug)]
 pub struct Scan {
-    /// The values (u32, i32 or f32).
-    pub x: TensorData,
+    /// The values (u32, i32 or f32), one-dimensional.
+    pub x: Handle,
     /// Whether `out[i]` includes `x[i]`.
     pub inclusive: bool,
 }
@@ -112,6 +112,11 @@ pub struct Scan {
 impl Scan {
     /// Prefix sums of `x`.
     pub fn new(x: TensorData, inclusive: bool) -> Result<Self> {
+        Scan::of(x.into(), inclusive)
+    }
+
+    /// Prefix sums of `x`, wherever it is.
+    fn of(x: Handle, inclusive: bool) -> Result<Self> {
         if x.dtype() == DType::U8 {
             return Err(Error::bad(
                 "scan: input 'x' must be u32, i32 or f32, not u8",
@@ -126,10 +131,9 @@ impl Scan {
         Outputs::from([("out".to_owned(), Tensor::new(vec![n], out))])
     }
 
-    /// Scans `self.x` where it lies.
-    fn scan_in_place(&mut self) {
-        let inclusive = self.inclusive;
-        match &mut self.x {
+    /// Scans `x` where it lies.
+    fn scan_in_place(x: &mut TensorData, inclusive: bool) {
+        match x {
             TensorData::U32(v) => scan_rounds::<Wrapping>(v, inclusive),
             TensorData::I32(v) => scan_rounds::<Wrapping>(bytemuck::cast_slice_mut(v), inclusive),
             TensorData::F32(v) => scan_rounds::<Wide>(v, inclusive),
@@ -149,7 +153,7 @@ impl KernelTask for Scan {
     fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
         let x = inputs.take("x", &[DType::U32, DType::I32, DType::F32], 1)?;
         let inclusive = params.bool_or("inclusive", false)?;
-        Scan::new(x.into_data(), inclusive)
+        Scan::of(x, inclusive)
     }
 
     fn run_cpu(&self) -> Outputs {
@@ -159,22 +163,24 @@ impl KernelTask for Scan {
 
     /// Scans x where it lies and takes it out as the result.
     fn run_cpu_in_place(&mut self) -> Outputs {
-        self.scan_in_place();
-        let empty = TensorData::empty(self.x.dtype());
-        Scan::outputs(std::mem::replace(&mut self.x, empty))
+        let empty = TensorData::empty(self.x.dtype()).into();
+        // Taken without a copy unless another handle shares x.
+        let mut x = std::mem::replace(&mut self.x, empty).into_data();
+        Scan::scan_in_place(&mut x, self.inclusive);
+        Scan::outputs(x)
     }
 
     /// Puts the result back as the next run's input (the bench's u32 sums
     /// wrap, so repeated runs stay in range).
     fn restore(&mut self, outputs: Outputs) {
         if let Some(out) = outputs.into_values().next() {
-            self.x = out.into_data();
+            self.x = out.into_data().into();
         }
     }
 
     fn reference(&self) -> Outputs {
         let inclusive = self.inclusive;
-        let out = match &self.x {
+        let out = match self.x.data() {
             TensorData::U32(v) => TensorData::U32(sequential(v, 0u32, inclusive, |a, &x| {
                 a.wrapping_add(x)
             })),
@@ -190,6 +196,10 @@ impl KernelTask for Scan {
         Scan::outputs(out)
     }
 
+    fn operands(&self) -> Vec<&Handle> {
+        vec![&self.x]
+    }
+
     fn work_units(&self) -> f64 {
         self.x.len() as f64
     }
@@ -199,7 +209,7 @@ impl KernelTask for Scan {
     /// total — two passes over memory. On its own copy, as wrapping u32
     /// sums (what the bench times).
     fn plain_loop(&self) -> PlainLoop<'_> {
-        let mut work = self.x.words().expect("rejected by Scan::new").to_vec();
+        let mut work = self.x.data().words().expect("rejected by Scan::new").to_vec();
         Box::new(move || {
             let chunk = work.len().div_ceil(rayon::current_num_threads()).max(1);
             let totals: Vec<u32> = work

@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use super::profile::{self, Profile, Unit};
 use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Spec, Tensor, TensorData};
+use crate::tensor::{DType, Handle, Spec, Tensor, TensorData};
 
 /// Inputs `keys` and optional `values`; parameter `indices`; outputs
 /// `keys`, `values`, `indices`.
@@ -131,12 +131,12 @@ const SPLIT: usize = 1 << 18;
 const PASSES: usize = (32 / DIGIT_BITS) as usize;
 
 /// What moves with the keys.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Payload {
     /// Nothing: the keys alone.
     None,
-    /// Values given with the keys.
-    Values(Vec<u32>),
+    /// Values given with the keys (u32, one-dimensional).
+    Values(Handle),
     /// The keys' positions in the input (an argsort).
     Indices,
 }
@@ -144,8 +144,8 @@ pub enum Payload {
 /// A validated `sort`.
 #[derive(Clone, Debug)]
 pub struct Sort {
-    /// The keys (u32, i32 or f32).
-    pub keys: TensorData,
+    /// The keys (u32, i32 or f32), one-dimensional.
+    pub keys: Handle,
     /// What moves with them.
     pub payload: Payload,
 }
@@ -153,6 +153,11 @@ pub struct Sort {
 impl Sort {
     /// Sorts `keys`, moving `payload` with them.
     pub fn new(keys: TensorData, payload: Payload) -> Result<Self> {
+        Sort::of(keys.into(), payload)
+    }
+
+    /// Sorts `keys`, moving `payload` with them, wherever they are.
+    fn of(keys: Handle, payload: Payload) -> Result<Self> {
         if keys.dtype() == DType::U8 {
             return Err(Error::bad(
                 "sort: input 'keys' must be u32, i32 or f32, not u8",
@@ -168,7 +173,7 @@ impl Sort {
 
     /// The keys as order bits.
     pub fn order_bits(&self) -> Vec<u32> {
-        let mut bits = self.keys.words().expect("rejected by Sort::new").to_vec();
+        let mut bits = self.keys.data().words().expect("rejected by Sort::new").to_vec();
         to_order(self.keys.dtype(), &mut bits);
         bits
     }
@@ -178,7 +183,7 @@ impl Sort {
     pub fn start_payload(&self) -> Option<Vec<u32>> {
         match &self.payload {
             Payload::None => None,
-            Payload::Values(v) => Some(v.clone()),
+            Payload::Values(v) => Some(u32s(v).to_vec()),
             Payload::Indices => Some((0..self.keys.len() as u32).collect()),
         }
     }
@@ -278,14 +283,11 @@ impl KernelTask for Sort {
         let values = inputs.take_optional("values", &[DType::U32], 1)?;
         let indices = indices(params, values.is_some())?;
         let payload = match (values, indices) {
-            (Some(v), _) => match v.into_data() {
-                TensorData::U32(v) => Payload::Values(v),
-                _ => unreachable!("dtype checked above"),
-            },
+            (Some(v), _) => Payload::Values(v),
             (None, true) => Payload::Indices,
             (None, false) => Payload::None,
         };
-        Sort::new(keys.into_data(), payload)
+        Sort::of(keys, payload)
     }
 
     fn run_cpu(&self) -> Outputs {
@@ -300,20 +302,24 @@ impl KernelTask for Sort {
     fn run_cpu_in_place(&mut self) -> Outputs {
         let dtype = self.keys.dtype();
         let empty = Sort {
-            keys: TensorData::empty(dtype),
+            keys: TensorData::empty(dtype).into(),
             payload: Payload::None,
         };
         let Sort { keys, payload } = std::mem::replace(self, empty);
-        let mut bits = keys.into_words().expect("rejected by Sort::new");
+        // Taken without a copy unless other handles share them.
+        let mut bits = keys.into_data().into_words().expect("rejected by Sort::new");
         to_order(dtype, &mut bits);
         let (kind, mut moved) = match payload {
             Payload::None => (Payload::None, None),
-            Payload::Values(v) => (Payload::Values(Vec::new()), Some(v)),
+            Payload::Values(v) => match v.into_data() {
+                TensorData::U32(v) => (Payload::Values(Vec::new().into()), Some(v)),
+                _ => unreachable!("values are u32 (Sort::plan)"),
+            },
             Payload::Indices => (Payload::Indices, Some((0..bits.len() as u32).collect())),
         };
         radix_sort(&mut bits, moved.as_deref_mut());
         let named = Sort {
-            keys: TensorData::empty(dtype),
+            keys: TensorData::empty(dtype).into(),
             payload: kind,
         };
         named.outputs(bits, moved)
@@ -323,12 +329,11 @@ impl KernelTask for Sort {
     fn restore(&mut self, outputs: Outputs) {
         let mut outputs = outputs;
         if let Some(keys) = outputs.remove("keys") {
-            self.keys = keys.into_data();
+            self.keys = keys.into_data().into();
         }
         if let Some(values) = outputs.remove("values")
-            && let TensorData::U32(v) = values.into_data()
         {
-            self.payload = Payload::Values(v);
+            self.payload = Payload::Values(values.into_data().into());
         }
         if outputs.remove("indices").is_some() {
             self.payload = Payload::Indices;
@@ -343,10 +348,20 @@ impl KernelTask for Sort {
         let sorted = order.iter().map(|&i| bits[i as usize]).collect();
         let payload = match &self.payload {
             Payload::None => None,
-            Payload::Values(v) => Some(order.iter().map(|&i| v[i as usize]).collect()),
+            Payload::Values(v) => {
+                let v = u32s(v);
+                Some(order.iter().map(|&i| v[i as usize]).collect())
+            }
             Payload::Indices => Some(order),
         };
         self.outputs(sorted, payload)
+    }
+
+    fn operands(&self) -> Vec<&Handle> {
+        match &self.payload {
+            Payload::Values(v) => vec![&self.keys, v],
+            _ => vec![&self.keys],
+        }
     }
 
     fn work_units(&self) -> f64 {
@@ -362,6 +377,14 @@ impl KernelTask for Sort {
             work.copy_from_slice(&bits);
             work.par_sort_unstable();
         })
+    }
+}
+
+/// The elements of a u32 handle.
+fn u32s(h: &Handle) -> &[u32] {
+    match h.data() {
+        TensorData::U32(v) => v,
+        _ => unreachable!("values are u32 (Sort::plan)"),
     }
 }
 

@@ -18,7 +18,7 @@ use crate::coordinator::spec::{InputSource, JobSpec, json_params};
 use crate::coordinator::{JobReport, PipelineReport};
 use crate::error::{Error, Result};
 use crate::kernel::Task;
-use crate::tensor::{DType, Tensor, TensorData, npy};
+use crate::tensor::{DType, Handle, Tensor, TensorData, npy};
 
 use super::store::Store;
 
@@ -168,12 +168,12 @@ impl InputSource for StoreInput<'_> {
         }
     }
 
-    fn load(self, name: &str) -> Result<Tensor> {
+    /// A stored tensor is shared, not copied.
+    fn load(self, name: &str) -> Result<Handle> {
         match self.input {
             ArrayIn::Stored { tensor } => self
                 .store
                 .get(tensor)
-                .map(|t| Tensor::clone(&t))
                 .map_err(|e| e.context(&format!("input '{name}'"))),
             input => input.load(name),
         }
@@ -181,7 +181,14 @@ impl InputSource for StoreInput<'_> {
 }
 
 impl InputSource for ArrayIn {
-    fn load(self, name: &str) -> Result<Tensor> {
+    fn load(self, name: &str) -> Result<Handle> {
+        self.decode(name).map(Handle::new)
+    }
+}
+
+impl ArrayIn {
+    /// The tensor the JSON gives (input `name`, named in errors).
+    pub fn decode(self, name: &str) -> Result<Tensor> {
         let bad = |message: String| Error::BadInput(format!("input '{name}': {message}"));
         match self {
             ArrayIn::Stored { tensor } => Err(bad(format!(
@@ -294,7 +301,7 @@ impl JobResponse {
 impl ArrayOut {
     /// An output kept in the store as `id`: its dtype and shape, no
     /// elements.
-    pub fn kept(t: &Tensor, id: u64) -> Self {
+    pub fn kept(t: &Handle, id: u64) -> Self {
         ArrayOut {
             dtype: t.dtype().name().into(),
             shape: t.shape().to_vec(),

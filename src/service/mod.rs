@@ -55,7 +55,7 @@ use crate::coordinator::JobReport;
 use crate::coordinator::spec::{PipelineSpec, explain_json};
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::tensor::Tensor;
+use crate::tensor::Handle;
 
 /// Service settings.
 #[derive(Clone, Debug)]
@@ -215,7 +215,7 @@ fn finish(
             let backend = report.backend.to_string();
             metrics.record(kernel, &backend, "ok", Some(report.timings.total / 1e3));
             metrics.record_traffic(&backend, &report.traffic);
-            let kept = keep(store, &mut report.outputs, &answer.keep)?;
+            let kept = keep(store, std::mem::take(&mut report.kept), &answer.keep)?;
             let mut response = JobResponse::new(report, answer.form);
             response.outputs.extend(kept);
             Ok(response)
@@ -227,20 +227,20 @@ fn finish(
     }
 }
 
-/// Moves the outputs named in `names` from `outputs` into the store, all
-/// or none, and gives what the response says of each: `{"tensor": ID,
-/// "dtype", "shape"}`.
+/// Puts the kept outputs named in `names` (as handles: on the GPU where
+/// they were computed there) into the store, all or none, and gives what
+/// the response says of each: `{"tensor": ID, "dtype", "shape"}`.
 fn keep(
     store: &Store,
-    outputs: &mut crate::kernel::Outputs,
+    mut kept: BTreeMap<String, Handle>,
     names: &[String],
 ) -> crate::Result<Vec<(String, api::ArrayOut)>> {
-    if let Some(name) = names.iter().find(|n| !outputs.contains_key(n.as_str())) {
+    if let Some(name) = names.iter().find(|n| !kept.contains_key(n.as_str())) {
         return Err(Error::BadInput(format!(
             "output '{name}' was asked to be kept, but this job does not give it"
         )));
     }
-    let tensors: Vec<Tensor> = names.iter().filter_map(|n| outputs.remove(n)).collect();
+    let tensors: Vec<Handle> = names.iter().filter_map(|n| kept.remove(n)).collect();
     let described: Vec<api::ArrayOut> = tensors.iter().map(|t| api::ArrayOut::kept(t, 0)).collect();
     let ids = store.put_all(tensors)?;
     Ok(names
@@ -327,7 +327,11 @@ async fn post_job(
     let answer = Answer { form, keep };
     let kernel = task.kernel().name();
     // Never wait for room: a full queue is a 503 the client can retry.
-    let handle = state.engine.coordinator().try_submit(task, choice)?;
+    let handle =
+        state
+            .engine
+            .coordinator()
+            .try_submit_keeping(task, answer.keep.clone(), choice)?;
     if query.wait.unwrap_or(true) {
         let result = handle.wait().await;
         let response = finish(&state.metrics, &state.store, kernel, result, answer)?;
@@ -438,7 +442,7 @@ async fn post_pipeline(
                 .metrics
                 .record("pipeline", &backend, "ok", Some(seconds));
             state.metrics.record_traffic(&backend, &report.traffic);
-            let kept = keep(store, &mut report.outputs, &kept)?;
+            let kept = keep(store, std::mem::take(&mut report.kept), &kept)?;
             let form = query.outputs.unwrap_or_default();
             let mut response = PipelineResponse::new(report, form);
             response.outputs.extend(kept);
@@ -471,10 +475,10 @@ async fn post_tensor(State(state): State<AppState>, body: Body) -> Result<Respon
                 "the body names a stored tensor; send the data itself".into()
             ));
         }
-        crate::coordinator::spec::InputSource::load(array, "the body")?
+        array.decode("the body")?
     };
     let (dtype, shape) = (tensor.dtype().name(), tensor.shape().to_vec());
-    let id = state.store.put(tensor)?;
+    let id = state.store.put(Handle::new(tensor))?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": id, "dtype": dtype, "shape": shape})),
@@ -484,7 +488,9 @@ async fn post_tensor(State(state): State<AppState>, body: Body) -> Result<Respon
 
 /// `GET /v1/tensors/{id}`: the stored tensor as `.npy` bytes.
 async fn get_tensor(State(state): State<AppState>, Id(id): Id) -> Result<Response, ApiError> {
-    let tensor = state.store.get(id)?;
+    let handle = state.store.get(id)?;
+    // Kept on the GPU: read back (once; the host copy stays).
+    let tensor = state.engine.coordinator().read(&handle).await?;
     // Encoding a large tensor is blocking work: off the async workers.
     let bytes = tokio::task::spawn_blocking(move || crate::tensor::npy::to_bytes(&tensor))
         .await

@@ -5,10 +5,10 @@
 //! never stored at the cost of the process's memory.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::Handle;
 
 /// The service's stored tensors.
 pub struct Store {
@@ -20,13 +20,14 @@ pub struct Store {
 #[derive(Default)]
 struct Inner {
     next_id: u64,
-    tensors: BTreeMap<u64, Arc<Tensor>>,
+    tensors: BTreeMap<u64, Handle>,
     bytes: usize,
 }
 
-/// A tensor's size in the store: its elements' bytes.
-fn size(t: &Tensor) -> usize {
-    t.data().as_bytes().len()
+/// A tensor's size in the store: its elements' bytes (wherever they are:
+/// a kept output may be in GPU memory, and spill home).
+fn size(t: &Handle) -> usize {
+    t.bytes() as usize
 }
 
 impl Store {
@@ -48,13 +49,13 @@ impl Store {
 
     /// Stores a tensor and gives its id, or [`Error::StoreFull`] when it
     /// would pass a bound.
-    pub fn put(&self, tensor: Tensor) -> Result<u64> {
+    pub fn put(&self, tensor: Handle) -> Result<u64> {
         Ok(self.put_all(vec![tensor])?[0])
     }
 
     /// Stores all the tensors or none: their ids, or [`Error::StoreFull`]
     /// when together they would pass a bound.
-    pub fn put_all(&self, tensors: Vec<Tensor>) -> Result<Vec<u64>> {
+    pub fn put_all(&self, tensors: Vec<Handle>) -> Result<Vec<u64>> {
         let bytes = tensors.iter().map(size).fold(0usize, usize::saturating_add);
         let mut inner = self.lock();
         if inner.tensors.len().saturating_add(tensors.len()) > self.max_count {
@@ -67,7 +68,7 @@ impl Store {
             )));
         }
         if inner.bytes.saturating_add(bytes) > self.max_bytes {
-            let what: Vec<String> = tensors.iter().map(Tensor::describe).collect();
+            let what: Vec<String> = tensors.iter().map(|t| t.spec().describe()).collect();
             return Err(Error::StoreFull(format!(
                 "storing {} ({bytes} bytes) would pass the service's limit of {} bytes \
                  of stored tensors ({} in use); delete some (DELETE /v1/tensors/ID)",
@@ -81,14 +82,14 @@ impl Store {
             let id = inner.next_id;
             inner.next_id += 1;
             inner.bytes += size(&tensor);
-            inner.tensors.insert(id, Arc::new(tensor));
+            inner.tensors.insert(id, tensor);
             ids.push(id);
         }
         Ok(ids)
     }
 
     /// The tensor with `id`, or [`Error::NotFound`].
-    pub fn get(&self, id: u64) -> Result<Arc<Tensor>> {
+    pub fn get(&self, id: u64) -> Result<Handle> {
         self.lock()
             .tensors
             .get(&id)
@@ -125,7 +126,7 @@ mod tests {
     #[test]
     fn bounds_hold_and_deleting_makes_room() {
         let store = Store::new(2, 40);
-        let t = |n: usize| Tensor::from_f32(vec![1.5; n]);
+        let t = |n: usize| Handle::from(vec![1.5f32; n]);
         let a = store.put(t(5)).unwrap();
         assert!(
             matches!(store.put(t(6)), Err(Error::StoreFull(_))),
@@ -144,7 +145,7 @@ mod tests {
         assert_eq!(store.usage(), (1, 20), "nothing of a refused put_all stays");
         let b = store.put(t(4)).unwrap();
         assert_eq!(store.usage(), (2, 36));
-        assert_eq!(*store.get(a).unwrap(), t(5));
+        assert_eq!(store.get(a).unwrap().f32s(), &[1.5f32; 5]);
         store.remove(a).unwrap();
         assert!(matches!(store.get(a), Err(Error::NotFound(_))));
         assert!(matches!(store.remove(a), Err(Error::NotFound(_))));

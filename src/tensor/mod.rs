@@ -1,7 +1,10 @@
 //! Arrays as anycore passes them around: a shape and a typed, contiguous
 //! (C-order) buffer. `npy` reads and writes them as NumPy `.npy` files.
 
+pub mod handle;
 pub mod npy;
+
+pub use handle::{DeviceCopy, Handle, Location, WeakHandle};
 
 use std::fmt;
 

@@ -5,9 +5,11 @@
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use anycore::backend::Backend;
 use anycore::backend::cpu::CpuBackend;
 use anycore::backend::gpu::{GpuBackend, GpuOptions};
+use anycore::backend::{Backend, BackendChoice};
+use anycore::coordinator::cost::CostModel;
+use anycore::engine::{BlockingEngine, CostModelSource, EngineConfig};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -88,6 +90,37 @@ pub fn gpu_small_bindings() -> Option<&'static GpuBackend> {
         })
     })
     .as_ref()
+}
+
+/// An engine with the GPU (llvmpipe allowed, outputs poisoned, `gpu`'s
+/// other options) when there is one, and a fixed, empty cost model.
+pub fn engine(gpu: GpuOptions) -> BlockingEngine {
+    let engine = BlockingEngine::start(EngineConfig {
+        gpu: GpuOptions {
+            allow_software: true,
+            poison_outputs: true,
+            ..gpu
+        },
+        cost_model: CostModelSource::Fixed(CostModel::default()),
+        ..EngineConfig::default()
+    })
+    .expect("engine");
+    if gpu_required() {
+        assert!(
+            engine.engine().coordinator().has_gpu(),
+            "ANYCORE_REQUIRE_GPU_TESTS=1 but the engine has no GPU"
+        );
+    }
+    engine
+}
+
+/// The backends an engine has: the CPU, and the GPU when there is one.
+pub fn backends(engine: &BlockingEngine) -> Vec<BackendChoice> {
+    let mut choices = vec![BackendChoice::Cpu];
+    if engine.engine().coordinator().has_gpu() {
+        choices.push(BackendChoice::Gpu);
+    }
+    choices
 }
 
 /// Writes `mod cpu`, `mod gpu`, `mod gpu_chunked` (bindings of 64 KiB)

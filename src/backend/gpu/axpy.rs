@@ -1,16 +1,22 @@
-//! Host side of `shaders/axpy.wgsl`: chunks of x and y up, y ← a·x + y in
-//! place, y back down.
+//! Host side of `shaders/axpy.wgsl`: `out ← a·x + y`, chunk by chunk.
+//!
+//! Inputs kept on the device are bound in place, chunk by chunk; host
+//! inputs are staged into scratch buffers. The output goes into one buffer
+//! kept on the device when the caller keeps it, else into a scratch
+//! buffer read back after each chunk.
 //!
 //! The shader reads and writes whole vec4, so each chunk is bound as
 //! ⌈len/4⌉ vec4 (buffers are sized for that), and chunks other than the
-//! last hold a multiple of 4 elements. The grid is one-dimensional and
-//! capped at [`MAX_GROUPS`]; the shader's grid-stride loop covers the rest.
+//! last hold a multiple of 4 elements (and of the offset alignment). The
+//! grid is one-dimensional and capped at [`MAX_GROUPS`]; the shader's
+//! grid-stride loop covers the rest.
 
 use super::exec::{Exec, Pass};
 use super::grid;
 use crate::error::Result;
 use crate::kernel::axpy::{Axpy, WORKGROUP};
 use crate::kernel::{Kernel, Outputs};
+use crate::tensor::{DType, Spec};
 
 /// Workgroups per dispatch at most: several times what a large GPU holds
 /// at once (an H100 keeps 132 SMs × 8 groups of 256 resident), so the
@@ -30,35 +36,42 @@ struct Params {
 pub(super) fn run(exec: &mut Exec, t: &Axpy) -> Result<Outputs> {
     let gpu = exec.gpu();
     let n = t.len();
-    let mut out = vec![0.0f32; n];
     if n == 0 {
-        return Ok(Axpy::outputs(out));
+        return Ok(Axpy::outputs(Vec::new()));
     }
     let pipeline = gpu.pipeline(Kernel::Axpy, 0, &[]);
-    // Whole vec4 per chunk, so that its padded binding fits the limit.
-    let chunk = gpu.binding_elements(16) * 4;
+    let chunk = gpu.chunk_elements();
     let cap = grid::vec4_bytes(chunk.min(n));
-    let (xb, yb) = (exec.storage(cap), exec.storage(cap));
+    let x = exec.source(&t.x, cap)?;
+    let y = exec.source(&t.y, cap)?;
+    let sink = exec.sink("out", grid::vec4_bytes(n), cap)?;
+    let mut out = if sink.is_whole() { Vec::new() } else { vec![0.0f32; n] };
     for (start, len) in grid::chunks(n, chunk) {
-        let range = start..start + len;
-        let bytes = grid::vec4_bytes(len);
-        exec.upload(&[
-            (&xb, bytemuck::cast_slice(&t.x[range.clone()])),
-            (&yb, bytemuck::cast_slice(&t.y[range.clone()])),
-        ])?;
+        let (from, bytes) = (start as u64 * 4, grid::vec4_bytes(len));
+        exec.stage(&[(&x, from, len as u64 * 4), (&y, from, len as u64 * 4)])?;
         let params = Params {
             a: t.a,
             n: len as u32,
             _pad: [0; 2],
         };
         let groups = grid::stream_groups_for(len, WORKGROUP).min(gpu.stream_groups(MAX_GROUPS));
-        exec.compute(&[Pass::new(
+        let ((xb, xo), (yb, yo), (ob, oo)) = (x.at(from), y.at(from), sink.at(from));
+        exec.compute(&[Pass::at(
             &pipeline,
-            vec![(&xb, bytes), (&yb, bytes)],
+            vec![(xb, xo, bytes), (yb, yo, bytes), (ob, oo, bytes)],
             &params,
             (groups, 1, 1),
         )])?;
-        exec.download_into(&yb, 0, &mut out[range])?;
+        if !sink.is_whole() {
+            exec.drain(&sink, &mut out[start..start + len])?;
+        }
+    }
+    let spec = Spec {
+        dtype: DType::F32,
+        shape: vec![n],
+    };
+    if exec.finish_sink("out", sink, spec) {
+        return Ok(Outputs::new());
     }
     Ok(Axpy::outputs(out))
 }

@@ -14,16 +14,19 @@ use std::time::Instant;
 
 use wgpu::util::DeviceExt;
 
+use std::collections::BTreeMap;
+
 use super::{GpuBackend, lock, timer};
 use crate::backend::{Timings, Traffic};
 use crate::error::{Error, Result};
+use crate::tensor::{DType, Handle, Spec, TensorData};
 
 /// One dispatch: a pipeline, its storage buffers in binding order (each
-/// with the number of bytes to bind), the bytes of its uniform parameters
-/// (bound after the storage buffers), and the workgroup grid.
+/// with the offset and number of bytes to bind), the bytes of its uniform
+/// parameters (bound after the storage buffers), and the workgroup grid.
 pub(super) struct Pass<'a> {
     pipeline: &'a wgpu::ComputePipeline,
-    storage: Vec<(&'a wgpu::Buffer, u64)>,
+    storage: Vec<(&'a wgpu::Buffer, u64, u64)>,
     params: Vec<u8>,
     groups: (u32, u32, u32),
 }
@@ -34,6 +37,22 @@ impl<'a> Pass<'a> {
     pub fn new<P: bytemuck::Pod>(
         pipeline: &'a wgpu::ComputePipeline,
         storage: Vec<(&'a wgpu::Buffer, u64)>,
+        params: &P,
+        groups: (u32, u32, u32),
+    ) -> Self {
+        let storage = storage
+            .into_iter()
+            .map(|(b, bytes)| (b, 0, bytes))
+            .collect();
+        Pass::at(pipeline, storage, params, groups)
+    }
+
+    /// Like [`Pass::new`], with each buffer bound from an offset (a
+    /// multiple of the device's storage offset alignment): `(buffer,
+    /// offset, bytes)`.
+    pub fn at<P: bytemuck::Pod>(
+        pipeline: &'a wgpu::ComputePipeline,
+        storage: Vec<(&'a wgpu::Buffer, u64, u64)>,
         params: &P,
         groups: (u32, u32, u32),
     ) -> Self {
@@ -54,6 +73,55 @@ pub(super) struct Exec<'g> {
     held: Vec<wgpu::Buffer>,
     discard: bool,
     repeats: u32,
+    /// Outputs the caller keeps on the device, by name.
+    keep: Vec<String>,
+    /// Those kept so far.
+    kept: BTreeMap<String, Handle>,
+    /// Ids of the handles this run reads: never spilled to make room.
+    pinned: Vec<u64>,
+    /// Why something was not kept on the device, for the job's report.
+    note: Option<String>,
+}
+
+/// Where one input of a run is: a buffer holding all of it on the device,
+/// or host memory that is uploaded chunk by chunk into `scratch`.
+pub(super) struct Source<'h> {
+    device: Option<wgpu::Buffer>,
+    host: &'h [u8],
+    scratch: Option<wgpu::Buffer>,
+}
+
+impl Source<'_> {
+    /// The buffer and offset to bind for the chunk starting `start` bytes
+    /// into the tensor, once [`Exec::stage`] has put it there.
+    pub fn at(&self, start: u64) -> (&wgpu::Buffer, u64) {
+        match (&self.device, &self.scratch) {
+            (Some(buf), _) => (buf, start),
+            (None, Some(scratch)) => (scratch, 0),
+            (None, None) => unreachable!("a host source has a scratch buffer"),
+        }
+    }
+}
+
+/// Where one output of a run goes: a buffer for all of it, kept on the
+/// device, or a scratch buffer each chunk is read back from.
+pub(super) struct Sink {
+    buffer: wgpu::Buffer,
+    whole: bool,
+}
+
+impl Sink {
+    /// Whether the output stays on the device whole (else each chunk must
+    /// be drained).
+    pub fn is_whole(&self) -> bool {
+        self.whole
+    }
+
+    /// The buffer and offset to bind for the chunk starting `start` bytes
+    /// into the output.
+    pub fn at(&self, start: u64) -> (&wgpu::Buffer, u64) {
+        (&self.buffer, if self.whole { start } else { 0 })
+    }
 }
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -69,7 +137,161 @@ impl<'g> Exec<'g> {
             held: Vec::new(),
             discard: false,
             repeats: 1,
+            keep: Vec::new(),
+            kept: BTreeMap::new(),
+            pinned: Vec::new(),
+            note: None,
         }
+    }
+
+    /// Keeps the outputs named in `keep` on the device where the kernel's
+    /// encoding can ([`Exec::sink`]).
+    pub fn keep_outputs(&mut self, keep: &[String]) {
+        self.keep = keep.to_vec();
+    }
+
+    /// Where input `h` is for this run: its buffer if it is resident here;
+    /// else, if other handles share it (it will be read again), uploaded
+    /// whole into a new resident buffer attached to it, room made by
+    /// spilling; else host memory, staged `chunk_bytes` at a time.
+    pub fn source<'h>(&mut self, h: &'h Handle, chunk_bytes: u64) -> Result<Source<'h>> {
+        self.pinned.push(h.id());
+        let gpu = self.gpu;
+        if let Some(buf) = gpu.residency.buffer(h) {
+            return Ok(Source {
+                device: Some(buf),
+                host: &[],
+                scratch: None,
+            });
+        }
+        let host = self.host(h)?;
+        let padded = host.as_bytes().len().next_multiple_of(16) as u64;
+        if h.is_shared()
+            && host.dtype() != DType::U8
+            && padded <= gpu.limits.max_buffer_size
+            && self.make_room(padded)?
+        {
+            let buf = gpu
+                .pool
+                .take(&gpu.device, STORAGE, padded, gpu.limits.max_buffer_size);
+            self.upload(&[(&buf, host.as_bytes())])?;
+            gpu.residency.attach(h, buf.clone(), &gpu.pool);
+            return Ok(Source {
+                device: Some(buf),
+                host: &[],
+                scratch: None,
+            });
+        }
+        let scratch = self.storage(chunk_bytes.min(padded).max(16));
+        Ok(Source {
+            device: None,
+            host: host.as_bytes(),
+            scratch: Some(scratch),
+        })
+    }
+
+    /// Uploads, in one pass through the staging ring, the chunks of the
+    /// host sources among `parts` — each `(source, start byte, bytes)` —
+    /// into their scratch buffers; resident sources need nothing.
+    pub fn stage(&mut self, parts: &[(&Source, u64, u64)]) -> Result<()> {
+        let writes: Vec<(&wgpu::Buffer, &[u8])> = parts
+            .iter()
+            .filter_map(|(src, start, len)| {
+                let scratch = src.scratch.as_ref().filter(|_| src.device.is_none())?;
+                let (start, len) = (*start as usize, *len as usize);
+                Some((scratch, &src.host[start..start + len]))
+            })
+            .collect();
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.upload(&writes)
+    }
+
+    /// `h`'s host copy, read back from this device first if it has none.
+    pub fn host<'h>(&mut self, h: &'h Handle) -> Result<&'h TensorData> {
+        if h.host().is_none() {
+            let Some(buf) = self.gpu.residency.buffer(h) else {
+                return Err(Error::bad(format!(
+                    "an input ({}) is kept on another engine's GPU; read it there first",
+                    h.spec().describe()
+                )));
+            };
+            let mut words = vec![0u32; h.len()];
+            self.download_into(&buf, 0, &mut words)?;
+            h.set_host(TensorData::from_words(h.dtype(), words));
+        }
+        Ok(h.host().expect("set above"))
+    }
+
+    /// Makes room for `bytes` more of resident buffers within the budget,
+    /// spilling the least recently used ones not read by this run (read
+    /// home first where they have no host copy); false if they cannot fit.
+    fn make_room(&mut self, bytes: u64) -> Result<bool> {
+        let residency = &self.gpu.residency;
+        let Some(victims) = residency.victims(bytes, &self.pinned) else {
+            return Ok(false);
+        };
+        for victim in victims {
+            self.host(&victim)?;
+            residency.evict(&victim);
+        }
+        Ok(true)
+    }
+
+    /// Where output `name` of `total` bytes goes: a buffer for all of it,
+    /// kept on the device, when the caller keeps it and it fits the device
+    /// and its budget; else a scratch buffer of `chunk_bytes` that each
+    /// chunk is read back from ([`Exec::drain`]).
+    pub fn sink(&mut self, name: &str, total: u64, chunk_bytes: u64) -> Result<Sink> {
+        let gpu = self.gpu;
+        if self.keep.iter().any(|k| k == name) {
+            if total <= gpu.limits.max_buffer_size && self.make_room(total)? {
+                let buf = gpu
+                    .pool
+                    .take(&gpu.device, STORAGE, total, gpu.limits.max_buffer_size);
+                self.poison(&buf, total);
+                return Ok(Sink {
+                    buffer: buf,
+                    whole: true,
+                });
+            }
+            self.note = Some(format!(
+                "output '{name}' ({} MiB) was kept in host memory: it does not fit the GPU's \
+                 budget of {} MiB for kept tensors",
+                total >> 20,
+                gpu.residency.budget() >> 20
+            ));
+        }
+        Ok(Sink {
+            buffer: self.output(chunk_bytes.min(total).max(16)),
+            whole: false,
+        })
+    }
+
+    /// Reads a chunk back from a scratch sink into `out`; a kept sink's
+    /// data stays where it is.
+    pub fn drain<T: bytemuck::Pod>(&mut self, sink: &Sink, out: &mut [T]) -> Result<()> {
+        if sink.whole || out.is_empty() {
+            return Ok(());
+        }
+        self.download_into(&sink.buffer, 0, out)
+    }
+
+    /// Ends a kept sink as output `name` of `spec`, kept on the device;
+    /// false for a scratch sink (the encoding returns that output itself).
+    pub fn finish_sink(&mut self, name: &str, sink: Sink, spec: Spec) -> bool {
+        if !sink.whole {
+            return false;
+        }
+        let handle = self.gpu.residency.adopt(spec, sink.buffer, &self.gpu.pool);
+        self.kept.insert(name.to_owned(), handle);
+        true
+    }
+
+    /// The outputs kept on the device, and why any was not.
+    pub fn take_kept(&mut self) -> (BTreeMap<String, Handle>, Option<String>) {
+        (std::mem::take(&mut self.kept), self.note.take())
     }
 
     /// Records every [`Exec::compute`] call's passes `repeats` times over,
@@ -101,12 +323,18 @@ impl<'g> Exec<'g> {
     /// A storage buffer for results, poisoned when the options ask for it.
     pub fn output(&mut self, bytes: u64) -> wgpu::Buffer {
         let buf = self.storage(bytes);
+        self.poison(&buf, bytes);
+        buf
+    }
+
+    /// Fills the first `bytes` of a fresh output with 0xFF when the options
+    /// ask for it, so that an element a kernel forgets shows.
+    fn poison(&self, buf: &wgpu::Buffer, bytes: u64) {
         if self.gpu.poison {
             self.gpu
                 .queue
-                .write_buffer(&buf, 0, &vec![0xFF; bytes as usize]);
+                .write_buffer(buf, 0, &vec![0xFF; bytes as usize]);
         }
-        buf
     }
 
     /// Copies host data into buffers (each from offset 0) through the
@@ -146,18 +374,18 @@ impl<'g> Exec<'g> {
                     contents: &pass.params,
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
-                let bindings = pass
-                    .storage
-                    .iter()
-                    .copied()
-                    .chain([(&params, pass.params.len() as u64)]);
+                let bindings =
+                    pass.storage
+                        .iter()
+                        .copied()
+                        .chain([(&params, 0, pass.params.len() as u64)]);
                 let entries: Vec<wgpu::BindGroupEntry> = bindings
                     .enumerate()
-                    .map(|(i, (buf, bytes))| wgpu::BindGroupEntry {
+                    .map(|(i, (buf, offset, bytes))| wgpu::BindGroupEntry {
                         binding: i as u32,
                         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                             buffer: buf,
-                            offset: 0,
+                            offset,
                             size: NonZeroU64::new(bytes),
                         }),
                     })

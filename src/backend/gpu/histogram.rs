@@ -40,10 +40,12 @@ pub(super) fn run(exec: &mut Exec, t: &Histogram) -> Result<Outputs> {
         (&edges, bytemuck::cast_slice(&edge_list)),
         (&totals, bytemuck::cast_slice(&counts)),
     ])?;
-    let chunk = gpu.binding_elements(4);
-    let xb = exec.storage((chunk.min(n).max(1) * 4) as u64);
+    let chunk = gpu.chunk_elements();
+    let x = exec.source(&t.x, (chunk.min(n) * 4) as u64)?;
     for (start, len) in grid::chunks(n, chunk) {
-        exec.upload(&[(&xb, bytemuck::cast_slice(&t.x[start..start + len]))])?;
+        let from = start as u64 * 4;
+        exec.stage(&[(&x, from, len as u64 * 4)])?;
+        let (xb, xo) = x.at(from);
         let params = Params {
             n: len as u32,
             bins: bins as u32,
@@ -52,11 +54,11 @@ pub(super) fn run(exec: &mut Exec, t: &Histogram) -> Result<Outputs> {
         };
         let groups = grid::groups_for(len, WORKGROUP).min(MAX_GROUPS);
         let storage = vec![
-            (&xb, (len * 4) as u64),
-            (&edges, (edge_list.len() * 4) as u64),
-            (&totals, (bins * 4) as u64),
+            (xb, xo, (len * 4) as u64),
+            (&edges, 0, (edge_list.len() * 4) as u64),
+            (&totals, 0, (bins * 4) as u64),
         ];
-        exec.compute(&[Pass::new(&pipeline, storage, &params, (groups, 1, 1))])?;
+        exec.compute(&[Pass::at(&pipeline, storage, &params, (groups, 1, 1))])?;
     }
     exec.download_into(&totals, 0, &mut counts)?;
     Ok(Histogram::outputs(counts))

@@ -16,6 +16,7 @@ use super::exec::{Exec, Pass};
 use crate::error::{Error, Result};
 use crate::kernel::matmul::{MAX_TILE, Matmul, VARIANTS};
 use crate::kernel::{Kernel, Outputs};
+use crate::tensor::TensorData;
 
 /// Matches `Dims` in the shader (padded to 16 bytes).
 #[repr(C)]
@@ -107,6 +108,11 @@ pub(super) fn run(exec: &mut Exec, t: &Matmul) -> Result<Outputs> {
     if m == 0 || n == 0 {
         return Ok(t.outputs(out));
     }
+    // Blocks of a and b are gathered on the host, so both must be there.
+    let (a, b) = (exec.host(&t.a)?, exec.host(&t.b)?);
+    let (TensorData::F32(a), TensorData::F32(b)) = (a, b) else {
+        unreachable!("matmul's inputs are f32 (Matmul::plan)")
+    };
     let gpu = exec.gpu();
     let (rows, cols) = block_shape(t, gpu.binding_elements(4), gpu.max_groups())?;
     let a_buf = exec.storage((rows * k).max(1) as u64 * 4);
@@ -118,10 +124,10 @@ pub(super) fn run(exec: &mut Exec, t: &Matmul) -> Result<Outputs> {
         let nb = cols.min(n - j0);
         let slab: Vec<f32>;
         let b_part: &[f32] = if nb == n {
-            &t.b
+            b
         } else {
             slab = (0..k)
-                .flat_map(|p| &t.b[p * n + j0..p * n + j0 + nb])
+                .flat_map(|p| &b[p * n + j0..p * n + j0 + nb])
                 .copied()
                 .collect();
             &slab
@@ -132,7 +138,7 @@ pub(super) fn run(exec: &mut Exec, t: &Matmul) -> Result<Outputs> {
         for i0 in (0..m).step_by(rows) {
             let mb = rows.min(m - i0);
             if k > 0 {
-                exec.upload(&[(&a_buf, bytemuck::cast_slice(&t.a[i0 * k..(i0 + mb) * k]))])?;
+                exec.upload(&[(&a_buf, bytemuck::cast_slice(&a[i0 * k..(i0 + mb) * k]))])?;
             }
             let shape = Shape { m: mb, k, n: nb };
             // Chosen once per product, on its first block (whose a and b

@@ -20,6 +20,7 @@ mod copy;
 mod exec;
 mod grid;
 mod pool;
+mod resident;
 mod staging;
 mod timer;
 pub mod tune;
@@ -30,9 +31,11 @@ use std::time::Instant;
 
 use self::exec::Exec;
 use self::pool::BufferPool;
-use super::{Backend, BackendKind, Run};
+use self::resident::Residency;
+use super::{Backend, BackendKind, Fetched, Run};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Outputs, ShaderInfo, Task};
+use crate::tensor::Handle;
 
 /// Declares each kernel's host-side module and routes tasks to them.
 macro_rules! gpu_encodings {
@@ -81,6 +84,12 @@ pub struct GpuOptions {
     /// (default: each kernel's own; `ANYCORE_STREAM_GROUPS` sets it): a
     /// tuning knob for measuring them.
     pub stream_groups: Option<u32>,
+    /// Bytes of device memory that tensors kept between jobs may hold
+    /// (handles, pipelines' intermediates); past it the least recently
+    /// used spill to host memory. Default: half the largest buffer the
+    /// adapter reports (wgpu reports no total), between 256 MiB and
+    /// 16 GiB; `ANYCORE_GPU_BUDGET_MIB` sets it in MiB.
+    pub memory_budget_bytes: Option<u64>,
 }
 
 impl Default for GpuOptions {
@@ -92,6 +101,7 @@ impl Default for GpuOptions {
             runtime_checks: checks_forced_by_env(),
             staging_chunk_bytes: None,
             stream_groups: None,
+            memory_budget_bytes: None,
         }
     }
 }
@@ -109,6 +119,10 @@ impl GpuOptions {
             stream_groups: std::env::var("ANYCORE_STREAM_GROUPS")
                 .ok()
                 .and_then(|v| v.trim().parse().ok()),
+            memory_budget_bytes: std::env::var("ANYCORE_GPU_BUDGET_MIB")
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .and_then(|mib| mib.checked_mul(1 << 20)),
             ..GpuOptions::default()
         }
     }
@@ -135,7 +149,8 @@ pub struct GpuBackend {
     pipelines: Mutex<HashMap<(Kernel, &'static str, u32), wgpu::ComputePipeline>>,
     /// The matmul variant per shape class: forced, cached or tuned.
     matmul_tuner: tune::Tuner,
-    pool: BufferPool,
+    pool: Arc<BufferPool>,
+    residency: Residency,
     staging: staging::Staging,
     /// Free pass timers; `None` when the adapter has no timestamp queries.
     timers: Option<Mutex<Vec<timer::Kit>>>,
@@ -194,6 +209,9 @@ impl GpuBackend {
             max_binding
         );
         let matmul_tuner = tune::Tuner::new(&info);
+        let budget = options
+            .memory_budget_bytes
+            .unwrap_or_else(|| (limits.max_buffer_size / 2).clamp(256 << 20, 16 << 30));
         Ok(GpuBackend {
             info,
             limits,
@@ -206,7 +224,11 @@ impl GpuBackend {
             modules: Mutex::default(),
             pipelines: Mutex::default(),
             matmul_tuner,
-            pool: BufferPool::default(),
+            // Idle pooled buffers stay within the budget too.
+            pool: Arc::new(BufferPool::with_limit(
+                budget.min(BufferPool::MAX_POOLED_BYTES),
+            )),
+            residency: Residency::new(budget),
             staging: staging::Staging::new(options.staging_chunk_bytes.unwrap_or(staging::CHUNK)),
             timers: timestamps.then(Mutex::default),
             timestamp_period,
@@ -284,6 +306,20 @@ impl GpuBackend {
     /// Elements of `elem_bytes` bytes that fit one storage binding.
     fn binding_elements(&self, elem_bytes: u64) -> usize {
         usize::try_from(self.max_binding / elem_bytes).unwrap_or(usize::MAX)
+    }
+
+    /// 4-byte elements per chunk of a one-dimensional kernel that reads
+    /// whole vec4: as many as one binding holds, a multiple of what the
+    /// storage offset alignment needs, so that each chunk of a resident
+    /// buffer can be bound in place.
+    fn chunk_elements(&self) -> usize {
+        let align = (self.limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
+        (self.binding_elements(16) * 4 / align * align).max(align)
+    }
+
+    /// Bytes of device memory kept tensors may hold, and hold now.
+    pub fn memory_budget(&self) -> (u64, u64) {
+        (self.residency.budget(), self.residency.used())
     }
 
     /// Workgroups for a memory-bound kernel's grid-stride loop: `default`
@@ -404,8 +440,22 @@ impl Backend for GpuBackend {
         format!("{} ({})", self.info.name, self.info.backend)
     }
 
-    fn run(&self, task: &Task) -> Result<Run> {
-        self.run_repeating(task, 1)
+    fn run_keeping(&self, task: &Task, keep: &[String]) -> Result<Run> {
+        self.run_repeating(task, keep, 1)
+    }
+
+    fn fetch(&self, handles: &[Handle]) -> Result<Fetched> {
+        let start = Instant::now();
+        let mut exec = Exec::new(self);
+        for h in handles {
+            exec.host(h).inspect_err(|_| exec.discard())?;
+        }
+        let (timings, traffic) = exec.finish();
+        Ok(Fetched {
+            ms: start.elapsed().as_secs_f64() * 1e3,
+            download_ms: timings.download,
+            traffic,
+        })
     }
 }
 
@@ -419,11 +469,11 @@ impl GpuBackend {
     /// outputs are discarded (`axpy` would have applied itself `repeats`
     /// times).
     pub fn time_back_to_back(&self, task: &Task, repeats: u32) -> Result<f64> {
-        let run = self.run_repeating(task, repeats)?;
+        let run = self.run_repeating(task, &[], repeats)?;
         Ok(run.timings.kernel_device.unwrap_or(run.timings.compute))
     }
 
-    fn run_repeating(&self, task: &Task, repeats: u32) -> Result<Run> {
+    fn run_repeating(&self, task: &Task, keep: &[String], repeats: u32) -> Result<Run> {
         if let Some(why) = lock(&self.lost).clone() {
             return Err(Error::Gpu(why));
         }
@@ -435,6 +485,7 @@ impl GpuBackend {
         let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
         let mut exec = Exec::new(self);
         exec.repeat_compute(repeats);
+        exec.keep_outputs(keep);
         let result = encode(&mut exec, task);
         let scope_error = [internal.pop(), oom.pop(), validation.pop()]
             .into_iter()
@@ -444,12 +495,9 @@ impl GpuBackend {
             return Err(Error::Gpu(e.to_string()));
         }
         let outputs = result.inspect_err(|_| exec.discard())?;
+        let (kept, note) = exec.take_kept();
         let (mut timings, traffic) = exec.finish();
         timings.total = start.elapsed().as_secs_f64() * 1e3;
-        Ok(Run {
-            outputs,
-            timings,
-            traffic,
-        })
+        Ok(Run::keeping(outputs, kept, keep, timings, traffic).with_note(note))
     }
 }

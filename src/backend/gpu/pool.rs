@@ -9,9 +9,15 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Buffers waiting for reuse, by (usage, size).
-#[derive(Default)]
 pub struct BufferPool {
     inner: Mutex<PoolInner>,
+    limit: u64,
+}
+
+impl Default for BufferPool {
+    fn default() -> Self {
+        BufferPool::with_limit(Self::MAX_POOLED_BYTES)
+    }
 }
 
 #[derive(Default)]
@@ -21,8 +27,16 @@ struct PoolInner {
 }
 
 impl BufferPool {
-    /// Bytes the pool may hold idle.
+    /// Bytes the pool may hold idle, unless told fewer.
     pub const MAX_POOLED_BYTES: u64 = 1 << 30;
+
+    /// An empty pool that holds at most `limit` bytes idle.
+    pub fn with_limit(limit: u64) -> Self {
+        BufferPool {
+            inner: Mutex::default(),
+            limit,
+        }
+    }
 
     /// The size class a request of `bytes` is served from.
     pub fn size_class(bytes: u64) -> u64 {
@@ -61,7 +75,7 @@ impl BufferPool {
     pub fn give(&self, buf: wgpu::Buffer) {
         let key = (buf.usage(), buf.size());
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.bytes + key.1 <= Self::MAX_POOLED_BYTES {
+        if inner.bytes + key.1 <= self.limit {
             inner.bytes += key.1;
             inner.free.entry(key).or_default().push(buf);
         }

@@ -14,7 +14,7 @@ use super::grid;
 use crate::error::Result;
 use crate::kernel::reduce::{Reduce, ReduceOp, WORKGROUP};
 use crate::kernel::{Kernel, KernelTask, Outputs};
-use crate::tensor::TensorData;
+use crate::tensor::{DType, Spec, TensorData};
 
 /// Workgroups in the wide pass: about twice what a large GPU holds at once
 /// (an H100 keeps 132 SMs × 8 groups of 256 resident), few enough that one
@@ -31,10 +31,11 @@ struct Params {
     _pad: [u32; 2],
 }
 
-/// Folds the first `len` values of `src` into `dst[out_offset + group]`.
+/// Folds the `len` values of `src` from byte `offset` into
+/// `dst[out_offset + group]`.
 fn fold<'a>(
     pipeline: &'a wgpu::ComputePipeline,
-    (src, len): (&'a wgpu::Buffer, usize),
+    (src, offset, len): (&'a wgpu::Buffer, u64, usize),
     (dst, out_offset): (&'a wgpu::Buffer, usize),
     groups: u32,
 ) -> Pass<'a> {
@@ -43,18 +44,18 @@ fn fold<'a>(
         out_offset: out_offset as u32,
         _pad: [0; 2],
     };
-    let storage = vec![(src, grid::vec4_bytes(len)), (dst, dst.size())];
-    Pass::new(pipeline, storage, &params, (groups, 1, 1))
+    let storage = vec![(src, offset, grid::vec4_bytes(len)), (dst, 0, dst.size())];
+    Pass::at(pipeline, storage, &params, (groups, 1, 1))
 }
 
 pub(super) fn run(exec: &mut Exec, t: &Reduce) -> Result<Outputs> {
-    let (bits, dtype): (&[u32], u32) = match &t.x {
-        TensorData::F32(v) => (bytemuck::cast_slice(v), 0),
-        TensorData::U32(v) => (v, 1),
-        TensorData::I32(v) => (bytemuck::cast_slice(v), 2),
-        TensorData::U8(_) => unreachable!("rejected by Reduce::new"),
+    let dtype = match t.x.dtype() {
+        DType::F32 => 0,
+        DType::U32 => 1,
+        DType::I32 => 2,
+        DType::U8 => unreachable!("rejected by Reduce::new"),
     };
-    let n = bits.len();
+    let n = t.x.len();
     if n == 0 {
         // Only `sum` accepts an empty input (Reduce::new); its value is 0.
         return Ok(t.reference());
@@ -70,33 +71,34 @@ pub(super) fn run(exec: &mut Exec, t: &Reduce) -> Result<Outputs> {
         op * 3 + dtype,
         &[("OP", f64::from(op)), ("DTYPE", f64::from(dtype))],
     );
-    // Whole vec4 per chunk, so that its padded binding fits the limit.
-    let chunk = gpu.binding_elements(16) * 4;
+    let chunk = gpu.chunk_elements();
     let chunks = n.div_ceil(chunk);
-    let src = exec.storage(grid::vec4_bytes(chunk.min(n)));
+    let src = exec.source(&t.x, grid::vec4_bytes(chunk.min(n)))?;
     let partials = exec.output(grid::vec4_bytes(gpu.stream_groups(MAX_GROUPS) as usize));
     let results = exec.output(grid::vec4_bytes(chunks));
+    // The value lands in the output's own buffer (kept on the device when
+    // the caller keeps it): a buffer cannot be read and written by one
+    // dispatch, so the last fold writes there.
+    let sink = exec.sink("out", 16, 16)?;
+    let (out, _) = sink.at(0);
     for (i, (start, len)) in grid::chunks(n, chunk).enumerate() {
-        exec.upload(&[(&src, bytemuck::cast_slice(&bits[start..start + len]))])?;
+        let from = start as u64 * 4;
+        exec.stage(&[(&src, from, len as u64 * 4)])?;
+        let (xb, xo) = src.at(from);
         let groups = grid::stream_groups_for(len, WORKGROUP).min(gpu.stream_groups(MAX_GROUPS));
+        let into = if chunks == 1 { (out, 0) } else { (&results, i) };
         exec.compute(&[
-            fold(&pipeline, (&src, len), (&partials, 0), groups),
-            fold(&pipeline, (&partials, groups as usize), (&results, i), 1),
+            fold(&pipeline, (xb, xo, len), (&partials, 0), groups),
+            fold(&pipeline, (&partials, 0, groups as usize), into, 1),
         ])?;
     }
-    let mut value = [0u32];
-    if chunks == 1 {
-        exec.download_into(&results, 0, &mut value)?;
-    } else {
-        // A buffer cannot be read and written by one dispatch, so the last
-        // fold writes into `partials`.
-        exec.compute(&[fold(&pipeline, (&results, chunks), (&partials, 0), 1)])?;
-        exec.download_into(&partials, 0, &mut value)?;
+    if chunks > 1 {
+        exec.compute(&[fold(&pipeline, (&results, 0, chunks), (out, 0), 1)])?;
     }
-    let value = match &t.x {
-        TensorData::F32(_) => TensorData::F32(vec![f32::from_bits(value[0])]),
-        TensorData::U32(_) => TensorData::U32(vec![value[0]]),
-        _ => TensorData::I32(vec![value[0] as i32]),
-    };
-    Ok(Reduce::outputs(value))
+    let mut value = [0u32];
+    exec.drain(&sink, &mut value)?;
+    if exec.finish_sink("out", sink, Spec { dtype: t.x.dtype(), shape: vec![1] }) {
+        return Ok(Outputs::new());
+    }
+    Ok(Reduce::outputs(TensorData::from_words(t.x.dtype(), value.to_vec())))
 }

@@ -78,7 +78,8 @@ impl ScanPipelines {
 }
 
 pub(super) fn run(exec: &mut Exec, t: &Scan) -> Result<Outputs> {
-    let bits = t.x.words().expect("rejected by Scan::new");
+    // Scanned in place in a scratch buffer, from the host copy.
+    let bits = exec.host(&t.x)?.words().expect("rejected by Scan::new");
     let float = t.x.dtype() == DType::F32;
     let n = bits.len();
     let mut out = vec![0u32; n];

@@ -10,7 +10,7 @@ use super::exec::{Exec, Pass};
 use super::grid;
 use super::scan::ScanPipelines;
 use crate::error::{Error, Result};
-use crate::kernel::sort::{GPU_DIGIT_BITS, Sort, TILE};
+use crate::kernel::sort::{GPU_DIGIT_BITS, Payload, Sort, TILE};
 use crate::kernel::{Kernel, Outputs};
 
 /// Matches `Params` in the shader.
@@ -27,6 +27,11 @@ struct Params {
 const RADIX: usize = 1 << GPU_DIGIT_BITS;
 
 pub(super) fn run(exec: &mut Exec, t: &Sort) -> Result<Outputs> {
+    // Sorted from the host copies (made first where they are missing).
+    exec.host(&t.keys)?;
+    if let Payload::Values(values) = &t.payload {
+        exec.host(values)?;
+    }
     let mut bits = t.order_bits();
     let mut payload = t.start_payload();
     let n = bits.len();

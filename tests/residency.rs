@@ -1,0 +1,247 @@
+//! Data that stays where it is computed: pipelines that move only their
+//! inputs and results, handles uploaded once however often they are read,
+//! kept outputs that stay on the GPU until read, and a small device budget
+//! that spills instead of failing. Checked through the byte counters every
+//! report carries, on each backend.
+
+mod common;
+
+use anycore::backend::BackendChoice;
+use anycore::backend::gpu::GpuOptions;
+use anycore::engine::BlockingEngine;
+use anycore::kernel::{Job, Kernel};
+use anycore::pipeline::{Pipeline, Step};
+use anycore::tensor::{Handle, Tensor, TensorData};
+use rand::Rng;
+
+use common::{backends, random_f32, rng};
+
+/// An engine whose GPU treats bindings as 64 KiB, so that inputs kept on
+/// the device are bound chunk by chunk at offsets.
+fn small_bindings() -> BlockingEngine {
+    common::engine(GpuOptions {
+        max_binding_bytes: Some(64 << 10),
+        ..GpuOptions::default()
+    })
+}
+
+fn f32s(t: &Tensor) -> &[f32] {
+    t.as_f32().expect("f32 output")
+}
+
+/// scaled = 2·x + y; again = -0.5·scaled + x; total = Σ again; x read by
+/// two steps, only `total` asked for.
+fn three_steps(x: &Tensor, y: &Tensor) -> Pipeline {
+    Pipeline::new()
+        .input("x", x.clone())
+        .step(
+            Step::new("scaled", Kernel::Axpy)
+                .param("a", 2)
+                .input_shared("x", "x")
+                .input("y", y.clone()),
+        )
+        .step(
+            Step::new("again", Kernel::Axpy)
+                .param("a", -0.5)
+                .input_from("x", "scaled", "out")
+                .input_shared("y", "x"),
+        )
+        .step(
+            Step::new("total", Kernel::Reduce)
+                .param("op", "sum")
+                .input_from("x", "again", "out"),
+        )
+        .output("total", "total", "out")
+}
+
+/// The three steps as separate jobs, each result brought home.
+fn three_jobs(engine: &BlockingEngine, x: &Tensor, y: &Tensor, on: BackendChoice) -> Tensor {
+    let run = |job: Job| engine.run_on(job, on).expect("job").outputs["out"].clone();
+    let scaled = run(Job::new(Kernel::Axpy)
+        .param("a", 2)
+        .input("x", x.clone())
+        .input("y", y.clone()));
+    let again = run(Job::new(Kernel::Axpy)
+        .param("a", -0.5)
+        .input("x", scaled)
+        .input("y", x.clone()));
+    run(Job::new(Kernel::Reduce)
+        .param("op", "sum")
+        .input("x", again))
+}
+
+/// A 3-step pipeline gives what its three jobs give one by one; on the GPU
+/// it uploads each external input once (x, read by two steps, included)
+/// and downloads only the one result: 8n bytes up, 4 bytes down.
+#[test]
+fn a_pipeline_moves_only_its_inputs_and_its_results() {
+    let mut rng = rng();
+    for engine in [common::engine(GpuOptions::default()), small_bindings()] {
+        // Sizes around the 64 KiB bindings' chunk edges, and larger.
+        for n in [1, 16_383, 16_384, 16_385, rng.random_range(40_000..300_000)] {
+            let x = Tensor::from_f32(random_f32(&mut rng, n));
+            let y = Tensor::from_f32(random_f32(&mut rng, n));
+            for on in backends(&engine) {
+                let want = three_jobs(&engine, &x, &y, on);
+                let report = engine.run_pipeline_on(three_steps(&x, &y), on).unwrap();
+                assert_eq!(report.outputs["total"], want, "n={n} on {on:?}");
+                let t = report.traffic;
+                if on == BackendChoice::Gpu {
+                    assert_eq!(t.uploaded_bytes, 8 * n as u64, "n={n}: {t:?}");
+                    assert_eq!(t.downloaded_bytes, 4, "n={n}: {t:?}");
+                } else {
+                    assert_eq!(t, Default::default());
+                }
+            }
+        }
+    }
+}
+
+/// A handle read by 100 GPU jobs is uploaded once; every job's sum is
+/// right; on the CPU nothing moves.
+#[test]
+fn a_handle_read_by_a_hundred_jobs_is_uploaded_once() {
+    let engine = common::engine(GpuOptions::default());
+    let mut rng = rng();
+    let n = rng.random_range(100_000..400_000);
+    let data = random_f32(&mut rng, n);
+    let want: f64 = data.iter().map(|&v| f64::from(v)).sum();
+    let tolerance = 1e-5 * data.iter().map(|&v| f64::from(v).abs()).sum::<f64>();
+    for on in backends(&engine) {
+        let x = Handle::from(data.clone());
+        let mut uploaded = 0;
+        for _ in 0..100 {
+            let job = Job::new(Kernel::Reduce).input("x", x.clone());
+            let report = engine.run_on(job, on).unwrap();
+            let got = f64::from(f32s(&report.outputs["out"])[0]);
+            assert!((got - want).abs() <= tolerance, "{got} vs {want} on {on:?}");
+            uploaded += report.traffic.uploaded_bytes;
+        }
+        let once = if on == BackendChoice::Gpu {
+            4 * n as u64
+        } else {
+            0
+        };
+        assert_eq!(uploaded, once, "n={n} on {on:?}");
+        assert_eq!(x.location().device, on == BackendChoice::Gpu);
+    }
+}
+
+/// A kept output stays where it was computed (on the GPU: nothing comes
+/// home) until it is read; a CPU job reading it brings it home once; a GPU
+/// job reads it in place.
+#[test]
+fn kept_outputs_stay_on_the_gpu_until_read() {
+    let engine = small_bindings();
+    let mut rng = rng();
+    let n = rng.random_range(20_000..200_000);
+    let (x, y) = (random_f32(&mut rng, n), random_f32(&mut rng, n));
+    let want: Vec<f32> = x.iter().zip(&y).map(|(&x, &y)| 3.0 * x + y).collect();
+    let close = |got: &[f32]| {
+        got.iter()
+            .zip(&want)
+            .all(|(&g, &w)| (g - w).abs() <= 1e-6 * w.abs().max(1.0))
+    };
+    for on in backends(&engine) {
+        let gpu = on == BackendChoice::Gpu;
+        let made = |engine: &BlockingEngine| {
+            let job = Job::new(Kernel::Axpy)
+                .param("a", 3)
+                .input("x", x.clone())
+                .input("y", y.clone())
+                .keep("out");
+            let report = engine.run_on(job, on).unwrap();
+            assert!(!report.outputs.contains_key("out"), "kept, not returned");
+            assert_eq!(report.traffic.downloaded_bytes, 0, "nothing came home");
+            report.kept["out"].clone()
+        };
+        let out = made(&engine);
+        assert_eq!(out.location().host, !gpu, "on {on:?}");
+        assert_eq!(out.spec().shape, vec![n]);
+        // Read explicitly: its data, and now a host copy too.
+        assert!(close(f32s(&engine.read(&out).unwrap())), "on {on:?}");
+        assert!(out.location().host);
+
+        // A CPU job on a handle only on the GPU brings it home once.
+        let out = made(&engine);
+        let sum = |on| {
+            let job = Job::new(Kernel::Reduce).input("x", out.clone());
+            let report = engine.run_on(job, on).unwrap();
+            (f32s(&report.outputs["out"])[0], report.traffic)
+        };
+        let (cpu_sum, moved) = sum(BackendChoice::Cpu);
+        assert_eq!(moved.downloaded_bytes, if gpu { 4 * n as u64 } else { 0 });
+        let (_, moved) = sum(BackendChoice::Cpu);
+        assert_eq!(moved.downloaded_bytes, 0, "the host copy stays");
+        let want_sum: f64 = want.iter().map(|&v| f64::from(v)).sum();
+        let tolerance = 2e-5 * want.iter().map(|&v| f64::from(v).abs()).sum::<f64>();
+        assert!((f64::from(cpu_sum) - want_sum).abs() <= tolerance);
+        if gpu {
+            // Read in place on the GPU: nothing up but its 4-byte result down.
+            let (gpu_sum, moved) = sum(BackendChoice::Gpu);
+            assert_eq!((moved.uploaded_bytes, moved.downloaded_bytes), (0, 4));
+            assert!((f64::from(gpu_sum) - want_sum).abs() <= tolerance);
+        }
+    }
+}
+
+/// With a 64 MiB device budget, 1 GiB of handles kept on the GPU still
+/// works: the least recently used spill to host memory, and every result
+/// — read back, or read by later GPU jobs — is right.
+#[test]
+fn a_small_device_budget_spills_instead_of_failing() {
+    let engine = common::engine(GpuOptions {
+        memory_budget_bytes: Some(64 << 20),
+        ..GpuOptions::default()
+    });
+    if !engine.engine().coordinator().has_gpu() {
+        return;
+    }
+    let mut rng = rng();
+    let n = (8 << 20) + rng.random_range(0..1000); // 32 MiB of f32 each
+    let data = random_f32(&mut rng, n);
+    let x = Handle::from(data.clone());
+    let mut kept = Vec::new();
+    let mut spilled = 0;
+    for i in 0..32 {
+        let a = i as f32 - 16.0;
+        let job = Job::new(Kernel::Axpy)
+            .param("a", a)
+            .input("x", x.clone())
+            .input("y", x.clone())
+            .keep("out");
+        let report = engine.run_on(job, BackendChoice::Gpu).unwrap();
+        spilled += report.traffic.downloaded_bytes;
+        kept.push((a, report.kept["out"].clone()));
+    }
+    let live: u64 = kept.iter().map(|(_, h)| h.bytes()).sum();
+    assert!(live >= 1 << 30, "{live} bytes live");
+    assert!(spilled >= 900 << 20, "only {spilled} bytes spilled");
+    let check = |a: f32, got: &TensorData| {
+        let TensorData::F32(got) = got else {
+            panic!("f32")
+        };
+        let bad = got
+            .iter()
+            .zip(&data)
+            .position(|(&g, &x)| (g - (a * x + x)).abs() > 1e-6 * (a * x + x).abs().max(1.0));
+        assert_eq!(bad, None, "a={a}");
+    };
+    // The oldest are spilled (host only); GPU jobs read them again.
+    for (a, h) in kept.iter().take(3) {
+        assert!(
+            !h.location().device && h.location().host,
+            "{:?}",
+            h.location()
+        );
+        let job = Job::new(Kernel::Axpy)
+            .param("a", 0)
+            .input("x", h.clone())
+            .input("y", h.clone());
+        let report = engine.run_on(job, BackendChoice::Gpu).unwrap();
+        check(*a, report.outputs["out"].data());
+    }
+    for (a, h) in &kept {
+        check(*a, engine.read(h).unwrap().data());
+    }
+}
