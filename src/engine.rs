@@ -109,10 +109,7 @@ fn calibrate(source: CostModelSource, coordinator: &Coordinator) {
             return coordinator.set_cost_model(c.model);
         }
     }
-    let mut model = CostModel::default();
-    for (backend, kernel, line) in coordinator.probe() {
-        model.set(backend, kernel, line);
-    }
+    let model = coordinator.probe();
     if let Some(path) = &cache {
         let text = serde_json::to_string_pretty(&CachedModel {
             devices,

@@ -6,9 +6,10 @@
 
 mod common;
 
-use anycore::backend::BackendChoice;
 use anycore::backend::gpu::GpuOptions;
-use anycore::engine::BlockingEngine;
+use anycore::backend::{BackendChoice, BackendKind};
+use anycore::coordinator::cost::{CostModel, Line, Transfer};
+use anycore::engine::{BlockingEngine, CostModelSource, EngineConfig};
 use anycore::kernel::{Job, Kernel};
 use anycore::pipeline::{Pipeline, Step};
 use anycore::tensor::{Handle, Tensor, TensorData};
@@ -244,4 +245,76 @@ fn a_small_device_budget_spills_instead_of_failing() {
     for (a, h) in &kept {
         check(*a, engine.read(h).unwrap().data());
     }
+}
+
+/// `auto` counts what moving the data would cost: with host inputs a
+/// transfer-bound job goes to the CPU; with its inputs kept only on the
+/// GPU (a chain of kept outputs), the same job stays on the GPU, and the
+/// reason says why.
+#[test]
+fn auto_placement_counts_where_the_data_is() {
+    // The GPU's line includes moving 12 bytes an element at 1 GB/s; the
+    // CPU's is 12x faster on host data.
+    let mut model = CostModel::default();
+    model.set(BackendKind::Cpu, Kernel::Axpy, Line::new(0.01, 1e-6));
+    model.set(BackendKind::Gpu, Kernel::Axpy, Line::new(0.05, 12.1e-6));
+    model.set_transfer(Transfer {
+        upload_ms_per_byte: 1e-6,
+        download_ms_per_byte: 1e-6,
+    });
+    model.freeze();
+    let engine = BlockingEngine::start(EngineConfig {
+        gpu: GpuOptions {
+            allow_software: true,
+            ..GpuOptions::default()
+        },
+        cost_model: CostModelSource::Fixed(model),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    if !engine.engine().coordinator().has_gpu() {
+        return;
+    }
+    let mut rng = rng();
+    let n = rng.random_range(500_000..1_000_000);
+    let (x, y) = (random_f32(&mut rng, n), random_f32(&mut rng, n));
+    let job = || {
+        Job::new(Kernel::Axpy)
+            .input("x", x.clone())
+            .input("y", y.clone())
+    };
+    let on_host = engine.run(job()).unwrap();
+    assert_eq!(
+        on_host.backend,
+        BackendKind::Cpu,
+        "{}",
+        on_host.placement_reason
+    );
+    let kept = engine
+        .run_on(job().keep("out"), BackendChoice::Gpu)
+        .unwrap()
+        .kept["out"]
+        .clone();
+    let chained = Job::new(Kernel::Axpy)
+        .input("x", kept.clone())
+        .input("y", kept.clone())
+        .keep("out");
+    let report = engine.run(chained).unwrap();
+    assert_eq!(
+        report.backend,
+        BackendKind::Gpu,
+        "{}",
+        report.placement_reason
+    );
+    assert!(
+        report.placement_reason.contains("only there"),
+        "{}",
+        report.placement_reason
+    );
+    assert_eq!(report.traffic.uploaded_bytes, 0, "read in place");
+    // The result is right: 2·kept, read back.
+    let kept_data = engine.read(&kept).unwrap();
+    let doubled = engine.read(&report.kept["out"]).unwrap();
+    let want: Vec<f32> = f32s(&kept_data).iter().map(|&v| 2.0 * v).collect();
+    assert_eq!(f32s(&doubled), &want[..]);
 }

@@ -183,6 +183,12 @@ pub trait Backend: Send + Sync {
     fn run_owned(&self, task: Task, keep: &[String]) -> Result<Run> {
         self.run_keeping(&task, keep)
     }
+    /// Milliseconds per byte to upload to the device and to download from
+    /// it, measured now (for the cost model); `None` for a backend with no
+    /// memory of its own.
+    fn transfer_ms_per_byte(&self) -> Option<(f64, f64)> {
+        None
+    }
     /// Brings each handle's data into host memory where it is not there
     /// yet (keeping the device copy too). A backend without device memory
     /// has nothing to bring: every handle it could have made is on the host.

@@ -61,6 +61,18 @@ impl Line {
     }
 }
 
+/// What moving data between host and GPU memory costs, per byte. The
+/// lines of the GPU assume a job's inputs go up and its outputs come down;
+/// data already in place saves that, and data only on the GPU costs a CPU
+/// job its download (StarPU's `dmda` idea).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Host to GPU.
+    pub upload_ms_per_byte: f64,
+    /// GPU to host.
+    pub download_ms_per_byte: f64,
+}
+
 /// Predictions for every (backend, kernel) pair that has been measured.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CostModel {
@@ -68,6 +80,9 @@ pub struct CostModel {
     /// Ignore observations (a model fixed by a test or a caller stays fixed).
     #[serde(default)]
     frozen: bool,
+    /// What moving data costs, where measured.
+    #[serde(default)]
+    transfer: Option<Transfer>,
 }
 
 fn key(backend: BackendKind, kernel: Kernel) -> String {
@@ -83,6 +98,16 @@ impl CostModel {
     /// Sets the line for a pair (tests use this to fix the model).
     pub fn set(&mut self, backend: BackendKind, kernel: Kernel, line: Line) {
         self.lines.insert(key(backend, kernel), line);
+    }
+
+    /// Sets what moving data costs.
+    pub fn set_transfer(&mut self, transfer: Transfer) {
+        self.transfer = Some(transfer);
+    }
+
+    /// What moving data costs, if measured.
+    pub fn transfer(&self) -> Option<Transfer> {
+        self.transfer
     }
 
     /// The line for a pair, if measured.

@@ -203,13 +203,19 @@ impl Coordinator {
     }
 
     /// Probes each backend on its own worker thread (blocking; call it off
-    /// the async workers): the lines for a cost model, per backend.
-    pub fn probe(&self) -> Vec<(BackendKind, Kernel, cost::Line)> {
-        let mut lines = Vec::new();
+    /// the async workers): a cost model of what was measured.
+    pub fn probe(&self) -> CostModel {
+        let mut model = CostModel::default();
         for worker in std::iter::once(&self.cpu).chain(&self.gpu) {
-            lines.extend(worker.probe().into_iter().map(|(k, l)| (worker.kind, k, l)));
+            let probe = worker.probe();
+            for (kernel, line) in probe.lines {
+                model.set(worker.kind, kernel, line);
+            }
+            if let Some(transfer) = probe.transfer {
+                model.set_transfer(transfer);
+            }
         }
-        lines
+        model
     }
 
     /// Replaces the cost model.
@@ -478,12 +484,20 @@ impl Coordinator {
     /// Chooses a worker for a job or a pipeline and says why.
     fn place(&self, work: &Placing, choice: BackendChoice) -> Result<(&WorkerHandle, String, f64)> {
         let model = self.model.lock().unwrap_or_else(|e| e.into_inner());
-        let predict = |w: &WorkerHandle| match work {
-            Placing::Job(task) => model.predict(w.kind, task),
-            Placing::Pipeline(p) => p
-                .work()
-                .map(|(kernel, units)| model.line(w.kind, kernel).map(|l| l.predict(units)))
-                .sum(),
+        let moves = work.moves();
+        let predict = |w: &WorkerHandle| {
+            let lines: Option<Vec<cost::Line>> = match work {
+                Placing::Job(task) => model.line(w.kind, task.kernel()).map(|l| vec![l]),
+                Placing::Pipeline(p) => p.work().map(|(k, _)| model.line(w.kind, k)).collect(),
+            };
+            let units: Vec<f64> = match work {
+                Placing::Job(task) => vec![cost::work_units(task)],
+                Placing::Pipeline(p) => p.work().map(|(_, u)| u).collect(),
+            };
+            let lines = lines?;
+            let ms: f64 = lines.iter().zip(&units).map(|(l, &u)| l.predict(u)).sum();
+            let fixed: f64 = lines.iter().map(|l| l.fixed_ms * l.correction).sum();
+            Some(moves.adjust(w.kind, model.transfer(), ms, fixed))
         };
         let cpu = &self.cpu;
         match (choice, &self.gpu) {
@@ -508,7 +522,8 @@ impl Coordinator {
                     let (done_gpu, done_cpu) = (gpu.backlog_ms() + pg, cpu.backlog_ms() + pc);
                     let why = format!(
                         "auto: predicted {done_gpu:.3} ms on gpu vs {done_cpu:.3} ms on cpu \
-                         (run {pg:.3} vs {pc:.3} ms, plus queued work)"
+                         (run {pg:.3} vs {pc:.3} ms{}, plus queued work)",
+                        moves.describe()
                     );
                     Ok(if done_gpu < done_cpu {
                         (gpu, why, pg)
@@ -538,7 +553,89 @@ enum Placing<'a> {
     Pipeline(&'a CheckedPipeline),
 }
 
+/// Bytes whose place changes a prediction: inputs already on the GPU (no
+/// upload there), inputs only on the GPU (a download before a CPU run), and
+/// a pipeline's intermediates (kept on the GPU, not read back and sent up
+/// again between steps).
+#[derive(Default)]
+struct Moves {
+    on_gpu: u64,
+    gpu_only: u64,
+    intermediates: u64,
+}
+
+impl Moves {
+    /// `ms` (the lines' prediction, which assumes inputs go up and outputs
+    /// come down) for `kind`, adjusted for where the data is; never below
+    /// the lines' fixed costs.
+    fn adjust(
+        &self,
+        kind: BackendKind,
+        transfer: Option<cost::Transfer>,
+        ms: f64,
+        fixed: f64,
+    ) -> f64 {
+        let Some(t) = transfer else { return ms };
+        let bytes = |b: u64| b as f64;
+        match kind {
+            BackendKind::Gpu => {
+                let saved = bytes(self.on_gpu) * t.upload_ms_per_byte
+                    + bytes(self.intermediates) * (t.upload_ms_per_byte + t.download_ms_per_byte);
+                (ms - saved).max(fixed.min(ms))
+            }
+            BackendKind::Cpu => ms + bytes(self.gpu_only) * t.download_ms_per_byte,
+        }
+    }
+
+    /// What the placement reason says of them.
+    fn describe(&self) -> String {
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        let mut parts = Vec::new();
+        if self.on_gpu > 0 {
+            parts.push(format!(
+                "{:.1} MiB of inputs already on the GPU",
+                mib(self.on_gpu)
+            ));
+        }
+        if self.gpu_only > 0 {
+            parts.push(format!("{:.1} MiB only there", mib(self.gpu_only)));
+        }
+        if self.intermediates > 0 {
+            parts.push(format!(
+                "{:.1} MiB kept there between steps",
+                mib(self.intermediates)
+            ));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", parts.join(", "))
+        }
+    }
+}
+
 impl Placing<'_> {
+    /// Where its data is.
+    fn moves(&self) -> Moves {
+        let mut moves = Moves::default();
+        let mut count = |h: &Handle| {
+            if h.device().is_some() {
+                moves.on_gpu += h.bytes();
+                if h.host().is_none() {
+                    moves.gpu_only += h.bytes();
+                }
+            }
+        };
+        match self {
+            Placing::Job(task) => task.operands().into_iter().for_each(&mut count),
+            Placing::Pipeline(p) => {
+                p.given().for_each(&mut count);
+                moves.intermediates = p.intermediate_bytes();
+            }
+        }
+        moves
+    }
+
     /// What it is, for a placement reason.
     fn what(&self) -> String {
         match self {

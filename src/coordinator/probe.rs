@@ -4,9 +4,18 @@
 
 use std::time::Instant;
 
-use super::cost::{Line, work_units};
+use super::cost::{Line, Transfer, work_units};
 use crate::backend::Backend;
 use crate::kernel::{Kernel, Task};
+
+/// What the probe measured on one backend.
+#[derive(Debug, Default)]
+pub struct Probe {
+    /// A line per kernel whose probe ran.
+    pub lines: Vec<(Kernel, Line)>,
+    /// What moving data to and from its memory costs (a GPU's).
+    pub transfer: Option<Transfer>,
+}
 
 /// A small and a larger job of `kernel`, sized to take milliseconds (the
 /// kernel's own [`crate::kernel::profile::Sweep::probe_sizes`]).
@@ -32,10 +41,15 @@ fn time(backend: &dyn Backend, task: &Task) -> Option<f64> {
         .try_fold(f64::INFINITY, |best, t| t.map(|t| best.min(t)))
 }
 
-/// Measures every kernel on `backend`; kernels whose probe fails are left
-/// out (the policy then falls back to its default for them).
-pub fn probe(backend: &dyn Backend) -> Vec<(Kernel, Line)> {
-    Kernel::ALL
+/// Measures every kernel on `backend` (kernels whose probe fails are left
+/// out: the policy then falls back to its default for them), and its
+/// transfers.
+pub fn probe(backend: &dyn Backend) -> Probe {
+    let transfer = backend.transfer_ms_per_byte().map(|(up, down)| Transfer {
+        upload_ms_per_byte: up,
+        download_ms_per_byte: down,
+    });
+    let lines = Kernel::ALL
         .into_iter()
         .filter_map(|kernel| {
             let [small, large] = probe_tasks(kernel)?;
@@ -52,5 +66,6 @@ pub fn probe(backend: &dyn Backend) -> Vec<(Kernel, Line)> {
             );
             Some((kernel, line))
         })
-        .collect()
+        .collect();
+    Probe { lines, transfer }
 }

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
-use super::cost::{self, CostModel, Line};
+use super::cost::{self, CostModel};
 use super::probe;
 use super::{JobReport, PipelineReport};
 use crate::backend::{Backend, BackendKind, Fetched, Run, Timings};
@@ -78,7 +78,7 @@ pub(super) enum Message {
     /// A job to run (boxed: an item is large beside the other messages).
     Run(Box<Item>),
     /// Run the cost-model probe on this backend and send back the lines.
-    Probe(mpsc::Sender<Vec<(Kernel, Line)>>),
+    Probe(mpsc::Sender<probe::Probe>),
     /// Finish what is queued before this, then drop the backend and end
     /// the thread.
     Stop,
@@ -131,10 +131,10 @@ impl WorkerHandle {
 
     /// Probes the backend on its own thread (after the queued jobs), and
     /// waits for the result. Blocking: call it off the async workers.
-    pub fn probe(&self) -> Vec<(Kernel, Line)> {
+    pub fn probe(&self) -> probe::Probe {
         let (tx, rx) = mpsc::channel();
         if self.tx.send(Message::Probe(tx)).is_err() {
-            return Vec::new();
+            return probe::Probe::default();
         }
         rx.recv().unwrap_or_default()
     }

@@ -444,6 +444,18 @@ impl Backend for GpuBackend {
         self.run_repeating(task, keep, 1)
     }
 
+    /// Through the staging path every job uses, 16 MiB each way (the best
+    /// of three).
+    fn transfer_ms_per_byte(&self) -> Option<(f64, f64)> {
+        let mut best: Option<(f64, f64)> = None;
+        for _ in 0..3 {
+            let (up, down, bytes) = self.time_transfers(16 << 20).ok()?;
+            let (up, down) = (up / bytes as f64, down / bytes as f64);
+            best = Some(best.map_or((up, down), |(u, d)| (u.min(up), d.min(down))));
+        }
+        best
+    }
+
     fn fetch(&self, handles: &[Handle]) -> Result<Fetched> {
         let start = Instant::now();
         let mut exec = Exec::new(self);
