@@ -1,6 +1,7 @@
 //! A chain of steps as one pipeline: placed once, run on one backend, the
-//! outputs of each step handed to the next; prints each step's time and
-//! the bytes it moved between host and device.
+//! outputs of each step handed to the next — on the GPU kept in device
+//! memory, so that only x and y go up and only the two results come down;
+//! prints each step's time and the bytes it moved between host and device.
 //!
 //! `cargo run --release --example pipeline [-- cpu|gpu]` (`gpu` accepts a
 //! software adapter).
@@ -23,19 +24,20 @@ fn main() -> anycore::Result<()> {
     let n = 1 << 22;
     let x = Tensor::from_f32((0..n).map(|i| (i % 1000) as f32 * 1e-3).collect());
     let y = Tensor::from_f32(vec![1.0; n]);
-    // y₁ = 2x + y; y₂ = 2x + y₁; … eight times; then the sum and the
-    // histogram of the last.
-    let mut pipeline = Pipeline::new().step(
+    // y₁ = 2x + y; y₂ = 2x + y₁; … eight times (x given once, read by
+    // every step); then the sum and the histogram of the last, over
+    // [0, 20) (a histogram of data on the GPU needs its range given).
+    let mut pipeline = Pipeline::new().input("x", x).step(
         Step::new("axpy1", Kernel::Axpy)
             .param("a", 2)
-            .input("x", x.clone())
+            .input_shared("x", "x")
             .input("y", y),
     );
     for k in 2..=8 {
         pipeline = pipeline.step(
             Step::new(&format!("axpy{k}"), Kernel::Axpy)
                 .param("a", 2)
-                .input("x", x.clone())
+                .input_shared("x", "x")
                 .input_from("y", &format!("axpy{}", k - 1), "out"),
         );
     }
@@ -44,6 +46,8 @@ fn main() -> anycore::Result<()> {
         .step(
             Step::new("counts", Kernel::Histogram)
                 .param("bins", 8)
+                .param("lo", 0)
+                .param("hi", 20)
                 .input_from("x", "axpy8", "out"),
         )
         .output("sum", "sum", "out")

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Posts a matrix product, then a two-step pipeline, to `anycore serve` with
-the standard library only, and checks both against NumPy.
+"""Posts a matrix product, a two-step pipeline, and a chain of jobs on a
+stored tensor to `anycore serve` with the standard library only, and checks
+each against NumPy.
 
 Usage: client_example.py [URL]   (default http://127.0.0.1:7878)
 """
+import io
 import json
 import sys
 import urllib.request
@@ -66,3 +68,24 @@ want, _ = np.histogram(np.float32(2) * x + y, 8, range=(-4, 4))
 print(f"counts {counts}")
 assert counts == want.tolist()
 print("equal to NumPy's histogram of 2x + y")
+
+# Data sent once, used many times: store x as .npy bytes, then chain jobs
+# on it. A kept output stays where it was computed (in GPU memory when the
+# job ran on the GPU) and comes back as {"tensor": ID}; a GET brings it home.
+buffer = io.BytesIO()
+np.save(buffer, x)
+request = urllib.request.Request(f"{url}/v1/tensors", data=buffer.getvalue(),
+                                 headers={"Content-Type": "application/octet-stream"})
+with urllib.request.urlopen(request) as response:
+    x_id = json.load(response)["id"]
+scaled = post("/v1/jobs", {"kernel": "axpy", "params": {"a": 3}, "keep": ["out"],
+                           "inputs": {"x": {"tensor": x_id}, "y": {"tensor": x_id}}})
+scaled_id = scaled["outputs"]["out"]["tensor"]
+total = post("/v1/jobs", {"kernel": "reduce", "inputs": {"x": {"tensor": scaled_id}}})
+moved = scaled["traffic"]["downloaded_bytes"] + total["traffic"]["downloaded_bytes"]
+print(f"4x stored and summed on {total['backend']}: {moved} bytes came home")
+with urllib.request.urlopen(f"{url}/v1/tensors/{scaled_id}") as response:
+    four_x = np.load(io.BytesIO(response.read()))
+assert np.array_equal(four_x, np.float32(3) * x + x)
+assert np.isclose(total["outputs"]["out"]["data"][0], four_x.sum(dtype=np.float64), rtol=1e-4)
+print("the stored result is 3x + x, and its sum matches NumPy's")

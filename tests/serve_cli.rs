@@ -121,7 +121,9 @@ fn run_with_server_matches_local_results_and_sigterm_exits_0() {
             .unwrap();
         let text = String::from_utf8_lossy(&py.stdout);
         assert!(
-            py.status.success() && text.contains("equal to NumPy"),
+            py.status.success()
+                && text.contains("equal to NumPy")
+                && text.contains("its sum matches NumPy"),
             "{text}{}",
             String::from_utf8_lossy(&py.stderr)
         );

@@ -5,6 +5,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anycore::backend::gpu::GpuOptions;
 use anycore::coordinator::cost::CostModel;
 use anycore::engine::{CostModelSource, Engine, EngineConfig};
 use anycore::kernel::random::random_tensor;
@@ -32,8 +33,6 @@ impl Server {
     }
 
     async fn start_with(max_in_flight: usize, service: ServiceConfig) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let config = EngineConfig {
             use_gpu: false,
             cpu_threads: Some(1),
@@ -41,6 +40,12 @@ impl Server {
             cost_model: CostModelSource::Fixed(CostModel::default()),
             ..EngineConfig::default()
         };
+        Server::start_engine(config, service).await
+    }
+
+    async fn start_engine(config: EngineConfig, service: ServiceConfig) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
         let engine = Arc::new(Engine::start(config).await.unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, engine, service, async {
@@ -702,5 +707,76 @@ async fn keeping_is_all_or_nothing_and_limits_come_first() {
         body.contains("in a file or a batch line also a .npy path"),
         "{body}"
     );
+    server.stop().await;
+}
+
+/// On the GPU a stored tensor is uploaded once and a kept output stays in
+/// device memory: the jobs' reports say what moved, and GET brings the
+/// result home.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_tensors_stay_on_the_gpu_between_jobs() {
+    let config = EngineConfig {
+        gpu: GpuOptions {
+            allow_software: true,
+            ..GpuOptions::default()
+        },
+        cost_model: CostModelSource::Fixed(CostModel::default()),
+        ..EngineConfig::default()
+    };
+    let server = Server::start_engine(config, ServiceConfig::default()).await;
+    let (_, _, devices) = server.call("GET", "/v1/devices", None).await;
+    if !devices.contains("\"gpu\"") && std::env::var("ANYCORE_REQUIRE_GPU_TESTS").is_err() {
+        return server.stop().await;
+    }
+    let n = 50_000;
+    let x = random_tensor(DType::F32, &[n], 11).unwrap();
+    let (status, body) = server
+        .bytes("/v1/tensors", Some(anycore::tensor::npy::to_bytes(&x)))
+        .await;
+    assert_eq!(status, 201);
+    let xid = serde_json::from_slice::<Value>(&body).unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let post = |job: Value| {
+        let server = &server;
+        async move {
+            let (status, _, body) = server.call("POST", "/v1/jobs", Some(job.to_string())).await;
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_str::<Value>(&body).unwrap()
+        }
+    };
+    let scaled = post(
+        json!({"kernel": "axpy", "params": {"a": 3}, "backend": "gpu",
+                             "keep": ["out"],
+                             "inputs": {"x": {"tensor": xid}, "y": {"tensor": xid}}}),
+    )
+    .await;
+    assert_eq!(
+        scaled["traffic"]["uploaded_bytes"],
+        json!(4 * n),
+        "x once, for x and y"
+    );
+    assert_eq!(
+        scaled["traffic"]["downloaded_bytes"],
+        json!(0),
+        "kept on the GPU"
+    );
+    let sid = scaled["outputs"]["out"]["tensor"].as_u64().unwrap();
+    let total = post(json!({"kernel": "reduce", "backend": "gpu",
+                            "inputs": {"x": {"tensor": sid}}}))
+    .await;
+    assert_eq!(
+        total["traffic"]["uploaded_bytes"],
+        json!(0),
+        "read in place"
+    );
+    let (status, back) = server.bytes(&format!("/v1/tensors/{sid}"), None).await;
+    assert_eq!(status, 200);
+    let got = anycore::tensor::npy::from_bytes(&back).unwrap();
+    let want: Vec<f32> = x.as_f32().unwrap().iter().map(|&v| 3.0 * v + v).collect();
+    assert_close("kept on the GPU", got.as_f32().unwrap(), &want, 1e-6);
+    let sum: f64 = want.iter().map(|&v| f64::from(v)).sum();
+    let gpu_sum = total["outputs"]["out"]["data"][0].as_f64().unwrap();
+    assert!((gpu_sum - sum).abs() <= 1e-5 * want.iter().map(|v| v.abs() as f64).sum::<f64>());
     server.stop().await;
 }
