@@ -474,6 +474,7 @@ impl Coordinator {
             if !item.bring_home.is_empty() {
                 match &self.gpu {
                     Some(gpu) => return gpu.send(item),
+                    // Only another engine's GPU can hold it.
                     None => return worker.fail(item, foreign()),
                 }
             }
@@ -484,7 +485,11 @@ impl Coordinator {
     /// Chooses a worker for a job or a pipeline and says why.
     fn place(&self, work: &Placing, choice: BackendChoice) -> Result<(&WorkerHandle, String, f64)> {
         let model = self.model.lock().unwrap_or_else(|e| e.into_inner());
-        let moves = work.moves();
+        // Where the data is matters only where there is a choice to make.
+        let moves = match (choice, &self.gpu) {
+            (BackendChoice::Auto, Some(_)) => work.moves(),
+            _ => Moves::default(),
+        };
         let predict = |w: &WorkerHandle| {
             let lines: Option<Vec<cost::Line>> = match work {
                 Placing::Job(task) => model.line(w.kind, task.kernel()).map(|l| vec![l]),
