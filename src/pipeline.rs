@@ -455,6 +455,7 @@ impl CheckedPipeline {
         let fetched = fetch(&handles)?;
         drop(handles);
         timings.download += fetched.download_ms;
+        timings.compute += fetched.compute_ms;
         traffic.add(&fetched.traffic);
         let outputs = home
             .into_iter()

@@ -318,3 +318,61 @@ fn auto_placement_counts_where_the_data_is() {
     let want: Vec<f32> = f32s(&kept_data).iter().map(|&v| 2.0 * v).collect();
     assert_eq!(f32s(&doubled), &want[..]);
 }
+
+/// A pipeline whose data is already on the GPU, its result kept there,
+/// moves nothing and goes to the device as one submission; its result is
+/// what the CPU computes.
+#[test]
+fn a_resident_pipeline_is_one_submission() {
+    let engine = small_bindings();
+    if !engine.engine().coordinator().has_gpu() {
+        return;
+    }
+    let mut rng = rng();
+    let n = rng.random_range(50_000..200_000);
+    let (x, y) = (
+        Handle::from(random_f32(&mut rng, n)),
+        Handle::from(random_f32(&mut rng, n)),
+    );
+    // Put both on the device.
+    for h in [&x, &y] {
+        let job = Job::new(Kernel::Reduce).input("x", h.clone());
+        engine.run_on(job, BackendChoice::Gpu).unwrap();
+    }
+    let chain = |keep: bool| {
+        let mut p = Pipeline::new().input("x", x.clone()).step(
+            Step::new("s0", Kernel::Axpy)
+                .param("a", 0.5)
+                .input_shared("x", "x")
+                .input("y", y.clone()),
+        );
+        for i in 1..8 {
+            p = p.step(
+                Step::new(&format!("s{i}"), Kernel::Axpy)
+                    .param("a", 0.5)
+                    .input_shared("x", "x")
+                    .input_from("y", &format!("s{}", i - 1), "out"),
+            );
+        }
+        let p = p.output("out", "s7", "out");
+        if keep { p.keep("out") } else { p }
+    };
+    let report = engine
+        .run_pipeline_on(chain(true), BackendChoice::Gpu)
+        .unwrap();
+    let t = report.traffic;
+    assert_eq!(
+        (t.uploaded_bytes, t.downloaded_bytes, t.submissions),
+        (0, 0, 1),
+        "{t:?}"
+    );
+    let got = engine.read(&report.kept["out"]).unwrap();
+    let want = engine
+        .run_pipeline_on(chain(false), BackendChoice::Cpu)
+        .unwrap();
+    let close = f32s(&got)
+        .iter()
+        .zip(f32s(&want.outputs["out"]))
+        .all(|(&g, &w)| (g - w).abs() <= 1e-5 * w.abs().max(1.0));
+    assert!(close, "the GPU's chain differs from the CPU's");
+}

@@ -152,13 +152,15 @@ impl Run {
     }
 }
 
-/// What bringing handles' data home took.
+/// What bringing handles' data home (or finishing a batch) took.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fetched {
     /// The whole fetch, in milliseconds.
     pub ms: f64,
     /// Of which device-to-host copies.
     pub download_ms: f64,
+    /// Of which waiting for recorded kernels to finish.
+    pub compute_ms: f64,
     /// What moved.
     pub traffic: Traffic,
 }
@@ -188,6 +190,14 @@ pub trait Backend: Send + Sync {
     /// memory of its own.
     fn transfer_ms_per_byte(&self) -> Option<(f64, f64)> {
         None
+    }
+    /// Runs `run` (several tasks, a pipeline's steps) as one batch where
+    /// the backend can: the GPU records their dispatches into as few
+    /// submissions as their transfers allow, and waits for the rest at the
+    /// end. What that last wait took comes back.
+    fn batched(&self, run: &mut dyn FnMut()) -> Result<Fetched> {
+        run();
+        Ok(Fetched::default())
     }
     /// Brings each handle's data into host memory where it is not there
     /// yet (keeping the device copy too). A backend without device memory

@@ -33,7 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use std::collections::BTreeMap;
 
 use self::cost::CostModel;
-use self::worker::{Item, Work, WorkerHandle};
+use self::worker::{Item, Place, Work, WorkerHandle};
 use crate::backend::{Backend, BackendChoice, BackendKind, Fetched, Timings, Traffic};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Outputs, Task};
@@ -333,7 +333,7 @@ impl Coordinator {
             cancelled: Arc::default(),
             bring_home: Vec::new(),
             fetched: Fetched::default(),
-            _permit: permit,
+            _permit: Place::new(permit),
         });
         rx.await.unwrap_or(Err(Error::ShuttingDown))
     }
@@ -402,7 +402,7 @@ impl Coordinator {
                 cancelled: Arc::default(),
                 bring_home: Vec::new(),
                 fetched: Fetched::default(),
-                _permit: permit,
+                _permit: Place::new(permit),
             },
         );
         rx.await.unwrap_or(Err(Error::ShuttingDown))
@@ -456,7 +456,7 @@ impl Coordinator {
                 cancelled: Arc::clone(&cancelled),
                 bring_home: Vec::new(),
                 fetched: Fetched::default(),
-                _permit: permit,
+                _permit: Place::new(permit),
             },
         );
         Ok(JobHandle {

@@ -46,9 +46,48 @@ pub(super) struct Item {
     pub bring_home: Vec<Handle>,
     /// What bringing them home took, for the report.
     pub fetched: Fetched,
-    /// Held until the work is answered: it is its place in the bound on
-    /// work in flight.
-    pub _permit: OwnedSemaphorePermit,
+    /// Held until the work is answered: its place in the bound on work in
+    /// flight and in its worker's backlog.
+    pub _permit: Place,
+}
+
+/// A piece of work's place in the bound on work in flight and, once
+/// queued, in its worker's predicted backlog: both freed when it drops,
+/// which is before its answer goes out, so that whoever hears back (and
+/// places the next job) sees the work gone.
+pub(super) struct Place {
+    _permit: OwnedSemaphorePermit,
+    backlog: Option<(Arc<AtomicU64>, u64)>,
+}
+
+impl Place {
+    /// A place in the bound on work in flight, in no backlog yet.
+    pub fn new(permit: OwnedSemaphorePermit) -> Self {
+        Place {
+            _permit: permit,
+            backlog: None,
+        }
+    }
+
+    /// Counts `us` of predicted work in `backlog` (leaving the backlog it
+    /// was in, for work passed from one worker to another).
+    fn queue(&mut self, backlog: &Arc<AtomicU64>, us: u64) {
+        backlog.fetch_add(us, Ordering::Relaxed);
+        self.leave();
+        self.backlog = Some((Arc::clone(backlog), us));
+    }
+
+    fn leave(&mut self) {
+        if let Some((backlog, us)) = self.backlog.take() {
+            backlog.fetch_sub(us, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.leave();
+    }
 }
 
 /// What an item runs, and where its answer goes.
@@ -106,16 +145,15 @@ impl WorkerHandle {
     }
 
     /// Queues a job. If the worker is gone, the job is answered with an error.
-    pub fn send(&self, item: Item) {
-        self.backlog_us
-            .fetch_add(to_us(item.predicted_ms), Ordering::Relaxed);
+    pub fn send(&self, mut item: Item) {
+        // The work stays in the backlog until it is answered.
+        item._permit
+            .queue(&self.backlog_us, to_us(item.predicted_ms));
         self.queued.fetch_add(1, Ordering::Relaxed);
         if let Err(mpsc::SendError(Message::Run(item))) = self.tx.send(Message::Run(Box::new(item)))
         {
-            self.backlog_us
-                .fetch_sub(to_us(item.predicted_ms), Ordering::Relaxed);
             self.queued.fetch_sub(1, Ordering::Relaxed);
-            item.work.fail(Error::ShuttingDown);
+            answer_item(*item, Error::ShuttingDown);
         }
     }
 
@@ -158,7 +196,7 @@ pub(super) fn spawn(
     let (ready_tx, ready_rx) = mpsc::channel();
     let backlog_us = Arc::<AtomicU64>::default();
     let queued = Arc::<AtomicUsize>::default();
-    let (backlog, waiting) = (Arc::clone(&backlog_us), Arc::clone(&queued));
+    let waiting = Arc::clone(&queued);
     let thread = std::thread::Builder::new()
         // Only the GPU worker has a fallback; the kind is not known before `open`.
         .name(format!(
@@ -175,17 +213,13 @@ pub(super) fn spawn(
             };
             let _ = ready_tx.send(Ok((backend.kind(), backend.device())));
             let serving = Arc::clone(&backend);
-            let (model, waiting, backlog) = (&model, &waiting, &backlog);
+            let (model, waiting) = (&model, &waiting);
             serving.host(&mut move || {
                 for message in rx.iter() {
                     match message {
                         Message::Run(item) => {
-                            let item = *item;
                             waiting.fetch_sub(1, Ordering::Relaxed);
-                            // The running job stays in the backlog until it is done.
-                            let predicted = to_us(item.predicted_ms);
-                            run_one(&*backend, model, fallback.as_ref(), item);
-                            backlog.fetch_sub(predicted, Ordering::Relaxed);
+                            run_one(&*backend, model, fallback.as_ref(), *item);
                         }
                         Message::Probe(reply) => {
                             let _ = reply.send(probe::probe(&*backend));
@@ -268,11 +302,25 @@ fn run_one(
             // where it may have to run again (handles: no data copied),
             // and its steps handed over.
             let kept = keep.then(|| pipeline.clone());
+            // One batch: on the GPU, the steps' dispatches go in as few
+            // submissions as their transfers allow.
             let run = catch(|| {
-                pipeline.run(
-                    |task, keep| run_task(backend, model, task, keep, false).0,
-                    |handles| backend.fetch(handles),
-                )
+                let mut run = None;
+                let mut steps = Some(pipeline);
+                let last = backend.batched(&mut || {
+                    if let Some(p) = steps.take() {
+                        run = Some(p.run(
+                            |task, keep| run_task(backend, model, task, keep, false).0,
+                            |handles| backend.fetch(handles),
+                        ));
+                    }
+                })?;
+                let mut run =
+                    run.unwrap_or_else(|| Err(Error::Internal("no pipeline ran".into())))?;
+                run.timings.compute += last.compute_ms;
+                run.timings.total += last.ms;
+                run.traffic.add(&last.traffic);
+                Ok(run)
             });
             (
                 run.map(Done::Pipeline),
@@ -471,7 +519,7 @@ impl Reply {
 
 /// Frees the work's place, then replies: a caller that hears back already
 /// sees the work gone from the count in flight.
-fn answer(permit: OwnedSemaphorePermit, reply: impl FnOnce()) {
+fn answer(permit: Place, reply: impl FnOnce()) {
     drop(permit);
     reply();
 }

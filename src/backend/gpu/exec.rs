@@ -81,6 +81,9 @@ pub(super) struct Exec<'g> {
     pinned: Vec<u64>,
     /// Why something was not kept on the device, for the job's report.
     note: Option<String>,
+    /// Record compute passes into the backend's batch instead of
+    /// submitting them ([`GpuBackend::batched`]).
+    defer: bool,
 }
 
 /// Where one input of a run is: a buffer holding all of it on the device,
@@ -141,6 +144,21 @@ impl<'g> Exec<'g> {
             kept: BTreeMap::new(),
             pinned: Vec::new(),
             note: None,
+            defer: gpu.batching(),
+        }
+    }
+
+    /// Submits and waits for every compute call of this run, also inside a
+    /// batch (whose passes recorded so far go first): for timing kernels.
+    pub fn immediate(&mut self) {
+        self.defer = false;
+    }
+
+    /// Submits the batch's passes recorded so far, before a transfer or an
+    /// immediate dispatch that must come after them in the queue.
+    fn submit_batch(&mut self) {
+        if self.gpu.submit_batch() {
+            self.traffic.submissions += 1;
         }
     }
 
@@ -331,6 +349,11 @@ impl<'g> Exec<'g> {
     /// ask for it, so that an element a kernel forgets shows.
     fn poison(&self, buf: &wgpu::Buffer, bytes: u64) {
         if self.gpu.poison {
+            // A write lands before the next submission's passes: the
+            // batch's recorded ones go first, as they may still read this
+            // buffer's last contents (it came back to the pool). Not
+            // counted: poisoning is not the job's traffic.
+            self.gpu.submit_batch();
             self.gpu
                 .queue
                 .write_buffer(buf, 0, &vec![0xFF; bytes as usize]);
@@ -340,6 +363,7 @@ impl<'g> Exec<'g> {
     /// Copies host data into buffers (each from offset 0) through the
     /// staging ring, and waits.
     pub fn upload(&mut self, writes: &[(&wgpu::Buffer, &[u8])]) -> Result<()> {
+        self.submit_batch();
         let start = Instant::now();
         let gpu = self.gpu;
         let submissions =
@@ -351,8 +375,20 @@ impl<'g> Exec<'g> {
         Ok(())
     }
 
-    /// Records the passes in order, submits them and waits.
+    /// Records the passes in order, submits them and waits — or, inside
+    /// a batch, only records them into it (the batch is submitted before
+    /// the next transfer, or at its end).
     pub fn compute(&mut self, passes: &[Pass]) -> Result<()> {
+        if self.defer {
+            let start = Instant::now();
+            let mut batch = lock(&self.gpu.batch);
+            let encoder = batch
+                .get_or_insert_with(|| self.gpu.device.create_command_encoder(&Default::default()));
+            self.record(encoder, passes, None);
+            self.timings.compute += ms_since(start);
+            return Ok(());
+        }
+        self.submit_batch();
         let start = Instant::now();
         let device = &self.gpu.device;
         let timer = self
@@ -361,10 +397,35 @@ impl<'g> Exec<'g> {
             .as_ref()
             .map(|free| lock(free).pop().unwrap_or_else(|| timer::Kit::new(device)));
         let mut encoder = device.create_command_encoder(&Default::default());
+        self.record(&mut encoder, passes, timer.as_ref());
+        if let Some(kit) = &timer {
+            kit.resolve(&mut encoder);
+        }
+        self.gpu.queue.submit([encoder.finish()]);
+        self.traffic.submissions += 1;
+        self.wait()?;
+        if let (Some(kit), Some(free)) = (timer, &self.gpu.timers) {
+            let ms = kit.read_ms(device, self.gpu.timestamp_period)? / f64::from(self.repeats);
+            *self.timings.kernel_device.get_or_insert(0.0) += ms;
+            lock(free).push(kit);
+        }
+        self.timings.compute += ms_since(start) / f64::from(self.repeats);
+        Ok(())
+    }
+
+    /// Records one compute pass of `passes` (each repeated as
+    /// [`Exec::repeat_compute`] says) into `encoder`, timed by `timer`.
+    fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        passes: &[Pass],
+        timer: Option<&timer::Kit>,
+    ) {
+        let device = &self.gpu.device;
         {
             let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: None,
-                timestamp_writes: timer.as_ref().map(timer::Kit::writes),
+                timestamp_writes: timer.map(timer::Kit::writes),
             });
             let mut groups = Vec::with_capacity(passes.len());
             for pass in passes {
@@ -406,19 +467,6 @@ impl<'g> Exec<'g> {
                 }
             }
         }
-        if let Some(kit) = &timer {
-            kit.resolve(&mut encoder);
-        }
-        self.gpu.queue.submit([encoder.finish()]);
-        self.traffic.submissions += 1;
-        self.wait()?;
-        if let (Some(kit), Some(free)) = (timer, &self.gpu.timers) {
-            let ms = kit.read_ms(device, self.gpu.timestamp_period)? / f64::from(self.repeats);
-            *self.timings.kernel_device.get_or_insert(0.0) += ms;
-            lock(free).push(kit);
-        }
-        self.timings.compute += ms_since(start) / f64::from(self.repeats);
-        Ok(())
     }
 
     /// Copies `bytes` between `a` and `b` on the device `reps` times (back
@@ -432,6 +480,7 @@ impl<'g> Exec<'g> {
         bytes: u64,
         reps: u32,
     ) -> Result<f64> {
+        self.submit_batch();
         let start = Instant::now();
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         for i in 0..reps {
@@ -455,6 +504,7 @@ impl<'g> Exec<'g> {
         if bytes == 0 {
             return Ok(());
         }
+        self.submit_batch();
         let start = Instant::now();
         let gpu = self.gpu;
         let submissions = gpu.staging.download(

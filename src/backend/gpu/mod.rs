@@ -156,6 +156,10 @@ pub struct GpuBackend {
     timers: Option<Mutex<Vec<timer::Kit>>>,
     timestamp_period: f32,
     lost: Arc<Mutex<Option<String>>>,
+    /// Inside [`GpuBackend::batched`]: compute passes are recorded into
+    /// `batch` instead of being submitted one call at a time.
+    batching: std::sync::atomic::AtomicBool,
+    batch: Mutex<Option<wgpu::CommandEncoder>>,
 }
 
 impl GpuBackend {
@@ -233,6 +237,8 @@ impl GpuBackend {
             timers: timestamps.then(Mutex::default),
             timestamp_period,
             lost,
+            batching: Default::default(),
+            batch: Mutex::default(),
         })
     }
 
@@ -301,6 +307,22 @@ impl GpuBackend {
         }
         let (t, _) = exec.finish();
         Ok((t.upload, t.download, bytes))
+    }
+
+    /// Whether compute passes are being recorded into a batch.
+    fn batching(&self) -> bool {
+        self.batching.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Submits the batch's passes recorded so far, if any (true then).
+    fn submit_batch(&self) -> bool {
+        match lock(&self.batch).take() {
+            Some(encoder) => {
+                self.queue.submit([encoder.finish()]);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Elements of `elem_bytes` bytes that fit one storage binding.
@@ -456,6 +478,57 @@ impl Backend for GpuBackend {
         best
     }
 
+    /// Records every dispatch `run` makes into as few submissions as its
+    /// transfers allow: passes are recorded, not submitted, until a
+    /// transfer needs them done (an upload into a reused buffer, a
+    /// download) or `run` ends; then the rest is submitted and waited for.
+    /// A pipeline's steps on data kept on the device become one submission.
+    /// (Inside, a step's `compute` time is its recording; the device's time
+    /// lands on the transfer that waits for it, or on this last wait.)
+    fn batched(&self, run: &mut dyn FnMut()) -> Result<Fetched> {
+        /// Ends the batch also when `run` panics.
+        struct Batching<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Batching<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.batching
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let guard = Batching(&self.batching);
+        run();
+        drop(guard);
+        let start = Instant::now();
+        let scopes = [
+            self.device.push_error_scope(wgpu::ErrorFilter::Validation),
+            self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
+            self.device.push_error_scope(wgpu::ErrorFilter::Internal),
+        ];
+        let submitted = self.submit_batch();
+        let waited = self
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")));
+        if let Some(e) = scopes
+            .into_iter()
+            .rev()
+            .find_map(|s| pollster::block_on(s.pop()))
+        {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        waited?;
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        Ok(Fetched {
+            ms,
+            compute_ms: ms,
+            traffic: super::Traffic {
+                submissions: u64::from(submitted),
+                ..Default::default()
+            },
+            ..Fetched::default()
+        })
+    }
+
     fn fetch(&self, handles: &[Handle]) -> Result<Fetched> {
         let start = Instant::now();
         let mut exec = Exec::new(self);
@@ -466,6 +539,7 @@ impl Backend for GpuBackend {
         Ok(Fetched {
             ms: start.elapsed().as_secs_f64() * 1e3,
             download_ms: timings.download,
+            compute_ms: timings.compute,
             traffic,
         })
     }

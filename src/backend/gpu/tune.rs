@@ -493,6 +493,8 @@ fn tune(gpu: &GpuBackend, problem: &Problem, candidates: &[&'static Variant]) ->
                 .map(|_| pass(&pipeline, problem.a, problem.b, &c, shape, v.tile))
                 .collect();
             let mut exec = Exec::new(gpu);
+            // Timed: submitted and waited for, also inside a pipeline's batch.
+            exec.immediate();
             exec.compute(&passes)?;
             let (t, _) = exec.finish();
             let device = t.kernel_device.filter(|d| *d > 0.0);
