@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::backend::{Fetched, Run, Timings, Traffic};
+use crate::backend::{Backend, Fetched, Run, Timings, Traffic};
 use crate::error::{Error, Result};
 use crate::kernel::{Job, Kernel, Outputs, Plan, Task};
 use crate::tensor::{Handle, Spec, Tensor};
@@ -365,6 +365,30 @@ impl CheckedPipeline {
             _ => None,
         })
         .sum()
+    }
+
+    /// Runs the pipeline on `backend` as one batch (on the GPU, its
+    /// dispatches in as few submissions as its transfers allow), each step
+    /// through `step` (which runs a task there, keeping the outputs named:
+    /// the coordinator's also teaches its cost model).
+    pub fn run_on(
+        self,
+        backend: &dyn Backend,
+        mut step: impl FnMut(Task, &[String]) -> Result<Run>,
+    ) -> Result<PipelineRun> {
+        let mut pipeline = Some(self);
+        let mut done = None;
+        let last = backend.batched(&mut || {
+            if let Some(p) = pipeline.take() {
+                done = Some(p.run(&mut step, |handles| backend.fetch(handles)));
+            }
+        })?;
+        let mut run =
+            done.unwrap_or_else(|| Err(Error::Internal("the batch ran nothing".into())))?;
+        run.timings.compute += last.compute_ms;
+        run.timings.total += last.ms;
+        run.traffic.add(&last.traffic);
+        Ok(run)
     }
 
     /// Runs the steps in order, each through `run` (which runs one task on

@@ -302,25 +302,10 @@ fn run_one(
             // where it may have to run again (handles: no data copied),
             // and its steps handed over.
             let kept = keep.then(|| pipeline.clone());
-            // One batch: on the GPU, the steps' dispatches go in as few
-            // submissions as their transfers allow.
             let run = catch(|| {
-                let mut run = None;
-                let mut steps = Some(pipeline);
-                let last = backend.batched(&mut || {
-                    if let Some(p) = steps.take() {
-                        run = Some(p.run(
-                            |task, keep| run_task(backend, model, task, keep, false).0,
-                            |handles| backend.fetch(handles),
-                        ));
-                    }
-                })?;
-                let mut run =
-                    run.unwrap_or_else(|| Err(Error::Internal("no pipeline ran".into())))?;
-                run.timings.compute += last.compute_ms;
-                run.timings.total += last.ms;
-                run.traffic.add(&last.traffic);
-                Ok(run)
+                pipeline.run_on(backend, |task, keep| {
+                    run_task(backend, model, task, keep, false).0
+                })
             });
             (
                 run.map(Done::Pipeline),
