@@ -376,3 +376,27 @@ fn a_resident_pipeline_is_one_submission() {
         .all(|(&g, &w)| (g - w).abs() <= 1e-5 * w.abs().max(1.0));
     assert!(close, "the GPU's chain differs from the CPU's");
 }
+
+/// A handle kept on the GPU outlives its engine: the engine brings it home
+/// as it stops.
+#[test]
+fn kept_handles_come_home_when_the_engine_stops() {
+    let engine = common::engine(GpuOptions::default());
+    if !engine.engine().coordinator().has_gpu() {
+        return;
+    }
+    let mut rng = rng();
+    let n = rng.random_range(1_000..100_000);
+    let x = random_f32(&mut rng, n);
+    let job = Job::new(Kernel::Axpy)
+        .param("a", 1)
+        .input("x", x.clone())
+        .input("y", x.clone())
+        .keep("out");
+    let kept = engine.run_on(job, BackendChoice::Gpu).unwrap().kept["out"].clone();
+    assert!(!kept.location().host);
+    drop(engine);
+    let want: Vec<f32> = x.iter().map(|&v| v + v).collect();
+    assert!(!kept.location().device);
+    assert_eq!(kept.f32s(), &want[..]);
+}

@@ -184,11 +184,8 @@ impl<'g> Exec<'g> {
         }
         let host = self.host(h)?;
         let padded = host.as_bytes().len().next_multiple_of(16) as u64;
-        if h.is_shared()
-            && host.dtype() != DType::U8
-            && padded <= gpu.limits.max_buffer_size
-            && self.make_room(padded)?
-        {
+        let keepable = h.is_shared() && host.dtype() != DType::U8;
+        if keepable && padded <= gpu.limits.max_buffer_size && self.make_room(padded)? {
             let buf = gpu
                 .pool
                 .take(&gpu.device, STORAGE, padded, gpu.limits.max_buffer_size);
@@ -199,6 +196,14 @@ impl<'g> Exec<'g> {
                 host: &[],
                 scratch: None,
             });
+        }
+        if keepable {
+            self.note = Some(format!(
+                "an input ({} MiB) was streamed through staging, not kept on the GPU: it is \
+                 larger than the GPU's budget of {} MiB for kept tensors (or its largest buffer)",
+                padded >> 20,
+                gpu.residency.budget() >> 20
+            ));
         }
         let scratch = self.storage(chunk_bytes.min(padded).max(16));
         Ok(Source {

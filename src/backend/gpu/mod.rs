@@ -545,6 +545,30 @@ impl Backend for GpuBackend {
     }
 }
 
+impl Drop for GpuBackend {
+    /// Brings every tensor kept on the device home before the device goes
+    /// (on the worker's thread, which made it): a handle a program still
+    /// holds stays readable, and no buffer outlives its device on another
+    /// thread.
+    fn drop(&mut self) {
+        let live = self.residency.all();
+        if live.is_empty() {
+            return;
+        }
+        let mut exec = Exec::new(self);
+        for h in &live {
+            if let Err(e) = exec.host(h) {
+                log::error!(
+                    "a kept tensor ({}) is lost with the GPU: {e}",
+                    h.spec().describe()
+                );
+            }
+            self.residency.evict(h);
+        }
+        exec.discard();
+    }
+}
+
 impl GpuBackend {
     /// Milliseconds per run of `task`'s kernels when they run `repeats`
     /// times back to back on data already on the device (one upload, one

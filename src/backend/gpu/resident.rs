@@ -166,6 +166,17 @@ impl Residency {
         })
     }
 
+    /// Every live handle with a copy on this device.
+    pub fn all(&self) -> Vec<Handle> {
+        let table = lock(&self.table);
+        table
+            .entries
+            .values()
+            .filter_map(|(weak, _)| weak.upgrade())
+            .filter(|h| self.buffer_of(h))
+            .collect()
+    }
+
     /// Drops `handle`'s device copy (its host copy must exist by now).
     pub fn evict(&self, handle: &Handle) {
         handle.set_device(None);
