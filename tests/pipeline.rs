@@ -22,29 +22,10 @@ fn bits(outputs: &Outputs, name: &str) -> Vec<u8> {
     outputs[name].data().as_bytes().to_vec()
 }
 
-/// scaled = 2·x + y; again = -0.5·scaled + x; total = Σ again; sorted =
-/// sort(scaled): steps reading earlier steps' outputs, one output read
-/// twice and returned too; x given once to the pipeline, read by two steps.
+/// The three steps of [`common::three_steps`], then sorted = sort(scaled):
+/// one output read twice and returned too.
 fn chain(x: &Tensor, y: &Tensor) -> Pipeline {
-    Pipeline::new()
-        .input("x", x.clone())
-        .step(
-            Step::new("scaled", Kernel::Axpy)
-                .param("a", 2)
-                .input_shared("x", "x")
-                .input("y", y.clone()),
-        )
-        .step(
-            Step::new("again", Kernel::Axpy)
-                .param("a", -0.5)
-                .input_from("x", "scaled", "out")
-                .input_shared("y", "x"),
-        )
-        .step(
-            Step::new("total", Kernel::Reduce)
-                .param("op", "sum")
-                .input_from("x", "again", "out"),
-        )
+    common::three_steps(x, y)
         .step(Step::new("sorted", Kernel::Sort).input_from("keys", "scaled", "out"))
         .output("sum", "total", "out")
         .output("scaled", "scaled", "out")

@@ -30,29 +30,9 @@ fn f32s(t: &Tensor) -> &[f32] {
     t.as_f32().expect("f32 output")
 }
 
-/// scaled = 2·x + y; again = -0.5·scaled + x; total = Σ again; x read by
-/// two steps, only `total` asked for.
+/// [`common::three_steps`], only `total` asked for.
 fn three_steps(x: &Tensor, y: &Tensor) -> Pipeline {
-    Pipeline::new()
-        .input("x", x.clone())
-        .step(
-            Step::new("scaled", Kernel::Axpy)
-                .param("a", 2)
-                .input_shared("x", "x")
-                .input("y", y.clone()),
-        )
-        .step(
-            Step::new("again", Kernel::Axpy)
-                .param("a", -0.5)
-                .input_from("x", "scaled", "out")
-                .input_shared("y", "x"),
-        )
-        .step(
-            Step::new("total", Kernel::Reduce)
-                .param("op", "sum")
-                .input_from("x", "again", "out"),
-        )
-        .output("total", "total", "out")
+    common::three_steps(x, y).output("total", "total", "out")
 }
 
 /// The three steps as separate jobs, each result brought home.

@@ -26,14 +26,13 @@ mod worker;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use std::collections::BTreeMap;
 
 use self::cost::CostModel;
-use self::worker::{Item, Place, Work, WorkerHandle};
+use self::worker::{Item, Work, WorkerHandle};
 use crate::backend::{Backend, BackendChoice, BackendKind, Fetched, Timings, Traffic};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Outputs, Task};
@@ -325,16 +324,8 @@ impl Coordinator {
         };
         let permit = self.permit().await?;
         let (tx, rx) = oneshot::channel();
-        gpu.send(Item {
-            work: Work::Fetch(away, tx),
-            reason: String::new(),
-            predicted_ms: 0.0,
-            queued_at: Instant::now(),
-            cancelled: Arc::default(),
-            bring_home: Vec::new(),
-            fetched: Fetched::default(),
-            _permit: Place::new(permit),
-        });
+        let work = Work::Fetch(away, tx);
+        gpu.send(Item::new(work, String::new(), 0.0, Arc::default(), permit));
         rx.await.unwrap_or(Err(Error::ShuttingDown))
     }
 
@@ -392,19 +383,9 @@ impl Coordinator {
     ) -> Result<PipelineReport> {
         let (worker, reason, predicted_ms) = self.place(&Placing::Pipeline(&pipeline), choice)?;
         let (tx, rx) = oneshot::channel();
-        self.send(
-            worker,
-            Item {
-                work: Work::Pipeline(pipeline, tx),
-                reason,
-                predicted_ms,
-                queued_at: Instant::now(),
-                cancelled: Arc::default(),
-                bring_home: Vec::new(),
-                fetched: Fetched::default(),
-                _permit: Place::new(permit),
-            },
-        );
+        let work = Work::Pipeline(pipeline, tx);
+        let item = Item::new(work, reason, predicted_ms, Arc::default(), permit);
+        self.send(worker, item);
         rx.await.unwrap_or(Err(Error::ShuttingDown))
     }
 
@@ -446,19 +427,9 @@ impl Coordinator {
         let (worker, reason, predicted_ms) = self.place(&Placing::Job(&task), choice)?;
         let (tx, rx) = oneshot::channel();
         let cancelled = Arc::new(AtomicBool::new(false));
-        self.send(
-            worker,
-            Item {
-                work: Work::Job(task, keep, tx),
-                reason,
-                predicted_ms,
-                queued_at: Instant::now(),
-                cancelled: Arc::clone(&cancelled),
-                bring_home: Vec::new(),
-                fetched: Fetched::default(),
-                _permit: Place::new(permit),
-            },
-        );
+        let work = Work::Job(task, keep, tx);
+        let item = Item::new(work, reason, predicted_ms, Arc::clone(&cancelled), permit);
+        self.send(worker, item);
         Ok(JobHandle {
             reply: rx,
             cancelled,

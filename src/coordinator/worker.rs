@@ -51,6 +51,28 @@ pub(super) struct Item {
     pub _permit: Place,
 }
 
+impl Item {
+    /// Work to queue, in the place `permit` holds, not started yet.
+    pub fn new(
+        work: Work,
+        reason: String,
+        predicted_ms: f64,
+        cancelled: Arc<AtomicBool>,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
+        Item {
+            work,
+            reason,
+            predicted_ms,
+            queued_at: Instant::now(),
+            cancelled,
+            bring_home: Vec::new(),
+            fetched: Fetched::default(),
+            _permit: Place::new(permit),
+        }
+    }
+}
+
 /// A piece of work's place in the bound on work in flight and, once
 /// queued, in its worker's predicted backlog: both freed when it drops,
 /// which is before its answer goes out, so that whoever hears back (and

@@ -10,6 +10,9 @@ use anycore::backend::gpu::{GpuBackend, GpuOptions};
 use anycore::backend::{Backend, BackendChoice};
 use anycore::coordinator::cost::CostModel;
 use anycore::engine::{BlockingEngine, CostModelSource, EngineConfig};
+use anycore::kernel::Kernel;
+use anycore::pipeline::{Pipeline, Step};
+use anycore::tensor::Tensor;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -112,6 +115,31 @@ pub fn engine(gpu: GpuOptions) -> BlockingEngine {
         );
     }
     engine
+}
+
+/// scaled = 2·x + y; again = -0.5·scaled + x; total = Σ again: steps
+/// reading earlier steps' outputs, x given once to the pipeline and read by
+/// two steps; no outputs asked for yet.
+pub fn three_steps(x: &Tensor, y: &Tensor) -> Pipeline {
+    Pipeline::new()
+        .input("x", x.clone())
+        .step(
+            Step::new("scaled", Kernel::Axpy)
+                .param("a", 2)
+                .input_shared("x", "x")
+                .input("y", y.clone()),
+        )
+        .step(
+            Step::new("again", Kernel::Axpy)
+                .param("a", -0.5)
+                .input_from("x", "scaled", "out")
+                .input_shared("y", "x"),
+        )
+        .step(
+            Step::new("total", Kernel::Reduce)
+                .param("op", "sum")
+                .input_from("x", "again", "out"),
+        )
 }
 
 /// The backends an engine has: the CPU, and the GPU when there is one.
