@@ -122,7 +122,7 @@ run_tests() {
         # The card's time goes to the binaries that run shaders; the rest
         # (CLI, service, batch) test the CPU path, which CI covers.
         case $name in
-            test-shaders | test-scan_sort_histogram | test-bench_cli | test-numpy_oracle | test-coordinator) entries+=("$name") ;;
+            test-shaders | test-scan_sort_histogram | test-bench_cli | test-numpy_oracle | test-coordinator | test-residency | test-pipeline) entries+=("$name") ;;
         esac
     done
     if ((${#entries[@]} == 0)); then

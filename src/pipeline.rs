@@ -369,22 +369,26 @@ impl CheckedPipeline {
 
     /// Runs the pipeline on `backend` as one batch (on the GPU, its
     /// dispatches in as few submissions as its transfers allow), each step
-    /// through `step` (which runs a task there, keeping the outputs named:
-    /// the coordinator's also teaches its cost model).
+    /// through `step` (which runs a task there, keeping the outputs named).
+    /// `copy_kept`: the caller holds a copy of the pipeline (to re-run it
+    /// elsewhere), so each given tensor has one more handle than readers.
     pub fn run_on(
         self,
         backend: &dyn Backend,
+        copy_kept: bool,
         mut step: impl FnMut(Task, &[String]) -> Result<Run>,
     ) -> Result<PipelineRun> {
         let mut pipeline = Some(self);
         let mut done = None;
-        let last = backend.batched(&mut || {
+        let last = backend.batched(usize::from(copy_kept), &mut || {
             if let Some(p) = pipeline.take() {
                 done = Some(p.run(&mut step, |handles| backend.fetch(handles)));
             }
-        })?;
+        });
+        // A step's own error says more than the batch's.
         let mut run =
             done.unwrap_or_else(|| Err(Error::Internal("the batch ran nothing".into())))?;
+        let last = last?;
         run.timings.compute += last.compute_ms;
         run.timings.total += last.ms;
         run.traffic.add(&last.traffic);

@@ -9,13 +9,15 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anycore::backend::Fetched;
 use anycore::backend::cpu::CpuBackend;
 use anycore::backend::{Backend, BackendChoice, BackendKind, Run};
 use anycore::coordinator::Coordinator;
 use anycore::coordinator::cost::{CostModel, Line};
 use anycore::engine::{CostModelSource, Engine, EngineConfig};
 use anycore::kernel::axpy::Axpy;
-use anycore::kernel::{Kernel, Task};
+use anycore::kernel::{Job, Kernel, Task};
+use anycore::tensor::{DType, DeviceCopy, Handle, Spec, TensorData};
 use anycore::{Error, Result};
 use common::{assert_close, random_f32, rng};
 
@@ -55,6 +57,23 @@ impl Backend for StandIn {
     fn device(&self) -> String {
         format!("stand-in {}", self.kind)
     }
+    /// Brings home the stand-in device copies of [`on_stand_in_gpu`].
+    fn fetch(&self, handles: &[Handle]) -> Result<Fetched> {
+        if self.kind == BackendKind::Cpu {
+            return self.cpu.fetch(handles); // which cannot read device memory
+        }
+        for h in handles.iter().filter(|h| h.host().is_none()) {
+            let copy = h.device().expect("a handle is somewhere");
+            let data = copy
+                .as_any()
+                .downcast_ref::<FakeCopy>()
+                .expect("ours")
+                .0
+                .clone();
+            h.set_host(TensorData::F32(data));
+        }
+        Ok(Fetched::default())
+    }
     fn run_keeping(&self, task: &Task, keep: &[String]) -> Result<Run> {
         match self.act {
             Act::Work => self.cpu.run_keeping(task, keep),
@@ -66,6 +85,27 @@ impl Backend for StandIn {
             }
         }
     }
+}
+
+/// A stand-in GPU's copy of a tensor: its elements, out of the host's sight.
+struct FakeCopy(Vec<f32>);
+
+impl DeviceCopy for FakeCopy {
+    fn bytes(&self) -> u64 {
+        self.0.len() as u64 * 4
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// A handle whose data is only on a stand-in GPU.
+fn on_stand_in_gpu(data: Vec<f32>) -> Handle {
+    let spec = Spec {
+        dtype: DType::F32,
+        shape: vec![data.len()],
+    };
+    Handle::on_device(spec, Arc::new(FakeCopy(data)))
 }
 
 fn axpy(n: usize) -> (Task, Vec<f32>) {
@@ -433,4 +473,45 @@ async fn both_backends_work_at_the_same_time() {
     // One after the other would take 800 ms.
     let elapsed = start.elapsed();
     assert!(elapsed < Duration::from_millis(750), "{elapsed:?}");
+}
+
+/// Work that reads tensors kept only on the GPU still runs on the CPU: when
+/// placed there (they are brought home first, once), and when the GPU fails
+/// (brought home by the GPU's worker before the CPU re-runs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpu_only_inputs_come_home_for_the_cpu() {
+    let mut rng = rng();
+    let n = 10_000;
+    let (x, y) = (random_f32(&mut rng, n), random_f32(&mut rng, n));
+    let want: Vec<f32> = x.iter().zip(&y).map(|(&x, &y)| 2.0 * x + y).collect();
+    let job = |x: &Handle, y: &Handle| {
+        let job = Job::new(Kernel::Axpy)
+            .param("a", 2)
+            .input("x", x.clone())
+            .input("y", y.clone());
+        Task::new(job).unwrap()
+    };
+    for (gpu, choice) in [
+        (Act::Work, BackendChoice::Cpu),
+        (Act::Fail, BackendChoice::Gpu),
+    ] {
+        let coord = coordinator(gpu, crossover_model(), 8);
+        let (hx, hy) = (on_stand_in_gpu(x.clone()), on_stand_in_gpu(y.clone()));
+        let report = coord
+            .run(job(&hx, &hy), choice)
+            .await
+            .expect("runs on the CPU");
+        assert_eq!(
+            report.backend,
+            BackendKind::Cpu,
+            "{}",
+            report.placement_reason
+        );
+        assert_close("axpy", report.outputs["out"].as_f32().unwrap(), &want, 1e-6);
+        assert!(
+            hx.location().host && hy.location().host,
+            "the host copies stay"
+        );
+        assert_eq!(coord.in_flight(), 0);
+    }
 }

@@ -304,7 +304,18 @@ fn auto_placement_counts_where_the_data_is() {
 /// what the CPU computes.
 #[test]
 fn a_resident_pipeline_is_one_submission() {
-    let engine = small_bindings();
+    // Not poisoned: each poisoning write goes after the passes before it.
+    let engine = BlockingEngine::start(EngineConfig {
+        gpu: GpuOptions {
+            allow_software: true,
+            poison_outputs: false,
+            max_binding_bytes: Some(64 << 10),
+            ..GpuOptions::default()
+        },
+        cost_model: CostModelSource::Fixed(CostModel::default()),
+        ..EngineConfig::default()
+    })
+    .unwrap();
     if !engine.engine().coordinator().has_gpu() {
         return;
     }

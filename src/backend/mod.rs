@@ -165,6 +165,16 @@ pub struct Fetched {
     pub traffic: Traffic,
 }
 
+impl Fetched {
+    /// Adds another fetch's times and traffic to this one.
+    pub fn add(&mut self, other: &Fetched) {
+        self.ms += other.ms;
+        self.download_ms += other.download_ms;
+        self.compute_ms += other.compute_ms;
+        self.traffic.add(&other.traffic);
+    }
+}
+
 /// A place that runs tasks. Implementations are thread-safe: one backend
 /// serves many callers.
 pub trait Backend: Send + Sync {
@@ -194,8 +204,12 @@ pub trait Backend: Send + Sync {
     /// Runs `run` (several tasks, a pipeline's steps) as one batch where
     /// the backend can: the GPU records their dispatches into as few
     /// submissions as their transfers allow, and waits for the rest at the
-    /// end. What that last wait took comes back.
-    fn batched(&self, run: &mut dyn FnMut()) -> Result<Fetched> {
+    /// end. What that last wait took comes back. `spare_holders`: handles
+    /// to each of the batch's tensors that the caller keeps without reading
+    /// them (a copy to re-run it elsewhere), which do not make a tensor
+    /// worth keeping on the device.
+    fn batched(&self, spare_holders: usize, run: &mut dyn FnMut()) -> Result<Fetched> {
+        let _ = spare_holders;
         run();
         Ok(Fetched::default())
     }

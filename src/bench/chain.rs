@@ -96,10 +96,11 @@ pub fn measure(backend: &dyn Backend, n: usize, seed: u64, plan: &Repeat) -> Res
                     });
                 }
                 let last = format!("s{}", k - 1);
-                let run = pipeline
-                    .output("out", &last, "out")
-                    .check()?
-                    .run_on(backend, |task, keep| backend.run_owned(task, keep))?;
+                let run = pipeline.output("out", &last, "out").check()?.run_on(
+                    backend,
+                    false,
+                    |task, keep| backend.run_owned(task, keep),
+                )?;
                 Ok((out(run.outputs)?, run.traffic))
             });
             (pipeline_out, pipeline_traffic) = piped?;

@@ -309,7 +309,7 @@ fn run_one(
             // Run by reference where it may have to run again: no copy.
             let mut kept = None;
             let run = catch(|| {
-                let (run, back) = run_task(backend, model, task, &keep_outputs, keep);
+                let (run, back) = run_task(backend, Some(model), task, &keep_outputs, keep);
                 kept = back;
                 run
             });
@@ -325,8 +325,10 @@ fn run_one(
             // and its steps handed over.
             let kept = keep.then(|| pipeline.clone());
             let run = catch(|| {
-                pipeline.run_on(backend, |task, keep| {
-                    run_task(backend, model, task, keep, false).0
+                // Steps in a batch are not observed: on the GPU a step's
+                // time is its recording, the device's lands elsewhere.
+                pipeline.run_on(backend, keep, |task, outputs| {
+                    run_task(backend, None, task, outputs, false).0
                 })
             });
             (
@@ -390,8 +392,17 @@ fn run_one(
                     kept.what()
                 );
                 let work = kept.with(reply);
+                // Its inputs kept only on the GPU come home here, first (the
+                // CPU worker cannot read them); if even that fails, the
+                // GPU's error is the answer.
+                let away: Vec<Handle> = work.handles().filter(|h| h.host().is_none()).collect();
+                let mut fetched = fetched;
+                match catch(|| backend.fetch(&away)) {
+                    Ok(more) => fetched.add(&more),
+                    Err(_) => return answer(permit, || work.fail(Error::Gpu(why))),
+                }
                 fallback.send(Item {
-                    bring_home: work.handles().filter(|h| h.host().is_none()).collect(),
+                    bring_home: Vec::new(),
                     work,
                     reason: format!(
                         "{}; the GPU failed ({why}), so it re-ran on the CPU",
@@ -443,7 +454,7 @@ fn answer_item(item: Item, e: Error) {
 /// backend is handed it, to reuse its buffers.
 fn run_task(
     backend: &dyn Backend,
-    model: &Mutex<CostModel>,
+    model: Option<&Mutex<CostModel>>,
     task: Task,
     outputs: &[String],
     keep: bool,
@@ -455,7 +466,7 @@ fn run_task(
     } else {
         (backend.run_owned(task, outputs), None)
     };
-    if let Ok(run) = &run {
+    if let (Ok(run), Some(model)) = (&run, model) {
         model.lock().unwrap_or_else(|e| e.into_inner()).observe(
             backend.kind(),
             kernel,

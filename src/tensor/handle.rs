@@ -161,7 +161,12 @@ impl Handle {
     /// Whether other handles share this tensor (a caller or a store holds
     /// it too, so a copy made for this job is worth keeping).
     pub fn is_shared(&self) -> bool {
-        Arc::strong_count(&self.0) > 1
+        self.holders() > 1
+    }
+
+    /// How many handles share this tensor, this one included.
+    pub fn holders(&self) -> usize {
+        Arc::strong_count(&self.0)
     }
 
     /// The host copy as a tensor (copied), if there is one.

@@ -16,6 +16,7 @@ use wgpu::util::DeviceExt;
 
 use std::collections::BTreeMap;
 
+use super::pool::BufferPool;
 use super::{GpuBackend, lock, timer};
 use crate::backend::{Timings, Traffic};
 use crate::error::{Error, Result};
@@ -184,8 +185,11 @@ impl<'g> Exec<'g> {
         }
         let host = self.host(h)?;
         let padded = host.as_bytes().len().next_multiple_of(16) as u64;
-        let keepable = h.is_shared() && host.dtype() != DType::U8;
-        if keepable && padded <= gpu.limits.max_buffer_size && self.make_room(padded)? {
+        // Read again later: another holder than this run and the copies its
+        // caller keeps to re-run it elsewhere ([`GpuBackend::batched`]).
+        let keepable = h.holders() > 1 + gpu.spare_holders() && host.dtype() != DType::U8;
+        let max = gpu.limits.max_buffer_size;
+        if keepable && padded <= max && self.make_room(BufferPool::allocation(padded, max))? {
             let buf = gpu
                 .pool
                 .take(&gpu.device, STORAGE, padded, gpu.limits.max_buffer_size);
@@ -231,6 +235,51 @@ impl<'g> Exec<'g> {
         self.upload(&writes)
     }
 
+    /// Puts `bytes` of `src`, from byte `start`, at the start of `dst`:
+    /// uploaded from host memory, or copied on the device from its kept
+    /// buffer.
+    pub fn load(&mut self, src: &Source, start: u64, bytes: u64, dst: &wgpu::Buffer) -> Result<()> {
+        match &src.device {
+            Some(buf) => {
+                self.copy_range((buf, start), (dst, 0), bytes);
+                Ok(())
+            }
+            None => {
+                let (start, len) = (start as usize, bytes as usize);
+                self.upload(&[(dst, &src.host[start..start + len])])
+            }
+        }
+    }
+
+    /// Copies `bytes` on the device from `src` to `dst`, each `(buffer,
+    /// offset)`, in order with the passes around it.
+    pub fn copy_range(&mut self, src: (&wgpu::Buffer, u64), dst: (&wgpu::Buffer, u64), bytes: u64) {
+        self.encode(|encoder| encoder.copy_buffer_to_buffer(src.0, src.1, dst.0, dst.1, bytes));
+    }
+
+    /// Zeroes the first `bytes` (a multiple of 4) of `buf` on the device,
+    /// in order with the passes around it.
+    pub fn clear(&mut self, buf: &wgpu::Buffer, bytes: u64) {
+        self.encode(|encoder| encoder.clear_buffer(buf, 0, Some(bytes)));
+    }
+
+    /// Records device-side commands: into the batch inside one, else
+    /// submitted at once (after the batch's; queue order keeps them before
+    /// anything later, so no wait is needed).
+    fn encode(&mut self, record: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let device = &self.gpu.device;
+        if self.defer {
+            let mut batch = lock(&self.gpu.batch);
+            record(batch.get_or_insert_with(|| device.create_command_encoder(&Default::default())));
+            return;
+        }
+        self.submit_batch();
+        let mut encoder = device.create_command_encoder(&Default::default());
+        record(&mut encoder);
+        self.gpu.queue.submit([encoder.finish()]);
+        self.traffic.submissions += 1;
+    }
+
     /// `h`'s host copy, read back from this device first if it has none.
     pub fn host<'h>(&mut self, h: &'h Handle) -> Result<&'h TensorData> {
         if h.host().is_none() {
@@ -269,7 +318,8 @@ impl<'g> Exec<'g> {
     pub fn sink(&mut self, name: &str, total: u64, chunk_bytes: u64) -> Result<Sink> {
         let gpu = self.gpu;
         if self.keep.iter().any(|k| k == name) {
-            if total <= gpu.limits.max_buffer_size && self.make_room(total)? {
+            let max = gpu.limits.max_buffer_size;
+            if total <= max && self.make_room(BufferPool::allocation(total, max))? {
                 let buf = gpu
                     .pool
                     .take(&gpu.device, STORAGE, total, gpu.limits.max_buffer_size);
@@ -352,13 +402,13 @@ impl<'g> Exec<'g> {
 
     /// Fills the first `bytes` of a fresh output with 0xFF when the options
     /// ask for it, so that an element a kernel forgets shows.
-    fn poison(&self, buf: &wgpu::Buffer, bytes: u64) {
+    fn poison(&mut self, buf: &wgpu::Buffer, bytes: u64) {
         if self.gpu.poison {
             // A write lands before the next submission's passes: the
             // batch's recorded ones go first, as they may still read this
-            // buffer's last contents (it came back to the pool). Not
-            // counted: poisoning is not the job's traffic.
-            self.gpu.submit_batch();
+            // buffer's last contents (it came back to the pool). (So with
+            // poisoning on, as in tests, a batch takes more submissions.)
+            self.submit_batch();
             self.gpu
                 .queue
                 .write_buffer(buf, 0, &vec![0xFF; bytes as usize]);

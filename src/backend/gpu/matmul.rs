@@ -16,7 +16,7 @@ use super::exec::{Exec, Pass};
 use crate::error::{Error, Result};
 use crate::kernel::matmul::{MAX_TILE, Matmul, VARIANTS};
 use crate::kernel::{Kernel, Outputs};
-use crate::tensor::TensorData;
+use crate::tensor::{DType, Spec, TensorData};
 
 /// Matches `Dims` in the shader (padded to 16 bytes).
 #[repr(C)]
@@ -104,17 +104,20 @@ fn block_shape(t: &Matmul, binding_elems: usize, max_groups: u32) -> Result<(usi
 
 pub(super) fn run(exec: &mut Exec, t: &Matmul) -> Result<Outputs> {
     let (m, k, n) = (t.m, t.k, t.n);
-    let mut out = vec![0.0f32; m * n];
     if m == 0 || n == 0 {
-        return Ok(t.outputs(out));
+        return Ok(t.outputs(vec![0.0f32; m * n]));
     }
+    let gpu = exec.gpu();
+    let (rows, cols) = block_shape(t, gpu.binding_elements(4), gpu.max_groups())?;
+    if rows == m && cols == n && k > 0 {
+        return run_whole(exec, t);
+    }
+    let mut out = vec![0.0f32; m * n];
     // Blocks of a and b are gathered on the host, so both must be there.
     let (a, b) = (exec.host(&t.a)?, exec.host(&t.b)?);
     let (TensorData::F32(a), TensorData::F32(b)) = (a, b) else {
         unreachable!("matmul's inputs are f32 (Matmul::plan)")
     };
-    let gpu = exec.gpu();
-    let (rows, cols) = block_shape(t, gpu.binding_elements(4), gpu.max_groups())?;
     let a_buf = exec.storage((rows * k).max(1) as u64 * 4);
     let b_buf = exec.storage((k * cols).max(1) as u64 * 4);
     let c_buf = exec.output((rows * cols * 4) as u64);
@@ -173,6 +176,39 @@ pub(super) fn run(exec: &mut Exec, t: &Matmul) -> Result<Outputs> {
                 }
             }
         }
+    }
+    Ok(t.outputs(out))
+}
+
+/// A product that fits the device in one block: a and b bound whole
+/// (where they are kept on the device, in place), and the output kept
+/// there when the caller keeps it.
+fn run_whole(exec: &mut Exec, t: &Matmul) -> Result<Outputs> {
+    let (m, k, n) = (t.m, t.k, t.n);
+    let gpu = exec.gpu();
+    let (a_bytes, b_bytes, c_bytes) = ((m * k * 4) as u64, (k * n * 4) as u64, (m * n * 4) as u64);
+    let a = exec.source(&t.a, a_bytes)?;
+    let b = exec.source(&t.b, b_bytes)?;
+    exec.stage(&[(&a, 0, a_bytes), (&b, 0, b_bytes)])?;
+    let sink = exec.sink("out", c_bytes, c_bytes)?;
+    let ((a_buf, _), (b_buf, _), (c_buf, _)) = (a.at(0), b.at(0), sink.at(0));
+    let shape = Shape { m, k, n };
+    let problem = Problem {
+        shape,
+        a: a_buf,
+        b: b_buf,
+    };
+    let variant = gpu.matmul_tuner.choose(gpu, shape, &problem)?;
+    let pipeline = gpu.pipeline_at(Kernel::Matmul, variant.name, 0, &[]);
+    exec.compute(&[pass(&pipeline, a_buf, b_buf, c_buf, shape, variant.tile)])?;
+    let mut out = if sink.is_whole() { Vec::new() } else { vec![0.0f32; m * n] };
+    exec.drain(&sink, &mut out)?;
+    let spec = Spec {
+        dtype: DType::F32,
+        shape: vec![m, n],
+    };
+    if exec.finish_sink("out", sink, spec) {
+        return Ok(Outputs::new());
     }
     Ok(t.outputs(out))
 }

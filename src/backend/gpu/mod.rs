@@ -160,6 +160,9 @@ pub struct GpuBackend {
     /// `batch` instead of being submitted one call at a time.
     batching: std::sync::atomic::AtomicBool,
     batch: Mutex<Option<wgpu::CommandEncoder>>,
+    /// Handles to each tensor of the batch that its caller keeps, beyond
+    /// its readers (a copy of a pipeline kept to re-run it on the CPU).
+    spare_holders: std::sync::atomic::AtomicUsize,
 }
 
 impl GpuBackend {
@@ -239,6 +242,7 @@ impl GpuBackend {
             lost,
             batching: Default::default(),
             batch: Mutex::default(),
+            spare_holders: Default::default(),
         })
     }
 
@@ -307,6 +311,13 @@ impl GpuBackend {
         }
         let (t, _) = exec.finish();
         Ok((t.upload, t.download, bytes))
+    }
+
+    /// Handles to each tensor that do not mean another reader (see
+    /// `spare_holders`).
+    fn spare_holders(&self) -> usize {
+        self.spare_holders
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether compute passes are being recorded into a batch.
@@ -485,25 +496,33 @@ impl Backend for GpuBackend {
     /// A pipeline's steps on data kept on the device become one submission.
     /// (Inside, a step's `compute` time is its recording; the device's time
     /// lands on the transfer that waits for it, or on this last wait.)
-    fn batched(&self, run: &mut dyn FnMut()) -> Result<Fetched> {
-        /// Ends the batch also when `run` panics.
-        struct Batching<'a>(&'a std::sync::atomic::AtomicBool);
+    fn batched(&self, spare_holders: usize, run: &mut dyn FnMut()) -> Result<Fetched> {
+        use std::sync::atomic::Ordering::Relaxed;
+        /// Ends the batch also when `run` panics (dropping what it recorded).
+        struct Batching<'a>(&'a GpuBackend);
         impl Drop for Batching<'_> {
             fn drop(&mut self) {
-                self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+                self.0.batching.store(false, Relaxed);
+                self.0.spare_holders.store(0, Relaxed);
+                if std::thread::panicking() {
+                    lock(&self.0.batch).take();
+                }
             }
         }
-        self.batching
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        let guard = Batching(&self.batching);
-        run();
-        drop(guard);
-        let start = Instant::now();
+        // Errors in recorded passes surface when the batch is finished,
+        // which may be in a transfer outside any step's scope: these
+        // scopes, around the whole batch, catch them.
         let scopes = [
             self.device.push_error_scope(wgpu::ErrorFilter::Validation),
             self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
             self.device.push_error_scope(wgpu::ErrorFilter::Internal),
         ];
+        self.batching.store(true, Relaxed);
+        self.spare_holders.store(spare_holders, Relaxed);
+        let guard = Batching(self);
+        run();
+        drop(guard);
+        let start = Instant::now();
         let submitted = self.submit_batch();
         let waited = self
             .device

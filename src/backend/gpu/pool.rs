@@ -43,6 +43,14 @@ impl BufferPool {
         bytes.max(256).next_power_of_two()
     }
 
+    /// The size of the buffer [`BufferPool::take`] gives for `bytes`: the
+    /// size class, unless that would pass the device's limit.
+    pub fn allocation(bytes: u64, max_buffer_size: u64) -> u64 {
+        Self::size_class(bytes)
+            .min(max_buffer_size.max(bytes))
+            .next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT)
+    }
+
     /// A buffer of at least `bytes` with exactly `usage`: a pooled one if
     /// there is one, else a new one. `max_buffer_size` caps the rounding-up.
     pub fn take(
@@ -52,9 +60,7 @@ impl BufferPool {
         bytes: u64,
         max_buffer_size: u64,
     ) -> wgpu::Buffer {
-        // Round to the size class unless that would pass the device's limit.
-        let size = Self::size_class(bytes).min(max_buffer_size.max(bytes));
-        let size = size.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        let size = Self::allocation(bytes, max_buffer_size);
         {
             let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(buf) = inner.free.get_mut(&(usage, size)).and_then(Vec::pop) {

@@ -8,7 +8,7 @@ use super::{GpuBackend, grid};
 use crate::error::Result;
 use crate::kernel::scan::{Scan, TILE};
 use crate::kernel::{Kernel, Outputs};
-use crate::tensor::{DType, TensorData};
+use crate::tensor::{DType, Spec, TensorData};
 
 /// Matches `Params` in the shader.
 #[repr(C)]
@@ -78,28 +78,38 @@ impl ScanPipelines {
 }
 
 pub(super) fn run(exec: &mut Exec, t: &Scan) -> Result<Outputs> {
-    // Scanned in place in a scratch buffer, from the host copy.
-    let bits = exec.host(&t.x)?.words().expect("rejected by Scan::new");
-    let float = t.x.dtype() == DType::F32;
-    let n = bits.len();
-    let mut out = vec![0u32; n];
-    if n > 0 {
-        let gpu = exec.gpu();
-        let pipelines = ScanPipelines::new(gpu, float);
-        // Whole tiles per chunk, one workgroup each, within one dispatch.
-        let tile = TILE as usize;
-        let max_tiles = (gpu.binding_elements(4) / tile).min(gpu.max_groups() as usize).max(1);
-        let chunk = max_tiles * tile;
-        let data = exec.storage((chunk.min(n) * 4) as u64);
-        let sums = exec.storage(ScanPipelines::sums_bytes(chunk.min(n)));
-        // The carry into the first chunk.
-        exec.upload(&[(&sums, &[0u8; 4])])?;
-        for (start, len) in grid::chunks(n, chunk) {
-            let range = start..start + len;
-            exec.upload(&[(&data, bytemuck::cast_slice(&bits[range.clone()]))])?;
-            exec.compute(&pipelines.passes(&data, len, &sums, t.inclusive))?;
-            exec.download_into(&data, 0, &mut out[range])?;
+    let (n, dtype) = (t.x.len(), t.x.dtype());
+    if n == 0 {
+        return Ok(Scan::outputs(TensorData::empty(dtype)));
+    }
+    let gpu = exec.gpu();
+    let pipelines = ScanPipelines::new(gpu, dtype == DType::F32);
+    // Whole tiles per chunk, one workgroup each, within one dispatch.
+    let tile = TILE as usize;
+    let max_tiles = (gpu.binding_elements(4) / tile).min(gpu.max_groups() as usize).max(1);
+    let chunk = max_tiles * tile;
+    // Each chunk is scanned in place in `data`: uploaded there, or copied
+    // there from the input's kept buffer (so neither needs a scratch
+    // buffer of its own), and copied on into a kept output.
+    let x = exec.source(&t.x, 0)?;
+    let sink = exec.sink("out", (n * 4) as u64, 0)?;
+    let data = exec.storage((chunk.min(n) * 4) as u64);
+    let sums = exec.storage(ScanPipelines::sums_bytes(chunk.min(n)));
+    // The carry into the first chunk.
+    exec.clear(&sums, 4);
+    let mut out = if sink.is_whole() { Vec::new() } else { vec![0u32; n] };
+    for (start, len) in grid::chunks(n, chunk) {
+        let (from, bytes) = (start as u64 * 4, len as u64 * 4);
+        exec.load(&x, from, bytes, &data)?;
+        exec.compute(&pipelines.passes(&data, len, &sums, t.inclusive))?;
+        if sink.is_whole() {
+            exec.copy_range((&data, 0), sink.at(from), bytes);
+        } else {
+            exec.download_into(&data, 0, &mut out[start..start + len])?;
         }
     }
-    Ok(Scan::outputs(TensorData::from_words(t.x.dtype(), out)))
+    if exec.finish_sink("out", sink, Spec { dtype, shape: vec![n] }) {
+        return Ok(Outputs::new());
+    }
+    Ok(Scan::outputs(TensorData::from_words(dtype, out)))
 }
