@@ -391,3 +391,73 @@ fn kept_handles_come_home_when_the_engine_stops() {
     assert!(!kept.location().device);
     assert_eq!(kept.f32s(), &want[..]);
 }
+
+/// `scan` and `matmul` (a product that fits one block) read kept inputs in
+/// place and keep their outputs on the device too: a pipeline of them
+/// moves only its inputs up and its result down, and gives what the CPU
+/// gives.
+#[test]
+fn scans_and_products_keep_their_data_on_the_gpu() {
+    let engine = small_bindings();
+    let mut rng = rng();
+    let (m, k, n) = (
+        rng.random_range(1..40),
+        rng.random_range(1..40),
+        rng.random_range(1..40),
+    );
+    let a = Tensor::new(vec![m, k], TensorData::F32(random_f32(&mut rng, m * k)));
+    let b = Tensor::new(vec![k, n], TensorData::F32(random_f32(&mut rng, k * n)));
+    let c = Tensor::new(vec![n, m], TensorData::F32(random_f32(&mut rng, n * m)));
+    let len = rng.random_range(20_000..100_000);
+    let x = Tensor::from_f32(random_f32(&mut rng, len));
+    let pipeline = || {
+        Pipeline::new()
+            .step(
+                Step::new("ab", Kernel::Matmul)
+                    .input("a", a.clone())
+                    .input("b", b.clone()),
+            )
+            .step(
+                Step::new("abc", Kernel::Matmul)
+                    .input_from("a", "ab", "out")
+                    .input("b", c.clone()),
+            )
+            .step(
+                Step::new("sums", Kernel::Scan)
+                    .param("inclusive", true)
+                    .input("x", x.clone()),
+            )
+            .step(
+                Step::new("total", Kernel::Reduce)
+                    .param("op", "max")
+                    .input_from("x", "sums", "out"),
+            )
+            .output("abc", "abc", "out")
+            .output("top", "total", "out")
+    };
+    let want = engine
+        .run_pipeline_on(pipeline(), BackendChoice::Cpu)
+        .unwrap();
+    for on in backends(&engine)
+        .into_iter()
+        .filter(|&b| b == BackendChoice::Gpu)
+    {
+        let report = engine.run_pipeline_on(pipeline(), on).unwrap();
+        let close = |name: &str, tol: f32| {
+            let (g, w) = (f32s(&report.outputs[name]), f32s(&want.outputs[name]));
+            assert_eq!(g.len(), w.len());
+            for (i, (&g, &w)) in g.iter().zip(w).enumerate() {
+                assert!(
+                    (g - w).abs() <= tol * w.abs().max(1.0),
+                    "{name}[{i}]: {g} vs {w}"
+                );
+            }
+        };
+        close("abc", 1e-4);
+        close("top", 1e-4);
+        let t = report.traffic;
+        let up = 4 * (m * k + k * n + n * m + len) as u64;
+        assert_eq!(t.uploaded_bytes, up, "{t:?}");
+        assert_eq!(t.downloaded_bytes, 4 * (m * m + 1) as u64, "{t:?}");
+    }
+}
