@@ -10,6 +10,26 @@
 //!
 //! Every task's inputs are handles: a tensor given to a job is wrapped in
 //! a fresh one, held by that job alone.
+//!
+//! ```no_run
+//! use anycore::backend::BackendChoice;
+//! use anycore::engine::{BlockingEngine, EngineConfig};
+//! use anycore::kernel::{Job, Kernel};
+//! use anycore::tensor::Handle;
+//!
+//! let engine = BlockingEngine::start(EngineConfig::default())?;
+//! let x = Handle::from(vec![1.0f32; 1 << 20]); // uploaded at its first GPU use, once
+//! let doubled = engine.run_on(
+//!     Job::new(Kernel::Axpy).input("x", x.clone()).input("y", x.clone()).keep("out"),
+//!     BackendChoice::Gpu,
+//! )?;
+//! let kept = doubled.kept["out"].clone(); // still in GPU memory
+//! let total = engine.run_on(Job::new(Kernel::Reduce).input("x", kept.clone()), BackendChoice::Gpu)?;
+//! println!("{:?}, moved {:?}", total.outputs["out"].as_f32(), total.traffic); // 4 bytes down
+//! let back = engine.read(&kept)?; // brought home once; the host copy stays
+//! assert_eq!(back.as_f32().unwrap()[0], 2.0);
+//! # Ok::<(), anycore::Error>(())
+//! ```
 
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
