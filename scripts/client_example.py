@@ -7,12 +7,16 @@ Usage: client_example.py [URL]   (default http://127.0.0.1:7878)
 """
 import io
 import json
+import os
 import sys
 import urllib.request
 
 import numpy as np  # only to make data and check the answer
 
 url = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:7878"
+# A service started with a token (serve --token-file) needs it on each call.
+token = os.environ.get("ANYCORE_TOKEN", "").strip()
+auth = {"Authorization": f"Bearer {token}"} if token else {}
 rng = np.random.default_rng()
 a = rng.standard_normal((64, 48), dtype=np.float32)
 b = rng.standard_normal((48, 32), dtype=np.float32)
@@ -31,7 +35,7 @@ def post(path, body):
     request = urllib.request.Request(
         f"{url}{path}",
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **auth},
     )
     with urllib.request.urlopen(request) as response:
         return json.load(response)
@@ -75,7 +79,7 @@ print("equal to NumPy's histogram of 2x + y")
 buffer = io.BytesIO()
 np.save(buffer, x)
 request = urllib.request.Request(f"{url}/v1/tensors", data=buffer.getvalue(),
-                                 headers={"Content-Type": "application/octet-stream"})
+                                 headers={"Content-Type": "application/octet-stream", **auth})
 with urllib.request.urlopen(request) as response:
     x_id = json.load(response)["id"]
 scaled = post("/v1/jobs", {"kernel": "axpy", "params": {"a": 3}, "keep": ["out"],
@@ -84,7 +88,8 @@ scaled_id = scaled["outputs"]["out"]["tensor"]
 total = post("/v1/jobs", {"kernel": "reduce", "inputs": {"x": {"tensor": scaled_id}}})
 moved = scaled["traffic"]["downloaded_bytes"] + total["traffic"]["downloaded_bytes"]
 print(f"4x stored and summed on {total['backend']}: {moved} bytes came home")
-with urllib.request.urlopen(f"{url}/v1/tensors/{scaled_id}") as response:
+with urllib.request.urlopen(urllib.request.Request(f"{url}/v1/tensors/{scaled_id}",
+                                                   headers=auth)) as response:
     four_x = np.load(io.BytesIO(response.read()))
 assert np.array_equal(four_x, np.float32(3) * x + x)
 assert np.isclose(total["outputs"]["out"]["data"][0], four_x.sum(dtype=np.float64), rtol=1e-4)

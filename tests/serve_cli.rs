@@ -22,12 +22,20 @@ impl Drop for Server {
     }
 }
 
-/// Starts `anycore serve` on a free port (bodies up to 1 MiB) and returns
-/// it with its URL.
+/// The token the test server needs.
+const TOKEN: &str = "test-token-5f3a";
+
+/// Starts `anycore serve` on a free port (bodies up to 1 MiB, the token
+/// [`TOKEN`] from a file) and returns it with its URL.
 fn start_server() -> (Server, String) {
     let cache = std::env::temp_dir().join("anycore-test-cache");
+    let token_file =
+        std::env::temp_dir().join(format!("anycore-test-token-{}", std::process::id()));
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_anycore"))
         .args(["serve", "--addr", "127.0.0.1:0", "--body-limit-mib", "1"])
+        .arg("--token-file")
+        .arg(&token_file)
         .env("ANYCORE_CACHE_DIR", cache)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -58,17 +66,32 @@ fn run_with_server_matches_local_results_and_sigterm_exits_0() {
     npy::write(&dir.path().join("a.npy"), &a).unwrap();
     npy::write(&dir.path().join("b.npy"), &b).unwrap();
     let p = |n: &str| dir.path().join(n).display().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_anycore"))
-        .args(["run", "matmul", "--server", &url, "--json"])
-        .args([
-            "-i",
-            &format!("a={}", p("a.npy")),
-            "-i",
-            &format!("b={}", p("b.npy")),
-        ])
-        .args(["-o", &format!("out={}", p("c.npy"))])
-        .output()
-        .unwrap();
+    let remote = |token: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_anycore"));
+        command
+            .args(["run", "matmul", "--server", &url, "--json"])
+            .args([
+                "-i",
+                &format!("a={}", p("a.npy")),
+                "-i",
+                &format!("b={}", p("b.npy")),
+            ])
+            .args(["-o", &format!("out={}", p("c.npy"))])
+            .env_remove("ANYCORE_TOKEN");
+        if let Some(token) = token {
+            command.env("ANYCORE_TOKEN", token);
+        }
+        command.output().unwrap()
+    };
+    // Without the token: the server's 401, as the user's error.
+    let refused = remote(None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("401") && stderr.contains("token"),
+        "{stderr}"
+    );
+    let out = remote(Some(TOKEN));
     assert!(
         out.status.success(),
         "{}",
@@ -101,6 +124,7 @@ fn run_with_server_matches_local_results_and_sigterm_exits_0() {
             "-i",
             &format!("x={}", p("big.npy")),
         ])
+        .env("ANYCORE_TOKEN", TOKEN)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&bad.stderr);
@@ -117,6 +141,7 @@ fn run_with_server_matches_local_results_and_sigterm_exits_0() {
         let py = Command::new("python3")
             .arg(script)
             .arg(&url)
+            .env("ANYCORE_TOKEN", TOKEN)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&py.stdout);
@@ -136,6 +161,23 @@ fn run_with_server_matches_local_results_and_sigterm_exits_0() {
     assert!(kill.success());
     let status = server.0.wait().unwrap();
     assert_eq!(status.code(), Some(0), "SIGTERM should drain and exit 0");
+}
+
+/// Serving beyond loopback without a token is refused before anything
+/// starts (exit 2, saying how to give one).
+#[test]
+fn serving_beyond_loopback_needs_a_token() {
+    let out = Command::new(env!("CARGO_BIN_EXE_anycore"))
+        .args(["serve", "--addr", "0.0.0.0:0"])
+        .env_remove("ANYCORE_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("without a token") && stderr.contains("--token-file"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use anycore::engine::{CostModelSource, Engine, EngineConfig};
 use anycore::kernel::random::random_tensor;
 use anycore::kernel::{Job, Kernel, Task};
 use anycore::service::api::{JobResponse, decode_npy, encode_npy};
+use anycore::service::guard::Access;
 use anycore::service::{ServiceConfig, serve};
 use anycore::tensor::DType;
 use common::assert_close;
@@ -58,36 +60,73 @@ impl Server {
         }
     }
 
-    /// Sends a request; returns status, Retry-After and the body.
+    /// Sends a request (a POST's body as JSON); returns status,
+    /// Retry-After and the body.
     async fn call(
         &self,
         method: &'static str,
         path: &str,
         body: Option<String>,
     ) -> (u16, Option<String>, String) {
+        let (status, headers, body) = self.call_with(method, path, body, &[]).await;
+        (status, headers.get("retry-after").cloned(), body)
+    }
+
+    /// Sends a request with extra headers (a POST's body as JSON unless
+    /// they say otherwise); returns status, the response's headers (names
+    /// in lower case) and the body.
+    async fn call_with(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> (u16, BTreeMap<String, String>, String) {
         let url = format!("{}{path}", self.url);
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         tokio::task::spawn_blocking(move || {
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .build()
                 .into();
+            fn add<B>(
+                mut r: ureq::RequestBuilder<B>,
+                headers: &[(String, String)],
+            ) -> ureq::RequestBuilder<B> {
+                for (k, v) in headers {
+                    r = r.header(k, v);
+                }
+                r
+            }
+            let typed = headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
             let mut response = match (method, body) {
-                ("POST", Some(b)) => agent.post(&url).send(b),
-                ("DELETE", _) => agent.delete(&url).call(),
-                _ => agent.get(&url).call(),
+                ("POST", Some(b)) if typed => add(agent.post(&url), &headers).send(b),
+                ("POST", Some(b)) => add(agent.post(&url), &headers)
+                    .header("content-type", "application/json")
+                    .send(b),
+                ("DELETE", _) => add(agent.delete(&url), &headers).call(),
+                ("OPTIONS", _) => add(agent.options(&url), &headers).call(),
+                ("PUT", _) => add(agent.put(&url), &headers).send_empty(),
+                _ => add(agent.get(&url), &headers).call(),
             }
             .expect("the server answers");
-            let retry = response
+            let headers = response
                 .headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap().to_owned());
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                .collect();
             let text = response
                 .body_mut()
                 .with_config()
                 .limit(u64::MAX)
                 .read_to_string()
                 .unwrap();
-            (response.status().as_u16(), retry, text)
+            (response.status().as_u16(), headers, text)
         })
         .await
         .unwrap()
@@ -103,7 +142,10 @@ impl Server {
                 .build()
                 .into();
             let mut response = match body {
-                Some(b) => agent.post(&url).send(&b[..]),
+                Some(b) => agent
+                    .post(&url)
+                    .header("content-type", "application/octet-stream")
+                    .send(&b[..]),
                 None => agent.get(&url).call(),
             }
             .expect("the server answers");
@@ -328,6 +370,7 @@ async fn shutdown_finishes_jobs_in_flight() {
             .into();
         let mut r = agent
             .post(format!("{url}/v1/jobs"))
+            .header("content-type", "application/json")
             .send(slow_job())
             .unwrap();
         (
@@ -778,5 +821,127 @@ async fn stored_tensors_stay_on_the_gpu_between_jobs() {
     let sum: f64 = want.iter().map(|&v| f64::from(v)).sum();
     let gpu_sum = total["outputs"]["out"]["data"][0].as_f64().unwrap();
     assert!((gpu_sum - sum).abs() <= 1e-5 * want.iter().map(|v| v.abs() as f64).sum::<f64>());
+    server.stop().await;
+}
+
+/// Who may call: with a token, every route but the health check needs it
+/// (401 with `WWW-Authenticate` otherwise); a web page's request (an
+/// `Origin`) is refused unless its origin was allowed, which then gets the
+/// CORS headers and its preflight; a loopback service answers only
+/// loopback names (no DNS rebinding); POST bodies must say they are JSON
+/// (or `.npy` bytes for `/v1/tensors`); unknown routes and methods are the
+/// API's JSON 404 and 405.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_those_allowed_may_call() {
+    let service = ServiceConfig {
+        access: Access {
+            token: Some("s3cret-token".into()),
+            cors: Some("https://app.example".into()),
+            loopback_hosts: true,
+        },
+        ..ServiceConfig::default()
+    };
+    let server = Server::start_with(8, service).await;
+    let auth = ("authorization", "Bearer s3cret-token");
+    let code = |body: &str| error_code(body);
+
+    let (status, _, _) = server.call_with("GET", "/v1/health", None, &[]).await;
+    assert_eq!(status, 200, "the health check needs no token");
+    for headers in [
+        vec![],
+        vec![("authorization", "Bearer s3cret-tokeN")],
+        vec![("authorization", "s3cret-token")],
+    ] {
+        let (status, h, body) = server.call_with("GET", "/v1/devices", None, &headers).await;
+        assert_eq!(
+            (status, code(&body).as_str()),
+            (401, "unauthorized"),
+            "{headers:?}"
+        );
+        assert_eq!(
+            h.get("www-authenticate").map(String::as_str),
+            Some("Bearer")
+        );
+        assert!(h["content-type"].starts_with("application/json"));
+    }
+    let job = json!({"kernel": "reduce", "inputs": {"x": {"dtype": "f32", "shape": [3], "data": [1, 2, 3.5]}}});
+    let (status, _, body) = server
+        .call_with("POST", "/v1/jobs", Some(job.to_string()), &[auth])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["outputs"]["out"]["data"],
+        json!([6.5])
+    );
+
+    // Web pages: only the allowed origin, with CORS headers and a preflight.
+    let evil = [auth, ("origin", "https://evil.example")];
+    let (status, _, body) = server
+        .call_with("POST", "/v1/jobs", Some(job.to_string()), &evil)
+        .await;
+    assert_eq!((status, code(&body).as_str()), (403, "cross_origin"));
+    let app = [auth, ("origin", "https://app.example")];
+    let (status, h, _) = server.call_with("GET", "/v1/devices", None, &app).await;
+    assert_eq!(status, 200);
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    let (status, h, _) = server
+        .call_with(
+            "OPTIONS",
+            "/v1/jobs",
+            None,
+            &[("origin", "https://app.example")],
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert!(h["access-control-allow-headers"].contains("authorization"));
+
+    // A rebound name is not a loopback one.
+    for host in [
+        "evil.example",
+        "evil.example:7878",
+        "127.0.0.1.evil.example",
+    ] {
+        let (status, _, body) = server
+            .call_with("GET", "/v1/devices", None, &[auth, ("host", host)])
+            .await;
+        assert_eq!(
+            (status, code(&body).as_str()),
+            (403, "forbidden_host"),
+            "{host}"
+        );
+    }
+    let (status, _, _) = server
+        .call_with("GET", "/v1/devices", None, &[auth, ("host", "localhost:1")])
+        .await;
+    assert_eq!(status, 200);
+
+    // Bodies say what they are.
+    for kind in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ] {
+        let headers = [auth, ("content-type", kind)];
+        let (status, _, body) = server
+            .call_with("POST", "/v1/jobs", Some(job.to_string()), &headers)
+            .await;
+        assert_eq!(
+            (status, code(&body).as_str()),
+            (415, "unsupported_media_type"),
+            "{kind}"
+        );
+    }
+    let npy = [auth, ("content-type", "application/octet-stream")];
+    let (status, _, body) = server
+        .call_with("POST", "/v1/jobs", Some(job.to_string()), &npy)
+        .await;
+    assert_eq!(status, 415, "only /v1/tensors takes raw bytes: {body}");
+
+    // Requests no route takes: the API's JSON errors.
+    let (status, h, body) = server.call_with("GET", "/v2/nothing", None, &[auth]).await;
+    assert_eq!((status, code(&body).as_str()), (404, "not_found"));
+    assert!(h["content-type"].starts_with("application/json"));
+    let (status, _, body) = server.call_with("PUT", "/v1/jobs", None, &[auth]).await;
+    assert_eq!((status, code(&body).as_str()), (405, "method_not_allowed"));
     server.stop().await;
 }

@@ -36,9 +36,14 @@ pub fn post(url: &str, request: &JobRequest) -> Result<JobResponse> {
         .build()
         .into();
     let body = serde_json::to_string(request).expect("request serialises");
-    let mut response = agent
+    let mut request = agent
         .post(&endpoint)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    // A service that needs a token gets the one in ANYCORE_TOKEN.
+    if let Ok(token) = std::env::var("ANYCORE_TOKEN") {
+        request = request.header("authorization", format!("Bearer {}", token.trim()));
+    }
+    let mut response = request
         .send(body)
         .map_err(|e| Error::Remote(format!("cannot reach {endpoint}: {e}")))?;
     let status = response.status();

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anycore::engine::{Engine, EngineConfig};
+use anycore::service::guard::Access;
 use anycore::service::{ServiceConfig, serve};
 use anycore::{Error, Result};
 
@@ -28,14 +29,57 @@ pub struct Args {
     /// Most MiB of tensors kept in the store; past it, a 507.
     #[arg(long, default_value_t = 1024)]
     tensor_store_mib: usize,
+    /// A file holding the bearer token every route but /v1/health needs
+    /// (`ANYCORE_TOKEN` gives the token itself).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
+    /// Serve on an address other than loopback without a token.
+    #[arg(long)]
+    insecure: bool,
+    /// The one web origin (e.g. `https://app.example`) whose pages may call
+    /// the service; without it, requests from web pages are refused.
+    #[arg(long, value_name = "ORIGIN")]
+    cors: Option<String>,
+}
+
+/// The token from `--token-file`, else `ANYCORE_TOKEN`, if any.
+fn token(args: &Args) -> Result<Option<String>> {
+    let token = match &args.token_file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            Error::BadInput(format!(
+                "--token-file {}: cannot read it ({e})",
+                path.display()
+            ))
+        })?,
+        None => match std::env::var("ANYCORE_TOKEN") {
+            Ok(token) => token,
+            Err(_) => return Ok(None),
+        },
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::BadInput(
+            "the token is empty or holds spaces or control characters".into(),
+        ));
+    }
+    Ok(Some(token))
 }
 
 pub fn main(args: Args) -> Result<()> {
+    let token = token(&args)?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.addr)
             .await
             .map_err(|e| Error::BadInput(format!("cannot listen on {}: {e}", args.addr)))?;
+        let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        if !loopback && token.is_none() && !args.insecure {
+            return Err(Error::BadInput(format!(
+                "refusing to serve on {} without a token: anyone who can reach it could run \
+                 jobs; give --token-file PATH (or ANYCORE_TOKEN), or --insecure",
+                args.addr
+            )));
+        }
         let mut config = EngineConfig::default();
         config.gpu.allow_software = args.software_gpu.allowed();
         config.max_in_flight = args.max_in_flight;
@@ -53,6 +97,11 @@ pub fn main(args: Args) -> Result<()> {
             body_limit: args.body_limit_mib.saturating_mul(1 << 20),
             max_tensors: args.max_tensors,
             max_tensor_bytes: args.tensor_store_mib.saturating_mul(1 << 20),
+            access: Access {
+                token,
+                cors: args.cors.clone(),
+                loopback_hosts: loopback,
+            },
         };
         serve(listener, engine, service, shutdown_signal())
             .await

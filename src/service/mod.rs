@@ -27,6 +27,7 @@
 //! [`serve`] drains jobs in flight once its shutdown future completes.
 
 pub mod api;
+pub mod guard;
 mod metrics;
 pub mod store;
 
@@ -66,6 +67,9 @@ pub struct ServiceConfig {
     pub max_tensors: usize,
     /// Most bytes of tensors the store keeps.
     pub max_tensor_bytes: usize,
+    /// Who may call ([`guard`]): a token, an allowed web origin, loopback
+    /// names only.
+    pub access: guard::Access,
 }
 
 impl Default for ServiceConfig {
@@ -74,6 +78,7 @@ impl Default for ServiceConfig {
             body_limit: 256 << 20,
             max_tensors: 1024,
             max_tensor_bytes: 1 << 30,
+            access: guard::Access::default(),
         }
     }
 }
@@ -121,7 +126,13 @@ pub fn router(engine: Arc<Engine>, config: &ServiceConfig) -> Router {
         )
         .route("/v1/devices", get(devices))
         .route("/metrics", get(render_metrics))
+        .fallback(guard::not_found)
+        .method_not_allowed_fallback(guard::method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(config.access.clone()),
+            guard::check,
+        ))
 }
 
 /// Serves until `shutdown` completes, then finishes the jobs in flight.
