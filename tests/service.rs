@@ -945,3 +945,61 @@ async fn only_those_allowed_may_call() {
     assert_eq!((status, code(&body).as_str()), (405, "method_not_allowed"));
     server.stop().await;
 }
+
+/// Sends `head` and `body` over a raw connection and reads until the
+/// server closes it (or 10 s pass): the answer's text and how long it took.
+fn raw_exchange(addr: &str, head: &str, body: &[u8]) -> (String, Duration) {
+    use std::io::{Read, Write};
+    let start = std::time::Instant::now();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        start.elapsed(),
+    )
+}
+
+/// A body declared far past the limit is refused at once, unread (413); a
+/// body that stops arriving is a 408 once the body timeout passes; the
+/// server answers others all the while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_too_large_or_too_slow_are_refused() {
+    let service = ServiceConfig {
+        body_limit: 1 << 20,
+        body_timeout: Duration::from_millis(700),
+        ..ServiceConfig::default()
+    };
+    let server = Server::start_with(8, service).await;
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let head = |length: u64| {
+        format!(
+            "POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: {length}\r\n\r\n"
+        )
+    };
+    let (huge, slow) = (head(1 << 40), head(100));
+    let (addr2, addr3) = (addr.clone(), addr.clone());
+    let early = tokio::task::spawn_blocking(move || raw_exchange(&addr2, &huge, b""));
+    let stalled = tokio::task::spawn_blocking(move || raw_exchange(&addr3, &slow, b"{\"kernel\""));
+    // Meanwhile the server answers.
+    let (status, _, _) = server.call("GET", "/v1/health", None).await;
+    assert_eq!(status, 200);
+    let (answer, took) = early.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let (answer, took) = stalled.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    server.stop().await;
+}

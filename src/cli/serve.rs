@@ -22,6 +22,9 @@ pub struct Args {
     /// Largest request body, in MiB (413 past it).
     #[arg(long, default_value_t = 256)]
     body_limit_mib: usize,
+    /// Seconds a request body may take to arrive (408 past it).
+    #[arg(long, default_value_t = 30.0)]
+    body_timeout_s: f64,
     /// Most tensors kept in the store (`/v1/tensors`, kept outputs); past
     /// it, storing one more is a 507.
     #[arg(long, default_value_t = 1024)]
@@ -95,6 +98,15 @@ pub fn main(args: Args) -> Result<()> {
         );
         let service = ServiceConfig {
             body_limit: args.body_limit_mib.saturating_mul(1 << 20),
+            body_timeout: std::time::Duration::try_from_secs_f64(args.body_timeout_s)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    Error::BadInput(format!(
+                        "--body-timeout-s {}: give a positive number of seconds",
+                        args.body_timeout_s
+                    ))
+                })?,
             max_tensors: args.max_tensors,
             max_tensor_bytes: args.tensor_store_mib.saturating_mul(1 << 20),
             access: Access {

@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -63,6 +63,8 @@ use crate::tensor::Handle;
 pub struct ServiceConfig {
     /// Largest request body in bytes (413 past it).
     pub body_limit: usize,
+    /// Longest a request body may take to arrive (408 past it).
+    pub body_timeout: std::time::Duration,
     /// Most tensors the store keeps (`/v1/tensors`, kept outputs).
     pub max_tensors: usize,
     /// Most bytes of tensors the store keeps.
@@ -76,6 +78,7 @@ impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
             body_limit: 256 << 20,
+            body_timeout: std::time::Duration::from_secs(30),
             max_tensors: 1024,
             max_tensor_bytes: 1 << 30,
             access: guard::Access::default(),
@@ -102,6 +105,7 @@ struct AppState {
     jobs: Arc<Mutex<BTreeMap<u64, Entry>>>,
     next_id: Arc<AtomicU64>,
     body_limit: usize,
+    body_timeout: std::time::Duration,
 }
 
 /// The routes, over `engine`.
@@ -113,6 +117,7 @@ pub fn router(engine: Arc<Engine>, config: &ServiceConfig) -> Router {
         jobs: Arc::default(),
         next_id: Arc::new(AtomicU64::new(1)),
         body_limit: config.body_limit,
+        body_timeout: config.body_timeout,
     };
     Router::new()
         .route("/v1/jobs", post(post_job))
@@ -280,14 +285,68 @@ fn check_keep(names: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Bodies at least this large are decoded off the async workers.
+const BLOCKING_BYTES: usize = 64 << 10;
+
+/// Runs `decode` (JSON, base64, `.npy`) on a blocking thread when the body
+/// is large, so that other requests (a health check) never wait behind it
+/// on the async workers.
+async fn off_runtime<T: Send + 'static>(
+    body: Bytes,
+    decode: impl FnOnce(Bytes) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if body.len() < BLOCKING_BYTES {
+        return decode(body);
+    }
+    tokio::task::spawn_blocking(move || decode(body))
+        .await
+        .map_err(|e| ApiError::from(Error::Panicked(e.to_string())))?
+}
+
 /// Bytes of an oversized body read and thrown away before the 413.
 const DRAIN_BYTES: usize = 64 << 20;
 
-/// Reads a request body of at most `limit` bytes. Past the limit it reads
-/// on, discarding up to [`DRAIN_BYTES`] more, before answering 413: a
-/// server that stops reading makes a client still sending see a broken
-/// pipe instead of the reason.
-async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads a request body of at most `state.body_limit` bytes, within
+/// `state.body_timeout` (else 408: a client that sends half a body does not
+/// hold the connection). Past the limit it reads on, discarding up to
+/// [`DRAIN_BYTES`] more, before answering 413: a server that stops reading
+/// makes a client still sending see a broken pipe instead of the reason. A
+/// body declared (`Content-Length`) larger than that is refused at once,
+/// unread.
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let limit = state.body_limit;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit.saturating_add(DRAIN_BYTES) as u64) {
+        return Err(too_large(limit));
+    }
+    let timeout = state.body_timeout;
+    tokio::time::timeout(timeout, read_within(body, limit))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    timeout.as_secs_f64()
+                ),
+            ))
+        })
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the request body is over this server's limit of {limit} bytes"),
+    )
+}
+
+/// [`read_body`]'s reading, without the deadline.
+async fn read_within(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let mut kept = Vec::new();
     let mut seen = 0usize;
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
@@ -309,11 +368,7 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
         }
     }
     if seen > limit {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the request body is over this server's limit of {limit} bytes"),
-        ));
+        return Err(too_large(limit));
     }
     Ok(Bytes::from(kept))
 }
@@ -321,21 +376,26 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
 async fn post_job(
     State(state): State<AppState>,
     query: Result<Query<WaitQuery>, QueryRejection>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(bad_query)?;
-    let body = read_body(body, state.body_limit).await?;
-    let request: JobRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("invalid job: {}", explain_json(&e)),
-        )
-    })?;
-    let keep = request.keep.clone();
-    check_keep(&keep)?;
-    let (task, choice, form) = request.into_task(&state.store)?;
-    let answer = Answer { form, keep };
+    let body = read_body(&state, &headers, body).await?;
+    let store = Arc::clone(&state.store);
+    let (task, choice, answer) = off_runtime(body, move |body| {
+        let request: JobRequest = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("invalid job: {}", explain_json(&e)),
+            )
+        })?;
+        let keep = request.keep.clone();
+        check_keep(&keep)?;
+        let (task, choice, form) = request.into_task(&store)?;
+        Ok((task, choice, Answer { form, keep }))
+    })
+    .await?;
     let kernel = task.kernel().name();
     // Never wait for room: a full queue is a 503 the client can retry.
     let handle =
@@ -416,29 +476,36 @@ struct FormQuery {
 async fn post_pipeline(
     State(state): State<AppState>,
     query: Result<Query<FormQuery>, QueryRejection>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(bad_query)?;
-    let body = read_body(body, state.body_limit).await?;
-    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
-    let spec: PipelineSpec<ArrayIn> = serde_json::from_slice(&body)
-        .map_err(|e| bad(format!("invalid pipeline: {}", explain_json(&e))))?;
-    if let Some((name, _)) = spec.outputs.iter().find(|(_, o)| o.path.is_some()) {
-        return Err(bad(format!(
-            "pipeline output '{name}': 'path' is for the command line; the service returns \
-             outputs in its response"
-        )));
-    }
-    let kept: Vec<String> = spec
-        .outputs
-        .iter()
-        .filter(|(_, o)| o.keep)
-        .map(|(name, _)| name.clone())
-        .collect();
+    let body = read_body(&state, &headers, body).await?;
+    let store = Arc::clone(&state.store);
+    let (pipeline, choice, kept) = off_runtime(body, move |body| {
+        let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
+        let spec: PipelineSpec<ArrayIn> = serde_json::from_slice(&body)
+            .map_err(|e| bad(format!("invalid pipeline: {}", explain_json(&e))))?;
+        if let Some((name, _)) = spec.outputs.iter().find(|(_, o)| o.path.is_some()) {
+            return Err(bad(format!(
+                "pipeline output '{name}': 'path' is for the command line; the service returns \
+                 outputs in its response"
+            )));
+        }
+        let kept: Vec<String> = spec
+            .outputs
+            .iter()
+            .filter(|(_, o)| o.keep)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let store = &*store;
+        let (pipeline, choice, _) = spec
+            .map_inputs(|input| StoreInput { input, store })
+            .into_pipeline(BackendChoice::Auto)?;
+        Ok((pipeline, choice, kept))
+    })
+    .await?;
     let store = &state.store;
-    let (pipeline, choice, _) = spec
-        .map_inputs(|input| StoreInput { input, store })
-        .into_pipeline(BackendChoice::Auto)?;
     // Never wait for room: a full queue is a 503 the client can retry.
     let result = state
         .engine
@@ -469,12 +536,18 @@ async fn post_pipeline(
 /// `POST /v1/tensors`: stores a tensor sent as `.npy` bytes, or as the JSON
 /// of an input (`{"dtype", "shape", "data"}` or `{"npy"}`), and answers
 /// 201 `{"id", "dtype", "shape"}`.
-async fn post_tensor(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
-    let body = read_body(body, state.body_limit).await?;
-    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
-    let tensor = if body.starts_with(b"\x93NUMPY") {
-        crate::tensor::npy::from_bytes(&body).map_err(|e| bad(format!("the body: {e}")))?
-    } else {
+async fn post_tensor(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(&state, &headers, body).await?;
+    let tensor = off_runtime(body, |body| {
+        let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
+        if body.starts_with(b"\x93NUMPY") {
+            return crate::tensor::npy::from_bytes(&body)
+                .map_err(|e| bad(format!("the body: {e}")));
+        }
         let array: ArrayIn = serde_json::from_slice(&body).map_err(|e| {
             bad(format!(
                 "the body is neither .npy bytes nor an array's JSON ({})",
@@ -486,8 +559,9 @@ async fn post_tensor(State(state): State<AppState>, body: Body) -> Result<Respon
                 "the body names a stored tensor; send the data itself".into()
             ));
         }
-        array.decode("the body")?
-    };
+        Ok(array.decode("the body")?)
+    })
+    .await?;
     let (dtype, shape) = (tensor.dtype().name(), tensor.shape().to_vec());
     let id = state.store.put(Handle::new(tensor))?;
     Ok((
