@@ -66,7 +66,7 @@ pub fn explain_json(e: &serde_json::Error) -> String {
         .map_or(String::new(), |i| text[i..].to_owned());
     format!(
         "{forms}: {{\"dtype\", \"shape\", \"data\"}}, {{\"npy\": BASE64}} or a stored tensor \
-         {{\"tensor\": ID}} (a whole number); in a file or a batch line also a .npy path or \
+         {{\"tensor\": ID}} (its id, 32 hex digits); in a file or a batch line also a .npy path or \
          {{\"random\": {{\"dtype\", \"shape\", \"seed\"}}}}{at}"
     )
 }

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::kernel::Task;
 use crate::tensor::{DType, Handle, Tensor, TensorData, npy};
 
+use super::ids::Id;
 use super::store::Store;
 
 /// A job as posted to `POST /v1/jobs`.
@@ -67,7 +68,7 @@ pub enum ArrayIn {
     /// `{"tensor": ID}`: a tensor the service stores.
     Stored {
         /// Its id.
-        tensor: u64,
+        tensor: Id,
     },
 }
 
@@ -128,7 +129,7 @@ pub struct ArrayOut {
     pub npy: Option<String>,
     /// Its id in the service's store, when it was kept there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tensor: Option<u64>,
+    pub tensor: Option<Id>,
 }
 
 impl JobRequest {
@@ -301,7 +302,7 @@ impl JobResponse {
 impl ArrayOut {
     /// An output kept in the store as `id`: its dtype and shape, no
     /// elements.
-    pub fn kept(t: &Handle, id: u64) -> Self {
+    pub fn kept(t: &Handle, id: Id) -> Self {
         ArrayOut {
             dtype: t.dtype().name().into(),
             shape: t.shape().to_vec(),

@@ -28,13 +28,14 @@
 
 pub mod api;
 pub mod guard;
+pub mod ids;
 mod metrics;
 pub mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes, HttpBody};
@@ -48,6 +49,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use self::api::{ArrayIn, JobRequest, JobResponse, OutputForm, PipelineResponse, StoreInput};
+use self::ids::Id;
 use self::metrics::Metrics;
 use self::store::Store;
 use crate::backend::BackendChoice;
@@ -102,8 +104,7 @@ struct AppState {
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
     store: Arc<Store>,
-    jobs: Arc<Mutex<BTreeMap<u64, Entry>>>,
-    next_id: Arc<AtomicU64>,
+    jobs: Arc<Mutex<JobTable>>,
     body_limit: usize,
     body_timeout: std::time::Duration,
 }
@@ -115,7 +116,6 @@ pub fn router(engine: Arc<Engine>, config: &ServiceConfig) -> Router {
         metrics: Arc::default(),
         store: Arc::new(Store::new(config.max_tensors, config.max_tensor_bytes)),
         jobs: Arc::default(),
-        next_id: Arc::new(AtomicU64::new(1)),
         body_limit: config.body_limit,
         body_timeout: config.body_timeout,
     };
@@ -257,19 +257,11 @@ fn keep(
         )));
     }
     let tensors: Vec<Handle> = names.iter().filter_map(|n| kept.remove(n)).collect();
-    let described: Vec<api::ArrayOut> = tensors.iter().map(|t| api::ArrayOut::kept(t, 0)).collect();
-    let ids = store.put_all(tensors)?;
+    let ids = store.put_all(tensors.clone())?;
     Ok(names
         .iter()
-        .zip(described)
-        .zip(ids)
-        .map(|((name, out), id)| {
-            let out = api::ArrayOut {
-                tensor: Some(id),
-                ..out
-            };
-            (name.clone(), out)
-        })
+        .zip(tensors.iter().zip(ids))
+        .map(|(name, (t, id))| (name.clone(), api::ArrayOut::kept(t, id)))
         .collect())
 }
 
@@ -408,7 +400,7 @@ async fn post_job(
         let response = finish(&state.metrics, &state.store, kernel, result, answer)?;
         return Ok(Json(response).into_response());
     }
-    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = Id::random();
     let entry = Entry::Running {
         cancel: handle.cancel_flag(),
     };
@@ -416,6 +408,7 @@ async fn post_job(
         .jobs
         .lock()
         .unwrap_or_else(|e| e.into_inner())
+        .entries
         .insert(id, entry);
     let (jobs, metrics, store) = (
         Arc::clone(&state.jobs),
@@ -427,9 +420,9 @@ async fn post_job(
             Ok(r) => Entry::Done(Box::new(r)),
             Err(e) => Entry::Failed(e),
         };
-        let mut jobs = jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.insert(id, entry);
-        forget_oldest_results(&mut jobs);
+        jobs.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .finish(id, entry);
     });
     Ok((
         StatusCode::ACCEPTED,
@@ -444,10 +437,10 @@ fn bad_query(e: QueryRejection) -> ApiError {
 }
 
 /// A job's or a stored tensor's id in the path: a JSON 404 when it is not
-/// a number (no such id can exist).
-struct Id(u64);
+/// an id at all (no such id can exist).
+struct PathId(Id);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -457,13 +450,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
         let Path(text) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
-        text.parse().map(Id).map_err(|_| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("'{text}' is not an id (ids are whole numbers)"),
-            )
-        })
+        text.parse()
+            .map(PathId)
+            .map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, "not_found", e))
     }
 }
 
@@ -572,7 +561,10 @@ async fn post_tensor(
 }
 
 /// `GET /v1/tensors/{id}`: the stored tensor as `.npy` bytes.
-async fn get_tensor(State(state): State<AppState>, Id(id): Id) -> Result<Response, ApiError> {
+async fn get_tensor(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
     let handle = state.store.get(id)?;
     // Kept on the GPU: read back (once; the host copy stays).
     let tensor = state.engine.coordinator().read(&handle).await?;
@@ -584,30 +576,37 @@ async fn get_tensor(State(state): State<AppState>, Id(id): Id) -> Result<Respons
 }
 
 /// `DELETE /v1/tensors/{id}`: forgets a stored tensor.
-async fn delete_tensor(State(state): State<AppState>, Id(id): Id) -> Result<Response, ApiError> {
+async fn delete_tensor(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
     state.store.remove(id)?;
     Ok(Json(json!({"id": id, "status": "deleted"})).into_response())
 }
 
-/// Drops the oldest finished entries past [`KEPT_RESULTS`]; running jobs stay.
-fn forget_oldest_results(jobs: &mut BTreeMap<u64, Entry>) {
-    let finished = jobs
-        .values()
-        .filter(|e| !matches!(e, Entry::Running { .. }))
-        .count();
-    let excess = finished.saturating_sub(KEPT_RESULTS);
-    let old: Vec<u64> = jobs
-        .iter()
-        .filter(|(_, e)| !matches!(e, Entry::Running { .. }))
-        .map(|(id, _)| *id)
-        .take(excess)
-        .collect();
-    for id in old {
-        jobs.remove(&id);
+/// The `wait=false` jobs: running ones, and the newest finished results.
+#[derive(Default)]
+struct JobTable {
+    entries: HashMap<Id, Entry>,
+    /// Finished jobs, oldest first.
+    finished: VecDeque<Id>,
+}
+
+impl JobTable {
+    /// Records a job's result, forgetting the oldest results past
+    /// [`KEPT_RESULTS`] (running jobs stay).
+    fn finish(&mut self, id: Id, entry: Entry) {
+        self.entries.insert(id, entry);
+        self.finished.push_back(id);
+        while self.finished.len() > KEPT_RESULTS {
+            if let Some(old) = self.finished.pop_front() {
+                self.entries.remove(&old);
+            }
+        }
     }
 }
 
-fn unknown(id: u64) -> ApiError {
+fn unknown(id: Id) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -615,9 +614,9 @@ fn unknown(id: u64) -> ApiError {
     )
 }
 
-async fn get_job(State(state): State<AppState>, Id(id): Id) -> Result<Response, ApiError> {
+async fn get_job(State(state): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
     let jobs = state.jobs.lock().unwrap_or_else(|e| e.into_inner());
-    let body = match jobs.get(&id).ok_or_else(|| unknown(id))? {
+    let body = match jobs.entries.get(&id).ok_or_else(|| unknown(id))? {
         Entry::Running { .. } => json!({"id": id, "status": "running"}),
         Entry::Done(r) => json!({"id": id, "status": "done", "result": r}),
         Entry::Failed(e) => {
@@ -632,9 +631,12 @@ async fn get_job(State(state): State<AppState>, Id(id): Id) -> Result<Response, 
     Ok(Json(body).into_response())
 }
 
-async fn delete_job(State(state): State<AppState>, Id(id): Id) -> Result<Response, ApiError> {
+async fn delete_job(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
     let jobs = state.jobs.lock().unwrap_or_else(|e| e.into_inner());
-    match jobs.get(&id).ok_or_else(|| unknown(id))? {
+    match jobs.entries.get(&id).ok_or_else(|| unknown(id))? {
         Entry::Running { cancel } => {
             cancel.store(true, Ordering::Relaxed);
             Ok((
@@ -672,21 +674,21 @@ mod tests {
 
     #[test]
     fn only_the_newest_finished_results_are_kept_and_running_jobs_stay() {
-        let mut jobs = BTreeMap::new();
-        jobs.insert(
-            0,
-            Entry::Running {
-                cancel: Arc::default(),
-            },
-        );
+        let mut jobs = JobTable::default();
+        let running = Id::random();
+        let cancel = Arc::default();
+        jobs.entries.insert(running, Entry::Running { cancel });
         let failed = || Entry::Failed(ApiError::new(StatusCode::CONFLICT, "cancelled", "x"));
-        for id in 1..=(KEPT_RESULTS as u64 + 5) {
-            jobs.insert(id, failed());
+        let ids: Vec<Id> = (0..KEPT_RESULTS + 5).map(|_| Id::random()).collect();
+        for &id in &ids {
+            jobs.finish(id, failed());
         }
-        forget_oldest_results(&mut jobs);
-        assert_eq!(jobs.len(), KEPT_RESULTS + 1);
-        assert!(jobs.contains_key(&0), "a running job was forgotten");
-        assert!((1..=5).all(|id| !jobs.contains_key(&id)));
-        assert!(jobs.contains_key(&6) && jobs.contains_key(&(KEPT_RESULTS as u64 + 5)));
+        assert_eq!(jobs.entries.len(), KEPT_RESULTS + 1);
+        assert!(
+            jobs.entries.contains_key(&running),
+            "a running job was forgotten"
+        );
+        assert!(ids[..5].iter().all(|id| !jobs.entries.contains_key(id)));
+        assert!(ids[5..].iter().all(|id| jobs.entries.contains_key(id)));
     }
 }
