@@ -1027,3 +1027,31 @@ async fn bodies_too_large_or_too_slow_are_refused() {
     );
     server.stop().await;
 }
+
+/// A client that never finishes its request does not hold shutdown: the
+/// server stops within its shutdown deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_stalled_client() {
+    let service = ServiceConfig {
+        shutdown_timeout: Duration::from_millis(800),
+        ..ServiceConfig::default()
+    };
+    let server = Server::start_with(8, service).await;
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    // Half a request's headers, then nothing.
+    let stalled = std::net::TcpStream::connect(&addr).unwrap();
+    {
+        use std::io::Write;
+        (&stalled)
+            .write_all(b"POST /v1/jobs HTTP/1.1\r\nHost: localh")
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), server.stop())
+        .await
+        .expect("the server stopped");
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    drop(stalled);
+}

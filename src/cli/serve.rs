@@ -25,6 +25,10 @@ pub struct Args {
     /// Seconds a request body may take to arrive (408 past it).
     #[arg(long, default_value_t = 30.0)]
     body_timeout_s: f64,
+    /// Seconds shutdown (SIGINT, SIGTERM) waits for connections and jobs in
+    /// flight before the process exits anyway.
+    #[arg(long, default_value_t = 30.0)]
+    shutdown_timeout_s: f64,
     /// Most tensors kept in the store (`/v1/tensors`, kept outputs); past
     /// it, storing one more is a 507.
     #[arg(long, default_value_t = 1024)]
@@ -43,6 +47,16 @@ pub struct Args {
     /// the service; without it, requests from web pages are refused.
     #[arg(long, value_name = "ORIGIN")]
     cors: Option<String>,
+}
+
+/// A positive number of seconds given to `flag`.
+fn seconds(flag: &str, value: f64) -> Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            Error::BadInput(format!("{flag} {value}: give a positive number of seconds"))
+        })
 }
 
 /// The token from `--token-file`, else `ANYCORE_TOKEN`, if any.
@@ -98,15 +112,8 @@ pub fn main(args: Args) -> Result<()> {
         );
         let service = ServiceConfig {
             body_limit: args.body_limit_mib.saturating_mul(1 << 20),
-            body_timeout: std::time::Duration::try_from_secs_f64(args.body_timeout_s)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    Error::BadInput(format!(
-                        "--body-timeout-s {}: give a positive number of seconds",
-                        args.body_timeout_s
-                    ))
-                })?,
+            body_timeout: seconds("--body-timeout-s", args.body_timeout_s)?,
+            shutdown_timeout: seconds("--shutdown-timeout-s", args.shutdown_timeout_s)?,
             max_tensors: args.max_tensors,
             max_tensor_bytes: args.tensor_store_mib.saturating_mul(1 << 20),
             access: Access {

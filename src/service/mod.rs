@@ -67,6 +67,9 @@ pub struct ServiceConfig {
     pub body_limit: usize,
     /// Longest a request body may take to arrive (408 past it).
     pub body_timeout: std::time::Duration,
+    /// Longest shutdown waits, once signalled, for connections and jobs in
+    /// flight to finish.
+    pub shutdown_timeout: std::time::Duration,
     /// Most tensors the store keeps (`/v1/tensors`, kept outputs).
     pub max_tensors: usize,
     /// Most bytes of tensors the store keeps.
@@ -81,6 +84,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             body_limit: 256 << 20,
             body_timeout: std::time::Duration::from_secs(30),
+            shutdown_timeout: std::time::Duration::from_secs(30),
             max_tensors: 1024,
             max_tensor_bytes: 1 << 30,
             access: guard::Access::default(),
@@ -109,8 +113,9 @@ struct AppState {
     body_timeout: std::time::Duration,
 }
 
-/// The routes, over `engine`.
-pub fn router(engine: Arc<Engine>, config: &ServiceConfig) -> Router {
+/// The routes, over `engine`; once `draining` is set, every request is a
+/// 503 `shutting_down`.
+fn router(engine: Arc<Engine>, config: &ServiceConfig, draining: Arc<AtomicBool>) -> Router {
     let state = AppState {
         engine,
         metrics: Arc::default(),
@@ -138,6 +143,24 @@ pub fn router(engine: Arc<Engine>, config: &ServiceConfig) -> Router {
             Arc::new(config.access.clone()),
             guard::check,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            draining,
+            refuse_while_draining,
+        ))
+}
+
+/// 503 `shutting_down` (with `Retry-After`) for any request once the
+/// service drains: a client on a kept-alive connection learns to go
+/// elsewhere instead of starting work that shutdown would wait for.
+async fn refuse_while_draining(
+    State(draining): State<Arc<AtomicBool>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if draining.load(Ordering::SeqCst) {
+        return ApiError::from(Error::ShuttingDown).into_response();
+    }
+    next.run(request).await
 }
 
 /// Serves until `shutdown` completes, then finishes the jobs in flight.
@@ -147,11 +170,44 @@ pub async fn serve(
     config: ServiceConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(Arc::clone(&engine), &config);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    engine.shutdown().await;
+    let draining = Arc::new(AtomicBool::new(false));
+    let app = router(Arc::clone(&engine), &config, Arc::clone(&draining));
+    let (signalled, mut signal) = tokio::sync::watch::channel(false);
+    let graceful = async move {
+        shutdown.await;
+        draining.store(true, Ordering::SeqCst);
+        let _ = signalled.send(true);
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    // Once signalled, connections get `shutdown_timeout` to finish; one
+    // that never completes its request does not hold the process.
+    let deadline = async {
+        let _ = signal.wait_for(|s| *s).await;
+        let start = tokio::time::Instant::now();
+        tokio::time::sleep(config.shutdown_timeout).await;
+        start
+    };
+    let start = tokio::select! {
+        served = server.into_future() => {
+            served?;
+            tokio::time::Instant::now()
+        }
+        start = deadline => {
+            log::warn!(
+                "shutdown: connections still open after {:?}; closing them",
+                config.shutdown_timeout
+            );
+            start
+        }
+    };
+    // Jobs in flight finish within what is left of the deadline.
+    let left = config.shutdown_timeout.saturating_sub(start.elapsed());
+    if tokio::time::timeout(left, engine.shutdown()).await.is_err() {
+        log::warn!(
+            "shutdown: jobs still running after {:?}; leaving them",
+            config.shutdown_timeout
+        );
+    }
     Ok(())
 }
 
