@@ -1055,3 +1055,47 @@ async fn shutdown_does_not_wait_for_a_stalled_client() {
     assert!(took < Duration::from_secs(5), "{took:?}");
     drop(stalled);
 }
+
+/// A `wait=false` result is kept for its time to live, then dropped: its
+/// id answers a 404 that says so (an id never given says something else).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polled_results_expire_and_say_so() {
+    let service = ServiceConfig {
+        results: anycore::service::results::Limits {
+            bytes: 1 << 20,
+            ttl: Duration::from_millis(600),
+        },
+        ..ServiceConfig::default()
+    };
+    let server = Server::start_with(8, service).await;
+    let job = json!({"kernel": "reduce", "inputs": {"x": {"dtype": "u32", "shape": [2], "data": [4, 5]}}});
+    let (status, _, body) = server
+        .call("POST", "/v1/jobs?wait=false", Some(job.to_string()))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/jobs/{id}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, body) = server.call("GET", &path, None).await;
+        assert_eq!(status, 200, "{body}");
+        if body.contains(r#""status":"done""#) {
+            assert!(body.contains("[9]"), "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (status, _, body) = server.call("GET", &path, None).await;
+    assert_eq!((status, error_code(&body).as_str()), (404, "not_found"));
+    assert!(body.contains("no longer kept"), "{body}");
+    let (_, _, body) = server
+        .call("GET", "/v1/jobs/0123456789abcdef0123456789abcdef", None)
+        .await;
+    assert!(body.contains("no job with id"), "{body}");
+    server.stop().await;
+}

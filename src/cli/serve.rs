@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anycore::engine::{Engine, EngineConfig};
 use anycore::service::guard::Access;
+use anycore::service::results::Limits;
 use anycore::service::{ServiceConfig, serve};
 use anycore::{Error, Result};
 
@@ -29,6 +30,12 @@ pub struct Args {
     /// flight before the process exits anyway.
     #[arg(long, default_value_t = 30.0)]
     shutdown_timeout_s: f64,
+    /// MiB of `wait=false` results kept for polling (the oldest go first).
+    #[arg(long, default_value_t = 1024)]
+    results_mib: usize,
+    /// Seconds a `wait=false` result is kept for polling.
+    #[arg(long, default_value_t = 3600.0)]
+    result_ttl_s: f64,
     /// Most tensors kept in the store (`/v1/tensors`, kept outputs); past
     /// it, storing one more is a 507.
     #[arg(long, default_value_t = 1024)]
@@ -114,6 +121,10 @@ pub fn main(args: Args) -> Result<()> {
             body_limit: args.body_limit_mib.saturating_mul(1 << 20),
             body_timeout: seconds("--body-timeout-s", args.body_timeout_s)?,
             shutdown_timeout: seconds("--shutdown-timeout-s", args.shutdown_timeout_s)?,
+            results: Limits {
+                bytes: args.results_mib.saturating_mul(1 << 20),
+                ttl: seconds("--result-ttl-s", args.result_ttl_s)?,
+            },
             max_tensors: args.max_tensors,
             max_tensor_bytes: args.tensor_store_mib.saturating_mul(1 << 20),
             access: Access {

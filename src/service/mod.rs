@@ -22,17 +22,18 @@
 //! an unknown id (a job's or a stored tensor's), 413 past the body limit,
 //! 503 with `Retry-After` when the queue is full (the service never waits
 //! for room, so it never hangs), 507 when the tensor store is full.
-//! Results of `wait=false` jobs are kept for the last [`KEPT_RESULTS`]
-//! finished jobs; older ones answer 404.
+//! Results of `wait=false` jobs are kept within bounds of count, bytes and
+//! time ([`results`]); a dropped one answers 404 saying so.
 //! [`serve`] drains jobs in flight once its shutdown future completes.
 
 pub mod api;
 pub mod guard;
 pub mod ids;
 mod metrics;
+pub mod results;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +52,7 @@ use serde_json::json;
 use self::api::{ArrayIn, JobRequest, JobResponse, OutputForm, PipelineResponse, StoreInput};
 use self::ids::Id;
 use self::metrics::Metrics;
+use self::results::{Entry, JobTable, Lookup};
 use self::store::Store;
 use crate::backend::BackendChoice;
 use crate::backend::gpu::adapter;
@@ -70,6 +72,8 @@ pub struct ServiceConfig {
     /// Longest shutdown waits, once signalled, for connections and jobs in
     /// flight to finish.
     pub shutdown_timeout: std::time::Duration,
+    /// Bounds on the results of `wait=false` jobs kept for polling.
+    pub results: results::Limits,
     /// Most tensors the store keeps (`/v1/tensors`, kept outputs).
     pub max_tensors: usize,
     /// Most bytes of tensors the store keeps.
@@ -85,22 +89,12 @@ impl Default for ServiceConfig {
             body_limit: 256 << 20,
             body_timeout: std::time::Duration::from_secs(30),
             shutdown_timeout: std::time::Duration::from_secs(30),
+            results: results::Limits::default(),
             max_tensors: 1024,
             max_tensor_bytes: 1 << 30,
             access: guard::Access::default(),
         }
     }
-}
-
-/// Finished `wait=false` jobs whose results are kept (the oldest go first),
-/// so a long-running server's memory stays bounded.
-pub const KEPT_RESULTS: usize = 10_000;
-
-/// A job posted with `wait=false`.
-enum Entry {
-    Running { cancel: Arc<AtomicBool> },
-    Done(Box<JobResponse>),
-    Failed(ApiError),
 }
 
 #[derive(Clone)]
@@ -120,7 +114,7 @@ fn router(engine: Arc<Engine>, config: &ServiceConfig, draining: Arc<AtomicBool>
         engine,
         metrics: Arc::default(),
         store: Arc::new(Store::new(config.max_tensors, config.max_tensor_bytes)),
-        jobs: Arc::default(),
+        jobs: Arc::new(Mutex::new(JobTable::new(config.results))),
         body_limit: config.body_limit,
         body_timeout: config.body_timeout,
     };
@@ -457,15 +451,11 @@ async fn post_job(
         return Ok(Json(response).into_response());
     }
     let id = Id::random();
-    let entry = Entry::Running {
-        cancel: handle.cancel_flag(),
-    };
     state
         .jobs
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .entries
-        .insert(id, entry);
+        .start(id, handle.cancel_flag());
     let (jobs, metrics, store) = (
         Arc::clone(&state.jobs),
         Arc::clone(&state.metrics),
@@ -640,39 +630,29 @@ async fn delete_tensor(
     Ok(Json(json!({"id": id, "status": "deleted"})).into_response())
 }
 
-/// The `wait=false` jobs: running ones, and the newest finished results.
-#[derive(Default)]
-struct JobTable {
-    entries: HashMap<Id, Entry>,
-    /// Finished jobs, oldest first.
-    finished: VecDeque<Id>,
-}
-
-impl JobTable {
-    /// Records a job's result, forgetting the oldest results past
-    /// [`KEPT_RESULTS`] (running jobs stay).
-    fn finish(&mut self, id: Id, entry: Entry) {
-        self.entries.insert(id, entry);
-        self.finished.push_back(id);
-        while self.finished.len() > KEPT_RESULTS {
-            if let Some(old) = self.finished.pop_front() {
-                self.entries.remove(&old);
-            }
-        }
+/// The job `id`, or a 404 saying whether its result was dropped.
+fn entry(jobs: &mut JobTable, id: Id) -> Result<&Entry, ApiError> {
+    match jobs.lookup(id) {
+        Lookup::Known(entry) => Ok(entry),
+        Lookup::Dropped => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "job {id} finished, but its result is no longer kept (results are kept \
+                 for a limited time, count and size; fetch them sooner)"
+            ),
+        )),
+        Lookup::Unknown => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no job with id {id}"),
+        )),
     }
 }
 
-fn unknown(id: Id) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no job with id {id}"),
-    )
-}
-
 async fn get_job(State(state): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
-    let jobs = state.jobs.lock().unwrap_or_else(|e| e.into_inner());
-    let body = match jobs.entries.get(&id).ok_or_else(|| unknown(id))? {
+    let mut jobs = state.jobs.lock().unwrap_or_else(|e| e.into_inner());
+    let body = match entry(&mut jobs, id)? {
         Entry::Running { .. } => json!({"id": id, "status": "running"}),
         Entry::Done(r) => json!({"id": id, "status": "done", "result": r}),
         Entry::Failed(e) => {
@@ -691,8 +671,8 @@ async fn delete_job(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let jobs = state.jobs.lock().unwrap_or_else(|e| e.into_inner());
-    match jobs.entries.get(&id).ok_or_else(|| unknown(id))? {
+    let mut jobs = state.jobs.lock().unwrap_or_else(|e| e.into_inner());
+    match entry(&mut jobs, id)? {
         Entry::Running { cancel } => {
             cancel.store(true, Ordering::Relaxed);
             Ok((
@@ -722,29 +702,4 @@ async fn devices(State(state): State<AppState>) -> Response {
 async fn render_metrics(State(state): State<AppState>) -> Response {
     let text = state.metrics.render(state.engine.coordinator());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_newest_finished_results_are_kept_and_running_jobs_stay() {
-        let mut jobs = JobTable::default();
-        let running = Id::random();
-        let cancel = Arc::default();
-        jobs.entries.insert(running, Entry::Running { cancel });
-        let failed = || Entry::Failed(ApiError::new(StatusCode::CONFLICT, "cancelled", "x"));
-        let ids: Vec<Id> = (0..KEPT_RESULTS + 5).map(|_| Id::random()).collect();
-        for &id in &ids {
-            jobs.finish(id, failed());
-        }
-        assert_eq!(jobs.entries.len(), KEPT_RESULTS + 1);
-        assert!(
-            jobs.entries.contains_key(&running),
-            "a running job was forgotten"
-        );
-        assert!(ids[..5].iter().all(|id| !jobs.entries.contains_key(id)));
-        assert!(ids[5..].iter().all(|id| jobs.entries.contains_key(id)));
-    }
 }
