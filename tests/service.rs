@@ -1099,3 +1099,102 @@ async fn polled_results_expire_and_say_so() {
     assert!(body.contains("no job with id"), "{body}");
     server.stop().await;
 }
+
+/// Bodies mangled at random — valid jobs and pipelines with bytes flipped,
+/// cut short, spliced, or their numbers swapped for hostile ones — never
+/// make the service answer 5xx: every answer is a result or a JSON error
+/// naming the problem, and the service keeps answering. (`mandelbrot` is
+/// left out until a work budget bounds it: a hostile `max_iter` is minutes
+/// of work today, issue 11.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mangled_bodies_get_4xx_json_errors_never_5xx() {
+    use rand::Rng;
+    let server = Server::start(8, 1 << 20).await;
+    let mut rng = common::rng();
+    let seeds = [
+        json!({"kernel": "axpy", "params": {"a": 2}, "inputs": {
+            "x": {"dtype": "f32", "shape": [3], "data": [1, 2, 3]},
+            "y": {"dtype": "f32", "shape": [3], "data": [4, 5, 6]}}}),
+        json!({"kernel": "histogram", "params": {"bins": 4, "lo": 0, "hi": 1}, "inputs": {
+            "x": {"dtype": "f32", "shape": [4], "data": [0.1, 0.5, 0.9, 2]}}}),
+        json!({"kernel": "matmul", "inputs": {
+            "a": {"dtype": "f32", "shape": [2, 2], "data": [1, 2, 3, 4]},
+            "b": {"dtype": "f32", "shape": [2, 1], "data": [1, 1]}}}),
+        json!({"steps": [
+            {"name": "s", "kernel": "scan", "inputs": {"x": {"dtype": "u32", "shape": [3], "data": [1, 2, 3]}}},
+            {"name": "t", "kernel": "reduce", "inputs": {"x": {"step": "s", "output": "out"}}}],
+            "outputs": {"o": {"step": "t", "output": "out"}}}),
+    ];
+    let hostile = [
+        "-1",
+        "1e300",
+        "4294967296",
+        "18446744073709551616",
+        "-0",
+        "null",
+        "\"\"",
+        "[]",
+        "{}",
+        "[1e9, 1e9]",
+        "2147483648",
+        "NaN",
+        "0.5",
+    ];
+    let mut answered = [0usize; 2]; // 200s, 4xx
+    for round in 0..300 {
+        let seed = &seeds[round % seeds.len()];
+        let mut text = seed.to_string().into_bytes();
+        match rng.random_range(0..4) {
+            0 => {
+                for _ in 0..rng.random_range(1..4) {
+                    let i = rng.random_range(0..text.len());
+                    text[i] = rng.random();
+                }
+            }
+            1 => text.truncate(rng.random_range(0..text.len())),
+            2 => {
+                let (i, j) = (
+                    rng.random_range(0..text.len()),
+                    rng.random_range(0..text.len()),
+                );
+                let piece = text[i.min(j)..i.max(j)].to_vec();
+                let at = rng.random_range(0..text.len());
+                text.splice(at..at, piece);
+            }
+            _ => {
+                // A number swapped for a hostile value.
+                let s = String::from_utf8(text.clone()).unwrap();
+                let digits: Vec<usize> = s
+                    .match_indices(|c: char| c.is_ascii_digit())
+                    .map(|(i, _)| i)
+                    .collect();
+                if let Some(&at) = digits.get(rng.random_range(0..digits.len().max(1))) {
+                    let end = s[at..]
+                        .find(|c: char| !c.is_ascii_digit() && c != '.')
+                        .map_or(s.len(), |e| at + e);
+                    let value = hostile[rng.random_range(0..hostile.len())];
+                    text = format!("{}{value}{}", &s[..at], &s[end..]).into_bytes();
+                }
+            }
+        }
+        let body = String::from_utf8_lossy(&text).into_owned();
+        let path = if seed.get("steps").is_some() {
+            "/v1/pipelines"
+        } else {
+            "/v1/jobs"
+        };
+        let (status, _, answer) = server.call("POST", path, Some(body.clone())).await;
+        assert!(status < 500, "{status} for {body}: {answer}");
+        answered[usize::from(status != 200)] += 1;
+        if status != 200 {
+            let error: Value = serde_json::from_str(&answer)
+                .unwrap_or_else(|e| panic!("{status} for {body}: not JSON ({e}): {answer}"));
+            let message = error["error"]["message"].as_str().unwrap_or("");
+            assert!(!message.is_empty(), "{status} for {body}: {answer}");
+        }
+    }
+    assert!(answered[0] > 0 && answered[1] > 100, "{answered:?}");
+    let (status, _, _) = server.call("GET", "/v1/health", None).await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
