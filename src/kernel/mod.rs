@@ -510,8 +510,10 @@ impl<T: Described> Inputs<T> {
         for arg in kernel.signature().inputs.iter().filter(|a| !a.optional) {
             let name = arg.name;
             if !map.contains_key(name) {
+                let all: Vec<&str> = kernel.signature().inputs.iter().map(|a| a.name).collect();
                 return Err(Error::bad(format!(
-                    "{kernel} needs input '{name}' (`anycore kernels {kernel}` lists its inputs)"
+                    "{kernel} needs input '{name}' (its inputs: {})",
+                    all.join(", ")
                 )));
             }
         }

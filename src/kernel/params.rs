@@ -35,7 +35,7 @@ impl<'a> Params<'a> {
     fn required<T>(&self, name: &str, value: Option<T>) -> Result<T> {
         value.ok_or_else(|| {
             Error::bad(format!(
-                "{} needs parameter '{name}' (pass -p {name}=VALUE)",
+                "{} needs parameter '{name}' (it has no default)",
                 self.kernel
             ))
         })
