@@ -519,3 +519,44 @@ fn a_closed_stdout_is_not_a_panic() {
         out.status
     );
 }
+
+/// What a new user's try of the command line found, each an exit 2 that
+/// says what to do: a server address without its scheme, a software GPU
+/// asked of a job sent to a server, a batch with no jobs or no concurrency.
+#[test]
+fn careless_command_lines_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    npy::write(&dir.path().join("x.npy"), &Tensor::from_f32(vec![1.0, 2.5])).unwrap();
+    let x = format!("x={}", p("x.npy"));
+    assert_bad_input(
+        &["run", "reduce", "-i", &x, "--server", "127.0.0.1:7878"],
+        &["give the scheme too", "http://127.0.0.1:7878"],
+    );
+    assert_bad_input(
+        &[
+            "run",
+            "reduce",
+            "-i",
+            &x,
+            "--server",
+            "http://127.0.0.1:1",
+            "--allow-software-gpu",
+        ],
+        &["--allow-software-gpu", "the server's"],
+    );
+    std::fs::write(p("empty.jsonl"), "\n  \n").unwrap();
+    assert_bad_input(
+        &["batch", &p("empty.jsonl")],
+        &["empty.jsonl", "holds no jobs"],
+    );
+    std::fs::write(
+        p("one.jsonl"),
+        r#"{"kernel": "mandelbrot", "params": {"width": 4, "height": 4}}"#,
+    )
+    .unwrap();
+    assert_bad_input(
+        &["batch", &p("one.jsonl"), "--concurrency", "0"],
+        &["--concurrency", "0"],
+    );
+}

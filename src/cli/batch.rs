@@ -36,9 +36,9 @@ use super::output;
 pub struct Args {
     /// The jobs, one JSON object per line.
     jobs: PathBuf,
-    /// Jobs run at once (loading, running and writing).
-    #[arg(long, default_value_t = 8)]
-    concurrency: usize,
+    /// Jobs run at once (loading, running and writing); at least 1.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    concurrency: u32,
     /// Backend for jobs that do not name one.
     #[arg(long, default_value = "auto", value_parser = super::backend_choice)]
     backend: BackendChoice,
@@ -85,6 +85,12 @@ pub fn main(args: Args) -> Result<()> {
         path: args.jobs.clone(),
         message: format!("cannot read the jobs file: {e}"),
     })?;
+    if text.lines().all(|l| l.trim().is_empty()) {
+        return Err(Error::BadFile {
+            path: args.jobs.clone(),
+            message: "holds no jobs (one JSON object per line)".into(),
+        });
+    }
     let runtime = super::runtime()?;
     let outcomes = runtime.block_on(run_all(&args, &text))?;
 
@@ -128,7 +134,7 @@ async fn run_all(args: &Args, text: &str) -> Result<Vec<Outcome>> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} jobs  {elapsed_precise}  {msg}")
             .expect("valid template"),
     );
-    let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let limit = Arc::new(Semaphore::new(args.concurrency as usize));
     let mut tasks = tokio::task::JoinSet::new();
     for (order, (line_no, line)) in lines.into_iter().enumerate() {
         let permit = Arc::clone(&limit)

@@ -30,6 +30,11 @@ pub fn request(job: &Job, backend: &str) -> JobRequest {
 /// Posts the job and waits for its result. A 4xx answer is the job's fault
 /// (exit 2, with the server's message); anything else is a failure.
 pub fn post(url: &str, request: &JobRequest) -> Result<JobResponse> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(Error::BadInput(format!(
+            "--server {url}: give the scheme too, e.g. http://{url}"
+        )));
+    }
     let endpoint = format!("{}/v1/jobs", url.trim_end_matches('/'));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

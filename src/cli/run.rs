@@ -153,6 +153,13 @@ pub fn main(args: Args) -> Result<()> {
     let kernel = job.kernel;
     let (report, results, painter) = match &args.server {
         Some(url) => {
+            if args.software_gpu.allow {
+                return Err(Error::BadInput(
+                    "--allow-software-gpu is the server's to give (anycore serve \
+                     --allow-software-gpu); a job sent with --server runs on the server's devices"
+                        .into(),
+                ));
+            }
             let request = remote::request(&job, args.backend.name());
             let task = Task::new(job)?; // checked here first: bad input never travels
             let response = remote::post(url, &request)?;
