@@ -1198,3 +1198,52 @@ async fn mangled_bodies_get_4xx_json_errors_never_5xx() {
     assert_eq!(status, 200);
     server.stop().await;
 }
+
+/// Work the cost model predicts to run past the service's limit is refused
+/// (422, naming the limit) before anything runs; small work runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_predicted_past_the_limit_is_refused() {
+    use anycore::backend::BackendKind;
+    use anycore::coordinator::cost::Line;
+    // 1 ms per million pixel-iterations on the CPU, the only backend.
+    let mut model = CostModel::default();
+    model.set(BackendKind::Cpu, Kernel::Mandelbrot, Line::new(0.0, 1e-6));
+    model.freeze();
+    let config = EngineConfig {
+        use_gpu: false,
+        cpu_threads: Some(1),
+        cost_model: CostModelSource::Fixed(model),
+        ..EngineConfig::default()
+    };
+    let service = ServiceConfig {
+        max_job: Duration::from_secs(2),
+        ..ServiceConfig::default()
+    };
+    let server = Server::start_engine(config, service).await;
+    let job = |max_iter: u64| json!({"kernel": "mandelbrot", "params": {"width": 64, "height": 64, "max_iter": max_iter}});
+    let (status, _, body) = server
+        .call("POST", "/v1/jobs", Some(job(2_147_483_648).to_string()))
+        .await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (422, "too_much_work"),
+        "{body}"
+    );
+    assert!(body.contains("limit of 2 s"), "{body}");
+    let steps = json!({"steps": [{"name": "m", "kernel": "mandelbrot",
+                                  "params": {"width": 64, "height": 64, "max_iter": 4_000_000_000u64}}],
+                       "outputs": {"o": {"step": "m", "output": "out"}}});
+    let (status, _, body) = server
+        .call("POST", "/v1/pipelines", Some(steps.to_string()))
+        .await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (422, "too_much_work"),
+        "{body}"
+    );
+    let (status, _, body) = server
+        .call("POST", "/v1/jobs", Some(job(64).to_string()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
+}

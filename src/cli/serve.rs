@@ -36,6 +36,10 @@ pub struct Args {
     /// Seconds a `wait=false` result is kept for polling.
     #[arg(long, default_value_t = 3600.0)]
     result_ttl_s: f64,
+    /// Longest a job or pipeline may be predicted to run, in seconds (422
+    /// past it, before anything runs).
+    #[arg(long, default_value_t = 600.0)]
+    max_job_s: f64,
     /// Most tensors kept in the store (`/v1/tensors`, kept outputs); past
     /// it, storing one more is a 507.
     #[arg(long, default_value_t = 1024)]
@@ -121,6 +125,7 @@ pub fn main(args: Args) -> Result<()> {
             body_limit: args.body_limit_mib.saturating_mul(1 << 20),
             body_timeout: seconds("--body-timeout-s", args.body_timeout_s)?,
             shutdown_timeout: seconds("--shutdown-timeout-s", args.shutdown_timeout_s)?,
+            max_job: seconds("--max-job-s", args.max_job_s)?,
             results: Limits {
                 bytes: args.results_mib.saturating_mul(1 << 20),
                 ttl: seconds("--result-ttl-s", args.result_ttl_s)?,

@@ -258,6 +258,24 @@ impl Coordinator {
         )
     }
 
+    /// The run time the cost model predicts for `kernels` (each with its
+    /// work units, a job's one or a pipeline's steps) on the fastest
+    /// backend this coordinator has that can be predicted; `None` when no
+    /// backend's lines cover them all.
+    pub fn fastest_ms(&self, kernels: &[(Kernel, f64)]) -> Option<f64> {
+        let model = self.model.lock().unwrap_or_else(|e| e.into_inner());
+        let kinds =
+            std::iter::once(BackendKind::Cpu).chain(self.gpu.as_ref().map(|_| BackendKind::Gpu));
+        kinds
+            .filter_map(|kind| {
+                kernels
+                    .iter()
+                    .map(|&(k, units)| model.line(kind, k).map(|l| l.predict(units)))
+                    .sum::<Option<f64>>()
+            })
+            .reduce(f64::min)
+    }
+
     /// A copy of the cost model as it stands (with corrections).
     pub fn cost_model(&self) -> CostModel {
         self.model.lock().unwrap_or_else(|e| e.into_inner()).clone()

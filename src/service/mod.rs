@@ -74,6 +74,10 @@ pub struct ServiceConfig {
     pub shutdown_timeout: std::time::Duration,
     /// Bounds on the results of `wait=false` jobs kept for polling.
     pub results: results::Limits,
+    /// Longest a job or pipeline may be predicted to run (the cost model,
+    /// on the fastest backend); longer ones are refused (422), before
+    /// anything runs.
+    pub max_job: std::time::Duration,
     /// Most tensors the store keeps (`/v1/tensors`, kept outputs).
     pub max_tensors: usize,
     /// Most bytes of tensors the store keeps.
@@ -90,6 +94,7 @@ impl Default for ServiceConfig {
             body_timeout: std::time::Duration::from_secs(30),
             shutdown_timeout: std::time::Duration::from_secs(30),
             results: results::Limits::default(),
+            max_job: std::time::Duration::from_secs(600),
             max_tensors: 1024,
             max_tensor_bytes: 1 << 30,
             access: guard::Access::default(),
@@ -105,6 +110,7 @@ struct AppState {
     jobs: Arc<Mutex<JobTable>>,
     body_limit: usize,
     body_timeout: std::time::Duration,
+    max_job: std::time::Duration,
 }
 
 /// The routes, over `engine`; once `draining` is set, every request is a
@@ -117,6 +123,7 @@ fn router(engine: Arc<Engine>, config: &ServiceConfig, draining: Arc<AtomicBool>
         jobs: Arc::new(Mutex::new(JobTable::new(config.results))),
         body_limit: config.body_limit,
         body_timeout: config.body_timeout,
+        max_job: config.max_job,
     };
     Router::new()
         .route("/v1/jobs", post(post_job))
@@ -439,6 +446,7 @@ async fn post_job(
     })
     .await?;
     let kernel = task.kernel().name();
+    within_work_limit(&state, &[(task.kernel(), task.work_units())])?;
     // Never wait for room: a full queue is a 503 the client can retry.
     let handle =
         state
@@ -541,6 +549,7 @@ async fn post_pipeline(
     })
     .await?;
     let store = &state.store;
+    within_work_limit(&state, &pipeline.work().collect::<Vec<_>>())?;
     // Never wait for room: a full queue is a 503 the client can retry.
     let result = state
         .engine
@@ -628,6 +637,31 @@ async fn delete_tensor(
 ) -> Result<Response, ApiError> {
     state.store.remove(id)?;
     Ok(Json(json!({"id": id, "status": "deleted"})).into_response())
+}
+
+/// Refuses (422) work the cost model predicts to run longer than the
+/// service allows, on the fastest backend it has.
+fn within_work_limit(
+    state: &AppState,
+    kernels: &[(crate::kernel::Kernel, f64)],
+) -> Result<(), ApiError> {
+    let Some(ms) = state.engine.coordinator().fastest_ms(kernels) else {
+        return Ok(());
+    };
+    let limit = state.max_job.as_secs_f64();
+    if ms / 1e3 > limit {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_much_work",
+            format!(
+                "this work is predicted to take {:.0} s on the fastest backend here, over \
+                 this service's limit of {limit:.0} s per job (serve --max-job-s); make it \
+                 smaller",
+                ms / 1e3
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The job `id`, or a 404 saying whether its result was dropped.
