@@ -117,8 +117,22 @@ impl CostModel {
 
     /// Predicted milliseconds of `task` on `backend`, if that pair is known.
     pub fn predict(&self, backend: BackendKind, task: &Task) -> Option<f64> {
-        self.line(backend, task.kernel())
-            .map(|l| l.predict(work_units(task)))
+        self.predict_work(backend, &[(task.kernel(), work_units(task))])
+            .map(|(ms, _)| ms)
+    }
+
+    /// Predicted milliseconds of `work` (kernels with their work units: a
+    /// job's one, a pipeline's steps) on `backend`, and of that the lines'
+    /// fixed costs; `None` unless every kernel's pair is known.
+    pub fn predict_work(&self, backend: BackendKind, work: &[(Kernel, f64)]) -> Option<(f64, f64)> {
+        work.iter()
+            .try_fold((0.0, 0.0), |(ms, fixed), &(kernel, units)| {
+                let line = self.line(backend, kernel)?;
+                Some((
+                    ms + line.predict(units),
+                    fixed + line.fixed_ms * line.correction,
+                ))
+            })
     }
 
     /// Folds an observed run time into the pair's correction factor. Each

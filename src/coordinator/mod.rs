@@ -267,12 +267,7 @@ impl Coordinator {
         let kinds =
             std::iter::once(BackendKind::Cpu).chain(self.gpu.as_ref().map(|_| BackendKind::Gpu));
         kinds
-            .filter_map(|kind| {
-                kernels
-                    .iter()
-                    .map(|&(k, units)| model.line(kind, k).map(|l| l.predict(units)))
-                    .sum::<Option<f64>>()
-            })
+            .filter_map(|kind| model.predict_work(kind, kernels).map(|(ms, _)| ms))
             .reduce(f64::min)
     }
 
@@ -459,7 +454,7 @@ impl Coordinator {
     /// brings them home (once: the host copy stays).
     fn send(&self, worker: &WorkerHandle, mut item: Item) {
         if worker.kind == BackendKind::Cpu {
-            item.bring_home = item.work.handles().filter(|h| h.host().is_none()).collect();
+            item.bring_home = item.work.away_from_host();
             if !item.bring_home.is_empty() {
                 match &self.gpu {
                     Some(gpu) => return gpu.send(item),
@@ -479,18 +474,16 @@ impl Coordinator {
             (BackendChoice::Auto, Some(_)) => work.moves(),
             _ => Moves::default(),
         };
+        let steps: Vec<(Kernel, f64)>;
+        let work_units: &[(Kernel, f64)] = match work {
+            Placing::Job(task) => &[(task.kernel(), cost::work_units(task))],
+            Placing::Pipeline(p) => {
+                steps = p.work().collect();
+                &steps
+            }
+        };
         let predict = |w: &WorkerHandle| {
-            let lines: Option<Vec<cost::Line>> = match work {
-                Placing::Job(task) => model.line(w.kind, task.kernel()).map(|l| vec![l]),
-                Placing::Pipeline(p) => p.work().map(|(k, _)| model.line(w.kind, k)).collect(),
-            };
-            let units: Vec<f64> = match work {
-                Placing::Job(task) => vec![cost::work_units(task)],
-                Placing::Pipeline(p) => p.work().map(|(_, u)| u).collect(),
-            };
-            let lines = lines?;
-            let ms: f64 = lines.iter().zip(&units).map(|(l, &u)| l.predict(u)).sum();
-            let fixed: f64 = lines.iter().map(|l| l.fixed_ms * l.correction).sum();
+            let (ms, fixed) = model.predict_work(w.kind, work_units)?;
             Some(moves.adjust(w.kind, model.transfer(), ms, fixed))
         };
         let cpu = &self.cpu;

@@ -395,7 +395,7 @@ fn run_one(
                 // Its inputs kept only on the GPU come home here, first (the
                 // CPU worker cannot read them); if even that fails, the
                 // GPU's error is the answer.
-                let away: Vec<Handle> = work.handles().filter(|h| h.host().is_none()).collect();
+                let away = work.away_from_host();
                 let mut fetched = fetched;
                 match catch(|| backend.fetch(&away)) {
                     Ok(more) => fetched.add(&more),
@@ -508,12 +508,14 @@ impl Kept {
 }
 
 impl Work {
-    /// The handles the work reads.
-    pub fn handles(&self) -> Box<dyn Iterator<Item = Handle> + '_> {
+    /// The handles the work reads that have no host copy (kept only on
+    /// the GPU): what a CPU run needs brought home first.
+    pub fn away_from_host(&self) -> Vec<Handle> {
+        let away = |h: &&Handle| h.host().is_none();
         match self {
-            Work::Job(task, _, _) => Box::new(task.operands().into_iter().cloned()),
-            Work::Pipeline(p, _) => Box::new(p.given().cloned()),
-            Work::Fetch(handles, _) => Box::new(handles.iter().cloned()),
+            Work::Job(task, _, _) => task.operands().into_iter().filter(away).cloned().collect(),
+            Work::Pipeline(p, _) => p.given().filter(away).cloned().collect(),
+            Work::Fetch(handles, _) => handles.iter().filter(away).cloned().collect(),
         }
     }
 }

@@ -96,6 +96,15 @@ pub(super) struct Source<'h> {
 }
 
 impl Source<'_> {
+    /// All of an input, in `buf` on the device.
+    fn on_device(buf: wgpu::Buffer) -> Self {
+        Source {
+            device: Some(buf),
+            host: &[],
+            scratch: None,
+        }
+    }
+
     /// The buffer and offset to bind for the chunk starting `start` bytes
     /// into the tensor, once [`Exec::stage`] has put it there.
     pub fn at(&self, start: u64) -> (&wgpu::Buffer, u64) {
@@ -177,11 +186,7 @@ impl<'g> Exec<'g> {
         self.pinned.push(h.id());
         let gpu = self.gpu;
         if let Some(buf) = gpu.residency.buffer(h) {
-            return Ok(Source {
-                device: Some(buf),
-                host: &[],
-                scratch: None,
-            });
+            return Ok(Source::on_device(buf));
         }
         let host = self.host(h)?;
         let padded = host.as_bytes().len().next_multiple_of(16) as u64;
@@ -190,16 +195,10 @@ impl<'g> Exec<'g> {
         let keepable = h.holders() > 1 + gpu.spare_holders() && host.dtype() != DType::U8;
         let max = gpu.limits.max_buffer_size;
         if keepable && padded <= max && self.make_room(BufferPool::allocation(padded, max))? {
-            let buf = gpu
-                .pool
-                .take(&gpu.device, STORAGE, padded, gpu.limits.max_buffer_size);
+            let buf = gpu.pool.take(&gpu.device, STORAGE, padded, max);
             self.upload(&[(&buf, host.as_bytes())])?;
             gpu.residency.attach(h, buf.clone(), &gpu.pool);
-            return Ok(Source {
-                device: Some(buf),
-                host: &[],
-                scratch: None,
-            });
+            return Ok(Source::on_device(buf));
         }
         if keepable {
             self.note = Some(format!(
@@ -224,7 +223,7 @@ impl<'g> Exec<'g> {
         let writes: Vec<(&wgpu::Buffer, &[u8])> = parts
             .iter()
             .filter_map(|(src, start, len)| {
-                let scratch = src.scratch.as_ref().filter(|_| src.device.is_none())?;
+                let scratch = src.scratch.as_ref()?;
                 let (start, len) = (*start as usize, *len as usize);
                 Some((scratch, &src.host[start..start + len]))
             })
@@ -320,9 +319,7 @@ impl<'g> Exec<'g> {
         if self.keep.iter().any(|k| k == name) {
             let max = gpu.limits.max_buffer_size;
             if total <= max && self.make_room(BufferPool::allocation(total, max))? {
-                let buf = gpu
-                    .pool
-                    .take(&gpu.device, STORAGE, total, gpu.limits.max_buffer_size);
+                let buf = gpu.pool.take(&gpu.device, STORAGE, total, max);
                 self.poison(&buf, total);
                 return Ok(Sink {
                     buffer: buf,
@@ -436,10 +433,8 @@ impl<'g> Exec<'g> {
     pub fn compute(&mut self, passes: &[Pass]) -> Result<()> {
         if self.defer {
             let start = Instant::now();
-            let mut batch = lock(&self.gpu.batch);
-            let encoder = batch
-                .get_or_insert_with(|| self.gpu.device.create_command_encoder(&Default::default()));
-            self.record(encoder, passes, None);
+            let (gpu, repeats) = (self.gpu, self.repeats);
+            self.encode(|encoder| record(gpu, repeats, encoder, passes, None));
             self.timings.compute += ms_since(start);
             return Ok(());
         }
@@ -452,7 +447,7 @@ impl<'g> Exec<'g> {
             .as_ref()
             .map(|free| lock(free).pop().unwrap_or_else(|| timer::Kit::new(device)));
         let mut encoder = device.create_command_encoder(&Default::default());
-        self.record(&mut encoder, passes, timer.as_ref());
+        record(self.gpu, self.repeats, &mut encoder, passes, timer.as_ref());
         if let Some(kit) = &timer {
             kit.resolve(&mut encoder);
         }
@@ -466,62 +461,6 @@ impl<'g> Exec<'g> {
         }
         self.timings.compute += ms_since(start) / f64::from(self.repeats);
         Ok(())
-    }
-
-    /// Records one compute pass of `passes` (each repeated as
-    /// [`Exec::repeat_compute`] says) into `encoder`, timed by `timer`.
-    fn record(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        passes: &[Pass],
-        timer: Option<&timer::Kit>,
-    ) {
-        let device = &self.gpu.device;
-        {
-            let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes: timer.map(timer::Kit::writes),
-            });
-            let mut groups = Vec::with_capacity(passes.len());
-            for pass in passes {
-                // Uniform parameters are tiny: a fresh buffer per pass, not pooled.
-                let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("anycore params"),
-                    contents: &pass.params,
-                    usage: wgpu::BufferUsages::UNIFORM,
-                });
-                let bindings =
-                    pass.storage
-                        .iter()
-                        .copied()
-                        .chain([(&params, 0, pass.params.len() as u64)]);
-                let entries: Vec<wgpu::BindGroupEntry> = bindings
-                    .enumerate()
-                    .map(|(i, (buf, offset, bytes))| wgpu::BindGroupEntry {
-                        binding: i as u32,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: buf,
-                            offset,
-                            size: NonZeroU64::new(bytes),
-                        }),
-                    })
-                    .collect();
-                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: None,
-                    layout: &pass.pipeline.get_bind_group_layout(0),
-                    entries: &entries,
-                });
-                groups.push(bind_group);
-            }
-            for _ in 0..self.repeats {
-                for (pass, bind_group) in passes.iter().zip(&groups) {
-                    cpass.set_pipeline(pass.pipeline);
-                    cpass.set_bind_group(0, bind_group, &[]);
-                    let (x, y, z) = pass.groups;
-                    cpass.dispatch_workgroups(x, y, z);
-                }
-            }
-        }
     }
 
     /// Copies `bytes` between `a` and `b` on the device `reps` times (back
@@ -602,6 +541,63 @@ impl Drop for Exec<'_> {
         if !self.discard {
             for buf in self.held.drain(..) {
                 self.gpu.pool.give(buf);
+            }
+        }
+    }
+}
+
+/// Records one compute pass of `passes` on `gpu`, each repeated `repeats`
+/// times ([`Exec::repeat_compute`]), into `encoder`, timed by `timer`.
+fn record(
+    gpu: &GpuBackend,
+    repeats: u32,
+    encoder: &mut wgpu::CommandEncoder,
+    passes: &[Pass],
+    timer: Option<&timer::Kit>,
+) {
+    let device = &gpu.device;
+    {
+        let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: None,
+            timestamp_writes: timer.map(timer::Kit::writes),
+        });
+        let mut groups = Vec::with_capacity(passes.len());
+        for pass in passes {
+            // Uniform parameters are tiny: a fresh buffer per pass, not pooled.
+            let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("anycore params"),
+                contents: &pass.params,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let bindings =
+                pass.storage
+                    .iter()
+                    .copied()
+                    .chain([(&params, 0, pass.params.len() as u64)]);
+            let entries: Vec<wgpu::BindGroupEntry> = bindings
+                .enumerate()
+                .map(|(i, (buf, offset, bytes))| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: buf,
+                        offset,
+                        size: NonZeroU64::new(bytes),
+                    }),
+                })
+                .collect();
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pass.pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+            groups.push(bind_group);
+        }
+        for _ in 0..repeats {
+            for (pass, bind_group) in passes.iter().zip(&groups) {
+                cpass.set_pipeline(pass.pipeline);
+                cpass.set_bind_group(0, bind_group, &[]);
+                let (x, y, z) = pass.groups;
+                cpass.dispatch_workgroups(x, y, z);
             }
         }
     }
