@@ -48,8 +48,17 @@ pub enum Error {
     #[error("shutting down: no more jobs are taken")]
     ShuttingDown,
 
-    /// The job was cancelled before it started.
-    #[error("cancelled before it started")]
+    /// The work ran past its deadline and was stopped (its results thrown
+    /// away).
+    #[error("stopped after running past its deadline of {ms} ms")]
+    DeadlineExceeded {
+        /// The deadline, in milliseconds.
+        ms: u64,
+    },
+
+    /// The work was cancelled: before it started, or while it ran (its
+    /// results were thrown away).
+    #[error("cancelled")]
     Cancelled,
 
     /// A kernel panicked; only its job failed.

@@ -434,6 +434,9 @@ impl CheckedPipeline {
         let mut timings = Timings::default();
         let mut traffic = Traffic::default();
         for step in steps {
+            if crate::kernel::stop::requested() {
+                return Err(Error::Cancelled);
+            }
             let mut job = Job::new(step.kernel);
             job.params = step.params;
             for (name, input) in step.inputs {

@@ -395,6 +395,75 @@ async fn a_cancelled_job_does_not_run() {
     assert!(matches!(second.wait().await, Err(Error::Cancelled)));
 }
 
+/// Cancelling reaches a running job on the real CPU backend: a
+/// `mandelbrot` that would run for hours stops, answers `Cancelled`, and
+/// the pool then runs the next job. Sizes from the tests' random source.
+#[tokio::test]
+async fn a_running_job_stops_when_cancelled() {
+    let coord = Coordinator::new(
+        Arc::new(CpuBackend::new(Some(2)).unwrap()),
+        Err("no GPU in this test".into()),
+        CostModel::default(),
+        4,
+    );
+    let mut rng = rng();
+    let side = rand::Rng::random_range(&mut rng, 100..300);
+    // A view inside the set: no pixel escapes before max_iter.
+    let endless = Task::new(
+        Job::new(Kernel::Mandelbrot)
+            .param("width", side)
+            .param("height", side + 1)
+            .param("max_iter", 4_000_000_000u32)
+            .param("x0", -0.3)
+            .param("x1", 0.1)
+            .param("y0", -0.2)
+            .param("y1", 0.2),
+    )
+    .unwrap();
+    let running = coord.try_submit(endless, BackendChoice::Cpu).unwrap();
+    let control = running.control();
+    let started = tokio::time::timeout(Duration::from_secs(20), async {
+        while !control.has_started() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    started.await.expect("the job starts");
+    running.cancel();
+    let answer = tokio::time::timeout(Duration::from_secs(20), running.wait())
+        .await
+        .expect("a cancelled job stops");
+    assert!(matches!(answer, Err(Error::Cancelled)), "{answer:?}");
+    assert!(control.is_cancelled());
+    let (task, want) = axpy(1000);
+    let report = coord.run(task, BackendChoice::Cpu).await.unwrap();
+    assert_close(
+        "axpy after",
+        report.outputs["out"].as_f32().unwrap(),
+        &want,
+        1e-6,
+    );
+}
+
+/// On the GPU, a job whose flag is set when it runs submits nothing and
+/// answers `Cancelled`: the encodings look before each dispatch and upload.
+#[test]
+fn a_cancelled_gpu_job_submits_nothing() {
+    let Some(gpu) = common::gpu() else { return };
+    let (task, want) = axpy(5000);
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watching = anycore::kernel::stop::watch(Arc::clone(&flag));
+    let run = gpu.run(&task);
+    assert!(
+        matches!(run, Err(Error::Cancelled)),
+        "{:?}",
+        run.map(|r| r.traffic)
+    );
+    flag.store(false, std::sync::atomic::Ordering::Relaxed);
+    let run = gpu.run(&task).unwrap();
+    assert_close("axpy", run.outputs["out"].as_f32().unwrap(), &want, 1e-6);
+    drop(watching);
+}
+
 #[tokio::test]
 async fn without_a_gpu_auto_runs_on_the_cpu_and_gpu_is_refused() {
     let coord = Coordinator::new(

@@ -90,6 +90,8 @@ impl Server {
         tokio::task::spawn_blocking(move || {
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)
+                // A server that never answers fails the test, not hangs it.
+                .timeout_global(Some(Duration::from_secs(60)))
                 .build()
                 .into();
             fn add<B>(
@@ -341,7 +343,10 @@ async fn a_full_queue_is_503_with_retry_after_and_async_jobs_can_be_polled_and_c
         .await;
     assert_eq!(status, 202, "{body}");
     let (_, _, body) = server.call("GET", &format!("/v1/jobs/{slow}"), None).await;
-    assert!(body.contains("running"), "{body}");
+    assert!(
+        body.contains("running") || body.contains("queued"),
+        "{body}"
+    );
 
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let (mut slow_done, mut queued_done) = (None, None);
@@ -349,7 +354,7 @@ async fn a_full_queue_is_503_with_retry_after_and_async_jobs_can_be_polled_and_c
         for (id, slot) in [(&slow, &mut slow_done), (&queued, &mut queued_done)] {
             let (_, _, body) = server.call("GET", &format!("/v1/jobs/{id}"), None).await;
             let v: Value = serde_json::from_str(&body).unwrap();
-            if v["status"] != "running" {
+            if v["status"] != "running" && v["status"] != "queued" {
                 *slot = Some(v);
             }
         }
@@ -1245,5 +1250,158 @@ async fn work_predicted_past_the_limit_is_refused() {
         .call("POST", "/v1/jobs", Some(job(64).to_string()))
         .await;
     assert_eq!(status, 200, "{body}");
+    server.stop().await;
+}
+
+/// A job that would run for hours on one core: a view inside the set,
+/// where no pixel escapes before `max_iter`.
+fn endless_job() -> Value {
+    json!({"kernel": "mandelbrot", "backend": "cpu",
+           "params": {"width": 256, "height": 256, "max_iter": 4_000_000_000u64,
+                      "x0": -0.3, "x1": 0.1, "y0": -0.2, "y1": 0.2}})
+}
+
+/// Polls job `id` until its status is none of `passing`, within 20 s.
+async fn poll_past(server: &Server, id: &str, passing: &[&str]) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, _, body) = server.call("GET", &format!("/v1/jobs/{id}"), None).await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if !passing.iter().any(|p| v["status"] == *p) || std::time::Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Posts `job` with `wait=false`; its id.
+async fn post_async(server: &Server, job: &Value) -> String {
+    let (status, _, body) = server
+        .call("POST", "/v1/jobs?wait=false", Some(job.to_string()))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Cancelling reaches running work: a running job stops when deleted, past
+/// its `timeout_ms`, and when the client waiting for it goes away — and
+/// the core it held runs the next job. Status tells queued from running;
+/// cancelled and timed-out jobs are their own outcomes in /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn running_jobs_stop_when_cancelled_timed_out_or_abandoned() {
+    let service = ServiceConfig {
+        // Far beyond any job here: only their own deadlines stop them.
+        max_job: Duration::from_secs(1_000_000),
+        ..ServiceConfig::default()
+    };
+    let server = Server::start_with(8, service).await;
+    let x = random_tensor(DType::F32, &[1000], 3).unwrap();
+    let quick = json!({"kernel": "reduce", "backend": "cpu", "params": {"op": "sum"},
+                       "inputs": {"x": {"dtype": "f32", "shape": [1000], "data": x.data().to_f64()}}});
+
+    // Deleted while it runs; the job queued behind it then runs.
+    let endless = post_async(&server, &endless_job()).await;
+    let v = poll_past(&server, &endless, &["queued"]).await;
+    assert_eq!(v["status"], "running", "{v}");
+    let behind = post_async(&server, &quick).await;
+    let (_, _, body) = server
+        .call("GET", &format!("/v1/jobs/{behind}"), None)
+        .await;
+    assert!(body.contains("\"queued\""), "one core, busy: {body}");
+    let (status, _, body) = server
+        .call("DELETE", &format!("/v1/jobs/{endless}"), None)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let v = poll_past(&server, &endless, &["queued", "running"]).await;
+    assert_eq!(v["status"], "cancelled", "{v}");
+    assert_eq!(v["error"]["code"], "cancelled", "{v}");
+    let v = poll_past(&server, &behind, &["queued", "running"]).await;
+    assert_eq!(v["status"], "done", "{v}");
+    let sum = v["result"]["outputs"]["out"]["data"][0].as_f64().unwrap();
+    let want: f64 = x.data().to_f64().iter().sum();
+    assert!(
+        (sum - want).abs() <= 1e-3 * want.abs().max(1.0),
+        "{sum} vs {want}"
+    );
+
+    // Past its deadline: waited for (504), polled (timed_out), a pipeline.
+    let mut timed = endless_job();
+    timed["timeout_ms"] = json!(300);
+    let (status, _, body) = server
+        .call("POST", "/v1/jobs", Some(timed.to_string()))
+        .await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (504, "deadline_exceeded"),
+        "{body}"
+    );
+    assert!(body.contains("300 ms"), "{body}");
+    let id = post_async(&server, &timed).await;
+    let v = poll_past(&server, &id, &["queued", "running"]).await;
+    assert_eq!(v["status"], "timed_out", "{v}");
+    let steps = json!({"steps": [{"name": "m", "kernel": "mandelbrot", "params": endless_job()["params"]}],
+                       "outputs": {"o": {"step": "m", "output": "out"}}});
+    let (status, _, body) = server
+        .call(
+            "POST",
+            "/v1/pipelines?timeout_ms=300",
+            Some(steps.to_string()),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (504, "deadline_exceeded"),
+        "{body}"
+    );
+
+    // Deadlines the service does not take.
+    for (ms, want) in [
+        (json!(0), 400),
+        (json!(2_000_000_000u64), 422),
+        (json!(-1), 400),
+    ] {
+        let mut job = quick.clone();
+        job["timeout_ms"] = ms.clone();
+        let (status, _, body) = server.call("POST", "/v1/jobs", Some(job.to_string())).await;
+        assert_eq!(status, want, "timeout_ms {ms}: {body}");
+    }
+
+    // A client that goes away mid-job: its job stops, the core is free.
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let body = endless_job().to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        let head = format!(
+            "POST /v1/jobs HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    })
+    .await
+    .unwrap();
+    let (status, _, body) = server
+        .call("POST", "/v1/jobs", Some(quick.to_string()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (_, _, metrics) = server.call("GET", "/metrics", None).await;
+    let count = |outcome: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("anycore_jobs_total") && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(count("cancelled"), 2.0, "deleted, abandoned:\n{metrics}");
+    assert_eq!(count("timed_out"), 3.0, "{metrics}");
     server.stop().await;
 }

@@ -3,6 +3,7 @@
 //! caller's own global pool).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Backend, BackendKind, Run, Timings, Traffic};
@@ -18,9 +19,13 @@ impl CpuBackend {
     /// A pool of `threads` threads; `None` means one per logical core
     /// (or `RAYON_NUM_THREADS`, which rayon honours).
     pub fn new(threads: Option<usize>) -> Result<Self> {
+        let watch = Arc::new(crate::kernel::stop::Watch::default());
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.unwrap_or(0))
             .thread_name(|i| format!("anycore-cpu-{i}"))
+            // A job watched on the worker's thread (one of these) is seen
+            // by every thread its loops run on.
+            .start_handler(move |_| crate::kernel::stop::share(Arc::clone(&watch)))
             .build()
             .map_err(|e| Error::Internal(format!("cannot start the CPU thread pool: {e}")))?;
         Ok(CpuBackend { pool })

@@ -23,6 +23,7 @@ pub fn request(job: &Job, backend: &str) -> JobRequest {
             .filter_map(|(k, t)| Some((k.clone(), api::encode_npy(&t.to_tensor()?))))
             .collect(),
         outputs: OutputForm::Npy,
+        timeout_ms: None,
         keep: Vec::new(),
     }
 }

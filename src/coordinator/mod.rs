@@ -83,27 +83,71 @@ pub struct PipelineReport {
     pub kept: BTreeMap<String, Handle>,
 }
 
-/// A submitted job: await its result, or cancel it before it starts.
+/// Submitted work (a job: [`JobHandle`]; a pipeline: [`PipelineHandle`]):
+/// await its result, see whether it has started, or cancel it.
 #[derive(Debug)]
-pub struct JobHandle {
-    reply: oneshot::Receiver<Result<JobReport>>,
-    cancelled: Arc<AtomicBool>,
+pub struct Submitted<R> {
+    reply: oneshot::Receiver<Result<R>>,
+    control: Arc<Control>,
 }
 
-impl JobHandle {
-    /// Waits for the job's result.
-    pub async fn wait(self) -> Result<JobReport> {
+/// A submitted job.
+pub type JobHandle = Submitted<JobReport>;
+
+/// A submitted pipeline.
+pub type PipelineHandle = Submitted<PipelineReport>;
+
+impl<R> Submitted<R> {
+    /// Waits for the result.
+    pub async fn wait(self) -> Result<R> {
         self.reply.await.unwrap_or(Err(Error::ShuttingDown))
     }
 
-    /// Asks that the job not start; a job already running finishes.
+    /// Cancels the work: if it has not started, it never does; if it is
+    /// running, it stops at its kernel's next look (between rows, panels,
+    /// chunks, dispatches or pipeline steps) and its results are thrown
+    /// away. Either way it answers [`Error::Cancelled`], unless it had
+    /// already finished.
     pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Relaxed);
+        self.control.cancel();
     }
 
-    /// A cancellation flag that can outlive the handle.
-    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.cancelled)
+    /// What can be seen and done of the work once this handle is gone.
+    pub fn control(&self) -> Arc<Control> {
+        Arc::clone(&self.control)
+    }
+}
+
+/// Submitted work's state and its cancellation, shared between the
+/// caller and the worker that runs it.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Watched by the kernels while the work runs ([`crate::kernel::stop`]).
+    stop: Arc<AtomicBool>,
+    started: AtomicBool,
+}
+
+impl Control {
+    /// Asks the work to stop (see [`Submitted::cancel`]).
+    pub fn cancel(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the work was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Whether a worker has started the work (it may have finished since).
+    pub fn has_started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Marks the work started, and watches its flag on this thread while
+    /// the guard lives.
+    pub(crate) fn start(&self) -> crate::kernel::stop::Watching {
+        self.started.store(true, Ordering::Relaxed);
+        crate::kernel::stop::watch(Arc::clone(&self.stop))
     }
 }
 
@@ -374,32 +418,33 @@ impl Coordinator {
         choice: BackendChoice,
     ) -> Result<PipelineReport> {
         let permit = self.permit().await?;
-        self.pipeline_with(permit, pipeline, choice).await
+        self.pipeline_with(permit, pipeline, choice)?.wait().await
     }
 
-    /// Like [`Coordinator::run_pipeline`], but answers [`Error::Busy`] at
-    /// once when full.
-    pub async fn try_run_pipeline(
+    /// Submits a checked pipeline, as [`Coordinator::run_pipeline`] runs
+    /// it, but answers [`Error::Busy`] at once when full.
+    pub fn try_submit_pipeline(
         &self,
         pipeline: CheckedPipeline,
         choice: BackendChoice,
-    ) -> Result<PipelineReport> {
+    ) -> Result<PipelineHandle> {
         let permit = self.try_permit()?;
-        self.pipeline_with(permit, pipeline, choice).await
+        self.pipeline_with(permit, pipeline, choice)
     }
 
-    async fn pipeline_with(
+    fn pipeline_with(
         &self,
         permit: OwnedSemaphorePermit,
         pipeline: CheckedPipeline,
         choice: BackendChoice,
-    ) -> Result<PipelineReport> {
+    ) -> Result<PipelineHandle> {
         let (worker, reason, predicted_ms) = self.place(&Placing::Pipeline(&pipeline), choice)?;
         let (tx, rx) = oneshot::channel();
+        let control = Arc::new(Control::default());
         let work = Work::Pipeline(pipeline, tx);
-        let item = Item::new(work, reason, predicted_ms, Arc::default(), permit);
+        let item = Item::new(work, reason, predicted_ms, Arc::clone(&control), permit);
         self.send(worker, item);
-        rx.await.unwrap_or(Err(Error::ShuttingDown))
+        Ok(Submitted { reply: rx, control })
     }
 
     /// Stops taking jobs, waits until every job in flight is answered, then
@@ -439,14 +484,11 @@ impl Coordinator {
     ) -> Result<JobHandle> {
         let (worker, reason, predicted_ms) = self.place(&Placing::Job(&task), choice)?;
         let (tx, rx) = oneshot::channel();
-        let cancelled = Arc::new(AtomicBool::new(false));
+        let control = Arc::new(Control::default());
         let work = Work::Job(task, keep, tx);
-        let item = Item::new(work, reason, predicted_ms, Arc::clone(&cancelled), permit);
+        let item = Item::new(work, reason, predicted_ms, Arc::clone(&control), permit);
         self.send(worker, item);
-        Ok(JobHandle {
-            reply: rx,
-            cancelled,
-        })
+        Ok(Submitted { reply: rx, control })
     }
 
     /// Queues work on `worker`. Work placed on the CPU that reads handles

@@ -16,7 +16,7 @@
 //! another before the first thread ended.)
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -26,7 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use super::cost::{self, CostModel};
 use super::probe;
-use super::{JobReport, PipelineReport};
+use super::{Control, JobReport, PipelineReport};
 use crate::backend::{Backend, BackendKind, Fetched, Run, Timings};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Task};
@@ -39,7 +39,8 @@ pub(super) struct Item {
     pub reason: String,
     pub predicted_ms: f64,
     pub queued_at: Instant,
-    pub cancelled: Arc<AtomicBool>,
+    /// The caller's view of the work: its cancellation, whether it started.
+    pub control: Arc<Control>,
     /// Handles the work reads that have no host copy, though it is placed
     /// on the CPU: the GPU worker gets the item first, brings them home,
     /// and passes it on to the CPU worker (its fallback).
@@ -57,7 +58,7 @@ impl Item {
         work: Work,
         reason: String,
         predicted_ms: f64,
-        cancelled: Arc<AtomicBool>,
+        control: Arc<Control>,
         permit: OwnedSemaphorePermit,
     ) -> Self {
         Item {
@@ -65,7 +66,7 @@ impl Item {
             reason,
             predicted_ms,
             queued_at: Instant::now(),
-            cancelled,
+            control,
             bring_home: Vec::new(),
             fetched: Fetched::default(),
             _permit: Place::new(permit),
@@ -287,16 +288,17 @@ fn run_one(
         reason,
         predicted_ms,
         queued_at,
-        cancelled,
+        control,
         bring_home: _,
         fetched,
         _permit: permit,
     } = item;
-    if cancelled.load(Ordering::Relaxed) {
-        drop(permit);
-        work.fail(Error::Cancelled);
-        return;
+    if control.is_cancelled() {
+        return answer(permit, || work.fail(Error::Cancelled));
     }
+    // Kernels stop early once it is cancelled; what they leave is thrown
+    // away below.
+    let watching = control.start();
     let started = Instant::now();
     let queued_ms = started.duration_since(queued_at).as_secs_f64() * 1e3;
     // A worker with a fallback may need the work again; one without hands
@@ -342,6 +344,12 @@ fn run_one(
             answer(permit, || drop(reply.send(fetched)));
             return;
         }
+    };
+    drop(watching);
+    // Cancelled while it ran: whatever it computed is not the answer.
+    let outcome = match outcome {
+        Ok(_) if control.is_cancelled() => Err(Error::Cancelled),
+        outcome => outcome,
     };
     let timings = |t: Timings| Timings {
         queued: queued_ms,
@@ -411,7 +419,7 @@ fn run_one(
                     predicted_ms,
                     // The time already spent waiting counts toward the queue time.
                     queued_at,
-                    cancelled,
+                    control,
                     fetched,
                     _permit: permit,
                 });

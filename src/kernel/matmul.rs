@@ -225,6 +225,13 @@ pub struct Matmul {
 /// sequential, 27 parallel with the broadcast, on 2 cores.)
 const PAR_MIN_WORK: u64 = 1 << 21;
 
+/// Multiply-adds at least in one panel of rows of a parallel product
+/// (~10 ms on two cores), between which a cancelled job stops.
+const PANEL_WORK: u64 = 1 << 30;
+
+/// Rows at least in one panel.
+const PANEL_ROWS: u64 = 256;
+
 /// Zeroes the upper halves of the AVX registers on the calling thread.
 ///
 /// faer's gemm returns with them dirty on the threads that ran it; every
@@ -341,8 +348,19 @@ impl KernelTask for Matmul {
                 faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0f32, Par::Seq);
                 clear_upper_simd_state();
             } else {
-                // Par::rayon(0) uses every thread of the pool we were installed in.
-                faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0f32, Par::rayon(0));
+                // In panels of rows, so that a cancelled job stops between
+                // them; a panel is large enough that faer's packing of `b`
+                // for each costs little beside its multiply-adds.
+                let rows = (PANEL_WORK / (k as u64 * n as u64).max(1)).max(PANEL_ROWS) as usize;
+                let (mut a, mut c) = (a, c);
+                while c.nrows() > 0 && !super::stop::requested() {
+                    let take = rows.min(c.nrows());
+                    let (a_top, a_rest) = a.split_at_row(take);
+                    let (c_top, c_rest) = c.split_at_row_mut(take);
+                    // Par::rayon(0) uses every thread of the pool we were installed in.
+                    faer::linalg::matmul::matmul(c_top, Accum::Replace, a_top, b, 1.0f32, Par::rayon(0));
+                    (a, c) = (a_rest, c_rest);
+                }
                 rayon::broadcast(|_| clear_upper_simd_state());
             }
         }

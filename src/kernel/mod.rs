@@ -17,6 +17,7 @@
 mod params;
 pub mod profile;
 pub mod random;
+pub mod stop;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -45,6 +45,11 @@ pub struct JobRequest {
     /// elements: each comes back as `{"tensor": ID, "dtype", "shape"}`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keep: Vec<String>,
+    /// Longest the job may take, from its arrival to its answer, in
+    /// milliseconds: past it, it is stopped (504 `deadline_exceeded`). At
+    /// most, and by default, the service's limit (`serve --max-job-s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 /// An input array: inline numbers, or a base64 `.npy` file.

@@ -4,10 +4,10 @@
 //! |---|---|
 //! | `POST /v1/jobs` | runs a job ([`api::JobRequest`]) and answers 200 with [`api::JobResponse`]; with `?wait=false` answers 202 `{"id"}` at once |
 //! | `GET /v1/jobs/{id}` | the status or result of a job posted with `wait=false` |
-//! | `DELETE /v1/jobs/{id}` | cancels it, if it has not started |
+//! | `DELETE /v1/jobs/{id}` | cancels it: queued, it never starts; running, it stops at its kernel's next look |
 //! | `POST /v1/tensors` | stores a tensor (`.npy` bytes, or an input's JSON) and answers 201 `{"id", "dtype", "shape"}` |
 //! | `GET /v1/tensors/{id}`, `DELETE /v1/tensors/{id}` | the stored tensor as `.npy`; forgets it |
-//! | `POST /v1/pipelines` | runs a pipeline ([`PipelineSpec`] of [`api::ArrayIn`] inputs) as one unit and answers 200 with [`api::PipelineResponse`]; `?outputs=npy` for base64 `.npy` outputs |
+//! | `POST /v1/pipelines` | runs a pipeline ([`PipelineSpec`] of [`api::ArrayIn`] inputs) as one unit and answers 200 with [`api::PipelineResponse`]; `?outputs=npy` for base64 `.npy` outputs, `?timeout_ms=N` for a deadline |
 //! | `GET /v1/health` | `{"status": "ok"}` |
 //! | `GET /v1/devices` | the adapters and the backends in use |
 //! | `GET /metrics` | Prometheus text |
@@ -22,6 +22,10 @@
 //! an unknown id (a job's or a stored tensor's), 413 past the body limit,
 //! 503 with `Retry-After` when the queue is full (the service never waits
 //! for room, so it never hangs), 507 when the tensor store is full.
+//! Every job and pipeline has a deadline (its `timeout_ms`, at most and by
+//! default `--max-job-s`): past it, or when the client waiting for it goes
+//! away, it is cancelled — stopped where it runs — and a deadline answers
+//! 504 `deadline_exceeded`.
 //! Results of `wait=false` jobs are kept within bounds of count, bytes and
 //! time ([`results`]); a dropped one answers 404 saying so.
 //! [`serve`] drains jobs in flight once its shutdown future completes.
@@ -38,6 +42,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::rejection::QueryRejection;
@@ -56,8 +61,8 @@ use self::results::{Entry, JobTable, Lookup};
 use self::store::Store;
 use crate::backend::BackendChoice;
 use crate::backend::gpu::adapter;
-use crate::coordinator::JobReport;
 use crate::coordinator::spec::{PipelineSpec, explain_json};
+use crate::coordinator::{Control, JobReport, Submitted};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::tensor::Handle;
@@ -244,6 +249,7 @@ impl From<Error> for ApiError {
             Error::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Error::Cancelled => (StatusCode::CONFLICT, "cancelled"),
+            Error::DeadlineExceeded { .. } => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, e.to_string())
@@ -294,10 +300,101 @@ fn finish(
             Ok(response)
         }
         Err(e) => {
-            metrics.record(kernel, "none", "error", None);
+            metrics.record(kernel, "none", outcome(&e), None);
             Err(e.into())
         }
     }
+}
+
+/// A failed job's outcome in the metrics.
+fn outcome(e: &Error) -> &'static str {
+    match e {
+        Error::Cancelled => "cancelled",
+        Error::DeadlineExceeded { .. } => "timed_out",
+        _ => "error",
+    }
+}
+
+/// The deadline of a job that asked for `timeout_ms`: at most, and by
+/// default, the service's limit.
+fn deadline(state: &AppState, timeout_ms: Option<u64>) -> Result<Duration, ApiError> {
+    let Some(ms) = timeout_ms else {
+        return Ok(state.max_job);
+    };
+    if ms == 0 {
+        return Err(ApiError::from(Error::bad("timeout_ms must be at least 1")));
+    }
+    let asked = Duration::from_millis(ms);
+    if asked > state.max_job {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_much_work",
+            format!(
+                "timeout_ms {ms} is over this service's limit of {} ms per job",
+                state.max_job.as_millis()
+            ),
+        ));
+    }
+    Ok(asked)
+}
+
+/// Completes `deadline` after `since`; never, for a deadline too far to
+/// count to (a service limit of years).
+async fn expiry(since: tokio::time::Instant, deadline: Duration) {
+    match since.checked_add(deadline) {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for submitted work within `deadline`, counted from `since` (its
+/// arrival). Past it the work is cancelled — stopped where it runs — and
+/// answers [`Error::DeadlineExceeded`].
+async fn wait_within<R>(
+    handle: Submitted<R>,
+    since: tokio::time::Instant,
+    deadline: Duration,
+) -> crate::Result<R> {
+    let control = handle.control();
+    let wait = handle.wait();
+    tokio::pin!(wait);
+    let result = tokio::select! {
+        result = &mut wait => result,
+        () = expiry(since, deadline) => {
+            control.cancel();
+            match wait.await {
+                Err(Error::Cancelled) => Err(Error::DeadlineExceeded {
+                    ms: deadline.as_millis() as u64,
+                }),
+                other => other,
+            }
+        }
+    };
+    result
+}
+
+/// Runs `settle` (which waits for the work `control` is of, counts it in
+/// the metrics and makes the answer) on a task of its own, and gives its
+/// answer. If this future is dropped first — the client went away — the
+/// work is cancelled, as nobody would read it, and `settle` still counts
+/// it.
+async fn settled<T: Send + 'static>(
+    control: Arc<Control>,
+    settle: impl Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    /// Cancels the work unless disarmed.
+    struct CancelOnDrop(Option<Arc<Control>>);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            if let Some(control) = self.0.take() {
+                control.cancel();
+            }
+        }
+    }
+    let mut unread = CancelOnDrop(Some(control));
+    let answer = tokio::spawn(settle).await;
+    unread.0 = None;
+    answer.map_err(|e| ApiError::from(Error::Panicked(e.to_string())))?
 }
 
 /// Puts the kept outputs named in `names` (as handles: on the GPU where
@@ -428,10 +525,11 @@ async fn post_job(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let arrived = tokio::time::Instant::now();
     let Query(query) = query.map_err(bad_query)?;
     let body = read_body(&state, &headers, body).await?;
     let store = Arc::clone(&state.store);
-    let (task, choice, answer) = off_runtime(body, move |body| {
+    let (task, choice, answer, timeout_ms) = off_runtime(body, move |body| {
         let request: JobRequest = serde_json::from_slice(&body).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -441,10 +539,12 @@ async fn post_job(
         })?;
         let keep = request.keep.clone();
         check_keep(&keep)?;
+        let timeout_ms = request.timeout_ms;
         let (task, choice, form) = request.into_task(&store)?;
-        Ok((task, choice, Answer { form, keep }))
+        Ok((task, choice, Answer { form, keep }, timeout_ms))
     })
     .await?;
+    let deadline = deadline(&state, timeout_ms)?;
     let kernel = task.kernel().name();
     within_work_limit(&state, &[(task.kernel(), task.work_units())])?;
     // Never wait for room: a full queue is a 503 the client can retry.
@@ -454,8 +554,12 @@ async fn post_job(
             .coordinator()
             .try_submit_keeping(task, answer.keep.clone(), choice)?;
     if query.wait.unwrap_or(true) {
-        let result = handle.wait().await;
-        let response = finish(&state.metrics, &state.store, kernel, result, answer)?;
+        let (metrics, store) = (Arc::clone(&state.metrics), Arc::clone(&state.store));
+        let response = settled(handle.control(), async move {
+            let result = wait_within(handle, arrived, deadline).await;
+            finish(&metrics, &store, kernel, result, answer)
+        })
+        .await?;
         return Ok(Json(response).into_response());
     }
     let id = Id::random();
@@ -463,14 +567,15 @@ async fn post_job(
         .jobs
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .start(id, handle.cancel_flag());
+        .start(id, handle.control());
     let (jobs, metrics, store) = (
         Arc::clone(&state.jobs),
         Arc::clone(&state.metrics),
         Arc::clone(&state.store),
     );
     tokio::spawn(async move {
-        let entry = match finish(&metrics, &store, kernel, handle.wait().await, answer) {
+        let result = wait_within(handle, arrived, deadline).await;
+        let entry = match finish(&metrics, &store, kernel, result, answer) {
             Ok(r) => Entry::Done(Box::new(r)),
             Err(e) => Entry::Failed(e),
         };
@@ -510,19 +615,22 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathId {
     }
 }
 
-/// How `POST /v1/pipelines` returns outputs.
+/// How `POST /v1/pipelines` returns outputs, and its deadline.
 #[derive(Deserialize)]
-struct FormQuery {
+struct PipelineQuery {
     outputs: Option<OutputForm>,
+    timeout_ms: Option<u64>,
 }
 
 async fn post_pipeline(
     State(state): State<AppState>,
-    query: Result<Query<FormQuery>, QueryRejection>,
+    query: Result<Query<PipelineQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let arrived = tokio::time::Instant::now();
     let Query(query) = query.map_err(bad_query)?;
+    let deadline = deadline(&state, query.timeout_ms)?;
     let body = read_body(&state, &headers, body).await?;
     let store = Arc::clone(&state.store);
     let (pipeline, choice, kept) = off_runtime(body, move |body| {
@@ -548,33 +656,34 @@ async fn post_pipeline(
         Ok((pipeline, choice, kept))
     })
     .await?;
-    let store = &state.store;
     within_work_limit(&state, &pipeline.work().collect::<Vec<_>>())?;
     // Never wait for room: a full queue is a 503 the client can retry.
-    let result = state
+    let handle = state
         .engine
         .coordinator()
-        .try_run_pipeline(pipeline, choice)
-        .await;
-    match result {
-        Ok(mut report) => {
-            let backend = report.backend.to_string();
-            let seconds = report.timings.total / 1e3;
-            state
-                .metrics
-                .record("pipeline", &backend, "ok", Some(seconds));
-            state.metrics.record_traffic(&backend, &report.traffic);
-            let kept = keep(store, std::mem::take(&mut report.kept), &kept)?;
-            let form = query.outputs.unwrap_or_default();
-            let mut response = PipelineResponse::new(report, form);
-            response.outputs.extend(kept);
-            Ok(Json(response).into_response())
+        .try_submit_pipeline(pipeline, choice)?;
+    let (metrics, store) = (Arc::clone(&state.metrics), Arc::clone(&state.store));
+    let form = query.outputs.unwrap_or_default();
+    let response = settled(handle.control(), async move {
+        match wait_within(handle, arrived, deadline).await {
+            Ok(mut report) => {
+                let backend = report.backend.to_string();
+                let seconds = report.timings.total / 1e3;
+                metrics.record("pipeline", &backend, "ok", Some(seconds));
+                metrics.record_traffic(&backend, &report.traffic);
+                let kept = keep(&store, std::mem::take(&mut report.kept), &kept)?;
+                let mut response = PipelineResponse::new(report, form);
+                response.outputs.extend(kept);
+                Ok(response)
+            }
+            Err(e) => {
+                metrics.record("pipeline", "none", outcome(&e), None);
+                Err(e.into())
+            }
         }
-        Err(e) => {
-            state.metrics.record("pipeline", "none", "error", None);
-            Err(e.into())
-        }
-    }
+    })
+    .await?;
+    Ok(Json(response).into_response())
 }
 
 /// `POST /v1/tensors`: stores a tensor sent as `.npy` bytes, or as the JSON
@@ -687,13 +796,20 @@ fn entry(jobs: &mut JobTable, id: Id) -> Result<&Entry, ApiError> {
 async fn get_job(State(state): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
     let mut jobs = state.jobs.lock().unwrap_or_else(|e| e.into_inner());
     let body = match entry(&mut jobs, id)? {
-        Entry::Running { .. } => json!({"id": id, "status": "running"}),
+        Entry::Running(control) => {
+            let status = if control.has_started() {
+                "running"
+            } else {
+                "queued"
+            };
+            json!({"id": id, "status": status})
+        }
         Entry::Done(r) => json!({"id": id, "status": "done", "result": r}),
         Entry::Failed(e) => {
-            let status = if e.code == "cancelled" {
-                "cancelled"
-            } else {
-                "failed"
+            let status = match e.code {
+                "cancelled" => "cancelled",
+                "deadline_exceeded" => "timed_out",
+                _ => "failed",
             };
             json!({"id": id, "status": status, "error": e.body()["error"]})
         }
@@ -707,8 +823,8 @@ async fn delete_job(
 ) -> Result<Response, ApiError> {
     let mut jobs = state.jobs.lock().unwrap_or_else(|e| e.into_inner());
     match entry(&mut jobs, id)? {
-        Entry::Running { cancel } => {
-            cancel.store(true, Ordering::Relaxed);
+        Entry::Running(control) => {
+            control.cancel();
             Ok((
                 StatusCode::ACCEPTED,
                 Json(json!({"id": id, "status": "cancelling"})),

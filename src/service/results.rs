@@ -6,12 +6,12 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::ApiError;
 use super::api::JobResponse;
 use super::ids::Id;
+use crate::coordinator::Control;
 
 /// Finished results kept at most, whatever their size.
 pub const KEPT_RESULTS: usize = 10_000;
@@ -21,7 +21,8 @@ const FORGOTTEN: usize = 100_000;
 
 /// A job posted with `wait=false`.
 pub(super) enum Entry {
-    Running { cancel: Arc<AtomicBool> },
+    /// Queued or running: the caller's view of it.
+    Running(Arc<Control>),
     Done(Box<JobResponse>),
     Failed(ApiError),
 }
@@ -77,8 +78,8 @@ impl JobTable {
     }
 
     /// Records a running job.
-    pub fn start(&mut self, id: Id, cancel: Arc<AtomicBool>) {
-        self.entries.insert(id, Entry::Running { cancel });
+    pub fn start(&mut self, id: Id, control: Arc<Control>) {
+        self.entries.insert(id, Entry::Running(control));
     }
 
     /// Records a job's result, then drops the oldest results past the

@@ -415,6 +415,7 @@ impl<'g> Exec<'g> {
     /// Copies host data into buffers (each from offset 0) through the
     /// staging ring, and waits.
     pub fn upload(&mut self, writes: &[(&wgpu::Buffer, &[u8])]) -> Result<()> {
+        stopped()?;
         self.submit_batch();
         let start = Instant::now();
         let gpu = self.gpu;
@@ -431,6 +432,7 @@ impl<'g> Exec<'g> {
     /// a batch, only records them into it (the batch is submitted before
     /// the next transfer, or at its end).
     pub fn compute(&mut self, passes: &[Pass]) -> Result<()> {
+        stopped()?;
         if self.defer {
             let start = Instant::now();
             let (gpu, repeats) = (self.gpu, self.repeats);
@@ -605,4 +607,13 @@ fn record(
 
 fn ms_since(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1e3
+}
+
+/// [`Error::Cancelled`] once the job was cancelled: checked before each
+/// dispatch and upload, so that a cancelled job submits no more work.
+fn stopped() -> Result<()> {
+    if crate::kernel::stop::requested() {
+        return Err(Error::Cancelled);
+    }
+    Ok(())
 }
