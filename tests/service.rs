@@ -1033,6 +1033,52 @@ async fn bodies_too_large_or_too_slow_are_refused() {
     server.stop().await;
 }
 
+/// Headers that stop arriving close the connection once the header
+/// timeout passes, as does a kept-alive connection left idle that long;
+/// headers too large are a 431 (JSON where the router sees them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_idle_or_huge_headers_are_cut_off() {
+    let service = ServiceConfig {
+        header_timeout: Duration::from_millis(600),
+        ..ServiceConfig::default()
+    };
+    let server = Server::start_with(8, service).await;
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let half = "POST /v1/jobs HTTP/1.1\r\nHost: localh".to_owned();
+    let idle = "GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n".to_owned();
+    let (a, b) = (addr.clone(), addr.clone());
+    let stalled = tokio::task::spawn_blocking(move || raw_exchange(&a, &half, b""));
+    let kept_idle = tokio::task::spawn_blocking(move || raw_exchange(&b, &idle, b""));
+    let (status, _, _) = server.call("GET", "/v1/health", None).await;
+    assert_eq!(status, 200);
+    // raw_exchange reads until the server closes (or 10 s pass).
+    let (answer, took) = stalled.await.unwrap();
+    assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_secs(8),
+        "closed after {took:?}"
+    );
+    let (answer, took) = kept_idle.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(took < Duration::from_secs(8), "closed after {took:?}");
+
+    for (bytes, json) in [(100 << 10, true), (3 << 20, false)] {
+        let head = format!(
+            "GET /v1/health HTTP/1.1\r\nHost: localhost\r\nX-Filler: {}\r\n\r\n",
+            "a".repeat(bytes)
+        );
+        let a = addr.clone();
+        let (answer, _) = tokio::task::spawn_blocking(move || raw_exchange(&a, &head, b""))
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 431"), "{bytes}: {answer:.200}");
+        if json {
+            assert!(answer.contains("headers_too_large"), "{answer}");
+        }
+    }
+    server.stop().await;
+}
+
 /// A client that never finishes its request does not hold shutdown: the
 /// server stops within its shutdown deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

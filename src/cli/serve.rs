@@ -26,6 +26,10 @@ pub struct Args {
     /// Seconds a request body may take to arrive (408 past it).
     #[arg(long, default_value_t = 30.0)]
     body_timeout_s: f64,
+    /// Seconds a request's headers may take to arrive, and a kept-alive
+    /// connection may stay idle, before the connection is closed.
+    #[arg(long, default_value_t = 30.0)]
+    header_timeout_s: f64,
     /// Seconds shutdown (SIGINT, SIGTERM) waits for connections and jobs in
     /// flight before the process exits anyway.
     #[arg(long, default_value_t = 30.0)]
@@ -36,8 +40,9 @@ pub struct Args {
     /// Seconds a `wait=false` result is kept for polling.
     #[arg(long, default_value_t = 3600.0)]
     result_ttl_s: f64,
-    /// Longest a job or pipeline may be predicted to run, in seconds (422
-    /// past it, before anything runs).
+    /// Longest a job or pipeline may run, in seconds: predicted longer, it
+    /// is a 422 before anything runs; running longer, it is stopped (504).
+    /// Also the most a job's `timeout_ms` may ask for.
     #[arg(long, default_value_t = 600.0)]
     max_job_s: f64,
     /// Most tensors kept in the store (`/v1/tensors`, kept outputs); past
@@ -64,11 +69,17 @@ pub struct Args {
 fn seconds(flag: &str, value: f64) -> Result<std::time::Duration> {
     std::time::Duration::try_from_secs_f64(value)
         .ok()
-        .filter(|d| !d.is_zero())
+        .filter(|d| !d.is_zero() && d.as_secs_f64() <= MAX_SECONDS)
         .ok_or_else(|| {
-            Error::BadInput(format!("{flag} {value}: give a positive number of seconds"))
+            Error::BadInput(format!(
+                "{flag} {value}: give a positive number of seconds, at most {MAX_SECONDS:e}"
+            ))
         })
 }
+
+/// Longest a setting in seconds may be (about 31 years): deadlines are
+/// added to clock readings, which must not overflow.
+const MAX_SECONDS: f64 = 1e9;
 
 /// The token from `--token-file`, else `ANYCORE_TOKEN`, if any.
 fn token(args: &Args) -> Result<Option<String>> {
@@ -124,6 +135,7 @@ pub fn main(args: Args) -> Result<()> {
         let service = ServiceConfig {
             body_limit: args.body_limit_mib.saturating_mul(1 << 20),
             body_timeout: seconds("--body-timeout-s", args.body_timeout_s)?,
+            header_timeout: seconds("--header-timeout-s", args.header_timeout_s)?,
             shutdown_timeout: seconds("--shutdown-timeout-s", args.shutdown_timeout_s)?,
             max_job: seconds("--max-job-s", args.max_job_s)?,
             results: Limits {

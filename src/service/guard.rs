@@ -12,6 +12,9 @@
 //! - **Host.** A service bound to loopback answers only requests addressed
 //!   to a loopback name (`localhost`, `127.0.0.1`, `[::1]`), so a DNS name
 //!   rebound to 127.0.0.1 by a hostile page gets 403.
+//! - **Size.** A request line and headers over [`HEADER_BYTES`] are a 431
+//!   (far larger ones never reach here: hyper refuses them, see
+//!   `listen.rs`).
 //!
 //! Requests no route takes get the API's JSON errors too (404, 405).
 
@@ -34,6 +37,9 @@ pub struct Access {
     pub loopback_hosts: bool,
 }
 
+/// Bytes of a request's line and headers at most (a JSON 431 past them).
+pub const HEADER_BYTES: usize = 64 << 10;
+
 /// The checks, in order: host, origin, token, body type.
 pub async fn check(
     State(access): State<std::sync::Arc<Access>>,
@@ -41,6 +47,21 @@ pub async fn check(
     next: Next,
 ) -> Response {
     let headers = request.headers();
+    let head_bytes = request.uri().to_string().len()
+        + headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if head_bytes > HEADER_BYTES {
+        return refuse(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            &format!(
+                "the request's line and headers are {head_bytes} bytes, over this server's \
+                 limit of {HEADER_BYTES}"
+            ),
+        );
+    }
     if access.loopback_hosts
         && let Some(host) = headers.get(header::HOST)
         && !is_loopback_host(host)

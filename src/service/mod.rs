@@ -33,6 +33,7 @@
 pub mod api;
 pub mod guard;
 pub mod ids;
+mod listen;
 mod metrics;
 pub mod results;
 pub mod store;
@@ -74,6 +75,9 @@ pub struct ServiceConfig {
     pub body_limit: usize,
     /// Longest a request body may take to arrive (408 past it).
     pub body_timeout: std::time::Duration,
+    /// Longest a request's headers may take to arrive, and a kept-alive
+    /// connection may stay idle, before the connection is closed.
+    pub header_timeout: std::time::Duration,
     /// Longest shutdown waits, once signalled, for connections and jobs in
     /// flight to finish.
     pub shutdown_timeout: std::time::Duration,
@@ -97,6 +101,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             body_limit: 256 << 20,
             body_timeout: std::time::Duration::from_secs(30),
+            header_timeout: std::time::Duration::from_secs(30),
             shutdown_timeout: std::time::Duration::from_secs(30),
             results: results::Limits::default(),
             max_job: std::time::Duration::from_secs(600),
@@ -178,34 +183,23 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let draining = Arc::new(AtomicBool::new(false));
     let app = router(Arc::clone(&engine), &config, Arc::clone(&draining));
-    let (signalled, mut signal) = tokio::sync::watch::channel(false);
-    let graceful = async move {
+    let stop_accepting = async move {
         shutdown.await;
         draining.store(true, Ordering::SeqCst);
-        let _ = signalled.send(true);
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let connections = listen::accept(listener, app, config.header_timeout, stop_accepting).await;
     // Once signalled, connections get `shutdown_timeout` to finish; one
     // that never completes its request does not hold the process.
-    let deadline = async {
-        let _ = signal.wait_for(|s| *s).await;
-        let start = tokio::time::Instant::now();
-        tokio::time::sleep(config.shutdown_timeout).await;
-        start
-    };
-    let start = tokio::select! {
-        served = server.into_future() => {
-            served?;
-            tokio::time::Instant::now()
-        }
-        start = deadline => {
-            log::warn!(
-                "shutdown: connections still open after {:?}; closing them",
-                config.shutdown_timeout
-            );
-            start
-        }
-    };
+    let start = tokio::time::Instant::now();
+    if tokio::time::timeout(config.shutdown_timeout, connections.close())
+        .await
+        .is_err()
+    {
+        log::warn!(
+            "shutdown: connections still open after {:?}; closing them",
+            config.shutdown_timeout
+        );
+    }
     // Jobs in flight finish within what is left of the deadline.
     let left = config.shutdown_timeout.saturating_sub(start.elapsed());
     if tokio::time::timeout(left, engine.shutdown()).await.is_err() {
