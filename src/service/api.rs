@@ -53,7 +53,11 @@ pub struct JobRequest {
 }
 
 /// An input array: inline numbers, or a base64 `.npy` file.
-#[derive(Debug, Serialize, Deserialize)]
+///
+/// Read by its keys ([`ArrayInVisitor`]), not as an untagged enum: serde
+/// buffers an untagged enum's whole value before trying each form, which
+/// made a 32 MiB inline body cost over 400 MiB while it was parsed.
+#[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum ArrayIn {
     /// `{"dtype": "f32", "shape": [2, 2], "data": [1, 2, 3, 4]}`.
@@ -75,6 +79,67 @@ pub enum ArrayIn {
         /// Its id.
         tensor: Id,
     },
+}
+
+impl<'de> Deserialize<'de> for ArrayIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_map(ArrayInVisitor)
+    }
+}
+
+/// Reads an [`ArrayIn`] from its keys, each value straight into its type.
+struct ArrayInVisitor;
+
+/// What an input array may be, for errors.
+const ARRAY_FORMS: &str = "an input must be an array: {\"dtype\", \"shape\", \"data\"}, \
+     {\"npy\": BASE64} or a stored tensor {\"tensor\": ID} (its id, 32 hex digits)";
+
+impl<'de> serde::de::Visitor<'de> for ArrayInVisitor {
+    type Value = ArrayIn;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(ARRAY_FORMS)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<ArrayIn, A::Error> {
+        use serde::de::Error as _;
+        fn once<T, E: serde::de::Error>(
+            slot: &mut Option<T>,
+            key: &'static str,
+            v: T,
+        ) -> std::result::Result<(), E> {
+            match slot.replace(v) {
+                Some(_) => Err(E::duplicate_field(key)),
+                None => Ok(()),
+            }
+        }
+        let (mut dtype, mut shape, mut data, mut npy, mut tensor) = (None, None, None, None, None);
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*key {
+                "dtype" => once(&mut dtype, "dtype", map.next_value::<String>()?)?,
+                "shape" => once(&mut shape, "shape", map.next_value::<Vec<usize>>()?)?,
+                "data" => once(&mut data, "data", map.next_value::<Vec<f64>>()?)?,
+                "npy" => once(&mut npy, "npy", map.next_value::<String>()?)?,
+                "tensor" => once(&mut tensor, "tensor", map.next_value::<Id>()?)?,
+                other => {
+                    return Err(A::Error::custom(format!(
+                        "unknown key '{other}' in an input; {ARRAY_FORMS}"
+                    )));
+                }
+            }
+        }
+        match (dtype, shape, data, npy, tensor) {
+            (Some(dtype), Some(shape), Some(data), None, None) => {
+                Ok(ArrayIn::Inline { dtype, shape, data })
+            }
+            (None, None, None, Some(npy), None) => Ok(ArrayIn::Npy { npy }),
+            (None, None, None, None, Some(tensor)) => Ok(ArrayIn::Stored { tensor }),
+            _ => Err(A::Error::custom(ARRAY_FORMS)),
+        }
+    }
 }
 
 /// How outputs come back.
@@ -219,7 +284,7 @@ impl ArrayIn {
                         data.len()
                     )));
                 }
-                let ints = |min: f64, max: f64| -> Result<Vec<f64>> {
+                let ints = |min: f64, max: f64| -> Result<&[f64]> {
                     match data
                         .iter()
                         .position(|&v| v.fract() != 0.0 || v < min || v > max)
@@ -228,7 +293,7 @@ impl ArrayIn {
                             "element {i} ({}) is not a {dtype} value",
                             data[i]
                         ))),
-                        None => Ok(data.clone()),
+                        None => Ok(&data),
                     }
                 };
                 let values = match dtype {
