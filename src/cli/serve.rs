@@ -70,31 +70,8 @@ fn seconds(flag: &str, value: f64) -> Result<std::time::Duration> {
         })
 }
 
-/// The token from `--token-file`, else `ANYCORE_TOKEN`, if any.
-fn token(args: &Args) -> Result<Option<String>> {
-    let token = match &args.token_file {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| {
-            Error::BadInput(format!(
-                "--token-file {}: cannot read it ({e})",
-                path.display()
-            ))
-        })?,
-        None => match std::env::var("ANYCORE_TOKEN") {
-            Ok(token) => token,
-            Err(_) => return Ok(None),
-        },
-    };
-    let token = token.trim().to_owned();
-    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::BadInput(
-            "the token is empty or holds spaces or control characters".into(),
-        ));
-    }
-    Ok(Some(token))
-}
-
 pub fn main(args: Args) -> Result<()> {
-    let token = token(&args)?;
+    let token = super::token(args.token_file.as_deref())?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.addr)

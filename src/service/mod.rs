@@ -32,6 +32,7 @@ pub mod ids;
 mod metrics;
 pub mod results;
 pub mod store;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::future::Future;
