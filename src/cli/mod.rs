@@ -7,6 +7,7 @@ mod bench;
 mod devices;
 mod inputs;
 mod kernels;
+mod loadgen;
 mod output;
 mod remote;
 mod run;
@@ -41,6 +42,9 @@ enum Command {
     /// Measure each kernel's throughput on the GPU and the CPU beside
     /// baselines timed in the same run.
     Bench(bench::Args),
+    /// Load a running `anycore serve` with jobs from many connections and
+    /// report throughput, latency percentiles and outcomes.
+    Loadgen(loadgen::Args),
 }
 
 /// `--allow-software-gpu`, the same in every subcommand.
@@ -71,12 +75,52 @@ fn runtime() -> anycore::Result<tokio::runtime::Runtime> {
         .map_err(|e| anycore::Error::Internal(format!("cannot start a tokio runtime: {e}")))
 }
 
+/// The bearer token from `--token-file`, else `ANYCORE_TOKEN`, if any: the
+/// one a server requires (`serve`) or a client sends (`loadgen`).
+fn token(file: Option<&std::path::Path>) -> anycore::Result<Option<String>> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            anycore::Error::BadInput(format!(
+                "--token-file {}: cannot read it ({e})",
+                path.display()
+            ))
+        })?,
+        None => match std::env::var("ANYCORE_TOKEN") {
+            Ok(token) => token,
+            Err(_) => return Ok(None),
+        },
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(anycore::Error::BadInput(
+            "the token is empty or holds spaces or control characters".into(),
+        ));
+    }
+    Ok(Some(token))
+}
+
+/// A positive number of seconds given to `flag`.
+fn seconds(flag: &str, value: f64) -> anycore::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero() && d.as_secs_f64() <= MAX_SECONDS)
+        .ok_or_else(|| {
+            anycore::Error::BadInput(format!(
+                "{flag} {value}: give a positive number of seconds, at most {MAX_SECONDS:e}"
+            ))
+        })
+}
+
+/// Longest a setting in seconds may be (about 31 years): deadlines are
+/// added to clock readings, which must not overflow.
+const MAX_SECONDS: f64 = 1e9;
+
 /// Lets a closed stdout end the process quietly, as it ends `cat` or `ls`
 /// (`anycore kernels | head`), instead of a panic in `println!`. Only for
 /// commands that talk to no socket or child process: with SIGPIPE at its
 /// default, a peer closing one would kill the process instead of giving an
-/// error (`serve`, `run --server`, and `bench` with its NumPy process keep
-/// Rust's default of ignoring it).
+/// error (`serve`, `run --server`, `loadgen`, and `bench` with its NumPy
+/// process keep Rust's default of ignoring it).
 fn quiet_on_closed_stdout() {
     #[cfg(target_os = "linux")]
     // SAFETY: called at the start of main, before any other thread exists;
@@ -92,7 +136,7 @@ pub fn main() -> ExitCode {
     let prints_only = match &cli.command {
         Command::Devices(_) | Command::Kernels(_) | Command::Batch(_) => true,
         Command::Run(args) => !args.talks_to_a_server(),
-        Command::Serve(_) | Command::Bench(_) => false,
+        Command::Serve(_) | Command::Bench(_) | Command::Loadgen(_) => false,
     };
     if prints_only {
         quiet_on_closed_stdout();
@@ -104,6 +148,7 @@ pub fn main() -> ExitCode {
         Command::Batch(args) => batch::main(args),
         Command::Serve(args) => serve::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::Loadgen(args) => loadgen::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

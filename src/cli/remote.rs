@@ -28,14 +28,22 @@ pub fn request(job: &Job, backend: &str) -> JobRequest {
     }
 }
 
+/// Refuses a service URL (given to `flag`) without its scheme, which
+/// would otherwise fail later as an unreachable host.
+pub fn check_scheme(flag: &str, url: &str) -> Result<()> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(Error::BadInput(format!(
+            "{flag} {url}: give the scheme too, e.g. http://{url}"
+        )))
+    }
+}
+
 /// Posts the job and waits for its result. A 4xx answer is the job's fault
 /// (exit 2, with the server's message); anything else is a failure.
 pub fn post(url: &str, request: &JobRequest) -> Result<JobResponse> {
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(Error::BadInput(format!(
-            "--server {url}: give the scheme too, e.g. http://{url}"
-        )));
-    }
+    check_scheme("--server", url)?;
     let endpoint = format!("{}/v1/jobs", url.trim_end_matches('/'));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

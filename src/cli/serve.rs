@@ -65,47 +65,8 @@ pub struct Args {
     cors: Option<String>,
 }
 
-/// A positive number of seconds given to `flag`.
-fn seconds(flag: &str, value: f64) -> Result<std::time::Duration> {
-    std::time::Duration::try_from_secs_f64(value)
-        .ok()
-        .filter(|d| !d.is_zero() && d.as_secs_f64() <= MAX_SECONDS)
-        .ok_or_else(|| {
-            Error::BadInput(format!(
-                "{flag} {value}: give a positive number of seconds, at most {MAX_SECONDS:e}"
-            ))
-        })
-}
-
-/// Longest a setting in seconds may be (about 31 years): deadlines are
-/// added to clock readings, which must not overflow.
-const MAX_SECONDS: f64 = 1e9;
-
-/// The token from `--token-file`, else `ANYCORE_TOKEN`, if any.
-fn token(args: &Args) -> Result<Option<String>> {
-    let token = match &args.token_file {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| {
-            Error::BadInput(format!(
-                "--token-file {}: cannot read it ({e})",
-                path.display()
-            ))
-        })?,
-        None => match std::env::var("ANYCORE_TOKEN") {
-            Ok(token) => token,
-            Err(_) => return Ok(None),
-        },
-    };
-    let token = token.trim().to_owned();
-    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::BadInput(
-            "the token is empty or holds spaces or control characters".into(),
-        ));
-    }
-    Ok(Some(token))
-}
-
 pub fn main(args: Args) -> Result<()> {
-    let token = token(&args)?;
+    let token = super::token(args.token_file.as_deref())?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.addr)
@@ -134,13 +95,13 @@ pub fn main(args: Args) -> Result<()> {
         );
         let service = ServiceConfig {
             body_limit: args.body_limit_mib.saturating_mul(1 << 20),
-            body_timeout: seconds("--body-timeout-s", args.body_timeout_s)?,
-            header_timeout: seconds("--header-timeout-s", args.header_timeout_s)?,
-            shutdown_timeout: seconds("--shutdown-timeout-s", args.shutdown_timeout_s)?,
-            max_job: seconds("--max-job-s", args.max_job_s)?,
+            body_timeout: super::seconds("--body-timeout-s", args.body_timeout_s)?,
+            header_timeout: super::seconds("--header-timeout-s", args.header_timeout_s)?,
+            shutdown_timeout: super::seconds("--shutdown-timeout-s", args.shutdown_timeout_s)?,
+            max_job: super::seconds("--max-job-s", args.max_job_s)?,
             results: Limits {
                 bytes: args.results_mib.saturating_mul(1 << 20),
-                ttl: seconds("--result-ttl-s", args.result_ttl_s)?,
+                ttl: super::seconds("--result-ttl-s", args.result_ttl_s)?,
             },
             max_tensors: args.max_tensors,
             max_tensor_bytes: args.tensor_store_mib.saturating_mul(1 << 20),

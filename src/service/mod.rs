@@ -37,6 +37,7 @@ mod listen;
 mod metrics;
 pub mod results;
 pub mod store;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::future::Future;
