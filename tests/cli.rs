@@ -113,7 +113,7 @@ fn reduce_reports_small_outputs_inline() {
     ));
     assert_eq!(report["outputs"]["out"]["dtype"], "i32");
     assert_eq!(
-        report["outputs"]["out"]["values"][0],
+        report["outputs"]["out"]["data"][0],
         *x.iter().max().unwrap()
     );
 }

@@ -299,16 +299,10 @@ fn a_url_without_a_scheme_is_exit_2_and_no_server_is_exit_1() {
     assert!(stderr.contains("transport"), "{stderr}");
 }
 
-/// An inline output as the service sends it.
+/// An inline output as a client reads it from the service's JSON.
 fn inline(dtype: &str, data: Value) -> ArrayOut {
     let n = data.as_array().map_or(0, Vec::len);
-    ArrayOut {
-        dtype: dtype.into(),
-        shape: vec![n],
-        data: Some(data),
-        npy: None,
-        tensor: None,
-    }
+    serde_json::from_value(json!({"dtype": dtype, "shape": [n], "data": data})).unwrap()
 }
 
 #[test]
@@ -352,10 +346,12 @@ fn verification_counts_differences_and_treats_nan_as_equal() {
     assert!(check_output(&inline("u32", json!([7, 8, 3_999_999_999u32])), &ints).is_err());
     assert!(check_output(&inline("i32", json!([7, 8, 4_000_000_000u32])), &ints).is_err());
     assert!(check_values(&[Some(7.0), Some(8.0)], &ints).is_err());
-    assert!(check_output(&inline("u32", json!([7, "8", 9])), &ints).is_err());
+    // Not numbers: not an answer at all.
+    let strings = json!({"dtype": "u32", "shape": [3], "data": [7, "8", 9]});
+    assert!(serde_json::from_value::<ArrayOut>(strings).is_err());
 
     // `.npy` answers are compared the same way, NaN included.
-    let npy = |t: &Tensor| ArrayOut::new(t, OutputForm::Npy);
+    let npy = |t: &Tensor| ArrayOut::new(t.clone(), OutputForm::Npy);
     assert_eq!(check_output(&npy(&want), &want), Ok(()));
     let other = Tensor::from_f32(vec![1.0, -2.5, 1e6, 0.0, f32::INFINITY]);
     assert!(check_output(&npy(&other), &want).is_err());

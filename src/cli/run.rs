@@ -77,12 +77,12 @@ type Report = JobResponse<OutputReport>;
 impl OutputReport {
     /// An output as reported: its dtype and shape, its path if it was
     /// written, its values if it is small.
-    fn new(tensor: &Tensor, path: Option<PathBuf>) -> Self {
+    fn new(tensor: Tensor, path: Option<PathBuf>) -> Self {
         OutputReport {
             dtype: tensor.dtype().name(),
             shape: tensor.shape().to_vec(),
             path,
-            values: (tensor.len() <= INLINE_VALUES).then(|| tensor.data().clone()),
+            data: (tensor.len() <= INLINE_VALUES).then(|| tensor.into_data()),
         }
     }
 }
@@ -93,9 +93,10 @@ struct OutputReport {
     shape: Vec<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<PathBuf>,
-    /// The values themselves, for small outputs such as a reduction.
+    /// The elements themselves, for small outputs such as a reduction
+    /// (named as the service names them).
     #[serde(skip_serializing_if = "Option::is_none")]
-    values: Option<TensorData>,
+    data: Option<TensorData>,
 }
 
 /// Splits `NAME=VALUE` as given to `flag`.
@@ -277,14 +278,12 @@ fn finish(
     json: bool,
 ) -> Result<()> {
     output::check_given(&results, paths.keys().copied())?;
-    for (name, tensor) in &results {
+    for (name, tensor) in results {
         let path = paths.get(name.as_str()).map(PathBuf::from);
         if let Some(path) = &path {
-            output::write(tensor, path, painter)?;
+            output::write(&tensor, path, painter)?;
         }
-        report
-            .outputs
-            .insert(name.clone(), OutputReport::new(tensor, path));
+        report.outputs.insert(name, OutputReport::new(tensor, path));
     }
     if json {
         println!(
@@ -330,7 +329,7 @@ fn print_outputs(outputs: &BTreeMap<String, OutputReport>, hint: &str) {
     for (name, o) in outputs {
         let desc = anycore::tensor::describe_name(o.dtype, &o.shape);
         let mut line = format!("  {name}: {desc}");
-        if let Some(v) = &o.values {
+        if let Some(v) = &o.data {
             line += &format!(" = {}", serde_json::to_string(v).expect("values serialise"));
         }
         match &o.path {

@@ -193,7 +193,7 @@ pub struct ArrayOut {
     pub shape: Vec<usize>,
     /// Elements, when asked for inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<serde_json::Value>,
+    pub data: Option<Elements>,
     /// Base64 `.npy` bytes, when asked for npy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub npy: Option<String>,
@@ -342,11 +342,14 @@ impl RunInfo {
 impl<O> JobResponse<O> {
     /// The report of a finished job, with its outputs described by
     /// `describe`.
-    pub fn describe(report: JobReport, describe: impl Fn(&str, &Tensor) -> O) -> Self {
+    pub fn describe(report: JobReport, describe: impl Fn(&str, Tensor) -> O) -> Self {
         let outputs = report
             .outputs
-            .iter()
-            .map(|(name, t)| (name.clone(), describe(name, t)))
+            .into_iter()
+            .map(|(name, t)| {
+                let out = describe(&name, t);
+                (name, out)
+            })
             .collect();
         JobResponse {
             kernel: report.kernel.name().into(),
@@ -383,14 +386,15 @@ impl ArrayOut {
     }
 
     /// An output as the API returns it, in `form`.
-    pub fn new(t: &Tensor, form: OutputForm) -> Self {
+    pub fn new(t: Tensor, form: OutputForm) -> Self {
+        let (dtype, shape) = (t.dtype().name().into(), t.shape().to_vec());
         let (data, npy) = match form {
-            OutputForm::Inline => (Some(inline(t)), None),
-            OutputForm::Npy => (None, Some(BASE64.encode(npy::to_bytes(t)))),
+            OutputForm::Inline => (Some(Elements::Of(t)), None),
+            OutputForm::Npy => (None, Some(BASE64.encode(npy::to_bytes(&t)))),
         };
         ArrayOut {
-            dtype: t.dtype().name().into(),
-            shape: t.shape().to_vec(),
+            dtype,
+            shape,
             data,
             npy,
             tensor: None,
@@ -429,7 +433,7 @@ pub struct StepResponse {
 impl<O> PipelineResponse<O> {
     /// The report of a finished pipeline, with its outputs described by
     /// `describe`.
-    pub fn describe(report: PipelineReport, describe: impl Fn(&str, &Tensor) -> O) -> Self {
+    pub fn describe(report: PipelineReport, describe: impl Fn(&str, Tensor) -> O) -> Self {
         PipelineResponse {
             run: RunInfo::new(
                 report.backend,
@@ -450,8 +454,11 @@ impl<O> PipelineResponse<O> {
                 .collect(),
             outputs: report
                 .outputs
-                .iter()
-                .map(|(name, t)| (name.clone(), describe(name, t)))
+                .into_iter()
+                .map(|(name, t)| {
+                    let out = describe(&name, t);
+                    (name, out)
+                })
                 .collect(),
         }
     }
@@ -464,9 +471,45 @@ impl PipelineResponse {
     }
 }
 
-/// Elements as JSON numbers (NaN and infinities, which JSON lacks, as null).
-fn inline(t: &Tensor) -> serde_json::Value {
-    serde_json::to_value(t.data()).expect("tensor data serialises")
+/// An output's elements as JSON numbers (NaN and infinities, which JSON
+/// lacks, as null).
+#[derive(Debug)]
+pub enum Elements {
+    /// To send: written from the tensor as the response is encoded, with
+    /// no JSON tree between (which cost 32 bytes an element).
+    Of(Tensor),
+    /// As received; `None` for a null.
+    Received(Vec<Option<f64>>),
+}
+
+impl Elements {
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        match self {
+            Elements::Of(t) => t.len(),
+            Elements::Received(v) => v.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Serialize for Elements {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Elements::Of(t) => t.data().serialize(s),
+            Elements::Received(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Elements {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Vec::<Option<f64>>::deserialize(d).map(Elements::Received)
+    }
 }
 
 /// Decodes an [`ArrayOut`] sent as `npy` back into a tensor (for clients).

@@ -126,7 +126,7 @@ impl JobTable {
 }
 
 /// What a finished entry holds in memory, roughly: its outputs' base64 or
-/// numbers (a JSON number is a 32-byte value here), and a little more.
+/// elements (up to 8 bytes each), and a little more.
 fn weight(entry: &Entry) -> usize {
     let outputs = match entry {
         Entry::Done(r) => r
@@ -134,12 +134,8 @@ fn weight(entry: &Entry) -> usize {
             .values()
             .map(|o| {
                 let npy = o.npy.as_ref().map_or(0, String::len);
-                let data = o
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.as_array())
-                    .map_or(0, Vec::len);
-                npy + data * 32
+                let data = o.data.as_ref().map_or(0, |d| d.len());
+                npy + data * 8
             })
             .sum(),
         _ => 0,

@@ -13,7 +13,7 @@
 use crate::kernel::Outputs;
 use crate::tensor::{DType, Tensor};
 
-use super::api::{self, ArrayOut, JobResponse};
+use super::api::{self, ArrayOut, Elements, JobResponse};
 
 /// Floats match when within `TOLERANCE · max(1, |expected|)`.
 pub const TOLERANCE: f64 = 1e-4;
@@ -52,18 +52,8 @@ pub fn check_output(got: &ArrayOut, want: &Tensor) -> Result<(), String> {
         ));
     }
     let values: Vec<Option<f64>> = match (&got.data, &got.npy) {
-        (Some(serde_json::Value::Array(items)), _) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                serde_json::Value::Null => Ok(None),
-                v => v
-                    .as_f64()
-                    .map(Some)
-                    .ok_or_else(|| format!("element {i} is {v}, not a number")),
-            })
-            .collect::<Result<_, _>>()?,
-        (Some(other), _) => return Err(format!("'data' is {other}, not a list")),
+        (Some(Elements::Received(items)), _) => items.clone(),
+        (Some(Elements::Of(t)), _) => t.data().to_f64().into_iter().map(Some).collect(),
         (None, Some(_)) => api::decode_npy(got)
             .map_err(|e| e.to_string())?
             .data()
