@@ -359,12 +359,33 @@ impl CheckedPipeline {
         read.filter_map(|i| match i {
             StepInput::Output(from) => {
                 let k = p.steps.iter().position(|s| s.name == from.step)?;
-                let spec = self.plans[k].output(&from.output)?;
-                Some((spec.shape.iter().product::<usize>() * spec.dtype.size()) as u64)
+                Some(self.plans[k].output(&from.output)?.bytes())
             }
             _ => None,
         })
         .sum()
+    }
+
+    /// Host memory the steps take beside what the pipeline is given, at
+    /// most: every step's outputs (as if none were freed early) and the
+    /// largest scratch of any step.
+    pub fn working_bytes(&self) -> u64 {
+        let outputs = self
+            .plans
+            .iter()
+            .fold(0u64, |n, p| n.saturating_add(p.output_bytes()));
+        let scratch = self.plans.iter().map(|p| p.scratch_bytes).max();
+        outputs.saturating_add(scratch.unwrap_or(0))
+    }
+
+    /// The dtypes and shapes of the outputs asked for, by the names they
+    /// are asked under.
+    pub fn output_specs(&self) -> impl Iterator<Item = (&str, &Spec)> {
+        let p = &self.pipeline;
+        p.outputs.iter().filter_map(move |(name, from)| {
+            let k = p.steps.iter().position(|s| s.name == from.step)?;
+            Some((name.as_str(), self.plans[k].output(&from.output)?))
+        })
     }
 
     /// Runs the pipeline on `backend` as one batch (on the GPU, its

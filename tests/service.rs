@@ -1455,3 +1455,96 @@ async fn running_jobs_stop_when_cancelled_timed_out_or_abandoned() {
     assert_eq!(count("timed_out"), 3.0, "{metrics}");
     server.stop().await;
 }
+
+/// Memory is admitted by bytes: a job whose outputs and answer could
+/// never fit the budget is a 413 naming it, a body declared or sent past
+/// it too; a job that does not fit while another holds memory is a 503
+/// with Retry-After, and fits once that one is gone; small jobs pass
+/// meanwhile. /metrics shows the budget and what is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_is_admitted_by_bytes() {
+    let service = ServiceConfig {
+        memory_budget: 8 << 20,
+        max_job: Duration::from_secs(1_000_000),
+        ..ServiceConfig::default()
+    };
+    let server = Server::start_with(8, service).await;
+
+    // 64 MiB of counts, and their JSON: never.
+    let huge = json!({"kernel": "mandelbrot", "params": {"width": 4096, "height": 4096}});
+    let (status, _, body) = server
+        .call("POST", "/v1/jobs", Some(huge.to_string()))
+        .await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (413, "over_memory_budget"),
+        "{body}"
+    );
+    assert!(body.contains("8 MiB"), "{body}");
+
+    // Bodies past the budget, declared or sent in chunks: never.
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let a = addr.clone();
+    let (answer, _) = tokio::task::spawn_blocking(move || {
+        let head = "POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+                    Content-Length: 9437184\r\n\r\n";
+        raw_exchange(&a, head, b"")
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("over_memory_budget"), "{answer}");
+    let a = addr.clone();
+    let (answer, _) = tokio::task::spawn_blocking(move || {
+        let head = "POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+                    Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        let mut chunked = format!("{:x}\r\n", 9 << 20).into_bytes();
+        chunked.extend(std::iter::repeat_n(b' ', 9 << 20));
+        chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+        raw_exchange(&a, head, &chunked)
+    })
+    .await
+    .unwrap();
+    assert!(answer.contains(" 413 "), "{answer:.300}");
+    assert!(answer.contains("over_memory_budget"), "{answer:.300}");
+
+    // 1 MiB of counts and 4 MiB of JSON each: one at a time.
+    let mut big = endless_job();
+    big["params"]["width"] = json!(512);
+    big["params"]["height"] = json!(512);
+    let first = post_async(&server, &big).await;
+    let (status, retry, body) = server.call("POST", "/v1/jobs", Some(big.to_string())).await;
+    assert_eq!((status, retry.as_deref()), (503, Some("1")), "{body}");
+    assert!(body.contains("memory"), "{body}");
+    let (_, _, metrics) = server.call("GET", "/metrics", None).await;
+    assert!(
+        metrics.contains("anycore_memory_budget_bytes 8388608"),
+        "{metrics}"
+    );
+    let held: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("anycore_memory_held_bytes "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(held >= 5.0 * 1024.0 * 1024.0, "{held}");
+    let quick = json!({"kernel": "reduce", "inputs": {"x": {"dtype": "i32", "shape": [3], "data": [1, -5, 9]}}});
+    // Small jobs are admitted meanwhile (they queue behind it: one core).
+    let small = post_async(&server, &quick).await;
+
+    server
+        .call("DELETE", &format!("/v1/jobs/{first}"), None)
+        .await;
+    let v = poll_past(&server, &first, &["queued", "running"]).await;
+    assert_eq!(v["status"], "cancelled", "{v}");
+    let v = poll_past(&server, &small, &["queued", "running"]).await;
+    assert_eq!(v["result"]["outputs"]["out"]["data"], json!([5]), "{v}");
+    big["timeout_ms"] = json!(200);
+    let (status, _, body) = server.call("POST", "/v1/jobs", Some(big.to_string())).await;
+    assert_eq!(status, 504, "admitted once the first is gone: {body}");
+    let (_, _, metrics) = server.call("GET", "/metrics", None).await;
+    assert!(
+        metrics.contains("anycore_memory_held_bytes 0\n"),
+        "{metrics}"
+    );
+    server.stop().await;
+}

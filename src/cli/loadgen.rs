@@ -321,7 +321,7 @@ fn prepare(job: serde_json::Value, verify: bool) -> Result<MixJob> {
         ));
     }
     // No stored tensors here: a `{"tensor": ID}` input is refused, naming it.
-    let (task, _, _) = request.into_task(&Store::new(0, 0))?;
+    let task = request.into_task(&Store::new(0, 0))?.task;
     Ok(MixJob {
         body,
         expected: verify.then(|| task.run_cpu()),

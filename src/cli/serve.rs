@@ -45,6 +45,11 @@ pub struct Args {
     /// Also the most a job's `timeout_ms` may ask for.
     #[arg(long, default_value_t = 600.0)]
     max_job_s: f64,
+    /// MiB of host memory that request bodies and admitted jobs may hold at
+    /// once (their inputs, outputs, scratch and answers); past it, a 503
+    /// (413 for a job that could never fit). Default: half the machine's.
+    #[arg(long)]
+    memory_mib: Option<u64>,
     /// Most tensors kept in the store (`/v1/tensors`, kept outputs); past
     /// it, storing one more is a 507.
     #[arg(long, default_value_t = 1024)]
@@ -102,6 +107,11 @@ pub fn main(args: Args) -> Result<()> {
             results: Limits {
                 bytes: args.results_mib.saturating_mul(1 << 20),
                 ttl: super::seconds("--result-ttl-s", args.result_ttl_s)?,
+            },
+            memory_budget: match args.memory_mib {
+                Some(0) => return Err(Error::BadInput("--memory-mib 0: give at least 1".into())),
+                Some(mib) => mib.saturating_mul(1 << 20),
+                None => anycore::service::ServiceConfig::default().memory_budget,
             },
             max_tensors: args.max_tensors,
             max_tensor_bytes: args.tensor_store_mib.saturating_mul(1 << 20),

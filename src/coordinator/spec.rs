@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::backend::BackendChoice;
 use crate::error::{Error, Result};
-use crate::kernel::{Job, Kernel, Task, param_text};
+use crate::kernel::{Job, Kernel, Plan, Task, param_text};
 use crate::pipeline::{CheckedPipeline, Pipeline, Step, StepInput, StepOutput, check_step_count};
 use crate::tensor::Handle;
 
@@ -112,8 +112,16 @@ impl<I: InputSource> JobSpec<'_, I> {
 
     /// [`JobSpec::into_job`], then the kernel's own checks.
     pub fn into_task(self, default: BackendChoice) -> Result<(Task, BackendChoice)> {
+        self.into_planned_task(default)
+            .map(|(task, _, choice)| (task, choice))
+    }
+
+    /// [`JobSpec::into_task`], with what the task will give
+    /// ([`Task::planned`]).
+    pub fn into_planned_task(self, default: BackendChoice) -> Result<(Task, Plan, BackendChoice)> {
         let (job, choice) = self.into_job(default)?;
-        Ok((Task::new(job)?, choice))
+        let (task, plan) = Task::planned(job)?;
+        Ok((task, plan, choice))
     }
 }
 

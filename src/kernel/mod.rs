@@ -419,14 +419,20 @@ impl Task {
     /// Checks a job against its kernel's signature and the kernel's own rules
     /// (dtypes, shapes, parameter ranges).
     pub fn new(job: Job) -> Result<Task> {
+        Task::planned(job).map(|(task, _)| task)
+    }
+
+    /// [`Task::new`], and what the task will give ([`Plan`]: its outputs,
+    /// work and scratch memory), for whoever admits it.
+    pub fn planned(job: Job) -> Result<(Task, Plan)> {
         let kernel = job.kernel;
         for name in &job.keep {
             kernel.check_output(name)?;
         }
         let params = kernel.params(&job.params)?;
         let inputs = Inputs::new(kernel, job.inputs)?;
-        kernel.plan_checked(inputs.specs(), &params)?;
-        kernel.validate(inputs, &params)
+        let plan = kernel.plan_checked(inputs.specs(), &params)?;
+        Ok((kernel.validate(inputs, &params)?, plan))
     }
 }
 
@@ -439,6 +445,9 @@ pub struct Plan {
     /// The job's size in its kernel's natural unit, as
     /// [`Task::work_units`] will say: what the cost model predicts from.
     pub work_units: f64,
+    /// Host memory the CPU implementation takes beside its inputs and
+    /// outputs, at most.
+    pub scratch_bytes: u64,
 }
 
 impl Plan {
@@ -450,7 +459,27 @@ impl Plan {
         Plan {
             outputs: outputs.into_iter().collect(),
             work_units,
+            scratch_bytes: 0,
         }
+    }
+
+    /// The plan, with `bytes` of scratch memory.
+    pub(crate) fn with_scratch(mut self, bytes: u64) -> Self {
+        self.scratch_bytes = bytes;
+        self
+    }
+
+    /// Bytes of its outputs.
+    pub fn output_bytes(&self) -> u64 {
+        self.outputs
+            .iter()
+            .fold(0u64, |n, (_, s)| n.saturating_add(s.bytes()))
+    }
+
+    /// Host memory the task takes beside its inputs, at most: its outputs
+    /// and its scratch.
+    pub fn working_bytes(&self) -> u64 {
+        self.output_bytes().saturating_add(self.scratch_bytes)
     }
 
     /// The spec of output `name`, if the job gives it.

@@ -275,7 +275,9 @@ impl KernelTask for Sort {
             (false, false) => None,
         };
         let n = keys.shape[0];
-        Ok(Plan::new([("keys", keys)].into_iter().chain(payload), n as f64))
+        // The radix passes' second buffer, for the keys and the payload.
+        let scratch = keys.bytes().saturating_add(payload.as_ref().map_or(0, |(_, p)| p.bytes()));
+        Ok(Plan::new([("keys", keys)].into_iter().chain(payload), n as f64).with_scratch(scratch))
     }
 
     fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {

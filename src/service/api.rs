@@ -17,7 +17,7 @@ use crate::backend::{BackendChoice, BackendKind, Timings, Traffic};
 use crate::coordinator::spec::{InputSource, JobSpec, json_params};
 use crate::coordinator::{JobReport, PipelineReport};
 use crate::error::{Error, Result};
-use crate::kernel::Task;
+use crate::kernel::{Plan, Task};
 use crate::tensor::{DType, Handle, Tensor, TensorData, npy};
 
 use super::ids::Id;
@@ -202,10 +202,22 @@ pub struct ArrayOut {
     pub tensor: Option<Id>,
 }
 
+/// A checked job request, ready to run.
+pub struct Decoded {
+    /// The task.
+    pub task: Task,
+    /// What it will give ([`Task::planned`]).
+    pub plan: Plan,
+    /// Where it may run.
+    pub choice: BackendChoice,
+    /// How its outputs come back.
+    pub form: OutputForm,
+}
+
 impl JobRequest {
     /// Checks the request and builds the task and its backend choice;
     /// `{"tensor": ID}` inputs come from `store`.
-    pub fn into_task(self, store: &Store) -> Result<(Task, BackendChoice, OutputForm)> {
+    pub fn into_task(self, store: &Store) -> Result<Decoded> {
         let spec = JobSpec {
             kernel: &self.kernel,
             backend: self.backend.as_deref(),
@@ -217,8 +229,13 @@ impl JobRequest {
                 .map(|(name, input)| (name, StoreInput { input, store }))
                 .collect(),
         };
-        let (task, choice) = spec.into_task(BackendChoice::Auto)?;
-        Ok((task, choice, self.outputs))
+        let (task, plan, choice) = spec.into_planned_task(BackendChoice::Auto)?;
+        Ok(Decoded {
+            task,
+            plan,
+            choice,
+            form: self.outputs,
+        })
     }
 }
 

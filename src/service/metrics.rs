@@ -73,7 +73,9 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, coordinator: &Coordinator) -> String {
+    /// The text, with the gauges read from `coordinator` and the memory
+    /// budget's (`memory`: its bytes, and the bytes held now).
+    pub fn render(&self, coordinator: &Coordinator, memory: (u64, u64)) -> String {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
         out += "# HELP anycore_jobs_total Jobs finished, by kernel, backend and outcome.\n";
@@ -147,6 +149,12 @@ impl Metrics {
             "anycore_gpu_present {}",
             u8::from(coordinator.has_gpu())
         );
+        out += "# HELP anycore_memory_budget_bytes Host memory requests may hold at once.\n";
+        out += "# TYPE anycore_memory_budget_bytes gauge\n";
+        let _ = writeln!(out, "anycore_memory_budget_bytes {}", memory.0);
+        out += "# HELP anycore_memory_held_bytes Host memory requests hold now.\n";
+        out += "# TYPE anycore_memory_held_bytes gauge\n";
+        let _ = writeln!(out, "anycore_memory_held_bytes {}", memory.1);
         out
     }
 }

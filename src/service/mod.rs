@@ -31,6 +31,7 @@
 //! [`serve`] drains jobs in flight once its shutdown future completes.
 
 pub mod api;
+mod budget;
 pub mod guard;
 pub mod ids;
 mod listen;
@@ -56,7 +57,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use self::api::{ArrayIn, JobRequest, JobResponse, OutputForm, PipelineResponse, StoreInput};
+use self::api::{
+    ArrayIn, Decoded, JobRequest, JobResponse, OutputForm, PipelineResponse, StoreInput,
+};
+use self::budget::{Budget, Held};
 use self::ids::Id;
 use self::metrics::Metrics;
 use self::results::{Entry, JobTable, Lookup};
@@ -67,7 +71,7 @@ use crate::coordinator::spec::{PipelineSpec, explain_json};
 use crate::coordinator::{Control, JobReport, Submitted};
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::tensor::Handle;
+use crate::tensor::{Handle, Spec};
 
 /// Service settings.
 #[derive(Clone, Debug)]
@@ -88,6 +92,9 @@ pub struct ServiceConfig {
     /// on the fastest backend); longer ones are refused (422), before
     /// anything runs.
     pub max_job: std::time::Duration,
+    /// Host memory that request bodies and admitted jobs may hold at once
+    /// ([`budget`]): past it, a 503 (413 for what could never fit).
+    pub memory_budget: u64,
     /// Most tensors the store keeps (`/v1/tensors`, kept outputs).
     pub max_tensors: usize,
     /// Most bytes of tensors the store keeps.
@@ -106,6 +113,7 @@ impl Default for ServiceConfig {
             shutdown_timeout: std::time::Duration::from_secs(30),
             results: results::Limits::default(),
             max_job: std::time::Duration::from_secs(600),
+            memory_budget: budget::default_bytes(),
             max_tensors: 1024,
             max_tensor_bytes: 1 << 30,
             access: guard::Access::default(),
@@ -119,6 +127,7 @@ struct AppState {
     metrics: Arc<Metrics>,
     store: Arc<Store>,
     jobs: Arc<Mutex<JobTable>>,
+    budget: Arc<Budget>,
     body_limit: usize,
     body_timeout: std::time::Duration,
     max_job: std::time::Duration,
@@ -132,6 +141,7 @@ fn router(engine: Arc<Engine>, config: &ServiceConfig, draining: Arc<AtomicBool>
         metrics: Arc::default(),
         store: Arc::new(Store::new(config.max_tensors, config.max_tensor_bytes)),
         jobs: Arc::new(Mutex::new(JobTable::new(config.results))),
+        budget: Arc::new(Budget::new(config.memory_budget)),
         body_limit: config.body_limit,
         body_timeout: config.body_timeout,
         max_job: config.max_job,
@@ -426,6 +436,64 @@ fn check_keep(names: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Memory a request body takes while it is decoded, beside itself, at
+/// most: JSON numbers become f64s and then the input's own elements (a
+/// two-byte number, `0,`, takes 12), base64 becomes bytes and then a
+/// tensor.
+fn decoding_bytes(body: &[u8]) -> u64 {
+    (body.len() as u64).saturating_mul(7)
+}
+
+/// Memory an answer giving outputs of `specs` in `form` takes as it is
+/// encoded: inline, up to 16 bytes of JSON an element; as `.npy`, the file
+/// and its base64.
+fn answer_bytes<'s>(specs: impl Iterator<Item = &'s Spec>, form: OutputForm) -> u64 {
+    specs.fold(0u64, |n, spec| {
+        let elements = spec.bytes() / spec.dtype.size() as u64;
+        let bytes = match form {
+            OutputForm::Inline => elements.saturating_mul(16),
+            OutputForm::Npy => spec.bytes().saturating_mul(7) / 3,
+        };
+        n.saturating_add(bytes)
+    })
+}
+
+/// Memory an admitted job or pipeline holds: the tensors it was given
+/// (those the store holds are counted there), what its steps take beside
+/// them (`working`: outputs, scratch), and its encoded answer.
+fn job_bytes<'h>(given: impl Iterator<Item = &'h Handle>, working: u64, answer: u64) -> u64 {
+    given
+        .filter(|h| !h.is_shared())
+        .fold(working.saturating_add(answer), |n, h| {
+            n.saturating_add(h.bytes())
+        })
+}
+
+/// A response's JSON, encoded off the async workers when it is expected to
+/// be large (`expected` bytes), so that other requests never wait behind
+/// it.
+async fn encode<T: serde::Serialize + Send + 'static>(
+    value: T,
+    expected: u64,
+) -> Result<Bytes, ApiError> {
+    let encode = move || {
+        serde_json::to_vec(&value)
+            .map(Bytes::from)
+            .map_err(|e| ApiError::from(Error::Internal(format!("cannot encode the answer: {e}"))))
+    };
+    if expected < BLOCKING_BYTES as u64 {
+        return encode();
+    }
+    tokio::task::spawn_blocking(encode)
+        .await
+        .map_err(|e| ApiError::from(Error::Panicked(e.to_string())))?
+}
+
+/// A 200 with encoded JSON.
+fn json_body(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// Bodies at least this large are decoded off the async workers.
 const BLOCKING_BYTES: usize = 64 << 10;
 
@@ -454,7 +522,12 @@ const DRAIN_BYTES: usize = 64 << 20;
 /// makes a client still sending see a broken pipe instead of the reason. A
 /// body declared (`Content-Length`) larger than that is refused at once,
 /// unread.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    held: &mut Held,
+) -> Result<Bytes, ApiError> {
     let limit = state.body_limit;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -463,8 +536,14 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
     if declared.is_some_and(|n| n > limit.saturating_add(DRAIN_BYTES) as u64) {
         return Err(too_large(limit));
     }
+    // A body counts against the memory budget from its first byte.
+    if let Some(n) = declared {
+        state
+            .budget
+            .hold(held, n.min(limit as u64), "this request's body")?;
+    }
     let timeout = state.body_timeout;
-    tokio::time::timeout(timeout, read_within(body, limit))
+    tokio::time::timeout(timeout, read_within(body, limit, &state.budget, held))
         .await
         .unwrap_or_else(|_| {
             Err(ApiError::new(
@@ -486,10 +565,19 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
-/// [`read_body`]'s reading, without the deadline.
-async fn read_within(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// [`read_body`]'s reading, without the deadline; what is kept is held in
+/// `budget` as it grows.
+async fn read_within(
+    mut body: Body,
+    limit: usize,
+    budget: &Budget,
+    held: &mut Held,
+) -> Result<Bytes, ApiError> {
     let mut kept = Vec::new();
     let mut seen = 0usize;
+    // Refused by the memory budget partway: read on, discarding, as past
+    // the limit, so that the client reads the reason.
+    let mut refused = None;
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         let frame = frame.map_err(|e| {
             ApiError::new(
@@ -502,11 +590,27 @@ async fn read_within(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
             continue; // trailers
         };
         seen = seen.saturating_add(data.len());
-        if seen <= limit {
+        if seen <= limit && refused.is_none() {
+            if seen as u64 > held.bytes() {
+                // In steps of a MiB, not a semaphore call per frame.
+                let step = (seen as u64).next_multiple_of(1 << 20).min(limit as u64);
+                if let Err(e) = budget.hold(held, step, "this request's body") {
+                    refused = Some((e, seen));
+                    kept = Vec::new();
+                    continue;
+                }
+            }
             kept.extend_from_slice(&data);
-        } else if seen > limit.saturating_add(DRAIN_BYTES) {
+        } else if seen > limit.saturating_add(DRAIN_BYTES)
+            || refused
+                .as_ref()
+                .is_some_and(|(_, at)| seen > at.saturating_add(DRAIN_BYTES))
+        {
             break;
         }
+    }
+    if let Some((e, _)) = refused {
+        return Err(e);
     }
     if seen > limit {
         return Err(too_large(limit));
@@ -522,9 +626,14 @@ async fn post_job(
 ) -> Result<Response, ApiError> {
     let arrived = tokio::time::Instant::now();
     let Query(query) = query.map_err(bad_query)?;
-    let body = read_body(&state, &headers, body).await?;
+    let mut held = Held::default();
+    let body = read_body(&state, &headers, body, &mut held).await?;
+    let decoding = decoding_bytes(&body);
+    state
+        .budget
+        .hold(&mut held, decoding, "decoding this request")?;
     let store = Arc::clone(&state.store);
-    let (task, choice, answer, timeout_ms) = off_runtime(body, move |body| {
+    let (decoded, answer, timeout_ms) = off_runtime(body, move |body| {
         let request: JobRequest = serde_json::from_slice(&body).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -535,13 +644,29 @@ async fn post_job(
         let keep = request.keep.clone();
         check_keep(&keep)?;
         let timeout_ms = request.timeout_ms;
-        let (task, choice, form) = request.into_task(&store)?;
-        Ok((task, choice, Answer { form, keep }, timeout_ms))
+        let decoded = request.into_task(&store)?;
+        let form = decoded.form;
+        Ok((decoded, Answer { form, keep }, timeout_ms))
     })
     .await?;
+    let Decoded {
+        task, plan, choice, ..
+    } = decoded;
     let deadline = deadline(&state, timeout_ms)?;
     let kernel = task.kernel().name();
     within_work_limit(&state, &[(task.kernel(), task.work_units())])?;
+    let answered = plan
+        .outputs
+        .iter()
+        .filter(|(name, _)| !answer.keep.iter().any(|k| k == name))
+        .map(|(_, spec)| spec);
+    let answer_bytes = self::answer_bytes(answered, answer.form);
+    let bytes = job_bytes(
+        task.operands().into_iter(),
+        plan.working_bytes(),
+        answer_bytes,
+    );
+    state.budget.hold(&mut held, bytes, "this job")?;
     // Never wait for room: a full queue is a 503 the client can retry.
     let handle =
         state
@@ -550,12 +675,15 @@ async fn post_job(
             .try_submit_keeping(task, answer.keep.clone(), choice)?;
     if query.wait.unwrap_or(true) {
         let (metrics, store) = (Arc::clone(&state.metrics), Arc::clone(&state.store));
-        let response = settled(handle.control(), async move {
+        let body = settled(handle.control(), async move {
             let result = wait_within(handle, arrived, deadline).await;
-            finish(&metrics, &store, kernel, result, answer)
+            let response = finish(&metrics, &store, kernel, result, answer)?;
+            let body = encode(response, answer_bytes).await;
+            drop(held);
+            body
         })
         .await?;
-        return Ok(Json(response).into_response());
+        return Ok(json_body(body));
     }
     let id = Id::random();
     state
@@ -570,13 +698,19 @@ async fn post_job(
     );
     tokio::spawn(async move {
         let result = wait_within(handle, arrived, deadline).await;
-        let entry = match finish(&metrics, &store, kernel, result, answer) {
-            Ok(r) => Entry::Done(Box::new(r)),
+        // Kept encoded: polling copies bytes, it encodes nothing.
+        let encoded = match finish(&metrics, &store, kernel, result, answer) {
+            Ok(r) => encode(r, answer_bytes).await,
+            Err(e) => Err(e),
+        };
+        let entry = match encoded {
+            Ok(json) => Entry::Done(json),
             Err(e) => Entry::Failed(e),
         };
         jobs.lock()
             .unwrap_or_else(|e| e.into_inner())
             .finish(id, entry);
+        drop(held);
     });
     Ok((
         StatusCode::ACCEPTED,
@@ -626,7 +760,12 @@ async fn post_pipeline(
     let arrived = tokio::time::Instant::now();
     let Query(query) = query.map_err(bad_query)?;
     let deadline = deadline(&state, query.timeout_ms)?;
-    let body = read_body(&state, &headers, body).await?;
+    let mut held = Held::default();
+    let body = read_body(&state, &headers, body, &mut held).await?;
+    let decoding = decoding_bytes(&body);
+    state
+        .budget
+        .hold(&mut held, decoding, "decoding this request")?;
     let store = Arc::clone(&state.store);
     let (pipeline, choice, kept) = off_runtime(body, move |body| {
         let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
@@ -652,14 +791,21 @@ async fn post_pipeline(
     })
     .await?;
     within_work_limit(&state, &pipeline.work().collect::<Vec<_>>())?;
+    let form = query.outputs.unwrap_or_default();
+    let answered = pipeline
+        .output_specs()
+        .filter(|(name, _)| !kept.iter().any(|k| k == name))
+        .map(|(_, spec)| spec);
+    let answer_bytes = self::answer_bytes(answered, form);
+    let bytes = job_bytes(pipeline.given(), pipeline.working_bytes(), answer_bytes);
+    state.budget.hold(&mut held, bytes, "this pipeline")?;
     // Never wait for room: a full queue is a 503 the client can retry.
     let handle = state
         .engine
         .coordinator()
         .try_submit_pipeline(pipeline, choice)?;
     let (metrics, store) = (Arc::clone(&state.metrics), Arc::clone(&state.store));
-    let form = query.outputs.unwrap_or_default();
-    let response = settled(handle.control(), async move {
+    let body = settled(handle.control(), async move {
         match wait_within(handle, arrived, deadline).await {
             Ok(mut report) => {
                 let backend = report.backend.to_string();
@@ -669,7 +815,9 @@ async fn post_pipeline(
                 let kept = keep(&store, std::mem::take(&mut report.kept), &kept)?;
                 let mut response = PipelineResponse::new(report, form);
                 response.outputs.extend(kept);
-                Ok(response)
+                let body = encode(response, answer_bytes).await;
+                drop(held);
+                body
             }
             Err(e) => {
                 metrics.record("pipeline", "none", outcome(&e), None);
@@ -678,7 +826,7 @@ async fn post_pipeline(
         }
     })
     .await?;
-    Ok(Json(response).into_response())
+    Ok(json_body(body))
 }
 
 /// `POST /v1/tensors`: stores a tensor sent as `.npy` bytes, or as the JSON
@@ -689,7 +837,12 @@ async fn post_tensor(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(&state, &headers, body).await?;
+    let mut held = Held::default();
+    let body = read_body(&state, &headers, body, &mut held).await?;
+    let decoding = decoding_bytes(&body);
+    state
+        .budget
+        .hold(&mut held, decoding, "decoding this request")?;
     let tensor = off_runtime(body, |body| {
         let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
         if body.starts_with(b"\x93NUMPY") {
@@ -799,7 +952,15 @@ async fn get_job(State(state): State<AppState>, PathId(id): PathId) -> Result<Re
             };
             json!({"id": id, "status": status})
         }
-        Entry::Done(r) => json!({"id": id, "status": "done", "result": r}),
+        Entry::Done(result) => {
+            // The result as it was encoded when the job finished.
+            let head = format!("{{\"id\":\"{id}\",\"status\":\"done\",\"result\":");
+            let mut body = Vec::with_capacity(head.len() + result.len() + 1);
+            body.extend_from_slice(head.as_bytes());
+            body.extend_from_slice(result);
+            body.push(b'}');
+            return Ok(json_body(Bytes::from(body)));
+        }
         Entry::Failed(e) => {
             let status = match e.code {
                 "cancelled" => "cancelled",
@@ -845,6 +1006,7 @@ async fn devices(State(state): State<AppState>) -> Response {
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
-    let text = state.metrics.render(state.engine.coordinator());
+    let memory = (state.budget.total(), state.budget.used());
+    let text = state.metrics.render(state.engine.coordinator(), memory);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ApiError;
-use super::api::JobResponse;
 use super::ids::Id;
 use crate::coordinator::Control;
+use axum::body::Bytes;
 
 /// Finished results kept at most, whatever their size.
 pub const KEPT_RESULTS: usize = 10_000;
@@ -23,7 +23,8 @@ const FORGOTTEN: usize = 100_000;
 pub(super) enum Entry {
     /// Queued or running: the caller's view of it.
     Running(Arc<Control>),
-    Done(Box<JobResponse>),
+    /// Its result, as the JSON of a [`JobResponse`](super::api::JobResponse).
+    Done(Bytes),
     Failed(ApiError),
 }
 
@@ -125,22 +126,13 @@ impl JobTable {
     }
 }
 
-/// What a finished entry holds in memory, roughly: its outputs' base64 or
-/// elements (up to 8 bytes each), and a little more.
+/// What a finished entry holds in memory, roughly: its encoded result,
+/// and a little more.
 fn weight(entry: &Entry) -> usize {
-    let outputs = match entry {
-        Entry::Done(r) => r
-            .outputs
-            .values()
-            .map(|o| {
-                let npy = o.npy.as_ref().map_or(0, String::len);
-                let data = o.data.as_ref().map_or(0, |d| d.len());
-                npy + data * 8
-            })
-            .sum(),
-        _ => 0,
-    };
-    outputs + 512
+    match entry {
+        Entry::Done(json) => json.len() + 512,
+        _ => 512,
+    }
 }
 
 #[cfg(test)]

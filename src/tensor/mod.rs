@@ -180,6 +180,13 @@ impl Spec {
     pub fn describe(&self) -> String {
         describe(self.dtype, &self.shape)
     }
+
+    /// Bytes its elements take (saturating: a spec is not yet checked).
+    pub fn bytes(&self) -> u64 {
+        self.shape
+            .iter()
+            .fold(self.dtype.size() as u64, |n, &d| n.saturating_mul(d as u64))
+    }
 }
 
 /// What a kernel's input checks look at: a tensor, or only its [`Spec`].
