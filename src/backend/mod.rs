@@ -195,6 +195,17 @@ pub trait Backend: Send + Sync {
     fn run_owned(&self, task: Task, keep: &[String]) -> Result<Run> {
         self.run_keeping(&task, keep)
     }
+    /// Called by the coordinator's worker before each job or pipeline it
+    /// runs here: an error fails the work as the run would have (the GPU's
+    /// once its device is lost, or a fault injected for tests,
+    /// [`gpu::faults`]).
+    fn begin_job(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Why the device was lost, once it was: nothing runs here any more.
+    fn lost(&self) -> Option<String> {
+        None
+    }
     /// Milliseconds per byte to upload to the device and to download from
     /// it, measured now (for the cost model); `None` for a backend with no
     /// memory of its own.

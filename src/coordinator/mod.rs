@@ -10,7 +10,9 @@
 //!   completion on each backend — its run time from the [`cost`] model plus
 //!   the work already queued there — and takes the earlier.
 //! - A GPU failure re-runs the job on the CPU and says so; a panic fails
-//!   only its job.
+//!   only its job. Once the GPU's device is lost, the GPU is unavailable:
+//!   `auto` places on the CPU saying why, `gpu` is refused, and work
+//!   already queued there re-runs on the CPU.
 //! - [`shutdown`] stops taking jobs, waits for those in flight, then
 //!   stops the workers.
 //!
@@ -266,9 +268,29 @@ impl Coordinator {
         *self.model.lock().unwrap_or_else(|e| e.into_inner()) = model;
     }
 
-    /// Whether a GPU worker exists.
+    /// Whether a GPU worker exists (its device may since have been lost:
+    /// [`Coordinator::gpu_lost`]).
     pub fn has_gpu(&self) -> bool {
         self.gpu.is_some()
+    }
+
+    /// Why the GPU's device was lost, once it was: no work is placed there
+    /// any more.
+    pub fn gpu_lost(&self) -> Option<String> {
+        self.gpu.as_ref()?.lost().map(str::to_owned)
+    }
+
+    /// The GPU worker, unless there is none or its device was lost.
+    fn live_gpu(&self) -> Option<&WorkerHandle> {
+        self.gpu.as_ref().filter(|g| g.lost().is_none())
+    }
+
+    /// Why there is no GPU to place work on.
+    fn why_no_gpu(&self) -> String {
+        match self.gpu_lost() {
+            Some(why) => format!("the GPU was lost ({why})"),
+            None => self.no_gpu_reason.clone(),
+        }
     }
 
     /// The GPU's device name, if there is a GPU.
@@ -309,7 +331,7 @@ impl Coordinator {
     pub fn fastest_ms(&self, kernels: &[(Kernel, f64)]) -> Option<f64> {
         let model = self.model.lock().unwrap_or_else(|e| e.into_inner());
         let kinds =
-            std::iter::once(BackendKind::Cpu).chain(self.gpu.as_ref().map(|_| BackendKind::Gpu));
+            std::iter::once(BackendKind::Cpu).chain(self.live_gpu().map(|_| BackendKind::Gpu));
         kinds
             .filter_map(|kind| model.predict_work(kind, kernels).map(|(ms, _)| ms))
             .reduce(f64::min)
@@ -512,7 +534,8 @@ impl Coordinator {
     fn place(&self, work: &Placing, choice: BackendChoice) -> Result<(&WorkerHandle, String, f64)> {
         let model = self.model.lock().unwrap_or_else(|e| e.into_inner());
         // Where the data is matters only where there is a choice to make.
-        let moves = match (choice, &self.gpu) {
+        let gpu = self.live_gpu();
+        let moves = match (choice, gpu) {
             (BackendChoice::Auto, Some(_)) => work.moves(),
             _ => Moves::default(),
         };
@@ -529,7 +552,7 @@ impl Coordinator {
             Some(moves.adjust(w.kind, model.transfer(), ms, fixed))
         };
         let cpu = &self.cpu;
-        match (choice, &self.gpu) {
+        match (choice, gpu) {
             (BackendChoice::Cpu, _) => Ok((
                 cpu,
                 "forced by backend cpu".into(),
@@ -540,10 +563,10 @@ impl Coordinator {
                 "forced by backend gpu".into(),
                 predict(gpu).unwrap_or(0.0),
             )),
-            (BackendChoice::Gpu, None) => Err(Error::NoGpu(self.no_gpu_reason.clone())),
+            (BackendChoice::Gpu, None) => Err(Error::NoGpu(self.why_no_gpu())),
             (BackendChoice::Auto, None) => Ok((
                 cpu,
-                format!("auto: {}", self.no_gpu_reason),
+                format!("auto: {}", self.why_no_gpu()),
                 predict(cpu).unwrap_or(0.0),
             )),
             (BackendChoice::Auto, Some(gpu)) => match (predict(gpu), predict(cpu)) {

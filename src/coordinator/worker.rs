@@ -18,7 +18,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -154,9 +154,17 @@ pub(super) struct WorkerHandle {
     tx: mpsc::Sender<Message>,
     backlog_us: Arc<AtomicU64>,
     queued: Arc<AtomicUsize>,
+    /// Why the backend's device was lost, once the worker has seen it.
+    lost: Arc<OnceLock<String>>,
 }
 
 impl WorkerHandle {
+    /// Why the backend's device was lost, once it was: work still queued
+    /// here then fails on it (and a GPU's re-runs on the CPU).
+    pub fn lost(&self) -> Option<&str> {
+        self.lost.get().map(String::as_str)
+    }
+
     /// Predicted milliseconds of work queued or running here.
     pub fn backlog_ms(&self) -> f64 {
         self.backlog_us.load(Ordering::Relaxed) as f64 / 1e3
@@ -220,6 +228,8 @@ pub(super) fn spawn(
     let backlog_us = Arc::<AtomicU64>::default();
     let queued = Arc::<AtomicUsize>::default();
     let waiting = Arc::clone(&queued);
+    let lost = Arc::<OnceLock<String>>::default();
+    let seen_lost = Arc::clone(&lost);
     let thread = std::thread::Builder::new()
         // Only the GPU worker has a fallback; the kind is not known before `open`.
         .name(format!(
@@ -236,13 +246,24 @@ pub(super) fn spawn(
             };
             let _ = ready_tx.send(Ok((backend.kind(), backend.device())));
             let serving = Arc::clone(&backend);
-            let (model, waiting) = (&model, &waiting);
+            let (model, waiting, seen_lost) = (&model, &waiting, &seen_lost);
             serving.host(&mut move || {
                 for message in rx.iter() {
                     match message {
                         Message::Run(item) => {
                             waiting.fetch_sub(1, Ordering::Relaxed);
                             run_one(&*backend, model, fallback.as_ref(), *item);
+                            // A loss shows in the job that met it: from
+                            // now on the coordinator places nothing here.
+                            if seen_lost.get().is_none()
+                                && let Some(why) = backend.lost()
+                            {
+                                log::error!(
+                                    "the {} was lost ({why}); its work goes to the CPU",
+                                    backend.kind()
+                                );
+                                let _ = seen_lost.set(why);
+                            }
                         }
                         Message::Probe(reply) => {
                             let _ = reply.send(probe::probe(&*backend));
@@ -270,6 +291,7 @@ pub(super) fn spawn(
         tx,
         backlog_us,
         queued,
+        lost,
     };
     Ok((handle, thread))
 }
@@ -311,7 +333,10 @@ fn run_one(
             // Run by reference where it may have to run again: no copy.
             let mut kept = None;
             let run = catch(|| {
-                let (run, back) = run_task(backend, Some(model), task, &keep_outputs, keep);
+                let (run, back) = match backend.begin_job() {
+                    Ok(()) => run_task(backend, Some(model), task, &keep_outputs, keep),
+                    Err(e) => (Err(e), Some(task)),
+                };
                 kept = back;
                 run
             });
@@ -327,6 +352,7 @@ fn run_one(
             // and its steps handed over.
             let kept = keep.then(|| pipeline.clone());
             let run = catch(|| {
+                backend.begin_job()?;
                 // Steps in a batch are not observed: on the GPU a step's
                 // time is its recording, the device's lands elsewhere.
                 pipeline.run_on(backend, keep, |task, outputs| {
@@ -403,11 +429,14 @@ fn run_one(
                 // Its inputs kept only on the GPU come home here, first (the
                 // CPU worker cannot read them); if even that fails, the
                 // GPU's error is the answer.
+                // (Nothing to bring, nothing to ask of a GPU that may be lost.)
                 let away = work.away_from_host();
                 let mut fetched = fetched;
-                match catch(|| backend.fetch(&away)) {
-                    Ok(more) => fetched.add(&more),
-                    Err(_) => return answer(permit, || work.fail(Error::Gpu(why))),
+                if !away.is_empty() {
+                    match catch(|| backend.fetch(&away)) {
+                        Ok(more) => fetched.add(&more),
+                        Err(_) => return answer(permit, || work.fail(Error::Gpu(why))),
+                    }
                 }
                 fallback.send(Item {
                     bring_home: Vec::new(),

@@ -142,12 +142,12 @@ impl Metrics {
         out += "# HELP anycore_jobs_in_flight Jobs queued or running.\n";
         out += "# TYPE anycore_jobs_in_flight gauge\n";
         let _ = writeln!(out, "anycore_jobs_in_flight {}", coordinator.in_flight());
-        out += "# HELP anycore_gpu_present Whether a GPU backend is running.\n";
+        out += "# HELP anycore_gpu_present Whether a GPU backend is running (0 once its device is lost).\n";
         out += "# TYPE anycore_gpu_present gauge\n";
         let _ = writeln!(
             out,
             "anycore_gpu_present {}",
-            u8::from(coordinator.has_gpu())
+            u8::from(coordinator.has_gpu() && coordinator.gpu_lost().is_none())
         );
         out += "# HELP anycore_memory_budget_bytes Host memory requests may hold at once.\n";
         out += "# TYPE anycore_memory_budget_bytes gauge\n";

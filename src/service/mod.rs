@@ -1002,7 +1002,12 @@ async fn devices(State(state): State<AppState>) -> Response {
         tokio::task::spawn_blocking(|| adapter::reports(adapter::software_allowed_by_env()))
             .await
             .unwrap_or_default();
-    Json(json!({"gpu": gpu, "cpu": cpu, "adapters": adapters})).into_response()
+    // A GPU whose device was lost still has its name, but takes no work.
+    let gpu_lost = coordinator.gpu_lost();
+    let gpu_available = gpu.is_some() && gpu_lost.is_none();
+    Json(json!({"gpu": gpu, "cpu": cpu, "adapters": adapters,
+                "gpu_available": gpu_available, "gpu_lost": gpu_lost}))
+    .into_response()
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {

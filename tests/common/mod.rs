@@ -37,7 +37,7 @@ pub fn cpu() -> &'static CpuBackend {
 }
 
 /// Whether a missing GPU must fail the test rather than skip it (CI sets this).
-fn gpu_required() -> bool {
+pub fn gpu_required() -> bool {
     std::env::var("ANYCORE_REQUIRE_GPU_TESTS").is_ok_and(|v| v == "1")
 }
 

@@ -8,7 +8,9 @@
 //! (128 MiB on llvmpipe) is split into chunks; one-dimensional kernels run
 //! capped grids with grid-stride loops. Every run is wrapped in error scopes, so a validation
 //! error, an out-of-memory or a lost device becomes an [`Error::Gpu`] for
-//! that job instead of a panic.
+//! that job instead of a panic. A lost device stays lost: every later job
+//! fails with its reason ([`Backend::lost`]), and the coordinator stops
+//! placing work here. [`faults`] injects such failures for tests.
 //!
 //! Per kernel, the host side (buffers, chunking, dispatches) lives in a
 //! module named after it, with a `run(exec, task)`; the kernel catalog
@@ -18,6 +20,7 @@
 pub mod adapter;
 mod copy;
 mod exec;
+pub mod faults;
 mod grid;
 mod pool;
 mod resident;
@@ -26,10 +29,11 @@ mod timer;
 pub mod tune;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use self::exec::Exec;
+use self::faults::Faults;
 use self::pool::BufferPool;
 use self::resident::Residency;
 use super::{Backend, BackendKind, Fetched, Run};
@@ -90,6 +94,10 @@ pub struct GpuOptions {
     /// adapter reports (wgpu reports no total), between 256 MiB and
     /// 16 GiB; `ANYCORE_GPU_BUDGET_MIB` sets it in MiB.
     pub memory_budget_bytes: Option<u64>,
+    /// Faults to inject, for tests: `lost@N`, `oom@N`, `panic@N`,
+    /// `slow=MS`, comma-separated (see [`faults`]; `ANYCORE_GPU_FAULTS`
+    /// sets it). A bad spec is an error when the backend opens.
+    pub faults: Option<String>,
 }
 
 impl Default for GpuOptions {
@@ -102,6 +110,7 @@ impl Default for GpuOptions {
             staging_chunk_bytes: None,
             stream_groups: None,
             memory_budget_bytes: None,
+            faults: None,
         }
     }
 }
@@ -123,6 +132,7 @@ impl GpuOptions {
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .and_then(|mib| mib.checked_mul(1 << 20)),
+            faults: std::env::var(faults::ENV).ok(),
             ..GpuOptions::default()
         }
     }
@@ -155,7 +165,11 @@ pub struct GpuBackend {
     /// Free pass timers; `None` when the adapter has no timestamp queries.
     timers: Option<Mutex<Vec<timer::Kit>>>,
     timestamp_period: f32,
-    lost: Arc<Mutex<Option<String>>>,
+    /// Why the device was lost, once it was (wgpu's callback, or an
+    /// injected fault): every later job fails.
+    lost: Arc<OnceLock<String>>,
+    /// Faults to inject (tests only; `None` costs a branch per job).
+    faults: Option<Faults>,
     /// Inside [`GpuBackend::batched`]: compute passes are recorded into
     /// `batch` instead of being submitted one call at a time.
     batching: std::sync::atomic::AtomicBool,
@@ -169,6 +183,10 @@ impl GpuBackend {
     /// Opens the best usable adapter. With none, returns [`Error::NoGpu`]
     /// saying why (and how to get one).
     pub fn new(options: &GpuOptions) -> Result<Self> {
+        let faults = match &options.faults {
+            Some(spec) => Faults::parse(spec)?,
+            None => None,
+        };
         let instance = adapter::instance();
         let adapter = adapter::choose(adapter::enumerate(&instance), options.allow_software)
             .map_err(Error::NoGpu)?;
@@ -195,11 +213,14 @@ impl GpuBackend {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             log::error!("uncaptured wgpu error: {e}");
         }));
-        let lost = Arc::new(Mutex::new(None));
+        let lost = Arc::new(OnceLock::new());
         let lost_flag = Arc::clone(&lost);
         device.set_device_lost_callback(move |reason, message| {
-            log::error!("GPU device lost ({reason:?}): {message}");
-            *lock(&lost_flag) = Some(format!("device lost ({reason:?}): {message}"));
+            // `Destroyed`: this backend dropping its device, at the end.
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                log::error!("GPU device lost ({reason:?}): {message}");
+            }
+            let _ = lost_flag.set(format!("{message} ({reason:?})"));
         });
 
         let timestamp_period = queue.get_timestamp_period();
@@ -240,6 +261,7 @@ impl GpuBackend {
             timers: timestamps.then(Mutex::default),
             timestamp_period,
             lost,
+            faults,
             batching: Default::default(),
             batch: Mutex::default(),
             spare_holders: Default::default(),
@@ -318,6 +340,15 @@ impl GpuBackend {
     fn spare_holders(&self) -> usize {
         self.spare_holders
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// [`Error::Gpu`] once the device is lost: nothing runs on it, and
+    /// nothing kept on it comes back.
+    fn check_lost(&self) -> Result<()> {
+        match self.lost.get() {
+            Some(why) => Err(Error::Gpu(format!("the GPU device was lost: {why}"))),
+            None => Ok(()),
+        }
     }
 
     /// Whether compute passes are being recorded into a batch.
@@ -477,6 +508,17 @@ impl Backend for GpuBackend {
         self.run_repeating(task, keep, 1)
     }
 
+    fn begin_job(&self) -> Result<()> {
+        if let Some(faults) = &self.faults {
+            faults.before_job(&self.lost)?;
+        }
+        self.check_lost()
+    }
+
+    fn lost(&self) -> Option<String> {
+        self.lost.get().cloned()
+    }
+
     /// Through the staging path every job uses, 16 MiB each way (the best
     /// of three).
     fn transfer_ms_per_byte(&self) -> Option<(f64, f64)> {
@@ -549,6 +591,7 @@ impl Backend for GpuBackend {
     }
 
     fn fetch(&self, handles: &[Handle]) -> Result<Fetched> {
+        self.check_lost()?;
         let start = Instant::now();
         let mut exec = Exec::new(self);
         for h in handles {
@@ -603,9 +646,7 @@ impl GpuBackend {
     }
 
     fn run_repeating(&self, task: &Task, keep: &[String], repeats: u32) -> Result<Run> {
-        if let Some(why) = lock(&self.lost).clone() {
-            return Err(Error::Gpu(why));
-        }
+        self.check_lost()?;
         let start = Instant::now();
         // Error scopes are thread-local in wgpu, so concurrent jobs on other
         // threads do not see each other's errors.
