@@ -1111,6 +1111,52 @@ async fn shutdown_does_not_wait_for_a_stalled_client() {
     drop(stalled);
 }
 
+/// Jobs that would run past the shutdown deadline are cancelled there:
+/// the server stops within it (and a little more) with work that would
+/// never end running, and a client waiting for such a job hears 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_jobs_running_past_its_deadline() {
+    let service = ServiceConfig {
+        shutdown_timeout: Duration::from_millis(800),
+        max_job: Duration::from_secs(1_000_000),
+        ..ServiceConfig::default()
+    };
+    let server = Server::start_with(8, service).await;
+    let polled = post_async(&server, &endless_job()).await;
+    let v = poll_past(&server, &polled, &["queued"]).await;
+    assert_eq!(v["status"], "running", "{v}");
+    let (url, job) = (server.url.clone(), endless_job().to_string());
+    let waiting = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let mut r = agent
+            .post(format!("{url}/v1/jobs"))
+            .header("content-type", "application/json")
+            .send(job)
+            .expect("answered");
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(30), server.stop())
+        .await
+        .expect("the server stopped");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (503, "shutting_down"),
+        "{body}"
+    );
+}
+
 /// A `wait=false` result is kept for its time to live, then dropped: its
 /// id answers a 404 that says so (an id never given says something else).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -124,7 +124,7 @@ pub fn main(args: Args) -> Result<()> {
         serve(listener, engine, service, shutdown_signal())
             .await
             .map_err(|e| Error::Remote(format!("the server stopped: {e}")))?;
-        eprintln!("anycore: stopped after finishing the jobs in flight");
+        eprintln!("anycore: stopped");
         Ok(())
     })
 }

@@ -128,6 +128,9 @@ struct AppState {
     store: Arc<Store>,
     jobs: Arc<Mutex<JobTable>>,
     budget: Arc<Budget>,
+    /// Set when shutdown's deadline passes with work still running: every
+    /// job and pipeline waited for is then cancelled.
+    abort: tokio::sync::watch::Receiver<bool>,
     body_limit: usize,
     body_timeout: std::time::Duration,
     max_job: std::time::Duration,
@@ -135,9 +138,15 @@ struct AppState {
 
 /// The routes, over `engine`; once `draining` is set, every request is a
 /// 503 `shutting_down`.
-fn router(engine: Arc<Engine>, config: &ServiceConfig, draining: Arc<AtomicBool>) -> Router {
+fn router(
+    engine: Arc<Engine>,
+    config: &ServiceConfig,
+    draining: Arc<AtomicBool>,
+    abort: tokio::sync::watch::Receiver<bool>,
+) -> Router {
     let state = AppState {
         engine,
+        abort,
         metrics: Arc::default(),
         store: Arc::new(Store::new(config.max_tensors, config.max_tensor_bytes)),
         jobs: Arc::new(Mutex::new(JobTable::new(config.results))),
@@ -193,7 +202,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let draining = Arc::new(AtomicBool::new(false));
-    let app = router(Arc::clone(&engine), &config, Arc::clone(&draining));
+    let (abort, aborted) = tokio::sync::watch::channel(false);
+    let app = router(Arc::clone(&engine), &config, Arc::clone(&draining), aborted);
     let stop_accepting = async move {
         shutdown.await;
         draining.store(true, Ordering::SeqCst);
@@ -211,16 +221,27 @@ pub async fn serve(
             config.shutdown_timeout
         );
     }
-    // Jobs in flight finish within what is left of the deadline.
+    // Jobs in flight finish within what is left of the deadline; past it,
+    // they are cancelled, and stop at their kernels' next look.
     let left = config.shutdown_timeout.saturating_sub(start.elapsed());
-    if tokio::time::timeout(left, engine.shutdown()).await.is_err() {
+    let stopped = engine.shutdown();
+    tokio::pin!(stopped);
+    if tokio::time::timeout(left, &mut stopped).await.is_err() {
         log::warn!(
-            "shutdown: jobs still running after {:?}; leaving them",
+            "shutdown: jobs still running after {:?}; cancelling them",
             config.shutdown_timeout
         );
+        let _ = abort.send(true);
+        if tokio::time::timeout(ABORT_GRACE, stopped).await.is_err() {
+            log::warn!("shutdown: jobs still running after cancelling them; leaving them");
+        }
     }
     Ok(())
 }
+
+/// How long shutdown waits for cancelled jobs to stop (a GPU dispatch
+/// under way cannot be interrupted).
+const ABORT_GRACE: Duration = Duration::from_secs(5);
 
 /// An error as the API returns it.
 #[derive(Clone, Debug)]
@@ -359,12 +380,26 @@ async fn wait_within<R>(
     handle: Submitted<R>,
     since: tokio::time::Instant,
     deadline: Duration,
+    mut abort: tokio::sync::watch::Receiver<bool>,
 ) -> crate::Result<R> {
     let control = handle.control();
     let wait = handle.wait();
     tokio::pin!(wait);
+    let aborted = async {
+        // A service gone without aborting (its sender dropped) aborts nothing.
+        if abort.wait_for(|a| *a).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
     let result = tokio::select! {
         result = &mut wait => result,
+        () = aborted => {
+            control.cancel();
+            match wait.await {
+                Err(Error::Cancelled) => Err(Error::ShuttingDown),
+                other => other,
+            }
+        }
         () = expiry(since, deadline) => {
             control.cancel();
             match wait.await {
@@ -675,8 +710,9 @@ async fn post_job(
             .try_submit_keeping(task, answer.keep.clone(), choice)?;
     if query.wait.unwrap_or(true) {
         let (metrics, store) = (Arc::clone(&state.metrics), Arc::clone(&state.store));
+        let abort = state.abort.clone();
         let body = settled(handle.control(), async move {
-            let result = wait_within(handle, arrived, deadline).await;
+            let result = wait_within(handle, arrived, deadline, abort).await;
             let response = finish(&metrics, &store, kernel, result, answer)?;
             let body = encode(response, answer_bytes).await;
             drop(held);
@@ -696,8 +732,9 @@ async fn post_job(
         Arc::clone(&state.metrics),
         Arc::clone(&state.store),
     );
+    let abort = state.abort.clone();
     tokio::spawn(async move {
-        let result = wait_within(handle, arrived, deadline).await;
+        let result = wait_within(handle, arrived, deadline, abort).await;
         // Kept encoded: polling copies bytes, it encodes nothing.
         let encoded = match finish(&metrics, &store, kernel, result, answer) {
             Ok(r) => encode(r, answer_bytes).await,
@@ -805,8 +842,9 @@ async fn post_pipeline(
         .coordinator()
         .try_submit_pipeline(pipeline, choice)?;
     let (metrics, store) = (Arc::clone(&state.metrics), Arc::clone(&state.store));
+    let abort = state.abort.clone();
     let body = settled(handle.control(), async move {
-        match wait_within(handle, arrived, deadline).await {
+        match wait_within(handle, arrived, deadline, abort).await {
             Ok(mut report) => {
                 let backend = report.backend.to_string();
                 let seconds = report.timings.total / 1e3;
