@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use anycore::Result;
+use anycore::backend::Backend;
 use anycore::backend::cpu::CpuBackend;
 use anycore::backend::gpu::adapter::{self, AdapterReport};
 use anycore::backend::gpu::tune::{self, MatmulReport};
@@ -19,10 +20,15 @@ pub struct Args {
     software_gpu: super::SoftwareGpu,
 }
 
+/// The report, its fields named as the service's `GET /v1/devices` names
+/// them.
 #[derive(Serialize)]
 struct Report {
     adapters: Vec<Adapter>,
-    cpu: CpuReport,
+    /// The GPU `auto` would use, as a job's `device` names it.
+    gpu: Option<String>,
+    /// The CPU pool, as a job's `device` names it.
+    cpu: String,
     /// What `run --backend auto` would use.
     auto: String,
 }
@@ -35,11 +41,6 @@ struct Adapter {
     matmul: MatmulReport,
 }
 
-#[derive(Serialize)]
-struct CpuReport {
-    threads: usize,
-}
-
 pub fn main(args: Args) -> Result<()> {
     let allow_software = args.software_gpu.allowed();
     let adapters: Vec<Adapter> = adapter::reports(allow_software)
@@ -49,14 +50,20 @@ pub fn main(args: Args) -> Result<()> {
             adapter,
         })
         .collect();
-    let threads = CpuBackend::new(None)?.threads();
-    let auto = match adapters.iter().map(|a| &a.adapter).find(|a| a.used_by_auto) {
-        Some(a) => format!("gpu: {} ({})", a.name, a.backend),
-        None => format!("cpu: rayon pool, {threads} threads"),
+    let cpu = CpuBackend::new(None)?.device();
+    let gpu = adapters
+        .iter()
+        .map(|a| &a.adapter)
+        .find(|a| a.used_by_auto)
+        .map(|a| format!("{} ({})", a.name, a.backend));
+    let auto = match &gpu {
+        Some(gpu) => format!("gpu: {gpu}"),
+        None => format!("cpu: {cpu}"),
     };
     let report = Report {
         adapters,
-        cpu: CpuReport { threads },
+        gpu,
+        cpu,
         auto,
     };
     if args.json {
@@ -94,7 +101,7 @@ pub fn main(args: Args) -> Result<()> {
         );
         println!("    {}", matmul_line(matmul));
     }
-    println!("CPU: rayon pool, {} threads", report.cpu.threads);
+    println!("CPU: {}", report.cpu);
     println!("--backend auto uses: {}", report.auto);
     Ok(())
 }
