@@ -56,6 +56,11 @@ pub enum Error {
         ms: u64,
     },
 
+    /// The system refused memory the work needs (checked before it runs:
+    /// an allocation refused mid-run would abort the process).
+    #[error("{0}")]
+    OutOfMemory(String),
+
     /// The work was cancelled: before it started, or while it ran (its
     /// results were thrown away).
     #[error("cancelled")]

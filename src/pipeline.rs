@@ -247,10 +247,12 @@ impl Pipeline {
                 )));
             }
         }
-        Ok(CheckedPipeline {
+        let checked = CheckedPipeline {
             pipeline: self,
             plans,
-        })
+        };
+        crate::tensor::alloc::check(checked.working_bytes(), "the pipeline's steps")?;
+        Ok(checked)
     }
 
     /// The spec of `from`, an output of one of the first `before` steps.

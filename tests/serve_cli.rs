@@ -28,12 +28,29 @@ const TOKEN: &str = "test-token-5f3a";
 /// Starts `anycore serve` on a free port (bodies up to 1 MiB, the token
 /// [`TOKEN`] from a file) and returns it with its URL.
 fn start_server() -> (Server, String) {
+    start_server_with(None, &[])
+}
+
+/// [`start_server`], under `ulimit -v KIB` when given, with `extra`
+/// arguments.
+fn start_server_with(ulimit_kib: Option<u64>, extra: &[&str]) -> (Server, String) {
     let cache = std::env::temp_dir().join("anycore-test-cache");
     let token_file =
         std::env::temp_dir().join(format!("anycore-test-token-{}", std::process::id()));
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_anycore"))
+    let mut command = match ulimit_kib {
+        // `exec`: the server is the shell's process, so killing it works.
+        Some(kib) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("ulimit -v {kib} && exec \"$0\" \"$@\"")])
+                .arg(env!("CARGO_BIN_EXE_anycore"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_anycore")),
+    };
+    let mut child = command
         .args(["serve", "--addr", "127.0.0.1:0", "--body-limit-mib", "1"])
+        .args(extra)
         .arg("--token-file")
         .arg(&token_file)
         .env("ANYCORE_CACHE_DIR", cache)
@@ -197,4 +214,54 @@ fn run_with_an_unreachable_server_is_exit_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}
+
+/// 4 GiB of address space: far less than the 8 GiB a 46000² `mandelbrot`
+/// gives.
+const ULIMIT_KIB: u64 = 4 << 20;
+
+/// Memory the system refuses is an error, never an abort: `run` exits 1
+/// saying so; the service answers 507 and goes on answering.
+#[test]
+fn memory_the_system_refuses_is_an_error_not_an_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!("ulimit -v {ULIMIT_KIB} && exec \"$0\" \"$@\""),
+        ])
+        .arg(env!("CARGO_BIN_EXE_anycore"))
+        .args(["run", "mandelbrot", "--backend", "cpu"])
+        .args(["-p", "width=46000", "-p", "height=46000", "-o"])
+        .arg(format!("out={}", dir.path().join("m.npy").display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the system refused"), "{stderr}");
+
+    let (_server, url) = start_server_with(Some(ULIMIT_KIB), &["--memory-mib", "100000"]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let post = |job: &str| {
+        let mut r = agent
+            .post(format!("{url}/v1/jobs"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .send(job)
+            .expect("answered");
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    let (status, body) =
+        post(r#"{"kernel": "mandelbrot", "params": {"width": 46000, "height": 46000}}"#);
+    assert_eq!(status, 507, "{body}");
+    assert!(body.contains("out_of_memory"), "{body}");
+    let (status, body) = post(
+        r#"{"kernel": "reduce", "inputs": {"x": {"dtype": "i32", "shape": [2], "data": [4, 5]}}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("[9]"), "{body}");
 }

@@ -432,6 +432,7 @@ impl Task {
         let params = kernel.params(&job.params)?;
         let inputs = Inputs::new(kernel, job.inputs)?;
         let plan = kernel.plan_checked(inputs.specs(), &params)?;
+        crate::tensor::alloc::check(plan.working_bytes(), format_args!("{kernel}'s outputs"))?;
         Ok((kernel.validate(inputs, &params)?, plan))
     }
 }

@@ -272,6 +272,7 @@ impl From<Error> for ApiError {
             Error::NoGpu(_) => (StatusCode::BAD_REQUEST, "no_gpu"),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Error::StoreFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "store_full"),
+            Error::OutOfMemory(_) => (StatusCode::INSUFFICIENT_STORAGE, "out_of_memory"),
             Error::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Error::Cancelled => (StatusCode::CONFLICT, "cancelled"),

@@ -1,6 +1,7 @@
 //! Arrays as anycore passes them around: a shape and a typed, contiguous
 //! (C-order) buffer. `npy` reads and writes them as NumPy `.npy` files.
 
+pub mod alloc;
 pub mod handle;
 pub mod npy;
 

@@ -82,6 +82,7 @@ fn parse(mut reader: impl Read, size: u64) -> Result<Tensor, String> {
             "header promises shape {shape:?} ({bytes} bytes of {dtype}) but the file holds {size} bytes in all"
         ));
     }
+    super::alloc::check(bytes, "the array").map_err(|e| e.to_string())?;
     let truncated = |e: std::io::Error| format!("cannot read the array data ({e})");
     let data = match dtype {
         DType::F32 => TensorData::F32(npy.into_vec().map_err(truncated)?),
