@@ -368,6 +368,12 @@ impl CheckedPipeline {
         .sum()
     }
 
+    /// Each step's name and plan, in order.
+    pub fn plans(&self) -> impl Iterator<Item = (&str, &Plan)> {
+        let names = self.pipeline.steps.iter().map(|s| s.name.as_str());
+        names.zip(&self.plans)
+    }
+
     /// Host memory the steps take beside what the pipeline is given, at
     /// most: every step's outputs (as if none were freed early) and the
     /// largest scratch of any step.

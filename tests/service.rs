@@ -1594,3 +1594,64 @@ async fn memory_is_admitted_by_bytes() {
     );
     server.stop().await;
 }
+
+/// Caps an operator sets: a parameter's largest value (a default counts)
+/// and a tensor's largest element count, for jobs and pipelines, each a
+/// 422 `over_cap` naming the cap before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_on_parameters_and_elements_are_422s() {
+    use anycore::service::caps::Caps;
+    let service = ServiceConfig {
+        caps: Caps::new(&["mandelbrot.max_iter=1000".into()], Some(1000)).unwrap(),
+        ..ServiceConfig::default()
+    };
+    let server = Server::start_with(8, service).await;
+    let mandelbrot = |side: u32, max_iter: u32| json!({"kernel": "mandelbrot", "params": {"width": side, "height": side, "max_iter": max_iter}});
+    let post = |path: &'static str, body: Value| {
+        let server = &server;
+        async move { server.call("POST", path, Some(body.to_string())).await }
+    };
+    let (status, _, body) = post("/v1/jobs", mandelbrot(10, 1000)).await;
+    assert_eq!(status, 200, "at the cap: {body}");
+    let (status, _, body) = post("/v1/jobs", mandelbrot(10, 1001)).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (422, "over_cap"),
+        "{body}"
+    );
+    assert!(body.contains("cap of 1000"), "{body}");
+    let (status, _, body) = post("/v1/jobs", mandelbrot(32, 10)).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (422, "over_cap"),
+        "{body}"
+    );
+    assert!(body.contains("output 'out' has 1024 elements"), "{body}");
+    let n = 1001;
+    let x = json!({"dtype": "f32", "shape": [n], "data": vec![1.0; n]});
+    let (status, _, body) = post(
+        "/v1/jobs",
+        json!({"kernel": "axpy", "inputs": {"x": x, "y": x}}),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (422, "over_cap"),
+        "{body}"
+    );
+    assert!(body.contains("an input has 1001 elements"), "{body}");
+    let steps = |max_iter: u32| {
+        json!({"steps": [{"name": "m", "kernel": "mandelbrot",
+                          "params": {"width": 8, "height": 8, "max_iter": max_iter}}],
+               "outputs": {"o": {"step": "m", "output": "out"}}})
+    };
+    let (status, _, body) = post("/v1/pipelines", steps(5000)).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (422, "over_cap"),
+        "{body}"
+    );
+    let (status, _, body) = post("/v1/pipelines", steps(500)).await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
+}

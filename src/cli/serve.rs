@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anycore::engine::{Engine, EngineConfig};
+use anycore::service::caps::Caps;
 use anycore::service::guard::Access;
 use anycore::service::results::Limits;
 use anycore::service::{ServiceConfig, serve};
@@ -50,6 +51,14 @@ pub struct Args {
     /// (413 for a job that could never fit). Default: half the machine's.
     #[arg(long)]
     memory_mib: Option<u64>,
+    /// A largest value for one kernel's numeric parameter, as
+    /// KERNEL.PARAM=MAX (e.g. mandelbrot.max_iter=100000); repeat for more.
+    /// Jobs past it get 422 `over_cap`.
+    #[arg(long = "cap", value_name = "KERNEL.PARAM=MAX")]
+    caps: Vec<String>,
+    /// Most elements in any tensor a job is given or gives (422 past it).
+    #[arg(long)]
+    max_elements: Option<u64>,
     /// Most tensors kept in the store (`/v1/tensors`, kept outputs); past
     /// it, storing one more is a 507.
     #[arg(long, default_value_t = 1024)]
@@ -72,6 +81,7 @@ pub struct Args {
 
 pub fn main(args: Args) -> Result<()> {
     let token = super::token(args.token_file.as_deref())?;
+    let caps = Caps::new(&args.caps, args.max_elements)?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.addr)
@@ -113,6 +123,7 @@ pub fn main(args: Args) -> Result<()> {
                 Some(mib) => mib.saturating_mul(1 << 20),
                 None => anycore::service::ServiceConfig::default().memory_budget,
             },
+            caps,
             max_tensors: args.max_tensors,
             max_tensor_bytes: args.tensor_store_mib.saturating_mul(1 << 20),
             access: Access {

@@ -32,6 +32,7 @@
 
 pub mod api;
 mod budget;
+pub mod caps;
 pub mod guard;
 pub mod ids;
 mod listen;
@@ -67,10 +68,11 @@ use self::results::{Entry, JobTable, Lookup};
 use self::store::Store;
 use crate::backend::BackendChoice;
 use crate::backend::gpu::adapter;
-use crate::coordinator::spec::{PipelineSpec, explain_json};
+use crate::coordinator::spec::{PipelineSpec, explain_json, json_params};
 use crate::coordinator::{Control, JobReport, Submitted};
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::kernel::Kernel;
 use crate::tensor::{Handle, Spec};
 
 /// Service settings.
@@ -95,6 +97,8 @@ pub struct ServiceConfig {
     /// Host memory that request bodies and admitted jobs may hold at once
     /// ([`budget`]): past it, a 503 (413 for what could never fit).
     pub memory_budget: u64,
+    /// Caps on kernels' parameters and on tensors' elements ([`caps`]).
+    pub caps: caps::Caps,
     /// Most tensors the store keeps (`/v1/tensors`, kept outputs).
     pub max_tensors: usize,
     /// Most bytes of tensors the store keeps.
@@ -114,6 +118,7 @@ impl Default for ServiceConfig {
             results: results::Limits::default(),
             max_job: std::time::Duration::from_secs(600),
             memory_budget: budget::default_bytes(),
+            caps: caps::Caps::default(),
             max_tensors: 1024,
             max_tensor_bytes: 1 << 30,
             access: guard::Access::default(),
@@ -128,6 +133,7 @@ struct AppState {
     store: Arc<Store>,
     jobs: Arc<Mutex<JobTable>>,
     budget: Arc<Budget>,
+    caps: Arc<caps::Caps>,
     /// Set when shutdown's deadline passes with work still running: every
     /// job and pipeline waited for is then cancelled.
     abort: tokio::sync::watch::Receiver<bool>,
@@ -151,6 +157,7 @@ fn router(
         store: Arc::new(Store::new(config.max_tensors, config.max_tensor_bytes)),
         jobs: Arc::new(Mutex::new(JobTable::new(config.results))),
         budget: Arc::new(Budget::new(config.memory_budget)),
+        caps: Arc::new(config.caps.clone()),
         body_limit: config.body_limit,
         body_timeout: config.body_timeout,
         max_job: config.max_job,
@@ -668,7 +675,7 @@ async fn post_job(
     state
         .budget
         .hold(&mut held, decoding, "decoding this request")?;
-    let store = Arc::clone(&state.store);
+    let (store, caps) = (Arc::clone(&state.store), Arc::clone(&state.caps));
     let (decoded, answer, timeout_ms) = off_runtime(body, move |body| {
         let request: JobRequest = serde_json::from_slice(&body).map_err(|e| {
             ApiError::new(
@@ -677,6 +684,13 @@ async fn post_job(
                 format!("invalid job: {}", explain_json(&e)),
             )
         })?;
+        // An unknown kernel or a bad parameter: the job's own checks say so.
+        if let (Ok(kernel), Ok(params)) = (
+            Kernel::from_name(&request.kernel),
+            json_params(&request.params),
+        ) {
+            caps.check_params(kernel, &params)?;
+        }
         let keep = request.keep.clone();
         check_keep(&keep)?;
         let timeout_ms = request.timeout_ms;
@@ -688,6 +702,15 @@ async fn post_job(
     let Decoded {
         task, plan, choice, ..
     } = decoded;
+    let inputs = task
+        .operands()
+        .into_iter()
+        .map(|h| ("an input".to_owned(), h.spec()));
+    let outputs = plan
+        .outputs
+        .iter()
+        .map(|(n, s)| (format!("output '{n}'"), s));
+    state.caps.check_elements(inputs.chain(outputs))?;
     let deadline = deadline(&state, timeout_ms)?;
     let kernel = task.kernel().name();
     within_work_limit(&state, &[(task.kernel(), task.work_units())])?;
@@ -804,11 +827,18 @@ async fn post_pipeline(
     state
         .budget
         .hold(&mut held, decoding, "decoding this request")?;
-    let store = Arc::clone(&state.store);
+    let (store, caps) = (Arc::clone(&state.store), Arc::clone(&state.caps));
     let (pipeline, choice, kept) = off_runtime(body, move |body| {
         let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
         let spec: PipelineSpec<ArrayIn> = serde_json::from_slice(&body)
             .map_err(|e| bad(format!("invalid pipeline: {}", explain_json(&e))))?;
+        for step in &spec.steps {
+            if let (Ok(kernel), Ok(params)) =
+                (Kernel::from_name(&step.kernel), json_params(&step.params))
+            {
+                caps.check_params(kernel, &params)?;
+            }
+        }
         if let Some((name, _)) = spec.outputs.iter().find(|(_, o)| o.path.is_some()) {
             return Err(bad(format!(
                 "pipeline output '{name}': 'path' is for the command line; the service returns \
@@ -829,6 +859,13 @@ async fn post_pipeline(
     })
     .await?;
     within_work_limit(&state, &pipeline.work().collect::<Vec<_>>())?;
+    let inputs = pipeline.given().map(|h| ("an input".to_owned(), h.spec()));
+    let outputs = pipeline.plans().flat_map(|(step, plan)| {
+        plan.outputs
+            .iter()
+            .map(move |(n, s)| (format!("step '{step}''s output '{n}'"), s))
+    });
+    state.caps.check_elements(inputs.chain(outputs))?;
     let form = query.outputs.unwrap_or_default();
     let answered = pipeline
         .output_specs()
