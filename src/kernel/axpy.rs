@@ -161,6 +161,10 @@ impl KernelTask for Axpy {
         y.par_chunks_mut(CPU_CHUNK)
             .zip(self.x.f32s().par_chunks(CPU_CHUNK))
             .for_each(|(y, x)| {
+                // A cancelled job leaves the rest (its result is dropped).
+                if super::stop::requested() {
+                    return;
+                }
                 for (y, &x) in y.iter_mut().zip(x) {
                     *y += a * x;
                 }

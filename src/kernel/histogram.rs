@@ -307,7 +307,10 @@ impl KernelTask for Histogram {
             .fold(
                 || binning.counters(),
                 |mut counters, chunk| {
-                    binning.count(chunk, &mut counters);
+                    // A cancelled job skips the rest (its result is dropped).
+                    if !super::stop::requested() {
+                        binning.count(chunk, &mut counters);
+                    }
                     counters
                 },
             )

@@ -146,8 +146,12 @@ impl KernelTask for Reduce {
                     ReduceOp::Sum => {
                         // Compiled for the best vector unit the CPU has.
                         let arch = pulp::Arch::new();
+                        // A cancelled job skips the rest (its result is dropped).
                         v.par_chunks(CPU_CHUNK)
-                            .map(|block| arch.dispatch(|| sum_f64(block)))
+                            .map(|block| match super::stop::requested() {
+                                true => 0.0,
+                                false => arch.dispatch(|| sum_f64(block)),
+                            })
                             .sum::<f64>() as f32
                     }
                     _ => v
