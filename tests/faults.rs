@@ -21,13 +21,13 @@ use anycore::engine::{CostModelSource, Engine, EngineConfig};
 use anycore::error::{Error, Result};
 use anycore::kernel::axpy::Axpy;
 use anycore::kernel::{Job, Kernel, Task};
-use anycore::service::{ServiceConfig, serve};
+use anycore::service::ServiceConfig;
 use anycore::tensor::{Tensor, npy};
+use common::server::Server;
 use common::{assert_close, gpu_required, random_f32, rng};
 use rand::Rng;
 use rand::rngs::SmallRng;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 /// An engine config with the GPU (llvmpipe allowed) injecting `faults`,
 /// and an empty cost model: `auto` prefers the GPU.
@@ -348,62 +348,11 @@ async fn a_bad_fault_spec_is_an_error_at_open() {
     assert!(err.is_user_error());
 }
 
-/// The service, in process on 127.0.0.1:0, over a GPU that is lost at its
-/// second job.
-struct Server {
-    url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Server {
-    async fn start(engine: Engine) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(
-            listener,
-            Arc::new(engine),
-            ServiceConfig::default(),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Server {
-            url,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    /// GETs `path`, or POSTs `body` as JSON; the status and the body.
-    async fn call(&self, path: &str, body: Option<Value>) -> (u16, String) {
-        let url = format!("{}{path}", self.url);
-        tokio::task::spawn_blocking(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(60)))
-                .build()
-                .into();
-            let mut response = match body {
-                Some(b) => agent
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .send(b.to_string()),
-                None => agent.get(&url).call(),
-            }
-            .expect("the server answers");
-            let text = response.body_mut().read_to_string().unwrap();
-            (response.status().as_u16(), text)
-        })
-        .await
-        .unwrap()
-    }
-
-    async fn stop(mut self) {
-        self.stop.take().unwrap().send(()).unwrap();
-        self.task.await.unwrap().unwrap();
-    }
+/// GETs `path`, or POSTs `body` as JSON: the status and the body.
+async fn call(server: &Server, path: &str, body: Option<Value>) -> (u16, String) {
+    let method = if body.is_some() { "POST" } else { "GET" };
+    let (status, _, text) = server.call(method, path, body.map(|b| b.to_string())).await;
+    (status, text)
 }
 
 /// An `axpy` job as the service takes it, with its reference output.
@@ -435,16 +384,16 @@ async fn the_service_reports_a_lost_gpu_and_keeps_answering_on_the_cpu() {
     let Some(engine) = engine("lost@2").await else {
         return;
     };
-    let server = Server::start(engine).await;
+    let server = Server::serving(engine, ServiceConfig::default()).await;
     let mut rng = rng();
-    let (_, devices) = server.call("/v1/devices", None).await;
+    let (_, devices) = call(&server, "/v1/devices", None).await;
     let devices: Value = serde_json::from_str(&devices).unwrap();
     assert_eq!(devices["gpu_available"], json!(true), "{devices}");
     assert_eq!(devices["gpu_lost"], Value::Null, "{devices}");
-    let (_, metrics) = server.call("/metrics", None).await;
+    let (_, metrics) = call(&server, "/metrics", None).await;
     assert!(metrics.contains("anycore_gpu_present 1"), "{metrics}");
 
-    let post = |body: Value| server.call("/v1/jobs", Some(body));
+    let post = |body: Value| call(&server, "/v1/jobs", Some(body));
     let check = |what: &str, status: u16, body: &str, want: &[f32]| -> Value {
         assert_eq!(status, 200, "{what}: {body}");
         let v: Value = serde_json::from_str(body).unwrap();
@@ -468,7 +417,7 @@ async fn the_service_reports_a_lost_gpu_and_keeps_answering_on_the_cpu() {
         "{why}"
     );
 
-    let (_, devices) = server.call("/v1/devices", None).await;
+    let (_, devices) = call(&server, "/v1/devices", None).await;
     let devices: Value = serde_json::from_str(&devices).unwrap();
     assert_eq!(devices["gpu_available"], json!(false), "{devices}");
     assert!(
@@ -481,7 +430,7 @@ async fn the_service_reports_a_lost_gpu_and_keeps_answering_on_the_cpu() {
         devices["gpu"].is_string(),
         "the device is still named: {devices}"
     );
-    let (_, metrics) = server.call("/metrics", None).await;
+    let (_, metrics) = call(&server, "/metrics", None).await;
     assert!(metrics.contains("anycore_gpu_present 0"), "{metrics}");
 
     // Later: `auto` runs on the CPU naming the loss; `gpu` is a clear 400.

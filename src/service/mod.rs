@@ -479,6 +479,22 @@ fn check_keep(names: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Reads a request's body ([`read_body`]) and holds, beside it, what
+/// decoding it takes ([`decoding_bytes`]) in the memory budget.
+async fn read_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, Held), ApiError> {
+    let mut held = Held::default();
+    let body = read_body(state, headers, body, &mut held).await?;
+    let decoding = decoding_bytes(&body);
+    state
+        .budget
+        .hold(&mut held, decoding, "decoding this request")?;
+    Ok((body, held))
+}
+
 /// Memory a request body takes while it is decoded, beside itself, at
 /// most: JSON numbers become f64s and then the input's own elements (a
 /// two-byte number, `0,`, takes 12), base64 becomes bytes and then a
@@ -669,12 +685,7 @@ async fn post_job(
 ) -> Result<Response, ApiError> {
     let arrived = tokio::time::Instant::now();
     let Query(query) = query.map_err(bad_query)?;
-    let mut held = Held::default();
-    let body = read_body(&state, &headers, body, &mut held).await?;
-    let decoding = decoding_bytes(&body);
-    state
-        .budget
-        .hold(&mut held, decoding, "decoding this request")?;
+    let (body, mut held) = read_request(&state, &headers, body).await?;
     let (store, caps) = (Arc::clone(&state.store), Arc::clone(&state.caps));
     let (decoded, answer, timeout_ms) = off_runtime(body, move |body| {
         let request: JobRequest = serde_json::from_slice(&body).map_err(|e| {
@@ -821,12 +832,7 @@ async fn post_pipeline(
     let arrived = tokio::time::Instant::now();
     let Query(query) = query.map_err(bad_query)?;
     let deadline = deadline(&state, query.timeout_ms)?;
-    let mut held = Held::default();
-    let body = read_body(&state, &headers, body, &mut held).await?;
-    let decoding = decoding_bytes(&body);
-    state
-        .budget
-        .hold(&mut held, decoding, "decoding this request")?;
+    let (body, mut held) = read_request(&state, &headers, body).await?;
     let (store, caps) = (Arc::clone(&state.store), Arc::clone(&state.caps));
     let (pipeline, choice, kept) = off_runtime(body, move |body| {
         let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
@@ -913,12 +919,7 @@ async fn post_tensor(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let mut held = Held::default();
-    let body = read_body(&state, &headers, body, &mut held).await?;
-    let decoding = decoding_bytes(&body);
-    state
-        .budget
-        .hold(&mut held, decoding, "decoding this request")?;
+    let (body, _held) = read_request(&state, &headers, body).await?;
     let tensor = off_runtime(body, |body| {
         let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
         if body.starts_with(b"\x93NUMPY") {

@@ -2,6 +2,8 @@
 //! comparisons that say which element differs.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod server;
+
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
