@@ -1052,13 +1052,32 @@ async fn polled_results_expire_and_say_so() {
 /// Bodies mangled at random — valid jobs and pipelines with bytes flipped,
 /// cut short, spliced, or their numbers swapped for hostile ones — never
 /// make the service answer 5xx: every answer is a result or a JSON error
-/// naming the problem, and the service keeps answering. (`mandelbrot` is
-/// left out until a work budget bounds it: a hostile `max_iter` is minutes
-/// of work today, issue 11.)
+/// naming the problem, and the service keeps answering. The work limit
+/// (from a cost model) and the memory budget bound what any of them may
+/// take: a hostile `max_iter` is a 422, not minutes of work, and no
+/// memory is held once all are answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mangled_bodies_get_4xx_json_errors_never_5xx() {
+    use anycore::backend::BackendKind;
+    use anycore::coordinator::cost::Line;
     use rand::Rng;
-    let server = Server::start(8, 1 << 20).await;
+    // 1 ms per million pixel-iterations on the CPU, the only backend.
+    let mut model = CostModel::default();
+    model.set(BackendKind::Cpu, Kernel::Mandelbrot, Line::new(0.0, 1e-6));
+    model.freeze();
+    let config = EngineConfig {
+        use_gpu: false,
+        cpu_threads: Some(1),
+        cost_model: CostModelSource::Fixed(model),
+        ..EngineConfig::default()
+    };
+    let service = ServiceConfig {
+        body_limit: 1 << 20,
+        memory_budget: 64 << 20,
+        max_job: Duration::from_secs(5),
+        ..ServiceConfig::default()
+    };
+    let server = Server::start_engine(config, service).await;
     let mut rng = common::rng();
     let seeds = [
         json!({"kernel": "axpy", "params": {"a": 2}, "inputs": {
@@ -1073,6 +1092,7 @@ async fn mangled_bodies_get_4xx_json_errors_never_5xx() {
             {"name": "s", "kernel": "scan", "inputs": {"x": {"dtype": "u32", "shape": [3], "data": [1, 2, 3]}}},
             {"name": "t", "kernel": "reduce", "inputs": {"x": {"step": "s", "output": "out"}}}],
             "outputs": {"o": {"step": "t", "output": "out"}}}),
+        json!({"kernel": "mandelbrot", "params": {"width": 16, "height": 12, "max_iter": 100}}),
     ];
     let hostile = [
         "-1",
@@ -1145,6 +1165,11 @@ async fn mangled_bodies_get_4xx_json_errors_never_5xx() {
     assert!(answered[0] > 0 && answered[1] > 100, "{answered:?}");
     let (status, _, _) = server.call("GET", "/v1/health", None).await;
     assert_eq!(status, 200);
+    let (_, _, metrics) = server.call("GET", "/metrics", None).await;
+    assert!(
+        metrics.contains("anycore_memory_held_bytes 0\n"),
+        "{metrics}"
+    );
     server.stop().await;
 }
 
@@ -1501,5 +1526,17 @@ async fn caps_on_parameters_and_elements_are_422s() {
     );
     let (status, _, body) = post("/v1/pipelines", steps(500)).await;
     assert_eq!(status, 200, "{body}");
+    // A parameter that is an array is refused, naming it, unread.
+    let (status, _, body) = post(
+        "/v1/jobs",
+        json!({"kernel": "axpy", "params": {"a": vec![0; 100]}}),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (400, "bad_request"),
+        "{body}"
+    );
+    assert!(body.contains("parameter 'a' to be a number"), "{body}");
     server.stop().await;
 }

@@ -56,7 +56,7 @@ struct JobLine {
     kernel: String,
     #[serde(default)]
     inputs: BTreeMap<String, InputSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "anycore::kernel::scalar_params")]
     params: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     outputs: BTreeMap<String, PathBuf>,

@@ -31,6 +31,9 @@ pub struct Args {
     /// connection may stay idle, before the connection is closed.
     #[arg(long, default_value_t = 30.0)]
     header_timeout_s: f64,
+    /// Connections open at once at most; more wait to be accepted.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
     /// Seconds shutdown (SIGINT, SIGTERM) waits for connections and jobs in
     /// flight before the process exits anyway.
     #[arg(long, default_value_t = 30.0)]
@@ -112,6 +115,7 @@ pub fn main(args: Args) -> Result<()> {
             body_limit: args.body_limit_mib.saturating_mul(1 << 20),
             body_timeout: super::seconds("--body-timeout-s", args.body_timeout_s)?,
             header_timeout: super::seconds("--header-timeout-s", args.header_timeout_s)?,
+            max_connections: args.max_connections,
             shutdown_timeout: super::seconds("--shutdown-timeout-s", args.shutdown_timeout_s)?,
             max_job: super::seconds("--max-job-s", args.max_job_s)?,
             results: Limits {

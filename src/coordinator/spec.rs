@@ -154,7 +154,7 @@ pub struct StepSpec<I> {
     /// Its kernel's name.
     pub kernel: String,
     /// Parameters (numbers, strings or booleans).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::kernel::scalar_params")]
     pub params: BTreeMap<String, serde_json::Value>,
     /// Inputs by name.
     #[serde(default)]

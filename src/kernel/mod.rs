@@ -26,7 +26,7 @@ use serde::Serialize;
 
 pub use self::profile::Profile;
 
-pub use params::{Params, param_text};
+pub use params::{Params, param_text, scalar_params};
 
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Described, Handle, Spec, Tensor};

@@ -115,3 +115,77 @@ pub fn param_text(name: &str, value: &serde_json::Value) -> Result<String> {
         ))),
     }
 }
+
+/// Reads parameters given as JSON (a service request, a batch line, a
+/// pipeline step): a map whose values are numbers, strings, booleans (or
+/// null, refused later by [`param_text`]). An array or an object is
+/// refused at its first byte, never read whole: a parameter that is a
+/// 100 MB array must not cost gigabytes before it is refused.
+pub fn scalar_params<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, serde_json::Value>, D::Error> {
+    use serde::de::{DeserializeSeed, MapAccess, Visitor};
+    use std::fmt;
+
+    struct Map;
+    struct Scalar<'n>(&'n str);
+
+    impl<'de> Visitor<'de> for Map {
+        type Value = BTreeMap<String, serde_json::Value>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("parameters: an object of numbers, strings or booleans")
+        }
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut params = BTreeMap::new();
+            while let Some(name) = map.next_key::<String>()? {
+                let value = map.next_value_seed(Scalar(&name))?;
+                params.insert(name, value);
+            }
+            Ok(params)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Scalar<'_> {
+        type Value = serde_json::Value;
+        fn deserialize<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Scalar<'_> {
+        type Value = serde_json::Value;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(
+                f,
+                "parameter '{}' to be a number, a string or a boolean",
+                self.0
+            )
+        }
+        fn visit_bool<E>(self, v: bool) -> std::result::Result<Self::Value, E> {
+            Ok(v.into())
+        }
+        fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E> {
+            Ok(v.into())
+        }
+        fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E> {
+            Ok(v.into())
+        }
+        fn visit_f64<E>(self, v: f64) -> std::result::Result<Self::Value, E> {
+            Ok(v.into())
+        }
+        fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+            Ok(v.into())
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok(serde_json::Value::Null)
+        }
+    }
+
+    d.deserialize_map(Map)
+}

@@ -30,7 +30,7 @@ pub struct JobRequest {
     /// Kernel name.
     pub kernel: String,
     /// Parameters (numbers, strings or booleans).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::kernel::scalar_params")]
     pub params: BTreeMap<String, serde_json::Value>,
     /// `auto` (default), `gpu` or `cpu`.
     #[serde(default)]

@@ -38,7 +38,10 @@ impl Held {
 
 impl Budget {
     pub fn new(bytes: u64) -> Self {
-        let total_kib = kib(bytes).min(Semaphore::MAX_PERMITS as u64) as usize;
+        // At most u32::MAX KiB (4 TiB): what one acquire can take.
+        let total_kib = kib(bytes)
+            .min(Semaphore::MAX_PERMITS as u64)
+            .min(u64::from(u32::MAX)) as usize;
         Budget {
             kib: Arc::new(Semaphore::new(total_kib)),
             total_kib,
@@ -59,19 +62,8 @@ impl Budget {
             }
             return Ok(());
         }
-        if want > self.total_kib as u64 {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "over_memory_budget",
-                format!(
-                    "{what} needs {} MiB of memory, more than this service's whole budget of \
-                     {} MiB (serve --memory-mib); make it smaller",
-                    mib(bytes),
-                    self.total_kib / 1024
-                ),
-            ));
-        }
-        // `want - have` fits in u32: the budget's total does.
+        self.could_hold(bytes, what)?;
+        // `want - have` fits in u32: the budget's total does (`new`).
         let more = u32::try_from(want - have).unwrap_or(u32::MAX);
         let permit = Arc::clone(&self.kib)
             .try_acquire_many_owned(more)
@@ -90,6 +82,24 @@ impl Budget {
             None => held.0 = Some(permit),
         }
         Ok(())
+    }
+
+    /// 413 if `bytes` for `what` is more than the whole budget: it could
+    /// never be held.
+    pub fn could_hold(&self, bytes: u64, what: &str) -> Result<(), ApiError> {
+        if kib(bytes) <= self.total_kib as u64 {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "over_memory_budget",
+            format!(
+                "{what} needs {} MiB of memory, more than this service's whole budget of \
+                 {} MiB (serve --memory-mib); make it smaller",
+                mib(bytes),
+                self.total_kib / 1024
+            ),
+        ))
     }
 
     /// Bytes of the whole budget.

@@ -1,10 +1,12 @@
 //! The accept loop: HTTP/1.1 connections served by hyper with the bounds
 //! `axum::serve` does not set — a deadline for a request's headers (which
 //! also closes a kept-alive connection left idle that long), a cap on
-//! their size — and a graceful shutdown that closes idle connections and
-//! lets requests in progress finish.
+//! their size, a cap on open connections (past it, new ones wait in the
+//! kernel's backlog) — and a graceful shutdown that closes idle
+//! connections and lets requests in progress finish.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -12,11 +14,12 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::sync::Semaphore;
 
 /// Headers (with the request line) past this many bytes are refused by
 /// hyper itself, a plain 431 that closes the connection. Below it, the
 /// router's own check answers a JSON 431 ([`super::guard`]).
-const HARD_HEADER_BYTES: usize = 1 << 20;
+const HARD_HEADER_BYTES: usize = 256 << 10;
 
 /// Headers hyper parses at most, past which it answers a plain 431.
 const HARD_HEADERS: usize = 1000;
@@ -28,8 +31,12 @@ pub(super) async fn accept(
     listener: tokio::net::TcpListener,
     app: Router,
     header_timeout: Duration,
+    max_connections: usize,
     shutdown: impl Future<Output = ()>,
 ) -> Connections {
+    let open = Arc::new(Semaphore::new(
+        max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -40,6 +47,15 @@ pub(super) async fn accept(
         .max_buf_size(2 * HARD_HEADER_BYTES);
     tokio::pin!(shutdown);
     loop {
+        // A place among the open connections first: past the cap, new ones
+        // wait in the listen backlog instead of each holding buffers here.
+        let place = tokio::select! {
+            place = Arc::clone(&open).acquire_owned() => match place {
+                Ok(place) => place,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
@@ -51,6 +67,7 @@ pub(super) async fn accept(
                         if let Err(e) = conn.await {
                             log::debug!("connection: {e}");
                         }
+                        drop(place);
                     });
                 }
                 // Out of file descriptors (or a connection reset before it

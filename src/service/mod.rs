@@ -85,6 +85,8 @@ pub struct ServiceConfig {
     /// Longest a request's headers may take to arrive, and a kept-alive
     /// connection may stay idle, before the connection is closed.
     pub header_timeout: std::time::Duration,
+    /// Connections open at once at most; more wait to be accepted.
+    pub max_connections: usize,
     /// Longest shutdown waits, once signalled, for connections and jobs in
     /// flight to finish.
     pub shutdown_timeout: std::time::Duration,
@@ -114,6 +116,7 @@ impl Default for ServiceConfig {
             body_limit: 256 << 20,
             body_timeout: std::time::Duration::from_secs(30),
             header_timeout: std::time::Duration::from_secs(30),
+            max_connections: 4096,
             shutdown_timeout: std::time::Duration::from_secs(30),
             results: results::Limits::default(),
             max_job: std::time::Duration::from_secs(600),
@@ -215,11 +218,19 @@ pub async fn serve(
         shutdown.await;
         draining.store(true, Ordering::SeqCst);
     };
-    let connections = listen::accept(listener, app, config.header_timeout, stop_accepting).await;
+    let connections = listen::accept(
+        listener,
+        app,
+        config.header_timeout,
+        config.max_connections,
+        stop_accepting,
+    )
+    .await;
     // Once signalled, connections get `shutdown_timeout` to finish; one
     // that never completes its request does not hold the process.
     let start = tokio::time::Instant::now();
-    if tokio::time::timeout(config.shutdown_timeout, connections.close())
+    let mut closing = tokio::spawn(connections.close());
+    if tokio::time::timeout(config.shutdown_timeout, &mut closing)
         .await
         .is_err()
     {
@@ -242,9 +253,16 @@ pub async fn serve(
         if tokio::time::timeout(ABORT_GRACE, stopped).await.is_err() {
             log::warn!("shutdown: jobs still running after cancelling them; leaving them");
         }
+        // Their clients are told (503 `shutting_down`) before the process
+        // goes; a connection that still does not close is left.
+        let _ = tokio::time::timeout(ANSWER_GRACE, closing).await;
     }
     Ok(())
 }
+
+/// How long shutdown waits, once it cancelled the jobs still running, for
+/// their answers to go out.
+const ANSWER_GRACE: Duration = Duration::from_millis(500);
 
 /// How long shutdown waits for cancelled jobs to stop (a GPU dispatch
 /// under way cannot be interrupted).
@@ -469,14 +487,13 @@ fn keep(
 
 /// Names asked to be kept, each once.
 fn check_keep(names: &[String]) -> Result<(), ApiError> {
-    for (i, name) in names.iter().enumerate() {
-        if names[..i].contains(name) {
-            return Err(ApiError::from(Error::BadInput(format!(
-                "output '{name}' is asked to be kept twice"
-            ))));
-        }
+    let mut seen = std::collections::BTreeSet::new();
+    match names.iter().find(|name| !seen.insert(name.as_str())) {
+        Some(name) => Err(ApiError::from(Error::BadInput(format!(
+            "output '{name}' is asked to be kept twice"
+        )))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Reads a request's body ([`read_body`]) and holds, beside it, what
@@ -485,22 +502,34 @@ async fn read_request(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
+    decoding: Decoding,
 ) -> Result<(Bytes, Held), ApiError> {
     let mut held = Held::default();
     let body = read_body(state, headers, body, &mut held).await?;
-    let decoding = decoding_bytes(&body);
+    let decoding = decoding_bytes(&body, decoding);
     state
         .budget
         .hold(&mut held, decoding, "decoding this request")?;
     Ok((body, held))
 }
 
+/// How much memory decoding a body takes beside it, per byte.
+#[derive(Clone, Copy)]
+enum Decoding {
+    /// A job or a tensor: JSON numbers become f64s and then the input's
+    /// own elements (a two-byte number, `0,`, takes 12); base64 becomes
+    /// bytes and then a tensor.
+    Arrays = 7,
+    /// A pipeline: an array inside a step is buffered by serde before it
+    /// is known to be one (a step input may be several things), 32 bytes
+    /// an element, before it is decoded.
+    Buffered = 33,
+}
+
 /// Memory a request body takes while it is decoded, beside itself, at
-/// most: JSON numbers become f64s and then the input's own elements (a
-/// two-byte number, `0,`, takes 12), base64 becomes bytes and then a
-/// tensor.
-fn decoding_bytes(body: &[u8]) -> u64 {
-    (body.len() as u64).saturating_mul(7)
+/// most.
+fn decoding_bytes(body: &[u8], decoding: Decoding) -> u64 {
+    (body.len() as u64).saturating_mul(decoding as u64)
 }
 
 /// Memory an answer giving outputs of `specs` in `form` takes as it is
@@ -531,12 +560,13 @@ fn job_bytes<'h>(given: impl Iterator<Item = &'h Handle>, working: u64, answer: 
 /// A response's JSON, encoded off the async workers when it is expected to
 /// be large (`expected` bytes), so that other requests never wait behind
 /// it.
-async fn encode<T: serde::Serialize + Send + 'static>(
-    value: T,
+async fn encode<T: serde::Serialize>(
+    build: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
     expected: u64,
 ) -> Result<Bytes, ApiError> {
+    // Built there too: `.npy` outputs are encoded as the answer is built.
     let encode = move || {
-        serde_json::to_vec(&value)
+        serde_json::to_vec(&build()?)
             .map(Bytes::from)
             .map_err(|e| ApiError::from(Error::Internal(format!("cannot encode the answer: {e}"))))
     };
@@ -551,6 +581,49 @@ async fn encode<T: serde::Serialize + Send + 'static>(
 /// A 200 with encoded JSON.
 fn json_body(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A 200 with encoded JSON that keeps holding `held` until hyper has
+/// taken it all: an answer a slow client has not read yet still counts.
+fn held_json_body(body: Bytes, held: Held) -> Response {
+    let body = HeldBody {
+        bytes: Some(body),
+        _held: Some(held),
+    };
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::new(body),
+    )
+        .into_response()
+}
+
+/// A response body of one chunk that holds part of the memory budget
+/// until it is dropped.
+struct HeldBody {
+    bytes: Option<Bytes>,
+    /// Dropped with the body: after hyper polls past the chunk, which it
+    /// does once the chunk is written out (or the connection is gone).
+    _held: Option<Held>,
+}
+
+impl HttpBody for HeldBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let frame = self.bytes.take().map(|b| Ok(hyper::body::Frame::data(b)));
+        if frame.is_none() {
+            self._held = None;
+        }
+        std::task::Poll::Ready(frame)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.bytes.as_ref().map_or(0, |b| b.len() as u64))
+    }
 }
 
 /// Bodies at least this large are decoded off the async workers.
@@ -595,11 +668,13 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit.saturating_add(DRAIN_BYTES) as u64) {
         return Err(too_large(limit));
     }
-    // A body counts against the memory budget from its first byte.
+    // A body counts against the memory budget as it arrives (held from
+    // the headers alone, it would let idle clients fill the budget); one
+    // declared larger than the whole budget is refused at once.
     if let Some(n) = declared {
         state
             .budget
-            .hold(held, n.min(limit as u64), "this request's body")?;
+            .could_hold(n.min(limit as u64), "this request's body")?;
     }
     let timeout = state.body_timeout;
     tokio::time::timeout(timeout, read_within(body, limit, &state.budget, held))
@@ -685,7 +760,7 @@ async fn post_job(
 ) -> Result<Response, ApiError> {
     let arrived = tokio::time::Instant::now();
     let Query(query) = query.map_err(bad_query)?;
-    let (body, mut held) = read_request(&state, &headers, body).await?;
+    let (body, mut held) = read_request(&state, &headers, body, Decoding::Arrays).await?;
     let (store, caps) = (Arc::clone(&state.store), Arc::clone(&state.caps));
     let (decoded, answer, timeout_ms) = off_runtime(body, move |body| {
         let request: JobRequest = serde_json::from_slice(&body).map_err(|e| {
@@ -748,13 +823,11 @@ async fn post_job(
         let abort = state.abort.clone();
         let body = settled(handle.control(), async move {
             let result = wait_within(handle, arrived, deadline, abort).await;
-            let response = finish(&metrics, &store, kernel, result, answer)?;
-            let body = encode(response, answer_bytes).await;
-            drop(held);
-            body
+            let build = move || finish(&metrics, &store, kernel, result, answer);
+            Ok((encode(build, answer_bytes).await?, held))
         })
         .await?;
-        return Ok(json_body(body));
+        return Ok(held_json_body(body.0, body.1));
     }
     let id = Id::random();
     state
@@ -771,11 +844,8 @@ async fn post_job(
     tokio::spawn(async move {
         let result = wait_within(handle, arrived, deadline, abort).await;
         // Kept encoded: polling copies bytes, it encodes nothing.
-        let encoded = match finish(&metrics, &store, kernel, result, answer) {
-            Ok(r) => encode(r, answer_bytes).await,
-            Err(e) => Err(e),
-        };
-        let entry = match encoded {
+        let build = move || finish(&metrics, &store, kernel, result, answer);
+        let entry = match encode(build, answer_bytes).await {
             Ok(json) => Entry::Done(json),
             Err(e) => Entry::Failed(e),
         };
@@ -832,7 +902,7 @@ async fn post_pipeline(
     let arrived = tokio::time::Instant::now();
     let Query(query) = query.map_err(bad_query)?;
     let deadline = deadline(&state, query.timeout_ms)?;
-    let (body, mut held) = read_request(&state, &headers, body).await?;
+    let (body, mut held) = read_request(&state, &headers, body, Decoding::Buffered).await?;
     let (store, caps) = (Arc::clone(&state.store), Arc::clone(&state.caps));
     let (pipeline, choice, kept) = off_runtime(body, move |body| {
         let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
@@ -887,28 +957,40 @@ async fn post_pipeline(
         .try_submit_pipeline(pipeline, choice)?;
     let (metrics, store) = (Arc::clone(&state.metrics), Arc::clone(&state.store));
     let abort = state.abort.clone();
-    let body = settled(handle.control(), async move {
-        match wait_within(handle, arrived, deadline, abort).await {
-            Ok(mut report) => {
-                let backend = report.backend.to_string();
-                let seconds = report.timings.total / 1e3;
-                metrics.record("pipeline", &backend, "ok", Some(seconds));
-                metrics.record_traffic(&backend, &report.traffic);
-                let kept = keep(&store, std::mem::take(&mut report.kept), &kept)?;
-                let mut response = PipelineResponse::new(report, form);
-                response.outputs.extend(kept);
-                let body = encode(response, answer_bytes).await;
-                drop(held);
-                body
-            }
-            Err(e) => {
-                metrics.record("pipeline", "none", outcome(&e), None);
-                Err(e.into())
-            }
-        }
+    let (body, held) = settled(handle.control(), async move {
+        let result = wait_within(handle, arrived, deadline, abort).await;
+        let build = move || finish_pipeline(&metrics, &store, result, &kept, form);
+        Ok((encode(build, answer_bytes).await?, held))
     })
     .await?;
-    Ok(json_body(body))
+    Ok(held_json_body(body, held))
+}
+
+/// Counts a finished pipeline in the metrics, keeps the outputs asked to
+/// be kept, and turns it into a response ([`finish`]'s for pipelines).
+fn finish_pipeline(
+    metrics: &Metrics,
+    store: &Store,
+    result: crate::Result<crate::coordinator::PipelineReport>,
+    kept: &[String],
+    form: OutputForm,
+) -> Result<PipelineResponse, ApiError> {
+    match result {
+        Ok(mut report) => {
+            let backend = report.backend.to_string();
+            let seconds = report.timings.total / 1e3;
+            metrics.record("pipeline", &backend, "ok", Some(seconds));
+            metrics.record_traffic(&backend, &report.traffic);
+            let kept = keep(store, std::mem::take(&mut report.kept), kept)?;
+            let mut response = PipelineResponse::new(report, form);
+            response.outputs.extend(kept);
+            Ok(response)
+        }
+        Err(e) => {
+            metrics.record("pipeline", "none", outcome(&e), None);
+            Err(e.into())
+        }
+    }
 }
 
 /// `POST /v1/tensors`: stores a tensor sent as `.npy` bytes, or as the JSON
@@ -919,7 +1001,7 @@ async fn post_tensor(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (body, _held) = read_request(&state, &headers, body).await?;
+    let (body, _held) = read_request(&state, &headers, body, Decoding::Arrays).await?;
     let tensor = off_runtime(body, |body| {
         let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
         if body.starts_with(b"\x93NUMPY") {
@@ -1030,11 +1112,14 @@ async fn get_job(State(state): State<AppState>, PathId(id): PathId) -> Result<Re
             json!({"id": id, "status": status})
         }
         Entry::Done(result) => {
-            // The result as it was encoded when the job finished.
+            // The result as it was encoded when the job finished, copied
+            // out of the lock.
+            let result = result.clone();
+            drop(jobs);
             let head = format!("{{\"id\":\"{id}\",\"status\":\"done\",\"result\":");
             let mut body = Vec::with_capacity(head.len() + result.len() + 1);
             body.extend_from_slice(head.as_bytes());
-            body.extend_from_slice(result);
+            body.extend_from_slice(&result);
             body.push(b'}');
             return Ok(json_body(Bytes::from(body)));
         }
