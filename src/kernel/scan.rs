@@ -325,6 +325,10 @@ fn scan_rounds<S: Sum>(v: &mut [S::Elem], inclusive: bool) {
     // cost per task stays small beside the block's.
     let block = (ROUND.min(v.len()) / (4 * rayon::current_num_threads())).max(MIN_BLOCK);
     for round in v.chunks_mut(ROUND) {
+        // A cancelled job leaves the rest (its result is dropped).
+        if super::stop::requested() {
+            return;
+        }
         // Each block's chains: stretches of (nearly) equal length.
         let sums: Vec<Vec<S>> = round
             .par_chunks(block)

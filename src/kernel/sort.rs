@@ -546,6 +546,10 @@ fn sort_between<const MOVE: bool>(
         }
     }
     buckets.into_par_iter().for_each(|(held, other, p_held, p_other)| {
+        // A cancelled job leaves the rest (its result is dropped).
+        if super::stop::requested() {
+            return;
+        }
         if held.len() > split {
             sort_between::<MOVE>(held, other, p_held, p_other, lower, !end_in_a, split)
         } else {

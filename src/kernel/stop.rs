@@ -2,9 +2,9 @@
 //!
 //! A job's cancellation flag is watched while it runs ([`watch`]), and the
 //! kernels' long loops ask [`requested`] between pieces of work (a row, a
-//! panel, a chunk; `sort`, `scan` and the reductions other than the f32
-//! sum do not ask, their passes being short) and, when it says yes, skip
-//! what is left: the results
+//! panel, a chunk, a sort's bucket, a scan's round; the reductions other
+//! than the f32 sum do not ask, their one pass being short) and, when it
+//! says yes, skip what is left: the results
 //! are thrown away by whoever set the flag, so a half-computed output never
 //! leaves the job. Work run outside a watch (tests, benchmarks, a program
 //! calling a kernel directly) is never asked to stop.
