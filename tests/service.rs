@@ -1049,6 +1049,22 @@ async fn polled_results_expire_and_say_so() {
     server.stop().await;
 }
 
+/// A one-thread CPU engine whose cost model prices `mandelbrot` at 1 ms
+/// per million pixel-iterations, so that the service's work limit applies.
+fn priced_mandelbrot() -> EngineConfig {
+    use anycore::backend::BackendKind;
+    use anycore::coordinator::cost::Line;
+    let mut model = CostModel::default();
+    model.set(BackendKind::Cpu, Kernel::Mandelbrot, Line::new(0.0, 1e-6));
+    model.freeze();
+    EngineConfig {
+        use_gpu: false,
+        cpu_threads: Some(1),
+        cost_model: CostModelSource::Fixed(model),
+        ..EngineConfig::default()
+    }
+}
+
 /// Bodies mangled at random — valid jobs and pipelines with bytes flipped,
 /// cut short, spliced, or their numbers swapped for hostile ones — never
 /// make the service answer 5xx: every answer is a result or a JSON error
@@ -1058,19 +1074,8 @@ async fn polled_results_expire_and_say_so() {
 /// memory is held once all are answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mangled_bodies_get_4xx_json_errors_never_5xx() {
-    use anycore::backend::BackendKind;
-    use anycore::coordinator::cost::Line;
     use rand::Rng;
-    // 1 ms per million pixel-iterations on the CPU, the only backend.
-    let mut model = CostModel::default();
-    model.set(BackendKind::Cpu, Kernel::Mandelbrot, Line::new(0.0, 1e-6));
-    model.freeze();
-    let config = EngineConfig {
-        use_gpu: false,
-        cpu_threads: Some(1),
-        cost_model: CostModelSource::Fixed(model),
-        ..EngineConfig::default()
-    };
+    let config = priced_mandelbrot();
     let service = ServiceConfig {
         body_limit: 1 << 20,
         memory_budget: 64 << 20,
@@ -1177,18 +1182,7 @@ async fn mangled_bodies_get_4xx_json_errors_never_5xx() {
 /// (422, naming the limit) before anything runs; small work runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_predicted_past_the_limit_is_refused() {
-    use anycore::backend::BackendKind;
-    use anycore::coordinator::cost::Line;
-    // 1 ms per million pixel-iterations on the CPU, the only backend.
-    let mut model = CostModel::default();
-    model.set(BackendKind::Cpu, Kernel::Mandelbrot, Line::new(0.0, 1e-6));
-    model.freeze();
-    let config = EngineConfig {
-        use_gpu: false,
-        cpu_threads: Some(1),
-        cost_model: CostModelSource::Fixed(model),
-        ..EngineConfig::default()
-    };
+    let config = priced_mandelbrot();
     let service = ServiceConfig {
         max_job: Duration::from_secs(2),
         ..ServiceConfig::default()

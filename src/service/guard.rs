@@ -47,7 +47,10 @@ pub async fn check(
     next: Next,
 ) -> Response {
     let headers = request.headers();
-    let head_bytes = request.uri().to_string().len()
+    // Counted without formatting the URI: this runs on every request.
+    let uri = request.uri();
+    let head_bytes = uri.path().len()
+        + uri.query().map_or(0, str::len)
         + headers
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
