@@ -192,7 +192,7 @@ impl Engine {
         choice: BackendChoice,
     ) -> Result<PipelineReport> {
         self.coordinator
-            .run_pipeline(pipeline.check()?, choice)
+            .run_pipeline(pipeline.check()?.reserve()?, choice)
             .await
     }
 
@@ -200,7 +200,7 @@ impl Engine {
     pub async fn submit(&self, job: Job, choice: BackendChoice) -> Result<JobHandle> {
         let keep = job.keep.clone();
         self.coordinator
-            .submit_keeping(Task::new(job)?, keep, choice)
+            .submit_keeping(Task::admitted(job)?.0, keep, choice)
             .await
     }
 

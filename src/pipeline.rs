@@ -247,12 +247,10 @@ impl Pipeline {
                 )));
             }
         }
-        let checked = CheckedPipeline {
+        Ok(CheckedPipeline {
             pipeline: self,
             plans,
-        };
-        crate::tensor::alloc::check(checked.working_bytes(), "the pipeline's steps")?;
-        Ok(checked)
+        })
     }
 
     /// The spec of `from`, an output of one of the first `before` steps.
@@ -384,6 +382,15 @@ impl CheckedPipeline {
             .fold(0u64, |n, p| n.saturating_add(p.output_bytes()));
         let scratch = self.plans.iter().map(|p| p.scratch_bytes).max();
         outputs.saturating_add(scratch.unwrap_or(0))
+    }
+
+    /// Asks the system whether the memory [`CheckedPipeline::working_bytes`]
+    /// says the steps take can be had now: how a front admits a pipeline
+    /// to run here (checking alone asks nothing, as for
+    /// [`crate::kernel::Task::admitted`]).
+    pub fn reserve(self) -> Result<Self> {
+        crate::tensor::alloc::check(self.working_bytes(), "the pipeline's steps")?;
+        Ok(self)
     }
 
     /// The dtypes and shapes of the outputs asked for, by the names they

@@ -172,7 +172,7 @@ pub fn main(args: Args) -> Result<()> {
             };
             (report, outputs, task.painter())
         }
-        None => run_here(&args, Task::new(job)?)?,
+        None => run_here(&args, Task::admitted(job)?.0)?,
     };
     finish(report, results, painter, &outputs, args.json)
 }

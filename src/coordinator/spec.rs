@@ -116,11 +116,11 @@ impl<I: InputSource> JobSpec<'_, I> {
             .map(|(task, _, choice)| (task, choice))
     }
 
-    /// [`JobSpec::into_task`], with what the task will give
-    /// ([`Task::planned`]).
+    /// [`JobSpec::into_task`], with what the task will give, admitted to
+    /// run here ([`Task::admitted`]).
     pub fn into_planned_task(self, default: BackendChoice) -> Result<(Task, Plan, BackendChoice)> {
         let (job, choice) = self.into_job(default)?;
-        let (task, plan) = Task::planned(job)?;
+        let (task, plan) = Task::admitted(job)?;
         Ok((task, plan, choice))
     }
 }
@@ -324,6 +324,6 @@ impl<I: InputSource> PipelineSpec<I> {
             }
             paths.push((name, out.path));
         }
-        Ok((pipeline.check()?, choice, paths))
+        Ok((pipeline.check()?.reserve()?, choice, paths))
     }
 }

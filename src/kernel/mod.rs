@@ -432,8 +432,19 @@ impl Task {
         let params = kernel.params(&job.params)?;
         let inputs = Inputs::new(kernel, job.inputs)?;
         let plan = kernel.plan_checked(inputs.specs(), &params)?;
-        crate::tensor::alloc::check(plan.working_bytes(), format_args!("{kernel}'s outputs"))?;
         Ok((kernel.validate(inputs, &params)?, plan))
+    }
+
+    /// [`Task::planned`], then the memory the plan needs asked of the
+    /// system ([`Plan::reserve`]): how a front admits a job to run here.
+    /// Checking alone asks nothing of the system, so a job checked before
+    /// it is sent elsewhere (`run --server`) is not refused for this
+    /// machine's memory, and checking allocates nothing large.
+    pub fn admitted(job: Job) -> Result<(Task, Plan)> {
+        let kernel = job.kernel;
+        let (task, plan) = Task::planned(job)?;
+        plan.reserve(kernel)?;
+        Ok((task, plan))
     }
 }
 
@@ -481,6 +492,12 @@ impl Plan {
     /// and its scratch.
     pub fn working_bytes(&self) -> u64 {
         self.output_bytes().saturating_add(self.scratch_bytes)
+    }
+
+    /// Asks the system whether the memory [`Plan::working_bytes`] says
+    /// `kernel` takes can be had now ([`crate::tensor::alloc::check`]).
+    pub fn reserve(&self, kernel: Kernel) -> Result<()> {
+        crate::tensor::alloc::check(self.working_bytes(), format_args!("{kernel}'s outputs"))
     }
 
     /// The spec of output `name`, if the job gives it.
