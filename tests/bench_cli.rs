@@ -27,7 +27,7 @@ fn read_json(path: &Path) -> Value {
 /// Bytes, flops or pixels per run, as the bench counts them.
 fn amount(kernel: &str, size: f64) -> f64 {
     match kernel {
-        "axpy" => 12.0 * size,
+        "axpy" | "map" => 12.0 * size,
         "reduce" => 4.0 * size,
         "matmul" => 2.0 * size * size * size,
         "mandelbrot" => size * size,
@@ -114,6 +114,7 @@ fn quick_cpu_bench_writes_a_consistent_report_and_chart() {
         "scan",
         "sort",
         "histogram",
+        "map",
     ];
     for kernel in kernels {
         assert!(table.contains(kernel), "table lacks {kernel}:\n{table}");

@@ -610,6 +610,10 @@ fn plans_state_the_outputs_jobs_give() {
             .param("lo", -0.5)
             .param("hi", 0.5)
             .input("x", f32s(&mut rng, vec![n])),
+        Job::new(Kernel::Map)
+            .param("expr", "x * y - 1")
+            .input("x", f32s(&mut rng, vec![3, n]))
+            .input("y", f32s(&mut rng, vec![1])),
     ];
     let mut planned = std::collections::BTreeSet::new();
     for job in jobs {

@@ -829,6 +829,9 @@ async fn only_those_allowed_may_call() {
 
 /// Sends `head` and `body` over a raw connection and reads until the
 /// server closes it (or 10 s pass): the answer's text and how long it took.
+/// A server that answers and closes before taking everything may reset
+/// the connection: then the answer may be lost, and the text is
+/// [`RESET`].
 fn raw_exchange(addr: &str, head: &str, body: &[u8]) -> (String, Duration) {
     use std::io::{Read, Write};
     let start = std::time::Instant::now();
@@ -836,15 +839,26 @@ fn raw_exchange(addr: &str, head: &str, body: &[u8]) -> (String, Duration) {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
+    let sent = stream
+        .write_all(head.as_bytes())
+        .and_then(|_| stream.write_all(body));
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
+    if answer.is_empty()
+        && let Err(e) = sent
+    {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+        assert!(matches!(e.kind(), BrokenPipe | ConnectionReset), "{e}");
+        return (RESET.to_owned(), start.elapsed());
+    }
     (
         String::from_utf8_lossy(&answer).into_owned(),
         start.elapsed(),
     )
 }
+
+/// What [`raw_exchange`] gives for a connection the server reset.
+const RESET: &str = "(connection reset)";
 
 /// A body declared far past the limit is refused at once, unread (413); a
 /// body that stops arriving is a 408 once the body timeout passes; the
@@ -923,7 +937,10 @@ async fn slow_idle_or_huge_headers_are_cut_off() {
         let (answer, _) = tokio::task::spawn_blocking(move || raw_exchange(&a, &head, b""))
             .await
             .unwrap();
-        assert!(answer.starts_with("HTTP/1.1 431"), "{bytes}: {answer:.200}");
+        // Past the hard limit hyper stops reading: the 431 may be lost to
+        // the reset of a connection it closed with the headers unread.
+        let refused = answer.starts_with("HTTP/1.1 431") || (!json && answer == RESET);
+        assert!(refused, "{bytes}: {answer:.200}");
         if json {
             assert!(answer.contains("headers_too_large"), "{answer}");
         }

@@ -45,6 +45,7 @@ macro_rules! catalog {
             Scan: scan::Scan,
             Sort: sort::Sort,
             Histogram: histogram::Histogram,
+            Map: map::Map,
         }
     };
 }
@@ -583,13 +584,22 @@ impl<T: Described> Inputs<T> {
         }
     }
 
-    /// Takes an input, which must have one of `dtypes` and `rank` dimensions.
-    pub(crate) fn take(&mut self, name: &str, dtypes: &[DType], rank: usize) -> Result<T> {
+    /// Takes an optional input of any shape, if the job gave it, which
+    /// must have one of `dtypes`.
+    pub(crate) fn take_optional_any_rank(
+        &mut self,
+        name: &str,
+        dtypes: &[DType],
+    ) -> Result<Option<T>> {
+        let Some(t) = self.map.remove(name) else {
+            return Ok(None);
+        };
+        self.check_dtype(name, &t, dtypes)?;
+        Ok(Some(t))
+    }
+
+    fn check_dtype(&self, name: &str, t: &T, dtypes: &[DType]) -> Result<()> {
         let kernel = self.kernel;
-        let t = self
-            .map
-            .remove(name)
-            .ok_or_else(|| Error::bad(format!("{kernel} needs input '{name}'")))?;
         if !dtypes.contains(&t.dtype()) {
             let want: Vec<&str> = dtypes.iter().map(|d| d.name()).collect();
             return Err(Error::bad(format!(
@@ -598,6 +608,17 @@ impl<T: Described> Inputs<T> {
                 want.join(" or ")
             )));
         }
+        Ok(())
+    }
+
+    /// Takes an input, which must have one of `dtypes` and `rank` dimensions.
+    pub(crate) fn take(&mut self, name: &str, dtypes: &[DType], rank: usize) -> Result<T> {
+        let kernel = self.kernel;
+        let t = self
+            .map
+            .remove(name)
+            .ok_or_else(|| Error::bad(format!("{kernel} needs input '{name}'")))?;
+        self.check_dtype(name, &t, dtypes)?;
         if t.shape().len() != rank {
             return Err(Error::bad(format!(
                 "input '{name}' of {kernel} is {}, but it must have {rank} dimension{}",

@@ -65,6 +65,12 @@ impl<'a> Params<'a> {
         Ok(v)
     }
 
+    /// Text that must be given.
+    pub fn text(&self, name: &str) -> Result<&'a str> {
+        let v = self.map.get(name).map(String::as_str);
+        self.required(name, v)
+    }
+
     /// `true` or `false`, or `default` when absent.
     pub fn bool_or(&self, name: &str, default: bool) -> Result<bool> {
         let text = if default { "true" } else { "false" };

@@ -60,6 +60,10 @@ crate::kernel::catalog!(gpu_encodings);
 /// `anycore bench`'s GPU bandwidth baseline), for the shader tests.
 pub const UTILITY_SHADERS: &[&ShaderInfo] = &[&copy::SHADER];
 
+/// Pipelines of written shaders ([`GpuBackend::generated_pipeline`]) kept
+/// at most; past it the cache starts again.
+const MAX_GENERATED: usize = 256;
+
 /// How to open the GPU backend.
 #[derive(Clone, Debug)]
 pub struct GpuOptions {
@@ -157,6 +161,9 @@ pub struct GpuBackend {
     queue: wgpu::Queue,
     modules: Mutex<HashMap<Kernel, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<(Kernel, &'static str, u32), wgpu::ComputePipeline>>,
+    /// Pipelines of sources written per job (`map`'s expressions), by
+    /// source; at most [`MAX_GENERATED`].
+    generated: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     /// The matmul variant per shape class: forced, cached or tuned.
     matmul_tuner: tune::Tuner,
     pool: Arc<BufferPool>,
@@ -251,6 +258,7 @@ impl GpuBackend {
             queue,
             modules: Mutex::default(),
             pipelines: Mutex::default(),
+            generated: Mutex::default(),
             matmul_tuner,
             // Idle pooled buffers stay within the budget too.
             pool: Arc::new(BufferPool::with_limit(
@@ -440,6 +448,51 @@ impl GpuBackend {
             .clone()
     }
 
+    /// The pipeline of the first entry point of `source`, a shader written
+    /// from `template` for one job (which says whether it is trusted).
+    /// naga validates each new source first, so a fault in the writing is
+    /// an error for the job, not one for the device. Cached by source, a
+    /// bounded number at once (a service may meet endless expressions).
+    fn generated_pipeline(
+        &self,
+        template: &ShaderInfo,
+        source: &str,
+    ) -> Result<wgpu::ComputePipeline> {
+        if let Some(p) = lock(&self.generated).get(source) {
+            return Ok(p.clone());
+        }
+        let invalid = |e: String| {
+            Error::Internal(format!(
+                "the WGSL written from {} does not validate: {e}",
+                template.file
+            ))
+        };
+        let module = wgpu::naga::front::wgsl::parse_str(source)
+            .map_err(|e| invalid(e.emit_to_string(source)))?;
+        wgpu::naga::valid::Validator::new(
+            wgpu::naga::valid::ValidationFlags::all(),
+            wgpu::naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .map_err(|e| invalid(e.emit_to_string(source)))?;
+        let shader = ShaderInfo {
+            source: "",
+            ..*template
+        };
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(template.file),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        };
+        let module = self.create_module(&shader, desc);
+        let pipeline = self.compile(&shader, &module, template.entry_points[0].0, &[]);
+        let mut generated = lock(&self.generated);
+        if generated.len() >= MAX_GENERATED {
+            generated.clear();
+        }
+        generated.insert(source.to_owned(), pipeline.clone());
+        Ok(pipeline)
+    }
+
     /// Whether `shader` runs without naga's runtime checks here.
     fn trusted(&self, shader: &ShaderInfo) -> bool {
         shader.trusted && !self.runtime_checks
@@ -451,6 +504,15 @@ impl GpuBackend {
             label: Some(shader.file),
             source: wgpu::ShaderSource::Wgsl(shader.source.into()),
         };
+        self.create_module(shader, desc)
+    }
+
+    /// The module `desc` describes, unchecked where `shader` is trusted.
+    fn create_module(
+        &self,
+        shader: &ShaderInfo,
+        desc: wgpu::ShaderModuleDescriptor,
+    ) -> wgpu::ShaderModule {
         if self.trusted(shader) {
             // SAFETY: a trusted shader indexes only within its bindings and
             // loops a bounded number of times (`ShaderInfo::trusted`); the

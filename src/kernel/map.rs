@@ -1,0 +1,325 @@
+//! `map`: an elementwise expression over f32 inputs `x`, `y`, `z`, `w`,
+//! `u`, `v` of one shape (inputs of one element broadcast), computed as
+//! NumPy's float32 ufuncs compute it (`-p expr='x * 2 + sin(y)'`).
+//!
+//! [`expr`] parses the expression (one parser for every front) and gives
+//! its normal form; [`scalar`] holds the semantics of each operation on
+//! one value; [`eval`] runs the CPU path over blocks. The GPU backend
+//! writes WGSL for each expression from `shaders/map.wgsl` (see
+//! `backend/gpu/map.rs`).
+
+pub mod eval;
+pub mod expr;
+pub mod scalar;
+
+use rayon::prelude::*;
+
+use self::eval::{BLOCK, Program};
+use self::expr::{Expr, INPUTS};
+use super::profile::{self, Bandwidth, NumpyCode, Profile, Unit, random_f32};
+use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Described, Handle, Spec, Tensor, element_count};
+
+macro_rules! input {
+    ($name:literal) => {
+        Arg {
+            name: $name,
+            doc: "f32, any shape (one element: broadcast)",
+            optional: true,
+        }
+    };
+}
+
+/// Inputs `x`, `y`, `z`, `w`, `u`, `v` (those the expression names);
+/// parameter `expr`; output `out`.
+pub const SIGNATURE: Signature = Signature {
+    summary: "an elementwise expression over f32 inputs, as NumPy's float32 ufuncs",
+    inputs: &[input!("x"), input!("y"), input!("z"), input!("w"), input!("u"), input!("v")],
+    params: &[Param {
+        name: "expr",
+        default: None,
+        doc: "the expression: inputs x y z w u v, numbers, pi e inf nan, + - * / % ** \
+              (% as np.remainder), < <= > >= == != (1 or 0), where(c, a, b), sin cos tan \
+              asin acos atan atan2 sinh cosh tanh exp exp2 log log2 sqrt abs floor ceil \
+              round min max pow clamp",
+    }],
+    outputs: &[Arg {
+        name: "out",
+        doc: "f32, the inputs' shape",
+        optional: false,
+    }],
+    picture_output: None,
+    example: "anycore run map -i x=a.npy -i y=b.npy -p expr='x * 2 + sin(y)' -o out=c.npy",
+};
+
+/// The expression the bench measures, and the same written by hand.
+pub const BENCH_EXPR: &str = "x * 2 + sin(y)";
+
+/// What the bench, the probe and the cost model know of `map`.
+pub const PROFILE: Profile = Profile {
+    sweep: profile::VECTOR_SWEEP,
+    unit: Unit {
+        name: "GB/s",
+        counts: "12 bytes per element: x and y read, out written (x * 2 + sin(y))",
+        scale: 1e9,
+    },
+    amount: |n| 12.0 * n as f64,
+    bandwidth: Some(Bandwidth::Copy),
+    task: |n, seed| {
+        let (x, y) = (random_f32(n, seed)?, random_f32(n, seed + 1)?);
+        let job = super::Job::new(super::Kernel::Map)
+            .input("x", Tensor::from_f32(x))
+            .input("y", Tensor::from_f32(y))
+            .param("expr", BENCH_EXPR);
+        Task::new(job)
+    },
+    baselines: &[
+        profile::Baseline::Numpy(NumpyCode {
+            setup: "x = rng.uniform(-1, 1, n).astype(np.float32); \
+                    y = rng.uniform(-1, 1, n).astype(np.float32)",
+            run: "x * np.float32(2) + np.sin(y)",
+        }),
+        profile::RAYON_LOOP,
+    ],
+};
+
+/// Invocations per workgroup in `shaders/map.wgsl`.
+pub const WORKGROUP: u32 = 256;
+
+/// `shaders/map.wgsl`: the template each expression's shader is written
+/// from (valid WGSL itself: it maps `x` to itself).
+pub const SHADER: ShaderInfo = ShaderInfo {
+    file: "map.wgsl",
+    source: include_str!("../../shaders/map.wgsl"),
+    entry_points: &[("map", [WORKGROUP, 1, 1])],
+    trusted: true,
+};
+
+/// A validated `map`.
+#[derive(Clone, Debug)]
+pub struct Map {
+    /// The parsed expression.
+    pub expr: Expr,
+    /// The inputs it reads, by variable index ([`INPUTS`]); those of one
+    /// element broadcast.
+    pub inputs: Vec<(usize, Handle)>,
+    /// The output's shape.
+    pub shape: Vec<usize>,
+}
+
+/// The expression of a job, parsed.
+fn parse(params: &Params) -> Result<Expr> {
+    Expr::parse(params.text("expr")?)
+}
+
+/// The inputs by variable index, and the output's shape.
+type Checked<T> = (Vec<(usize, T)>, Vec<usize>);
+
+/// Checks the inputs against the expression: each it names is given and
+/// each given is named; all are f32; those of more than one element share
+/// one shape. Gives the inputs by variable index and the output's shape.
+fn check_inputs<T: Described>(
+    inputs: &mut Inputs<T>,
+    expr: &Expr,
+) -> Result<Checked<T>> {
+    let used = expr.vars();
+    let mut taken = Vec::new();
+    for (i, name) in INPUTS.iter().enumerate() {
+        let Some(t) = inputs.take_optional_any_rank(name, &[DType::F32])? else {
+            if used.contains(&i) {
+                return Err(Error::bad(format!(
+                    "map: the expression reads '{name}', but no input '{name}' is given"
+                )));
+            }
+            continue;
+        };
+        if !used.contains(&i) {
+            return Err(Error::bad(format!(
+                "map: input '{name}' is given, but the expression does not read it"
+            )));
+        }
+        taken.push((i, t));
+    }
+    let mut shape: Option<(usize, Vec<usize>)> = None;
+    for (i, t) in &taken {
+        if element_count(t.shape()) == Some(1) {
+            continue;
+        }
+        match &shape {
+            Some((first, s)) if s.as_slice() != t.shape() => {
+                return Err(Error::bad(format!(
+                    "map: input '{}' is {} but '{}' is f32 {:?}; inputs must have one shape \
+                     (or one element, which broadcasts)",
+                    INPUTS[*i],
+                    t.describe(),
+                    INPUTS[*first],
+                    s
+                )));
+            }
+            Some(_) => {}
+            None => shape = Some((*i, t.shape().to_vec())),
+        }
+    }
+    // Only single elements (or nothing): the largest of their shapes, as
+    // NumPy broadcasts [] with [1].
+    let shape = match shape {
+        Some((_, s)) => s,
+        None => taken
+            .iter()
+            .map(|(_, t)| t.shape().to_vec())
+            .max_by_key(Vec::len)
+            .unwrap_or_default(),
+    };
+    Ok((taken, shape))
+}
+
+impl Map {
+    /// Elements in the output.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether the output is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The expression with each input of one element replaced by its value
+    /// (when the output has more), numbers folded; and for each variable,
+    /// its place among the array inputs left, in `self.inputs`' order.
+    pub fn specialised(&self) -> (Expr, [Option<usize>; INPUTS.len()]) {
+        let mut values = [None; INPUTS.len()];
+        let mut arrays = [None; INPUTS.len()];
+        for (k, (i, h)) in self.inputs.iter().enumerate() {
+            if self.broadcasts(h) {
+                values[*i] = Some(h.f32s()[0]);
+            } else {
+                arrays[*i] = Some(k);
+            }
+        }
+        (self.expr.substitute(&values), arrays)
+    }
+
+    /// Whether input `h` broadcasts (one element, the output more).
+    pub fn broadcasts(&self, h: &Handle) -> bool {
+        h.len() == 1 && self.len() != 1
+    }
+
+    /// Element `i` of the output, by walking the tree (the sequential
+    /// reference).
+    fn value_at(&self, i: usize) -> f32 {
+        fn walk(e: &Expr, get: &dyn Fn(usize) -> f32) -> f32 {
+            match e {
+                Expr::Var(v) => get(*v),
+                Expr::Num(v) => *v,
+                Expr::Call(f, args) => {
+                    let vals: Vec<f32> = args.iter().map(|a| walk(a, get)).collect();
+                    scalar::apply(*f, &vals)
+                }
+            }
+        }
+        walk(&self.expr, &|var| {
+            let h = &self.inputs.iter().find(|(v, _)| *v == var).expect("checked").1;
+            h.f32s()[if h.len() == 1 { 0 } else { i }]
+        })
+    }
+
+    /// Wraps a result as this kernel's outputs.
+    pub fn outputs(&self, out: Vec<f32>) -> Outputs {
+        let t = Tensor::new(self.shape.clone(), crate::tensor::TensorData::F32(out));
+        Outputs::from([("out".to_owned(), t)])
+    }
+}
+
+impl KernelTask for Map {
+    fn plan(mut inputs: Inputs<Spec>, params: &Params) -> Result<Plan> {
+        let expr = parse(params)?;
+        let (_, shape) = check_inputs(&mut inputs, &expr)?;
+        let n = shape.iter().product::<usize>();
+        let ops = expr.ops().max(1);
+        Ok(Plan::new(
+            [(
+                "out",
+                Spec {
+                    dtype: DType::F32,
+                    shape,
+                },
+            )],
+            n as f64 * ops as f64,
+        ))
+    }
+
+    fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
+        let expr = parse(params)?;
+        let (inputs, shape) = check_inputs(&mut inputs, &expr)?;
+        Ok(Map {
+            expr,
+            inputs,
+            shape,
+        })
+    }
+
+    fn run_cpu(&self) -> Outputs {
+        let (expr, arrays) = self.specialised();
+        let program = Program::new(&expr, &arrays);
+        let sources: Vec<&[f32]> = self
+            .inputs
+            .iter()
+            .map(|(_, h)| h.f32s())
+            .collect();
+        let arch = pulp::Arch::new();
+        let mut out = vec![0.0f32; self.len()];
+        out.par_chunks_mut(BLOCK)
+            .enumerate()
+            .for_each_init(
+                || (program.scratch(), Vec::with_capacity(sources.len())),
+                |(temps, blocks), (b, out)| {
+                    // A cancelled job leaves the rest (its result is dropped).
+                    if super::stop::requested() {
+                        return;
+                    }
+                    let from = b * BLOCK;
+                    blocks.clear();
+                    // Broadcast inputs are numbers in `program`; their
+                    // slots are never read.
+                    blocks.extend(sources.iter().map(|s| s.get(from..from + out.len()).unwrap_or(&[])));
+                    arch.dispatch(|| program.run(blocks, temps, out));
+                },
+            );
+        self.outputs(out)
+    }
+
+    fn reference(&self) -> Outputs {
+        self.outputs((0..self.len()).map(|i| self.value_at(i)).collect())
+    }
+
+    fn operands(&self) -> Vec<&Handle> {
+        self.inputs.iter().map(|(_, h)| h).collect()
+    }
+
+    fn work_units(&self) -> f64 {
+        self.len() as f64 * self.expr.ops().max(1) as f64
+    }
+
+    /// The bench's expression written by hand as a rayon loop
+    /// ([`BENCH_EXPR`]); any other expression walks its tree per element,
+    /// as a loop that does not know the expression in advance must.
+    fn plain_loop(&self) -> PlainLoop<'_> {
+        let mut out = vec![0.0f32; self.len()];
+        let bench = Expr::parse(BENCH_EXPR).ok();
+        if Some(&self.expr) == bench.as_ref() && self.inputs.len() == 2 {
+            let (x, y) = (self.inputs[0].1.f32s(), self.inputs[1].1.f32s());
+            return Box::new(move || {
+                out.par_iter_mut()
+                    .zip(x.par_iter().zip(y))
+                    .for_each(|(o, (&x, &y))| *o = x * 2.0 + y.sin())
+            });
+        }
+        Box::new(move || {
+            out.par_iter_mut()
+                .enumerate()
+                .for_each(|(i, o)| *o = self.value_at(i))
+        })
+    }
+}
