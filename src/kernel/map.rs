@@ -19,7 +19,7 @@ use self::expr::{Expr, INPUTS};
 use super::profile::{self, Bandwidth, NumpyCode, Profile, Unit, random_f32};
 use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Described, Handle, Spec, Tensor, element_count};
+use crate::tensor::{DType, Described, Handle, Spec, Tensor, TensorData, element_count};
 
 macro_rules! input {
     ($name:literal) => {
@@ -225,9 +225,47 @@ impl Map {
         })
     }
 
+    /// Computes the expression into `out`, which holds input `target`'s
+    /// values when it is given (that input's handle is then empty): each
+    /// block of it is copied aside before it is written over.
+    fn evaluate(&self, out: &mut [f32], target: Option<usize>) {
+        let (expr, arrays) = self.specialised();
+        let program = Program::new(&expr, &arrays);
+        // Broadcast inputs are numbers in `program`; their slots (and the
+        // target's) are never read from here.
+        let sources: Vec<&[f32]> = self
+            .inputs
+            .iter()
+            .map(|(_, h)| if self.broadcasts(h) { &[][..] } else { h.f32s() })
+            .collect();
+        let arch = pulp::Arch::new();
+        out.par_chunks_mut(BLOCK).enumerate().for_each_init(
+            || (program.scratch(), vec![0.0f32; BLOCK]),
+            |(temps, aside), (b, out)| {
+                // A cancelled job leaves the rest (its result is dropped).
+                if super::stop::requested() {
+                    return;
+                }
+                let (from, len) = (b * BLOCK, out.len());
+                if target.is_some() {
+                    aside[..len].copy_from_slice(out);
+                }
+                let mut blocks: [&[f32]; INPUTS.len()] = [&[]; INPUTS.len()];
+                for (k, s) in sources.iter().enumerate() {
+                    blocks[k] = if Some(k) == target {
+                        &aside[..len]
+                    } else {
+                        s.get(from..from + len).unwrap_or(&[])
+                    };
+                }
+                arch.dispatch(|| program.run(&blocks, temps, out));
+            },
+        );
+    }
+
     /// Wraps a result as this kernel's outputs.
     pub fn outputs(&self, out: Vec<f32>) -> Outputs {
-        let t = Tensor::new(self.shape.clone(), crate::tensor::TensorData::F32(out));
+        let t = Tensor::new(self.shape.clone(), TensorData::F32(out));
         Outputs::from([("out".to_owned(), t)])
     }
 }
@@ -261,33 +299,34 @@ impl KernelTask for Map {
     }
 
     fn run_cpu(&self) -> Outputs {
-        let (expr, arrays) = self.specialised();
-        let program = Program::new(&expr, &arrays);
-        let sources: Vec<&[f32]> = self
-            .inputs
-            .iter()
-            .map(|(_, h)| h.f32s())
-            .collect();
-        let arch = pulp::Arch::new();
         let mut out = vec![0.0f32; self.len()];
-        out.par_chunks_mut(BLOCK)
-            .enumerate()
-            .for_each_init(
-                || (program.scratch(), Vec::with_capacity(sources.len())),
-                |(temps, blocks), (b, out)| {
-                    // A cancelled job leaves the rest (its result is dropped).
-                    if super::stop::requested() {
-                        return;
-                    }
-                    let from = b * BLOCK;
-                    blocks.clear();
-                    // Broadcast inputs are numbers in `program`; their
-                    // slots are never read.
-                    blocks.extend(sources.iter().map(|s| s.get(from..from + out.len()).unwrap_or(&[])));
-                    arch.dispatch(|| program.run(blocks, temps, out));
-                },
-            );
+        crate::tensor::alloc::advise_huge_pages(&out);
+        self.evaluate(&mut out, None);
         self.outputs(out)
+    }
+
+    /// Writes the result over the last input that has the output's length
+    /// (without a copy unless another handle shares it): no output memory
+    /// to fault in, which took longer than the work (25 ms of 30 for
+    /// `x * 2 + y` at 2^24 on two cores).
+    fn run_cpu_in_place(&mut self) -> Outputs {
+        let n = self.len();
+        let Some(k) = self.inputs.iter().rposition(|(_, h)| h.len() == n && n > 1) else {
+            return self.run_cpu();
+        };
+        let mut out = std::mem::replace(&mut self.inputs[k].1, Vec::new().into()).into_f32s();
+        self.evaluate(&mut out, Some(k));
+        self.outputs(out)
+    }
+
+    fn restore(&mut self, outputs: Outputs) {
+        let n = self.len();
+        if let Some(out) = outputs.into_values().next()
+            && let Some((_, h)) = self.inputs.iter_mut().rev().find(|(_, h)| h.is_empty() && n > 0)
+            && let TensorData::F32(v) = out.into_data()
+        {
+            *h = v.into();
+        }
     }
 
     fn reference(&self) -> Outputs {

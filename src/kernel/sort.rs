@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use super::profile::{self, Profile, Unit};
 use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Handle, Spec, Tensor, TensorData};
+use crate::tensor::{DType, Handle, Spec, Tensor, TensorData, alloc};
 
 /// Inputs `keys` and optional `values`; parameter `indices`; outputs
 /// `keys`, `values`, `indices`.
@@ -419,27 +419,12 @@ pub fn radix_sort(keys: &mut [u32], payload: Option<&mut [u32]>) {
     }
 }
 
-/// `n` words of scratch memory, zeroed lazily by the kernel, asked to be
-/// backed by huge pages where the system does that on request
-/// (`madvise` mode): faulting in 64 MiB of fresh 4 KiB pages took 50 ms on
-/// one core here, longer than two passes of the sort, and the scatter's
-/// 256 streams miss the TLB less.
+/// `n` words of scratch memory, zeroed lazily by the kernel, on huge
+/// pages where the system gives them ([`alloc::advise_huge_pages`]): the
+/// scatter's 256 streams miss the TLB less.
 fn scratch(n: usize) -> Vec<u32> {
     let v = vec![0u32; n];
-    #[cfg(target_os = "linux")]
-    if n * 4 >= 4 << 20 {
-        // madvise takes whole pages: the ones inside the allocation.
-        const PAGE: usize = 4096;
-        let (start, end) = (v.as_ptr() as usize, v.as_ptr() as usize + n * 4);
-        let first = start.next_multiple_of(PAGE);
-        let len = (end - first) / PAGE * PAGE;
-        // SAFETY: madvise only advises the kernel about these pages, which
-        // lie inside our allocation; a failure changes nothing (it is
-        // ignored).
-        unsafe {
-            libc::madvise(first as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
-        }
-    }
+    alloc::advise_huge_pages(&v);
     v
 }
 

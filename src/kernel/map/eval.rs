@@ -245,7 +245,6 @@ fn sin_cos(out: &mut [f32], a: Operand, quarter: u32) {
     const P3: f32 = 7.549_79e-8;
     // Adding 1.5·2²³ rounds to an integer, which then sits in the low bits.
     const ROUND: f32 = 12_582_912.0;
-    let mut far = false;
     for (o, &x) in out.iter_mut().zip(a) {
         let shifted = x * std::f32::consts::FRAC_2_PI + ROUND;
         let q = shifted.to_bits().wrapping_add(quarter);
@@ -255,10 +254,12 @@ fn sin_cos(out: &mut [f32], a: Operand, quarter: u32) {
         let s = ((-1.951_529_6e-4 * z + 8.332_161e-3) * z - 1.666_665_5e-1) * z * r + r;
         let c = ((2.443_315_7e-5 * z - 1.388_731_6e-3) * z + 4.166_664_6e-2) * z * z - 0.5 * z
             + 1.0;
-        let v = if q & 1 == 0 { s } else { c };
-        *o = f32::from_bits(v.to_bits() ^ ((q & 2) << 30));
-        far |= far_out(x);
+        // Selected by masks, without a branch the vectorizer might keep.
+        let odd = (q & 1).wrapping_neg();
+        let v = (s.to_bits() & !odd) | (c.to_bits() & odd);
+        *o = f32::from_bits(v ^ ((q & 2) << 30));
     }
+    let far = a.iter().fold(false, |far, &x| far | far_out(x));
     if far {
         for (o, &x) in out.iter_mut().zip(a) {
             if far_out(x) {
