@@ -8,6 +8,7 @@ Prints one line per check and a closing 'N passed, N failed' line; exits 1
 if any check failed.
 """
 import json
+from itertools import chain
 import subprocess
 import sys
 import tempfile
@@ -236,6 +237,97 @@ def checks(rng):
         yield f"histogram n={finite.size} default range", "histogram", {"x": finite}, {"bins": 64}, check
 
 
+def sprinkled(rng, shape):
+    """Standard normal float32 with NaN, +-inf and +-0 sprinkled in."""
+    x = rng.standard_normal(shape, dtype=np.float32)
+    flat = x.reshape(-1)
+    if flat.size > 20:
+        for k, v in enumerate([np.nan, np.inf, -np.inf, 0.0, -0.0]):
+            flat[k::97] = v
+    return x
+
+
+def f32(v):
+    return np.float32(v)
+
+
+# `map` expressions and NumPy's float32 ufuncs computing the same.
+MAP_EXPRESSIONS = [
+    ("x * 2 + sin(y)", lambda x, y, z: x * f32(2) + np.sin(y)),
+    ("sqrt(x*x + y*y)", lambda x, y, z: np.sqrt(x * x + y * y)),
+    ("x % y - y % 0.7 + z % -1.5", lambda x, y, z: np.remainder(x, y) - np.remainder(y, f32(0.7))
+     + np.remainder(z, f32(-1.5))),
+    ("where(x < y, cos(z), tan(x)) + (x != y)",
+     lambda x, y, z: np.where(x < y, np.cos(z), np.tan(x)) + (x != y).astype(np.float32)),
+    ("(x >= y) * 2 - (x <= z) + (y > z) - (x == y)",
+     lambda x, y, z: (x >= y).astype(np.float32) * f32(2) - (x <= z) + (y > z).astype(np.float32)
+     - (x == y)),
+    ("-x ** 2 + pow(abs(y), z) + exp(x) - exp2(y)",
+     lambda x, y, z: -(x ** f32(2)) + np.power(np.abs(y), z) + np.exp(x) - np.exp2(y)),
+    ("log(x) + log2(y) + sqrt(z)", lambda x, y, z: np.log(x) + np.log2(y) + np.sqrt(z)),
+    ("asin(x / 3) + acos(y / 3) + atan(z) + atan2(x, y)",
+     lambda x, y, z: np.arcsin(x / f32(3)) + np.arccos(y / f32(3)) + np.arctan(z) + np.arctan2(x, y)),
+    ("sinh(x) * cosh(y) - tanh(z * 30)", lambda x, y, z: np.sinh(x) * np.cosh(y) - np.tanh(z * f32(30))),
+    ("floor(x * 10) + ceil(y * 10) + round(z * 10) + abs(x)",
+     lambda x, y, z: np.floor(x * f32(10)) + np.ceil(y * f32(10)) + np.round(z * f32(10)) + np.abs(x)),
+    ("min(x, y) + max(y, z) + clamp(x, -0.5, 0.5)",
+     lambda x, y, z: np.minimum(x, y) + np.maximum(y, z) + np.clip(x, f32(-0.5), f32(0.5))),
+    ("x * y + z / 3", None),  # y and z of one element, broadcast
+]
+
+
+def map_checks(rng):
+    for expr, numpy in MAP_EXPRESSIONS:
+        for n in [1, 4097, 1_000_003]:
+            x, y, z = (sprinkled(rng, n) for _ in range(3))
+            if numpy is None:
+                y, z = sprinkled(rng, 1), sprinkled(rng, ())
+                want = x * y + z / f32(3)
+            else:
+                with np.errstate(all="ignore"):
+                    want = numpy(x, y, z)
+            assert want.dtype == np.float32, (expr, want.dtype)
+            inputs = {k: v for k, v in {"x": x, "y": y, "z": z}.items() if k in expr}
+
+            def check(got, want=want, backend=None):
+                assert got.dtype == np.float32 and got.shape == want.shape, (got.dtype, got.shape)
+                nan = np.isnan(want)
+                assert np.array_equal(np.isnan(got), nan), f"NaN at {np.flatnonzero(np.isnan(got) != nan)[:5]}"
+                inf = np.isinf(want)
+                assert np.array_equal(got[inf], want[inf]), "infinities differ"
+                fin = ~nan & ~inf
+                err = np.abs(got[fin].astype(np.float64) - want[fin]) / np.maximum(1, np.abs(want[fin]))
+                # NumPy's float32 functions and ours round differently by a
+                # few ulp; GPUs' built-ins (exp, log, tan) are allowed more.
+                bound = 2e-4 if backend == "gpu" else 1e-5
+                assert err.size == 0 or err.max() <= bound, (
+                    f"error {err.max():.2e} at {np.flatnonzero(fin)[err.argmax()]}")
+
+            yield f"map n={n} {expr}", "map", inputs, {"expr": expr}, check
+
+
+def map_refusals(binary, outdir):
+    """Bad expressions and inputs: exit 2, naming the problem."""
+    x = np.ones(5, dtype=np.float32)
+    np.save(outdir / "x.npy", x)
+    np.save(outdir / "i.npy", x.astype(np.int32))
+    cases = [
+        ("x=x.npy", "x * 2 + q", "expr: unknown name 'q'", "column 9"),
+        ("x=x.npy", "x +* 2", "unexpected '*'", "column 4"),
+        ("x=x.npy", "sin(x, x)", "sin takes 1 argument", "column 1"),
+        ("x=x.npy", "(x + 1", "is not closed", "column 7"),
+        ("x=i.npy", "x + 1", "input 'x' of map is i32[5], but it must be f32", ""),
+        ("x=x.npy", "x + y", "no input 'y' is given", ""),
+    ]
+    for given, expr, *needles in cases:
+        name, path = given.split("=")
+        args = [binary, "run", "map", "-i", f"{name}={outdir / path}", "-p", f"expr={expr}",
+                "-o", f"out={outdir / 'refused.npy'}"]
+        proc = subprocess.run(args, capture_output=True, text=True)
+        ok = proc.returncode == 2 and all(n in proc.stderr for n in needles)
+        yield f"map refuses {expr!r} ({given})", ok, f"exit {proc.returncode}: {proc.stderr.strip()}"
+
+
 def main():
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
         print(__doc__, file=sys.stderr)
@@ -246,15 +338,23 @@ def main():
     passed = failed = 0
     with tempfile.TemporaryDirectory() as tmp:
         outdir = Path(tmp)
-        for name, kernel, inputs, params, check, *outputs in checks(rng):
+        for name, kernel, inputs, params, check, *outputs in chain(checks(rng), map_checks(rng)):
             for backend in backends:
                 try:
-                    check(run(binary, kernel, backend, inputs, params, outdir, *outputs))
+                    got = run(binary, kernel, backend, inputs, params, outdir, *outputs)
+                    if kernel == "map":
+                        check(got, backend=backend)
+                    else:
+                        check(got)
                     passed += 1
                     print(f"ok   {backend} {name}")
                 except AssertionError as e:
                     failed += 1
                     print(f"FAIL {backend} {name}: {e}")
+        for name, ok, why in map_refusals(binary, outdir):
+            passed += ok
+            failed += not ok
+            print(f"ok   {name}" if ok else f"FAIL {name}: {why}")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
