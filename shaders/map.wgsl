@@ -8,11 +8,11 @@
 //
 // Memory-bound like axpy: arrays are bound as vec4 (one 16-byte load or
 // store per access) over a grid-stride loop. An input of one element
-// (broadcast) is bound as array<f32> and read at 0. The host binds
+// (broadcast) is written in as a number. The host binds
 // ceil(n / 4) vec4 of each array; lanes past n in the last vec4 are
 // computed from whatever the buffer held and never read back.
 //
-// Numbers of the expression come in `params.c` (64 at most), so that
+// Numbers of the expression come in `params.c` (80 at most), so that
 // expressions differing only in their numbers share one pipeline.
 //
 // Vulkan leaves several built-ins undefined outside their domain (log and
@@ -28,7 +28,7 @@ struct Params {
     nan: u32,
     inf: u32,
     _pad: u32,
-    c: array<vec4<f32>, 16>,
+    c: array<vec4<f32>, 20>,
 }
 
 // @bindings
@@ -108,34 +108,53 @@ fn m_clamp(x: vec4<f32>, lo: vec4<f32>, hi: vec4<f32>) -> vec4<f32> {
     return m_min(m_max(x, lo), hi);
 }
 
-// np.remainder: a - b * floor(a / b), with the sign of b. The product is
-// subtracted in one rounding (fma), then a quotient off by one is put
-// right; an infinite b leaves a finite a (or b when their signs differ).
-fn m_rem(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
-    // (Each comparison in parentheses: `r < zero & b > zero` would read as
-    // a template list.)
-    let zero = vec4<f32>(0.0);
-    let up = b > zero;
-    let q = floor(a / b);
-    var r = fma(-q, b, a);
-    r = select(r, r + b, (up & (r < zero)) | (!up & (r > zero)));
-    r = select(r, r - b, (up & (r >= b)) | (!up & (r <= b)));
-    let inf_b = abs(b) == m_inf() & abs(a) < m_inf();
-    let same = (a >= vec4<f32>(0.0)) == (b > vec4<f32>(0.0));
-    r = select(r, select(b, a, same | a == vec4<f32>(0.0)), inf_b);
-    return select(r, m_nan(), b == vec4<f32>(0.0) | m_isnan(a) | m_isnan(b));
+// np.remainder of one pair: C's fmod by long division (each subtraction
+// is exact: s <= r < 2s), then the sign of b as NumPy's npy_divmod. A
+// quotient below 2^24 takes one or two steps; the loop is bounded by the
+// exponent range.
+fn m_rem1(a: f32, b: f32) -> f32 {
+    let inf = bitcast<f32>(params.inf);
+    let nan_a = (bitcast<u32>(a) & 0x7fffffffu) > 0x7f800000u;
+    let nan_b = (bitcast<u32>(b) & 0x7fffffffu) > 0x7f800000u;
+    if b == 0.0 || abs(a) == inf || nan_a || nan_b {
+        return bitcast<f32>(params.nan);
+    }
+    let d = abs(b);
+    var r = abs(a);
+    for (var step = 0; step < 300 && r >= d; step++) {
+        var s = ldexp(d, frexp(r).exp - frexp(d).exp);
+        if s > r {
+            s = s * 0.5;
+        }
+        r = r - s;
+    }
+    let sign_b = bitcast<u32>(b) & 0x80000000u;
+    if r == 0.0 {
+        return bitcast<f32>(sign_b);
+    }
+    r = bitcast<f32>(bitcast<u32>(r) | (bitcast<u32>(a) & 0x80000000u));
+    if (r < 0.0) != (b < 0.0) {
+        r = r + b;
+    }
+    return r;
 }
 
-// C's powf (NumPy's): pow(x, 0) = 1 and pow(1, y) = 1, NaN included; a
-// negative base needs a whole exponent, and an odd one keeps its sign.
+fn m_rem(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(m_rem1(a.x, b.x), m_rem1(a.y, b.y), m_rem1(a.z, b.z), m_rem1(a.w, b.w));
+}
+
+// C's powf (NumPy's): pow(x, 0) = 1 and pow(1, y) = 1, NaN included, and
+// pow(-1, +-inf) = 1; a negative finite base needs a whole exponent, and
+// an odd one keeps the base's sign (-0 and -inf included).
 fn m_pow(x: vec4<f32>, y: vec4<f32>) -> vec4<f32> {
     var r = exp2(y * m_log2(abs(x)));
     let whole = floor(y) == y;
-    let odd = whole & abs(y) < vec4<f32>(16777216.0) & (floor(y * 0.5) != y * 0.5);
-    let neg = x < vec4<f32>(0.0);
-    r = select(r, -r, neg & odd);
-    r = select(r, m_nan(), neg & !whole);
-    return select(r, vec4<f32>(1.0), y == vec4<f32>(0.0) | x == vec4<f32>(1.0));
+    let odd = whole & (abs(y) < vec4<f32>(16777216.0)) & (floor(y * 0.5) != y * 0.5);
+    let negative_sign = (bitcast<vec4<u32>>(x) & vec4<u32>(0x80000000u)) != vec4<u32>(0u);
+    r = select(r, -r, negative_sign & odd);
+    r = select(r, m_nan(), (x < vec4<f32>(0.0)) & !whole & (abs(x) != m_inf()));
+    let one = (y == vec4<f32>(0.0)) | (x == vec4<f32>(1.0)) | ((x == vec4<f32>(-1.0)) & (abs(y) == m_inf()));
+    return select(r, vec4<f32>(1.0), one);
 }
 
 fn m_sqrt(a: vec4<f32>) -> vec4<f32> {
@@ -216,7 +235,9 @@ fn m_tanh(a: vec4<f32>) -> vec4<f32> {
 }
 
 // sin and cos reduced to [-pi, pi] first (in three parts, as the CPU
-// does): GPUs' built-ins lose accuracy far from zero.
+// does): GPUs' built-ins lose accuracy far from zero. The parts are exact
+// for |a| up to about 5e4; past that the result drifts from NumPy's (the
+// CPU turns to the C library past 8192).
 fn m_reduce(a: vec4<f32>) -> vec4<f32> {
     let j = round(a * 0.15915494309189535);
     // 2 pi in three parts (the CPU's pi/2 parts, times 4).

@@ -25,7 +25,7 @@ const EXPRESSIONS: [&str; 14] = [
     "x * 2 + sin(y)",
     "sqrt(x*x + y*y)",
     "(x - y) * z / 3 + -x ** 2 - x % 0.3 + (y - 1) % -0.7",
-    "x % y + z % x",
+    "x % y + z % x + (x * 1e9) % 3 + (y * 1e7) % -0.37",
     "where(x < y, cos(z), tan(x)) + (x <= y) - (x > z) * (y >= z) + (x == x) + (y != z)",
     "asin(x) + acos(y) + atan(z * 5) + atan2(x, y)",
     "sinh(x) - cosh(y) + tanh(z * 20)",
@@ -133,6 +133,25 @@ fn map_broadcasts_and_keeps_shapes(backend: &dyn Backend) {
         let x = Tensor::new(shape.clone(), TensorData::F32(values(&mut rng, n, false)));
         let a = Tensor::new(vec![1], TensorData::F32(vec![rng.random_range(-2.0..2.0)]));
         let b = Tensor::new(vec![], TensorData::F32(vec![rng.random_range(-2.0..2.0)]));
+        // One-element inputs before an array input too (x and z broadcast,
+        // y and w not).
+        let task = Task::new(job(
+            "w * x + z - sin(x) + y",
+            &[
+                ("w", x.clone()),
+                ("x", a.clone()),
+                ("z", b.clone()),
+                ("y", x.clone()),
+            ],
+        ))
+        .unwrap();
+        let got = run(backend, &task);
+        check(
+            &format!("broadcast first over {shape:?}"),
+            &got["out"],
+            &task.reference()["out"],
+            tolerance(backend),
+        );
         let task = Task::new(job("x * y + z - sin(y)", &[("x", x), ("y", a), ("z", b)])).unwrap();
         let got = run(backend, &task);
         assert_eq!(got["out"].shape(), shape.as_slice());

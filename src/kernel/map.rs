@@ -191,11 +191,13 @@ impl Map {
     pub fn specialised(&self) -> (Expr, [Option<usize>; INPUTS.len()]) {
         let mut values = [None; INPUTS.len()];
         let mut arrays = [None; INPUTS.len()];
-        for (k, (i, h)) in self.inputs.iter().enumerate() {
+        let mut k = 0;
+        for (i, h) in &self.inputs {
             if self.broadcasts(h) {
                 values[*i] = Some(h.f32s()[0]);
             } else {
                 arrays[*i] = Some(k);
+                k += 1;
             }
         }
         (self.expr.substitute(&values), arrays)
@@ -231,12 +233,17 @@ impl Map {
     fn evaluate(&self, out: &mut [f32], target: Option<usize>) {
         let (expr, arrays) = self.specialised();
         let program = Program::new(&expr, &arrays);
-        // Broadcast inputs are numbers in `program`; their slots (and the
-        // target's) are never read from here.
+        // Broadcast inputs are numbers in `program`; the rest are its
+        // arrays, in order (the target's slot is never read from here).
+        let arrays_of = |inputs: &[(usize, Handle)]| {
+            inputs.iter().filter(|(_, h)| !self.broadcasts(h)).count()
+        };
+        let target = target.map(|t| arrays_of(&self.inputs[..t]));
         let sources: Vec<&[f32]> = self
             .inputs
             .iter()
-            .map(|(_, h)| if self.broadcasts(h) { &[][..] } else { h.f32s() })
+            .filter(|(_, h)| !self.broadcasts(h))
+            .map(|(_, h)| h.f32s())
             .collect();
         let arch = pulp::Arch::new();
         out.par_chunks_mut(BLOCK).enumerate().for_each_init(

@@ -12,13 +12,18 @@ use std::fmt::Write;
 use super::exec::{Exec, Pass};
 use super::grid;
 use crate::error::Result;
-use crate::kernel::map::expr::{Expr, Func, MAX_NUMBERS};
+use crate::error::Error;
+use crate::kernel::map::expr::{Expr, Func};
 use crate::kernel::map::{Map, SHADER, WORKGROUP};
 use crate::kernel::Outputs;
 use crate::tensor::{DType, Spec};
 
 /// Workgroups per dispatch at most (as `axpy`).
 const MAX_GROUPS: u32 = 4096;
+
+/// Slots for numbers in the uniform (`params.c` in the shader): the 64
+/// an expression may hold, and the values of its one-element inputs.
+const SLOTS: usize = 80;
 
 /// Matches `Params` in the shader.
 #[repr(C)]
@@ -28,7 +33,7 @@ struct Params {
     nan: u32,
     inf: u32,
     _pad: u32,
-    c: [f32; MAX_NUMBERS],
+    c: [f32; SLOTS],
 }
 
 pub(super) fn run(exec: &mut Exec, t: &Map) -> Result<Outputs> {
@@ -44,7 +49,7 @@ pub(super) fn run(exec: &mut Exec, t: &Map) -> Result<Outputs> {
         }
     }
     let (expr, arrays) = t.specialised();
-    let written = write(&expr, &arrays);
+    let written = write(&expr, &arrays)?;
     let pipeline = gpu.generated_pipeline(&SHADER, &written.source)?;
     let chunk = gpu.chunk_elements();
     let cap = grid::vec4_bytes(chunk.min(n));
@@ -59,9 +64,9 @@ pub(super) fn run(exec: &mut Exec, t: &Map) -> Result<Outputs> {
         nan: f32::NAN.to_bits(),
         inf: f32::INFINITY.to_bits(),
         _pad: 0,
-        c: [0.0; MAX_NUMBERS],
+        c: [0.0; SLOTS],
     };
-    params.c[..written.numbers.len()].copy_from_slice(&written.numbers);
+    params.c[..written.numbers.len()].copy_from_slice(&written.numbers); // at most SLOTS
     for (start, len) in grid::chunks(n, chunk) {
         let (from, bytes) = (start as u64 * 4, grid::vec4_bytes(len));
         let parts: Vec<_> = sources.iter().map(|s| (s, from, len as u64 * 4)).collect();
@@ -102,7 +107,7 @@ pub(super) struct Written {
 
 /// Writes the shader for `expr`, whose variable `i` is array input
 /// `arrays[i]` (bound in that order).
-pub(super) fn write(expr: &Expr, arrays: &[Option<usize>]) -> Written {
+pub(super) fn write(expr: &Expr, arrays: &[Option<usize>]) -> Result<Written> {
     let count = arrays.iter().flatten().count();
     let mut bindings = String::new();
     for k in 0..count {
@@ -127,13 +132,21 @@ pub(super) fn write(expr: &Expr, arrays: &[Option<usize>]) -> Written {
         arrays,
     };
     let result = w.value(expr);
+    // Folding in one-element inputs can make new numbers (sin(x), cos(x),
+    // … of a broadcast x): past the slots the job is refused.
+    if w.numbers.len() > SLOTS {
+        return Err(Error::bad(format!(
+            "map: the expression holds more than {SLOTS} different numbers once its \
+             one-element inputs are put in (the GPU's limit); give those inputs at full length"
+        )));
+    }
     let _ = writeln!(w.body, "    return {result};");
     let source = replace(SHADER.source, "// @bindings\n", &bindings);
     let source = replace(&source, "// @value\n", &w.body);
-    Written {
+    Ok(Written {
         source,
         numbers: w.numbers,
-    }
+    })
 }
 
 /// `template` with the lines from `marker` to the next `// @end` replaced
@@ -157,8 +170,15 @@ impl Writer<'_> {
         match e {
             Expr::Var(i) => format!("in{}[i]", self.arrays[*i].expect("scalars are substituted")),
             Expr::Num(v) => {
-                self.numbers.push(*v);
-                format!("m_num({}u)", self.numbers.len() - 1)
+                // One slot per value (by its bits, so NaN finds itself).
+                let slot = match self.numbers.iter().position(|n| n.to_bits() == v.to_bits()) {
+                    Some(k) => k,
+                    None => {
+                        self.numbers.push(*v);
+                        self.numbers.len() - 1
+                    }
+                };
+                format!("m_num({slot}u)")
             }
             Expr::Call(f, args) => {
                 let a: Vec<String> = args.iter().map(|a| self.value(a)).collect();
@@ -255,14 +275,25 @@ mod tests {
                 f => format!("{}({args})", f.name()),
             };
             let e = Expr::parse(&text).unwrap();
-            let w = write(&e, &[Some(0), Some(1), Some(2)]);
+            let w = write(&e, &[Some(0), Some(1), Some(2)]).unwrap();
             validate(&w.source);
         }
-        let a = write(&Expr::parse("x * 2 + sin(y) - 1").unwrap(), &[Some(0), Some(1)]);
-        let b = write(&Expr::parse("x*3.5 + sin(y) - 7").unwrap(), &[Some(0), Some(1)]);
+        let a = write(&Expr::parse("x * 2 + sin(y) - 1").unwrap(), &[Some(0), Some(1)]).unwrap();
+        let b = write(&Expr::parse("x*3.5 + sin(y) - 7").unwrap(), &[Some(0), Some(1)]).unwrap();
         assert_eq!(a.source, b.source);
         assert_eq!((a.numbers, b.numbers), (vec![2.0, 1.0], vec![3.5, 7.0]));
-        validate(&write(&Expr::parse("7").unwrap(), &[]).source);
-        validate(&write(&Expr::parse("w").unwrap(), &[None, None, None, Some(0)]).source);
+        validate(&write(&Expr::parse("7").unwrap(), &[]).unwrap().source);
+        validate(&write(&Expr::parse("w").unwrap(), &[None, None, None, Some(0)]).unwrap().source);
+        // Repeated numbers share a slot; too many different ones are refused.
+        let same = write(&Expr::parse("x * 2 + y * 2 + 2").unwrap(), &[Some(0), Some(1)]).unwrap();
+        assert_eq!(same.numbers, vec![2.0]);
+        let many = (0..90).map(|k| format!("x * {k}")).collect::<Vec<_>>().join(" + ");
+        let folded = Expr::parse(&many.replace("x *", "y *")).map(|_| ());
+        assert!(folded.is_err(), "the parser caps numbers at 64");
+        // f(g(y)) of a one-element y: 90 different numbers, none written.
+        let funcs = ["sin", "cos", "tan", "exp", "sqrt", "atan", "sinh", "cosh", "tanh", "exp2"];
+        let text: Vec<String> = (0..90).map(|k| format!("{}({}(y)) * x", funcs[k % 10], funcs[k / 10])).collect();
+        let e = Expr::parse(&text.join(" + ")).unwrap().substitute(&[None, Some(0.37)]);
+        assert!(write(&e, &[Some(0), None]).is_err());
     }
 }
