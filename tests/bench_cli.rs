@@ -158,6 +158,27 @@ fn quick_cpu_bench_writes_a_consistent_report_and_chart() {
         assert!(close(c["ratio"].as_f64().unwrap(), first / after), "{c}");
     }
     assert!(table.contains("over the rate before"), "{table}");
+    // Kernels' variants (map's other expression) at the largest size,
+    // beside the rayon loop, their rate from their median.
+    let variants = report["variants"].as_array().unwrap();
+    assert!(table.contains("map variants"), "{table}");
+    let sqrt = variants
+        .iter()
+        .find(|v| v["kernel"] == "map" && v["variant"] == "sqrt(x*x + y*y)")
+        .unwrap_or_else(|| panic!("no map variant: {variants:?}"));
+    assert_eq!(
+        (sqrt["size"].as_u64(), sqrt["backend"].as_str()),
+        (Some(1000), Some("cpu"))
+    );
+    let median = sqrt["stats"]["median_ms"].as_f64().unwrap();
+    assert!(
+        close(
+            sqrt["rate"].as_f64().unwrap(),
+            amount("map", 1000.0) / (median * 1e-3) / 1e9
+        ),
+        "{sqrt}"
+    );
+    assert!(sqrt["vs_rayon_loop"].as_f64().unwrap() > 0.0, "{sqrt}");
     let curves = report["baselines"]["curves"].as_array().unwrap();
     for (kernel, name) in [
         ("axpy", "rayon loop"),

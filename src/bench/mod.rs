@@ -28,6 +28,7 @@ pub mod measure;
 pub mod model;
 pub mod report;
 pub mod svg;
+pub mod variants;
 pub mod workload;
 
 use std::collections::BTreeMap;
@@ -201,7 +202,11 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         + usize::from(gpu.is_some())
         + 2 * usize::from(order_check)
         + plans.iter().flatten().map(per_size).sum::<usize>()
-        + chain_sizes.len() * chain_backends;
+        + chain_sizes.len() * chain_backends
+        + sweeps
+            .iter()
+            .map(|(k, _)| k.profile().variants.len())
+            .sum::<usize>();
     let mut done = 0;
     let mut step = |what: String| {
         progress(Progress {
@@ -311,6 +316,24 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         }
         bench.summarise(kernel, sizes, diff);
     }
+    let mut variant_rows = Vec::new();
+    for (kernel, _) in &sweeps {
+        for variant in kernel.profile().variants {
+            let n = variants::size(variant, config.sizes.as_deref(), config.quick);
+            step(format!("{kernel} {}: {n}", variant.label));
+            variant_rows.extend(variants::measure(
+                *kernel,
+                variant,
+                n,
+                config.seed,
+                measure_cpu.then_some(&cpu),
+                gpu.as_ref().map(|g| g as &dyn Backend),
+                &pool,
+                numpy.as_mut(),
+                &plan,
+            )?);
+        }
+    }
     drop(numpy);
     let mut order = Vec::new();
     if order_check {
@@ -394,6 +417,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         max_rel_diff: bench.max_rel_diff,
         speedup: bench.speedup,
         chain: chains,
+        variants: variant_rows,
         notes: bench.notes,
     })
 }

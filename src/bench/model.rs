@@ -35,6 +35,10 @@ pub struct Report {
     /// one pipeline, per backend (empty unless asked for).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub chain: Vec<super::chain::ChainRow>,
+    /// Kernels' variants (other parameters: `map`'s other expressions),
+    /// each at one size beside NumPy and the plain rayon loop.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<super::variants::VariantRow>,
     /// What was skipped, and why.
     pub notes: Vec<String>,
 }

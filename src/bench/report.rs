@@ -155,10 +155,54 @@ pub fn table(report: &Report) -> String {
         );
     }
     chain_table(&mut out, report);
+    variants_table(&mut out, report);
     for note in &report.notes {
         let _ = writeln!(out, "\nnote: {note}");
     }
     out
+}
+
+/// Kernels' variants: per variant and backend, the time and rate beside
+/// NumPy's and the plain rayon loop's.
+fn variants_table(out: &mut String, report: &Report) {
+    let mut last = None;
+    for r in &report.variants {
+        if last != Some(&r.kernel) {
+            let unit = Kernel::from_name(&r.kernel).map(|k| k.profile().unit);
+            let _ = writeln!(
+                out,
+                "\n{} variants — {}",
+                r.kernel,
+                unit.map_or(String::new(), |u| u.name.to_owned())
+            );
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>8}  {:<7} {:>10} {:>20} {:>10} {:>10} {:>12}",
+                "variant",
+                "size",
+                "backend",
+                "median ms",
+                "min…max ms",
+                "rate",
+                "vs numpy",
+                "vs rayon loop"
+            );
+            last = Some(&r.kernel);
+        }
+        let shown = Kernel::from_name(&r.kernel).map_or(r.size.to_string(), |k| size(k, r.size));
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>8}  {:<7} {:>10.2} {:>20} {:>10.2} {:>10} {:>12}",
+            r.variant,
+            shown,
+            r.backend,
+            r.stats.median_ms,
+            format!("{:.2}…{:.2}", r.stats.min_ms, r.stats.max_ms),
+            r.rate,
+            r.vs_numpy.map_or("—".to_owned(), |v| format!("{v:.3}×")),
+            format!("{:.3}×", r.vs_rayon_loop),
+        );
+    }
 }
 
 /// The `chain` comparison: per backend, elements and steps, the separate

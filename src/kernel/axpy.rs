@@ -52,6 +52,7 @@ pub const PROFILE: Profile = Profile {
         Ok(Task::Axpy(Axpy::new(BENCH_A, x, y)?))
     },
     baselines: &[profile::RAYON_LOOP],
+    variants: &[],
 };
 
 /// Invocations per workgroup in `shaders/axpy.wgsl`.

@@ -96,6 +96,7 @@ pub const PROFILE: Profile = Profile {
         }),
         profile::RAYON_LOOP,
     ],
+    variants: &[],
 };
 
 /// Invocations per workgroup in `shaders/histogram.wgsl`.

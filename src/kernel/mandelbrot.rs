@@ -87,6 +87,7 @@ pub const PROFILE: Profile = Profile {
         Ok(Task::Mandelbrot(Mandelbrot::new(edge, edge)?))
     },
     baselines: &[Baseline::SingleThreads, profile::RAYON_LOOP],
+    variants: &[],
 };
 
 /// Workgroup edge (16×16 pixels) in `shaders/mandelbrot.wgsl`.

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use self::eval::{BLOCK, Program};
 use self::expr::{Expr, INPUTS};
-use super::profile::{self, Bandwidth, NumpyCode, Profile, Unit, random_f32};
+use super::profile::{self, Bandwidth, NumpyCode, Profile, Unit, Variant, random_f32};
 use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Described, Handle, Spec, Tensor, TensorData, element_count};
@@ -53,8 +53,39 @@ pub const SIGNATURE: Signature = Signature {
     example: "anycore run map -i x=a.npy -i y=b.npy -p expr='x * 2 + sin(y)' -o out=c.npy",
 };
 
-/// The expression the bench measures, and the same written by hand.
+/// The expression the bench sweeps.
 pub const BENCH_EXPR: &str = "x * 2 + sin(y)";
+
+/// The expression the bench also times at 2^24 (a variant).
+pub const BENCH_EXPR_2: &str = "sqrt(x*x + y*y)";
+
+/// A bench task: `expr` over random x and y of `n` elements.
+fn bench_task(expr: &str, n: usize, seed: u64) -> Result<Task> {
+    let (x, y) = (random_f32(n, seed)?, random_f32(n, seed + 1)?);
+    let job = super::Job::new(super::Kernel::Map)
+        .input("x", Tensor::from_f32(x))
+        .input("y", Tensor::from_f32(y))
+        .param("expr", expr);
+    Task::new(job)
+}
+
+/// The plain rayon loop of `f` over x and y into `out`, `f` inlined.
+fn hand_written<'a>(
+    x: &'a [f32],
+    y: &'a [f32],
+    mut out: Vec<f32>,
+    f: impl Fn(f32, f32) -> f32 + Send + Sync + 'a,
+) -> PlainLoop<'a> {
+    Box::new(move || {
+        out.par_iter_mut()
+            .zip(x.par_iter().zip(y))
+            .for_each(|(o, (&x, &y))| *o = f(x, y))
+    })
+}
+
+/// Two random f32 inputs in [-1, 1), as the bench's expressions take.
+const NUMPY_SETUP: &str = "x = rng.uniform(-1, 1, n).astype(np.float32); \
+                           y = rng.uniform(-1, 1, n).astype(np.float32)";
 
 /// What the bench, the probe and the cost model know of `map`.
 pub const PROFILE: Profile = Profile {
@@ -66,22 +97,24 @@ pub const PROFILE: Profile = Profile {
     },
     amount: |n| 12.0 * n as f64,
     bandwidth: Some(Bandwidth::Copy),
-    task: |n, seed| {
-        let (x, y) = (random_f32(n, seed)?, random_f32(n, seed + 1)?);
-        let job = super::Job::new(super::Kernel::Map)
-            .input("x", Tensor::from_f32(x))
-            .input("y", Tensor::from_f32(y))
-            .param("expr", BENCH_EXPR);
-        Task::new(job)
-    },
+    task: |n, seed| bench_task(BENCH_EXPR, n, seed),
     baselines: &[
         profile::Baseline::Numpy(NumpyCode {
-            setup: "x = rng.uniform(-1, 1, n).astype(np.float32); \
-                    y = rng.uniform(-1, 1, n).astype(np.float32)",
+            setup: NUMPY_SETUP,
             run: "x * np.float32(2) + np.sin(y)",
         }),
         profile::RAYON_LOOP,
     ],
+    variants: &[Variant {
+        label: BENCH_EXPR_2,
+        size: 1 << 24,
+        quick_size: 1 << 20,
+        task: |n, seed| bench_task(BENCH_EXPR_2, n, seed),
+        numpy: Some(NumpyCode {
+            setup: NUMPY_SETUP,
+            run: "np.sqrt(x * x + y * y)",
+        }),
+    }],
 };
 
 /// Invocations per workgroup in `shaders/map.wgsl`.
@@ -348,19 +381,21 @@ impl KernelTask for Map {
         self.len() as f64 * self.expr.ops().max(1) as f64
     }
 
-    /// The bench's expression written by hand as a rayon loop
-    /// ([`BENCH_EXPR`]); any other expression walks its tree per element,
-    /// as a loop that does not know the expression in advance must.
+    /// The bench's expressions ([`BENCH_EXPR`], [`BENCH_EXPR_2`]) written
+    /// by hand as rayon loops; any other expression walks its tree per
+    /// element, as a loop that does not know the expression in advance
+    /// must.
     fn plain_loop(&self) -> PlainLoop<'_> {
         let mut out = vec![0.0f32; self.len()];
-        let bench = Expr::parse(BENCH_EXPR).ok();
-        if Some(&self.expr) == bench.as_ref() && self.inputs.len() == 2 {
-            let (x, y) = (self.inputs[0].1.f32s(), self.inputs[1].1.f32s());
-            return Box::new(move || {
-                out.par_iter_mut()
-                    .zip(x.par_iter().zip(y))
-                    .for_each(|(o, (&x, &y))| *o = x * 2.0 + y.sin())
-            });
+        let is = |text: &str| Expr::parse(text).ok().as_ref() == Some(&self.expr);
+        if let [(0, x), (1, y)] = self.inputs.as_slice() {
+            let (x, y) = (x.f32s(), y.f32s());
+            if is(BENCH_EXPR) {
+                return hand_written(x, y, out, |x, y| x * 2.0 + y.sin());
+            }
+            if is(BENCH_EXPR_2) {
+                return hand_written(x, y, out, |x, y| (x * x + y * y).sqrt());
+            }
         }
         Box::new(move || {
             out.par_iter_mut()

@@ -71,6 +71,7 @@ pub const PROFILE: Profile = Profile {
         // Past n = 2048 one run of the plain loop takes many seconds.
         Baseline::RayonLoop { max_size: 2048 },
     ],
+    variants: &[],
 };
 
 /// Invocations per workgroup of every entry point of `shaders/matmul.wgsl`.

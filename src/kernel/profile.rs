@@ -26,6 +26,27 @@ pub struct Profile {
     /// (timed in turn with the CPU, run after run); the others are timed
     /// apart, with fewer runs.
     pub baselines: &'static [Baseline],
+    /// Other forms of the kernel (other parameters) the bench times at one
+    /// size beside NumPy and the plain rayon loop: `map`'s other
+    /// expressions.
+    pub variants: &'static [Variant],
+}
+
+/// A kernel with other parameters, as the bench times it
+/// ([`Profile::variants`]).
+#[derive(Debug)]
+pub struct Variant {
+    /// What it is, as the report names it.
+    pub label: &'static str,
+    /// The size it is measured at (`anycore bench --quick`: `quick_size`;
+    /// `--sizes` overrides both).
+    pub size: usize,
+    /// The size `--quick` measures it at.
+    pub quick_size: usize,
+    /// A task of a size, random inputs drawn from a seed.
+    pub task: fn(usize, u64) -> Result<Task>,
+    /// NumPy doing the same, if it can.
+    pub numpy: Option<NumpyCode>,
 }
 
 /// A baseline the bench times beside a kernel.

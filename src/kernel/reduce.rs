@@ -47,6 +47,7 @@ pub const PROFILE: Profile = Profile {
         Ok(Task::Reduce(Reduce::new(ReduceOp::Sum, x)?))
     },
     baselines: &[profile::RAYON_LOOP],
+    variants: &[],
 };
 
 /// Invocations per workgroup in `shaders/reduce.wgsl`.

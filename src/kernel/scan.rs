@@ -68,6 +68,7 @@ pub const PROFILE: Profile = Profile {
         }),
         profile::RAYON_LOOP,
     ],
+    variants: &[],
 };
 
 /// Invocations per workgroup in `shaders/scan.wgsl`.

@@ -91,6 +91,7 @@ pub const PROFILE: Profile = Profile {
         }),
         profile::RAYON_LOOP,
     ],
+    variants: &[],
 };
 
 /// Invocations per workgroup in `shaders/sort.wgsl`.
