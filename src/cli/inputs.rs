@@ -12,7 +12,7 @@ use anycore::coordinator::spec::{InputSource, PipelineSpec};
 use anycore::kernel::random::random_tensor;
 use anycore::pipeline::CheckedPipeline;
 use anycore::service::api::ArrayIn;
-use anycore::tensor::{DType, Handle, npy};
+use anycore::tensor::{DType, Handle};
 use anycore::{Error, Result};
 
 use super::output;
@@ -51,7 +51,7 @@ pub struct FileInput<'a> {
 impl InputSource for FileInput<'_> {
     fn load(self, name: &str) -> Result<Handle> {
         let tensor = match self.input {
-            InputSpec::File(path) => npy::read(&self.base.join(path)),
+            InputSpec::File(path) => anycore::tensor::read_file(&self.base.join(path)),
             InputSpec::Random { random } => {
                 let dtype = DType::from_name(&random.dtype).ok_or_else(|| {
                     Error::BadInput(format!(

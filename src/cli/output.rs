@@ -1,8 +1,6 @@
 //! Writing a run's outputs: `.npy` files, or a `.png` for an output its
 //! kernel draws as a picture.
 
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::Path;
 
 use anycore::kernel::{Kernel, Outputs, Painter, Picture};
@@ -110,16 +108,11 @@ pub fn write(tensor: &Tensor, path: &Path, painter: Option<Painter>) -> Result<(
 }
 
 fn write_png(picture: &Picture, path: &Path) -> Result<()> {
-    let io_err = |e: std::io::Error| Error::Write {
-        path: path.to_owned(),
-        source: e,
-    };
-    let png_err = |e: png::EncodingError| io_err(std::io::Error::other(e));
-    let file = File::create(path).map_err(io_err)?;
-    let mut encoder = png::Encoder::new(BufWriter::new(file), picture.width, picture.height);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().map_err(png_err)?;
-    writer.write_image_data(&picture.rgb).map_err(png_err)?;
-    writer.finish().map_err(png_err)
+    anycore::tensor::png::write(
+        path,
+        picture.width,
+        picture.height,
+        picture.channels,
+        &picture.pixels,
+    )
 }

@@ -121,12 +121,12 @@ fn pairs<'a>(flag: &str, what: &str, items: &'a [String]) -> Result<BTreeMap<&'a
     Ok(map)
 }
 
-/// An input given as `-i NAME=FILE.npy`.
+/// An input given as `-i NAME=FILE.npy` (or `FILE.png`).
 struct NpyFile<'a>(&'a str);
 
 impl InputSource for NpyFile<'_> {
     fn load(self, _name: &str) -> Result<Handle> {
-        npy::read(self.0.as_ref()).map(Handle::new)
+        anycore::tensor::read_file(self.0.as_ref()).map(Handle::new)
     }
 }
 

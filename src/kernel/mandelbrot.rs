@@ -343,7 +343,8 @@ pub fn picture(counts: &Tensor, max_iter: u32) -> Option<Picture> {
     Some(Picture {
         width,
         height,
-        rgb: to_rgb(counts.as_u32()?, max_iter),
+        channels: 3,
+        pixels: to_rgb(counts.as_u32()?, max_iter),
     })
 }
 

@@ -14,6 +14,7 @@
 //! the same list with a macro of its own (the GPU backend does), so a
 //! kernel it lacks fails to compile. Nothing here knows about backends.
 
+pub mod image;
 mod params;
 pub mod profile;
 pub mod random;
@@ -46,6 +47,8 @@ macro_rules! catalog {
             Sort: sort::Sort,
             Histogram: histogram::Histogram,
             Map: map::Map,
+            Conv2d: conv2d::Conv2d,
+            Blur: blur::Blur,
         }
     };
 }
@@ -243,15 +246,18 @@ pub struct Signature {
     pub picture_output: Option<&'static str>,
 }
 
-/// An output drawn as a picture: RGB bytes, row-major.
+/// An output drawn as a picture: bytes, row-major, `channels` a pixel
+/// (1 grey, 2 grey and alpha, 3 RGB, 4 RGBA).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Picture {
     /// Width in pixels.
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
-    /// Three bytes a pixel.
-    pub rgb: Vec<u8>,
+    /// Bytes a pixel, 1 to 4.
+    pub channels: u8,
+    /// The pixels.
+    pub pixels: Vec<u8>,
 }
 
 /// How to draw a task's picture output, taken before the task runs (the

@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod handle;
 pub mod npy;
+pub mod png;
 
 pub use handle::{DeviceCopy, Handle, Location, WeakHandle};
 
@@ -231,6 +232,19 @@ pub struct Tensor {
 /// kernel's output, an array a file declares): 2³¹, 8 GiB of f32. Checked
 /// before anything is allocated.
 pub const MAX_ELEMENTS: usize = 1 << 31;
+
+/// Reads an array file: a `.png` as a picture ([`png::read`]), anything
+/// else as `.npy` ([`npy::read`]).
+pub fn read_file(path: &std::path::Path) -> crate::error::Result<Tensor> {
+    let picture = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if picture {
+        png::read(path)
+    } else {
+        npy::read(path)
+    }
+}
 
 /// The number of elements of `shape`, or `None` when the product
 /// overflows `usize` (a shape such as `(2**60, 16)` must not wrap around to

@@ -18,6 +18,7 @@
 //! kernel without one fails to compile. [`exec`] holds what they share.
 
 pub mod adapter;
+mod bands;
 mod copy;
 mod exec;
 pub mod faults;

@@ -1,0 +1,325 @@
+//! `blur`: a Gaussian blur of an image (u8 or f32, `[h, w]` or
+//! `[h, w, c]`, each channel on its own), edges clamped, as
+//! `scipy.ndimage.gaussian_filter(image, (sigma, sigma[, 0]),
+//! mode='nearest', truncate=4.0)`: separable, the columns (axis 0) first,
+//! then the rows, with SciPy's weights — `exp(−x²/2σ²)` for |x| ≤ radius,
+//! normalised to sum 1 (computed in f64), radius `int(4σ + 0.5)` unless
+//! given. u8 results are rounded and clamped ([`super::image`]).
+//!
+//! The CPU makes each output row in one go: the column pass into a row
+//! in cache (2·radius + 1 input rows, contiguous slices), then the row
+//! pass from it, so the image is read once and written once. The GPU runs
+//! the two passes as two dispatches over bands of rows.
+
+use rayon::prelude::*;
+
+use super::image::{self, Layout};
+use super::profile::{self, Bandwidth, NumpyCode, Profile, Unit, random_f32};
+use super::{Arg, Inputs, KernelTask, Outputs, Painter, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Handle, Spec, Tensor, TensorData};
+
+/// Input `image`; parameters `sigma`, `radius`; output `out`.
+pub const SIGNATURE: Signature = Signature {
+    summary: "Gaussian blur of an image, edges clamped (scipy.ndimage.gaussian_filter)",
+    inputs: &[Arg {
+        name: "image",
+        doc: "u8/f32 [h, w] or [h, w, c] (each channel on its own); a .png reads as u8",
+        optional: false,
+    }],
+    params: &[
+        Param {
+            name: "sigma",
+            default: None,
+            doc: "the Gaussian's standard deviation in pixels (> 0)",
+        },
+        Param {
+            name: "radius",
+            default: Some("int(4·sigma + 0.5)"),
+            doc: "taps each side (at most 4096), as SciPy's truncate=4.0",
+        },
+    ],
+    outputs: &[Arg {
+        name: "out",
+        doc: "the image's dtype and shape (u8 rounded and clamped); a .png path gets a picture",
+        optional: false,
+    }],
+    picture_output: Some("out"),
+    example: "anycore run blur -i image=in.png -p sigma=3 -o out=out.png",
+};
+
+/// Taps each side at most.
+pub const MAX_RADIUS: usize = 4096;
+
+/// The bench's sigma.
+const BENCH_SIGMA: f64 = 2.0;
+
+/// What the bench, the probe and the cost model know of `blur`: a size is
+/// the n of an n×n grey f32 image, blurred with sigma 2.
+pub const PROFILE: Profile = Profile {
+    sweep: profile::Sweep {
+        size_means: "the n of n×n images (grey f32, sigma 2)",
+        sizes_as_powers: false,
+        max_size: 32_768,
+        quick_sizes: &[256, 1024],
+        sizes: &[256, 1024, 2048, 4096],
+        probe_sizes: [64, 512],
+    },
+    unit: Unit {
+        name: "GB/s",
+        counts: "8 bytes per pixel: the image read once and written once (f32)",
+        scale: 1e9,
+    },
+    amount: |n| 8.0 * (n as f64).powi(2),
+    bandwidth: Some(Bandwidth::Copy),
+    task: |n, seed| {
+        let pixels = n
+            .checked_mul(n)
+            .ok_or_else(|| Error::bad(format!("blur {n}: too large")))?;
+        let image = Tensor::new(vec![n, n], TensorData::F32(random_f32(pixels, seed)?));
+        Task::new(
+            super::Job::new(super::Kernel::Blur)
+                .input("image", image)
+                .param("sigma", BENCH_SIGMA),
+        )
+    },
+    baselines: &[
+        // SciPy where it is installed (scripts/install-deps.sh --numpy);
+        // else the same in NumPy: edge-padded shifted sums per axis.
+        profile::Baseline::Numpy(NumpyCode {
+            setup: "x = rng.uniform(-1, 1, (n, n)).astype(np.float32)
+try:
+    from scipy.ndimage import gaussian_filter
+    blur = lambda: gaussian_filter(x, 2.0, mode='nearest', truncate=4.0)
+except ImportError:
+    t = np.arange(-8, 9)
+    w = np.exp(-0.5 * t * t / 4.0)
+    w = (w / w.sum()).astype(np.float32)
+    def blur():
+        p = np.pad(x, ((8, 8), (0, 0)), mode='edge')
+        y = sum(w[i] * p[i:i + n] for i in range(17))
+        p = np.pad(y, ((0, 0), (8, 8)), mode='edge')
+        return sum(w[i] * p[:, i:i + n] for i in range(17))",
+            run: "blur()",
+        }),
+        profile::RAYON_LOOP,
+    ],
+    variants: &[],
+};
+
+/// Invocations per workgroup of `shaders/blur.wgsl`'s entry points.
+pub const WORKGROUP: [u32; 3] = [64, 4, 1];
+
+/// `shaders/blur.wgsl`.
+pub const SHADER: ShaderInfo = ShaderInfo {
+    file: "blur.wgsl",
+    source: include_str!("../../shaders/blur.wgsl"),
+    entry_points: &[("columns", WORKGROUP), ("rows", WORKGROUP)],
+    trusted: true,
+};
+
+/// A validated `blur`.
+#[derive(Clone, Debug)]
+pub struct Blur {
+    /// The image.
+    pub image: Handle,
+    /// Its layout.
+    pub layout: Layout,
+    /// The weights, 2·radius + 1 of them, summing to 1.
+    pub weights: Vec<f32>,
+}
+
+/// Sigma and radius from the parameters, checked.
+fn sigma_radius(p: &Params) -> Result<(f64, usize)> {
+    let sigma = p
+        .f64_opt("sigma")?
+        .ok_or_else(|| Error::bad("blur needs parameter 'sigma' (it has no default)"))?;
+    if sigma <= 0.0 {
+        return Err(Error::bad(format!(
+            "parameter 'sigma' of blur: {sigma} is not above 0"
+        )));
+    }
+    let radius = match p.f64_opt("radius")? {
+        Some(r) if r >= 0.0 && r.fract() == 0.0 => r,
+        Some(r) => {
+            return Err(Error::bad(format!(
+                "parameter 'radius' of blur: {r} is not a whole number of pixels"
+            )));
+        }
+        // SciPy's: int(truncate * sigma + 0.5).
+        None => (4.0 * sigma + 0.5).floor(),
+    };
+    if radius > MAX_RADIUS as f64 {
+        return Err(Error::bad(format!(
+            "blur: a radius of {radius} pixels (sigma {sigma}) is more than {MAX_RADIUS}"
+        )));
+    }
+    Ok((sigma, radius as usize))
+}
+
+/// SciPy's Gaussian weights: `exp(−x²/2σ²)` for x in −radius..=radius,
+/// normalised, in f64.
+pub fn weights(sigma: f64, radius: usize) -> Vec<f32> {
+    let r = radius as f64;
+    let phi: Vec<f64> = (0..=2 * radius)
+        .map(|i| {
+            let x = i as f64 - r;
+            (-0.5 / (sigma * sigma) * x * x).exp()
+        })
+        .collect();
+    let sum: f64 = phi.iter().sum();
+    phi.iter().map(|p| (p / sum) as f32).collect()
+}
+
+impl Blur {
+    /// Taps each side.
+    pub fn radius(&self) -> usize {
+        self.weights.len() / 2
+    }
+
+    /// Wraps a result (f32 values) as this kernel's outputs, in the image's
+    /// dtype.
+    pub fn finish(&self, values: Vec<f32>) -> Outputs {
+        let t = image::finish(values, self.image.dtype(), self.image.shape());
+        Outputs::from([("out".to_owned(), t)])
+    }
+
+    /// The column pass at row `y` of `img` into `row` (the columns' sums of
+    /// the 2·radius + 1 rows around it).
+    #[inline(always)]
+    fn column_pass(&self, img: &[f32], y: usize, row: &mut [f32]) {
+        let (h, n) = (self.layout.height, self.layout.row());
+        let r = self.radius() as isize;
+        row.fill(0.0);
+        for (i, &w) in self.weights.iter().enumerate() {
+            let sy = image::clamped(y, i as isize - r, h);
+            for (a, &v) in row.iter_mut().zip(&img[sy * n..(sy + 1) * n]) {
+                *a += w * v;
+            }
+        }
+    }
+}
+
+impl KernelTask for Blur {
+    fn plan(mut inputs: Inputs<Spec>, params: &Params) -> Result<Plan> {
+        let (img, layout) = image::take(&mut inputs, "blur", "image")?;
+        let (_, radius) = sigma_radius(params)?;
+        let work = layout.len() as f64 * (2 * radius + 1) as f64 * 2.0;
+        // A u8 image is read as f32 once.
+        let scratch = if img.dtype == DType::U8 { layout.len() as u64 * 4 } else { 0 };
+        Ok(Plan::new([("out", img)], work).with_scratch(scratch))
+    }
+
+    fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
+        let (image, layout) = image::take(&mut inputs, "blur", "image")?;
+        let (sigma, radius) = sigma_radius(params)?;
+        Ok(Blur {
+            image,
+            layout,
+            weights: weights(sigma, radius),
+        })
+    }
+
+    fn run_cpu(&self) -> Outputs {
+        if self.layout.is_empty() {
+            return self.finish(Vec::new());
+        }
+        let Layout {
+            width, channels, ..
+        } = self.layout;
+        let img = image::values(&self.image);
+        let n = self.layout.row();
+        let r = self.radius() as isize;
+        let arch = pulp::Arch::new();
+        let mut out = vec![0.0f32; self.layout.len()];
+        crate::tensor::alloc::advise_huge_pages(&out);
+        out.par_chunks_mut(n)
+            .enumerate()
+            .with_min_len(4)
+            .for_each_init(
+                || vec![0.0f32; n],
+                |row, (y, out)| {
+                    if super::stop::requested() {
+                        return;
+                    }
+                    arch.dispatch(|| {
+                        self.column_pass(&img, y, row);
+                        for (j, &w) in self.weights.iter().enumerate() {
+                            image::add_shifted(out, row, w, j as isize - r, width, channels);
+                        }
+                    })
+                },
+            );
+        self.finish(out)
+    }
+
+    /// Both passes over the whole image, sums in f64.
+    fn reference(&self) -> Outputs {
+        let Layout {
+            height,
+            width,
+            channels,
+        } = self.layout;
+        let img = image::values(&self.image);
+        let r = self.radius() as isize;
+        let n = self.layout.row();
+        let mut columns = vec![0.0f32; self.layout.len()];
+        for (i, c) in columns.iter_mut().enumerate() {
+            let (y, v) = (i / n.max(1), i % n.max(1));
+            let sum: f64 = self.weights.iter().enumerate().map(|(k, &w)| {
+                let sy = image::clamped(y, k as isize - r, height);
+                f64::from(w) * f64::from(img[sy * n + v])
+            }).sum();
+            *c = sum as f32;
+        }
+        let out = (0..self.layout.len())
+            .map(|i| {
+                let (y, x, ch) = (i / n, i / channels % width, i % channels);
+                let sum: f64 = self.weights.iter().enumerate().map(|(k, &w)| {
+                    let sx = image::clamped(x, k as isize - r, width);
+                    f64::from(w) * f64::from(columns[y * n + sx * channels + ch])
+                }).sum();
+                sum as f32
+            })
+            .collect();
+        self.finish(out)
+    }
+
+    fn operands(&self) -> Vec<&Handle> {
+        vec![&self.image]
+    }
+
+    fn work_units(&self) -> f64 {
+        self.layout.len() as f64 * self.weights.len() as f64 * 2.0
+    }
+
+    fn painter(&self) -> Option<Painter> {
+        Some(image::painter())
+    }
+
+    /// Two passes as a user would write them with rayon: the columns into
+    /// an intermediate image, then the rows, each value by its clamped
+    /// taps.
+    fn plain_loop(&self) -> PlainLoop<'_> {
+        let img = image::values(&self.image).into_owned();
+        let Layout {
+            height,
+            width,
+            channels,
+        } = self.layout;
+        let (n, r) = (self.layout.row(), self.radius() as isize);
+        let mut mid = vec![0.0f32; self.layout.len()];
+        let mut out = vec![0.0f32; self.layout.len()];
+        Box::new(move || {
+            let w = &self.weights;
+            mid.par_iter_mut().enumerate().for_each(|(i, m)| {
+                let (y, v) = (i / n, i % n);
+                *m = w.iter().enumerate().map(|(k, &w)| w * img[image::clamped(y, k as isize - r, height) * n + v]).sum();
+            });
+            out.par_iter_mut().enumerate().for_each(|(i, o)| {
+                let (y, x, ch) = (i / n, i / channels % width, i % channels);
+                *o = w.iter().enumerate().map(|(k, &w)| w * mid[y * n + image::clamped(x, k as isize - r, width) * channels + ch]).sum();
+            });
+        })
+    }
+}

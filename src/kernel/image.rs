@@ -1,0 +1,169 @@
+//! What the image kernels (`conv2d`, `blur`) share: an image is u8 or f32
+//! `[h, w]` (grey) or `[h, w, c]` (c channels, each filtered on its own),
+//! row-major with channels interleaved; results keep the input's dtype
+//! (u8 rounded half to even and clamped to 0..=255); edges are clamped
+//! (`mode='nearest'` in SciPy); an output of up to 4 channels may be
+//! written as a `.png`.
+
+use std::borrow::Cow;
+
+use super::{Inputs, Painter, Picture};
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Described, Handle, Tensor, TensorData};
+
+/// An image's layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+    /// Values a pixel.
+    pub channels: usize,
+}
+
+impl Layout {
+    /// Values in the image.
+    pub fn len(&self) -> usize {
+        self.height * self.width * self.channels
+    }
+
+    /// Whether it has no pixels.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values in a row.
+    pub fn row(&self) -> usize {
+        self.width * self.channels
+    }
+}
+
+/// Takes input `name` as an image: its dtype and layout.
+pub(crate) fn take<T: Described>(
+    inputs: &mut Inputs<T>,
+    kernel: &str,
+    name: &str,
+) -> Result<(T, Layout)> {
+    let t = inputs
+        .take_optional_any_rank(name, &[DType::U8, DType::F32])?
+        .ok_or_else(|| Error::bad(format!("{kernel} needs input '{name}'")))?;
+    let layout = match *t.shape() {
+        [height, width] => Layout {
+            height,
+            width,
+            channels: 1,
+        },
+        [height, width, channels] if channels > 0 => Layout {
+            height,
+            width,
+            channels,
+        },
+        _ => {
+            return Err(Error::bad(format!(
+                "input '{name}' of {kernel} is {}, but an image is [height, width] or \
+                 [height, width, channels]",
+                t.describe()
+            )));
+        }
+    };
+    Ok((t, layout))
+}
+
+/// An image's values as f32 (u8 converted).
+pub fn values(h: &Handle) -> Cow<'_, [f32]> {
+    data_values(h.data())
+}
+
+/// [`values`] of host data.
+pub fn data_values(data: &TensorData) -> Cow<'_, [f32]> {
+    match data {
+        TensorData::F32(v) => Cow::Borrowed(v),
+        TensorData::U8(v) => Cow::Owned(v.iter().map(|&b| f32::from(b)).collect()),
+        other => unreachable!("images are u8 or f32, not {}", other.dtype().name()),
+    }
+}
+
+/// A result in `dtype` with `shape`: f32 as it is, u8 rounded half to
+/// even and clamped.
+pub fn finish(values: Vec<f32>, dtype: DType, shape: &[usize]) -> Tensor {
+    let data = match dtype {
+        DType::U8 => TensorData::U8(values.iter().map(|&v| to_u8(v)).collect()),
+        _ => TensorData::F32(values),
+    };
+    Tensor::new(shape.to_vec(), data)
+}
+
+/// One value as a byte: rounded half to even, clamped (NaN is 0).
+#[inline]
+pub fn to_u8(v: f32) -> u8 {
+    v.round_ties_even().clamp(0.0, 255.0) as u8
+}
+
+/// Draws an image output of up to 4 channels as a picture (f32 values
+/// rounded and clamped to bytes).
+pub fn painter() -> Painter {
+    Painter {
+        draw: |t, _| picture(t),
+        param: 0,
+    }
+}
+
+fn picture(t: &Tensor) -> Option<Picture> {
+    let (h, w, c) = match *t.shape() {
+        [h, w] => (h, w, 1),
+        [h, w, c] if (1..=4).contains(&c) => (h, w, c),
+        _ => return None,
+    };
+    let pixels = match t.data() {
+        TensorData::U8(v) => v.clone(),
+        TensorData::F32(v) => v.iter().map(|&v| to_u8(v)).collect(),
+        _ => return None,
+    };
+    Some(Picture {
+        width: u32::try_from(w).ok()?,
+        height: u32::try_from(h).ok()?,
+        channels: c as u8,
+        pixels,
+    })
+}
+
+/// `i + offset` clamped to `0..n` (n > 0).
+#[inline]
+pub fn clamped(i: usize, offset: isize, n: usize) -> usize {
+    (i as isize + offset).clamp(0, n as isize - 1) as usize
+}
+
+/// Adds `weight ×` row `src` shifted by `shift` pixels (each value taken
+/// from pixel x + shift, edges clamped) to `acc`, for rows of `width`
+/// pixels of `channels` values: the interior as one vectorizable slice
+/// operation, the clamped edges apart.
+#[inline(always)]
+pub fn add_shifted(
+    acc: &mut [f32],
+    src: &[f32],
+    weight: f32,
+    shift: isize,
+    width: usize,
+    channels: usize,
+) {
+    let c = channels;
+    // Pixels x whose x + shift lies inside the row.
+    let lo = (-shift).clamp(0, width as isize) as usize;
+    let hi = (width as isize - shift).clamp(lo as isize, width as isize) as usize;
+    if hi > lo {
+        let from = ((lo as isize + shift) as usize) * c;
+        for (a, &s) in acc[lo * c..hi * c]
+            .iter_mut()
+            .zip(&src[from..from + (hi - lo) * c])
+        {
+            *a += weight * s;
+        }
+    }
+    for x in (0..lo).chain(hi..width) {
+        let sx = clamped(x, shift, width);
+        for ch in 0..c {
+            acc[x * c + ch] += weight * src[sx * c + ch];
+        }
+    }
+}
