@@ -28,6 +28,8 @@ fn read_json(path: &Path) -> Value {
 fn amount(kernel: &str, size: f64) -> f64 {
     match kernel {
         "axpy" | "map" => 12.0 * size,
+        "conv2d" => 50.0 * size * size,
+        "blur" => 8.0 * size * size,
         "reduce" => 4.0 * size,
         "matmul" => 2.0 * size * size * size,
         "mandelbrot" => size * size,
@@ -115,6 +117,8 @@ fn quick_cpu_bench_writes_a_consistent_report_and_chart() {
         "sort",
         "histogram",
         "map",
+        "conv2d",
+        "blur",
     ];
     for kernel in kernels {
         assert!(table.contains(kernel), "table lacks {kernel}:\n{table}");

@@ -614,6 +614,13 @@ fn plans_state_the_outputs_jobs_give() {
             .param("expr", "x * y - 1")
             .input("x", f32s(&mut rng, vec![3, n]))
             .input("y", f32s(&mut rng, vec![1])),
+        Job::new(Kernel::Conv2d)
+            .input("image", f32s(&mut rng, vec![k, 7, 3]))
+            .input("kernel", f32s(&mut rng, vec![3, 5])),
+        Job::new(Kernel::Blur).param("sigma", 1.5).input(
+            "image",
+            Tensor::new(vec![k, 9], TensorData::U8(vec![7; k * 9])),
+        ),
     ];
     let mut planned = std::collections::BTreeSet::new();
     for job in jobs {
