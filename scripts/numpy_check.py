@@ -306,6 +306,81 @@ def map_checks(rng):
             yield f"map n={n} {expr}", "map", inputs, {"expr": expr}, check
 
 
+def image_checks(rng):
+    """conv2d and blur against SciPy (as f64, per channel); u8 results as
+    SciPy's rounded and clamped, within 1."""
+    try:
+        from scipy import ndimage
+    except ImportError:
+        print("skip conv2d and blur: no SciPy (scripts/install-deps.sh --numpy installs it)")
+        return
+    shapes = [(61, 47), (40, 33, 3), (9, 130, 4)]
+    for shape in shapes:
+        for dtype in (np.float32, np.uint8):
+            if dtype == np.uint8:
+                image = rng.integers(0, 256, shape, dtype=np.uint8)
+            else:
+                image = rng.uniform(0, 255, shape).astype(np.float32)
+            wide = image.astype(np.float64)
+            channels = shape[2] if len(shape) == 3 else 0
+
+            def per_channel(f, wide=wide, channels=channels):
+                if not channels:
+                    return f(wide)
+                return np.stack([f(wide[..., c]) for c in range(channels)], axis=-1)
+
+            def expect(want, image=image):
+                if image.dtype == np.uint8:
+                    return np.clip(np.rint(want), 0, 255).astype(np.uint8)
+                return want.astype(np.float32)
+
+            tag = f"{'x'.join(map(str, shape))} {np.dtype(dtype).name}"
+            for kh, kw in [(3, 3), (5, 5), (1, 7)]:
+                kernel = rng.standard_normal((kh, kw)).astype(np.float32)
+                if dtype == np.uint8:
+                    kernel = np.abs(kernel) / np.abs(kernel).sum()
+                want = expect(per_channel(lambda p, k=kernel: ndimage.correlate(
+                    p, k.astype(np.float64), mode="nearest")))
+                yield (f"conv2d {tag} kernel {kh}x{kw}", "conv2d", {"image": image, "kernel": kernel}, {},
+                       image_check(want))
+            for sigma in [0.5, 2.0, 5.0]:
+                want = expect(per_channel(lambda p, s=sigma: ndimage.gaussian_filter(
+                    p, s, mode="nearest", truncate=4.0)))
+                yield f"blur {tag} sigma {sigma}", "blur", {"image": image}, {"sigma": sigma}, image_check(want)
+
+
+def image_check(want):
+    def check(got, want=want):
+        assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.shape)
+        if want.dtype == np.uint8:
+            diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
+            assert diff.max() <= 1, f"{np.count_nonzero(diff)} pixels differ, by up to {diff.max()}"
+        else:
+            err = rel_norm(got, want.astype(np.float64))
+            assert err <= 1e-5, f"relative error {err:.2e}"
+    return check
+
+
+def image_refusals(binary, outdir):
+    """Even kernels and wrong dtypes: exit 2, naming the problem."""
+    np.save(outdir / "img.npy", np.ones((8, 8), dtype=np.float32))
+    np.save(outdir / "imgi.npy", np.ones((8, 8), dtype=np.int32))
+    np.save(outdir / "even.npy", np.ones((4, 3), dtype=np.float32))
+    np.save(outdir / "k3.npy", np.ones((3, 3), dtype=np.float32))
+    cases = [
+        (["conv2d", "-i", "image=img.npy", "-i", "kernel=even.npy"], "sides must be odd"),
+        (["conv2d", "-i", "image=imgi.npy", "-i", "kernel=k3.npy"], "must be u8 or f32"),
+        (["blur", "-i", "image=imgi.npy", "-p", "sigma=2"], "must be u8 or f32"),
+        (["blur", "-i", "image=img.npy", "-p", "sigma=-1"], "not above 0"),
+    ]
+    for args, needle in cases:
+        full = [binary, "run"] + [a.replace("=", f"={outdir}/", 1) if a.endswith(".npy") else a
+                                  for a in args] + ["-o", f"out={outdir / 'refused.npy'}"]
+        proc = subprocess.run(full, capture_output=True, text=True)
+        ok = proc.returncode == 2 and needle in proc.stderr
+        yield f"{args[0]} refuses {' '.join(args[1:])}", ok, f"exit {proc.returncode}: {proc.stderr.strip()}"
+
+
 def map_refusals(binary, outdir):
     """Bad expressions and inputs: exit 2, naming the problem."""
     x = np.ones(5, dtype=np.float32)
@@ -338,7 +413,8 @@ def main():
     passed = failed = 0
     with tempfile.TemporaryDirectory() as tmp:
         outdir = Path(tmp)
-        for name, kernel, inputs, params, check, *outputs in chain(checks(rng), map_checks(rng)):
+        for name, kernel, inputs, params, check, *outputs in chain(checks(rng), map_checks(rng),
+                                                                    image_checks(rng)):
             for backend in backends:
                 try:
                     got = run(binary, kernel, backend, inputs, params, outdir, *outputs)
@@ -351,7 +427,7 @@ def main():
                 except AssertionError as e:
                     failed += 1
                     print(f"FAIL {backend} {name}: {e}")
-        for name, ok, why in map_refusals(binary, outdir):
+        for name, ok, why in chain(map_refusals(binary, outdir), image_refusals(binary, outdir)):
             passed += ok
             failed += not ok
             print(f"ok   {name}" if ok else f"FAIL {name}: {why}")
