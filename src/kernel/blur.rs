@@ -14,19 +14,15 @@
 use rayon::prelude::*;
 
 use super::image::{self, Layout};
-use super::profile::{self, Bandwidth, NumpyCode, Profile, Unit, random_f32};
-use super::{Arg, Inputs, KernelTask, Outputs, Painter, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
+use super::profile::{self, Bandwidth, NumpyCode, Profile, Unit};
+use super::{Inputs, KernelTask, Outputs, Painter, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Handle, Spec, Tensor, TensorData};
 
 /// Input `image`; parameters `sigma`, `radius`; output `out`.
 pub const SIGNATURE: Signature = Signature {
     summary: "Gaussian blur of an image, edges clamped (scipy.ndimage.gaussian_filter)",
-    inputs: &[Arg {
-        name: "image",
-        doc: "u8/f32 [h, w] or [h, w, c] (each channel on its own); a .png reads as u8",
-        optional: false,
-    }],
+    inputs: &[image::INPUT],
     params: &[
         Param {
             name: "sigma",
@@ -39,11 +35,7 @@ pub const SIGNATURE: Signature = Signature {
             doc: "taps each side (at most 4096), as SciPy's truncate=4.0",
         },
     ],
-    outputs: &[Arg {
-        name: "out",
-        doc: "the image's dtype and shape (u8 rounded and clamped); a .png path gets a picture",
-        optional: false,
-    }],
+    outputs: &[image::OUTPUT],
     picture_output: Some("out"),
     example: "anycore run blur -i image=in.png -p sigma=3 -o out=out.png",
 };
@@ -57,14 +49,7 @@ const BENCH_SIGMA: f64 = 2.0;
 /// What the bench, the probe and the cost model know of `blur`: a size is
 /// the n of an n×n grey f32 image, blurred with sigma 2.
 pub const PROFILE: Profile = Profile {
-    sweep: profile::Sweep {
-        size_means: "the n of n×n images (grey f32, sigma 2)",
-        sizes_as_powers: false,
-        max_size: 32_768,
-        quick_sizes: &[256, 1024],
-        sizes: &[256, 1024, 2048, 4096],
-        probe_sizes: [64, 512],
-    },
+    sweep: image::sweep("the n of n×n images (grey f32, sigma 2)"),
     unit: Unit {
         name: "GB/s",
         counts: "8 bytes per pixel: the image read once and written once (f32)",
@@ -73,10 +58,7 @@ pub const PROFILE: Profile = Profile {
     amount: |n| 8.0 * (n as f64).powi(2),
     bandwidth: Some(Bandwidth::Copy),
     task: |n, seed| {
-        let pixels = n
-            .checked_mul(n)
-            .ok_or_else(|| Error::bad(format!("blur {n}: too large")))?;
-        let image = Tensor::new(vec![n, n], TensorData::F32(random_f32(pixels, seed)?));
+        let image = image::random_image(n, seed, "blur")?;
         Task::new(
             super::Job::new(super::Kernel::Blur)
                 .input("image", image)
@@ -127,6 +109,10 @@ pub struct Blur {
     pub layout: Layout,
     /// The weights, 2·radius + 1 of them, summing to 1.
     pub weights: Vec<f32>,
+    /// The image's dtype and shape (the result's), kept apart as a run in
+    /// place takes the image's values.
+    dtype: DType,
+    shape: Vec<usize>,
 }
 
 /// Sigma and radius from the parameters, checked.
@@ -180,23 +166,100 @@ impl Blur {
     /// Wraps a result (f32 values) as this kernel's outputs, in the image's
     /// dtype.
     pub fn finish(&self, values: Vec<f32>) -> Outputs {
-        let t = image::finish(values, self.image.dtype(), self.image.shape());
+        let t = image::finish(values, self.dtype, &self.shape);
         Outputs::from([("out".to_owned(), t)])
     }
 
-    /// The column pass at row `y` of `img` into `row` (the columns' sums of
-    /// the 2·radius + 1 rows around it).
+    /// The column pass at row `y`: `row[v] = Σᵢ wᵢ · input(y + i − r)[v]`
+    /// (rows clamped), `input(sy)` giving input row sy: each tap's row
+    /// streamed through `row`, which stays in L1.
     #[inline(always)]
-    fn column_pass(&self, img: &[f32], y: usize, row: &mut [f32]) {
-        let (h, n) = (self.layout.height, self.layout.row());
+    fn column_pass<'a>(&self, y: usize, input: impl Fn(usize) -> &'a [f32], row: &mut [f32]) {
+        let h = self.layout.height;
         let r = self.radius() as isize;
         row.fill(0.0);
         for (i, &w) in self.weights.iter().enumerate() {
-            let sy = image::clamped(y, i as isize - r, h);
-            for (a, &v) in row.iter_mut().zip(&img[sy * n..(sy + 1) * n]) {
-                *a += w * v;
+            let src = input(image::clamped(y, i as isize - r, h));
+            for (a, &s) in row.iter_mut().zip(src) {
+                *a += w * s;
             }
         }
+    }
+
+    /// The row pass: `out[x, ch] = Σⱼ wⱼ · row[x + j − r, ch]` (columns
+    /// clamped), one shifted slice operation per tap.
+    #[inline(always)]
+    fn row_pass(&self, row: &[f32], out: &mut [f32]) {
+        let Layout {
+            width, channels, ..
+        } = self.layout;
+        let r = self.radius() as isize;
+        out.fill(0.0);
+        for (j, &w) in self.weights.iter().enumerate() {
+            image::add_shifted(out, row, w, j as isize - r, width, channels);
+        }
+    }
+
+    /// Blurs `data` (the image's values as f32) in place. The image is cut
+    /// into strips of rows, one rayon task each, each strip made row by
+    /// row from the top: a row's column pass reads the original rows
+    /// around it — those above, already written over, from a ring of their
+    /// originals; those past the strip's ends from copies taken before
+    /// any strip started — then the row pass writes the row over itself.
+    /// No output memory to fault in, which took longer than the arithmetic
+    /// (as for `map`).
+    fn blur_in_place(&self, data: &mut [f32]) {
+        if self.layout.is_empty() {
+            return;
+        }
+        let (h, n, r) = (self.layout.height, self.layout.row(), self.radius());
+        let strips = (rayon::current_num_threads() * 4).clamp(1, h.max(1));
+        let per = h.div_ceil(strips);
+        // For each strip starting at row a: the originals of rows
+        // a − r .. a and end .. end + r (clamped to the image).
+        let halos: Vec<(usize, Vec<f32>, usize, Vec<f32>)> = (0..h)
+            .step_by(per)
+            .map(|a| {
+                let end = (a + per).min(h);
+                let (above, below) = (a.saturating_sub(r), (end + r).min(h));
+                (above, data[above * n..a * n].to_vec(), end, data[end * n..below * n].to_vec())
+            })
+            .collect();
+        let arch = pulp::Arch::new();
+        data.par_chunks_mut(per * n)
+            .zip(&halos)
+            .for_each(|(strip, (above, top, end, bottom))| {
+                let a = end - strip.len() / n;
+                let mut ring = vec![0.0f32; r.max(1) * n];
+                let mut row = vec![0.0f32; n];
+                for y in a..*end {
+                    if super::stop::requested() {
+                        return;
+                    }
+                    arch.dispatch(|| {
+                        {
+                            let strip = &*strip;
+                            let input = |sy: usize| -> &[f32] {
+                                if sy < a {
+                                    &top[(sy - above) * n..(sy - above + 1) * n]
+                                } else if sy >= *end {
+                                    &bottom[(sy - end) * n..(sy - end + 1) * n]
+                                } else if sy < y {
+                                    &ring[sy % r.max(1) * n..(sy % r.max(1) + 1) * n]
+                                } else {
+                                    &strip[(sy - a) * n..(sy - a + 1) * n]
+                                }
+                            };
+                            self.column_pass(y, input, &mut row);
+                        }
+                        let own = &mut strip[(y - a) * n..(y - a + 1) * n];
+                        if r > 0 {
+                            ring[y % r * n..(y % r + 1) * n].copy_from_slice(own);
+                        }
+                        self.row_pass(&row, own);
+                    })
+                }
+            });
     }
 }
 
@@ -214,6 +277,8 @@ impl KernelTask for Blur {
         let (image, layout) = image::take(&mut inputs, "blur", "image")?;
         let (sigma, radius) = sigma_radius(params)?;
         Ok(Blur {
+            dtype: image.dtype(),
+            shape: image.shape().to_vec(),
             image,
             layout,
             weights: weights(sigma, radius),
@@ -221,36 +286,29 @@ impl KernelTask for Blur {
     }
 
     fn run_cpu(&self) -> Outputs {
-        if self.layout.is_empty() {
-            return self.finish(Vec::new());
+        let mut data = image::values(&self.image).into_owned();
+        self.blur_in_place(&mut data);
+        self.finish(data)
+    }
+
+    /// Writes over the image's own values when it is f32 and not shared
+    /// (a u8 image is widened into new memory either way).
+    fn run_cpu_in_place(&mut self) -> Outputs {
+        let mut data = match self.image.dtype() {
+            DType::F32 => std::mem::replace(&mut self.image, Vec::new().into()).into_f32s(),
+            _ => image::values(&self.image).into_owned(),
+        };
+        self.blur_in_place(&mut data);
+        self.finish(data)
+    }
+
+    fn restore(&mut self, outputs: Outputs) {
+        if self.image.is_empty()
+            && let Some(out) = outputs.into_values().next()
+            && let TensorData::F32(v) = out.into_data()
+        {
+            self.image = Handle::new(Tensor::new(self.shape.clone(), TensorData::F32(v)));
         }
-        let Layout {
-            width, channels, ..
-        } = self.layout;
-        let img = image::values(&self.image);
-        let n = self.layout.row();
-        let r = self.radius() as isize;
-        let arch = pulp::Arch::new();
-        let mut out = vec![0.0f32; self.layout.len()];
-        crate::tensor::alloc::advise_huge_pages(&out);
-        out.par_chunks_mut(n)
-            .enumerate()
-            .with_min_len(4)
-            .for_each_init(
-                || vec![0.0f32; n],
-                |row, (y, out)| {
-                    if super::stop::requested() {
-                        return;
-                    }
-                    arch.dispatch(|| {
-                        self.column_pass(&img, y, row);
-                        for (j, &w) in self.weights.iter().enumerate() {
-                            image::add_shifted(out, row, w, j as isize - r, width, channels);
-                        }
-                    })
-                },
-            );
-        self.finish(out)
     }
 
     /// Both passes over the whole image, sums in f64.

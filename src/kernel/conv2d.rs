@@ -20,11 +20,7 @@ use crate::tensor::{DType, Described, Handle, Spec, Tensor, TensorData};
 pub const SIGNATURE: Signature = Signature {
     summary: "correlation of an image with an odd-sized kernel, edges clamped",
     inputs: &[
-        Arg {
-            name: "image",
-            doc: "u8/f32 [h, w] or [h, w, c] (each channel on its own); a .png reads as u8",
-            optional: false,
-        },
+        image::INPUT,
         Arg {
             name: "kernel",
             doc: "f32 [kh, kw], odd sides, at most 49",
@@ -32,11 +28,7 @@ pub const SIGNATURE: Signature = Signature {
         },
     ],
     params: &[],
-    outputs: &[Arg {
-        name: "out",
-        doc: "the image's dtype and shape (u8 rounded and clamped); a .png path gets a picture",
-        optional: false,
-    }],
+    outputs: &[image::OUTPUT],
     picture_output: Some("out"),
     example: "anycore run conv2d -i image=in.png -i kernel=k.npy -o out=out.png",
 };
@@ -51,14 +43,7 @@ const BENCH_SIDE: usize = 5;
 /// What the bench, the probe and the cost model know of `conv2d`: a size
 /// is the n of an n×n grey f32 image, correlated with a 5×5 kernel.
 pub const PROFILE: Profile = Profile {
-    sweep: profile::Sweep {
-        size_means: "the n of n×n images (grey f32, 5×5 kernel)",
-        sizes_as_powers: false,
-        max_size: 32_768,
-        quick_sizes: &[256, 1024],
-        sizes: &[256, 1024, 2048, 4096],
-        probe_sizes: [64, 512],
-    },
+    sweep: image::sweep("the n of n×n images (grey f32, 5×5 kernel)"),
     unit: Unit {
         name: "GFLOP/s",
         counts: "2·25 floating-point operations per pixel (5×5 kernel)",
@@ -67,10 +52,7 @@ pub const PROFILE: Profile = Profile {
     amount: |n| 2.0 * (BENCH_SIDE * BENCH_SIDE) as f64 * (n as f64).powi(2),
     bandwidth: None,
     task: |n, seed| {
-        let pixels = n
-            .checked_mul(n)
-            .ok_or_else(|| Error::bad(format!("conv2d {n}: too large")))?;
-        let image = Tensor::new(vec![n, n], TensorData::F32(random_f32(pixels, seed)?));
+        let image = image::random_image(n, seed, "conv2d")?;
         let k = random_f32(BENCH_SIDE * BENCH_SIDE, seed + 1)?;
         let kernel = Tensor::new(vec![BENCH_SIDE, BENCH_SIDE], TensorData::F32(k));
         Task::new(

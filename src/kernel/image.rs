@@ -7,9 +7,48 @@
 
 use std::borrow::Cow;
 
-use super::{Inputs, Painter, Picture};
+use super::profile::{Sweep, random_f32};
+use super::{Arg, Inputs, Painter, Picture};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Described, Handle, Tensor, TensorData};
+
+/// The image kernels' input `image`.
+pub const INPUT: Arg = Arg {
+    name: "image",
+    doc: "u8/f32 [h, w] or [h, w, c] (each channel on its own); a .png reads as u8",
+    optional: false,
+};
+
+/// The image kernels' output `out`.
+pub const OUTPUT: Arg = Arg {
+    name: "out",
+    doc: "the image's dtype and shape (u8 rounded and clamped); a .png path gets a picture",
+    optional: false,
+};
+
+/// The image kernels' bench sweep: n×n images, n up to 4096 (`size_means`
+/// says what else the size fixes).
+pub const fn sweep(size_means: &'static str) -> Sweep {
+    Sweep {
+        size_means,
+        sizes_as_powers: false,
+        max_size: 32_768,
+        quick_sizes: &[256, 1024],
+        sizes: &[256, 1024, 2048, 4096],
+        probe_sizes: [64, 512],
+    }
+}
+
+/// A random n×n grey f32 image in [-1, 1), for the bench.
+pub fn random_image(n: usize, seed: u64, kernel: &str) -> Result<Tensor> {
+    let pixels = n
+        .checked_mul(n)
+        .ok_or_else(|| Error::bad(format!("{kernel} {n}: too large")))?;
+    Ok(Tensor::new(
+        vec![n, n],
+        TensorData::F32(random_f32(pixels, seed)?),
+    ))
+}
 
 /// An image's layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,10 +1,96 @@
-//! Images on the GPU in bands of rows (`conv2d`, `blur`): each band's
+//! Images on the GPU in bands of rows (the image kernels): each band's
 //! output rows, with the input rows within `halo` of them, fit one
 //! storage binding; its input goes up, its passes run, its output comes
 //! down. The image goes up as f32 (a u8 image is widened on the host) and
 //! its result comes home as f32 (narrowed there).
 
+use super::exec::Exec;
 use crate::error::{Error, Result};
+use crate::kernel::image::Layout;
+
+/// The uniform both image shaders take: the image's width and channels,
+/// the band's input and output rows and where its first output row is
+/// among its inputs, and two values of the kernel's own.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(super) struct Params {
+    width: u32,
+    channels: u32,
+    rows_in: u32,
+    rows_out: u32,
+    first: u32,
+    own: [u32; 2],
+    _pad: u32,
+}
+
+impl Params {
+    /// For a pass over `band` of an image of `layout`, reading `rows_in`
+    /// rows with its first output row at `first` among them.
+    pub fn new(layout: Layout, band: &Band, rows_in: usize, first: usize, own: [u32; 2]) -> Self {
+        Params {
+            width: layout.width as u32,
+            channels: layout.channels as u32,
+            rows_in: rows_in as u32,
+            rows_out: band.rows_out as u32,
+            first: first as u32,
+            own,
+            _pad: 0,
+        }
+    }
+}
+
+/// Buffers of one band: its input rows, and `scratch` outputs each as
+/// large as its output rows (the last one is brought home).
+pub(super) struct BandBuffers<'b> {
+    /// The input rows and their bytes.
+    pub input: (&'b wgpu::Buffer, u64),
+    /// The outputs, and the bytes of each.
+    pub outputs: (&'b [wgpu::Buffer], u64),
+}
+
+/// Runs an image of `layout` (its `values` as f32) through `passes`, band
+/// by band ([`bands`]): each band's input rows go up, `passes` records
+/// its dispatches into `outputs` buffers (the last holds the result), and
+/// the result comes down into the returned values.
+pub(super) fn run(
+    exec: &mut Exec,
+    kernel: &str,
+    layout: Layout,
+    values: &[f32],
+    halo: usize,
+    outputs: usize,
+    mut passes: impl FnMut(&mut Exec, &Band, BandBuffers) -> Result<()>,
+) -> Result<Vec<f32>> {
+    let row = layout.row();
+    let plan = bands(
+        kernel,
+        layout.height,
+        row,
+        halo,
+        exec.gpu().binding_elements(4),
+    )?;
+    let most_in = plan.iter().map(|b| b.rows_in).max().unwrap_or(0) * row * 4;
+    let most_out = plan.iter().map(|b| b.rows_out).max().unwrap_or(0) * row * 4;
+    let input = exec.storage(most_in as u64);
+    let scratch: Vec<wgpu::Buffer> = (0..outputs.max(1))
+        .map(|_| exec.output(most_out as u64))
+        .collect();
+    let mut out = vec![0.0f32; layout.len()];
+    for band in plan {
+        let (from, to) = (band.first_in * row, (band.first_in + band.rows_in) * row);
+        exec.upload(&[(&input, bytemuck::cast_slice(&values[from..to]))])?;
+        let bytes_out = (band.rows_out * row * 4) as u64;
+        let buffers = BandBuffers {
+            input: (&input, ((to - from) * 4) as u64),
+            outputs: (&scratch, bytes_out),
+        };
+        passes(exec, &band, buffers)?;
+        let first = band.first_out * row;
+        let last = scratch.last().expect("at least one output");
+        exec.download_into(last, 0, &mut out[first..first + band.rows_out * row])?;
+    }
+    Ok(out)
+}
 
 /// Most rows a band's dispatch covers: 65,535 workgroups of 4 rows (the
 /// blur's) in the grid's second dimension.
