@@ -38,7 +38,7 @@ pub struct Report {
     /// Kernels' variants (other parameters: `map`'s other expressions),
     /// each at one size beside NumPy and the plain rayon loop.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub variants: Vec<super::variants::VariantRow>,
+    pub variants: Vec<VariantRow>,
     /// What was skipped, and why.
     pub notes: Vec<String>,
 }
@@ -271,4 +271,25 @@ impl fmt::Display for BaselineName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// One variant on one backend.
+#[derive(Clone, Debug, Serialize)]
+pub struct VariantRow {
+    /// The kernel.
+    pub kernel: String,
+    /// The variant's label.
+    pub variant: String,
+    /// Its size.
+    pub size: usize,
+    /// `gpu` (end to end) or `cpu`.
+    pub backend: String,
+    /// Time per run.
+    pub stats: super::measure::Stats,
+    /// Throughput at the median, in the kernel's unit.
+    pub rate: f64,
+    /// NumPy's median time over this row's (`null`: no NumPy).
+    pub vs_numpy: Option<f64>,
+    /// The plain rayon loop's median time over this row's.
+    pub vs_rayon_loop: f64,
 }

@@ -4,36 +4,14 @@
 //! loop, all in turn run after run (so that drift in the machine's load
 //! falls on all alike).
 
-use serde::Serialize;
-
 use super::baseline::Numpy;
-use super::measure::{Repeat, Stats, repeat_each, time_ms};
+use super::measure::{Repeat, repeat_each, time_ms};
+use super::model::VariantRow;
 use crate::backend::Backend;
 use crate::backend::cpu::CpuBackend;
 use crate::error::Result;
 use crate::kernel::Kernel;
 use crate::kernel::profile::Variant;
-
-/// One variant on one backend.
-#[derive(Clone, Debug, Serialize)]
-pub struct VariantRow {
-    /// The kernel.
-    pub kernel: String,
-    /// The variant's label.
-    pub variant: String,
-    /// Its size.
-    pub size: usize,
-    /// `gpu` (end to end) or `cpu`.
-    pub backend: String,
-    /// Time per run.
-    pub stats: Stats,
-    /// Throughput at the median, in the kernel's unit.
-    pub rate: f64,
-    /// NumPy's median time over this row's (`null`: no NumPy).
-    pub vs_numpy: Option<f64>,
-    /// The plain rayon loop's median time over this row's.
-    pub vs_rayon_loop: f64,
-}
 
 /// The size `variant` is measured at.
 pub fn size(variant: &Variant, sizes: Option<&[usize]>, quick: bool) -> usize {

@@ -8,8 +8,8 @@
 //! have their own branch-free form ([`sin_cos`]) that vectorizes; other
 //! transcendental functions call the C library per element.
 
-use super::expr::{Expr, Func};
-use super::scalar;
+use super::expr::Expr;
+use super::scalar::{self, Func};
 
 /// Elements per block: 16 KiB per temporary, so that a dozen stay in L2.
 pub const BLOCK: usize = 4096;

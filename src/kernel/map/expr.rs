@@ -20,7 +20,7 @@
 
 use std::fmt;
 
-use super::scalar;
+use super::scalar::{self, Func};
 use crate::error::{Error, Result};
 
 /// The inputs an expression may name, in the order their variables are
@@ -47,71 +47,6 @@ pub enum Expr {
     Num(f32),
     /// An operation on its arguments ([`Func::arity`] of them).
     Call(Func, Vec<Expr>),
-}
-
-macro_rules! funcs {
-    ($($variant:ident $name:literal $arity:literal,)*) => {
-        /// Every operation: operators and functions alike.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum Func {
-            $(#[doc = concat!("`", $name, "`")] $variant,)*
-        }
-
-        impl Func {
-            /// All of them.
-            pub const ALL: &[Func] = &[$(Func::$variant,)*];
-
-            /// Its name in the normal form (and, for functions, in
-            /// expressions).
-            pub fn name(self) -> &'static str {
-                match self { $(Func::$variant => $name,)* }
-            }
-
-            /// How many arguments it takes.
-            pub fn arity(self) -> usize {
-                match self { $(Func::$variant => $arity,)* }
-            }
-        }
-    };
-}
-
-funcs! {
-    Neg "neg" 1,
-    Add "add" 2,
-    Sub "sub" 2,
-    Mul "mul" 2,
-    Div "div" 2,
-    Rem "rem" 2,
-    Lt "lt" 2,
-    Le "le" 2,
-    Gt "gt" 2,
-    Ge "ge" 2,
-    Eq "eq" 2,
-    Ne "ne" 2,
-    Where "where" 3,
-    Sin "sin" 1,
-    Cos "cos" 1,
-    Tan "tan" 1,
-    Asin "asin" 1,
-    Acos "acos" 1,
-    Atan "atan" 1,
-    Atan2 "atan2" 2,
-    Sinh "sinh" 1,
-    Cosh "cosh" 1,
-    Tanh "tanh" 1,
-    Exp "exp" 1,
-    Exp2 "exp2" 1,
-    Log "log" 1,
-    Log2 "log2" 1,
-    Sqrt "sqrt" 1,
-    Abs "abs" 1,
-    Floor "floor" 1,
-    Ceil "ceil" 1,
-    Round "round" 1,
-    Min "min" 2,
-    Max "max" 2,
-    Pow "pow" 2,
-    Clamp "clamp" 3,
 }
 
 impl Func {
