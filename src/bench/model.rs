@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::measure::Stats;
 use crate::kernel::Kernel;
 
 /// Everything one bench run measured; serialised as `--json` writes it.
@@ -285,7 +286,7 @@ pub struct VariantRow {
     /// `gpu` (end to end) or `cpu`.
     pub backend: String,
     /// Time per run.
-    pub stats: super::measure::Stats,
+    pub stats: Stats,
     /// Throughput at the median, in the kernel's unit.
     pub rate: f64,
     /// NumPy's median time over this row's (`null`: no NumPy).
