@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use super::image::{self, Layout};
+use super::image::{self, Layout, Tap};
 use super::profile::{self, Bandwidth, NumpyCode, Profile, Unit};
 use super::{Inputs, KernelTask, Outputs, Painter, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
 use crate::error::{Error, Result};
@@ -171,95 +171,163 @@ impl Blur {
     }
 
     /// The column pass at row `y`: `row[v] = Σᵢ wᵢ · input(y + i − r)[v]`
-    /// (rows clamped), `input(sy)` giving input row sy: each tap's row
-    /// streamed through `row`, which stays in L1.
+    /// (rows clamped), `input(sy)` giving input row sy.
     #[inline(always)]
     fn column_pass<'a>(&self, y: usize, input: impl Fn(usize) -> &'a [f32], row: &mut [f32]) {
         let h = self.layout.height;
         let r = self.radius() as isize;
-        row.fill(0.0);
-        for (i, &w) in self.weights.iter().enumerate() {
-            let src = input(image::clamped(y, i as isize - r, h));
-            for (a, &s) in row.iter_mut().zip(src) {
-                *a += w * s;
-            }
-        }
+        let taps: Vec<Tap> = self
+            .weights
+            .iter()
+            .enumerate()
+            .map(|(i, &weight)| Tap {
+                src: input(image::clamped(y, i as isize - r, h)),
+                weight,
+                offset: 0,
+            })
+            .collect();
+        let n = row.len();
+        image::sum_taps(row, &taps, 0, n);
     }
 
     /// The row pass: `out[x, ch] = Σⱼ wⱼ · row[x + j − r, ch]` (columns
-    /// clamped), one shifted slice operation per tap.
+    /// clamped): the interior by [`image::sum_taps`], the edges apart.
     #[inline(always)]
     fn row_pass(&self, row: &[f32], out: &mut [f32]) {
         let Layout {
             width, channels, ..
         } = self.layout;
-        let r = self.radius() as isize;
-        out.fill(0.0);
-        for (j, &w) in self.weights.iter().enumerate() {
-            image::add_shifted(out, row, w, j as isize - r, width, channels);
+        let (r, c, n) = (self.radius(), channels, self.layout.row());
+        // Values whose every tap lies inside the row.
+        let lo = (r * c).min(n);
+        let hi = (width.saturating_sub(r) * c).max(lo);
+        let taps: Vec<Tap> = self
+            .weights
+            .iter()
+            .enumerate()
+            .map(|(j, &weight)| Tap {
+                src: row,
+                weight,
+                offset: (j as isize - r as isize) * c as isize,
+            })
+            .collect();
+        image::sum_taps(out, &taps, lo, hi);
+        for v in (0..lo).chain(hi..n) {
+            let (x, ch) = (v / c, v % c);
+            out[v] = self
+                .weights
+                .iter()
+                .enumerate()
+                .map(|(j, &w)| w * row[image::clamped(x, j as isize - r as isize, width) * c + ch])
+                .sum();
         }
     }
 
     /// Blurs `data` (the image's values as f32) in place. The image is cut
     /// into strips of rows, one rayon task each, each strip made row by
-    /// row from the top: a row's column pass reads the original rows
-    /// around it — those above, already written over, from a ring of their
-    /// originals; those past the strip's ends from copies taken before
-    /// any strip started — then the row pass writes the row over itself.
-    /// No output memory to fault in, which took longer than the arithmetic
-    /// (as for `map`).
+    /// row from the top ([`Strip`]): a row's column pass reads the
+    /// original rows around it — those above, already written over, from
+    /// a ring of their originals; those past the strip's ends from copies
+    /// taken before any strip started — then the row pass writes the row
+    /// over itself. No output memory to fault in, which took longer than
+    /// the arithmetic (as for `map`).
     fn blur_in_place(&self, data: &mut [f32]) {
         if self.layout.is_empty() {
             return;
         }
         let (h, n, r) = (self.layout.height, self.layout.row(), self.radius());
-        let strips = (rayon::current_num_threads() * 4).clamp(1, h.max(1));
+        let strips = (rayon::current_num_threads() * 4).clamp(1, h);
         let per = h.div_ceil(strips);
-        // For each strip starting at row a: the originals of rows
-        // a − r .. a and end .. end + r (clamped to the image).
-        let halos: Vec<(usize, Vec<f32>, usize, Vec<f32>)> = (0..h)
+        // For each strip of rows a..end: the originals of rows a − r .. a
+        // and end .. end + r (clamped to the image).
+        let halos: Vec<(usize, Vec<f32>, Vec<f32>)> = (0..h)
             .step_by(per)
             .map(|a| {
                 let end = (a + per).min(h);
                 let (above, below) = (a.saturating_sub(r), (end + r).min(h));
-                (above, data[above * n..a * n].to_vec(), end, data[end * n..below * n].to_vec())
+                (above, data[above * n..a * n].to_vec(), data[end * n..below * n].to_vec())
             })
             .collect();
         let arch = pulp::Arch::new();
         data.par_chunks_mut(per * n)
+            .enumerate()
             .zip(&halos)
-            .for_each(|(strip, (above, top, end, bottom))| {
-                let a = end - strip.len() / n;
-                let mut ring = vec![0.0f32; r.max(1) * n];
-                let mut row = vec![0.0f32; n];
-                for y in a..*end {
-                    if super::stop::requested() {
-                        return;
-                    }
-                    arch.dispatch(|| {
-                        {
-                            let strip = &*strip;
-                            let input = |sy: usize| -> &[f32] {
-                                if sy < a {
-                                    &top[(sy - above) * n..(sy - above + 1) * n]
-                                } else if sy >= *end {
-                                    &bottom[(sy - end) * n..(sy - end + 1) * n]
-                                } else if sy < y {
-                                    &ring[sy % r.max(1) * n..(sy % r.max(1) + 1) * n]
-                                } else {
-                                    &strip[(sy - a) * n..(sy - a + 1) * n]
-                                }
-                            };
-                            self.column_pass(y, input, &mut row);
-                        }
-                        let own = &mut strip[(y - a) * n..(y - a + 1) * n];
-                        if r > 0 {
-                            ring[y % r * n..(y % r + 1) * n].copy_from_slice(own);
-                        }
-                        self.row_pass(&row, own);
-                    })
-                }
+            .for_each(|((k, strip), (above, top, bottom))| {
+                arch.dispatch(Strip {
+                    blur: self,
+                    first: k * per,
+                    strip,
+                    above: *above,
+                    top,
+                    bottom,
+                })
             });
+    }
+}
+
+/// One strip of rows of [`Blur::blur_in_place`], compiled for the CPU's
+/// vector unit (see [`image::sum_taps`]).
+struct Strip<'a> {
+    blur: &'a Blur,
+    /// Its first row.
+    first: usize,
+    /// Its rows.
+    strip: &'a mut [f32],
+    /// The first row of `top`.
+    above: usize,
+    /// The originals of the rows above it (from `above`).
+    top: &'a [f32],
+    /// The originals of the rows below it.
+    bottom: &'a [f32],
+}
+
+impl pulp::WithSimd for Strip<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Strip {
+            blur,
+            first: a,
+            strip,
+            above,
+            top,
+            bottom,
+        } = self;
+        let (n, r) = (blur.layout.row(), blur.radius());
+        let end = a + strip.len() / n;
+        let mut ring = vec![0.0f32; r.max(1) * n];
+        let mut row = vec![0.0f32; n];
+        for y in a..end {
+            // A cancelled job leaves the rest (its result is dropped).
+            if super::stop::requested() {
+                return;
+            }
+            {
+                let (strip, ring) = (&*strip, &ring);
+                fn at(rows: &[f32], i: usize, n: usize) -> &[f32] {
+                    &rows[i * n..(i + 1) * n]
+                }
+                let input = |sy: usize| -> &[f32] {
+                    let at = |rows, i| at(rows, i, n);
+                    if sy < a {
+                        at(top, sy - above)
+                    } else if sy >= end {
+                        at(bottom, sy - end)
+                    } else if sy < y {
+                        at(ring, sy % r.max(1))
+                    } else {
+                        at(strip, sy - a)
+                    }
+                };
+                blur.column_pass(y, input, &mut row);
+            }
+            let own = &mut strip[(y - a) * n..(y - a + 1) * n];
+            if r > 0 {
+                ring[y % r * n..(y % r + 1) * n].copy_from_slice(own);
+            }
+            blur.row_pass(&row, own);
+        }
     }
 }
 

@@ -141,6 +141,59 @@ impl Conv2d {
     }
 }
 
+/// One output row of a `conv2d`, compiled for the CPU's vector unit (see
+/// [`image::sum_taps`]): the interior by `sum_taps` over every tap of
+/// every kernel row, the clamped edges apart.
+struct Row<'a> {
+    task: &'a Conv2d,
+    img: &'a [f32],
+    r: usize,
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Row<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Row { task: t, img, r, out } = self;
+        let Layout {
+            height,
+            width,
+            channels: c,
+        } = t.layout;
+        let n = t.layout.row();
+        let (ry, rx) = ((t.kh / 2) as isize, t.kw / 2);
+        let k = t.kernel.f32s();
+        let mut taps = Vec::with_capacity(t.kh * t.kw);
+        for a in 0..t.kh {
+            let sr = image::clamped(r, a as isize - ry, height);
+            for b in 0..t.kw {
+                taps.push(image::Tap {
+                    src: &img[sr * n..(sr + 1) * n],
+                    weight: k[a * t.kw + b],
+                    offset: (b as isize - rx as isize) * c as isize,
+                });
+            }
+        }
+        // Values whose every tap lies inside the row.
+        let lo = (rx * c).min(n);
+        let hi = (width.saturating_sub(rx) * c).max(lo);
+        image::sum_taps(out, &taps, lo, hi);
+        for v in (0..lo).chain(hi..n) {
+            let (x, ch) = (v / c, v % c);
+            out[v] = taps
+                .iter()
+                .enumerate()
+                .map(|(i, tap)| {
+                    let sx = image::clamped(x, (i % t.kw) as isize - rx as isize, width);
+                    tap.weight * tap.src[sx * c + ch]
+                })
+                .sum();
+        }
+    }
+}
+
 impl KernelTask for Conv2d {
     fn plan(mut inputs: Inputs<Spec>, _params: &super::Params) -> Result<Plan> {
         let (img, layout) = image::take(&mut inputs, "conv2d", "image")?;
@@ -164,33 +217,23 @@ impl KernelTask for Conv2d {
     }
 
     fn run_cpu(&self) -> Outputs {
-        let Layout {
-            height,
-            width,
-            channels,
-        } = self.layout;
         if self.layout.is_empty() {
             return self.finish(Vec::new());
         }
         let img = image::values(&self.image);
-        let k = self.kernel.f32s();
         let row = self.layout.row();
-        let (ry, rx) = ((self.kh / 2) as isize, (self.kw / 2) as isize);
         let arch = pulp::Arch::new();
         let mut out = vec![0.0f32; self.layout.len()];
+        crate::tensor::alloc::advise_huge_pages(&out);
         out.par_chunks_mut(row).enumerate().for_each(|(r, out)| {
             if super::stop::requested() {
                 return;
             }
-            arch.dispatch(|| {
-                for a in 0..self.kh {
-                    let sr = image::clamped(r, a as isize - ry, height);
-                    let src = &img[sr * row..(sr + 1) * row];
-                    for b in 0..self.kw {
-                        let w = k[a * self.kw + b];
-                        image::add_shifted(out, src, w, b as isize - rx, width, channels);
-                    }
-                }
+            arch.dispatch(Row {
+                task: self,
+                img: &img,
+                r,
+                out,
             })
         });
         self.finish(out)

@@ -173,36 +173,46 @@ pub fn clamped(i: usize, offset: isize, n: usize) -> usize {
     (i as isize + offset).clamp(0, n as isize - 1) as usize
 }
 
-/// Adds `weight ×` row `src` shifted by `shift` pixels (each value taken
-/// from pixel x + shift, edges clamped) to `acc`, for rows of `width`
-/// pixels of `channels` values: the interior as one vectorizable slice
-/// operation, the clamped edges apart.
+/// One tap of a filter: `weight ×` `src` read `offset` values on.
+#[derive(Clone, Copy)]
+pub struct Tap<'a> {
+    /// The values read (a row).
+    pub src: &'a [f32],
+    /// The tap's weight.
+    pub weight: f32,
+    /// Where `out[v]` reads: `src[v + offset]`.
+    pub offset: isize,
+}
+
+/// Values a block of [`sum_taps`] sums in registers.
+const LANES: usize = 64;
+
+/// `out[v] = Σₜ wₜ · srcₜ[v + offₜ]` for v in `lo..hi`, where every tap
+/// reads inside its `src`: in blocks of [`LANES`] values summed in
+/// registers (one load per tap and value, no store until the block is
+/// done). Compiled for the CPU's vector unit only inside a `pulp`
+/// dispatch of a `WithSimd` whose `with_simd` is `#[inline(always)]` (a
+/// closure's body is compiled apart, without the vector unit's features).
 #[inline(always)]
-pub fn add_shifted(
-    acc: &mut [f32],
-    src: &[f32],
-    weight: f32,
-    shift: isize,
-    width: usize,
-    channels: usize,
-) {
-    let c = channels;
-    // Pixels x whose x + shift lies inside the row.
-    let lo = (-shift).clamp(0, width as isize) as usize;
-    let hi = (width as isize - shift).clamp(lo as isize, width as isize) as usize;
-    if hi > lo {
-        let from = ((lo as isize + shift) as usize) * c;
-        for (a, &s) in acc[lo * c..hi * c]
-            .iter_mut()
-            .zip(&src[from..from + (hi - lo) * c])
-        {
-            *a += weight * s;
+pub fn sum_taps(out: &mut [f32], taps: &[Tap], lo: usize, hi: usize) {
+    let mut v = lo;
+    while v + LANES <= hi {
+        let mut acc = [0.0f32; LANES];
+        for t in taps {
+            let from = (v as isize + t.offset) as usize;
+            let src: &[f32; LANES] = t.src[from..from + LANES].try_into().expect("LANES values");
+            for (a, &s) in acc.iter_mut().zip(src) {
+                *a += t.weight * s;
+            }
         }
+        out[v..v + LANES].copy_from_slice(&acc);
+        v += LANES;
     }
-    for x in (0..lo).chain(hi..width) {
-        let sx = clamped(x, shift, width);
-        for ch in 0..c {
-            acc[x * c + ch] += weight * src[sx * c + ch];
-        }
+    for (i, o) in out[v..hi].iter_mut().enumerate() {
+        let v = v + i;
+        *o = taps
+            .iter()
+            .map(|t| t.weight * t.src[(v as isize + t.offset) as usize])
+            .sum();
     }
 }

@@ -298,7 +298,12 @@ impl Map {
                         s.get(from..from + len).unwrap_or(&[])
                     };
                 }
-                arch.dispatch(|| program.run(&blocks, temps, out));
+                arch.dispatch(Block {
+                    program: &program,
+                    blocks: &blocks,
+                    temps,
+                    out,
+                });
             },
         );
     }
@@ -307,6 +312,25 @@ impl Map {
     pub fn outputs(&self, out: Vec<f32>) -> Outputs {
         let t = Tensor::new(self.shape.clone(), TensorData::F32(out));
         Outputs::from([("out".to_owned(), t)])
+    }
+}
+
+/// One block of [`Program::run`], compiled for the CPU's vector unit: a
+/// `WithSimd` whose body is inlined into `pulp`'s dispatch (a closure's
+/// body would be compiled apart, without the unit's features).
+struct Block<'a> {
+    program: &'a Program,
+    blocks: &'a [&'a [f32]],
+    temps: &'a mut [Vec<f32>],
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Block<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        self.program.run(self.blocks, self.temps, self.out)
     }
 }
 
