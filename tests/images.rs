@@ -280,3 +280,34 @@ fn png_in_and_out_through_the_command_line() {
         common::stderr(&run)
     );
 }
+
+/// A row too long for one dispatch's grid is a clear error on the GPU (the
+/// CPU takes it).
+#[test]
+fn rows_past_the_gpus_grid_are_refused_with_a_reason() {
+    let Some(gpu) = common::gpu() else { return };
+    let values = 65_535 * 64 + 1;
+    let job = Job::new(Kernel::Blur)
+        .input(
+            "image",
+            Tensor::new(vec![1, values], TensorData::F32(vec![0.5; values])),
+        )
+        .param("sigma", 0.5); // radius 2: five rows fit one binding, so the grid refuses
+    let task = Task::new(job).unwrap();
+    let err = gpu
+        .run(&task)
+        .expect_err("too wide for one grid")
+        .to_string();
+    assert!(
+        err.contains("blur: the image needs a grid of") && err.contains("run it on the CPU"),
+        "{err}"
+    );
+    let out = common::cpu().run(&task).unwrap().outputs;
+    assert!(
+        out["out"]
+            .as_f32()
+            .unwrap()
+            .iter()
+            .all(|&v| (v - 0.5).abs() < 1e-6)
+    );
+}

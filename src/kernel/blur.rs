@@ -4,7 +4,9 @@
 //! mode='nearest', truncate=4.0)`: separable, the columns (axis 0) first,
 //! then the rows, with SciPy's weights — `exp(−x²/2σ²)` for |x| ≤ radius,
 //! normalised to sum 1 (computed in f64), radius `int(4σ + 0.5)` unless
-//! given. u8 results are rounded and clamped ([`super::image`]).
+//! given. u8 results are rounded and clamped once, at the end
+//! ([`super::image`]); SciPy on a u8 array rounds after each axis, so it
+//! may differ from ours by 1.
 //!
 //! The CPU makes each output row in one go: the column pass into a row
 //! in cache (2·radius + 1 input rows, contiguous slices), then the row

@@ -39,6 +39,24 @@ impl Params {
     }
 }
 
+/// Checks a band's dispatch grid against the device's limit per
+/// dimension (a row of millions of values, or tens of thousands of
+/// channels, would pass it); the error names `kernel`.
+pub(super) fn checked_grid(
+    exec: &Exec,
+    kernel: &str,
+    grid: (u32, u32, u32),
+) -> Result<(u32, u32, u32)> {
+    let most = exec.gpu().max_groups();
+    if grid.0 > most || grid.1 > most || grid.2 > most {
+        return Err(Error::Gpu(format!(
+            "{kernel}: the image needs a grid of {}×{}×{} workgroups, more than the {most} a              dimension allows here (rows too long, or too many channels); run it on the CPU",
+            grid.0, grid.1, grid.2
+        )));
+    }
+    Ok(grid)
+}
+
 /// Buffers of one band: its input rows, and `scratch` outputs each as
 /// large as its output rows (the last one is brought home).
 pub(super) struct BandBuffers<'b> {

@@ -23,11 +23,15 @@ pub(super) fn run(exec: &mut Exec, t: &Blur) -> Result<Outputs> {
     exec.upload(&[(&weights, bytemuck::cast_slice(&t.weights))])?;
     let radius = [t.radius() as u32, 0];
     let out = bands::run(exec, "blur", layout, &values, t.radius(), 2, |exec, band, b| {
-        let groups = (
-            grid::groups_for(layout.row(), WORKGROUP[0]),
-            grid::groups_for(band.rows_out, WORKGROUP[1]),
-            1,
-        );
+        let groups = bands::checked_grid(
+            exec,
+            "blur",
+            (
+                grid::groups_for(layout.row(), WORKGROUP[0]),
+                grid::groups_for(band.rows_out, WORKGROUP[1]),
+                1,
+            ),
+        )?;
         let ([middle, output], bytes) = (b.outputs.0, b.outputs.1) else {
             unreachable!("two outputs asked for")
         };

@@ -22,11 +22,15 @@ pub(super) fn run(exec: &mut Exec, t: &Conv2d) -> Result<Outputs> {
     exec.upload(&[(&kern, &k)])?;
     let out = bands::run(exec, "conv2d", layout, &values, t.kh / 2, 1, |exec, band, b| {
         let params = Params::new(layout, band, band.rows_in, band.first(), [t.kh as u32, t.kw as u32]);
-        let groups = (
-            grid::groups_for(layout.width, WORKGROUP[0]),
-            grid::groups_for(band.rows_out, WORKGROUP[1]),
-            layout.channels as u32,
-        );
+        let groups = bands::checked_grid(
+            exec,
+            "conv2d",
+            (
+                grid::groups_for(layout.width, WORKGROUP[0]),
+                grid::groups_for(band.rows_out, WORKGROUP[1]),
+                u32::try_from(layout.channels).unwrap_or(u32::MAX),
+            ),
+        )?;
         let storage = vec![
             (b.input.0, 0, b.input.1),
             (&kern, 0, k.len() as u64),
