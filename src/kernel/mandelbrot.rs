@@ -206,7 +206,8 @@ impl Mandelbrot {
     /// (the compiler turns each step into vector instructions), the last
     /// few one by one. Bit for bit what [`Mandelbrot::count`] gives: the
     /// same float32 operations in the same order. Inlined into each `pulp`
-    /// dispatch, so it is compiled for the best vector unit the CPU has.
+    /// dispatch ([`Row`]), so it is compiled for the best vector unit the
+    /// CPU has.
     #[inline(always)]
     fn count_row(&self, row: u32, out: &mut [u32]) {
         let done = out.len() / LANES * LANES;
@@ -260,6 +261,24 @@ impl Mandelbrot {
     }
 }
 
+/// One row of counts, compiled for the CPU's vector unit: a `WithSimd`
+/// whose body is inlined into `pulp`'s dispatch (a closure's body would be
+/// compiled apart, without the unit's features).
+struct Row<'a> {
+    task: &'a Mandelbrot,
+    r: u32,
+    out: &'a mut [u32],
+}
+
+impl pulp::WithSimd for Row<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        self.task.count_row(self.r, self.out)
+    }
+}
+
 impl KernelTask for Mandelbrot {
     fn plan(_inputs: Inputs<Spec>, p: &Params) -> Result<Plan> {
         let m = Mandelbrot::from_params(p)?;
@@ -286,7 +305,11 @@ impl KernelTask for Mandelbrot {
             .enumerate()
             .for_each(|(r, row)| {
                 if !super::stop::requested() {
-                    arch.dispatch(|| self.count_row(r as u32, row))
+                    arch.dispatch(Row {
+                        task: self,
+                        r: r as u32,
+                        out: row,
+                    })
                 }
             });
         self.outputs(counts)

@@ -151,7 +151,7 @@ impl KernelTask for Reduce {
                         v.par_chunks(CPU_CHUNK)
                             .map(|block| match super::stop::requested() {
                                 true => 0.0,
-                                false => arch.dispatch(|| sum_f64(block)),
+                                false => arch.dispatch(SumF64(block)),
                             })
                             .sum::<f64>() as f32
                     }
@@ -243,6 +243,20 @@ pub fn plain_sum(x: &[f32]) -> f32 {
             acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
         })
         .sum()
+}
+
+/// [`sum_f64`] of a block, compiled for the CPU's vector unit: a
+/// `WithSimd` whose body is inlined into `pulp`'s dispatch (a closure's
+/// body would be compiled apart, without the unit's features).
+pub(crate) struct SumF64<'a>(pub &'a [f32]);
+
+impl pulp::WithSimd for SumF64<'_> {
+    type Output = f64;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> f64 {
+        sum_f64(self.0)
+    }
 }
 
 /// Sums a block: 32 f32 lanes over runs of 512 elements (16 additions per

@@ -314,7 +314,7 @@ impl Sum for Wide {
     }
     fn block(x: &[f32]) -> Self {
         let arch = pulp::Arch::new();
-        Wide(arch.dispatch(|| super::reduce::sum_f64(x)))
+        Wide(arch.dispatch(super::reduce::SumF64(x)))
     }
     const CHAINS: usize = LANES;
 }
