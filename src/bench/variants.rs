@@ -34,18 +34,20 @@ pub fn measure(
     cpu: Option<&CpuBackend>,
     gpu: Option<&dyn Backend>,
     pool: &rayon::ThreadPool,
-    mut numpy: Option<&mut Numpy>,
+    numpy: Option<&mut Numpy>,
     plan: &Repeat,
 ) -> Result<Vec<VariantRow>> {
     let mut work = (variant.task)(n, seed)?;
     let task = work.clone();
     let mut plain = task.plain_loop();
-    if let (Some(numpy), Some(code)) = (numpy.as_deref_mut(), &variant.numpy) {
-        numpy.prepare(code, n)?;
-    }
-    let numpy = numpy.filter(|_| variant.numpy.is_some());
+    let mut numpy = match (numpy, &variant.numpy) {
+        (Some(numpy), Some(code)) => {
+            numpy.prepare(code, n)?;
+            Some(numpy)
+        }
+        _ => None,
+    };
     let has_numpy = numpy.is_some();
-    let mut numpy = numpy;
     // Four timings a round; those of what is not measured are 0 and never
     // reported.
     let stats = repeat_each(plan, 4, || {
