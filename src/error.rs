@@ -70,6 +70,11 @@ pub enum Error {
     #[error("the kernel panicked: {0}")]
     Panicked(String),
 
+    /// Backends gave different results for one job
+    /// ([`crate::backend::compare`]).
+    #[error("backends disagree: {0}")]
+    Disagree(String),
+
     /// Some jobs of a batch failed (each was reported on its own).
     #[error("{failed} of {total} jobs failed")]
     BatchFailed {

@@ -3,10 +3,14 @@
 //! - [`gpu::GpuBackend`]: wgpu and the WGSL shaders in `shaders/`.
 //! - [`cpu::CpuBackend`]: a rayon pool.
 //!
+//! [`compare`] runs one job on each and compares their outputs (for a
+//! program's tests of the kernels it registers).
+//!
 //! Choosing between them is the coordinator's job (`crate::coordinator`).
 //! Creating the GPU backend with no usable adapter is an error value, never
 //! a panic: that is what lets `auto` fall back to the CPU.
 
+pub mod compare;
 pub mod cpu;
 pub mod gpu;
 

@@ -19,6 +19,7 @@ mod params;
 pub mod profile;
 pub mod random;
 pub mod stop;
+pub mod user;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -59,45 +60,63 @@ macro_rules! declare_kernels {
     ($($variant:ident: $module:ident::$task:ident,)*) => {
         $(pub mod $module;)*
 
-        /// The kernels anycore knows.
+        /// The kernels anycore knows: the catalog's, and those the program
+        /// registered ([`user`]).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Kernel {
             $(#[doc = concat!("[`", stringify!($module), "`]: ", "see its module.")] $variant,)*
+            /// A kernel the program registered ([`user::UserKernel::register`]).
+            User(user::UserId),
         }
 
         impl Kernel {
-            /// Every kernel, in catalog order.
+            /// Every catalog kernel, in catalog order (registered ones:
+            /// [`user::registered`]).
             pub const ALL: [Kernel; [$(Kernel::$variant),*].len()] = [$(Kernel::$variant),*];
 
             /// The name used on the command line.
             pub fn name(self) -> &'static str {
-                match self { $(Kernel::$variant => stringify!($module),)* }
+                match self {
+                    $(Kernel::$variant => stringify!($module),)*
+                    Kernel::User(id) => id.def().name,
+                }
             }
 
             /// Its inputs, parameters and outputs.
             pub fn signature(self) -> &'static Signature {
-                match self { $(Kernel::$variant => &$module::SIGNATURE,)* }
+                match self {
+                    $(Kernel::$variant => &$module::SIGNATURE,)*
+                    Kernel::User(id) => &id.def().signature,
+                }
             }
 
             /// What the bench, the probe and the cost model know of it.
             pub fn profile(self) -> &'static Profile {
-                match self { $(Kernel::$variant => &$module::PROFILE,)* }
+                match self {
+                    $(Kernel::$variant => &$module::PROFILE,)*
+                    Kernel::User(_) => &user::PROFILE,
+                }
             }
 
             /// Its shader.
             pub fn shader(self) -> &'static ShaderInfo {
-                match self { $(Kernel::$variant => &$module::SHADER,)* }
+                match self {
+                    $(Kernel::$variant => &$module::SHADER,)*
+                    Kernel::User(id) => &id.def().shader,
+                }
             }
 
             fn validate(self, inputs: Inputs, params: &Params) -> Result<Task> {
                 Ok(match self {
                     $(Kernel::$variant => Task::$variant($module::$task::from_job(inputs, params)?),)*
+                    Kernel::User(_) => Task::User(user::UserTask::from_job(inputs, params)?),
                 })
             }
 
             fn plan_checked(self, inputs: Inputs<Spec>, params: &Params) -> Result<Plan> {
                 match self {
                     $(Kernel::$variant => $module::$task::plan(inputs, params),)*
+                    Kernel::User(_) => user::UserTask::plan(inputs, params),
                 }
             }
         }
@@ -106,59 +125,64 @@ macro_rules! declare_kernels {
         #[derive(Clone, Debug)]
         pub enum Task {
             $(#[doc = concat!("See [`", stringify!($module), "`].")] $variant($module::$task),)*
+            /// See [`user`].
+            User(user::UserTask),
         }
 
         impl Task {
             /// Which kernel this is.
             pub fn kernel(&self) -> Kernel {
-                match self { $(Task::$variant(_) => Kernel::$variant,)* }
+                match self {
+                    $(Task::$variant(_) => Kernel::$variant,)*
+                    Task::User(t) => t.kernel(),
+                }
             }
 
             /// Runs on the current rayon pool (call it inside
             /// `ThreadPool::install`).
             pub fn run_cpu(&self) -> Outputs {
-                match self { $(Task::$variant(t) => t.run_cpu(),)* }
+                match self { $(Task::$variant(t) => t.run_cpu(),)* Task::User(t) => t.run_cpu() }
             }
 
             /// Like [`Task::run_cpu`], but may write results over the task's
             /// own buffers instead of fresh memory (and take them out of the
             /// task).
             pub fn run_cpu_in_place(&mut self) -> Outputs {
-                match self { $(Task::$variant(t) => t.run_cpu_in_place(),)* }
+                match self { $(Task::$variant(t) => t.run_cpu_in_place(),)* Task::User(t) => t.run_cpu_in_place() }
             }
 
             /// Puts back what [`Task::run_cpu_in_place`] took out, so that the
             /// task can run again.
             pub fn restore(&mut self, outputs: Outputs) {
-                match self { $(Task::$variant(t) => t.restore(outputs),)* }
+                match self { $(Task::$variant(t) => t.restore(outputs),)* Task::User(t) => t.restore(outputs) }
             }
 
             /// The job's size in its kernel's natural unit (elements,
             /// multiply-adds, pixel-iterations), for the cost model.
             pub fn work_units(&self) -> f64 {
-                match self { $(Task::$variant(t) => t.work_units(),)* }
+                match self { $(Task::$variant(t) => t.work_units(),)* Task::User(t) => t.work_units() }
             }
 
             /// The tensors it reads.
             pub fn operands(&self) -> Vec<&Handle> {
-                match self { $(Task::$variant(t) => t.operands(),)* }
+                match self { $(Task::$variant(t) => t.operands(),)* Task::User(t) => t.operands() }
             }
 
             /// How to draw its picture output, for kernels that have one
             /// ([`Signature::picture_output`]).
             pub fn painter(&self) -> Option<Painter> {
-                match self { $(Task::$variant(t) => t.painter(),)* }
+                match self { $(Task::$variant(t) => t.painter(),)* Task::User(t) => t.painter() }
             }
 
             /// The plain sequential result, for tests.
             pub fn reference(&self) -> Outputs {
-                match self { $(Task::$variant(t) => t.reference(),)* }
+                match self { $(Task::$variant(t) => t.reference(),)* Task::User(t) => t.reference() }
             }
 
             /// The plain rayon loop of the task's operation, on its own
             /// copies of the inputs: one run per call, on the current pool.
             pub fn plain_loop(&self) -> PlainLoop<'_> {
-                match self { $(Task::$variant(t) => t.plain_loop(),)* }
+                match self { $(Task::$variant(t) => t.plain_loop(),)* Task::User(t) => t.plain_loop() }
             }
         }
     };
@@ -323,8 +347,13 @@ impl Kernel {
         Kernel::ALL
             .into_iter()
             .find(|k| k.name() == name)
+            .or_else(|| user::find(name))
             .ok_or_else(|| {
-                let known: Vec<&str> = Kernel::ALL.iter().map(|k| k.name()).collect();
+                let known: Vec<&str> = Kernel::ALL
+                    .into_iter()
+                    .chain(user::registered())
+                    .map(|k| k.name())
+                    .collect();
                 Error::bad(format!(
                     "unknown kernel '{name}' (known kernels: {})",
                     known.join(", ")

@@ -50,7 +50,8 @@ pub(super) fn checked_grid(
     let most = exec.gpu().max_groups();
     if grid.0 > most || grid.1 > most || grid.2 > most {
         return Err(Error::Gpu(format!(
-            "{kernel}: the image needs a grid of {}×{}×{} workgroups, more than the {most} a              dimension allows here (rows too long, or too many channels); run it on the CPU",
+            "{kernel}: the image needs a grid of {}×{}×{} workgroups, more than the {most} a \
+             dimension allows here (rows too long, or too many channels); run it on the CPU",
             grid.0, grid.1, grid.2
         )));
     }

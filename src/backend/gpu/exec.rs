@@ -66,6 +66,24 @@ impl<'a> Pass<'a> {
     }
 }
 
+impl<'a> Pass<'a> {
+    /// Like [`Pass::at`], with the uniform given as words (a multiple of
+    /// four: 16 bytes).
+    pub fn with_words(
+        pipeline: &'a wgpu::ComputePipeline,
+        storage: Vec<(&'a wgpu::Buffer, u64, u64)>,
+        params: &[u32],
+        groups: (u32, u32, u32),
+    ) -> Self {
+        Pass {
+            pipeline,
+            storage,
+            params: bytemuck::cast_slice(params).to_vec(),
+            groups,
+        }
+    }
+}
+
 /// The state of one run on a [`GpuBackend`].
 pub(super) struct Exec<'g> {
     gpu: &'g GpuBackend,

@@ -28,6 +28,7 @@ mod resident;
 mod staging;
 mod timer;
 pub mod tune;
+mod user;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -51,6 +52,7 @@ macro_rules! gpu_encodings {
         fn encode(exec: &mut Exec, task: &Task) -> Result<Outputs> {
             match task {
                 $(Task::$variant(t) => $module::run(exec, t),)*
+                Task::User(t) => user::run(exec, t),
             }
         }
     };
@@ -492,6 +494,72 @@ impl GpuBackend {
         }
         generated.insert(source.to_owned(), pipeline.clone());
         Ok(pipeline)
+    }
+
+    /// The pipeline of a kernel the program registered: its module keeps
+    /// naga's runtime checks (a program's WGSL is never trusted), and its
+    /// layout is written from the signature (`inputs` read-only storage,
+    /// `outputs` read-write, then the uniform), so that a binding the entry
+    /// point leaves unused is still bound.
+    fn user_pipeline(
+        &self,
+        kernel: Kernel,
+        inputs: usize,
+        outputs: usize,
+    ) -> wgpu::ComputePipeline {
+        let shader = kernel.shader();
+        let entry = shader.entry_points[0].0;
+        let mut pipelines = lock(&self.pipelines);
+        pipelines
+            .entry((kernel, entry, 0))
+            .or_insert_with(|| {
+                let storage = |read_only| wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                };
+                let uniform = wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                };
+                let entries: Vec<wgpu::BindGroupLayoutEntry> = (0..inputs)
+                    .map(|_| storage(true))
+                    .chain((0..outputs).map(|_| storage(false)))
+                    .chain([uniform])
+                    .enumerate()
+                    .map(|(i, ty)| wgpu::BindGroupLayoutEntry {
+                        binding: i as u32,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty,
+                        count: None,
+                    })
+                    .collect();
+                let group =
+                    self.device
+                        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                            label: Some(shader.file),
+                            entries: &entries,
+                        });
+                let layout = self
+                    .device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(shader.file),
+                        bind_group_layouts: &[Some(&group)],
+                        immediate_size: 0,
+                    });
+                let module = self.module(shader);
+                self.device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(shader.file),
+                        layout: Some(&layout),
+                        module: &module,
+                        entry_point: Some(entry),
+                        compilation_options: Default::default(),
+                        cache: None,
+                    })
+            })
+            .clone()
     }
 
     /// Whether `shader` runs without naga's runtime checks here.

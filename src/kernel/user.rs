@@ -1,0 +1,820 @@
+//! Kernels a program brings: registered at run time with a name, a
+//! signature, WGSL for the GPU and a Rust fallback for the rayon pool, and
+//! then run like any kernel of the catalog — placed by the coordinator,
+//! reported, kept as handles, chained in pipelines, served by the service
+//! of the program that registered it.
+//!
+//! ```
+//! use anycore::kernel::user::{Grid, UserKernel};
+//! use anycore::tensor::{DType, TensorData};
+//!
+//! const WGSL: &str = "
+//! struct Call { dims: vec4<u32>, len: u32, a: f32 }
+//! @group(0) @binding(0) var<storage, read> x: array<f32>;
+//! @group(0) @binding(1) var<storage, read_write> out: array<f32>;
+//! @group(0) @binding(2) var<uniform> call: Call;
+//! @compute @workgroup_size(64)
+//! fn main(@builtin(global_invocation_id) id: vec3<u32>,
+//!         @builtin(num_workgroups) groups: vec3<u32>) {
+//!     let i = id.x + id.y * groups.x * 64u;
+//!     if i < call.len { out[i] = call.a * x[i] * x[i]; }
+//! }";
+//!
+//! let kernel = UserKernel::new("scaled_square_doc", "a·x² elementwise")
+//!     .input("x", DType::F32, 1)
+//!     .param("a", Some(1.0), "the scale")
+//!     .output_like("out", "x")
+//!     .wgsl(WGSL, "main", Grid::Elements)
+//!     .cpu(|call| {
+//!         let a = call.param("a");
+//!         vec![TensorData::F32(call.f32s("x").iter().map(|v| a * v * v).collect())]
+//!     })
+//!     .register()?;
+//! assert_eq!(kernel.name(), "scaled_square_doc");
+//! # Ok::<(), anycore::Error>(())
+//! ```
+//!
+//! # What the WGSL sees
+//!
+//! Everything is in bind group 0, in the order the kernel declares it:
+//! binding `0..i` the inputs (`var<storage, read>`, a runtime-sized array
+//! of the input's dtype or vectors of it), then the outputs
+//! (`var<storage, read_write>`; atomics allowed), then a uniform laid out
+//! as `struct { dims: vec4<u32>, len: u32, <param>: f32, … }`: the first
+//! output's shape innermost dimension first (1 past its rank), its element
+//! count, and each parameter in declaration order. naga checks all of this
+//! when the kernel is registered, so a wrong shader is an error there,
+//! never at run time.
+//!
+//! The grid covers the first output ([`Grid`]). Shaders keep naga's
+//! runtime bounds checks: a program's WGSL is never trusted.
+//!
+//! Registered kernels live as long as the process (a program registers a
+//! few, once): their definitions are leaked so that a [`Kernel`] stays a
+//! small `Copy` value like the catalog's.
+
+mod wgsl;
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use super::profile::{self, Profile, Unit};
+use super::{
+    Arg, Inputs, Kernel, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature,
+};
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Described, Handle, Spec, Tensor, TensorData, element_count};
+
+/// Kernels a process may register at most (each is kept for its life).
+pub const MAX_REGISTERED: usize = 1024;
+
+/// Dimensions an input may declare at most; the first output (the grid's)
+/// has at most 4, the uniform's `dims`.
+pub const MAX_RANK: usize = 8;
+
+/// How the GPU grid covers the first output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grid {
+    /// One invocation per element, in order: the entry point's workgroup
+    /// size must be `(W, 1, 1)`. Past the device's limit of workgroups in
+    /// `x` the grid goes on in `y`, so the element of an invocation is
+    /// `id.x + id.y * num_workgroups.x * W` (check it against `call.len`).
+    Elements,
+    /// One invocation per element of the shape: `x` along the innermost
+    /// dimension (`dims.x`), `y` along the next (`dims.y`), `z` along the
+    /// rest (`dims.z * dims.w`), each rounded up to whole workgroups (check
+    /// the ids against `call.dims`). For images.
+    Shape,
+}
+
+/// The Rust fallback: the outputs' elements, in declaration order, for the
+/// shapes the plan gave them ([`Call::output_shape`]).
+pub type Fallback = dyn Fn(&Call<'_>) -> Vec<TensorData> + Send + Sync;
+
+/// A shape rule: the output's shape from the inputs' shapes and the
+/// parameters, or why the job cannot run.
+pub type ShapeRule = dyn Fn(&Shapes<'_>) -> std::result::Result<Vec<usize>, String> + Send + Sync;
+
+/// A kernel being described, to [`UserKernel::register`].
+pub struct UserKernel {
+    name: String,
+    summary: String,
+    inputs: Vec<InputDef>,
+    params: Vec<ParamDef>,
+    /// Name, dtype (`None`: its input's, for [`Rule::Like`]) and shape.
+    outputs: Vec<(String, Option<DType>, Rule)>,
+    wgsl: Option<(String, String, Grid)>,
+    cpu: Option<Arc<Fallback>>,
+}
+
+struct InputDef {
+    name: &'static str,
+    dtype: DType,
+    rank: usize,
+}
+
+struct ParamDef {
+    name: &'static str,
+    default: Option<f32>,
+    doc: &'static str,
+}
+
+enum Rule {
+    /// The shape of an input (by name while described, by index once
+    /// registered).
+    Like(String),
+    LikeInput(usize),
+    Custom(Arc<ShapeRule>),
+}
+
+impl UserKernel {
+    /// A kernel named `name` (letters, digits and `_`, starting with a
+    /// letter; not a catalog kernel's) that does what `summary` says.
+    pub fn new(name: &str, summary: &str) -> Self {
+        UserKernel {
+            name: name.to_owned(),
+            summary: summary.to_owned(),
+            inputs: Vec::new(),
+            params: Vec::new(),
+            outputs: Vec::new(),
+            wgsl: None,
+            cpu: None,
+        }
+    }
+
+    /// An input tensor of `dtype` (f32, u32 or i32) with `rank` dimensions.
+    pub fn input(mut self, name: &str, dtype: DType, rank: usize) -> Self {
+        self.inputs.push(InputDef {
+            name: leak(name),
+            dtype,
+            rank,
+        });
+        self
+    }
+
+    /// An `f32` parameter, with its default (`None`: a job must give it).
+    /// `doc` says what it means, for the signature.
+    pub fn param(mut self, name: &str, default: Option<f32>, doc: &str) -> Self {
+        self.params.push(ParamDef {
+            name: leak(name),
+            default,
+            doc: leak(doc),
+        });
+        self
+    }
+
+    /// An output with the dtype and shape of input `input`.
+    pub fn output_like(mut self, name: &str, input: &str) -> Self {
+        self.outputs
+            .push((name.to_owned(), None, Rule::Like(input.to_owned())));
+        self
+    }
+
+    /// An output of `dtype` whose shape `shape` works out from the inputs'
+    /// shapes and the parameters (or refuses the job, saying why).
+    pub fn output(
+        mut self,
+        name: &str,
+        dtype: DType,
+        shape: impl Fn(&Shapes<'_>) -> std::result::Result<Vec<usize>, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.outputs
+            .push((name.to_owned(), Some(dtype), Rule::Custom(Arc::new(shape))));
+        self
+    }
+
+    /// The GPU implementation: WGSL `source`, its compute entry point, and
+    /// how the grid covers the first output.
+    pub fn wgsl(mut self, source: &str, entry_point: &str, grid: Grid) -> Self {
+        self.wgsl = Some((source.to_owned(), entry_point.to_owned(), grid));
+        self
+    }
+
+    /// The CPU implementation, run on the rayon pool (use rayon inside it
+    /// to use every core); it is also the reference the GPU is compared
+    /// with.
+    pub fn cpu(
+        mut self,
+        run: impl Fn(&Call<'_>) -> Vec<TensorData> + Send + Sync + 'static,
+    ) -> Self {
+        self.cpu = Some(Arc::new(run));
+        self
+    }
+
+    /// Checks the description and its WGSL (parsed and validated by naga,
+    /// its bindings and uniform compared with the signature) and adds the
+    /// kernel to the process's catalog: [`Kernel::from_name`] finds it from
+    /// then on, on every front.
+    pub fn register(self) -> Result<Kernel> {
+        let def = self.check()?;
+        let mut registry = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
+        if registry.iter().any(|d| d.name == def.name) {
+            return Err(Error::bad(format!(
+                "a kernel named '{}' is registered already",
+                def.name
+            )));
+        }
+        if registry.len() >= MAX_REGISTERED {
+            return Err(Error::bad(format!(
+                "cannot register '{}': a process registers at most {MAX_REGISTERED} kernels",
+                def.name
+            )));
+        }
+        let id = UserId(registry.len() as u16);
+        registry.push(Box::leak(Box::new(def)));
+        Ok(Kernel::User(id))
+    }
+
+    /// The definition, once every rule holds.
+    fn check(self) -> Result<Definition> {
+        let name = self.name.as_str();
+        let what = format!("kernel '{name}'");
+        check_identifier("kernel", name)?;
+        if Kernel::ALL.iter().any(|k| k.name() == name) {
+            return Err(Error::bad(format!(
+                "{what}: the catalog has a kernel of that name"
+            )));
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for (kind, n) in self
+            .inputs
+            .iter()
+            .map(|i| ("input", i.name))
+            .chain(self.params.iter().map(|p| ("parameter", p.name)))
+        {
+            check_identifier(kind, n).map_err(|e| e.context(&what))?;
+            if seen.contains(&n) {
+                return Err(Error::bad(format!("{what}: '{n}' is declared twice")));
+            }
+            seen.push(n);
+        }
+        let mut out_names: Vec<&str> = Vec::new();
+        for (n, _, _) in &self.outputs {
+            check_identifier("output", n).map_err(|e| e.context(&what))?;
+            if out_names.contains(&n.as_str()) {
+                return Err(Error::bad(format!(
+                    "{what}: output '{n}' is declared twice"
+                )));
+            }
+            out_names.push(n);
+        }
+        for i in &self.inputs {
+            if i.dtype.size() != 4 {
+                return Err(Error::bad(format!(
+                    "{what}: input '{}' is {}; registered kernels take f32, u32 or i32",
+                    i.name, i.dtype
+                )));
+            }
+            if i.rank == 0 || i.rank > MAX_RANK {
+                return Err(Error::bad(format!(
+                    "{what}: input '{}' has {} dimensions; from 1 to {MAX_RANK} are allowed",
+                    i.name, i.rank
+                )));
+            }
+        }
+        if self.outputs.is_empty() {
+            return Err(Error::bad(format!("{what} declares no output")));
+        }
+        let mut outputs = Vec::new();
+        for (index, (n, dtype, rule)) in self.outputs.into_iter().enumerate() {
+            let (dtype, rule) = match rule {
+                Rule::Like(input) => {
+                    let Some(at) = self.inputs.iter().position(|i| i.name == input) else {
+                        return Err(Error::bad(format!(
+                            "{what}: output '{n}' is shaped like input '{input}', which it does \
+                             not declare"
+                        )));
+                    };
+                    if index == 0 && self.inputs[at].rank > 4 {
+                        return Err(Error::bad(format!(
+                            "{what}: the first output sets the GPU grid and has at most 4 \
+                             dimensions; '{input}' has {}",
+                            self.inputs[at].rank
+                        )));
+                    }
+                    (self.inputs[at].dtype, Rule::LikeInput(at))
+                }
+                other => (dtype.unwrap_or(DType::F32), other),
+            };
+            if dtype.size() != 4 {
+                return Err(Error::bad(format!(
+                    "{what}: output '{n}' is {dtype}; registered kernels give f32, u32 or i32"
+                )));
+            }
+            outputs.push(OutputDef {
+                name: leak(&n),
+                dtype,
+                rule,
+            });
+        }
+        let Some((source, entry, grid)) = self.wgsl else {
+            return Err(Error::bad(format!(
+                "{what} has no WGSL: give it with .wgsl(source, entry point, grid)"
+            )));
+        };
+        let Some(cpu) = self.cpu else {
+            return Err(Error::bad(format!(
+                "{what} has no Rust fallback: give it with .cpu(|call| …)"
+            )));
+        };
+        let expected = wgsl::Expected {
+            inputs: self.inputs.iter().map(|i| (i.name, i.dtype)).collect(),
+            outputs: outputs.iter().map(|o| (o.name, o.dtype)).collect(),
+            params: self.params.iter().map(|p| p.name).collect(),
+        };
+        let workgroup = wgsl::check(&expected, &source, &entry).map_err(|e| e.context(&what))?;
+        if grid == Grid::Elements && workgroup[1..] != [1, 1] {
+            return Err(Error::bad(format!(
+                "{what}: Grid::Elements needs @workgroup_size(W) (or (W, 1, 1)); '{entry}' has \
+                 ({}, {}, {})",
+                workgroup[0], workgroup[1], workgroup[2]
+            )));
+        }
+        let name = leak(name);
+        let signature = Signature {
+            summary: leak(&self.summary),
+            inputs: self
+                .inputs
+                .iter()
+                .map(|i| Arg {
+                    name: i.name,
+                    doc: leak(&format!("{} with {} dimension(s)", i.dtype, i.rank)),
+                    optional: false,
+                })
+                .collect::<Vec<_>>()
+                .leak(),
+            params: self
+                .params
+                .iter()
+                .map(|p| Param {
+                    name: p.name,
+                    default: p.default.map(|d| leak(&d.to_string())),
+                    doc: p.doc,
+                })
+                .collect::<Vec<_>>()
+                .leak(),
+            outputs: outputs
+                .iter()
+                .map(|o| Arg {
+                    name: o.name,
+                    doc: leak(&o.doc(&self.inputs)),
+                    optional: false,
+                })
+                .collect::<Vec<_>>()
+                .leak(),
+            example: "(registered by the program that runs it)",
+            picture_output: None,
+        };
+        let shader = ShaderInfo {
+            file: leak(&format!("{name} (registered)")),
+            source: leak(&source),
+            entry_points: vec![(leak(&entry), workgroup)].leak(),
+            trusted: false,
+        };
+        Ok(Definition {
+            name,
+            signature,
+            shader,
+            inputs: self.inputs,
+            params: self.params,
+            outputs,
+            grid,
+            cpu,
+        })
+    }
+}
+
+fn leak(s: &str) -> &'static str {
+    s.to_owned().leak()
+}
+
+/// Names on every front (`-i NAME=`, URLs, JSON) are plain identifiers.
+fn check_identifier(kind: &str, name: &str) -> Result<()> {
+    let ok = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad(format!(
+            "{kind} name '{name}' must be 1 to 64 letters, digits or '_', starting with a letter"
+        )))
+    }
+}
+
+/// A registered kernel: its index in the process's registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(u16);
+
+static REGISTRY: RwLock<Vec<&'static Definition>> = RwLock::new(Vec::new());
+
+impl UserId {
+    /// Its definition.
+    pub(crate) fn def(self) -> &'static Definition {
+        REGISTRY.read().unwrap_or_else(|e| e.into_inner())[usize::from(self.0)]
+    }
+}
+
+/// Every registered kernel, in registration order.
+pub fn registered() -> Vec<Kernel> {
+    let count = REGISTRY.read().unwrap_or_else(|e| e.into_inner()).len();
+    (0..count).map(|i| Kernel::User(UserId(i as u16))).collect()
+}
+
+/// The registered kernel named `name`, if any.
+pub(crate) fn find(name: &str) -> Option<Kernel> {
+    REGISTRY
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .position(|d| d.name == name)
+        .map(|i| Kernel::User(UserId(i as u16)))
+}
+
+/// A registered kernel, checked; lives as long as the process.
+pub(crate) struct Definition {
+    pub(crate) name: &'static str,
+    pub(crate) signature: Signature,
+    pub(crate) shader: ShaderInfo,
+    inputs: Vec<InputDef>,
+    params: Vec<ParamDef>,
+    outputs: Vec<OutputDef>,
+    pub(crate) grid: Grid,
+    cpu: Arc<Fallback>,
+}
+
+struct OutputDef {
+    name: &'static str,
+    dtype: DType,
+    rule: Rule,
+}
+
+impl OutputDef {
+    fn doc(&self, inputs: &[InputDef]) -> String {
+        match &self.rule {
+            Rule::LikeInput(i) => format!("{}, shaped like '{}'", self.dtype, inputs[*i].name),
+            _ => format!("{}, shaped by the kernel's rule", self.dtype),
+        }
+    }
+}
+
+/// What a registered kernel's bench and probe know: nothing (a program's
+/// kernel has no workload to draw; `auto` places it without a cost model
+/// until one is measured).
+pub const PROFILE: Profile = Profile {
+    sweep: profile::VECTOR_SWEEP,
+    unit: Unit {
+        name: "Melem/s",
+        counts: "elements of the first output",
+        scale: 1e6,
+    },
+    amount: |n| n as f64,
+    bandwidth: None,
+    task: |_, _| {
+        Err(Error::bad(
+            "kernels registered by a program have no bench workload",
+        ))
+    },
+    baselines: &[],
+    variants: &[],
+};
+
+/// The inputs' shapes and the parameters, for a [`ShapeRule`].
+pub struct Shapes<'a> {
+    def: &'a Definition,
+    inputs: &'a [Spec],
+    params: &'a [f32],
+}
+
+impl Shapes<'_> {
+    /// The shape of input `name`.
+    ///
+    /// # Panics
+    /// If the kernel declares no such input.
+    pub fn shape(&self, name: &str) -> &[usize] {
+        &self.inputs[self.def.input_index(name)].shape
+    }
+
+    /// The value of parameter `name`.
+    ///
+    /// # Panics
+    /// If the kernel declares no such parameter.
+    pub fn param(&self, name: &str) -> f32 {
+        self.params[self.def.param_index(name)]
+    }
+}
+
+impl Definition {
+    fn input_index(&self, name: &str) -> usize {
+        self.inputs
+            .iter()
+            .position(|i| i.name == name)
+            .unwrap_or_else(|| panic!("kernel '{}' has no input '{name}'", self.name))
+    }
+
+    fn param_index(&self, name: &str) -> usize {
+        self.params
+            .iter()
+            .position(|p| p.name == name)
+            .unwrap_or_else(|| panic!("kernel '{}' has no parameter '{name}'", self.name))
+    }
+
+    fn output_index(&self, name: &str) -> usize {
+        self.outputs
+            .iter()
+            .position(|o| o.name == name)
+            .unwrap_or_else(|| panic!("kernel '{}' has no output '{name}'", self.name))
+    }
+
+    /// Checks a job's inputs and parameters and works out its outputs.
+    fn checked<T: Described>(
+        &self,
+        inputs: &mut Inputs<T>,
+        params: &Params,
+    ) -> Result<(Vec<T>, Vec<f32>, Vec<Spec>)> {
+        let name = self.name;
+        let mut taken = Vec::with_capacity(self.inputs.len());
+        for i in &self.inputs {
+            let t = inputs.take(i.name, &[i.dtype], i.rank)?;
+            if t.shape().contains(&0) {
+                return Err(Error::bad(format!(
+                    "{name}: input '{}' is empty ({}); registered kernels take no empty tensors",
+                    i.name,
+                    t.describe()
+                )));
+            }
+            taken.push(t);
+        }
+        let mut values = Vec::with_capacity(self.params.len());
+        for p in &self.params {
+            let v = match p.default {
+                Some(d) => params.f32_or(p.name, d)?,
+                None => params.f64_opt(p.name)?.map(|v| v as f32).ok_or_else(|| {
+                    Error::bad(format!(
+                        "{name} needs parameter '{}' (it has no default)",
+                        p.name
+                    ))
+                })?,
+            };
+            if !v.is_finite() {
+                return Err(Error::bad(format!(
+                    "parameter '{}' of {name}: it is beyond the range of f32",
+                    p.name
+                )));
+            }
+            values.push(v);
+        }
+        let specs: Vec<Spec> = taken
+            .iter()
+            .map(|t| Spec {
+                dtype: t.dtype(),
+                shape: t.shape().to_vec(),
+            })
+            .collect();
+        let mut outputs = Vec::with_capacity(self.outputs.len());
+        for (index, o) in self.outputs.iter().enumerate() {
+            let shape = match &o.rule {
+                Rule::LikeInput(i) => specs[*i].shape.clone(),
+                Rule::Custom(rule) => rule(&Shapes {
+                    def: self,
+                    inputs: &specs,
+                    params: &values,
+                })
+                .map_err(|why| Error::bad(format!("{name}: {why}")))?,
+                Rule::Like(_) => unreachable!("resolved at registration"),
+            };
+            let spec = Spec {
+                dtype: o.dtype,
+                shape,
+            };
+            let fits =
+                element_count(&spec.shape).is_some_and(|n| n > 0 && u32::try_from(n).is_ok());
+            if !fits || spec.shape.is_empty() || spec.shape.len() > MAX_RANK {
+                return Err(Error::bad(format!(
+                    "{name}: output '{}' would be {}; outputs have 1 to {MAX_RANK} dimensions \
+                     and 1 to 2^32-1 elements",
+                    o.name,
+                    spec.describe()
+                )));
+            }
+            if index == 0 && spec.shape.len() > 4 {
+                return Err(Error::bad(format!(
+                    "{name}: output '{}' would be {}; the first output sets the GPU grid and has \
+                     at most 4 dimensions",
+                    o.name,
+                    spec.describe()
+                )));
+            }
+            outputs.push(spec);
+        }
+        Ok((taken, values, outputs))
+    }
+}
+
+/// A validated job of a registered kernel.
+#[derive(Clone)]
+pub struct UserTask {
+    id: UserId,
+    inputs: Vec<Handle>,
+    params: Vec<f32>,
+    outputs: Vec<Spec>,
+}
+
+impl fmt::Debug for UserTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserTask")
+            .field("kernel", &self.def().name)
+            .field("inputs", &self.inputs)
+            .field("params", &self.params)
+            .field("outputs", &self.outputs)
+            .finish()
+    }
+}
+
+impl UserTask {
+    /// Which kernel this is.
+    pub fn kernel(&self) -> Kernel {
+        Kernel::User(self.id)
+    }
+
+    pub(crate) fn def(&self) -> &'static Definition {
+        self.id.def()
+    }
+
+    /// The input handles, in declaration order.
+    pub fn inputs(&self) -> &[Handle] {
+        &self.inputs
+    }
+
+    /// The outputs' names and specs, in declaration order.
+    pub fn outputs(&self) -> impl Iterator<Item = (&'static str, &Spec)> {
+        self.def().outputs.iter().map(|o| o.name).zip(&self.outputs)
+    }
+
+    /// The uniform the WGSL reads: the first output's shape innermost
+    /// first (1 past its rank), its element count, then the parameters'
+    /// bits; zero-padded to a multiple of 16 bytes.
+    pub fn uniform(&self) -> Vec<u32> {
+        let dims = self.grid_dims();
+        let len = dims.iter().product::<u32>();
+        let mut words: Vec<u32> = dims.into_iter().chain([len]).collect();
+        words.extend(self.params.iter().map(|p| p.to_bits()));
+        words.resize(words.len().next_multiple_of(4), 0);
+        words
+    }
+
+    /// The first output's shape, innermost dimension first, 1 past its
+    /// rank (each fits u32: its element count does).
+    pub fn grid_dims(&self) -> [u32; 4] {
+        let mut dims = [1u32; 4];
+        for (d, &n) in dims.iter_mut().zip(self.outputs[0].shape.iter().rev()) {
+            *d = n as u32;
+        }
+        dims
+    }
+
+    /// Builds the outputs from what the fallback gave.
+    fn finish(&self, data: Vec<TensorData>) -> Outputs {
+        let def = self.def();
+        assert_eq!(
+            data.len(),
+            self.outputs.len(),
+            "the Rust fallback of '{}' gave {} outputs; it declares {}",
+            def.name,
+            data.len(),
+            self.outputs.len()
+        );
+        self.outputs()
+            .zip(data)
+            .map(|((name, spec), data)| {
+                let fits = data.dtype() == spec.dtype
+                    && element_count(&spec.shape) == Some(data.len());
+                assert!(
+                    fits,
+                    "the Rust fallback of '{}' gave {} {} elements for output '{name}', which is {}",
+                    def.name,
+                    data.len(),
+                    data.dtype(),
+                    spec.describe()
+                );
+                (name.to_owned(), Tensor::new(spec.shape.clone(), data))
+            })
+            .collect()
+    }
+}
+
+/// A job's data, for the Rust fallback.
+pub struct Call<'a> {
+    task: &'a UserTask,
+}
+
+impl Call<'_> {
+    fn def(&self) -> &'static Definition {
+        self.task.def()
+    }
+
+    /// Input `name`'s elements.
+    ///
+    /// # Panics
+    /// If the kernel declares no such input.
+    pub fn data(&self, name: &str) -> &TensorData {
+        self.task.inputs[self.def().input_index(name)].data()
+    }
+
+    /// Input `name`'s elements, declared `f32`.
+    ///
+    /// # Panics
+    /// If the kernel declares no such input, or declares it another dtype.
+    pub fn f32s(&self, name: &str) -> &[f32] {
+        match self.data(name) {
+            TensorData::F32(v) => v,
+            other => panic!("input '{name}' is {}, not f32", other.dtype()),
+        }
+    }
+
+    /// Input `name`'s elements, declared `u32`.
+    ///
+    /// # Panics
+    /// If the kernel declares no such input, or declares it another dtype.
+    pub fn u32s(&self, name: &str) -> &[u32] {
+        match self.data(name) {
+            TensorData::U32(v) => v,
+            other => panic!("input '{name}' is {}, not u32", other.dtype()),
+        }
+    }
+
+    /// Input `name`'s elements, declared `i32`.
+    ///
+    /// # Panics
+    /// If the kernel declares no such input, or declares it another dtype.
+    pub fn i32s(&self, name: &str) -> &[i32] {
+        match self.data(name) {
+            TensorData::I32(v) => v,
+            other => panic!("input '{name}' is {}, not i32", other.dtype()),
+        }
+    }
+
+    /// Input `name`'s shape.
+    pub fn shape(&self, name: &str) -> &[usize] {
+        self.task.inputs[self.def().input_index(name)].shape()
+    }
+
+    /// Parameter `name`'s value.
+    pub fn param(&self, name: &str) -> f32 {
+        self.task.params[self.def().param_index(name)]
+    }
+
+    /// The shape output `name` must have.
+    pub fn output_shape(&self, name: &str) -> &[usize] {
+        &self.task.outputs[self.def().output_index(name)].shape
+    }
+}
+
+impl KernelTask for UserTask {
+    fn plan(mut inputs: Inputs<Spec>, params: &Params) -> Result<Plan> {
+        let Kernel::User(id) = inputs.kernel else {
+            unreachable!("only registered kernels plan here")
+        };
+        let def = id.def();
+        let (_, _, outputs) = def.checked(&mut inputs, params)?;
+        let work = element_count(&outputs[0].shape).unwrap_or(0) as f64;
+        Ok(Plan::new(
+            def.outputs.iter().map(|o| o.name).zip(outputs),
+            work,
+        ))
+    }
+
+    fn from_job(mut inputs: Inputs, params: &Params) -> Result<Self> {
+        let Kernel::User(id) = inputs.kernel else {
+            unreachable!("only registered kernels are built here")
+        };
+        let (inputs, params, outputs) = id.def().checked(&mut inputs, params)?;
+        Ok(UserTask {
+            id,
+            inputs,
+            params,
+            outputs,
+        })
+    }
+
+    fn run_cpu(&self) -> Outputs {
+        self.finish((self.def().cpu)(&Call { task: self }))
+    }
+
+    /// The fallback: a program's kernel has no other sequential form.
+    fn reference(&self) -> Outputs {
+        self.run_cpu()
+    }
+
+    fn work_units(&self) -> f64 {
+        element_count(&self.outputs[0].shape).unwrap_or(0) as f64
+    }
+
+    fn operands(&self) -> Vec<&Handle> {
+        self.inputs.iter().collect()
+    }
+
+    fn plain_loop(&self) -> PlainLoop<'_> {
+        Box::new(move || drop(self.run_cpu()))
+    }
+}
