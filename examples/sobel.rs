@@ -76,23 +76,26 @@ fn sobel_cpu(call: &Call) -> Vec<TensorData> {
     vec![TensorData::F32(edges)]
 }
 
-/// Registers `sobel` once in this process.
+/// Registers `sobel` once in this process (a second registration of the
+/// name is an error, so it happens inside the `OnceLock`).
 fn sobel() -> anycore::Result<Kernel> {
-    static SOBEL: OnceLock<Kernel> = OnceLock::new();
-    if let Some(k) = SOBEL.get() {
-        return Ok(*k);
-    }
-    let kernel = UserKernel::new(
-        "sobel",
-        "Sobel edge magnitude of a grey image, edges clamped",
-    )
-    .input("image", DType::F32, 2)
-    .param("scale", Some(1.0), "multiplies the magnitude")
-    .output_like("edges", "image")
-    .wgsl(WGSL, "sobel", Grid::Shape)
-    .cpu(sobel_cpu)
-    .register()?;
-    Ok(*SOBEL.get_or_init(|| kernel))
+    static SOBEL: OnceLock<Result<Kernel, String>> = OnceLock::new();
+    SOBEL
+        .get_or_init(|| {
+            UserKernel::new(
+                "sobel",
+                "Sobel edge magnitude of a grey image, edges clamped",
+            )
+            .input("image", DType::F32, 2)
+            .param("scale", Some(1.0), "multiplies the magnitude")
+            .output_like("edges", "image")
+            .wgsl(WGSL, "sobel", Grid::Shape)
+            .cpu(sobel_cpu)
+            .register()
+            .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(anycore::Error::BadInput)
 }
 
 /// A picture as grey f32 in [0, 1]: the mean of its colour channels.
@@ -124,10 +127,21 @@ fn engine() -> anycore::Result<BlockingEngine> {
     BlockingEngine::start(config)
 }
 
+/// What [`demo`] gives back.
+struct Demo {
+    /// The edges of the image (from the CPU's run).
+    edges: Tensor,
+    /// The backends the CPU, GPU and `auto` runs ran on (for the test).
+    #[cfg_attr(not(test), allow(dead_code))]
+    ran: Vec<String>,
+    /// The edges of the blurred image, from the pipeline (for the test).
+    #[cfg_attr(not(test), allow(dead_code))]
+    blurred_edges: Tensor,
+}
+
 /// Runs `sobel` on `image` on each backend and as a pipeline step, prints
-/// where each ran and why, checks every backend against the fallback, and
-/// returns the edges and the backends that ran.
-fn demo(image: &Tensor) -> anycore::Result<(Tensor, Vec<String>)> {
+/// where each ran and why, and checks every backend against the fallback.
+fn demo(image: &Tensor) -> anycore::Result<Demo> {
     let sobel = sobel()?;
     let engine = engine()?;
     let job = Job::new(sobel)
@@ -189,8 +203,11 @@ fn demo(image: &Tensor) -> anycore::Result<(Tensor, Vec<String>)> {
     if let Some(why) = &agreement.no_gpu {
         println!("(the GPU did not run: {why})");
     }
-    let edges = edges.expect("the CPU run gives edges");
-    Ok((edges, ran))
+    Ok(Demo {
+        edges: edges.expect("the CPU run gives edges"),
+        ran,
+        blurred_edges: report.outputs["edges"].clone(),
+    })
 }
 
 fn main() -> anycore::Result<()> {
@@ -200,7 +217,7 @@ fn main() -> anycore::Result<()> {
         PathBuf::from,
     );
     let image = grey(&anycore::tensor::read_file(&input)?)?;
-    let (edges, _) = demo(&image)?;
+    let edges = demo(&image)?.edges;
     if let Some(out) = args.next() {
         let (h, w) = (edges.shape()[0], edges.shape()[1]);
         let pixels: Vec<u8> = edges
@@ -241,21 +258,45 @@ mod tests {
         out
     }
 
+    fn assert_close(what: &str, got: &Tensor, want: &[f32]) {
+        let got = got.as_f32().unwrap();
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, r)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - r).abs() <= 1e-5 + 1e-5 * r.abs(),
+                "{what} pixel {i}: {g} vs {r}"
+            );
+        }
+    }
+
     #[test]
     fn sobel_runs_and_agrees_on_every_backend() {
-        let mut rng = rand::rngs::StdRng::from_os_rng();
+        let seed = rand::random::<u64>();
+        eprintln!("seed {seed}");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         // Sizes that straddle the 16×16 workgroup, and a strip.
         for (h, w) in [(1, 1), (15, 17), (33, 16), (1, 70), (64, 63)] {
             let values: Vec<f32> = (0..h * w).map(|_| rng.random_range(-1.0..1.0)).collect();
             let image = Tensor::new(vec![h, w], TensorData::F32(values.clone()));
-            let (edges, ran) = demo(&image).unwrap();
-            let want = reference(&values, h, w, 0.25);
-            for (i, (g, r)) in edges.as_f32().unwrap().iter().zip(&want).enumerate() {
-                assert!(
-                    (g - r).abs() <= 1e-5 + 1e-5 * r.abs(),
-                    "{h}×{w} pixel {i}: {g} vs {r}"
-                );
-            }
+            let Demo {
+                edges,
+                ran,
+                blurred_edges,
+            } = demo(&image).unwrap();
+            assert_close(&format!("{h}×{w}"), &edges, &reference(&values, h, w, 0.25));
+            // The pipeline's second step saw the first's output.
+            let blurred = engine()
+                .unwrap()
+                .run_on(
+                    Job::new(Kernel::Blur)
+                        .input("image", image)
+                        .param("sigma", 1),
+                    BackendChoice::Cpu,
+                )
+                .unwrap();
+            let blurred = blurred.outputs["out"].as_f32().unwrap();
+            let want = reference(blurred, h, w, 0.25);
+            assert_close(&format!("{h}×{w} blurred"), &blurred_edges, &want);
             assert_eq!(ran[0], "cpu", "{ran:?}");
             let gpu_required = std::env::var("ANYCORE_REQUIRE_GPU_TESTS").is_ok_and(|v| v == "1");
             if gpu_required {

@@ -159,6 +159,71 @@ fn wrong_descriptions_and_shaders_are_refused_at_registration_naming_the_fault()
         let e = refused(kernel);
         assert!(e.contains(want), "expected '{want}' in: {e}");
     }
+    // More that naga accepts but the backend could not run.
+    let more: Vec<(UserKernel, &str)> = vec![
+        (
+            shader(&AXPY_WGSL.replace("struct Call", "override w: f32;\nstruct Call")),
+            "override 'w' has no default",
+        ),
+        (
+            shader(&AXPY_WGSL.replace(
+                "dims: vec4<u32>, len: u32",
+                "@size(32) dims: vec4<u32>, len: u32",
+            )),
+            "its second member must be u32, at byte 16",
+        ),
+        (
+            shader(&AXPY_WGSL.replace("a: f32 }", "a: f32, @size(64) pad: f32 }")),
+            "more than the kernel's parameters",
+        ),
+        (
+            shader(&AXPY_WGSL.replace("a: f32 }", "@size(64) a: f32 }")),
+            "more than the 32 bound",
+        ),
+        (
+            shader(
+                &AXPY_WGSL
+                    .replace("x: array<f32>", "x: array<vec4<f32>>")
+                    .replace("x[i]", "x[i].x"),
+            ),
+            "it must be a runtime-sized array<f32>",
+        ),
+        (
+            (0..8).fold(axpy("reg_nine"), |k, i| {
+                k.input(&format!("z{i}"), DType::F32, 1)
+            }),
+            "has 11 inputs and outputs; not every GPU binds more than 8",
+        ),
+        (
+            axpy("reg_nan").param("b", Some(f32::NAN), ""),
+            "parameter 'b' has the default NaN",
+        ),
+        (
+            shader(
+                &AXPY_WGSL
+                    .replace(
+                        "struct Call",
+                        "var<workgroup> scratch: array<f32, 262144>;\nstruct Call",
+                    )
+                    .replace("+ y[i]", "+ y[i] + scratch[0]"),
+            ),
+            "uses 1048576 bytes of workgroup memory; not every device has more than 16384",
+        ),
+    ];
+    for (kernel, want) in more {
+        let e = refused(kernel);
+        assert!(e.contains(want), "expected '{want}' in: {e}");
+    }
+    // Bindings another entry point uses are its own business.
+    let other = format!(
+        "{AXPY_WGSL}\n@group(1) @binding(0) var<storage, read_write> other: array<f32>;\n\
+         @compute @workgroup_size(1) fn elsewhere() {{ other[0] = 1.0; }}"
+    );
+    axpy("reg_other_entry")
+        .wgsl(&other, "main", Grid::Elements)
+        .register()
+        .unwrap();
+
     // A syntax error points at its line.
     let e = refused(shader(
         "@compute @workgroup_size(64)\nfn main() { let = 1; }",
@@ -292,56 +357,38 @@ fn bad_jobs_are_refused_naming_the_input_or_parameter() {
     let kernel = mixed();
     let x = || Tensor::from_f32(vec![1.0, 2.0, 3.0]);
     let k = |n: usize| Tensor::new(vec![n], TensorData::I32(vec![1; n]));
+    // x f32[3] and k i32[3]: a good job but for what each case changes.
+    let good = || Job::new(kernel).input("x", x()).input("k", k(3));
     let cases: Vec<(Job, &str)> = vec![
+        (good(), "mixed needs parameter 'a'"),
         (
-            Job::new(kernel).input("x", x()).input("k", k(3)),
-            "mixed needs parameter 'a'",
-        ),
-        (
-            Job::new(kernel)
-                .input("x", x())
-                .input("k", x())
-                .param("a", 1),
+            good().input("k", x()).param("a", 1),
             "input 'k' of mixed is f32[3], but it must be i32",
         ),
         (
-            Job::new(kernel)
+            good()
                 .input("x", Tensor::new(vec![1, 3], TensorData::F32(vec![0.0; 3])))
-                .input("k", k(3))
                 .param("a", 1),
             "must have 1 dimension",
         ),
         (
-            Job::new(kernel)
-                .input("x", x())
-                .input("k", k(4))
-                .param("a", 1),
+            good().input("k", k(4)).param("a", 1),
             "mixed: x has [3] elements but k has [4]",
         ),
         (
-            Job::new(kernel)
-                .input("x", x())
-                .input("k", k(3))
-                .param("a", "lots"),
+            good().param("a", "lots"),
             "parameter 'a' of mixed: 'lots' is not a number",
         ),
         (
-            Job::new(kernel)
-                .input("x", x())
-                .input("k", k(3))
-                .param("a", 1e39),
+            good().param("a", 1e39),
             "parameter 'a' of mixed: it is beyond the range of f32",
         ),
         (
-            Job::new(kernel)
-                .input("x", x())
-                .input("k", k(3))
-                .param("a", 1)
-                .param("c", 2),
+            good().param("a", 1).param("c", 2),
             "unknown parameter 'c' for mixed (it takes: a, b)",
         ),
         (
-            Job::new(kernel)
+            good()
                 .input("x", Tensor::from_f32(Vec::new()))
                 .input("k", k(0))
                 .param("a", 1),
@@ -613,12 +660,93 @@ fn compare_finds_a_shader_that_differs_from_its_fallback_or_skips_an_element() {
         e.contains("cmp_off: output 'out' differs first at element 0 [0]"),
         "{e}"
     );
-    // The element the shader skips is poisoned: NaN.
+    // The element the shader skips keeps the zero outputs start with
+    // (y = 2 makes every CPU value at least 1.5).
     let e = on_every_backend(&job(skips), Tolerance::F32)
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains(&format!("element {} [{}]: NaN instead of", n - 1, n - 1)),
+        e.contains(&format!("element {} [{}]: 0 instead of", n - 1, n - 1)),
+        "{e}"
+    );
+    // A fallback that panics is an error, not a panic of the caller.
+    let panics = axpy("cmp_panics")
+        .cpu(|_| panic!("the fallback gave up"))
+        .register()
+        .unwrap();
+    let e = on_every_backend(&job(panics), Tolerance::F32).unwrap_err();
+    assert!(
+        matches!(e, Error::Panicked(_)) && e.to_string().contains("the fallback gave up"),
+        "{e}"
+    );
+}
+
+/// Counts the elements of `k` by `k mod 4` into four atomics: a grid over
+/// the four-element output, each invocation striding over the input.
+const COUNT_WGSL: &str = "
+@group(0) @binding(0) var<storage, read> k: array<u32>;
+@group(0) @binding(1) var<storage, read_write> counts: array<atomic<u32>>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    for (var i = id.x; i < arrayLength(&k); i += 64u) {
+        atomicAdd(&counts[k[i] % 4u], 1u);
+    }
+}";
+
+#[test]
+fn outputs_start_at_zero_so_atomic_counters_count_once_per_job() {
+    let kernel = UserKernel::new("count_mod4", "counts by k mod 4")
+        .input("k", DType::U32, 1)
+        .output("counts", DType::U32, |_| Ok(vec![4]))
+        .wgsl(COUNT_WGSL, "main", Grid::Elements)
+        .cpu(|call| {
+            let mut counts = vec![0u32; 4];
+            for &k in call.u32s("k") {
+                counts[(k % 4) as usize] += 1;
+            }
+            vec![TensorData::U32(counts)]
+        })
+        .register()
+        .unwrap();
+    let mut rng = rng();
+    let n = 1001;
+    let k: Vec<u32> = (0..n).map(|_| rng.random()).collect();
+    let mut want = [0u32; 4];
+    for &v in &k {
+        want[(v % 4) as usize] += 1;
+    }
+    let engine = engine(GpuOptions::default());
+    for choice in backends(&engine) {
+        // Pooled buffers come back between the runs.
+        for run in 0..3 {
+            let job = Job::new(kernel).input("k", Tensor::new(vec![n], TensorData::U32(k.clone())));
+            let report = engine.run_on(job, choice).unwrap();
+            assert_eq!(
+                report.outputs["counts"].as_u32().unwrap(),
+                &want,
+                "run {run} on {choice:?}"
+            );
+        }
+    }
+    let job = Job::new(kernel).input("k", Tensor::new(vec![n], TensorData::U32(k)));
+    on_every_backend(&job, Tolerance::EXACT).unwrap();
+}
+
+#[test]
+fn a_shape_rule_that_panics_fails_its_job_with_an_error() {
+    let kernel = UserKernel::new("rule_panics", "a rule with a typo")
+        .input("x", DType::F32, 1)
+        .output("out", DType::F32, |s| Ok(s.shape("typo").to_vec()))
+        .wgsl(SPILL_WGSL, "main", Grid::Elements)
+        .cpu(|call| vec![TensorData::F32(call.f32s("x").to_vec())])
+        .register()
+        .unwrap();
+    let e = Task::new(Job::new(kernel).input("x", Tensor::from_f32(vec![1.0]))).unwrap_err();
+    assert!(
+        matches!(e, Error::Panicked(_))
+            && e.to_string()
+                .contains("the shape rule of output 'out' of rule_panics")
+            && e.to_string().contains("has no input 'typo'"),
         "{e}"
     );
 }

@@ -1,7 +1,8 @@
 //! For a program's own tests: one job on every backend this machine has —
-//! the rayon pool, and the GPU (a software adapter such as llvmpipe
-//! included, so that CI without a card still runs the WGSL) — and the
-//! outputs compared, element by element, with the CPU's.
+//! the rayon pool, the hardware GPU if there is one, and a software adapter
+//! such as llvmpipe if there is one (so that CI without a card still runs
+//! the WGSL) — and the outputs compared, element by element, with the
+//! CPU's.
 //!
 //! ```
 //! use anycore::backend::compare::{Tolerance, on_every_backend};
@@ -19,16 +20,20 @@
 //! # Ok::<(), anycore::Error>(())
 //! ```
 //!
-//! GPU outputs are poisoned (filled with 0xFF bytes) before the kernel
-//! runs, so an element a shader forgets to write shows as NaN or
-//! `u32::MAX`. Without a GPU only the CPU runs, and
-//! [`Agreement::no_gpu`] says why — unless `ANYCORE_REQUIRE_GPU_TESTS=1`
-//! is set (as anycore's own CI does), which makes that an error.
+//! The catalog's GPU outputs are poisoned (filled with 0xFF bytes) before
+//! the kernel runs, so an element a shader forgets to write shows as NaN
+//! or `u32::MAX`; a registered kernel's outputs start at zero (its
+//! contract), so there a forgotten element shows as 0. A panic of the
+//! kernel's own code is an error naming the backend. Without a GPU only
+//! the CPU runs, and [`Agreement::no_gpu`] says why — unless
+//! `ANYCORE_REQUIRE_GPU_TESTS=1` is set (as anycore's own CI does), which
+//! makes that an error.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 
 use super::cpu::CpuBackend;
-use super::gpu::{GpuBackend, GpuOptions};
+use super::gpu::{GpuBackend, GpuOptions, adapter};
 use super::{Backend, BackendKind};
 use crate::error::{Error, Result};
 use crate::kernel::{Job, Outputs, Task};
@@ -70,7 +75,8 @@ pub struct BackendRun {
     pub ms: f64,
 }
 
-/// Every backend agreed: their runs, the CPU's first.
+/// Every backend agreed: their runs, the CPU's first, then the hardware
+/// GPU's and the software adapter's, where there are.
 #[derive(Debug)]
 pub struct Agreement {
     /// The runs.
@@ -79,33 +85,29 @@ pub struct Agreement {
     pub no_gpu: Option<String>,
 }
 
-/// Runs `job` on the CPU and on the GPU, and compares every output of the
-/// GPU's with the CPU's within `tolerance`; an error names the first
+/// Runs `job` on the CPU and on each GPU, and compares every output of
+/// each GPU's with the CPU's within `tolerance`; an error names the first
 /// element that differs.
 pub fn on_every_backend(job: &Job, tolerance: Tolerance) -> Result<Agreement> {
     let cpu = run(cpu()?, job)?;
-    let mut agreement = Agreement {
-        runs: Vec::new(),
-        no_gpu: None,
-    };
-    match gpu() {
-        Ok(gpu) => {
-            let theirs = run(gpu, job)?;
-            compare(job, &cpu, &theirs, tolerance)?;
-            agreement.runs.push(cpu);
-            agreement.runs.push(theirs);
-        }
-        Err(why) if gpu_required() => {
-            return Err(Error::NoGpu(format!(
-                "ANYCORE_REQUIRE_GPU_TESTS=1 but the GPU backend cannot start: {why}"
-            )));
-        }
-        Err(why) => {
-            agreement.runs.push(cpu);
-            agreement.no_gpu = Some(why.clone());
-        }
+    let (gpus, no_gpu) = gpus();
+    if gpus.is_empty() && gpu_required() {
+        return Err(Error::NoGpu(format!(
+            "ANYCORE_REQUIRE_GPU_TESTS=1 but the GPU backend cannot start: {}",
+            no_gpu.as_deref().unwrap_or("no adapter")
+        )));
     }
-    Ok(agreement)
+    let mut runs = Vec::with_capacity(1 + gpus.len());
+    for gpu in gpus {
+        let theirs = run(gpu, job)?;
+        compare(job, &cpu, &theirs, tolerance)?;
+        runs.push(theirs);
+    }
+    runs.insert(0, cpu);
+    Ok(Agreement {
+        runs,
+        no_gpu: gpus.is_empty().then(|| no_gpu.clone().unwrap_or_default()),
+    })
 }
 
 fn gpu_required() -> bool {
@@ -120,24 +122,45 @@ fn cpu() -> Result<&'static CpuBackend> {
         .map_err(|e| Error::Internal(e.clone()))
 }
 
-/// The process's GPU backend for comparisons (software adapters allowed,
-/// outputs poisoned), or why there is none.
-fn gpu() -> std::result::Result<&'static GpuBackend, &'static String> {
-    static GPU: OnceLock<std::result::Result<GpuBackend, String>> = OnceLock::new();
-    GPU.get_or_init(|| {
+/// The process's GPU backends for comparisons (outputs poisoned): the
+/// best adapter (a hardware one, else a software one) and, when that is a
+/// hardware one, a software one too if there is one; with none, why.
+fn gpus() -> &'static (Vec<GpuBackend>, Option<String>) {
+    static GPUS: OnceLock<(Vec<GpuBackend>, Option<String>)> = OnceLock::new();
+    GPUS.get_or_init(|| {
         let options = GpuOptions {
             allow_software: true,
             poison_outputs: true,
             ..GpuOptions::from_env()
         };
-        GpuBackend::new(&options).map_err(|e| e.to_string())
+        let best = match GpuBackend::new(&options) {
+            Ok(gpu) => gpu,
+            Err(e) => return (Vec::new(), Some(e.to_string())),
+        };
+        let mut gpus = vec![best];
+        if !adapter::is_software(gpus[0].info()) {
+            let software = GpuOptions {
+                software_only: true,
+                ..options
+            };
+            gpus.extend(GpuBackend::new(&software).ok());
+        }
+        (gpus, None)
     })
-    .as_ref()
 }
 
 fn run(backend: &dyn Backend, job: &Job) -> Result<BackendRun> {
     let (task, _) = Task::admitted(job.clone())?;
-    let run = backend.run(&task)?;
+    // The kernel's own code (a registered kernel's fallback) may panic.
+    let run =
+        std::panic::catch_unwind(AssertUnwindSafe(|| backend.run(&task))).map_err(|panic| {
+            Error::Panicked(format!(
+                "{} on {}: {}",
+                job.kernel,
+                backend.kind(),
+                crate::error::panic_message(&*panic)
+            ))
+        })??;
     Ok(BackendRun {
         backend: backend.kind(),
         device: backend.device(),

@@ -583,13 +583,5 @@ fn answer(permit: Place, reply: impl FnOnce()) {
 
 fn catch<T>(run: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(AssertUnwindSafe(run))
-        .unwrap_or_else(|panic| Err(Error::Panicked(panic_message(&*panic))))
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
+        .unwrap_or_else(|panic| Err(Error::Panicked(crate::error::panic_message(&*panic))))
 }

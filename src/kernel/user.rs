@@ -38,16 +38,22 @@
 //!
 //! Everything is in bind group 0, in the order the kernel declares it:
 //! binding `0..i` the inputs (`var<storage, read>`, a runtime-sized array
-//! of the input's dtype or vectors of it), then the outputs
-//! (`var<storage, read_write>`; atomics allowed), then a uniform laid out
-//! as `struct { dims: vec4<u32>, len: u32, <param>: f32, … }`: the first
+//! of the input's dtype), then the outputs (`var<storage, read_write>`;
+//! atomics allowed), then a uniform laid out as
+//! `struct { dims: vec4<u32>, len: u32, <param>: f32, … }`: the first
 //! output's shape innermost dimension first (1 past its rank), its element
-//! count, and each parameter in declaration order. naga checks all of this
-//! when the kernel is registered, so a wrong shader is an error there,
-//! never at run time.
+//! count, and each parameter in declaration order. Outputs start at zero.
+//! naga checks all of this when the kernel is registered (and that the
+//! shader stays within what every WebGPU device allows: its workgroup
+//! size, its workgroup memory, 8 storage buffers, no override without a
+//! default), so a wrong shader is an error there, never at run time.
 //!
-//! The grid covers the first output ([`Grid`]). Shaders keep naga's
-//! runtime bounds checks: a program's WGSL is never trusted.
+//! The grid covers the first output ([`Grid`]); a kernel whose work
+//! follows an input instead (a histogram) strides over it, up to
+//! `arrayLength(&input)`. Shaders keep naga's runtime bounds checks: a
+//! program's WGSL is never trusted, and each tensor of a job must fit one
+//! storage binding on the GPU (registered kernels are not split into
+//! chunks).
 //!
 //! Registered kernels live as long as the process (a program registers a
 //! few, once): their definitions are leaked so that a [`Kernel`] stays a
@@ -56,6 +62,7 @@
 mod wgsl;
 
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, RwLock};
 
 use super::profile::{self, Profile, Unit};
@@ -99,24 +106,26 @@ pub type ShapeRule = dyn Fn(&Shapes<'_>) -> std::result::Result<Vec<usize>, Stri
 pub struct UserKernel {
     name: String,
     summary: String,
-    inputs: Vec<InputDef>,
-    params: Vec<ParamDef>,
+    inputs: Vec<InputDef<String>>,
+    params: Vec<ParamDef<String>>,
     /// Name, dtype (`None`: its input's, for [`Rule::Like`]) and shape.
     outputs: Vec<(String, Option<DType>, Rule)>,
     wgsl: Option<(String, String, Grid)>,
     cpu: Option<Arc<Fallback>>,
 }
 
-struct InputDef {
-    name: &'static str,
+/// An input: while described its name is a `String`, once registered a
+/// `&'static str` (nothing is leaked for a description that is refused).
+struct InputDef<S = &'static str> {
+    name: S,
     dtype: DType,
     rank: usize,
 }
 
-struct ParamDef {
-    name: &'static str,
+struct ParamDef<S = &'static str> {
+    name: S,
     default: Option<f32>,
-    doc: &'static str,
+    doc: S,
 }
 
 enum Rule {
@@ -145,7 +154,7 @@ impl UserKernel {
     /// An input tensor of `dtype` (f32, u32 or i32) with `rank` dimensions.
     pub fn input(mut self, name: &str, dtype: DType, rank: usize) -> Self {
         self.inputs.push(InputDef {
-            name: leak(name),
+            name: name.to_owned(),
             dtype,
             rank,
         });
@@ -156,9 +165,9 @@ impl UserKernel {
     /// `doc` says what it means, for the signature.
     pub fn param(mut self, name: &str, default: Option<f32>, doc: &str) -> Self {
         self.params.push(ParamDef {
-            name: leak(name),
+            name: name.to_owned(),
             default,
-            doc: leak(doc),
+            doc: doc.to_owned(),
         });
         self
     }
@@ -192,7 +201,8 @@ impl UserKernel {
 
     /// The CPU implementation, run on the rayon pool (use rayon inside it
     /// to use every core); it is also the reference the GPU is compared
-    /// with.
+    /// with ([`crate::backend::compare`]). It gives each output's elements,
+    /// in declaration order; a panic fails the job, not the process.
     pub fn cpu(
         mut self,
         run: impl Fn(&Call<'_>) -> Vec<TensorData> + Send + Sync + 'static,
@@ -206,26 +216,29 @@ impl UserKernel {
     /// kernel to the process's catalog: [`Kernel::from_name`] finds it from
     /// then on, on every front.
     pub fn register(self) -> Result<Kernel> {
-        let def = self.check()?;
+        // Held while the description is checked, so that only a kernel
+        // that is added leaks its names.
         let mut registry = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
-        if registry.iter().any(|d| d.name == def.name) {
+        if registry.iter().any(|d| d.name == self.name) {
             return Err(Error::bad(format!(
                 "a kernel named '{}' is registered already",
-                def.name
+                self.name
             )));
         }
         if registry.len() >= MAX_REGISTERED {
             return Err(Error::bad(format!(
                 "cannot register '{}': a process registers at most {MAX_REGISTERED} kernels",
-                def.name
+                self.name
             )));
         }
+        let def = self.check()?;
         let id = UserId(registry.len() as u16);
         registry.push(Box::leak(Box::new(def)));
         Ok(Kernel::User(id))
     }
 
-    /// The definition, once every rule holds.
+    /// The definition, once every rule holds; its names leaked (only
+    /// then).
     fn check(self) -> Result<Definition> {
         let name = self.name.as_str();
         let what = format!("kernel '{name}'");
@@ -239,8 +252,8 @@ impl UserKernel {
         for (kind, n) in self
             .inputs
             .iter()
-            .map(|i| ("input", i.name))
-            .chain(self.params.iter().map(|p| ("parameter", p.name)))
+            .map(|i| ("input", i.name.as_str()))
+            .chain(self.params.iter().map(|p| ("parameter", p.name.as_str())))
         {
             check_identifier(kind, n).map_err(|e| e.context(&what))?;
             if seen.contains(&n) {
@@ -272,8 +285,25 @@ impl UserKernel {
                 )));
             }
         }
+        for p in &self.params {
+            if let Some(d) = p.default.filter(|d| !d.is_finite()) {
+                return Err(Error::bad(format!(
+                    "{what}: parameter '{}' has the default {d}; defaults are finite",
+                    p.name
+                )));
+            }
+        }
         if self.outputs.is_empty() {
             return Err(Error::bad(format!("{what} declares no output")));
+        }
+        // The storage buffers every GPU binds in one stage (WebGPU's
+        // default limit; 8).
+        let most = wgpu::Limits::default().max_storage_buffers_per_shader_stage as usize;
+        let bindings = self.inputs.len() + self.outputs.len();
+        if bindings > most {
+            return Err(Error::bad(format!(
+                "{what} has {bindings} inputs and outputs; not every GPU binds more than {most}"
+            )));
         }
         let mut outputs = Vec::new();
         for (index, (n, dtype, rule)) in self.outputs.into_iter().enumerate() {
@@ -302,7 +332,7 @@ impl UserKernel {
                 )));
             }
             outputs.push(OutputDef {
-                name: leak(&n),
+                name: n,
                 dtype,
                 rule,
             });
@@ -318,9 +348,13 @@ impl UserKernel {
             )));
         };
         let expected = wgsl::Expected {
-            inputs: self.inputs.iter().map(|i| (i.name, i.dtype)).collect(),
-            outputs: outputs.iter().map(|o| (o.name, o.dtype)).collect(),
-            params: self.params.iter().map(|p| p.name).collect(),
+            inputs: self
+                .inputs
+                .iter()
+                .map(|i| (i.name.as_str(), i.dtype))
+                .collect(),
+            outputs: outputs.iter().map(|o| (o.name.as_str(), o.dtype)).collect(),
+            params: self.params.iter().map(|p| p.name.as_str()).collect(),
         };
         let workgroup = wgsl::check(&expected, &source, &entry).map_err(|e| e.context(&what))?;
         if grid == Grid::Elements && workgroup[1..] != [1, 1] {
@@ -330,11 +364,39 @@ impl UserKernel {
                 workgroup[0], workgroup[1], workgroup[2]
             )));
         }
+
+        // Every rule holds: from here on the names live as long as the
+        // process.
+        let inputs: Vec<InputDef> = self
+            .inputs
+            .iter()
+            .map(|i| InputDef {
+                name: leak(&i.name),
+                dtype: i.dtype,
+                rank: i.rank,
+            })
+            .collect();
+        let params: Vec<ParamDef> = self
+            .params
+            .iter()
+            .map(|p| ParamDef {
+                name: leak(&p.name),
+                default: p.default,
+                doc: leak(&p.doc),
+            })
+            .collect();
+        let outputs: Vec<OutputDef> = outputs
+            .into_iter()
+            .map(|o| OutputDef {
+                name: leak(&o.name),
+                dtype: o.dtype,
+                rule: o.rule,
+            })
+            .collect();
         let name = leak(name);
         let signature = Signature {
             summary: leak(&self.summary),
-            inputs: self
-                .inputs
+            inputs: inputs
                 .iter()
                 .map(|i| Arg {
                     name: i.name,
@@ -343,8 +405,7 @@ impl UserKernel {
                 })
                 .collect::<Vec<_>>()
                 .leak(),
-            params: self
-                .params
+            params: params
                 .iter()
                 .map(|p| Param {
                     name: p.name,
@@ -357,7 +418,7 @@ impl UserKernel {
                 .iter()
                 .map(|o| Arg {
                     name: o.name,
-                    doc: leak(&o.doc(&self.inputs)),
+                    doc: leak(&o.doc(&inputs)),
                     optional: false,
                 })
                 .collect::<Vec<_>>()
@@ -375,8 +436,8 @@ impl UserKernel {
             name,
             signature,
             shader,
-            inputs: self.inputs,
-            params: self.params,
+            inputs,
+            params,
             outputs,
             grid,
             cpu,
@@ -443,8 +504,8 @@ pub(crate) struct Definition {
     cpu: Arc<Fallback>,
 }
 
-struct OutputDef {
-    name: &'static str,
+struct OutputDef<S = &'static str> {
+    name: S,
     dtype: DType,
     rule: Rule,
 }
@@ -575,12 +636,24 @@ impl Definition {
         for (index, o) in self.outputs.iter().enumerate() {
             let shape = match &o.rule {
                 Rule::LikeInput(i) => specs[*i].shape.clone(),
-                Rule::Custom(rule) => rule(&Shapes {
-                    def: self,
-                    inputs: &specs,
-                    params: &values,
-                })
-                .map_err(|why| Error::bad(format!("{name}: {why}")))?,
+                Rule::Custom(rule) => {
+                    let shapes = Shapes {
+                        def: self,
+                        inputs: &specs,
+                        params: &values,
+                    };
+                    // The program's code, run where the job is checked (a
+                    // service's request handler): its panic fails the job.
+                    let shape = std::panic::catch_unwind(AssertUnwindSafe(|| rule(&shapes)))
+                        .map_err(|panic| {
+                            Error::Panicked(format!(
+                                "the shape rule of output '{}' of {name}: {}",
+                                o.name,
+                                crate::error::panic_message(&*panic)
+                            ))
+                        })?;
+                    shape.map_err(|why| Error::bad(format!("{name}: {why}")))?
+                }
                 Rule::Like(_) => unreachable!("resolved at registration"),
             };
             let spec = Spec {

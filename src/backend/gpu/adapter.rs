@@ -36,10 +36,33 @@ pub fn is_software(info: &wgpu::AdapterInfo) -> bool {
     info.device_type == wgpu::DeviceType::Cpu || SOFTWARE_NAMES.iter().any(|s| name.contains(s))
 }
 
+/// Which adapters may be chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Allow {
+    /// Hardware GPUs only.
+    Hardware,
+    /// A hardware GPU, else a software adapter.
+    Any,
+    /// A software adapter only (to run the shaders on the CPU beside a
+    /// hardware GPU, as `backend::compare` does).
+    Software,
+}
+
+impl Allow {
+    /// [`Allow::Any`] when software adapters are allowed, else
+    /// [`Allow::Hardware`].
+    pub fn software(allowed: bool) -> Self {
+        if allowed { Allow::Any } else { Allow::Hardware }
+    }
+}
+
 /// Preference among usable adapters (lower is better), or `None` if unusable.
-fn rank(info: &wgpu::AdapterInfo, allow_software: bool) -> Option<u8> {
+fn rank(info: &wgpu::AdapterInfo, allow: Allow) -> Option<u8> {
     if is_software(info) {
-        return allow_software.then_some(4);
+        return (allow != Allow::Hardware).then_some(4);
+    }
+    if allow == Allow::Software {
+        return None;
     }
     Some(match info.device_type {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -50,7 +73,7 @@ fn rank(info: &wgpu::AdapterInfo, allow_software: bool) -> Option<u8> {
 }
 
 /// Picks the best usable adapter, or explains why there is none.
-pub fn choose(adapters: Vec<wgpu::Adapter>, allow_software: bool) -> Result<wgpu::Adapter, String> {
+pub fn choose(adapters: Vec<wgpu::Adapter>, allow: Allow) -> Result<wgpu::Adapter, String> {
     let software: Vec<String> = adapters
         .iter()
         .map(|a| a.get_info())
@@ -59,11 +82,13 @@ pub fn choose(adapters: Vec<wgpu::Adapter>, allow_software: bool) -> Result<wgpu
         .collect();
     adapters
         .into_iter()
-        .filter_map(|a| rank(&a.get_info(), allow_software).map(|r| (r, a)))
+        .filter_map(|a| rank(&a.get_info(), allow).map(|r| (r, a)))
         .min_by_key(|(r, _)| *r)
         .map(|(_, a)| a)
         .ok_or_else(|| {
-            if software.is_empty() {
+            if allow == Allow::Software {
+                "no software GPU adapter found (scripts/install-deps.sh installs Mesa's)".to_owned()
+            } else if software.is_empty() {
                 "no GPU adapter found (install your GPU's Vulkan driver; on a machine \
                  without a GPU, scripts/install-deps.sh installs Mesa's software one)"
                     .to_owned()
@@ -139,7 +164,7 @@ pub fn reports(allow_software: bool) -> Vec<AdapterReport> {
     let best = adapters
         .iter()
         .enumerate()
-        .filter_map(|(i, a)| rank(&a.get_info(), allow_software).map(|r| (r, i)))
+        .filter_map(|(i, a)| rank(&a.get_info(), Allow::software(allow_software)).map(|r| (r, i)))
         .min()
         .map(|(_, i)| i);
     adapters

@@ -73,6 +73,9 @@ pub struct GpuOptions {
     /// Accept a software adapter (llvmpipe, SwiftShader, WARP) when no
     /// hardware one exists.
     pub allow_software: bool,
+    /// Choose a software adapter, and only one (to run the shaders on the
+    /// CPU beside a hardware GPU, as [`crate::backend::compare`] does).
+    pub software_only: bool,
     /// Treat storage bindings as at most this many bytes (below the device's
     /// own limit). Tests use it to exercise chunking on small inputs.
     pub max_binding_bytes: Option<u64>,
@@ -111,6 +114,7 @@ impl Default for GpuOptions {
     fn default() -> Self {
         GpuOptions {
             allow_software: false,
+            software_only: false,
             max_binding_bytes: None,
             poison_outputs: cfg!(debug_assertions),
             runtime_checks: checks_forced_by_env(),
@@ -198,8 +202,13 @@ impl GpuBackend {
             None => None,
         };
         let instance = adapter::instance();
-        let adapter = adapter::choose(adapter::enumerate(&instance), options.allow_software)
-            .map_err(Error::NoGpu)?;
+        let allow = if options.software_only {
+            adapter::Allow::Software
+        } else {
+            adapter::Allow::software(options.allow_software)
+        };
+        let adapter =
+            adapter::choose(adapter::enumerate(&instance), allow).map_err(Error::NoGpu)?;
         let info = adapter.get_info();
         // Ask for everything the adapter offers: the defaults cap storage
         // bindings at 128 MiB and buffers at 256 MiB, far below real GPUs.
@@ -500,66 +509,69 @@ impl GpuBackend {
     /// naga's runtime checks (a program's WGSL is never trusted), and its
     /// layout is written from the signature (`inputs` read-only storage,
     /// `outputs` read-write, then the uniform), so that a binding the entry
-    /// point leaves unused is still bound.
+    /// point leaves unused is still bound. naga checked the source at
+    /// registration, but a device may still refuse it (its limits): that is
+    /// an error for the job, and the pipeline is not kept.
     fn user_pipeline(
         &self,
         kernel: Kernel,
         inputs: usize,
         outputs: usize,
-    ) -> wgpu::ComputePipeline {
+    ) -> Result<wgpu::ComputePipeline> {
         let shader = kernel.shader();
         let entry = shader.entry_points[0].0;
-        let mut pipelines = lock(&self.pipelines);
-        pipelines
-            .entry((kernel, entry, 0))
-            .or_insert_with(|| {
-                let storage = |read_only| wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                };
-                let uniform = wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                };
-                let entries: Vec<wgpu::BindGroupLayoutEntry> = (0..inputs)
-                    .map(|_| storage(true))
-                    .chain((0..outputs).map(|_| storage(false)))
-                    .chain([uniform])
-                    .enumerate()
-                    .map(|(i, ty)| wgpu::BindGroupLayoutEntry {
-                        binding: i as u32,
-                        visibility: wgpu::ShaderStages::COMPUTE,
-                        ty,
-                        count: None,
-                    })
-                    .collect();
-                let group =
-                    self.device
-                        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                            label: Some(shader.file),
-                            entries: &entries,
-                        });
-                let layout = self
-                    .device
-                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                        label: Some(shader.file),
-                        bind_group_layouts: &[Some(&group)],
-                        immediate_size: 0,
-                    });
-                let module = self.module(shader);
-                self.device
-                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(shader.file),
-                        layout: Some(&layout),
-                        module: &module,
-                        entry_point: Some(entry),
-                        compilation_options: Default::default(),
-                        cache: None,
-                    })
+        if let Some(p) = lock(&self.pipelines).get(&(kernel, entry, 0)) {
+            return Ok(p.clone());
+        }
+        let buffer = |ty| wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        };
+        let storage = |read_only| buffer(wgpu::BufferBindingType::Storage { read_only });
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = (0..inputs)
+            .map(|_| storage(true))
+            .chain((0..outputs).map(|_| storage(false)))
+            .chain([buffer(wgpu::BufferBindingType::Uniform)])
+            .enumerate()
+            .map(|(i, ty)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty,
+                count: None,
             })
-            .clone()
+            .collect();
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let group = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(shader.file),
+                entries: &entries,
+            });
+        let layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(shader.file),
+                bind_group_layouts: &[Some(&group)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(shader.file),
+                layout: Some(&layout),
+                module: &self.module(shader),
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!(
+                "{kernel}: the device refused entry point '{entry}' of its WGSL: {e}"
+            )));
+        }
+        lock(&self.pipelines).insert((kernel, entry, 0), pipeline.clone());
+        Ok(pipeline)
     }
 
     /// Whether `shader` runs without naga's runtime checks here.

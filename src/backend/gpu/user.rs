@@ -2,7 +2,7 @@
 //! input up whole (or bound where it is kept), every output in one buffer,
 //! one dispatch over the first output as its [`Grid`] says, the outputs
 //! home (or kept). A program's kernel is not split into chunks, so each
-//! tensor must fit one storage binding.
+//! tensor must fit one storage binding. Outputs start at zero.
 
 use super::exec::{Exec, Pass};
 use crate::error::{Error, Result};
@@ -50,11 +50,14 @@ pub(super) fn run(exec: &mut Exec, t: &UserTask) -> Result<Outputs> {
             (b, o, h.bytes())
         })
         .collect();
+    let pipeline = gpu.user_pipeline(kernel, t.inputs().len(), sinks.len())?;
     for (sink, (_, spec)) in sinks.iter().zip(t.outputs()) {
         let (b, o) = sink.at(0);
+        // Outputs start at zero (atomic counters need it; a pooled buffer
+        // holds another job's data).
+        exec.clear(b, spec.bytes());
         bindings.push((b, o, spec.bytes()));
     }
-    let pipeline = gpu.user_pipeline(kernel, t.inputs().len(), sinks.len());
     let groups = groups(t, exec.gpu().max_groups())?;
     exec.compute(&[Pass::with_words(&pipeline, bindings, &t.uniform(), groups)])?;
     let mut outputs = Outputs::new();

@@ -11,10 +11,10 @@ use crate::tensor::DType;
 
 /// What the backend binds: the inputs, the outputs, then the uniform with
 /// the parameters.
-pub(super) struct Expected {
-    pub inputs: Vec<(&'static str, DType)>,
-    pub outputs: Vec<(&'static str, DType)>,
-    pub params: Vec<&'static str>,
+pub(super) struct Expected<'a> {
+    pub inputs: Vec<(&'a str, DType)>,
+    pub outputs: Vec<(&'a str, DType)>,
+    pub params: Vec<&'a str>,
 }
 
 /// Bytes of the uniform before the parameters: `dims: vec4<u32>`, `len: u32`.
@@ -25,17 +25,41 @@ pub(super) fn check(expected: &Expected, source: &str, entry: &str) -> Result<[u
     let invalid = |e: String| Error::bad(format!("its WGSL does not validate:\n{e}"));
     let module =
         naga::front::wgsl::parse_str(source).map_err(|e| invalid(e.emit_to_string(source)))?;
-    naga::valid::Validator::new(
+    let info = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
         naga::valid::Capabilities::empty(),
     )
     .validate(&module)
     .map_err(|e| invalid(e.emit_to_string(source)))?;
 
-    let workgroup = entry_point(&module, entry)?;
+    // The backend sets no pipeline constants.
+    if let Some((_, o)) = module.overrides.iter().find(|(_, o)| o.init.is_none()) {
+        return Err(Error::bad(format!(
+            "its WGSL's override '{}' has no default; registered kernels set no pipeline \
+             constants",
+            o.name.as_deref().unwrap_or("?")
+        )));
+    }
+    let (index, workgroup) = entry_point(&module, entry)?;
+    let uses = info.get_entry_point(index);
+    // Not every driver is asked by wgpu whether it has this much (llvmpipe
+    // runs 1 MiB): refused here, past what every device has.
+    let shared: u64 = module
+        .global_variables
+        .iter()
+        .filter(|(h, v)| v.space == AddressSpace::WorkGroup && !uses[*h].is_empty())
+        .map(|(_, v)| u64::from(module.types[v.ty].inner.size(module.to_ctx())))
+        .sum();
+    let most = wgpu::Limits::default().max_compute_workgroup_storage_size;
+    if shared > u64::from(most) {
+        return Err(Error::bad(format!(
+            "entry point '{entry}' uses {shared} bytes of workgroup memory; not every device \
+             has more than {most}"
+        )));
+    }
     let uniform_binding = (expected.inputs.len() + expected.outputs.len()) as u32;
     let mut found = vec![false; uniform_binding as usize + 1];
-    for (_, var) in module.global_variables.iter() {
+    for (handle, var) in module.global_variables.iter() {
         let Some(binding) = var.binding else {
             continue;
         };
@@ -44,7 +68,11 @@ pub(super) fn check(expected: &Expected, source: &str, entry: &str) -> Result<[u
             "'{name}' (@group({}) @binding({}))",
             binding.group, binding.binding
         );
-        if binding.group != 0 || binding.binding > uniform_binding {
+        let ours = binding.group == 0 && binding.binding <= uniform_binding;
+        if !ours && uses[handle].is_empty() {
+            continue; // another entry point's
+        }
+        if !ours {
             return Err(Error::bad(format!(
                 "{at} is not bound: the kernel binds group 0 only, {}",
                 layout(expected)
@@ -104,13 +132,14 @@ pub(super) fn check(expected: &Expected, source: &str, entry: &str) -> Result<[u
     Ok(workgroup)
 }
 
-/// The compute entry point `entry`'s workgroup size, within what every
-/// WebGPU device allows.
-fn entry_point(module: &naga::Module, entry: &str) -> Result<[u32; 3]> {
-    let Some(ep) = module
+/// The compute entry point `entry`'s index and workgroup size, within
+/// what every WebGPU device allows.
+fn entry_point(module: &naga::Module, entry: &str) -> Result<(usize, [u32; 3])> {
+    let Some((index, ep)) = module
         .entry_points
         .iter()
-        .find(|e| e.name == entry && e.stage == naga::ShaderStage::Compute)
+        .enumerate()
+        .find(|(_, e)| e.name == entry && e.stage == naga::ShaderStage::Compute)
     else {
         let names: Vec<&str> = module
             .entry_points
@@ -155,7 +184,7 @@ fn entry_point(module: &naga::Module, entry: &str) -> Result<[u32; 3]> {
             limits.max_compute_invocations_per_workgroup
         )));
     }
-    Ok(size)
+    Ok((index, size))
 }
 
 fn layout(expected: &Expected) -> String {
@@ -190,7 +219,8 @@ fn scalar_kind(dtype: DType) -> ScalarKind {
 
 /// Checks an input's or output's binding: storage, readable only for
 /// inputs, writable for outputs, a runtime-sized array of the dtype's
-/// scalars (or vectors of them; atomics for outputs).
+/// scalars (atomics too, for outputs). Not vectors: a tensor of 6 f32 is
+/// no whole number of `vec4`, and `vec3` is 16 bytes apart.
 fn storage(
     module: &naga::Module,
     at: &str,
@@ -216,7 +246,7 @@ fn storage(
             size: ArraySize::Dynamic,
             ..
         } => match module.types[*base].inner {
-            TypeInner::Scalar(s) | TypeInner::Vector { scalar: s, .. } => Some(s),
+            TypeInner::Scalar(s) => Some(s),
             TypeInner::Atomic(s) if output => Some(s),
             _ => None,
         },
@@ -224,9 +254,8 @@ fn storage(
     };
     if element.is_none_or(|s| s.kind != scalar_kind(dtype) || s.width != 4) {
         return Err(Error::bad(format!(
-            "{at} is {what}, {dtype}: it must be a runtime-sized array<{dtype}> (or of vectors \
-             of {dtype}{})",
-            if output { ", or atomics" } else { "" }
+            "{at} is {what}, {dtype}: it must be a runtime-sized array<{dtype}>{}",
+            if output { " (or of atomics)" } else { "" }
         )));
     }
     Ok(())
@@ -251,7 +280,7 @@ fn uniform(
     if space != AddressSpace::Uniform {
         return Err(wrong("it must be var<uniform>".into()));
     }
-    let TypeInner::Struct { members, .. } = inner else {
+    let TypeInner::Struct { members, span } = inner else {
         return Err(wrong("it is not a struct".into()));
     };
     let is = |i: usize, expect: &dyn Fn(&TypeInner) -> bool| {
@@ -261,11 +290,12 @@ fn uniform(
     };
     let u32_scalar = naga::Scalar::U32;
     let dims = |t: &TypeInner| matches!(t, TypeInner::Vector { size: naga::VectorSize::Quad, scalar } if *scalar == u32_scalar);
-    if !is(0, &dims) {
+    if !is(0, &dims) || members[0].offset != 0 {
         return Err(wrong("its first member must be vec4<u32>".into()));
     }
-    if members.len() > 1 && !is(1, &|t| *t == TypeInner::Scalar(u32_scalar)) {
-        return Err(wrong("its second member must be u32".into()));
+    let len = |t: &TypeInner| *t == TypeInner::Scalar(u32_scalar);
+    if members.len() > 1 && (!is(1, &len) || members[1].offset != 16) {
+        return Err(wrong("its second member must be u32, at byte 16".into()));
     }
     let f32_scalar = TypeInner::Scalar(naga::Scalar::F32);
     for (i, p) in params.iter().enumerate() {
@@ -280,6 +310,14 @@ fn uniform(
         return Err(wrong(format!(
             "it has {} members, more than the kernel's parameters",
             members.len()
+        )));
+    }
+    // What the backend binds (the header and the parameters, in whole
+    // 16 bytes) must hold the struct.
+    let bound = (HEADER + 4 * params.len() as u32).next_multiple_of(16);
+    if *span > bound {
+        return Err(wrong(format!(
+            "it is {span} bytes (padded by @size or @align?), more than the {bound} bound"
         )));
     }
     Ok(())
