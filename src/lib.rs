@@ -14,6 +14,8 @@
 //! - [`engine`]: the coordinator ready to embed: [`engine::Engine`] (async)
 //!   and [`engine::BlockingEngine`].
 //! - [`service`]: the HTTP API over an engine (axum).
+//! - [`video`]: YUV4MPEG2 streams filtered frame by frame through kernels,
+//!   reading, computing and writing overlapped in constant memory.
 //! - [`bench`]: `anycore bench` — throughput per kernel, backend and size,
 //!   beside baselines timed in the same run.
 //! - [`error`]: the error type; the command line maps it to exit codes.
@@ -54,5 +56,6 @@ pub mod kernel;
 pub mod pipeline;
 pub mod service;
 pub mod tensor;
+pub mod video;
 
 pub use error::{Error, Result};

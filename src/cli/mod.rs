@@ -12,6 +12,7 @@ mod output;
 mod remote;
 mod run;
 mod serve;
+mod video;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,10 @@ enum Command {
     /// Load a running `anycore serve` with jobs from many connections and
     /// report throughput, latency percentiles and outcomes.
     Loadgen(loadgen::Args),
+    /// Filter a YUV4MPEG2 video frame by frame (between two ffmpeg
+    /// processes in a pipe: `ffmpeg … -f yuv4mpegpipe - | anycore video
+    /// --filter blur:sigma=2 | ffmpeg -i - …`).
+    Video(video::Args),
 }
 
 /// `--allow-software-gpu`, the same in every subcommand.
@@ -134,7 +139,8 @@ fn quiet_on_closed_stdout() {
 pub fn main() -> ExitCode {
     let cli = Cli::parse(); // exits 2 on usage errors, as clap does
     let prints_only = match &cli.command {
-        Command::Devices(_) | Command::Kernels(_) | Command::Batch(_) => true,
+        // A closed pipe ends `video` as it ends `cat`.
+        Command::Devices(_) | Command::Kernels(_) | Command::Batch(_) | Command::Video(_) => true,
         Command::Run(args) => !args.talks_to_a_server(),
         Command::Serve(_) | Command::Bench(_) | Command::Loadgen(_) => false,
     };
@@ -149,6 +155,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::main(args),
         Command::Bench(args) => bench::main(args),
         Command::Loadgen(args) => loadgen::main(args),
+        Command::Video(args) => video::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,382 @@
+//! `anycore video` end to end: y4m streams of every chroma layout and odd
+//! sizes through the binary; a chain of filters against its filters one at
+//! a time and `blur` against the kernel run on the plane alone; bad
+//! streams and filters exit 2 naming the frame, keeping what was written;
+//! memory stays flat over a long stream; ffmpeg as a real producer and
+//! consumer where it is installed.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use anycore::backend::Backend;
+use anycore::kernel::{Job, Kernel, Task};
+use anycore::tensor::{Tensor, TensorData};
+use anycore::video::y4m::{Chroma, Frame, Header, Reader};
+use common::{anycore, rng, stderr};
+use rand::Rng;
+
+const BIN: &str = env!("CARGO_BIN_EXE_anycore");
+
+/// A stream of `frames` random frames.
+fn random_stream(header: &Header, frames: usize, rng: &mut impl Rng) -> Vec<u8> {
+    let mut out = Vec::new();
+    header.write(&mut out).unwrap();
+    for _ in 0..frames {
+        let planes = header
+            .planes()
+            .iter()
+            .map(|(h, w)| (0..h * w).map(|_| rng.random()).collect())
+            .collect();
+        Frame {
+            params: String::new(),
+            planes,
+        }
+        .write(&mut out)
+        .unwrap();
+    }
+    out
+}
+
+/// Every frame of a stream (which must be valid).
+fn frames(stream: &[u8]) -> (Header, Vec<Frame>) {
+    let mut r = Reader::new(stream).unwrap();
+    let mut all = Vec::new();
+    while let Some(f) = r.next_frame().unwrap() {
+        all.push(f);
+    }
+    (r.header().clone(), all)
+}
+
+/// Runs `anycore video ARGS` with `input` on stdin; stdout, stderr, code.
+fn video(args: &[&str], input: &[u8]) -> (Vec<u8>, String, i32) {
+    let mut child = Command::new(BIN)
+        .arg("video")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // Fed from a thread: the child writes while it reads.
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    (
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn streams_of_every_chroma_layout_and_odd_sizes_pass_through_unchanged() {
+    let mut rng = rng();
+    for (w, h, c) in [
+        (17, 9, "C420jpeg"),
+        (5, 7, "C420mpeg2 XYSCSS=420MPEG2"),
+        (33, 1, "C422"),
+        (1, 3, "C444"),
+        (6, 4, "Cmono"),
+    ] {
+        let header =
+            Header::parse(&format!("YUV4MPEG2 W{w} H{h} F30000:1001 It A4:3 {c}")).unwrap();
+        let stream = random_stream(&header, 3, &mut rng);
+        let (out, err, code) = video(&["--backend", "cpu"], &stream);
+        assert_eq!(code, 0, "{c}: {err}");
+        assert!(out == stream, "{c}: the stream changed");
+        assert!(err.contains(&format!("3 frames {w}×{h}")), "{err}");
+    }
+}
+
+/// Blurs a u8 plane with the `blur` kernel on the CPU, as `anycore run blur`
+/// would.
+fn blur_plane(plane: &[u8], h: usize, w: usize, sigma: f32) -> Vec<u8> {
+    let image = Tensor::new(vec![h, w], TensorData::U8(plane.to_vec()));
+    let task = Task::new(
+        Job::new(Kernel::Blur)
+            .input("image", image)
+            .param("sigma", sigma),
+    )
+    .unwrap();
+    let run = common::cpu().run(&task).unwrap();
+    match run.outputs["out"].data() {
+        TensorData::U8(v) => v.clone(),
+        other => panic!("blur of u8 gave {}", other.dtype()),
+    }
+}
+
+#[test]
+fn a_chain_equals_its_filters_one_at_a_time_and_blur_equals_the_kernel() {
+    let mut rng = rng();
+    let header = Header::new(35, 21, Chroma::C420).unwrap();
+    let stream = random_stream(&header, 2, &mut rng);
+    let chain = [
+        "blur:sigma=1.5",
+        "conv2d:kernel=sharpen,planes=luma",
+        "map:expr=255 - x,planes=chroma",
+    ];
+    let mut args = vec!["--backend", "cpu"];
+    for f in &chain {
+        args.extend(["--filter", f]);
+    }
+    let (whole, err, code) = video(&args, &stream);
+    assert_eq!(code, 0, "{err}");
+    let mut stepwise = stream.clone();
+    for f in &chain {
+        let (out, err, code) = video(&["--backend", "cpu", "--filter", f], &stepwise);
+        assert_eq!(code, 0, "{f}: {err}");
+        stepwise = out;
+    }
+    assert!(whole == stepwise, "the chain differs from its steps");
+
+    // One blur: each plane as the kernel blurs it alone.
+    let (blurred, err, code) = video(&["--backend", "cpu", "--filter", "blur:sigma=2"], &stream);
+    assert_eq!(code, 0, "{err}");
+    let (_, before) = frames(&stream);
+    let (_, after) = frames(&blurred);
+    for (b, a) in before.iter().zip(&after) {
+        for ((p, q), (h, w)) in b.planes.iter().zip(&a.planes).zip(header.planes()) {
+            assert_eq!(&blur_plane(p, h, w, 2.0), q);
+        }
+    }
+}
+
+#[test]
+fn the_gpu_gives_the_cpus_frames_within_one_level() {
+    if !common::gpu_required() && common::gpu().is_none() {
+        return;
+    }
+    let mut rng = rng();
+    let header = Header::new(40, 30, Chroma::C422).unwrap();
+    let stream = random_stream(&header, 3, &mut rng);
+    let args = |b| {
+        [
+            "--backend",
+            b,
+            "--allow-software-gpu",
+            "--filter",
+            "blur:sigma=2",
+            "--filter",
+            "conv2d:kernel=box3",
+        ]
+    };
+    let (cpu, err, code) = video(&args("cpu"), &stream);
+    assert_eq!(code, 0, "{err}");
+    let (gpu, err, code) = video(&args("gpu"), &stream);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("on gpu (3)"), "{err}");
+    let ((_, cpu), (_, gpu)) = (frames(&cpu), frames(&gpu));
+    for (c, g) in cpu.iter().zip(&gpu) {
+        for (p, q) in c.planes.iter().zip(&g.planes) {
+            assert!(p.iter().zip(q).all(|(a, b)| a.abs_diff(*b) <= 1));
+        }
+    }
+}
+
+#[test]
+fn bad_streams_exit_2_naming_the_frame_after_writing_the_frames_before() {
+    let mut rng = rng();
+    let header = Header::new(8, 6, Chroma::C420).unwrap();
+    let stream = random_stream(&header, 4, &mut rng);
+    let frame = 6 + header.frame_bytes();
+    // Cut inside frame 3.
+    let cut = &stream[..stream.len() - 2 * frame + 10];
+    let (out, err, code) = video(&["--filter", "blur:sigma=1", "--backend", "cpu"], cut);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("frame 3 is truncated"), "{err}");
+    let (_, written) = frames(&out);
+    assert_eq!(
+        written.len(),
+        2,
+        "the frames before the bad one are written whole"
+    );
+
+    for (input, want) in [
+        (&b"P5\n8 6\n255\n"[..], "not a YUV4MPEG2 stream"),
+        (
+            &b"YUV4MPEG2 W8 H6 C420p10\nFRAME\n"[..],
+            "'C420p10' is not supported",
+        ),
+        (&b""[..], "the y4m stream is empty"),
+    ] {
+        let (out, err, code) = video(&["--backend", "cpu"], input);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(want), "{err}");
+        assert!(out.is_empty());
+    }
+    let mut junk = stream[..stream.len() - frame].to_vec();
+    junk.extend_from_slice(b"FRAMES ARE OVER\n");
+    let (_, err, code) = video(&["--backend", "cpu"], &junk);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("frame 4: expected a FRAME line"), "{err}");
+}
+
+#[test]
+fn bad_filters_and_options_exit_2_before_reading() {
+    for (args, want) in [
+        (
+            vec!["--filter", "blur:sigma=-1"],
+            "--filter 'blur:sigma=-1'",
+        ),
+        (vec!["--filter", "sharpen"], "unknown filter 'sharpen'"),
+        (
+            vec!["--filter", "conv2d:kernel=1 2"],
+            "--filter 'conv2d:kernel=1 2'",
+        ),
+        (vec!["--filter", "map:expr=x+q"], "unknown name 'q'"),
+        (vec!["--in-flight", "0"], "--in-flight 0"),
+        (
+            vec!["-i", "/nonexistent.y4m"],
+            "/nonexistent.y4m: cannot open it",
+        ),
+    ] {
+        let mut all = vec!["video"];
+        all.extend(&args);
+        let out = anycore(&all, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// Peak resident memory of a running process, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn memory_stays_flat_however_long_the_stream() {
+    let header = Header::new(640, 480, Chroma::C420).unwrap();
+    let mut rng = rng();
+    let frame = random_stream(&header, 1, &mut rng);
+    let body = &frame[frame.iter().position(|&b| b == b'\n').unwrap() + 1..];
+    let mut child = Command::new(BIN)
+        .args([
+            "video",
+            "--backend",
+            "cpu",
+            "--filter",
+            "blur:sigma=1",
+            "--in-flight",
+            "2",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdout = child.stdout.take().unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut n = 0u64;
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(k) = stdout.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            n += k as u64;
+        }
+        n
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    header.write(&mut stdin).unwrap();
+    // 400 frames of 460 KB: 184 MB through, far more than the bound.
+    let frames = 400;
+    let mut peak_early = 0;
+    for i in 0..frames {
+        stdin.write_all(body).unwrap();
+        if i == 40 {
+            peak_early = peak_rss_kib(pid).unwrap_or(0);
+        }
+    }
+    let peak_late = peak_rss_kib(pid).unwrap_or(0);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let written = drain.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(written, (frame.len() + (frames - 1) * body.len()) as u64);
+    // Not growing with the stream: the peak after 400 frames is the peak
+    // after 40, give or take allocator noise, and well under the data.
+    assert!(
+        peak_late > 0 && peak_late < 128 * 1024,
+        "peak RSS {peak_late} KiB"
+    );
+    assert!(
+        peak_late < peak_early + 16 * 1024,
+        "peak RSS grew from {peak_early} to {peak_late} KiB"
+    );
+}
+
+#[test]
+fn ffmpeg_produces_and_consumes_the_stream() {
+    let have_ffmpeg = Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_ffmpeg {
+        assert!(
+            std::env::var("ANYCORE_REQUIRE_FFMPEG").is_err(),
+            "ANYCORE_REQUIRE_FFMPEG is set but ffmpeg is not installed (scripts/install-deps.sh --video)"
+        );
+        eprintln!("skipping: no ffmpeg");
+        return;
+    }
+    let quiet = ["-hide_banner", "-loglevel", "error"];
+    let mut producer = Command::new("ffmpeg")
+        .args(quiet)
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x96:rate=25",
+            "-frames:v",
+            "12",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", "-"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut filter = Command::new(BIN)
+        .args(["video", "--backend", "cpu", "--filter", "blur:sigma=2"])
+        .stdin(producer.stdout.take().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let consumer = Command::new("ffmpeg")
+        .args(quiet)
+        .args(["-f", "yuv4mpegpipe", "-i", "-", "-f", "framemd5", "-"])
+        .stdin(filter.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(producer.wait().unwrap().success());
+    let filtered = filter.wait_with_output().unwrap();
+    assert!(
+        filtered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&filtered.stderr)
+    );
+    assert!(String::from_utf8_lossy(&filtered.stderr).contains("12 frames 160×96"));
+    assert!(
+        consumer.status.success(),
+        "{}",
+        String::from_utf8_lossy(&consumer.stderr)
+    );
+    let md5s = String::from_utf8_lossy(&consumer.stdout);
+    assert_eq!(
+        md5s.lines().filter(|l| !l.starts_with('#')).count(),
+        12,
+        "{md5s}"
+    );
+}
