@@ -3,7 +3,8 @@
 # the Vulkan loader and Mesa's Vulkan drivers, which include llvmpipe, a
 # software adapter that runs every shader on the CPU when there is no GPU.
 # With --numpy it also installs NumPy and SciPy, the oracles of
-# tests/numpy_oracle.rs (SciPy for the image kernels).
+# tests/numpy_oracle.rs (SciPy for the image kernels); with --video, ffmpeg,
+# the producer and consumer of tests/video.rs's pipe. Both may be given.
 set -euo pipefail
 
 sudo=""
@@ -15,9 +16,18 @@ if ! command -v apt-get >/dev/null; then
     exit 1
 fi
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+packages="mesa-vulkan-drivers libvulkan1"
+numpy=""
+for arg in "$@"; do
+    case "$arg" in
+        --numpy) numpy=1 ;;
+        --video) packages="$packages ffmpeg" ;;
+        *) echo "install-deps.sh: unknown option $arg (--numpy, --video)" >&2; exit 2 ;;
+    esac
+done
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $packages >/dev/null
 
-if [ "${1:-}" = "--numpy" ]; then
+if [ -n "$numpy" ]; then
     python3 -m pip install -q numpy scipy
 fi
-echo "install-deps.sh: Vulkan loader and Mesa drivers installed"
+echo "install-deps.sh: installed $packages${numpy:+, numpy and scipy}"

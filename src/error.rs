@@ -122,6 +122,15 @@ impl Error {
         Error::BadInput(message.into())
     }
 
+    /// A user error with `more` after its message (`…; more`); other
+    /// errors as they are.
+    pub(crate) fn context_after(self, more: &str) -> Self {
+        match self {
+            Error::BadInput(m) => Error::BadInput(format!("{m}; {more}")),
+            other => other,
+        }
+    }
+
     /// The same error with its message prefixed by `what: ` (a pipeline's
     /// step, say), keeping its kind.
     pub fn context(self, what: &str) -> Self {

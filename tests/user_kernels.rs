@@ -199,6 +199,30 @@ fn wrong_descriptions_and_shaders_are_refused_at_registration_naming_the_fault()
             "parameter 'b' has the default NaN",
         ),
         (
+            axpy("reg_swapped").param("b", Some(0.0), "").wgsl(
+                &AXPY_WGSL.replace("a: f32 }", "b: f32, a: f32 }"),
+                "main",
+                Grid::Elements,
+            ),
+            "member 2 is 'b', but parameter 1 is 'a': the members follow the parameters' order",
+        ),
+        (
+            shader(
+                &AXPY_WGSL
+                    .replace(
+                        "@binding(0) var<storage, read> x",
+                        "@binding(9) var<storage, read> x",
+                    )
+                    .replace(
+                        "@binding(2) var<storage, read_write> out",
+                        "@binding(0) var<storage, read_write> out",
+                    )
+                    .replace("@binding(9)", "@binding(2)"),
+            ),
+            "'x' (@group(0) @binding(2)) is output 'out': it must be var<storage, read_write>; the \
+             bindings are 0: var<storage, read> x",
+        ),
+        (
             shader(
                 &AXPY_WGSL
                     .replace(

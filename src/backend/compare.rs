@@ -135,6 +135,7 @@ fn gpus() -> &'static (Vec<GpuBackend>, Option<String>) {
         };
         let best = match GpuBackend::new(&options) {
             Ok(gpu) => gpu,
+            Err(Error::NoGpu(why)) => return (Vec::new(), Some(why)),
             Err(e) => return (Vec::new(), Some(e.to_string())),
         };
         let mut gpus = vec![best];

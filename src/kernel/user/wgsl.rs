@@ -90,7 +90,8 @@ pub(super) fn check(expected: &Expected, source: &str, entry: &str) -> Result<[u
                 inner,
                 dtype,
                 false,
-            )?;
+            )
+            .map_err(|e| e.context_after(&layout(expected)))?;
         } else if let Some(&(arg, dtype)) = expected.outputs.get(b - expected.inputs.len()) {
             storage(
                 &module,
@@ -100,7 +101,8 @@ pub(super) fn check(expected: &Expected, source: &str, entry: &str) -> Result<[u
                 inner,
                 dtype,
                 true,
-            )?;
+            )
+            .map_err(|e| e.context_after(&layout(expected)))?;
         } else {
             uniform(&module, &at, var.space, inner, &expected.params)?;
         }
@@ -303,6 +305,19 @@ fn uniform(
         if !is(m, &|t| *t == f32_scalar) || members[m].offset != HEADER + 4 * i as u32 {
             return Err(wrong(format!(
                 "member {m} must be f32, for parameter '{p}'"
+            )));
+        }
+        // Named for another parameter: the order is wrong, and the values
+        // would land in each other's places.
+        if let Some(name) = members[m]
+            .name
+            .as_deref()
+            .filter(|n| n != p && params.contains(n))
+        {
+            return Err(wrong(format!(
+                "member {m} is '{name}', but parameter {} is '{p}': the members follow the \
+                 parameters' order",
+                i + 1
             )));
         }
     }
