@@ -380,3 +380,134 @@ fn ffmpeg_produces_and_consumes_the_stream() {
         "{md5s}"
     );
 }
+
+/// Gives `stream` a frame at a time, pausing before each until `go` lets
+/// it (a slow producer), and says when it has given everything.
+struct Paced {
+    stream: Vec<u8>,
+    at: usize,
+    frame: usize,
+    header: usize,
+    go: std::sync::mpsc::Receiver<()>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Read for Paced {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at >= self.stream.len() {
+            self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Ok(0);
+        }
+        if self.at >= self.header && (self.at - self.header) % self.frame == 0 {
+            let _ = self.go.recv();
+        }
+        let end = if self.at < self.header {
+            self.header
+        } else {
+            self.at + self.frame - (self.at - self.header) % self.frame
+        };
+        let n = buf.len().min(end - self.at);
+        buf[..n].copy_from_slice(&self.stream[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_streams_a_video_job_while_answering_others() {
+    let server = common::server::Server::start(8, 1 << 20).await;
+    let header = Header::new(33, 17, Chroma::C420).unwrap();
+    let stream = random_stream(&header, 6, &mut rng());
+    let query = "/v1/video?filter=blur:sigma=1.5&filter=conv2d:kernel=edge,planes=luma&backend=cpu";
+    // The same as `anycore video` gives, and larger than the body limit
+    // (1 MiB here would be hit by 6 frames of 1080p, not these; the
+    // stream is never held whole either way).
+    let (status, body) = server.bytes(query, Some(stream.clone())).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (cli, err, code) = video(
+        &[
+            "--backend",
+            "cpu",
+            "--filter",
+            "blur:sigma=1.5",
+            "--filter",
+            "conv2d:kernel=edge,planes=luma",
+        ],
+        &stream,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        body == cli,
+        "the service's stream differs from the command line's"
+    );
+
+    // A slow producer: while its stream is half sent, another job is
+    // answered.
+    let (go, wait) = std::sync::mpsc::channel();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let paced = Paced {
+        header: stream.iter().position(|&b| b == b'\n').unwrap() + 1,
+        frame: 6 + header.frame_bytes(),
+        stream: stream.clone(),
+        at: 0,
+        go: wait,
+        done: done.clone(),
+    };
+    let url = format!("{}{query}", server.url);
+    let upload = tokio::task::spawn_blocking(move || {
+        let mut response = ureq::post(&url)
+            .header("content-type", "video/x-yuv4mpeg")
+            .send(ureq::SendBody::from_owned_reader(paced))
+            .unwrap();
+        response
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_vec()
+            .unwrap()
+    });
+    for _ in 0..3 {
+        go.send(()).unwrap();
+    }
+    let job = serde_json::json!({
+        "kernel": "reduce",
+        "inputs": {"x": {"dtype": "f32", "shape": [3], "data": [1.0, 2.0, 3.5]}},
+    });
+    let (status, _, text) = server.call("POST", "/v1/jobs", Some(job.to_string())).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("6.5"), "{text}");
+    assert!(
+        !done.load(std::sync::atomic::Ordering::SeqCst),
+        "the video was still being sent"
+    );
+    for _ in 0..3 {
+        go.send(()).unwrap();
+    }
+    let streamed = upload.await.unwrap();
+    assert!(streamed == cli, "the paced stream differs");
+
+    // Refusals before the answer starts, as JSON.
+    for (path, body, want) in [
+        (
+            "/v1/video?filter=blur:sigma=-1",
+            stream.clone(),
+            "parameter 'sigma' of blur",
+        ),
+        (
+            "/v1/video?filtre=blur",
+            stream.clone(),
+            "unknown query parameter 'filtre'",
+        ),
+        (
+            "/v1/video",
+            b"P5\n1 1\n255\n\x00".to_vec(),
+            "not a YUV4MPEG2 stream",
+        ),
+    ] {
+        let (status, body) = server.bytes(path, Some(body)).await;
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains(want) && text.contains("\"error\""), "{text}");
+    }
+    server.stop().await;
+}

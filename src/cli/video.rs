@@ -13,6 +13,7 @@ use anycore::backend::BackendChoice;
 use anycore::coordinator::cost::CostModel;
 use anycore::engine::{BlockingEngine, CostModelSource, EngineConfig};
 use anycore::video::filter::Filter;
+use anycore::video::y4m::Reader;
 use anycore::video::{self, Summary};
 use anycore::{Error, Result};
 
@@ -87,6 +88,7 @@ pub fn main(args: Args) -> Result<()> {
             source: e,
         })?)
     };
+    let reader = Reader::new(BufReader::with_capacity(1 << 20, input))?;
     let engine = engine(&args)?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new_spinner();
@@ -95,7 +97,7 @@ pub fn main(args: Args) -> Result<()> {
     });
     let summary = video::process(
         &engine,
-        BufReader::with_capacity(1 << 20, input),
+        reader,
         BufWriter::with_capacity(1 << 20, output),
         &filters,
         args.backend,

@@ -6,9 +6,10 @@
 //! - **Browsers.** A request with an `Origin` header comes from a web page;
 //!   it is refused (403) unless that origin was allowed (`--cors ORIGIN`),
 //!   so no page a user visits can drive the service. A POST body must say
-//!   what it is (`application/json`, or `application/octet-stream` for a
-//!   `.npy` to `/v1/tensors`; else 415): the types a page's plain form
-//!   cannot send.
+//!   what it is (`application/json`, `application/octet-stream` for a
+//!   `.npy` to `/v1/tensors`, `video/x-yuv4mpeg` or
+//!   `application/octet-stream` for a stream to `/v1/video`; else 415): the
+//!   types a page's plain form cannot send.
 //! - **Host.** A service bound to loopback answers only requests addressed
 //!   to a loopback name (`localhost`, `127.0.0.1`, `[::1]`), so a DNS name
 //!   rebound to 127.0.0.1 by a hostile page gets 403.
@@ -108,7 +109,8 @@ pub async fn check(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send the body with 'Content-Type: application/json' (or \
-             'application/octet-stream' for .npy bytes to /v1/tensors)",
+             'application/octet-stream' for .npy bytes to /v1/tensors, 'video/x-yuv4mpeg' for \
+             a stream to /v1/video)",
         );
     }
     allow_origin(next.run(request).await, origin)
@@ -204,8 +206,14 @@ fn body_type_allowed(request: &Request) -> bool {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
+    let path = request.uri().path();
     kind == "application/json"
-        || (request.uri().path() == "/v1/tensors" && kind == "application/octet-stream")
+        || (path == "/v1/tensors" && kind == "application/octet-stream")
+        || (path == "/v1/video"
+            && matches!(
+                kind.as_str(),
+                "video/x-yuv4mpeg" | "application/octet-stream"
+            ))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! | `POST /v1/tensors` | stores a tensor (`.npy` bytes, or an input's JSON) and answers 201 `{"id", "dtype", "shape"}` |
 //! | `GET /v1/tensors/{id}`, `DELETE /v1/tensors/{id}` | the stored tensor as `.npy`; forgets it |
 //! | `POST /v1/pipelines` | runs a pipeline ([`PipelineSpec`] of [`api::ArrayIn`] inputs) as one unit and answers 200 with [`api::PipelineResponse`]; `?outputs=npy` for base64 `.npy` outputs, `?timeout_ms=N` for a deadline |
+//! | `POST /v1/video?filter=…` | a YUV4MPEG2 body filtered frame by frame, streamed back as the answer ([`video`]) |
 //! | `GET /v1/health` | `{"status": "ok"}` |
 //! | `GET /v1/devices` | the adapters and the backends in use |
 //! | `GET /metrics` | Prometheus text |
@@ -40,6 +41,7 @@ mod metrics;
 pub mod results;
 pub mod store;
 pub mod verify;
+mod video;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -176,6 +178,7 @@ fn router(
             get(|| async { Json(json!({"status": "ok"})) }),
         )
         .route("/v1/devices", get(devices))
+        .route("/v1/video", post(video::post_video))
         .route("/metrics", get(render_metrics))
         .fallback(guard::not_found)
         .method_not_allowed_fallback(guard::method_not_allowed)

@@ -25,8 +25,10 @@ use serde::Serialize;
 use self::filter::Filter;
 use self::y4m::{Frame, Reader};
 use crate::backend::BackendChoice;
-use crate::engine::BlockingEngine;
+use crate::coordinator::{JobReport, PipelineReport};
+use crate::engine::{BlockingEngine, Engine};
 use crate::error::{Error, Result};
+use crate::kernel::Job;
 use crate::pipeline::{Pipeline, Step};
 use crate::tensor::{Tensor, TensorData};
 
@@ -56,14 +58,52 @@ pub struct Summary {
     pub mb_per_s: f64,
 }
 
-/// Reads a stream from `input`, filters every frame with `filters` on
-/// `engine` (placed by `choice`), and writes it to `output`; at most
-/// `in_flight` frames at once. `progress` sees the summary after each
-/// frame written. A bad stream ends with an error naming the frame, after
-/// every frame before it was written: the output is a valid stream.
+/// Runs the filters' jobs and pipelines from the calling thread, blocking
+/// until each is done: a [`BlockingEngine`], or an [`Engine`] driven
+/// through its runtime's handle ([`OnRuntime`]).
+pub trait Runner: Sync {
+    /// Runs a job on `choice`'s backend.
+    fn run_job(&self, job: Job, choice: BackendChoice) -> Result<JobReport>;
+    /// Runs a pipeline on `choice`'s backend.
+    fn run_pipeline(&self, pipeline: Pipeline, choice: BackendChoice) -> Result<PipelineReport>;
+}
+
+impl Runner for BlockingEngine {
+    fn run_job(&self, job: Job, choice: BackendChoice) -> Result<JobReport> {
+        self.run_on(job, choice)
+    }
+    fn run_pipeline(&self, pipeline: Pipeline, choice: BackendChoice) -> Result<PipelineReport> {
+        self.run_pipeline_on(pipeline, choice)
+    }
+}
+
+/// An [`Engine`] driven from threads that are not its runtime's workers
+/// (`tokio::task::spawn_blocking`'s): the service's video jobs.
+pub struct OnRuntime<'a> {
+    /// The engine.
+    pub engine: &'a Engine,
+    /// Its runtime.
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Runner for OnRuntime<'_> {
+    fn run_job(&self, job: Job, choice: BackendChoice) -> Result<JobReport> {
+        self.runtime.block_on(self.engine.run_on(job, choice))
+    }
+    fn run_pipeline(&self, pipeline: Pipeline, choice: BackendChoice) -> Result<PipelineReport> {
+        self.runtime
+            .block_on(self.engine.run_pipeline_on(pipeline, choice))
+    }
+}
+
+/// Filters every frame `reader` reads with `filters` on `engine` (placed
+/// by `choice`), and writes the stream to `output`; at most `in_flight`
+/// frames at once. `progress` sees the summary after each frame written.
+/// A bad stream ends with an error naming the frame, after every frame
+/// before it was written: the output is a valid stream.
 pub fn process<R: BufRead + Send, W: Write>(
-    engine: &BlockingEngine,
-    input: R,
+    engine: &dyn Runner,
+    mut reader: Reader<R>,
     mut output: W,
     filters: &[Filter],
     choice: BackendChoice,
@@ -71,7 +111,6 @@ pub fn process<R: BufRead + Send, W: Write>(
     mut progress: impl FnMut(&Summary),
 ) -> Result<Summary> {
     let start = Instant::now();
-    let mut reader = Reader::new(input)?;
     let header = reader.header().clone();
     let written =
         |e: std::io::Error| Error::Internal(format!("cannot write the output stream: {e}"));
@@ -168,7 +207,7 @@ fn read_all<R: BufRead>(
 /// A worker's loop: frames in, filtered frames out, until either side is
 /// gone.
 fn compute_all(
-    engine: &BlockingEngine,
+    engine: &dyn Runner,
     frames: &Mutex<Option<Receiver<(u64, Frame)>>>,
     done: &SyncSender<(u64, Result<Done>)>,
     dims: &[(usize, usize)],
@@ -194,7 +233,7 @@ fn compute_all(
 /// Applies the chain to each plane of `frame`, each `(h, w)` as `dims`
 /// says ([`y4m::Header::planes`]).
 fn filter_frame(
-    engine: &BlockingEngine,
+    engine: &dyn Runner,
     mut frame: Frame,
     dims: &[(usize, usize)],
     filters: &[Filter],
@@ -215,7 +254,7 @@ fn filter_frame(
             let (out, backend) = if now[0].takes_u8() {
                 run_pipeline(engine, tensor, now, choice)?
             } else {
-                let report = engine.run_on(now[0].job(tensor), choice)?;
+                let report = engine.run_job(now[0].job(tensor), choice)?;
                 let out = report.outputs.into_values().next().expect("map gives out");
                 (now[0].finish(out), report.backend.name().to_owned())
             };
@@ -236,7 +275,7 @@ fn filter_frame(
 /// Runs u8 filters on one plane as one pipeline (kept on the device
 /// between them on the GPU).
 fn run_pipeline(
-    engine: &BlockingEngine,
+    engine: &dyn Runner,
     plane: Tensor,
     chain: &[&Filter],
     choice: BackendChoice,
@@ -258,7 +297,7 @@ fn run_pipeline(
         pipeline = pipeline.step(step);
     }
     let last = format!("f{}", chain.len() - 1);
-    let report = engine.run_pipeline_on(pipeline.output("out", &last, "out"), choice)?;
+    let report = engine.run_pipeline(pipeline.output("out", &last, "out"), choice)?;
     let out = report
         .outputs
         .into_values()
