@@ -398,7 +398,7 @@ impl Read for Paced {
             self.done.store(true, std::sync::atomic::Ordering::SeqCst);
             return Ok(0);
         }
-        if self.at >= self.header && (self.at - self.header) % self.frame == 0 {
+        if self.at >= self.header && (self.at - self.header).is_multiple_of(self.frame) {
             let _ = self.go.recv();
         }
         let end = if self.at < self.header {
