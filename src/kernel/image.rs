@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 
+use rayon::prelude::*;
+
 use super::profile::{Sweep, random_f32};
 use super::{Arg, Inputs, Painter, Picture};
 use crate::error::{Error, Result};
@@ -118,16 +120,31 @@ pub fn values(h: &Handle) -> Cow<'_, [f32]> {
 pub fn data_values(data: &TensorData) -> Cow<'_, [f32]> {
     match data {
         TensorData::F32(v) => Cow::Borrowed(v),
-        TensorData::U8(v) => Cow::Owned(v.iter().map(|&b| f32::from(b)).collect()),
+        TensorData::U8(v) => Cow::Owned(
+            v.par_iter()
+                .with_min_len(PER_TASK)
+                .map(|&b| f32::from(b))
+                .collect(),
+        ),
         other => unreachable!("images are u8 or f32, not {}", other.dtype().name()),
     }
 }
+
+/// Values a rayon task converts at least, between u8 and f32 (a frame's
+/// plane in a few tasks, a small image in one).
+const PER_TASK: usize = 1 << 16;
 
 /// A result in `dtype` with `shape`: f32 as it is, u8 rounded half to
 /// even and clamped.
 pub fn finish(values: Vec<f32>, dtype: DType, shape: &[usize]) -> Tensor {
     let data = match dtype {
-        DType::U8 => TensorData::U8(values.iter().map(|&v| to_u8(v)).collect()),
+        DType::U8 => TensorData::U8(
+            values
+                .par_iter()
+                .with_min_len(PER_TASK)
+                .map(|&v| to_u8(v))
+                .collect(),
+        ),
         _ => TensorData::F32(values),
     };
     Tensor::new(shape.to_vec(), data)
@@ -136,7 +153,17 @@ pub fn finish(values: Vec<f32>, dtype: DType, shape: &[usize]) -> Tensor {
 /// One value as a byte: rounded half to even, clamped (NaN is 0).
 #[inline]
 pub fn to_u8(v: f32) -> u8 {
-    v.round_ties_even().clamp(0.0, 255.0) as u8
+    // Adding 2^23 leaves no fraction bits: the sum is rounded to a whole
+    // number by the FPU's own rounding, half to even, exactly as
+    // `round_ties_even` — which on baseline x86-64 (no SSE4.1) is a call
+    // to `rintf` per value — and that number is the sum's low mantissa
+    // bits (a float-to-int `as` saturates, which does not vectorize
+    // there). Together they took a third of a 1080p video blur's time.
+    // `max` first makes NaN 0; the clamp keeps the sum exact.
+    const WHOLE: f32 = 8_388_608.0;
+    #[allow(clippy::manual_clamp)] // clamp keeps NaN; this makes it 0
+    let clamped = v.max(0.0).min(255.0);
+    (clamped + WHOLE).to_bits() as u8
 }
 
 /// Draws an image output of up to 4 channels as a picture (f32 values
@@ -214,5 +241,30 @@ pub fn sum_taps(out: &mut [f32], taps: &[Tap], lo: usize, hi: usize) {
             .iter()
             .map(|t| t.weight * t.src[(v as isize + t.offset) as usize])
             .sum();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_round_half_to_even_and_clamp() {
+        let mut probes = vec![
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            1e30,
+            -1e30,
+        ];
+        for k in -2000..=3000 {
+            let v = k as f32 / 8.0; // every half and quarter from -250 to 375
+            probes.extend([v, v.next_up(), v.next_down()]);
+        }
+        for v in probes {
+            let want = v.round_ties_even().clamp(0.0, 255.0) as u8;
+            assert_eq!(to_u8(v), want, "{v}");
+        }
     }
 }
