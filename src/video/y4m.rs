@@ -15,8 +15,11 @@ use crate::error::{Error, Result};
 /// Bytes a header or a `FRAME` line may take at most.
 const MAX_LINE: usize = 4096;
 
-/// Pixels a side at most.
-pub const MAX_SIDE: usize = 1 << 15;
+/// Pixels a side at most (a frame is then at most 768 MiB: 4:4:4).
+pub const MAX_SIDE: usize = 1 << 14;
+
+/// Bytes of a plane allocated ahead of its data at most.
+const GROW: usize = 16 << 20;
 
 /// How the chroma planes are sampled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,23 +230,23 @@ impl<R: BufRead> Reader<R> {
         };
         let mut planes = Vec::with_capacity(3);
         for (i, (h, w)) in self.header.planes().into_iter().enumerate() {
-            let mut plane = vec![0u8; h * w];
-            let mut got = 0;
-            while got < plane.len() {
-                match self.input.read(&mut plane[got..]) {
-                    Ok(0) => {
-                        let before: usize =
-                            self.header.planes()[..i].iter().map(|(h, w)| h * w).sum();
-                        return Err(Error::bad(format!(
-                            "{what} is truncated: the stream ends after {} of its {} bytes",
-                            before + got,
-                            self.header.frame_bytes()
-                        )));
-                    }
-                    Ok(n) => got += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::bad(format!("{what}: cannot read it: {e}"))),
-                }
+            // Grown as the bytes arrive: a header promising huge frames
+            // costs nothing until they come.
+            let want = h * w;
+            let mut plane = Vec::with_capacity(want.min(GROW));
+            let got = self
+                .input
+                .by_ref()
+                .take(want as u64)
+                .read_to_end(&mut plane)
+                .map_err(|e| Error::bad(format!("{what}: cannot read it: {e}")))?;
+            if got < want {
+                let before: usize = self.header.planes()[..i].iter().map(|(h, w)| h * w).sum();
+                return Err(Error::bad(format!(
+                    "{what} is truncated: the stream ends after {} of its {} bytes",
+                    before + got,
+                    self.header.frame_bytes()
+                )));
             }
             planes.push(plane);
         }
