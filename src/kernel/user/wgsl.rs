@@ -81,30 +81,19 @@ pub(super) fn check(expected: &Expected, source: &str, entry: &str) -> Result<[u
         let b = binding.binding as usize;
         found[b] = true;
         let inner = &module.types[var.ty].inner;
-        if let Some(&(arg, dtype)) = expected.inputs.get(b) {
-            storage(
-                &module,
-                &at,
-                &format!("input '{arg}'"),
-                var.space,
-                inner,
-                dtype,
-                false,
-            )
-            .map_err(|e| e.context_after(&layout(expected)))?;
-        } else if let Some(&(arg, dtype)) = expected.outputs.get(b - expected.inputs.len()) {
-            storage(
-                &module,
-                &at,
-                &format!("output '{arg}'"),
-                var.space,
-                inner,
-                dtype,
-                true,
-            )
-            .map_err(|e| e.context_after(&layout(expected)))?;
-        } else {
-            uniform(&module, &at, var.space, inner, &expected.params)?;
+        let tensor = match expected.inputs.get(b) {
+            Some(&(arg, dtype)) => Some((format!("input '{arg}'"), dtype, false)),
+            None => expected
+                .outputs
+                .get(b - expected.inputs.len())
+                .map(|&(arg, dtype)| (format!("output '{arg}'"), dtype, true)),
+        };
+        match tensor {
+            Some((what, dtype, output)) => {
+                storage(&module, &at, &what, var.space, inner, dtype, output)
+                    .map_err(|e| e.context_after(&layout(expected)))?;
+            }
+            None => uniform(&module, &at, var.space, inner, &expected.params)?,
         }
     }
     let names = expected
