@@ -415,9 +415,18 @@ impl Read for Paced {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_streams_a_video_job_while_answering_others() {
-    let server = common::server::Server::start(8, 1 << 20).await;
+    // A body limit of 1 KiB: a video several times larger goes through,
+    // as it is never held whole. Caps apply to the filters.
+    let caps = anycore::service::caps::Caps::new(&["blur.sigma=3".to_owned()], None).unwrap();
+    let config = anycore::service::ServiceConfig {
+        body_limit: 1024,
+        caps,
+        ..Default::default()
+    };
+    let server = common::server::Server::start_with(8, config).await;
     let header = Header::new(33, 17, Chroma::C420).unwrap();
     let stream = random_stream(&header, 6, &mut rng());
+    assert!(stream.len() > 4 * 1024);
     let query = "/v1/video?filter=blur:sigma=1.5&filter=conv2d:kernel=edge,planes=luma&backend=cpu";
     // The same as `anycore video` gives, and larger than the body limit
     // (1 MiB here would be hit by 6 frames of 1080p, not these; the
@@ -503,11 +512,92 @@ async fn the_service_streams_a_video_job_while_answering_others() {
             b"P5\n1 1\n255\n\x00".to_vec(),
             "not a YUV4MPEG2 stream",
         ),
+        ("/v1/video?filter=blur:sigma=20", stream.clone(), "over_cap"),
     ] {
         let (status, body) = server.bytes(path, Some(body)).await;
         let text = String::from_utf8_lossy(&body);
-        assert_eq!(status, 400, "{text}");
+        assert!(status == 400 || status == 422, "{status} {text}");
         assert!(text.contains(want) && text.contains("\"error\""), "{text}");
     }
     server.stop().await;
+}
+
+/// Slows the first pipeline it runs by a second; the rest go at once.
+struct SlowFirst {
+    engine: anycore::engine::BlockingEngine,
+    first: std::sync::atomic::AtomicBool,
+}
+
+impl anycore::video::Runner for SlowFirst {
+    fn run_job(
+        &self,
+        job: Job,
+        choice: anycore::backend::BackendChoice,
+    ) -> anycore::Result<anycore::coordinator::JobReport> {
+        self.engine.run_on(job, choice)
+    }
+    fn run_pipeline(
+        &self,
+        pipeline: anycore::pipeline::Pipeline,
+        choice: anycore::backend::BackendChoice,
+    ) -> anycore::Result<anycore::coordinator::PipelineReport> {
+        if self.first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        self.engine.run_pipeline_on(pipeline, choice)
+    }
+}
+
+/// Counts the bytes read through it.
+struct Counted(
+    std::io::Cursor<Vec<u8>>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+);
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_slow_frame_holds_back_the_reading_not_only_the_writing() {
+    let header = Header::new(16, 8, Chroma::C420).unwrap();
+    let stream = random_stream(&header, 40, &mut rng());
+    let frame = 6 + header.frame_bytes();
+    let head = stream.len() - 40 * frame;
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let input =
+        std::io::BufReader::with_capacity(16, Counted(std::io::Cursor::new(stream), read.clone()));
+    let runner = SlowFirst {
+        engine: common::engine(anycore::backend::gpu::GpuOptions::default()),
+        first: std::sync::atomic::AtomicBool::new(true),
+    };
+    let filters = [anycore::video::filter::Filter::parse("blur:sigma=1").unwrap()];
+    let in_flight = 2;
+    let mut read_at_first = None;
+    let mut out = Vec::new();
+    let summary = anycore::video::process(
+        &runner,
+        Reader::new(input).unwrap(),
+        &mut out,
+        &filters,
+        anycore::backend::BackendChoice::Cpu,
+        in_flight,
+        |_| {
+            read_at_first.get_or_insert(read.load(std::sync::atomic::Ordering::SeqCst));
+        },
+    )
+    .unwrap();
+    assert_eq!(summary.frames, 40);
+    // While the first frame was held up, at most `in_flight` frames (and
+    // the reader's next one) were read.
+    let read_then = read_at_first.unwrap();
+    assert!(
+        read_then <= head + (in_flight + 1) * frame + 16,
+        "{} frames read before the first was written",
+        (read_then - head) as f64 / frame as f64
+    );
 }

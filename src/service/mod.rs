@@ -145,6 +145,8 @@ struct AppState {
     body_limit: usize,
     body_timeout: std::time::Duration,
     max_job: std::time::Duration,
+    /// Room for video streams at once ([`video::MAX_STREAMS`]).
+    videos: Arc<tokio::sync::Semaphore>,
 }
 
 /// The routes, over `engine`; once `draining` is set, every request is a
@@ -166,6 +168,7 @@ fn router(
         body_limit: config.body_limit,
         body_timeout: config.body_timeout,
         max_job: config.max_job,
+        videos: Arc::new(tokio::sync::Semaphore::new(video::MAX_STREAMS)),
     };
     Router::new()
         .route("/v1/jobs", post(post_job))

@@ -12,6 +12,7 @@
 //! early, after the frames before it: a client sees the body cut short
 //! (the reason is logged).
 
+use std::collections::BTreeMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -28,12 +29,17 @@ use super::AppState;
 use super::budget::Held;
 use crate::backend::BackendChoice;
 use crate::error::Error;
+use crate::tensor::{DType, Spec};
 use crate::video::filter::Filter;
-use crate::video::y4m::Reader;
+use crate::video::y4m::{Header, Reader};
 use crate::video::{self, IN_FLIGHT, OnRuntime};
 
 /// Frames in flight a request may ask for.
 const MAX_IN_FLIGHT: usize = 16;
+
+/// Video streams at once at most (each holds threads and memory for its
+/// whole length); more are 503 `busy`.
+pub(super) const MAX_STREAMS: usize = 4;
 
 /// Chunks of the request and response bodies queued between the
 /// connection and the video thread, at most.
@@ -67,12 +73,21 @@ pub(super) async fn post_video(
             }
         }
     }
+    let Ok(stream) = state.videos.clone().try_acquire_owned() else {
+        return Err(ApiError::from(Error::Busy));
+    };
     let (chunks, input) = mpsc::channel(CHUNKS);
     tokio::spawn(forward(body, chunks, state.body_timeout));
     let (out, output) = mpsc::channel::<std::io::Result<Bytes>>(CHUNKS);
     let (opened, header) = oneshot::channel();
     let engine = state.engine.clone();
     let runtime = tokio::runtime::Handle::current();
+    let sink = ChannelWrite {
+        chunks: out.clone(),
+        runtime: runtime.clone(),
+        timeout: state.body_timeout,
+    };
+    let chain = filters.clone();
     tokio::task::spawn_blocking(move || {
         let reader = match Reader::new(BufReader::with_capacity(1 << 20, ChannelRead::new(input))) {
             Ok(reader) => reader,
@@ -90,19 +105,21 @@ pub(super) async fn post_video(
             engine: &engine,
             runtime,
         };
-        let sink = BufWriter::with_capacity(1 << 20, ChannelWrite(out.clone()));
-        if let Err(e) = video::process(&runner, reader, sink, &filters, choice, in_flight, |_| {}) {
+        let sink = BufWriter::with_capacity(1 << 20, sink);
+        if let Err(e) = video::process(&runner, reader, sink, &chain, choice, in_flight, |_| {}) {
             log::warn!("a video stream ended early: {e}");
             let _ = out.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
-        drop(held);
+        drop((held, stream));
     });
     let (header, held_tx) = header
         .await
         .map_err(|_| ApiError::from(Error::Internal("the video thread ended".into())))??;
-    // Frames read ahead, being filtered (with a copy per plane) and
-    // waiting to be written.
-    let bytes = (header.frame_bytes() as u64).saturating_mul(3 * in_flight as u64 + 2);
+    within_limits(&state, &header, &filters)?;
+    // Frames between reading and writing, each filtered through an f32
+    // copy and an output of each plane, and the chunks queued each way.
+    let bytes =
+        (header.frame_bytes() as u64).saturating_mul(6 * in_flight as u64 + 2 * CHUNKS as u64 + 2);
     let mut held = Held::default();
     state
         .budget
@@ -114,6 +131,38 @@ pub(super) async fn post_video(
         Body::new(ChannelBody(output)),
     )
         .into_response())
+}
+
+/// The service's caps and its limit of work per job, for each plane of
+/// each frame as a job of each filter.
+fn within_limits(state: &AppState, header: &Header, filters: &[Filter]) -> Result<(), ApiError> {
+    let mut work = Vec::new();
+    for f in filters {
+        let params: Vec<(String, String)> = f
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        state.caps.check_params(f.kernel, &params)?;
+        for (i, &(h, w)) in header.planes().iter().enumerate() {
+            if !f.planes.contains(i) {
+                continue;
+            }
+            let spec = Spec {
+                dtype: DType::U8,
+                shape: vec![h, w],
+            };
+            state
+                .caps
+                .check_elements([(format!("plane {i} of a frame"), &spec)])?;
+            let mut inputs = BTreeMap::from([(f.input().to_owned(), spec)]);
+            if let Some(k) = &f.weights {
+                inputs.insert("kernel".into(), k.spec());
+            }
+            work.push((f.kernel, f.kernel.plan(inputs, &f.params)?.work_units));
+        }
+    }
+    super::within_work_limit(state, &work)
 }
 
 /// Forwards the request body's chunks to the video thread; a pause past
@@ -173,17 +222,34 @@ impl Read for ChannelRead {
 }
 
 /// The response body as a blocking writer, on the video thread: a client
-/// that stops reading (or goes) makes writes fail, which ends the stream.
-struct ChannelWrite(mpsc::Sender<std::io::Result<Bytes>>);
+/// that goes, or stops reading for `timeout`, makes writes fail, which
+/// ends the stream.
+struct ChannelWrite {
+    chunks: mpsc::Sender<std::io::Result<Bytes>>,
+    runtime: tokio::runtime::Handle,
+    timeout: Duration,
+}
 
 impl Write for ChannelWrite {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
-            })?;
-        Ok(buf.len())
+        let chunk = Ok(Bytes::copy_from_slice(buf));
+        let sent = self
+            .runtime
+            .block_on(tokio::time::timeout(self.timeout, self.chunks.send(chunk)));
+        match sent {
+            Ok(Ok(())) => Ok(buf.len()),
+            Ok(Err(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the client went away",
+            )),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the client read nothing for {} s",
+                    self.timeout.as_secs_f64()
+                ),
+            )),
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

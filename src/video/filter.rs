@@ -123,16 +123,24 @@ impl Filter {
     /// plane as f32 `x` (its result is rounded and clamped back to u8 by
     /// [`Filter::finish`]).
     pub fn job(&self, plane: Tensor) -> Job {
-        let (input, plane) = match self.kernel {
-            Kernel::Map => ("x", as_f32(plane)),
-            _ => ("image", plane),
+        let plane = match self.kernel {
+            Kernel::Map => as_f32(plane),
+            _ => plane,
         };
-        let mut job = Job::new(self.kernel).input(input, plane);
+        let mut job = Job::new(self.kernel).input(self.input(), plane);
         job.params = self.params.clone();
         if let Some(w) = &self.weights {
             job = job.input("kernel", w.clone());
         }
         job
+    }
+
+    /// The kernel's input that takes the plane.
+    pub fn input(&self) -> &'static str {
+        match self.kernel {
+            Kernel::Map => "x",
+            _ => "image",
+        }
     }
 
     /// A job's output as a u8 plane.

@@ -17,8 +17,9 @@ pub mod y4m;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
 use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -101,7 +102,7 @@ impl Runner for OnRuntime<'_> {
 /// frames at once. `progress` sees the summary after each frame written.
 /// A bad stream ends with an error naming the frame, after every frame
 /// before it was written: the output is a valid stream.
-pub fn process<R: BufRead + Send, W: Write>(
+pub fn process<R: BufRead + Send + 'static, W: Write>(
     engine: &dyn Runner,
     mut reader: Reader<R>,
     mut output: W,
@@ -124,16 +125,31 @@ pub fn process<R: BufRead + Send, W: Write>(
     let in_flight = in_flight.max(1);
     let frame_bytes = header.frame_bytes() as f64;
     let dims = header.planes();
+    // A frame is read only with a permit, which comes back once it is
+    // written: at most `in_flight` frames between reading and writing,
+    // whichever of them is slow.
+    let (permits_tx, permits_rx) = sync_channel::<()>(in_flight);
+    for _ in 0..in_flight {
+        permits_tx.send(()).expect("room for every permit");
+    }
     let (frames_tx, frames_rx) = sync_channel::<(u64, Frame)>(in_flight);
     let (done_tx, done_rx) = sync_channel::<(u64, Result<Done>)>(in_flight);
-    // `None` once the writer gave up: the reader's next send fails.
-    let frames_rx = Mutex::new(Some(frames_rx));
+    let frames_rx = Mutex::new(frames_rx);
+    let stop = AtomicBool::new(false);
+    // The reader is not joined: after an error it may be blocked reading
+    // an input that never ends (a live source), and then it ends with the
+    // process, or with its input.
+    let reader_done = done_tx.clone();
+    std::thread::Builder::new()
+        .name("anycore-video-read".into())
+        .spawn(move || read_all(&mut reader, &permits_rx, &frames_tx, &reader_done))
+        .map_err(|e| Error::Internal(format!("cannot start the video reader: {e}")))?;
     let outcome = std::thread::scope(|scope| {
-        let reader_done = done_tx.clone();
-        scope.spawn(move || read_all(&mut reader, &frames_tx, &reader_done));
         for _ in 0..in_flight {
-            let (frames_rx, done_tx, dims) = (&frames_rx, done_tx.clone(), &dims);
-            scope.spawn(move || compute_all(engine, frames_rx, &done_tx, dims, filters, choice));
+            let (frames_rx, done_tx, dims, stop) = (&frames_rx, done_tx.clone(), &dims, &stop);
+            scope.spawn(move || {
+                compute_all(engine, frames_rx, stop, &done_tx, dims, filters, choice)
+            });
         }
         drop(done_tx);
         // Written in order as they come: at most the frames in flight wait.
@@ -145,6 +161,8 @@ pub fn process<R: BufRead + Send, W: Write>(
                 while let Some(result) = pending.remove(&next) {
                     let done = result?;
                     done.frame.write(&mut output).map_err(written)?;
+                    // Never full: one permit per frame taken.
+                    let _ = permits_tx.try_send(());
                     for b in done.backends {
                         *summary.backends.entry(b).or_default() += 1;
                     }
@@ -155,16 +173,19 @@ pub fn process<R: BufRead + Send, W: Write>(
                     summary.mb_per_s = summary.fps * frame_bytes / 1e6;
                     progress(&summary);
                 }
+                // Out as soon as written, for a live source's consumer.
+                output.flush().map_err(written)?;
             }
             Ok(())
         };
         // On an error the frames before it are out, whole: a valid stream.
         let result = write_in_order();
         let flushed = output.flush().map_err(written);
-        // On an error, the reader's and the workers' next sends fail and
-        // they end (the scope waits for them).
+        // On an error the workers stop (the scope waits for them), and
+        // the reader's next permit or send fails.
+        stop.store(true, Ordering::Relaxed);
         drop(done_rx);
-        lock(&frames_rx).take();
+        drop(permits_tx);
         result.and(flushed)
     });
     outcome?;
@@ -181,14 +202,18 @@ struct Done {
     backends: Vec<String>,
 }
 
-/// The reader's loop: frames to the workers, an error (a bad frame) to
-/// the writer, where it takes its place in the order.
+/// The reader's loop: a permit, then a frame to the workers; an error (a
+/// bad frame) to the writer, where it takes its place in the order.
 fn read_all<R: BufRead>(
     reader: &mut Reader<R>,
+    permits: &Receiver<()>,
     frames: &SyncSender<(u64, Frame)>,
     done: &SyncSender<(u64, Result<Done>)>,
 ) {
     for index in 0.. {
+        if permits.recv().is_err() {
+            return; // the writer is gone
+        }
         match reader.next_frame() {
             Ok(Some(frame)) => {
                 if frames.send((index, frame)).is_err() {
@@ -208,19 +233,21 @@ fn read_all<R: BufRead>(
 /// gone.
 fn compute_all(
     engine: &dyn Runner,
-    frames: &Mutex<Option<Receiver<(u64, Frame)>>>,
+    frames: &Mutex<Receiver<(u64, Frame)>>,
+    stop: &AtomicBool,
     done: &SyncSender<(u64, Result<Done>)>,
     dims: &[(usize, usize)],
     filters: &[Filter],
     choice: BackendChoice,
 ) {
     loop {
-        let next = match lock(frames).as_ref() {
-            Some(frames) => frames.recv(),
-            None => return,
-        };
-        let Ok((index, frame)) = next else {
-            return;
+        // Waits a little at a time, so that a stop is seen also while the
+        // reader waits on its input.
+        let next = lock(frames).recv_timeout(Duration::from_millis(50));
+        let (index, frame) = match next {
+            Ok(item) => item,
+            Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => continue,
+            Err(_) => return,
         };
         let result = filter_frame(engine, frame, dims, filters, choice)
             .map_err(|e| e.context(&format!("frame {}", index + 1)));

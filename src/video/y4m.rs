@@ -64,7 +64,12 @@ impl Header {
     /// Parses a header line (without its newline).
     pub fn parse(line: &str) -> Result<Self> {
         let bad = |why: String| Error::bad(format!("the y4m header: {why}"));
-        let mut tokens = line.split(' ');
+        if !line.is_ascii() {
+            return Err(bad("it holds characters that are not ASCII".into()));
+        }
+        // Fields are split by spaces; a tab or a CR (a file that went
+        // through Windows) is taken as one too.
+        let mut tokens = line.split_ascii_whitespace();
         if tokens.next() != Some("YUV4MPEG2") {
             let start: String = line.chars().take(16).collect();
             return Err(Error::bad(format!(
@@ -72,7 +77,7 @@ impl Header {
             )));
         }
         let (mut width, mut height, mut chroma) = (None, None, Chroma::C420);
-        for token in tokens.filter(|t| !t.is_empty()) {
+        for token in tokens {
             let (key, value) = token.split_at(1);
             let side = |what: &str| {
                 value
@@ -318,6 +323,9 @@ mod tests {
         assert!(err(b"YUV4MPEG2 W3 H3 C420p10\n").contains("'C420p10' is not supported"));
         assert!(err(b"YUV4MPEG2 W0 H3\n").contains("width '0'"));
         assert!(err(b"YUV4MPEG2 W3\n").contains("no width (W) or no height (H)"));
+        assert!(err(b"YUV4MPEG2 W2 H2 \xc3\xa9x Cmono\n").contains("not ASCII"));
+        let crlf = Header::parse("YUV4MPEG2\tW2 H2 Cmono\r").unwrap();
+        assert_eq!((crlf.width, crlf.chroma), (2, Chroma::Mono));
         assert!(err(b"YUV4MPEG2 W99999999999999999999 H3\n").contains("not from 1 to"));
         assert!(err(&[b'Y'; 10_000]).contains("longer than"));
         let good = stream("YUV4MPEG2 W2 H2 Cmono", &[vec![1, 2, 3, 4]]);
