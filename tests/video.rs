@@ -529,13 +529,6 @@ struct SlowFirst {
 }
 
 impl anycore::video::Runner for SlowFirst {
-    fn run_job(
-        &self,
-        job: Job,
-        choice: anycore::backend::BackendChoice,
-    ) -> anycore::Result<anycore::coordinator::JobReport> {
-        self.engine.run_on(job, choice)
-    }
     fn run_pipeline(
         &self,
         pipeline: anycore::pipeline::Pipeline,

@@ -12,7 +12,6 @@
 //! early, after the frames before it: a client sees the body cut short
 //! (the reason is logged).
 
-use std::collections::BTreeMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -155,11 +154,7 @@ fn within_limits(state: &AppState, header: &Header, filters: &[Filter]) -> Resul
             state
                 .caps
                 .check_elements([(format!("plane {i} of a frame"), &spec)])?;
-            let mut inputs = BTreeMap::from([(f.input().to_owned(), spec)]);
-            if let Some(k) = &f.weights {
-                inputs.insert("kernel".into(), k.spec());
-            }
-            work.push((f.kernel, f.kernel.plan(inputs, &f.params)?.work_units));
+            work.push((f.kernel, f.plan(h, w)?.work_units));
         }
     }
     super::within_work_limit(state, &work)

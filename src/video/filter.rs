@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::kernel::{Job, Kernel};
-use crate::tensor::{Tensor, TensorData};
+use crate::kernel::{Kernel, Plan, image};
+use crate::pipeline::Step;
+use crate::tensor::{DType, Spec, Tensor, TensorData};
 
 /// Which planes a filter applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,26 +114,43 @@ impl Filter {
         }
         // The kernel's own checks, on a small plane, so that a bad
         // parameter is refused before the stream is read.
-        let probe = Tensor::new(vec![4, 4], TensorData::U8(vec![0; 16]));
-        crate::kernel::Task::new(filter.job(probe))
+        filter
+            .plan(4, 4)
             .map_err(|e| e.context(&format!("--filter '{text}'")))?;
         Ok(filter)
     }
 
-    /// The job that applies this filter to one u8 plane. `map` sees the
-    /// plane as f32 `x` (its result is rounded and clamped back to u8 by
-    /// [`Filter::finish`]).
-    pub fn job(&self, plane: Tensor) -> Job {
-        let plane = match self.kernel {
-            Kernel::Map => as_f32(plane),
-            _ => plane,
-        };
-        let mut job = Job::new(self.kernel).input(self.input(), plane);
-        job.params = self.params.clone();
-        if let Some(w) = &self.weights {
-            job = job.input("kernel", w.clone());
+    /// The pipeline step that applies this filter (its parameters and
+    /// weights; the plane goes to its input [`Filter::input`]).
+    pub fn step(&self, name: &str) -> Step {
+        let mut step = Step::new(name, self.kernel);
+        for (k, v) in &self.params {
+            step = step.param(k, v);
         }
-        job
+        if let Some(w) = &self.weights {
+            step = step.input("kernel", w.clone());
+        }
+        step
+    }
+
+    /// The kernel's checks and plan for an `h`×`w` plane.
+    pub fn plan(&self, h: usize, w: usize) -> Result<Plan> {
+        let dtype = if self.takes_u8() {
+            DType::U8
+        } else {
+            DType::F32
+        };
+        let mut inputs = BTreeMap::from([(
+            self.input().to_owned(),
+            Spec {
+                dtype,
+                shape: vec![h, w],
+            },
+        )]);
+        if let Some(k) = &self.weights {
+            inputs.insert("kernel".into(), k.spec());
+        }
+        self.kernel.plan(inputs, &self.params)
     }
 
     /// The kernel's input that takes the plane.
@@ -143,14 +161,21 @@ impl Filter {
         }
     }
 
-    /// A job's output as a u8 plane.
-    pub fn finish(&self, out: Tensor) -> Tensor {
-        match out.data() {
-            TensorData::F32(v) => {
-                let bytes = v.iter().map(|&x| crate::kernel::image::to_u8(x)).collect();
-                Tensor::new(out.shape().to_vec(), TensorData::U8(bytes))
-            }
-            _ => out,
+    /// A u8 plane as this filter's kernel takes it: `map` sees f32.
+    pub fn plane_in(&self, plane: Tensor) -> Tensor {
+        if self.takes_u8() {
+            return plane;
+        }
+        let values = image::data_values(plane.data()).into_owned();
+        Tensor::new(plane.shape().to_vec(), TensorData::F32(values))
+    }
+
+    /// The kernel's output as a u8 plane (`map`'s rounded and clamped).
+    pub fn plane_out(&self, out: Tensor) -> Tensor {
+        let shape = out.shape().to_vec();
+        match out.into_data() {
+            TensorData::F32(v) => image::finish(v, DType::U8, &shape),
+            other => Tensor::new(shape, other),
         }
     }
 
@@ -159,16 +184,6 @@ impl Filter {
     pub fn takes_u8(&self) -> bool {
         self.kernel != Kernel::Map
     }
-}
-
-fn as_f32(plane: Tensor) -> Tensor {
-    let shape = plane.shape().to_vec();
-    let values = match plane.into_data() {
-        TensorData::U8(v) => v.into_iter().map(f32::from).collect(),
-        TensorData::F32(v) => v,
-        other => unreachable!("planes are u8, not {}", other.dtype()),
-    };
-    Tensor::new(shape, TensorData::F32(values))
 }
 
 /// `conv2d`'s weights: a named kernel or rows of numbers.

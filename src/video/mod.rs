@@ -26,11 +26,10 @@ use serde::Serialize;
 use self::filter::Filter;
 use self::y4m::{Frame, Reader};
 use crate::backend::BackendChoice;
-use crate::coordinator::{JobReport, PipelineReport};
+use crate::coordinator::PipelineReport;
 use crate::engine::{BlockingEngine, Engine};
 use crate::error::{Error, Result};
-use crate::kernel::Job;
-use crate::pipeline::{Pipeline, Step};
+use crate::pipeline::Pipeline;
 use crate::tensor::{Tensor, TensorData};
 
 /// Frames in flight at most by default: read ahead, being computed, and
@@ -59,20 +58,15 @@ pub struct Summary {
     pub mb_per_s: f64,
 }
 
-/// Runs the filters' jobs and pipelines from the calling thread, blocking
-/// until each is done: a [`BlockingEngine`], or an [`Engine`] driven
-/// through its runtime's handle ([`OnRuntime`]).
+/// Runs the filters' pipelines from the calling thread, blocking until
+/// each is done: a [`BlockingEngine`], or an [`Engine`] driven through
+/// its runtime's handle ([`OnRuntime`]).
 pub trait Runner: Sync {
-    /// Runs a job on `choice`'s backend.
-    fn run_job(&self, job: Job, choice: BackendChoice) -> Result<JobReport>;
     /// Runs a pipeline on `choice`'s backend.
     fn run_pipeline(&self, pipeline: Pipeline, choice: BackendChoice) -> Result<PipelineReport>;
 }
 
 impl Runner for BlockingEngine {
-    fn run_job(&self, job: Job, choice: BackendChoice) -> Result<JobReport> {
-        self.run_on(job, choice)
-    }
     fn run_pipeline(&self, pipeline: Pipeline, choice: BackendChoice) -> Result<PipelineReport> {
         self.run_pipeline_on(pipeline, choice)
     }
@@ -88,9 +82,6 @@ pub struct OnRuntime<'a> {
 }
 
 impl Runner for OnRuntime<'_> {
-    fn run_job(&self, job: Job, choice: BackendChoice) -> Result<JobReport> {
-        self.runtime.block_on(self.engine.run_on(job, choice))
-    }
     fn run_pipeline(&self, pipeline: Pipeline, choice: BackendChoice) -> Result<PipelineReport> {
         self.runtime
             .block_on(self.engine.run_pipeline_on(pipeline, choice))
@@ -278,13 +269,7 @@ fn filter_frame(
         while !rest.is_empty() {
             let run = rest.iter().take_while(|f| f.takes_u8()).count().max(1);
             let (now, later) = rest.split_at(run);
-            let (out, backend) = if now[0].takes_u8() {
-                run_pipeline(engine, tensor, now, choice)?
-            } else {
-                let report = engine.run_job(now[0].job(tensor), choice)?;
-                let out = report.outputs.into_values().next().expect("map gives out");
-                (now[0].finish(out), report.backend.name().to_owned())
-            };
+            let (out, backend) = run_pipeline(engine, tensor, now, choice)?;
             tensor = out;
             if !backends.contains(&backend) {
                 backends.push(backend);
@@ -299,29 +284,22 @@ fn filter_frame(
     Ok(Done { frame, backends })
 }
 
-/// Runs u8 filters on one plane as one pipeline (kept on the device
-/// between them on the GPU).
+/// Runs filters on one u8 plane as one pipeline (kept on the device
+/// between them on the GPU): a run of u8 filters, or one `map`.
 fn run_pipeline(
     engine: &dyn Runner,
     plane: Tensor,
     chain: &[&Filter],
     choice: BackendChoice,
 ) -> Result<(Tensor, String)> {
-    let mut pipeline = Pipeline::new().input("plane", plane);
+    let mut pipeline = Pipeline::new().input("plane", chain[0].plane_in(plane));
     for (k, f) in chain.iter().enumerate() {
-        let mut step = Step::new(&format!("f{k}"), f.kernel);
-        step = if k == 0 {
-            step.input_shared("image", "plane")
+        let step = f.step(&format!("f{k}"));
+        pipeline = pipeline.step(if k == 0 {
+            step.input_shared(f.input(), "plane")
         } else {
-            step.input_from("image", &format!("f{}", k - 1), "out")
-        };
-        for (name, value) in &f.params {
-            step = step.param(name, value);
-        }
-        if let Some(w) = &f.weights {
-            step = step.input("kernel", w.clone());
-        }
-        pipeline = pipeline.step(step);
+            step.input_from(f.input(), &format!("f{}", k - 1), "out")
+        });
     }
     let last = format!("f{}", chain.len() - 1);
     let report = engine.run_pipeline(pipeline.output("out", &last, "out"), choice)?;
@@ -330,5 +308,6 @@ fn run_pipeline(
         .into_values()
         .next()
         .expect("the pipeline gives out");
-    Ok((out, report.backend.name().to_owned()))
+    let last = chain.last().expect("a chain has filters");
+    Ok((last.plane_out(out), report.backend.name().to_owned()))
 }
