@@ -283,6 +283,37 @@ impl BlockingEngine {
     }
 }
 
+/// Runs pipelines from the calling thread, blocking until each is done
+/// (video frames' filters, chunks of a stream): a [`BlockingEngine`], or an [`Engine`] driven through
+/// its runtime's handle ([`OnRuntime`]).
+pub trait Runner: Sync {
+    /// Runs a pipeline on `choice`'s backend.
+    fn run_pipeline(&self, pipeline: Pipeline, choice: BackendChoice) -> Result<PipelineReport>;
+}
+
+impl Runner for BlockingEngine {
+    fn run_pipeline(&self, pipeline: Pipeline, choice: BackendChoice) -> Result<PipelineReport> {
+        self.run_pipeline_on(pipeline, choice)
+    }
+}
+
+/// An [`Engine`] driven from threads that are not its runtime's workers
+/// (`tokio::task::spawn_blocking`'s): the service's video jobs, `batch`'s
+/// streamed lines.
+pub struct OnRuntime<'a> {
+    /// The engine.
+    pub engine: &'a Engine,
+    /// Its runtime.
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Runner for OnRuntime<'_> {
+    fn run_pipeline(&self, pipeline: Pipeline, choice: BackendChoice) -> Result<PipelineReport> {
+        self.runtime
+            .block_on(self.engine.run_pipeline_on(pipeline, choice))
+    }
+}
+
 impl Drop for BlockingEngine {
     fn drop(&mut self) {
         self.runtime.block_on(self.engine.shutdown());

@@ -14,6 +14,8 @@
 //! - [`engine`]: the coordinator ready to embed: [`engine::Engine`] (async)
 //!   and [`engine::BlockingEngine`].
 //! - [`service`]: the HTTP API over an engine (axum).
+//! - [`stream`]: jobs over `.npy` files larger than memory, run a chunk
+//!   at a time with reading, computing and writing overlapped.
 //! - [`video`]: YUV4MPEG2 streams filtered frame by frame through kernels,
 //!   reading, computing and writing overlapped in constant memory.
 //! - [`bench`]: `anycore bench` — throughput per kernel, backend and size,
@@ -55,6 +57,7 @@ pub mod error;
 pub mod kernel;
 pub mod pipeline;
 pub mod service;
+pub mod stream;
 pub mod tensor;
 pub mod video;
 

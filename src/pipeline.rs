@@ -499,7 +499,7 @@ impl CheckedPipeline {
             for (output, handle) in done.kept {
                 kept.insert(Source::Output(step.name.clone(), output), handle);
             }
-            add(&mut timings, &done.timings);
+            timings.add(&done.timings);
             traffic.add(&done.traffic);
             runs.push(StepRun {
                 name: step.name,
@@ -574,14 +574,4 @@ fn take(uses: &mut BTreeMap<Source, usize>, kept: &mut Kept, source: Source) -> 
         kept.get(&source).cloned()
     };
     tensor.ok_or_else(missing)
-}
-
-/// Adds one step's phases to the running totals.
-fn add(sum: &mut Timings, t: &Timings) {
-    sum.upload += t.upload;
-    sum.compute += t.compute;
-    sum.download += t.download;
-    if let Some(ms) = t.kernel_device {
-        *sum.kernel_device.get_or_insert(0.0) += ms;
-    }
 }

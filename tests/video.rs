@@ -528,7 +528,7 @@ struct SlowFirst {
     first: std::sync::atomic::AtomicBool,
 }
 
-impl anycore::video::Runner for SlowFirst {
+impl anycore::engine::Runner for SlowFirst {
     fn run_pipeline(
         &self,
         pipeline: anycore::pipeline::Pipeline,

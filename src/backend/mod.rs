@@ -84,6 +84,19 @@ pub struct Timings {
     pub total: f64,
 }
 
+impl Timings {
+    /// Adds another run's phases to these (not `queued` or `total`, which
+    /// the caller sees whole).
+    pub fn add(&mut self, other: &Timings) {
+        self.upload += other.upload;
+        self.compute += other.compute;
+        self.download += other.download;
+        if let Some(ms) = other.kernel_device {
+            *self.kernel_device.get_or_insert(0.0) += ms;
+        }
+    }
+}
+
 /// What a run moved between host and device memory: bytes each way and
 /// command submissions to the device (all 0 on the CPU).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -228,7 +228,10 @@ async fn run_line(
                 report.traffic,
             )
             .after_writing(move || {
-                output::check_given(&report.outputs, outputs.iter().map(|(n, _)| n.as_str()))?;
+                output::check_given(
+                    report.outputs.keys().map(String::as_str),
+                    outputs.iter().map(|(n, _)| n.as_str()),
+                )?;
                 for (name, path) in outputs {
                     output::write(&report.outputs[&name], &path, painter)?;
                 }

@@ -74,6 +74,34 @@ fn backend_choice(name: &str) -> std::result::Result<BackendChoice, String> {
     BackendChoice::from_name(name).map_err(|e| e.to_string())
 }
 
+/// A memory size as `--memory-budget` takes it: bytes, or a number with
+/// `K`, `M`, `G` or `T` (powers of 1024; `MiB`, `MB` and `m` read alike).
+fn memory_size(text: &str) -> std::result::Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &lower[digits.len()..];
+    let shift = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => {
+            return Err(format!(
+                "unknown unit '{unit}' (use K, M, G or T, e.g. 256M)"
+            ));
+        }
+    };
+    let number: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (e.g. 256M, 4G or a number of bytes)"))?;
+    number
+        .checked_mul(1u64 << shift)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("'{text}' is not a size above 0 that fits in 64 bits"))
+}
+
 /// A multi-threaded tokio runtime for the commands that serve many jobs.
 fn runtime() -> anycore::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new()

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anycore::kernel::{Kernel, Outputs, Painter, Picture};
+use anycore::kernel::{Kernel, Painter, Picture};
 use anycore::tensor::{Tensor, npy};
 use anycore::{Error, Result};
 
@@ -76,12 +76,12 @@ fn check_format(kernel: Kernel, name: &str, path: &Path) -> Result<()> {
 /// depend on its inputs and parameters (`sort` gives `values` only with
 /// values, `indices` only with `indices=true`).
 pub fn check_given<'a>(
-    results: &Outputs,
+    given: impl IntoIterator<Item = &'a str>,
     requested: impl IntoIterator<Item = &'a str>,
 ) -> Result<()> {
+    let given: Vec<&str> = given.into_iter().collect();
     for name in requested {
-        if !results.contains_key(name) {
-            let given: Vec<&str> = results.keys().map(String::as_str).collect();
+        if !given.contains(&name) {
             return Err(Error::BadInput(format!(
                 "output '{name}' was asked for, but this job gives only {} (see `anycore \
                  kernels` for when each output is given)",

@@ -11,9 +11,10 @@ use anycore::backend::{BackendChoice, Timings, Traffic};
 use anycore::coordinator::cost::CostModel;
 use anycore::coordinator::spec::{InputSource, JobSpec, PipelineSpec, explain_json};
 use anycore::engine::{BlockingEngine, CostModelSource, EngineConfig};
-use anycore::kernel::{Outputs, Painter, Task};
-use anycore::service::api::{JobResponse, PipelineResponse};
-use anycore::tensor::{Handle, Tensor, TensorData, npy};
+use anycore::kernel::{Kernel, Outputs, Painter, Task};
+use anycore::service::api::{JobResponse, PipelineResponse, RunInfo};
+use anycore::stream::{Chunks, FileJob, Split};
+use anycore::tensor::{Handle, Tensor, TensorData, alloc, npy};
 use anycore::{Error, Result};
 
 use super::inputs::{self, InputSpec};
@@ -54,6 +55,17 @@ pub struct Args {
     /// output such as mandelbrot's).
     #[arg(short = 'o', long = "output", value_name = "NAME=FILE")]
     outputs: Vec<String>,
+    /// The memory the job's arrays may take (e.g. 256M, 4G; default half
+    /// the machine's). Larger `.npy` inputs run a chunk at a time where
+    /// the kernel allows (axpy, map, reduce, scan, and histogram with lo
+    /// and hi); other kernels are refused, naming the budget they need.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        value_parser = super::memory_size,
+        conflicts_with_all = ["pipeline", "server"]
+    )]
+    memory_budget: Option<u64>,
     /// Print one JSON object describing the run on stdout.
     #[arg(long)]
     json: bool,
@@ -136,20 +148,40 @@ pub fn main(args: Args) -> Result<()> {
     }
     let kernel_name = args.kernel.as_deref().unwrap_or_default();
     let outputs = pairs("-o", "FILE", &args.outputs)?;
+    let params: BTreeMap<String, String> = pairs("-p", "VALUE", &args.params)?
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    let inputs = pairs("-i", "FILE.npy", &args.inputs)?;
+    output::check_formats(kernel_name, outputs.iter().map(|(n, p)| (*n, p.as_ref())))?;
+    if args.server.is_none() {
+        let job = FileJob {
+            kernel: Kernel::from_name(kernel_name)?,
+            params: params.clone(),
+            inputs: inputs
+                .iter()
+                .map(|(n, p)| (n.to_string(), p.into()))
+                .collect(),
+            outputs: outputs
+                .iter()
+                .map(|(n, p)| (n.to_string(), p.into()))
+                .collect(),
+        };
+        let budget = args.memory_budget.unwrap_or_else(alloc::default_budget);
+        if let Split::Chunks(chunks) = job.split(budget)? {
+            return run_streamed(&args, chunks, budget, &outputs);
+        }
+    }
     let spec = JobSpec {
         kernel: kernel_name,
         backend: None,
-        params: pairs("-p", "VALUE", &args.params)?
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect(),
+        params: params.into_iter().collect(),
         outputs: outputs.keys().copied().collect(),
-        inputs: pairs("-i", "FILE.npy", &args.inputs)?
+        inputs: inputs
             .into_iter()
             .map(|(name, path)| (name.to_owned(), NpyFile(path)))
             .collect(),
     };
-    output::check_formats(kernel_name, outputs.iter().map(|(n, p)| (*n, p.as_ref())))?;
     let (job, _) = spec.into_job(args.backend)?;
     let kernel = job.kernel;
     let (report, results, painter) = match &args.server {
@@ -175,6 +207,114 @@ pub fn main(args: Args) -> Result<()> {
         None => run_here(&args, Task::admitted(job)?.0)?,
     };
     finish(report, results, painter, &outputs, args.json)
+}
+
+/// Runs a job whose arrays exceed the memory budget a chunk at a time,
+/// writes its outputs and prints the report.
+fn run_streamed(
+    args: &Args,
+    chunks: Chunks,
+    budget: u64,
+    paths: &BTreeMap<&str, &str>,
+) -> Result<()> {
+    let engine = engine(args, args.backend)?;
+    let kernel = args.kernel.clone().unwrap_or_default();
+    let done = chunks.run(&engine, args.backend).map_err(no_gpu)?;
+    output::check_given(done.specs.iter().map(|(n, _)| *n), paths.keys().copied())?;
+    let mut report = Report {
+        kernel,
+        run: RunInfo {
+            backend: done.backend.name().into(),
+            device: done.device,
+            placement_reason: done.placement_reason,
+            timings_ms: done.timings,
+            traffic: done.traffic,
+        },
+        outputs: BTreeMap::new(),
+    };
+    let mut folded = done.outputs;
+    for (name, spec) in &done.specs {
+        let path = paths.get(name).map(PathBuf::from);
+        let out = match folded.remove(*name) {
+            Some(tensor) => {
+                if let Some(path) = &path {
+                    npy::write(path, &tensor)?;
+                }
+                OutputReport::new(tensor, path)
+            }
+            // Written chunk by chunk, if it had a path.
+            None => OutputReport {
+                dtype: spec.dtype.name(),
+                shape: spec.shape.clone(),
+                path,
+                data: None,
+            },
+        };
+        report.outputs.insert(name.to_string(), out);
+    }
+    let seconds = report.run.timings_ms.total / 1e3;
+    let stream = StreamInfo {
+        chunks: done.chunks,
+        chunk_elements: done.chunk_elements,
+        memory_budget_mib: budget as f64 / MIB,
+        read_mb_per_s: done.bytes_read as f64 / 1e6 / seconds.max(1e-9),
+    };
+    if args.json {
+        print_json(&report, Some(stream));
+    } else {
+        print_human(&report);
+        println!(
+            "  streamed: {} chunks of {} elements, {:.0} MB/s of input, budget {:.0} MiB",
+            stream.chunks, stream.chunk_elements, stream.read_mb_per_s, stream.memory_budget_mib
+        );
+        print_peak_rss();
+    }
+    Ok(())
+}
+
+/// How a streamed run was split, for `--json`.
+#[derive(Serialize)]
+struct StreamInfo {
+    chunks: usize,
+    chunk_elements: usize,
+    memory_budget_mib: f64,
+    read_mb_per_s: f64,
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+/// The report as one JSON line, with the process's peak memory (and how
+/// a streamed run was split).
+fn print_json(report: &impl Serialize, stream: Option<StreamInfo>) {
+    #[derive(Serialize)]
+    struct WithMemory<'a, R> {
+        #[serde(flatten)]
+        report: &'a R,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peak_rss_mib: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stream: Option<StreamInfo>,
+    }
+    let line = WithMemory {
+        report,
+        peak_rss_mib: peak_rss_mib(),
+        stream,
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&line).expect("report serialises")
+    );
+}
+
+/// The process's peak resident memory in MiB, where the system says.
+fn peak_rss_mib() -> Option<f64> {
+    alloc::peak_rss_bytes().map(|b| (b as f64 / MIB * 10.0).round() / 10.0)
+}
+
+fn print_peak_rss() {
+    if let Some(mib) = peak_rss_mib() {
+        println!("  peak memory: {mib} MiB");
+    }
 }
 
 /// An engine for work that runs on `choice`.
@@ -244,10 +384,7 @@ fn run_pipeline(args: &Args, file: &Path) -> Result<()> {
         OutputReport::new(t, written[name].clone())
     });
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).expect("report serialises")
-        );
+        print_json(&report, None);
     } else {
         println!(
             "pipeline of {} steps ran on {} ({})",
@@ -277,7 +414,7 @@ fn finish(
     paths: &BTreeMap<&str, &str>,
     json: bool,
 ) -> Result<()> {
-    output::check_given(&results, paths.keys().copied())?;
+    output::check_given(results.keys().map(String::as_str), paths.keys().copied())?;
     for (name, tensor) in results {
         let path = paths.get(name.as_str()).map(PathBuf::from);
         if let Some(path) = &path {
@@ -286,12 +423,10 @@ fn finish(
         report.outputs.insert(name, OutputReport::new(tensor, path));
     }
     if json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).expect("report serialises")
-        );
+        print_json(&report, None);
     } else {
         print_human(&report);
+        print_peak_rss();
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::profile::{self, Bandwidth, Profile, Unit, random_f32};
-use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
+use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task, Streaming};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Handle, Spec, Tensor, TensorData};
 
@@ -57,6 +57,9 @@ pub const PROFILE: Profile = Profile {
 
 /// Invocations per workgroup in `shaders/axpy.wgsl`.
 pub const WORKGROUP: u32 = 256;
+
+/// Each output element is computed from the same input elements alone.
+pub const STREAMING: Streaming = Streaming::Elementwise;
 
 /// `shaders/axpy.wgsl`.
 pub const SHADER: ShaderInfo = ShaderInfo {

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use super::image::{self, Layout, Tap};
 use super::profile::{self, Bandwidth, NumpyCode, Profile, Unit};
-use super::{Inputs, KernelTask, Outputs, Painter, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
+use super::{Inputs, KernelTask, Outputs, Painter, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task, Streaming};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Handle, Spec, Tensor, TensorData};
 
@@ -93,6 +93,9 @@ except ImportError:
 
 /// Invocations per workgroup of `shaders/blur.wgsl`'s entry points.
 pub const WORKGROUP: [u32; 3] = [64, 4, 1];
+
+/// Needs whole arrays (a chunk of rows would need its neighbours' rows).
+pub const STREAMING: Streaming = Streaming::Whole;
 
 /// `shaders/blur.wgsl`.
 pub const SHADER: ShaderInfo = ShaderInfo {

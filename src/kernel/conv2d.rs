@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::image::{self, Layout};
 use super::profile::{self, Profile, Unit, random_f32};
-use super::{Arg, Inputs, KernelTask, Outputs, Painter, PlainLoop, Plan, ShaderInfo, Signature, Task};
+use super::{Arg, Inputs, KernelTask, Outputs, Painter, PlainLoop, Plan, ShaderInfo, Signature, Task, Streaming};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Described, Handle, Spec, Tensor, TensorData};
 
@@ -67,6 +67,9 @@ pub const PROFILE: Profile = Profile {
 
 /// Invocations per workgroup in `shaders/conv2d.wgsl` (a 16×16 tile).
 pub const WORKGROUP: [u32; 3] = [16, 16, 1];
+
+/// Needs whole arrays (a chunk of rows would need its neighbours' rows).
+pub const STREAMING: Streaming = Streaming::Whole;
 
 /// `shaders/conv2d.wgsl`.
 pub const SHADER: ShaderInfo = ShaderInfo {

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use binning::Binning;
 
 use super::profile::{self, Bandwidth, Profile, Unit, random_f32};
-use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
+use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task, Streaming};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Handle, Spec, Tensor, TensorData};
 
@@ -104,6 +104,36 @@ pub const WORKGROUP: u32 = 256;
 /// Bins a workgroup counts in its own memory (more go straight to the
 /// global counts); also in the shader.
 pub const LOCAL_BINS: u32 = 4096;
+
+/// Counted a chunk at a time, the counts added; only with an explicit
+/// range (the default range is the whole array's minimum and maximum).
+pub const STREAMING: Streaming = Streaming::Fold {
+    check: |p| match params(p)? {
+        (_, Some(_)) => Ok(()),
+        (_, None) => Err(Error::bad(
+            "histogram: an input larger than the memory budget is counted a chunk at a \
+             time, which needs an explicit range: give -p lo and -p hi (reduce with \
+             op=min and op=max finds them)",
+        )),
+    },
+    fold,
+};
+
+/// Adds one chunk's counts to the counts so far.
+fn fold(_: &Params, so_far: &mut Outputs, chunk: Outputs) -> Result<()> {
+    let (Some(TensorData::U32(a)), Some(TensorData::U32(b))) = (
+        so_far.get_mut("out").map(|t| t.data_mut()),
+        chunk.get("out").map(Tensor::data),
+    ) else {
+        return Err(Error::Internal("histogram: a chunk gave no u32 'out'".into()));
+    };
+    for (a, &b) in a.iter_mut().zip(b) {
+        *a = a
+            .checked_add(b)
+            .ok_or_else(|| Error::bad("histogram: a bin counts more than 2³² − 1 values"))?;
+    }
+    Ok(())
+}
 
 /// `shaders/histogram.wgsl`.
 pub const SHADER: ShaderInfo = ShaderInfo {

@@ -10,7 +10,7 @@
 use rayon::prelude::*;
 
 use super::profile::{self, Baseline, Profile, Unit};
-use super::{Arg, Inputs, KernelTask, Outputs, Painter, Param, Params, Picture, PlainLoop, Plan, ShaderInfo, Signature, Task};
+use super::{Arg, Inputs, KernelTask, Outputs, Painter, Param, Params, Picture, PlainLoop, Plan, ShaderInfo, Signature, Task, Streaming};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Handle, Spec, Tensor, TensorData};
 
@@ -92,6 +92,9 @@ pub const PROFILE: Profile = Profile {
 
 /// Workgroup edge (16×16 pixels) in `shaders/mandelbrot.wgsl`.
 pub const WORKGROUP_EDGE: u32 = 16;
+
+/// Has no input to stream.
+pub const STREAMING: Streaming = Streaming::Whole;
 
 /// `shaders/mandelbrot.wgsl`.
 pub const SHADER: ShaderInfo = ShaderInfo {

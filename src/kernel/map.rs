@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use self::eval::{BLOCK, Program};
 use self::expr::{Expr, INPUTS};
 use super::profile::{self, Bandwidth, NumpyCode, Profile, Unit, Variant, random_f32};
-use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
+use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task, Streaming};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Described, Handle, Spec, Tensor, TensorData, element_count};
 
@@ -119,6 +119,9 @@ pub const PROFILE: Profile = Profile {
 
 /// Invocations per workgroup in `shaders/map.wgsl`.
 pub const WORKGROUP: u32 = 256;
+
+/// Each output element is computed from the same input elements alone.
+pub const STREAMING: Streaming = Streaming::Elementwise;
 
 /// `shaders/map.wgsl`: the template each expression's shader is written
 /// from (valid WGSL itself: it maps `x` to itself).

@@ -11,7 +11,7 @@
 use super::profile::{self, Baseline, NumpyCode, Profile, Unit, random_f32};
 use rayon::prelude::*;
 
-use super::{Arg, Inputs, KernelTask, Outputs, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
+use super::{Arg, Inputs, KernelTask, Outputs, Params, PlainLoop, Plan, ShaderInfo, Signature, Task, Streaming};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Handle, MAX_ELEMENTS, Spec, Tensor, TensorData};
 
@@ -193,6 +193,9 @@ const ENTRY_POINTS: [(&str, [u32; 3]); VARIANTS.len()] = {
     }
     eps
 };
+
+/// Needs whole matrices.
+pub const STREAMING: Streaming = Streaming::Whole;
 
 /// `shaders/matmul.wgsl`: one entry point per [`Variant`], all 16×16
 /// invocations.

@@ -19,6 +19,7 @@ mod params;
 pub mod profile;
 pub mod random;
 pub mod stop;
+pub mod streaming;
 pub mod user;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use std::fmt;
 use serde::Serialize;
 
 pub use self::profile::Profile;
+pub use self::streaming::Streaming;
 
 pub use params::{Params, param_text, scalar_params};
 
@@ -95,6 +97,14 @@ macro_rules! declare_kernels {
                 match self {
                     $(Kernel::$variant => &$module::PROFILE,)*
                     Kernel::User(_) => &user::PROFILE,
+                }
+            }
+
+            /// How it runs over arrays larger than memory.
+            pub fn streaming(self) -> &'static Streaming {
+                match self {
+                    $(Kernel::$variant => &$module::STREAMING,)*
+                    Kernel::User(_) => &Streaming::Whole,
                 }
             }
 
@@ -557,7 +567,7 @@ impl Kernel {
         self.plan_checked(Inputs::new(self, inputs)?, &params)
     }
 
-    fn params<'p>(self, params: &'p BTreeMap<String, String>) -> Result<Params<'p>> {
+    pub(crate) fn params<'p>(self, params: &'p BTreeMap<String, String>) -> Result<Params<'p>> {
         for name in params.keys() {
             self.check_param(name)?;
         }

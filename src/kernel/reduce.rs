@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::profile::{self, Bandwidth, Profile, Unit, random_f32};
-use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
+use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task, Streaming};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Handle, Spec, Tensor, TensorData};
 
@@ -52,6 +52,33 @@ pub const PROFILE: Profile = Profile {
 
 /// Invocations per workgroup in `shaders/reduce.wgsl`.
 pub const WORKGROUP: u32 = 256;
+
+/// Reduced a chunk at a time, the chunks' results reduced in turn.
+pub const STREAMING: Streaming = Streaming::Fold {
+    check: |params| op(params).map(drop),
+    fold,
+};
+
+/// Folds one chunk's result into the result so far, with the same
+/// operation (float sums of the partial results in f32: a rounding per
+/// chunk).
+fn fold(params: &Params, so_far: &mut Outputs, chunk: Outputs) -> Result<()> {
+    let op = op(params)?;
+    let (Some(a), Some(b)) = (so_far.get_mut("out"), chunk.get("out")) else {
+        return Err(Error::Internal("reduce: a chunk gave no 'out'".into()));
+    };
+    let value = match (a.data(), b.data()) {
+        (TensorData::F32(a), TensorData::F32(b)) => TensorData::F32(vec![match op {
+            ReduceOp::Sum => a[0] + b[0],
+            _ => f32_combine(op, a[0], b[0]),
+        }]),
+        (TensorData::U32(a), TensorData::U32(b)) => TensorData::U32(vec![a[0].combine(op, b[0])]),
+        (TensorData::I32(a), TensorData::I32(b)) => TensorData::I32(vec![a[0].combine(op, b[0])]),
+        _ => return Err(Error::Internal("reduce: chunks gave different dtypes".into())),
+    };
+    *a = Tensor::new(vec![1], value);
+    Ok(())
+}
 
 /// `shaders/reduce.wgsl`.
 pub const SHADER: ShaderInfo = ShaderInfo {

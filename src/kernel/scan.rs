@@ -19,7 +19,7 @@
 use rayon::prelude::*;
 
 use super::profile::{self, Bandwidth, Profile, Unit};
-use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
+use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task, Streaming};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Handle, Spec, Tensor, TensorData};
 
@@ -77,6 +77,55 @@ pub const WORKGROUP: u32 = 256;
 pub const ITEMS: u32 = 8;
 /// Elements per workgroup tile: one partial sum each.
 pub const TILE: u32 = WORKGROUP * ITEMS;
+
+/// Scanned a chunk at a time, each chunk's sums offset by the total of
+/// the chunks before it.
+pub const STREAMING: Streaming = Streaming::Carry(carry);
+
+/// Adds `total` to a chunk's sums and moves it past the chunk: for an
+/// exclusive scan past the chunk's last sum plus its last element, for an
+/// inclusive one past its last sum. Floats add in f64, rounded once.
+fn carry(params: &Params, x: &Tensor, out: &mut Tensor, total: &mut f64) {
+    let inclusive = params.bool_or("inclusive", false).unwrap_or(false);
+    fn offset<T: Copy + Send + Sync>(
+        x: &[T],
+        out: &mut [T],
+        total: &mut f64,
+        inclusive: bool,
+        wide: impl Fn(T) -> f64 + Sync,
+        add: impl Fn(T, f64) -> T + Sync,
+    ) {
+        let (Some(&last_x), Some(&last_out)) = (x.last(), out.last()) else {
+            return;
+        };
+        let before = *total;
+        let past = if inclusive {
+            wide(last_out)
+        } else {
+            wide(last_out) + wide(last_x)
+        };
+        out.par_iter_mut().for_each(|o| *o = add(*o, before));
+        *total += past;
+    }
+    // Integers: the total is a u32 bit pattern, exact in f64, wrapped
+    // after every chunk.
+    let wrap = |t: &mut f64| *t = (*t as u64 % (1u64 << 32)) as f64;
+    match (x.data(), out.data_mut()) {
+        (TensorData::F32(x), TensorData::F32(out)) => {
+            offset(x, out, total, inclusive, f64::from, |o, t| (f64::from(o) + t) as f32)
+        }
+        (TensorData::U32(x), TensorData::U32(out)) => {
+            offset(x, out, total, inclusive, f64::from, |o, t| o.wrapping_add(t as u32));
+            wrap(total);
+        }
+        (TensorData::I32(x), TensorData::I32(out)) => {
+            let bits = |v: i32| f64::from(v as u32);
+            offset(x, out, total, inclusive, bits, |o, t| o.wrapping_add(t as u32 as i32));
+            wrap(total);
+        }
+        _ => unreachable!("scan's output has its input's dtype"),
+    }
+}
 
 /// `shaders/scan.wgsl`: tile sums, a one-workgroup scan of them, and the
 /// tiles scanned from their offsets.

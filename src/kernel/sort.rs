@@ -23,7 +23,7 @@
 use rayon::prelude::*;
 
 use super::profile::{self, Profile, Unit};
-use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task};
+use super::{Arg, Inputs, KernelTask, Outputs, Param, Params, PlainLoop, Plan, ShaderInfo, Signature, Task, Streaming};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Handle, Spec, Tensor, TensorData, alloc};
 
@@ -102,6 +102,10 @@ pub const ITEMS: u32 = 8;
 pub const TILE: u32 = WORKGROUP * ITEMS;
 /// Bits per GPU digit (also in the shader).
 pub const GPU_DIGIT_BITS: u32 = 4;
+
+/// Needs the whole array (sorted runs and a merge are not built: a sort
+/// larger than the memory budget is refused, naming the budget it needs).
+pub const STREAMING: Streaming = Streaming::Whole;
 
 /// `shaders/sort.wgsl`: per pass, each tile's digit counts, then the tiles
 /// scattered to the places the scanned counts give them.

@@ -123,25 +123,6 @@ fn mib(bytes: u64) -> u64 {
     bytes.div_ceil(1 << 20)
 }
 
-/// Half the machine's physical memory, or 4 GiB where it cannot be read:
-/// the default budget.
-pub fn default_bytes() -> u64 {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: sysconf has no preconditions; it returns -1 on error.
-        let (pages, size) = unsafe {
-            (
-                libc::sysconf(libc::_SC_PHYS_PAGES),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
-        };
-        if pages > 0 && size > 0 {
-            return (pages as u64).saturating_mul(size as u64) / 2;
-        }
-    }
-    4 << 30
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -122,7 +122,7 @@ impl Default for ServiceConfig {
             shutdown_timeout: std::time::Duration::from_secs(30),
             results: results::Limits::default(),
             max_job: std::time::Duration::from_secs(600),
-            memory_budget: budget::default_bytes(),
+            memory_budget: crate::tensor::alloc::default_budget(),
             caps: caps::Caps::default(),
             max_tensors: 1024,
             max_tensor_bytes: 1 << 30,

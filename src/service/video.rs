@@ -27,11 +27,12 @@ use super::ApiError;
 use super::AppState;
 use super::budget::Held;
 use crate::backend::BackendChoice;
+use crate::engine::OnRuntime;
 use crate::error::Error;
 use crate::tensor::{DType, Spec};
 use crate::video::filter::Filter;
 use crate::video::y4m::{Header, Reader};
-use crate::video::{self, IN_FLIGHT, OnRuntime};
+use crate::video::{self, IN_FLIGHT};
 
 /// Frames in flight a request may ask for.
 const MAX_IN_FLIGHT: usize = 16;

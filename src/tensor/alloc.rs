@@ -60,6 +60,34 @@ pub fn advise_huge_pages<T>(memory: &[T]) {
     let _ = memory;
 }
 
+/// Half the machine's physical memory, or 4 GiB where it cannot be read:
+/// the default memory budget of the service and of streamed runs.
+pub fn default_budget() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: sysconf has no preconditions; it returns -1 on error.
+        let (pages, size) = unsafe {
+            (
+                libc::sysconf(libc::_SC_PHYS_PAGES),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        if pages > 0 && size > 0 {
+            return (pages as u64).saturating_mul(size as u64) / 2;
+        }
+    }
+    4 << 30
+}
+
+/// The most memory this process has held at once (its peak resident set,
+/// `VmHWM`), where the system says (Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

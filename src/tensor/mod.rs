@@ -299,6 +299,11 @@ impl Tensor {
         &self.data
     }
 
+    /// The elements, to change in place (not in number: the shape stays).
+    pub(crate) fn data_mut(&mut self) -> &mut TensorData {
+        &mut self.data
+    }
+
     /// Consumes the tensor, giving back its elements.
     pub fn into_data(self) -> TensorData {
         self.data

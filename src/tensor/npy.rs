@@ -6,11 +6,11 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use npyz::{DType as NpyDType, Order, TypeChar, WriterBuilder};
 
-use super::{DType, MAX_ELEMENTS, Tensor, TensorData, element_count};
+use super::{DType, MAX_ELEMENTS, Spec, Tensor, TensorData, element_count};
 use crate::error::{Error, Result};
 
 /// Reads a `.npy` file.
@@ -34,11 +34,46 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Tensor, String> {
 
 /// Parses a `.npy` stream of `size` bytes in all, or says what is wrong
 /// with it. The header's shape is checked against `size` before the data
-/// is read: the reader allocates what the header promises, so a 100-byte
-/// file must not get to promise 2⁶⁴ elements.
+/// is read, so a 100-byte file must not get to promise 2⁶⁴ elements.
 fn parse(mut reader: impl Read, size: u64) -> Result<Tensor, String> {
-    let preamble = read_preamble(&mut reader)?;
-    let npy = npyz::NpyFile::new(std::io::Cursor::new(preamble).chain(reader))
+    let layout = read_layout(&mut reader, size)?;
+    let bytes = layout.spec.bytes();
+    super::alloc::check(bytes, "the array").map_err(|e| e.to_string())?;
+    let data = read_elements(&mut reader, &layout, layout.len())?;
+    Ok(Tensor::new(layout.spec.shape, data))
+}
+
+/// What a `.npy` file's header says: the array's dtype and shape, and
+/// how its elements are stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    /// Dtype and shape.
+    pub spec: Spec,
+    /// Bytes before the first element (the magic and the header).
+    pub data_offset: u64,
+    /// Whether the elements are big-endian.
+    big_endian: bool,
+}
+
+impl Layout {
+    /// Elements in all (bounded by [`MAX_ELEMENTS`] when read).
+    pub fn len(&self) -> usize {
+        element_count(&self.spec.shape).expect("checked when read")
+    }
+
+    /// Whether it has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads the header of a `.npy` stream of `size` bytes in all, leaving
+/// `reader` at the first element; checks that the data the header
+/// promises is there.
+fn read_layout(reader: &mut impl Read, size: u64) -> Result<Layout, String> {
+    let preamble = read_preamble(reader)?;
+    let data_offset = preamble.len() as u64;
+    let npy = npyz::NpyFile::new(std::io::Cursor::new(preamble))
         .map_err(|e| format!("not a valid .npy file ({e})"))?;
     if npy.order() == Order::Fortran {
         return Err(
@@ -46,18 +81,21 @@ fn parse(mut reader: impl Read, size: u64) -> Result<Tensor, String> {
                 .into(),
         );
     }
-    let dtype = match npy.dtype() {
-        NpyDType::Plain(ts) => match (ts.type_char(), ts.size_field()) {
-            (TypeChar::Float, 4) => DType::F32,
-            (TypeChar::Uint, 4) => DType::U32,
-            (TypeChar::Int, 4) => DType::I32,
-            (TypeChar::Uint, 1) => DType::U8,
-            _ => {
-                return Err(format!(
-                    "dtype '{ts}' is not supported (use float32, uint32, int32 or uint8)"
-                ));
-            }
-        },
+    let (dtype, big_endian) = match npy.dtype() {
+        NpyDType::Plain(ts) => {
+            let dtype = match (ts.type_char(), ts.size_field()) {
+                (TypeChar::Float, 4) => DType::F32,
+                (TypeChar::Uint, 4) => DType::U32,
+                (TypeChar::Int, 4) => DType::I32,
+                (TypeChar::Uint, 1) => DType::U8,
+                _ => {
+                    return Err(format!(
+                        "dtype '{ts}' is not supported (use float32, uint32, int32 or uint8)"
+                    ));
+                }
+            };
+            (dtype, ts.endianness() == npyz::Endianness::Big)
+        }
         other => {
             return Err(format!(
                 "structured dtype {} is not supported (use float32, uint32, int32 or uint8)",
@@ -77,26 +115,208 @@ fn parse(mut reader: impl Read, size: u64) -> Result<Tensor, String> {
         })?;
     // Both factors are at most 2³¹ and 4: no overflow.
     let bytes = elements as u64 * dtype.size() as u64;
-    if bytes > size {
+    let held = size.saturating_sub(data_offset);
+    if bytes > held {
         return Err(format!(
-            "header promises shape {shape:?} ({bytes} bytes of {dtype}) but the file holds {size} bytes in all"
+            "header promises shape {shape:?} ({bytes} bytes of {dtype}) but the file holds \
+             {held} bytes of data"
         ));
     }
-    super::alloc::check(bytes, "the array").map_err(|e| e.to_string())?;
-    let truncated = |e: std::io::Error| format!("cannot read the array data ({e})");
-    let data = match dtype {
-        DType::F32 => TensorData::F32(npy.into_vec().map_err(truncated)?),
-        DType::U32 => TensorData::U32(npy.into_vec().map_err(truncated)?),
-        DType::I32 => TensorData::I32(npy.into_vec().map_err(truncated)?),
-        DType::U8 => TensorData::U8(npy.into_vec().map_err(truncated)?),
+    Ok(Layout {
+        spec: Spec { dtype, shape },
+        data_offset,
+        big_endian,
+    })
+}
+
+/// Reads the next `n` elements of an array laid out as `layout`.
+fn read_elements(reader: &mut impl Read, layout: &Layout, n: usize) -> Result<TensorData, String> {
+    fn read<T: bytemuck::Pod + Default>(
+        reader: &mut impl Read,
+        n: usize,
+        swap: Option<fn(T) -> T>,
+    ) -> std::io::Result<Vec<T>> {
+        let mut items = vec![T::default(); n];
+        reader.read_exact(bytemuck::cast_slice_mut(&mut items))?;
+        if let Some(swap) = swap {
+            items.iter_mut().for_each(|x| *x = swap(*x));
+        }
+        Ok(items)
+    }
+    let big = layout.big_endian;
+    let swap_u32 = |x: u32| x.swap_bytes();
+    let data = match layout.spec.dtype {
+        DType::F32 => read(
+            reader,
+            n,
+            big.then_some(|x: f32| f32::from_bits(x.to_bits().swap_bytes())),
+        )
+        .map(TensorData::F32),
+        DType::U32 => {
+            read(reader, n, big.then_some(swap_u32 as fn(u32) -> u32)).map(TensorData::U32)
+        }
+        DType::I32 => {
+            read(reader, n, big.then_some(i32::swap_bytes as fn(i32) -> i32)).map(TensorData::I32)
+        }
+        DType::U8 => read(reader, n, None).map(TensorData::U8),
     };
-    if elements != data.len() {
-        return Err(format!(
-            "header promises shape {shape:?} but the file holds {} elements",
-            data.len()
-        ));
+    data.map_err(|e| format!("cannot read the array data ({e})"))
+}
+
+/// A `.npy` file read a chunk at a time: arrays larger than memory.
+pub struct ChunkReader {
+    file: File,
+    path: PathBuf,
+    layout: Layout,
+    left: usize,
+}
+
+impl ChunkReader {
+    /// Opens a `.npy` file and reads its header; errors name the file.
+    pub fn open(path: &Path) -> Result<ChunkReader> {
+        let bad = |message: String| Error::BadFile {
+            path: path.to_owned(),
+            message,
+        };
+        let mut file = File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
+        let size = file
+            .metadata()
+            .map_err(|e| bad(format!("cannot open: {e}")))?
+            .len();
+        let layout = read_layout(&mut file, size).map_err(bad)?;
+        Ok(ChunkReader {
+            file,
+            path: path.to_owned(),
+            left: layout.len(),
+            layout,
+        })
     }
-    Ok(Tensor::new(shape, data))
+
+    /// The array's header.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The next `n` elements (fewer at the end), in order.
+    pub fn read(&mut self, n: usize) -> Result<TensorData> {
+        let n = n.min(self.left);
+        let data =
+            read_elements(&mut self.file, &self.layout, n).map_err(|message| Error::BadFile {
+                path: self.path.clone(),
+                message,
+            })?;
+        self.left -= n;
+        Ok(data)
+    }
+}
+
+/// A `.npy` file written a chunk at a time, its shape declared first. It
+/// is written beside its path under a temporary name and renamed into
+/// place by [`ChunkWriter::finish`], so a run that fails leaves no
+/// truncated array behind.
+pub struct ChunkWriter {
+    file: BufWriter<File>,
+    path: PathBuf,
+    partial: PathBuf,
+    left: usize,
+    /// Renamed into place: nothing to remove on drop.
+    moved: bool,
+}
+
+impl ChunkWriter {
+    /// Starts writing an array of `spec`'s dtype and shape to `path`.
+    pub fn create(path: &Path, spec: &Spec) -> Result<ChunkWriter> {
+        let io_err = |source: std::io::Error| Error::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| io_err(std::io::Error::other("names a folder, not a file")))?;
+        let mut partial_name = std::ffi::OsString::from(".");
+        partial_name.push(name);
+        partial_name.push(format!(".partial-{}", std::process::id()));
+        let partial = path.with_file_name(partial_name);
+        let file = File::create(&partial).map_err(io_err)?;
+        let shape: Vec<u64> = spec.shape.iter().map(|&d| d as u64).collect();
+        let descr = match spec.dtype {
+            DType::F32 => "<f4",
+            DType::U32 => "<u4",
+            DType::I32 => "<i4",
+            DType::U8 => "|u1",
+        };
+        let mut file = BufWriter::with_capacity(1 << 16, file);
+        npyz::WriteOptions::new_header_only()
+            .shape(&shape)
+            .dtype(NpyDType::new_scalar(descr.parse().expect("a plain dtype")))
+            .writer(&mut file)
+            .write_header_only()
+            .map_err(io_err)?;
+        let writer = ChunkWriter {
+            file,
+            path: path.to_owned(),
+            partial,
+            left: element_count(&spec.shape).ok_or_else(|| {
+                io_err(std::io::Error::other(format!(
+                    "shape {:?} is too large",
+                    spec.shape
+                )))
+            })?,
+            moved: false,
+        };
+        Ok(writer)
+    }
+
+    fn error(&self, source: std::io::Error) -> Error {
+        Error::Write {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Appends the next elements (of the declared dtype, little-endian
+    /// as every machine anycore runs on stores them).
+    pub fn write(&mut self, data: &TensorData) -> Result<()> {
+        let n = data.len();
+        if n > self.left {
+            return Err(self.error(std::io::Error::other(format!(
+                "{n} more elements than the declared shape holds"
+            ))));
+        }
+        self.file
+            .write_all(data.as_bytes())
+            .map_err(|e| self.error(e))?;
+        self.left -= n;
+        Ok(())
+    }
+
+    /// Checks that every element was written and moves the file into
+    /// place.
+    pub fn finish(mut self) -> Result<()> {
+        if self.left != 0 {
+            let left = self.left;
+            return Err(self.error(std::io::Error::other(format!(
+                "{left} elements were never written"
+            ))));
+        }
+        self.file.flush().map_err(|e| self.error(e))?;
+        std::fs::rename(&self.partial, &self.path).map_err(|e| self.error(e))?;
+        self.moved = true;
+        Ok(())
+    }
+}
+
+impl Drop for ChunkWriter {
+    fn drop(&mut self) {
+        if !self.moved {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
 }
 
 /// Longest header accepted: NumPy writes a few hundred bytes at most.

@@ -26,8 +26,7 @@ use serde::Serialize;
 use self::filter::Filter;
 use self::y4m::{Frame, Reader};
 use crate::backend::BackendChoice;
-use crate::coordinator::PipelineReport;
-use crate::engine::{BlockingEngine, Engine};
+use crate::engine::Runner;
 use crate::error::{Error, Result};
 use crate::pipeline::Pipeline;
 use crate::tensor::{Tensor, TensorData};
@@ -56,36 +55,6 @@ pub struct Summary {
     pub fps: f64,
     /// Megabytes of frames a second (in, which is also out).
     pub mb_per_s: f64,
-}
-
-/// Runs the filters' pipelines from the calling thread, blocking until
-/// each is done: a [`BlockingEngine`], or an [`Engine`] driven through
-/// its runtime's handle ([`OnRuntime`]).
-pub trait Runner: Sync {
-    /// Runs a pipeline on `choice`'s backend.
-    fn run_pipeline(&self, pipeline: Pipeline, choice: BackendChoice) -> Result<PipelineReport>;
-}
-
-impl Runner for BlockingEngine {
-    fn run_pipeline(&self, pipeline: Pipeline, choice: BackendChoice) -> Result<PipelineReport> {
-        self.run_pipeline_on(pipeline, choice)
-    }
-}
-
-/// An [`Engine`] driven from threads that are not its runtime's workers
-/// (`tokio::task::spawn_blocking`'s): the service's video jobs.
-pub struct OnRuntime<'a> {
-    /// The engine.
-    pub engine: &'a Engine,
-    /// Its runtime.
-    pub runtime: tokio::runtime::Handle,
-}
-
-impl Runner for OnRuntime<'_> {
-    fn run_pipeline(&self, pipeline: Pipeline, choice: BackendChoice) -> Result<PipelineReport> {
-        self.runtime
-            .block_on(self.engine.run_pipeline_on(pipeline, choice))
-    }
 }
 
 /// Filters every frame `reader` reads with `filters` on `engine` (placed
