@@ -4,6 +4,8 @@
 Usage: numpy_check.py ANYCORE_BINARY [--gpu]
 
 With --gpu the GPU backend is checked too (software adapters allowed).
+Every check of a kernel that streams, on inputs past 1 MiB, runs a second
+time with `--memory-budget 1M`: a chunk at a time, against the same NumPy.
 Prints one line per check and a closing 'N passed, N failed' line; exits 1
 if any check failed.
 """
@@ -17,9 +19,23 @@ from pathlib import Path
 import numpy as np
 
 
-def run(binary, kernel, backend, inputs, params, outdir, outputs=("out",)):
-    """Runs a kernel; returns its one output, or a dict of several."""
+# A budget that makes every input past 1 MiB stream.
+STREAM_BUDGET = "1M"
+
+
+def streams(kernel, inputs, params):
+    """Whether a check runs in chunks under STREAM_BUDGET: a kernel that
+    streams (histogram only with an explicit range) on more than 1 MiB."""
+    kernels = {"axpy", "map", "reduce", "scan"} | ({"histogram"} if "lo" in params else set())
+    return kernel in kernels and sum(a.nbytes for a in inputs.values()) > 1 << 20
+
+
+def run(binary, kernel, backend, inputs, params, outdir, outputs=("out",), budget=None):
+    """Runs a kernel; returns its one output, or a dict of several. With a
+    budget, it must have run in more than one chunk."""
     args = [binary, "run", kernel, "--json", "--backend", backend]
+    if budget:
+        args += ["--memory-budget", budget]
     for name in outputs:
         args += ["-o", f"{name}={outdir / ('out-' + name + '.npy')}"]
     if backend == "gpu":
@@ -36,6 +52,8 @@ def run(binary, kernel, backend, inputs, params, outdir, outputs=("out",)):
     report = json.loads(proc.stdout)
     if report["backend"] != backend:
         raise AssertionError(f"ran on {report['backend']}, not {backend}")
+    if budget and report.get("stream", {}).get("chunks", 0) < 2:
+        raise AssertionError(f"did not run in chunks under --memory-budget {budget}")
     got = {name: np.load(outdir / f"out-{name}.npy") for name in outputs}
     return got["out"] if tuple(outputs) == ("out",) else got
 
@@ -415,18 +433,22 @@ def main():
         outdir = Path(tmp)
         for name, kernel, inputs, params, check, *outputs in chain(checks(rng), map_checks(rng),
                                                                     image_checks(rng)):
+            budgets = [None] + ([STREAM_BUDGET] if streams(kernel, inputs, params) else [])
             for backend in backends:
-                try:
-                    got = run(binary, kernel, backend, inputs, params, outdir, *outputs)
-                    if kernel == "map":
-                        check(got, backend=backend)
-                    else:
-                        check(got)
-                    passed += 1
-                    print(f"ok   {backend} {name}")
-                except AssertionError as e:
-                    failed += 1
-                    print(f"FAIL {backend} {name}: {e}")
+                for budget in budgets:
+                    label = f"{backend} {name}" + (f" streamed in {budget}" if budget else "")
+                    try:
+                        got = run(binary, kernel, backend, inputs, params, outdir, *outputs,
+                                  budget=budget)
+                        if kernel == "map":
+                            check(got, backend=backend)
+                        else:
+                            check(got)
+                        passed += 1
+                        print(f"ok   {label}")
+                    except AssertionError as e:
+                        failed += 1
+                        print(f"FAIL {label}: {e}")
         for name, ok, why in chain(map_refusals(binary, outdir), image_refusals(binary, outdir)):
             passed += ok
             failed += not ok

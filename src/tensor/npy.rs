@@ -137,7 +137,9 @@ fn read_elements(reader: &mut impl Read, layout: &Layout, n: usize) -> Result<Te
         swap: Option<fn(T) -> T>,
     ) -> std::io::Result<Vec<T>> {
         let mut items = vec![T::default(); n];
-        reader.read_exact(bytemuck::cast_slice_mut(&mut items))?;
+        for piece in bytemuck::cast_slice_mut(&mut items).chunks_mut(IO_PIECE) {
+            reader.read_exact(piece)?;
+        }
         if let Some(swap) = swap {
             items.iter_mut().for_each(|x| *x = swap(*x));
         }
@@ -215,6 +217,13 @@ impl ChunkReader {
     }
 }
 
+/// Bytes a `read` or `write` call hands the system at most, as `cat`
+/// does. Measured here (4 GiB through `map` to ext4): one 16 MiB `write`
+/// a chunk spent 3.7× the system time of 128 KiB ones, nearly all of it
+/// in the kernel's copy into the page cache (`copy_folio_from_iter_atomic`);
+/// reads gain a little too.
+const IO_PIECE: usize = 1 << 17;
+
 /// A `.npy` file written a chunk at a time, its shape declared first. It
 /// is written beside its path under a temporary name and renamed into
 /// place by [`ChunkWriter::finish`], so a run that fails leaves no
@@ -288,9 +297,9 @@ impl ChunkWriter {
                 "{n} more elements than the declared shape holds"
             ))));
         }
-        self.file
-            .write_all(data.as_bytes())
-            .map_err(|e| self.error(e))?;
+        for piece in data.as_bytes().chunks(IO_PIECE) {
+            self.file.write_all(piece).map_err(|e| self.error(e))?;
+        }
         self.left -= n;
         Ok(())
     }
