@@ -156,12 +156,11 @@ impl FileJob {
         let streaming = kernel.streaming();
         let whole_only = || {
             Error::bad(format!(
-                "{kernel} needs its whole arrays in memory at once: about {} MiB of inputs \
-                 and outputs, more than the memory budget of {} MiB; give --memory-budget \
-                 {}M or more",
-                needs.div_ceil(MIB),
-                budget / MIB,
-                needs.div_ceil(MIB)
+                "{kernel} needs its whole arrays in memory at once: about {} of inputs and \
+                 outputs, more than the memory budget of {}; give --memory-budget {} or more",
+                Size(needs),
+                Size(budget),
+                Size(needs).flag()
             ))
         };
         match streaming {
@@ -213,10 +212,10 @@ impl FileJob {
         if chunk == 0 {
             let least = folded + CHUNKS_HELD * element_bytes * CHUNK_STEP as u64;
             return Err(Error::bad(format!(
-                "the memory budget of {} MiB is too small to run {kernel} in chunks: give \
-                 --memory-budget {}M or more",
-                budget / MIB,
-                least.div_ceil(MIB)
+                "the memory budget of {} is too small to run {kernel} in chunks: give \
+                 --memory-budget {} or more",
+                Size(budget),
+                Size(least).flag()
             )));
         }
         Ok(Split::Chunks(Chunks {
@@ -229,6 +228,29 @@ impl FileJob {
             chunk,
             budget,
         }))
+    }
+}
+
+/// A memory size for messages: MiB, or KiB below one.
+struct Size(u64);
+
+impl Size {
+    /// As `--memory-budget` takes it, rounded up.
+    fn flag(&self) -> String {
+        match self.0 {
+            n if n >= MIB => format!("{}M", n.div_ceil(MIB)),
+            n => format!("{}K", n.div_ceil(1024)),
+        }
+    }
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            n if n >= MIB && n % MIB == 0 => write!(f, "{} MiB", n / MIB),
+            n if n >= MIB => write!(f, "{:.1} MiB", n as f64 / MIB as f64),
+            n => write!(f, "{} KiB", n.div_ceil(1024)),
+        }
     }
 }
 
@@ -355,8 +377,8 @@ impl Chunks {
                 device,
                 placement_reason: format!(
                     "{reason}; streamed in {chunks} chunks of {chunk} elements (memory budget \
-                     {} MiB)",
-                    budget / MIB
+                     {})",
+                    Size(budget)
                 ),
                 timings,
                 traffic: run.traffic,

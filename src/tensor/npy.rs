@@ -251,7 +251,21 @@ impl ChunkWriter {
         partial_name.push(name);
         partial_name.push(format!(".partial-{}", std::process::id()));
         let partial = path.with_file_name(partial_name);
+        let left = element_count(&spec.shape).ok_or_else(|| {
+            io_err(std::io::Error::other(format!(
+                "shape {:?} is too large",
+                spec.shape
+            )))
+        })?;
         let file = File::create(&partial).map_err(io_err)?;
+        // From here on, dropping the writer removes the partial file.
+        let mut writer = ChunkWriter {
+            file: BufWriter::with_capacity(1 << 16, file),
+            path: path.to_owned(),
+            partial,
+            left,
+            moved: false,
+        };
         let shape: Vec<u64> = spec.shape.iter().map(|&d| d as u64).collect();
         let descr = match spec.dtype {
             DType::F32 => "<f4",
@@ -259,25 +273,12 @@ impl ChunkWriter {
             DType::I32 => "<i4",
             DType::U8 => "|u1",
         };
-        let mut file = BufWriter::with_capacity(1 << 16, file);
         npyz::WriteOptions::new_header_only()
             .shape(&shape)
             .dtype(NpyDType::new_scalar(descr.parse().expect("a plain dtype")))
-            .writer(&mut file)
+            .writer(&mut writer.file)
             .write_header_only()
             .map_err(io_err)?;
-        let writer = ChunkWriter {
-            file,
-            path: path.to_owned(),
-            partial,
-            left: element_count(&spec.shape).ok_or_else(|| {
-                io_err(std::io::Error::other(format!(
-                    "shape {:?} is too large",
-                    spec.shape
-                )))
-            })?,
-            moved: false,
-        };
         Ok(writer)
     }
 
@@ -463,6 +464,83 @@ mod tests {
             assert_eq!(&read(&path).unwrap(), t);
             assert_eq!(&from_bytes(&to_bytes(t)).unwrap(), t);
         }
+    }
+
+    /// Big-endian files are read in chunks as they are read whole.
+    #[test]
+    fn chunks_of_a_big_endian_file_read_as_the_whole() {
+        let header = "{'descr': '>f4', 'fortran_order': False, 'shape': (5,), }";
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        let padded = format!("{header:<117}\n");
+        bytes.extend((padded.len() as u16).to_le_bytes());
+        bytes.extend(padded.as_bytes());
+        let values = [1.5f32, -2.25, 3e-3, f32::MAX, -0.0];
+        for v in values {
+            bytes.extend(v.to_be_bytes());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("be.npy");
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(read(&path).unwrap().as_f32(), Some(&values[..]));
+        let mut reader = ChunkReader::open(&path).unwrap();
+        assert_eq!(reader.layout().spec.shape, vec![5]);
+        let mut got = Vec::new();
+        for want in [2, 2, 1, 0] {
+            let TensorData::F32(chunk) = reader.read(2).unwrap() else {
+                panic!("dtype")
+            };
+            assert_eq!(chunk.len(), want);
+            got.extend(chunk);
+        }
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            values.map(f32::to_bits)
+        );
+    }
+
+    /// A writer not finished (or short of elements) leaves the file that
+    /// was there, and no partial file; finished, its array replaces it.
+    #[test]
+    fn a_chunked_file_appears_only_when_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.npy");
+        std::fs::write(&path, "the old file").unwrap();
+        let spec = Spec {
+            dtype: DType::U32,
+            shape: vec![2, 3],
+        };
+        let listing = || {
+            let mut names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let mut writer = ChunkWriter::create(&path, &spec).unwrap();
+        writer.write(&TensorData::U32(vec![1, 2, 3, 4])).unwrap();
+        drop(writer);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "the old file");
+        assert_eq!(listing(), ["out.npy"]);
+
+        let mut writer = ChunkWriter::create(&path, &spec).unwrap();
+        writer.write(&TensorData::U32(vec![1, 2, 3, 4])).unwrap();
+        let short = writer.finish().unwrap_err().to_string();
+        assert!(
+            short.contains("out.npy") && short.contains("never written"),
+            "{short}"
+        );
+        assert_eq!(listing(), ["out.npy"]);
+
+        let mut writer = ChunkWriter::create(&path, &spec).unwrap();
+        writer.write(&TensorData::U32(vec![1, 2, 3, 4])).unwrap();
+        assert!(writer.write(&TensorData::U32(vec![5, 6, 7])).is_err());
+        writer.write(&TensorData::U32(vec![5, 6])).unwrap();
+        writer.finish().unwrap();
+        let t = read(&path).unwrap();
+        assert_eq!(t.shape(), &[2, 3]);
+        assert_eq!(t.data(), &TensorData::U32(vec![1, 2, 3, 4, 5, 6]));
+        assert_eq!(listing(), ["out.npy"]);
     }
 
     /// A file as NumPy writes it (`np.save('x.npy', np.array([[1, 2]], dtype='<i4'))`),
