@@ -137,6 +137,11 @@ impl FileJob {
             return Ok(Split::Whole);
         }
         let kernel = self.kernel;
+        // Names first, as a whole job checks them: before any file opens.
+        kernel.params(&self.params)?;
+        for name in self.inputs.keys() {
+            kernel.check_input(name)?;
+        }
         let mut readers = Vec::new();
         for (name, path) in &self.inputs {
             readers.push((name.clone(), ChunkReader::open(path)?));
