@@ -314,7 +314,7 @@ fn what_cannot_stream_is_refused_with_the_budget_it_needs() {
         // A histogram's default range is the whole array's.
         (
             &["run", "histogram", "-i", &x, "--memory-budget", "1M"],
-            &["-p lo", "-p hi"],
+            &["'lo' and 'hi'"],
         ),
         (
             &["run", "reduce", "-i", &x, "--memory-budget", "12Q"],
@@ -336,4 +336,78 @@ fn what_cannot_stream_is_refused_with_the_budget_it_needs() {
             assert!(err.contains(needle), "{args:?}: '{needle}' not in: {err}");
         }
     }
+}
+
+#[test]
+fn batch_lines_past_their_share_of_the_budget_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = common::rng();
+    let x = random(&mut rng, "i32", 300_001);
+    save(dir.path(), "x", &x);
+    let jobs = dir.path().join("jobs.jsonl");
+    std::fs::write(
+        &jobs,
+        [
+            r#"{"id": "scan", "kernel": "scan", "inputs": {"x": "x.npy"}, "outputs": {"out": "scan.npy"}}"#,
+            r#"{"id": "max", "kernel": "reduce", "inputs": {"x": "x.npy"}, "params": {"op": "max"}, "outputs": {"out": "max.npy"}}"#,
+            r#"{"id": "sort", "kernel": "sort", "inputs": {"keys": "x.npy"}, "outputs": {"keys": "sorted.npy"}}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let results = dir.path().join("results.jsonl");
+    let out = common::anycore(
+        &[
+            "batch",
+            jobs.to_str().unwrap(),
+            "--memory-budget",
+            "2M",
+            "--concurrency",
+            "2",
+            "--backend",
+            "cpu",
+            "--results",
+            results.to_str().unwrap(),
+        ],
+        &[],
+    );
+    // sort cannot stream and needs more than the whole budget.
+    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+    let text = std::fs::read_to_string(&results).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for line in &lines[..2] {
+        assert_eq!(line["status"], "ok", "{line}");
+        let why = line["placement_reason"].as_str().unwrap();
+        assert!(
+            why.contains("streamed in") && why.contains("(memory budget 1 MiB)"),
+            "{why}"
+        );
+    }
+    let error = lines[2]["error"].as_str().unwrap();
+    assert!(
+        error.contains("sort") && error.contains("--memory-budget"),
+        "{error}"
+    );
+    assert!(!dir.path().join("sorted.npy").exists());
+
+    let want = Task::new(Job::new(Kernel::Scan).input("x", x.clone()))
+        .unwrap()
+        .reference();
+    assert_matches(
+        "batch scan",
+        &npy::read(&dir.path().join("scan.npy")).unwrap(),
+        &want["out"],
+        None,
+    );
+    let max = x
+        .data()
+        .as_bytes()
+        .chunks(4)
+        .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
+        .max();
+    let got = npy::read(&dir.path().join("max.npy")).unwrap();
+    assert_eq!(got.data(), &TensorData::I32(vec![max.unwrap()]));
 }

@@ -23,9 +23,10 @@ use tokio::sync::Semaphore;
 use anycore::backend::{BackendChoice, BackendKind};
 use anycore::backend::{Timings, Traffic};
 use anycore::coordinator::spec::{JobSpec, PipelineSpec, explain_json, json_params};
-use anycore::engine::{Engine, EngineConfig};
-use anycore::kernel::Task;
-use anycore::tensor::npy;
+use anycore::engine::{Engine, EngineConfig, OnRuntime};
+use anycore::kernel::{Kernel, Task};
+use anycore::stream::{Chunks, FileJob, Split};
+use anycore::tensor::{alloc, npy};
 use anycore::{Error, Result};
 
 use super::inputs::{self, FileInput, InputSpec};
@@ -47,6 +48,12 @@ pub struct Args {
     /// Write one JSON line per job here.
     #[arg(long)]
     results: Option<PathBuf>,
+    /// The memory jobs' arrays may take (e.g. 4G; default half the
+    /// machine's). A line whose `.npy` files exceed its share (the budget
+    /// over --concurrency) runs a chunk at a time where its kernel allows;
+    /// one that cannot gets the whole budget, past which it is refused.
+    #[arg(long, value_name = "SIZE", value_parser = super::memory_size)]
+    memory_budget: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +130,11 @@ async fn run_all(args: &Args, text: &str) -> Result<Vec<Outcome>> {
     let engine = Arc::new(Engine::start(config).await?);
     let base = args.jobs.parent().unwrap_or(Path::new(".")).to_owned();
     let default_backend = args.backend;
+    let budget = args.memory_budget.unwrap_or_else(alloc::default_budget);
+    let budget = Budget {
+        whole: budget,
+        share: budget / u64::from(args.concurrency),
+    };
 
     let lines: Vec<(usize, &str)> = text
         .lines()
@@ -148,7 +160,7 @@ async fn run_all(args: &Args, text: &str) -> Result<Vec<Outcome>> {
             bar.clone(),
         );
         tasks.spawn(async move {
-            let outcome = run_line(&engine, &base, line_no, &line, default_backend).await;
+            let outcome = run_line(&engine, &base, line_no, &line, default_backend, budget).await;
             drop(permit);
             if outcome.status != "ok" {
                 let line = format!(
@@ -174,12 +186,20 @@ async fn run_all(args: &Args, text: &str) -> Result<Vec<Outcome>> {
     Ok(outcomes.into_iter().map(|(_, o)| o).collect())
 }
 
+/// The memory budget of the whole batch, and a line's share of it.
+#[derive(Clone, Copy)]
+struct Budget {
+    whole: u64,
+    share: u64,
+}
+
 async fn run_line(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     base: &Path,
     line_no: usize,
     line: &str,
     default_backend: BackendChoice,
+    budget: Budget,
 ) -> Outcome {
     // A line with "steps" is a pipeline.
     if let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(line)
@@ -210,11 +230,15 @@ async fn run_line(
     };
     // Reading inputs and writing outputs are blocking file work.
     let base_owned = base.to_owned();
-    let prepared = tokio::task::spawn_blocking(move || prepare(spec, &base_owned, default_backend))
-        .await
-        .unwrap_or_else(|e| Err(Error::Panicked(e.to_string())));
+    let prepared =
+        tokio::task::spawn_blocking(move || prepare(spec, &base_owned, default_backend, budget))
+            .await
+            .unwrap_or_else(|e| Err(Error::Panicked(e.to_string())));
     let (task, choice, outputs) = match prepared {
-        Ok(p) => p,
+        Ok(Prepared::Whole(task, choice, outputs)) => (task, choice, outputs),
+        Ok(Prepared::Chunks(chunks, choice, outputs)) => {
+            return run_streamed(engine, id, chunks, choice, outputs).await;
+        }
         Err(e) => return fail(id, e.to_string()),
     };
     let painter = task.painter();
@@ -240,6 +264,49 @@ async fn run_line(
             .await
         }
         Err(e) => fail(id, e.to_string()),
+    }
+}
+
+/// A line whose arrays exceed its share of the budget, run a chunk at a
+/// time from a blocking thread (reading and writing files as it goes);
+/// its folded outputs written at the end.
+async fn run_streamed(
+    engine: &Arc<Engine>,
+    id: String,
+    chunks: Chunks,
+    choice: BackendChoice,
+    outputs: OutputFiles,
+) -> Outcome {
+    let engine = Arc::clone(engine);
+    let runtime = tokio::runtime::Handle::current();
+    let ran = tokio::task::spawn_blocking(move || {
+        let runner = OnRuntime {
+            engine: &engine,
+            runtime,
+        };
+        let done = chunks.run(&runner, choice)?;
+        output::check_given(
+            done.specs.iter().map(|(n, _)| *n),
+            outputs.iter().map(|(n, _)| n.as_str()),
+        )?;
+        for (name, path) in &outputs {
+            if let Some(tensor) = done.outputs.get(name) {
+                npy::write(path, tensor)?;
+            }
+        }
+        Ok(done)
+    })
+    .await
+    .unwrap_or_else(|e| Err(Error::Panicked(e.to_string())));
+    match ran {
+        Ok(done) => Outcome::ran(
+            id,
+            done.backend,
+            &done.placement_reason,
+            done.timings,
+            done.traffic,
+        ),
+        Err(e) => Outcome::failed(id, e.to_string()),
     }
 }
 
@@ -349,12 +416,21 @@ impl Outcome {
 /// Output names and the files they go to.
 type OutputFiles = Vec<(String, PathBuf)>;
 
-/// Turns a parsed line into a checked task, its backend and its output files.
+/// A line ready to run: whole, or in chunks.
+enum Prepared {
+    Whole(Task, BackendChoice, OutputFiles),
+    Chunks(Chunks, BackendChoice, OutputFiles),
+}
+
+/// Turns a parsed line into a checked task (or, when its `.npy` inputs
+/// exceed its share of the budget, chunks), its backend and its output
+/// files.
 fn prepare(
     spec: JobLine,
     base: &Path,
     default_backend: BackendChoice,
-) -> Result<(Task, BackendChoice, OutputFiles)> {
+    budget: Budget,
+) -> Result<Prepared> {
     let paths: Vec<(String, PathBuf)> = spec
         .outputs
         .iter()
@@ -364,6 +440,33 @@ fn prepare(
         &spec.kernel,
         paths.iter().map(|(n, p)| (n.as_str(), p.as_path())),
     )?;
+    let files: Option<BTreeMap<String, PathBuf>> = spec
+        .inputs
+        .iter()
+        .map(|(name, input)| match input {
+            InputSpec::File(path) => Some((name.clone(), base.join(path))),
+            _ => None,
+        })
+        .collect();
+    if let Some(inputs) = files {
+        let job = FileJob {
+            kernel: Kernel::from_name(&spec.kernel)?,
+            params: json_params(&spec.params)?.into_iter().collect(),
+            inputs,
+            outputs: paths.iter().cloned().collect(),
+        };
+        // A line that cannot run within its share has the whole budget.
+        let split = job
+            .split(budget.share)
+            .or_else(|_| job.split(budget.whole))?;
+        if let Split::Chunks(chunks) = split {
+            let choice = match spec.backend.as_deref() {
+                Some(name) => BackendChoice::from_name(name)?,
+                None => default_backend,
+            };
+            return Ok(Prepared::Chunks(chunks, choice, paths));
+        }
+    }
     let job = JobSpec {
         kernel: &spec.kernel,
         backend: spec.backend.as_deref(),
@@ -376,7 +479,7 @@ fn prepare(
             .collect(),
     };
     let (task, choice) = job.into_task(default_backend)?;
-    Ok((task, choice, paths))
+    Ok(Prepared::Whole(task, choice, paths))
 }
 
 fn print_summary(outcomes: &[Outcome]) {

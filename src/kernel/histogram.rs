@@ -112,8 +112,8 @@ pub const STREAMING: Streaming = Streaming::Fold {
         (_, Some(_)) => Ok(()),
         (_, None) => Err(Error::bad(
             "histogram: an input larger than the memory budget is counted a chunk at a \
-             time, which needs an explicit range: give -p lo and -p hi (reduce with \
-             op=min and op=max finds them)",
+             time, which needs an explicit range: give parameters 'lo' and 'hi' (reduce \
+             with op=min and op=max finds them)",
         )),
     },
     fold,
