@@ -37,7 +37,8 @@ calc() { awk "BEGIN { print $1 }"; }
 seconds() { local t0 t1; t0=$(date +%s.%N); "$@" > /dev/null; t1=$(date +%s.%N); calc "$t1 - $t0"; }
 field() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
-# map's output goes to the disk (beside a `cat FILE > COPY` of the same
+# map runs without writing its output (read and compute only), then with
+# its output going to the disk (beside a `cat FILE > COPY` of the same
 # bytes to the same disk: writing is what limits it there) and, where
 # there is room, to /dev/shm (memory: the stream's own speed).
 shm=""
@@ -54,12 +55,13 @@ for r in $(seq "$rounds"); do
     t0=$(date +%s.%N); cat "$dir/big.npy" > "$dir/copy.npy"; sync "$dir/copy.npy"; t1=$(date +%s.%N)
     t_copy=$(calc "$t1 - $t0"); rm -f "$dir/copy.npy"
     row "cat > disk" "$t_copy" "$(calc "$bytes / $t_copy / 1e9")" "$(calc "$t_cat / $t_copy") vs cat" - -
-    for run in reduce map:disk ${shm:+map:memory}; do
+    for run in reduce map:unwritten map:disk ${shm:+map:memory}; do
         kernel=${run%%:*}
         args=(run "$kernel" -i x="$dir/big.npy" --memory-budget "$budget" --backend cpu --json)
+        [ "$kernel" = map ] && args+=(-p "expr=$expr")
         case $run in
-            map:disk) args+=(-p "expr=$expr" -o out="$dir/big_out.npy") ;;
-            map:memory) args+=(-p "expr=$expr" -o out="$shm/big_out.npy") ;;
+            map:disk) args+=(-o out="$dir/big_out.npy") ;;
+            map:memory) args+=(-o out="$shm/big_out.npy") ;;
         esac
         t0=$(date +%s.%N); "$bin" "${args[@]}" > "$dir/$kernel.json"
         [ "$run" = map:disk ] && sync "$dir/big_out.npy"
