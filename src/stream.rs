@@ -192,35 +192,63 @@ impl FileJob {
                 return Err(whole_only());
             }
         }
-        // Bytes an element of the split length takes in one chunk's
-        // inputs and outputs; outputs of other sizes (folded) are held
-        // whole, three at a time (so far, a chunk's, one computing).
+        // A fold's outputs are held whole, three at a time (so far, a
+        // chunk's, one computing); other outputs are chunks like the
+        // inputs. Bytes an element of the split length takes in a chunk:
+        let folds = matches!(streaming, Streaming::Fold { .. });
         let element_bytes = streamed
             .iter()
             .map(|(_, r)| r.layout().spec.dtype.size() as u64)
             .chain(
                 plan.outputs
                     .iter()
-                    .filter(|(_, s)| s.shape.iter().product::<usize>() == len)
+                    .filter(|_| !folds)
                     .map(|(_, s)| s.dtype.size() as u64),
             )
             .sum::<u64>()
             .max(1);
-        let folded = plan
-            .outputs
-            .iter()
-            .filter(|(_, s)| s.shape.iter().product::<usize>() != len)
-            .fold(0u64, |n, (_, s)| n.saturating_add(s.bytes()))
-            .saturating_mul(3);
-        let fits = budget.saturating_sub(folded) / (CHUNKS_HELD * element_bytes);
-        let chunk = (fits.min(MAX_CHUNK as u64) as usize) / CHUNK_STEP * CHUNK_STEP;
+        let folded = match folds {
+            true => plan.output_bytes().saturating_mul(3),
+            false => 0,
+        };
+        let chunk_within = |fixed: u64| {
+            let fits = budget.saturating_sub(fixed) / (CHUNKS_HELD * element_bytes);
+            (fits.min(MAX_CHUNK as u64) as usize) / CHUNK_STEP * CHUNK_STEP
+        };
+        // Then what a chunk's computing takes beside (a histogram's edges
+        // and counters), as planned for a chunk of that size: no more for
+        // a smaller one.
+        let scratch = |chunk: usize| -> Result<u64> {
+            let specs = streamed
+                .iter()
+                .map(|(name, r)| {
+                    let dtype = r.layout().spec.dtype;
+                    (
+                        name.clone(),
+                        Spec {
+                            dtype,
+                            shape: vec![chunk],
+                        },
+                    )
+                })
+                .chain(broadcast.iter().map(|(name, t)| (name.clone(), t.spec())))
+                .collect();
+            Ok(kernel.plan(specs, &self.params)?.scratch_bytes)
+        };
+        let mut chunk = chunk_within(folded);
+        if chunk > 0 {
+            chunk = chunk_within(folded.saturating_add(scratch(chunk)?));
+        }
         if chunk == 0 {
-            let least = folded + CHUNKS_HELD * element_bytes * CHUNK_STEP as u64;
+            let least = folded
+                .saturating_add(scratch(CHUNK_STEP)?)
+                .saturating_add(CHUNKS_HELD * element_bytes * CHUNK_STEP as u64);
+            // Whole, if that takes less.
             return Err(Error::bad(format!(
                 "the memory budget of {} is too small to run {kernel} in chunks: give \
                  --memory-budget {} or more",
                 Size(budget),
-                Size(least).flag()
+                Size(least.min(needs)).flag()
             )));
         }
         Ok(Split::Chunks(Chunks {
@@ -237,11 +265,11 @@ impl FileJob {
 }
 
 /// A memory size for messages: MiB, or KiB below one.
-struct Size(u64);
+pub struct Size(pub u64);
 
 impl Size {
     /// As `--memory-budget` takes it, rounded up.
-    fn flag(&self) -> String {
+    pub fn flag(&self) -> String {
         match self.0 {
             n if n >= MIB => format!("{}M", n.div_ceil(MIB)),
             n => format!("{}K", n.div_ceil(1024)),
@@ -296,11 +324,11 @@ impl Chunks {
         let bytes_read = streamed
             .iter()
             .fold(0u64, |n, (_, r)| n.saturating_add(r.layout().spec.bytes()));
-        // The outputs written chunk by chunk: those of the split length.
+        // The outputs written chunk by chunk: all but a fold's.
         let mut writers = Vec::new();
         for (name, spec) in &specs {
-            if spec.shape.iter().product::<usize>() != len {
-                continue;
+            if matches!(streaming, Streaming::Fold { .. }) {
+                break;
             }
             if let Some(path) = job.outputs.get(*name) {
                 writers.push((name.to_string(), ChunkWriter::create(path, spec)?));

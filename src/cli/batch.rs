@@ -134,6 +134,7 @@ async fn run_all(args: &Args, text: &str) -> Result<Vec<Outcome>> {
     let budget = Budget {
         whole: budget,
         share: budget / u64::from(args.concurrency),
+        one_at_a_time: Arc::new(Semaphore::new(1)),
     };
 
     let lines: Vec<(usize, &str)> = text
@@ -153,14 +154,15 @@ async fn run_all(args: &Args, text: &str) -> Result<Vec<Outcome>> {
             .acquire_owned()
             .await
             .expect("never closed");
-        let (engine, base, line, bar) = (
+        let (engine, base, line, bar, budget) = (
             Arc::clone(&engine),
             base.clone(),
             line.to_owned(),
             bar.clone(),
+            budget.clone(),
         );
         tasks.spawn(async move {
-            let outcome = run_line(&engine, &base, line_no, &line, default_backend, budget).await;
+            let outcome = run_line(&engine, &base, line_no, &line, default_backend, &budget).await;
             drop(permit);
             if outcome.status != "ok" {
                 let line = format!(
@@ -186,11 +188,13 @@ async fn run_all(args: &Args, text: &str) -> Result<Vec<Outcome>> {
     Ok(outcomes.into_iter().map(|(_, o)| o).collect())
 }
 
-/// The memory budget of the whole batch, and a line's share of it.
-#[derive(Clone, Copy)]
+/// The memory budget of the whole batch, a line's share of it, and the
+/// turn of the lines that need more than their share.
+#[derive(Clone)]
 struct Budget {
     whole: u64,
     share: u64,
+    one_at_a_time: Arc<Semaphore>,
 }
 
 async fn run_line(
@@ -199,7 +203,7 @@ async fn run_line(
     line_no: usize,
     line: &str,
     default_backend: BackendChoice,
-    budget: Budget,
+    budget: &Budget,
 ) -> Outcome {
     // A line with "steps" is a pipeline.
     if let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(line)
@@ -230,16 +234,26 @@ async fn run_line(
     };
     // Reading inputs and writing outputs are blocking file work.
     let base_owned = base.to_owned();
-    let prepared =
-        tokio::task::spawn_blocking(move || prepare(spec, &base_owned, default_backend, budget))
-            .await
-            .unwrap_or_else(|e| Err(Error::Panicked(e.to_string())));
-    let (task, choice, outputs) = match prepared {
-        Ok(Prepared::Whole(task, choice, outputs)) => (task, choice, outputs),
-        Ok(Prepared::Chunks(chunks, choice, outputs)) => {
+    let (whole, share) = (budget.whole, budget.share);
+    let prepared = tokio::task::spawn_blocking(move || {
+        prepare(spec, &base_owned, default_backend, whole, share)
+    })
+    .await
+    .unwrap_or_else(|e| Err(Error::Panicked(e.to_string())));
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => return fail(id, e.to_string()),
+    };
+    // Lines that take the whole budget run one at a time.
+    let _whole_budget = match prepared.over_share {
+        true => Some(budget.one_at_a_time.acquire().await.expect("never closed")),
+        false => None,
+    };
+    let (task, choice, outputs) = match prepared.run {
+        Prepare::Whole(task, choice, outputs) => (task, choice, outputs),
+        Prepare::Chunks(chunks, choice, outputs) => {
             return run_streamed(engine, id, chunks, choice, outputs).await;
         }
-        Err(e) => return fail(id, e.to_string()),
     };
     let painter = task.painter();
     match engine.coordinator().run(task, choice).await {
@@ -416,8 +430,14 @@ impl Outcome {
 /// Output names and the files they go to.
 type OutputFiles = Vec<(String, PathBuf)>;
 
-/// A line ready to run: whole, or in chunks.
-enum Prepared {
+/// A line ready to run: whole, or in chunks; and whether it takes more
+/// than its share of the budget (such lines run one at a time).
+struct Prepared {
+    run: Prepare,
+    over_share: bool,
+}
+
+enum Prepare {
     Whole(Task, BackendChoice, OutputFiles),
     Chunks(Chunks, BackendChoice, OutputFiles),
 }
@@ -429,7 +449,8 @@ fn prepare(
     spec: JobLine,
     base: &Path,
     default_backend: BackendChoice,
-    budget: Budget,
+    whole: u64,
+    share: u64,
 ) -> Result<Prepared> {
     let paths: Vec<(String, PathBuf)> = spec
         .outputs
@@ -440,6 +461,7 @@ fn prepare(
         &spec.kernel,
         paths.iter().map(|(n, p)| (n.as_str(), p.as_path())),
     )?;
+    let mut over_share = false;
     let files: Option<BTreeMap<String, PathBuf>> = spec
         .inputs
         .iter()
@@ -456,15 +478,22 @@ fn prepare(
             outputs: paths.iter().cloned().collect(),
         };
         // A line that cannot run within its share has the whole budget.
-        let split = job
-            .split(budget.share)
-            .or_else(|_| job.split(budget.whole))?;
+        let split = match job.split(share) {
+            Ok(split) => split,
+            Err(_) => {
+                over_share = true;
+                job.split(whole)?
+            }
+        };
         if let Split::Chunks(chunks) = split {
             let choice = match spec.backend.as_deref() {
                 Some(name) => BackendChoice::from_name(name)?,
                 None => default_backend,
             };
-            return Ok(Prepared::Chunks(chunks, choice, paths));
+            return Ok(Prepared {
+                run: Prepare::Chunks(chunks, choice, paths),
+                over_share,
+            });
         }
     }
     let job = JobSpec {
@@ -479,7 +508,10 @@ fn prepare(
             .collect(),
     };
     let (task, choice) = job.into_task(default_backend)?;
-    Ok(Prepared::Whole(task, choice, paths))
+    Ok(Prepared {
+        run: Prepare::Whole(task, choice, paths),
+        over_share,
+    })
 }
 
 fn print_summary(outcomes: &[Outcome]) {

@@ -80,12 +80,12 @@ fn memory_size(text: &str) -> std::result::Result<u64, String> {
     let lower = text.trim().to_ascii_lowercase();
     let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = &lower[digits.len()..];
-    let shift = match unit.trim_end_matches("ib").trim_end_matches('b') {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        "t" => 40,
+    let shift = match unit {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
         _ => {
             return Err(format!(
                 "unknown unit '{unit}' (use K, M, G or T, e.g. 256M)"
@@ -190,6 +190,41 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(if e.is_user_error() { 2 } else { 1 })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory_size;
+
+    #[test]
+    fn memory_sizes_read_as_bytes_and_powers_of_1024() {
+        for (text, want) in [
+            ("1048576", 1 << 20),
+            ("512K", 512 << 10),
+            ("256M", 256 << 20),
+            ("256mib", 256 << 20),
+            ("64MB", 64 << 20),
+            ("4G", 4 << 30),
+            ("2TiB", 2 << 40),
+            ("7b", 7),
+        ] {
+            assert_eq!(memory_size(text), Ok(want), "{text}");
+        }
+        for text in [
+            "",
+            "0",
+            "0M",
+            "-5",
+            "1.5G",
+            "5bb",
+            "5kibb",
+            "12Q",
+            "M",
+            "99999999999T",
+        ] {
+            assert!(memory_size(text).is_err(), "{text} accepted");
         }
     }
 }

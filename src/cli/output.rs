@@ -23,9 +23,17 @@ pub fn check_formats<'a>(
     let Ok(kernel) = Kernel::from_name(kernel) else {
         return Ok(());
     };
+    let mut seen: Vec<(&str, &Path)> = Vec::new();
     for (name, path) in outputs {
         kernel.check_output(name)?;
         check_format(kernel, name, path)?;
+        if let Some((other, _)) = seen.iter().find(|(_, p)| *p == path) {
+            return Err(Error::BadInput(format!(
+                "outputs '{other}' and '{name}' both go to {}: give each its own file",
+                path.display()
+            )));
+        }
+        seen.push((name, path));
     }
     Ok(())
 }
@@ -41,6 +49,12 @@ pub fn check_path(name: &str, path: &Path) -> Result<()> {
         return Err(Error::BadInput(format!(
             "output '{name}' -> {}: outputs are written as .npy (or .png for a picture); \
              end the path in .npy",
+            path.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(Error::BadInput(format!(
+            "output '{name}' -> {}: that is a folder; give a file path ending in .npy",
             path.display()
         )));
     }

@@ -13,7 +13,7 @@ use anycore::coordinator::spec::{InputSource, JobSpec, PipelineSpec, explain_jso
 use anycore::engine::{BlockingEngine, CostModelSource, EngineConfig};
 use anycore::kernel::{Kernel, Outputs, Painter, Task};
 use anycore::service::api::{JobResponse, PipelineResponse, RunInfo};
-use anycore::stream::{Chunks, FileJob, Split};
+use anycore::stream::{Chunks, FileJob, Size, Split};
 use anycore::tensor::{Handle, Tensor, TensorData, alloc, npy};
 use anycore::{Error, Result};
 
@@ -264,8 +264,11 @@ fn run_streamed(
     } else {
         print_human(&report);
         println!(
-            "  streamed: {} chunks of {} elements, {:.0} MB/s of input, budget {:.0} MiB",
-            stream.chunks, stream.chunk_elements, stream.read_mb_per_s, stream.memory_budget_mib
+            "  streamed: {} chunks of {} elements, {:.0} MB/s of input, budget {}",
+            stream.chunks,
+            stream.chunk_elements,
+            stream.read_mb_per_s,
+            Size(budget)
         );
         print_peak_rss();
     }

@@ -310,14 +310,21 @@ impl KernelTask for Histogram {
         if let Some(given) = range {
             Range::given(given)?.check_edges(bins)?;
         }
-        Ok(Plan::new([(
+        let n = x.shape[0];
+        // The edges, and the counters of each rayon task (`run_cpu`'s
+        // fold: as many as the pool splits the work into, a few a thread).
+        let width = (u64::from(bins) + 1) * 4;
+        let tasks = n.div_ceil(CPU_CHUNK).clamp(1, 4 * rayon::current_num_threads()) as u64;
+        let counters = binning::counter_sets(bins as usize) as u64 * tasks;
+        let plan = Plan::new([(
             "out",
             Spec {
                 dtype: DType::U32,
                 shape: vec![bins as usize],
             },
         )],
-        x.shape[0] as f64))
+        n as f64);
+        Ok(plan.with_scratch(width.saturating_mul(1 + counters)))
     }
 
     fn from_job(mut inputs: Inputs, p: &Params) -> Result<Self> {

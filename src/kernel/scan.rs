@@ -84,7 +84,9 @@ pub const STREAMING: Streaming = Streaming::Carry(carry);
 
 /// Adds `total` to a chunk's sums and moves it past the chunk: for an
 /// exclusive scan past the chunk's last sum plus its last element, for an
-/// inclusive one past its last sum. Floats add in f64, rounded once.
+/// inclusive one past its last sum. Floats: each chunk's sums are f32
+/// already, offset by the total in f64 and rounded again; the total
+/// grows by the chunks' f32 totals.
 fn carry(params: &Params, x: &Tensor, out: &mut Tensor, total: &mut f64) {
     let inclusive = params.bool_or("inclusive", false).unwrap_or(false);
     fn offset<T: Copy + Send + Sync>(

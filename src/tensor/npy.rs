@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use npyz::{DType as NpyDType, Order, TypeChar, WriterBuilder};
 
@@ -246,10 +247,19 @@ impl ChunkWriter {
         };
         let name = path
             .file_name()
+            .filter(|_| !path.is_dir())
             .ok_or_else(|| io_err(std::io::Error::other("names a folder, not a file")))?;
-        let mut partial_name = std::ffi::OsString::from(".");
-        partial_name.push(name);
-        partial_name.push(format!(".partial-{}", std::process::id()));
+        // Hidden, and apart for every writer: two writers of one path (two
+        // lines of a batch) each rename a whole file, the last one staying.
+        static WRITERS: AtomicU64 = AtomicU64::new(0);
+        let prefix = partial_prefix(name);
+        remove_stale_partials(path, &prefix);
+        let mut partial_name = prefix;
+        partial_name.push(format!(
+            "{}-{}",
+            std::process::id(),
+            WRITERS.fetch_add(1, Ordering::Relaxed)
+        ));
         let partial = path.with_file_name(partial_name);
         let left = element_count(&spec.shape).ok_or_else(|| {
             io_err(std::io::Error::other(format!(
@@ -318,6 +328,44 @@ impl ChunkWriter {
         std::fs::rename(&self.partial, &self.path).map_err(|e| self.error(e))?;
         self.moved = true;
         Ok(())
+    }
+}
+
+/// `.NAME.partial-`: how the partial files of output `NAME` begin.
+fn partial_prefix(name: &std::ffi::OsStr) -> std::ffi::OsString {
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".partial-");
+    prefix
+}
+
+/// Removes the partial files a killed run left beside `path` (a process
+/// stopped by a signal drops nothing): those whose process no longer
+/// runs. Where processes cannot be looked up (no `/proc`), none.
+fn remove_stale_partials(path: &Path, prefix: &std::ffi::OsStr) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    let prefix = prefix.to_string_lossy();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let pid = name
+            .strip_prefix(&*prefix)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -404,17 +452,12 @@ pub fn to_bytes(tensor: &Tensor) -> Vec<u8> {
     bytes
 }
 
-/// Writes a tensor as a little-endian, C-order `.npy` file.
+/// Writes a tensor as a little-endian, C-order `.npy` file, under a
+/// temporary name renamed into place once whole ([`ChunkWriter`]).
 pub fn write(path: &Path, tensor: &Tensor) -> Result<()> {
-    let io_err = |source: std::io::Error| Error::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::create(path).map_err(io_err)?;
-    let mut out = BufWriter::new(file);
-    write_to(&mut out, tensor)
-        .and_then(|()| out.flush())
-        .map_err(io_err)
+    let mut writer = ChunkWriter::create(path, &tensor.spec())?;
+    writer.write(tensor.data())?;
+    writer.finish()
 }
 
 fn write_to(out: &mut impl Write, tensor: &Tensor) -> std::io::Result<()> {
@@ -532,7 +575,17 @@ mod tests {
         );
         assert_eq!(listing(), ["out.npy"]);
 
+        // A killed run's partial file (its process gone: no pid reaches
+        // 2²²) goes when the path is written next; a live writer's stays.
+        let stale = dir.path().join(".out.npy.partial-4294967-0");
+        let live = dir
+            .path()
+            .join(format!(".out.npy.partial-{}-99", std::process::id()));
+        std::fs::write(&stale, "left by a killed run").unwrap();
+        std::fs::write(&live, "being written").unwrap();
         let mut writer = ChunkWriter::create(&path, &spec).unwrap();
+        assert!(!stale.exists() && live.exists());
+        std::fs::remove_file(&live).unwrap();
         writer.write(&TensorData::U32(vec![1, 2, 3, 4])).unwrap();
         assert!(writer.write(&TensorData::U32(vec![5, 6, 7])).is_err());
         writer.write(&TensorData::U32(vec![5, 6])).unwrap();

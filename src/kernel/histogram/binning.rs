@@ -28,6 +28,11 @@ const SETS: usize = 4;
 /// Above this many bins, one set of counters: four would leave the cache.
 const MAX_SET_BINS: usize = 4096;
 
+/// Sets of counters a task keeps for `bins` bins.
+pub(super) fn counter_sets(bins: usize) -> usize {
+    if bins <= MAX_SET_BINS { SETS } else { 1 }
+}
+
 /// The values' bins, from the edges.
 pub(super) struct Binning<'a> {
     /// `bins + 1` ascending f32 edges.
@@ -201,7 +206,7 @@ impl<'a> Binning<'a> {
     }
 
     fn sets(&self) -> usize {
-        if self.bins() <= MAX_SET_BINS { SETS } else { 1 }
+        counter_sets(self.bins())
     }
 
     /// Adds the bins of `x`'s values to `counters` (from
