@@ -21,6 +21,8 @@ pub struct Args {
 #[derive(Serialize)]
 struct Entry {
     name: &'static str,
+    /// How it runs past `--memory-budget` (`whole`: it does not).
+    streaming: &'static str,
     #[serde(flatten)]
     signature: &'static Signature,
 }
@@ -34,6 +36,7 @@ pub fn main(args: Args) -> Result<()> {
         .iter()
         .map(|&k| Entry {
             name: k.name(),
+            streaming: k.streaming().name(),
             signature: k.signature(),
         })
         .collect();
@@ -69,6 +72,10 @@ fn print_kernel(e: &Entry, detail: bool) {
     }
     for a in s.outputs {
         println!("    -o {:<10} {}", a.name, a.doc);
+    }
+    match e.streaming {
+        "whole" => println!("    past --memory-budget: refused (needs whole arrays)"),
+        how => println!("    past --memory-budget: runs in chunks ({how})"),
     }
     if detail {
         println!("\nexample:\n    {}", s.example);

@@ -35,3 +35,16 @@ pub enum Streaming {
     /// integers kept modulo 2³²; wide, for floats.
     Carry(fn(&Params, &Tensor, &mut Tensor, &mut f64)),
 }
+
+impl Streaming {
+    /// Its name, as `anycore kernels` shows it: `whole`, `elementwise`,
+    /// `fold` or `carry`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Streaming::Whole => "whole",
+            Streaming::Elementwise => "elementwise",
+            Streaming::Fold { .. } => "fold",
+            Streaming::Carry(_) => "carry",
+        }
+    }
+}
