@@ -27,7 +27,7 @@
 //! if let Split::Chunks(chunks) = job.split(256 << 20)? {
 //!     let engine = BlockingEngine::start(EngineConfig::default())?;
 //!     let done = chunks.run(&engine, BackendChoice::Auto)?;
-//!     println!("sum {:?} in {} chunks", done.outputs["out"], done.chunks);
+//!     println!("sum {:?} in {} chunks", done.report.outputs["out"], done.chunks);
 //! }
 //! # Ok::<(), anycore::Error>(())
 //! ```
@@ -38,6 +38,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 
 use crate::backend::{BackendChoice, BackendKind, Timings, Traffic};
+use crate::coordinator::JobReport;
 use crate::engine::Runner;
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Outputs, Streaming};
@@ -102,19 +103,12 @@ pub struct Chunks {
 /// A finished chunked run.
 #[derive(Debug)]
 pub struct Streamed {
-    /// Where the chunks ran.
-    pub backend: BackendKind,
-    /// The device's name.
-    pub device: String,
-    /// Why there, and how it was split.
-    pub placement_reason: String,
-    /// Phases summed over the chunks; `total` is the whole run's.
-    pub timings: Timings,
-    /// What moved between host and device, over all chunks.
-    pub traffic: Traffic,
-    /// The outputs folded from the chunks (reductions, counts), which are
-    /// small; the others went to their files chunk by chunk.
-    pub outputs: Outputs,
+    /// The run as one job's report: where the chunks ran, why and how the
+    /// job was split, phases summed over the chunks (`total` the whole
+    /// run's), and the outputs folded from the chunks (reductions,
+    /// counts), which are small; the others went to their files chunk by
+    /// chunk.
+    pub report: JobReport,
     /// Every output's dtype and shape.
     pub specs: Vec<(&'static str, Spec)>,
     /// Chunks run.
@@ -406,16 +400,20 @@ impl Chunks {
             let mut timings = run.timings;
             timings.total = start.elapsed().as_secs_f64() * 1e3;
             Ok(Streamed {
-                backend,
-                device,
-                placement_reason: format!(
-                    "{reason}; streamed in {chunks} chunks of {chunk} elements (memory budget \
+                report: JobReport {
+                    kernel,
+                    backend,
+                    device,
+                    placement_reason: format!(
+                        "{reason}; streamed in {chunks} chunks of {chunk} elements (memory budget \
                      {})",
-                    Size(budget)
-                ),
-                timings,
-                traffic: run.traffic,
-                outputs,
+                        Size(budget)
+                    ),
+                    timings,
+                    traffic: run.traffic,
+                    outputs,
+                    kept: BTreeMap::new(),
+                },
                 specs,
                 chunks,
                 chunk_elements: chunk,

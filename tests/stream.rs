@@ -210,10 +210,10 @@ fn check_one(engine: &BlockingEngine, choice: BackendChoice, case: &Case, dir: &
     };
     let done = chunks.run(engine, choice).unwrap();
     assert!(done.chunks >= 20, "{what}: {} chunks", done.chunks);
-    assert_eq!(done.backend.name(), choice.name(), "{what}");
+    assert_eq!(done.report.backend.name(), choice.name(), "{what}");
     let want = &reference(case)["out"];
     // Folded outputs come back; the others are in the file.
-    let got = match done.outputs.get("out") {
+    let got = match done.report.outputs.get("out") {
         Some(t) => t.clone(),
         None => npy::read(&out).unwrap(),
     };

@@ -304,7 +304,7 @@ async fn run_streamed(
             outputs.iter().map(|(n, _)| n.as_str()),
         )?;
         for (name, path) in &outputs {
-            if let Some(tensor) = done.outputs.get(name) {
+            if let Some(tensor) = done.report.outputs.get(name) {
                 npy::write(path, tensor)?;
             }
         }
@@ -315,10 +315,10 @@ async fn run_streamed(
     match ran {
         Ok(done) => Outcome::ran(
             id,
-            done.backend,
-            &done.placement_reason,
-            done.timings,
-            done.traffic,
+            done.report.backend,
+            &done.report.placement_reason,
+            done.report.timings,
+            done.report.traffic,
         ),
         Err(e) => Outcome::failed(id, e.to_string()),
     }

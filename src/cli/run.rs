@@ -12,7 +12,7 @@ use anycore::coordinator::cost::CostModel;
 use anycore::coordinator::spec::{InputSource, JobSpec, PipelineSpec, explain_json};
 use anycore::engine::{BlockingEngine, CostModelSource, EngineConfig};
 use anycore::kernel::{Kernel, Outputs, Painter, Task};
-use anycore::service::api::{JobResponse, PipelineResponse, RunInfo};
+use anycore::service::api::{JobResponse, PipelineResponse};
 use anycore::stream::{Chunks, FileJob, Size, Split};
 use anycore::tensor::{Handle, Tensor, TensorData, alloc, npy};
 use anycore::{Error, Result};
@@ -218,39 +218,28 @@ fn run_streamed(
     paths: &BTreeMap<&str, &str>,
 ) -> Result<()> {
     let engine = engine(args, args.backend)?;
-    let kernel = args.kernel.clone().unwrap_or_default();
     let done = chunks.run(&engine, args.backend).map_err(no_gpu)?;
     output::check_given(done.specs.iter().map(|(n, _)| *n), paths.keys().copied())?;
-    let mut report = Report {
-        kernel,
-        run: RunInfo {
-            backend: done.backend.name().into(),
-            device: done.device,
-            placement_reason: done.placement_reason,
-            timings_ms: done.timings,
-            traffic: done.traffic,
-        },
-        outputs: BTreeMap::new(),
-    };
-    let mut folded = done.outputs;
+    // Folded outputs (reductions, counts) come back and are written
+    // here; the others were written chunk by chunk.
+    for (name, tensor) in &done.report.outputs {
+        if let Some(path) = paths.get(name.as_str()) {
+            npy::write(path.as_ref(), tensor)?;
+        }
+    }
+    let mut report = Report::describe(done.report, |name, tensor| {
+        OutputReport::new(tensor, paths.get(name).map(PathBuf::from))
+    });
     for (name, spec) in &done.specs {
-        let path = paths.get(name).map(PathBuf::from);
-        let out = match folded.remove(*name) {
-            Some(tensor) => {
-                if let Some(path) = &path {
-                    npy::write(path, &tensor)?;
-                }
-                OutputReport::new(tensor, path)
-            }
-            // Written chunk by chunk, if it had a path.
-            None => OutputReport {
+        if !report.outputs.contains_key(*name) {
+            let out = OutputReport {
                 dtype: spec.dtype.name(),
                 shape: spec.shape.clone(),
-                path,
+                path: paths.get(name).map(PathBuf::from),
                 data: None,
-            },
-        };
-        report.outputs.insert(name.to_string(), out);
+            };
+            report.outputs.insert(name.to_string(), out);
+        }
     }
     let seconds = report.run.timings_ms.total / 1e3;
     let stream = StreamInfo {
