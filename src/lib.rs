@@ -14,6 +14,8 @@
 //! - [`engine`]: the coordinator ready to embed: [`engine::Engine`] (async)
 //!   and [`engine::BlockingEngine`].
 //! - [`service`]: the HTTP API over an engine (axum).
+//! - [`pool`]: several machines: jobs on NATS JetStream, run by
+//!   `anycore worker` processes.
 //! - [`stream`]: jobs over `.npy` files larger than memory, run a chunk
 //!   at a time with reading, computing and writing overlapped.
 //! - [`video`]: YUV4MPEG2 streams filtered frame by frame through kernels,
@@ -56,6 +58,7 @@ pub mod engine;
 pub mod error;
 pub mod kernel;
 pub mod pipeline;
+pub mod pool;
 pub mod service;
 pub mod stream;
 pub mod tensor;

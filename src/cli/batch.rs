@@ -25,6 +25,7 @@ use anycore::backend::{Timings, Traffic};
 use anycore::coordinator::spec::{JobSpec, PipelineSpec, explain_json, json_params};
 use anycore::engine::{Engine, EngineConfig, OnRuntime};
 use anycore::kernel::{Kernel, Task};
+use anycore::pool::wire::PoolResult;
 use anycore::stream::{Chunks, FileJob, Split};
 use anycore::tensor::{alloc, npy};
 use anycore::{Error, Result};
@@ -48,6 +49,10 @@ pub struct Args {
     /// Write one JSON line per job here.
     #[arg(long)]
     results: Option<PathBuf>,
+    /// Submit the jobs to a pool of `anycore worker`s on this NATS
+    /// JetStream server instead of running them here.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["memory_budget", "allow"])]
+    nats: Option<String>,
     /// The memory jobs' arrays may take (e.g. 4G; default half the
     /// machine's). A line whose `.npy` files exceed its share (the budget
     /// over --concurrency) runs a chunk at a time where its kernel allows;
@@ -58,33 +63,39 @@ pub struct Args {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct JobLine {
-    id: Option<String>,
-    kernel: String,
+pub(super) struct JobLine {
+    pub id: Option<String>,
+    pub kernel: String,
     #[serde(default)]
-    inputs: BTreeMap<String, InputSpec>,
+    pub inputs: BTreeMap<String, InputSpec>,
     #[serde(default, deserialize_with = "anycore::kernel::scalar_params")]
-    params: BTreeMap<String, serde_json::Value>,
+    pub params: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
-    outputs: BTreeMap<String, PathBuf>,
-    backend: Option<String>,
+    pub outputs: BTreeMap<String, PathBuf>,
+    pub backend: Option<String>,
 }
 
 /// One job's line in `--results`.
 #[derive(Serialize)]
-struct Outcome {
-    id: String,
-    status: &'static str,
+pub(super) struct Outcome {
+    pub(super) id: String,
+    pub(super) status: &'static str,
+    /// The pool's worker that ran it (`--nats`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    backend: Option<String>,
+    pub(super) worker: Option<String>,
+    /// Which delivery ran it, from 1 (`--nats`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    placement_reason: Option<String>,
+    pub(super) attempt: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    timings_ms: Option<Timings>,
+    pub(super) backend: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    traffic: Option<Traffic>,
+    pub(super) placement_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub(super) timings_ms: Option<Timings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) traffic: Option<Traffic>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) error: Option<String>,
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -99,7 +110,16 @@ pub fn main(args: Args) -> Result<()> {
         });
     }
     let runtime = super::runtime()?;
-    let outcomes = runtime.block_on(run_all(&args, &text))?;
+    let outcomes = match &args.nats {
+        Some(url) => runtime.block_on(super::pooled::run_all(
+            url,
+            &args.jobs,
+            args.concurrency,
+            args.backend,
+            &text,
+        ))?,
+        None => runtime.block_on(run_all(&args, &text))?,
+    };
 
     if let Some(path) = &args.results {
         let write_err = |source| Error::Write {
@@ -394,6 +414,24 @@ impl Outcome {
             timings_ms: Some(timings),
             traffic: Some(traffic),
             error: None,
+            worker: None,
+            attempt: None,
+        }
+    }
+
+    /// A line the pool's worker ran (its id set by the caller).
+    pub(super) fn pooled(result: PoolResult) -> Outcome {
+        let run = result.run;
+        Outcome {
+            id: result.id,
+            status: "ok",
+            backend: run.as_ref().map(|r| r.backend.clone()),
+            placement_reason: run.as_ref().map(|r| r.placement_reason.clone()),
+            timings_ms: run.as_ref().map(|r| r.timings_ms),
+            traffic: run.map(|r| r.traffic),
+            error: None,
+            worker: Some(result.worker.name),
+            attempt: Some(result.attempt),
         }
     }
 
@@ -414,7 +452,7 @@ impl Outcome {
     }
 
     /// A line that failed before or while it ran.
-    fn failed(id: String, error: String) -> Outcome {
+    pub(super) fn failed(id: String, error: String) -> Outcome {
         Outcome {
             id,
             status: "error",
@@ -423,6 +461,8 @@ impl Outcome {
             timings_ms: None,
             traffic: None,
             error: Some(error),
+            worker: None,
+            attempt: None,
         }
     }
 }

@@ -9,10 +9,12 @@ mod inputs;
 mod kernels;
 mod loadgen;
 mod output;
+mod pooled;
 mod remote;
 mod run;
 mod serve;
 mod video;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -50,6 +52,9 @@ enum Command {
     /// processes in a pipe: `ffmpeg … -f yuv4mpegpipe - | anycore video
     /// --filter blur:sigma=2 | ffmpeg -i - …`).
     Video(video::Args),
+    /// Join a pool of workers on a NATS JetStream server and run its jobs
+    /// (`batch --nats` submits to it).
+    Worker(worker::Args),
 }
 
 /// `--allow-software-gpu`, the same in every subcommand.
@@ -170,7 +175,7 @@ pub fn main() -> ExitCode {
         // A closed pipe ends `video` as it ends `cat`.
         Command::Devices(_) | Command::Kernels(_) | Command::Batch(_) | Command::Video(_) => true,
         Command::Run(args) => !args.talks_to_a_server(),
-        Command::Serve(_) | Command::Bench(_) | Command::Loadgen(_) => false,
+        Command::Serve(_) | Command::Bench(_) | Command::Loadgen(_) | Command::Worker(_) => false,
     };
     if prints_only {
         quiet_on_closed_stdout();
@@ -184,6 +189,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::main(args),
         Command::Loadgen(args) => loadgen::main(args),
         Command::Video(args) => video::main(args),
+        Command::Worker(args) => worker::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

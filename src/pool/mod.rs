@@ -1,0 +1,366 @@
+//! Several machines: jobs through NATS JetStream, run by `anycore worker`
+//! processes wherever they are, instead of a scheduler of our own.
+//!
+//! - **Jobs** go on the work-queue stream [`JOBS`] under
+//!   `jobs.<class>.<kernel>`, the class saying who may run them: `gpu`,
+//!   `cpu` or `any`. Each class has one shared pull consumer; a worker with
+//!   a usable GPU pulls from `gpu` and `any`, a CPU-only worker from `cpu`
+//!   and `any`, each only as many messages as it has free slots. A job's
+//!   id is its message id: the stream drops a resubmission.
+//! - **Results** go in the key-value bucket [`RESULTS`] under the job's
+//!   id, stored before the job's message is acknowledged; a redelivered
+//!   job whose result is there is acknowledged without running again. So
+//!   a job runs at least once and takes effect once.
+//! - **Arrays** travel inline as base64 `.npy` while a message stays well
+//!   under the server's `max_payload`, and through the object store
+//!   [`ARRAYS`] past that.
+//! - **Failures**: bad input is refused at once (its result says why, no
+//!   retry); another failure is retried after a delay, up to the
+//!   consumer's `max_deliver` attempts, after which the job goes to the
+//!   dead-letter stream [`DEAD`] and its result says so. A worker killed
+//!   mid-job leaves the message unacknowledged: it is delivered again
+//!   after the ack wait. Long jobs tell the server they are in progress.
+
+pub mod wire;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, object_store, stream};
+use futures_util::StreamExt;
+use tokio::io::AsyncReadExt;
+
+use self::wire::{PoolJob, PoolResult, WireArray, check_id};
+use crate::error::{Error, Result};
+use crate::tensor::{Tensor, npy};
+
+/// The work-queue stream of jobs (`jobs.<class>.<kernel>`).
+pub const JOBS: &str = "ANYCORE_JOBS";
+/// The stream of jobs that failed every attempt (`dead.<kernel>`).
+pub const DEAD: &str = "ANYCORE_DEAD";
+/// The key-value bucket of results, by job id.
+pub const RESULTS: &str = "anycore_results";
+/// The object store of large arrays.
+pub const ARRAYS: &str = "anycore_arrays";
+
+/// Who may take a job: the consumers of the job stream, one per class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Only a worker with a usable GPU.
+    Gpu,
+    /// Only a worker without one (or told to use the CPU).
+    Cpu,
+    /// Any worker.
+    Any,
+}
+
+impl Class {
+    /// The class of a job asking for `backend` (`gpu`, `cpu`, `auto` or
+    /// none).
+    pub fn of(backend: Option<&str>) -> Result<Class> {
+        match backend {
+            Some("gpu") => Ok(Class::Gpu),
+            Some("cpu") => Ok(Class::Cpu),
+            None | Some("auto") => Ok(Class::Any),
+            Some(other) => Err(Error::BadInput(format!(
+                "unknown backend '{other}' (use auto, gpu or cpu)"
+            ))),
+        }
+    }
+
+    /// Its name: the consumer's, and the subject's second token.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Gpu => "gpu",
+            Class::Cpu => "cpu",
+            Class::Any => "any",
+        }
+    }
+}
+
+/// How to reach the pool, and the limits it is created with.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// The NATS server, e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// How long a delivered job may go without an acknowledgement (or a
+    /// sign of progress) before it is delivered again.
+    pub ack_wait: Duration,
+    /// Deliveries of a job at most before it is dead-lettered.
+    pub max_deliver: i64,
+    /// Jobs the stream holds at most; past it a submission is refused
+    /// (busy).
+    pub max_jobs: i64,
+    /// Bytes the stream holds at most, likewise.
+    pub max_bytes: i64,
+}
+
+impl PoolConfig {
+    /// The defaults for a server at `url`.
+    pub fn new(url: &str) -> PoolConfig {
+        PoolConfig {
+            url: url.to_owned(),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 4,
+            max_jobs: 100_000,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+/// A NATS error, said the pool's way.
+fn nats(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("NATS: {what}: {e}"))
+}
+
+/// A connection to the pool: the job stream, the results, the arrays.
+#[derive(Clone)]
+pub struct Pool {
+    js: jetstream::Context,
+    results: kv::Store,
+    arrays: object_store::ObjectStore,
+    config: PoolConfig,
+    /// Bytes of arrays a message carries inline at most.
+    inline_bytes: usize,
+}
+
+impl Pool {
+    /// Connects, and creates the streams, bucket and store where they are
+    /// missing (file storage: they outlive a server restart).
+    pub async fn connect(config: PoolConfig) -> Result<Pool> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(&config.url)
+            .await
+            .map_err(|e| nats(&format!("cannot connect to {}", config.url), e))?;
+        // Base64 takes 4/3; a third of the payload is left for the rest.
+        let inline_bytes = client.server_info().max_payload / 2;
+        let js = jetstream::new(client);
+        js.get_or_create_stream(stream::Config {
+            name: JOBS.into(),
+            subjects: vec!["jobs.>".into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            max_messages: config.max_jobs,
+            max_bytes: config.max_bytes,
+            discard: stream::DiscardPolicy::New,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats("cannot create the job stream", e))?;
+        js.get_or_create_stream(stream::Config {
+            name: DEAD.into(),
+            subjects: vec!["dead.>".into()],
+            storage: stream::StorageType::File,
+            max_bytes: config.max_bytes,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats("cannot create the dead-letter stream", e))?;
+        // The results bucket is a stream of a known shape (NATS ADR-8),
+        // made here as `create_key_value` would make it: that call first
+        // reads the account's info, whose reply from nats-server 2.9
+        // (Debian 12's) async-nats 0.51 cannot parse.
+        js.get_or_create_stream(stream::Config {
+            name: format!("KV_{RESULTS}"),
+            subjects: vec![format!("$KV.{RESULTS}.>")],
+            max_messages_per_subject: 1,
+            max_age: Duration::from_secs(24 * 3600),
+            storage: stream::StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats("cannot create the results bucket", e))?;
+        let results = js
+            .get_key_value(RESULTS)
+            .await
+            .map_err(|e| nats("cannot open the results bucket", e))?;
+        let arrays = match js.get_object_store(ARRAYS).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_object_store(object_store::Config {
+                    bucket: ARRAYS.into(),
+                    max_age: Duration::from_secs(24 * 3600),
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| nats("cannot create the array store", e))?,
+        };
+        Ok(Pool {
+            js,
+            results,
+            arrays,
+            config,
+            inline_bytes,
+        })
+    }
+
+    /// The pull consumer of `class`, shared by every worker that takes it.
+    pub async fn consumer(&self, class: Class) -> Result<consumer::PullConsumer> {
+        let stream = self
+            .js
+            .get_stream(JOBS)
+            .await
+            .map_err(|e| nats("cannot open the job stream", e))?;
+        stream
+            .get_or_create_consumer(
+                class.name(),
+                consumer::pull::Config {
+                    durable_name: Some(class.name().into()),
+                    filter_subject: format!("jobs.{}.>", class.name()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: self.config.ack_wait,
+                    max_deliver: self.config.max_deliver,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| nats(&format!("cannot open the '{}' consumer", class.name()), e))
+    }
+
+    /// The pool's settings.
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// Arrays for a message: inline while they fit in what a message
+    /// carries, the rest stored as objects named `{prefix}.{name}`.
+    pub async fn encode(
+        &self,
+        prefix: &str,
+        tensors: &BTreeMap<String, Tensor>,
+    ) -> Result<BTreeMap<String, WireArray>> {
+        let mut left = self.inline_bytes;
+        let mut out = BTreeMap::new();
+        for (name, tensor) in tensors {
+            let bytes = tensor.spec().bytes() as usize + 128;
+            let wire = if bytes <= left {
+                left -= bytes;
+                WireArray::inline(tensor)
+            } else {
+                let object = format!("{prefix}.{name}");
+                let data = npy::to_bytes(tensor);
+                self.arrays
+                    .put(object.as_str(), &mut data.as_slice())
+                    .await
+                    .map_err(|e| nats(&format!("cannot store array '{name}'"), e))?;
+                WireArray::stored(tensor, object)
+            };
+            out.insert(name.clone(), wire);
+        }
+        Ok(out)
+    }
+
+    /// The tensor an array on the wire stands for, fetched from the object
+    /// store if it is there; `name` names it in errors.
+    pub async fn decode(&self, name: &str, wire: &WireArray) -> Result<Tensor> {
+        let Some(object) = &wire.object else {
+            return wire.decode(name, None);
+        };
+        let mut reader = self.arrays.get(object.as_str()).await.map_err(|e| {
+            Error::BadInput(format!(
+                "array '{name}': object '{object}' cannot be read ({e})"
+            ))
+        })?;
+        let mut bytes = Vec::new();
+        reader
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| nats(&format!("cannot read array '{name}'"), e))?;
+        wire.decode(name, Some(&bytes))
+    }
+
+    /// Puts a job on the stream for the workers of its class; busy when
+    /// the stream is full.
+    pub async fn submit(&self, job: &PoolJob) -> Result<()> {
+        check_id(&job.id)?;
+        let class = Class::of(job.backend.as_deref())?;
+        let subject = format!("jobs.{}.{}", class.name(), job.kernel);
+        let payload = serde_json::to_vec(job).expect("a job serialises");
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload.into())
+            .message_id(job.id.as_str());
+        let ack = self
+            .js
+            .send_publish(subject, publish)
+            .await
+            .map_err(|e| nats("cannot submit a job", e))?;
+        ack.await.map_err(|e| {
+            let text = e.to_string();
+            if text.contains("maximum") {
+                Error::Busy
+            } else {
+                nats("the job was not accepted", text)
+            }
+        })?;
+        Ok(())
+    }
+
+    /// A job's result, if it is stored.
+    pub async fn result(&self, id: &str) -> Result<Option<PoolResult>> {
+        let entry = self
+            .results
+            .get(id)
+            .await
+            .map_err(|e| nats("cannot read a result", e))?;
+        entry
+            .map(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|e| nats("a stored result is not valid", e))
+            })
+            .transpose()
+    }
+
+    /// Waits for a job's result.
+    pub async fn wait(&self, id: &str) -> Result<PoolResult> {
+        // Watch first, then look: a result stored in between is seen by
+        // one or the other.
+        let mut watch = self
+            .results
+            .watch(id)
+            .await
+            .map_err(|e| nats("cannot watch for a result", e))?;
+        if let Some(result) = self.result(id).await? {
+            return Ok(result);
+        }
+        while let Some(entry) = watch.next().await {
+            let entry = entry.map_err(|e| nats("watching for a result", e))?;
+            if entry.operation == kv::Operation::Put {
+                return serde_json::from_slice(&entry.value)
+                    .map_err(|e| nats("a stored result is not valid", e));
+            }
+        }
+        Err(nats("watching for a result", "the watch ended"))
+    }
+
+    /// Stores a job's result (before its message is acknowledged).
+    pub async fn store(&self, result: &PoolResult) -> Result<()> {
+        let bytes = serde_json::to_vec(result).expect("a result serialises");
+        self.results
+            .put(result.id.as_str(), bytes.into())
+            .await
+            .map_err(|e| nats("cannot store a result", e))?;
+        Ok(())
+    }
+
+    /// Puts a job that failed every attempt on the dead-letter stream,
+    /// with why.
+    pub async fn dead_letter(&self, kernel: &str, payload: Vec<u8>, why: &str) -> Result<()> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Anycore-Reason", why.replace(['\r', '\n'], " ").as_str());
+        let ack = self
+            .js
+            .publish_with_headers(format!("dead.{kernel}"), headers, payload.into())
+            .await
+            .map_err(|e| nats("cannot dead-letter a job", e))?;
+        ack.await.map_err(|e| nats("cannot dead-letter a job", e))?;
+        Ok(())
+    }
+}

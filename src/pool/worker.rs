@@ -1,0 +1,340 @@
+//! `anycore worker`: takes jobs from the pool's stream, as many at once as
+//! it has free slots, runs each through its own engine (the same path
+//! from a request to a task as the HTTP API), stores the result and only
+//! then acknowledges the job.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use futures_util::StreamExt;
+use tokio::sync::Semaphore;
+
+use super::wire::{PoolJob, PoolResult, Status, WorkerInfo};
+use super::{Class, Pool};
+use crate::backend::BackendChoice;
+use crate::coordinator::spec::{InputSource, JobSpec, json_params};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::service::api::JobResponse;
+use crate::tensor::{Handle, Tensor};
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Where it runs jobs that do not ask for a backend.
+    pub backend: BackendChoice,
+    /// Jobs it runs at once at most (and pulls at most).
+    pub concurrency: usize,
+    /// Its name in results (default `host:pid`).
+    pub name: Option<String>,
+}
+
+/// What a worker has done, for `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Messages taken from the stream.
+    pub consumed: AtomicU64,
+    /// Jobs acknowledged done (ran, refused, dead-lettered or already
+    /// done).
+    pub acked: AtomicU64,
+    /// Messages that were a job's second or later delivery.
+    pub redelivered: AtomicU64,
+    /// Jobs put on the dead-letter stream.
+    pub dead_lettered: AtomicU64,
+    /// Jobs that ran here.
+    pub ran: AtomicU64,
+}
+
+/// Waits before a failed job is delivered again: a second a failed
+/// attempt so far.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// How long one pull waits for messages when there are none.
+const PULL_WAIT: Duration = Duration::from_millis(200);
+
+/// A worker: its pool, engine and name.
+pub struct Worker {
+    pool: Pool,
+    engine: Arc<Engine>,
+    config: WorkerConfig,
+    info: WorkerInfo,
+    counters: Arc<Counters>,
+}
+
+impl Worker {
+    /// A worker over `engine`, taking jobs from `pool`.
+    pub fn new(pool: Pool, engine: Arc<Engine>, config: WorkerConfig) -> Worker {
+        let host = host_name();
+        let coordinator = engine.coordinator();
+        let gpu = match config.backend {
+            BackendChoice::Cpu => None,
+            _ => coordinator.gpu_device().map(str::to_owned),
+        };
+        let name = config
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{host}:{}", std::process::id()));
+        Worker {
+            pool,
+            engine,
+            info: WorkerInfo { name, host, gpu },
+            config,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Its counters.
+    pub fn counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Who it is, as results say.
+    pub fn info(&self) -> &WorkerInfo {
+        &self.info
+    }
+
+    /// The classes of jobs it takes: `gpu` and `any` with a usable GPU,
+    /// `cpu` and `any` without one.
+    pub fn classes(&self) -> [Class; 2] {
+        match self.info.gpu {
+            Some(_) => [Class::Gpu, Class::Any],
+            None => [Class::Cpu, Class::Any],
+        }
+    }
+
+    /// Takes and runs jobs until `stop` completes, then waits for the jobs
+    /// it holds.
+    pub async fn run(self, stop: impl Future<Output = ()>) -> Result<()> {
+        let this = Arc::new(self);
+        let slots = Arc::new(Semaphore::new(this.config.concurrency.max(1)));
+        let mut consumers = Vec::new();
+        for class in this.classes() {
+            consumers.push(this.pool.consumer(class).await?);
+        }
+        log::info!(
+            "worker {} takes {} jobs, {} at once",
+            this.info.name,
+            this.classes().map(Class::name).join(" and "),
+            this.config.concurrency
+        );
+        tokio::pin!(stop);
+        let mut running = tokio::task::JoinSet::new();
+        'pulling: loop {
+            for consumer in &consumers {
+                // Only as many as there are free slots: a busy worker
+                // leaves jobs to the others.
+                let first = tokio::select! {
+                    permit = Arc::clone(&slots).acquire_owned() => permit.expect("never closed"),
+                    () = &mut stop => break 'pulling,
+                };
+                let wanted = 1 + slots.available_permits();
+                drop(first);
+                let batch = consumer
+                    .batch()
+                    .max_messages(wanted)
+                    .expires(PULL_WAIT)
+                    .messages()
+                    .await;
+                let mut batch = match batch {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        log::warn!("pulling jobs: {e}");
+                        tokio::time::sleep(PULL_WAIT).await;
+                        continue;
+                    }
+                };
+                while let Some(message) = batch.next().await {
+                    let message = match message {
+                        Ok(m) => m,
+                        Err(e) => {
+                            log::warn!("pulling jobs: {e}");
+                            break;
+                        }
+                    };
+                    let permit = Arc::clone(&slots)
+                        .acquire_owned()
+                        .await
+                        .expect("never closed");
+                    let this = Arc::clone(&this);
+                    running.spawn(async move {
+                        this.handle(message).await;
+                        drop(permit);
+                    });
+                }
+                while running.try_join_next().is_some() {}
+            }
+        }
+        running.join_all().await;
+        Ok(())
+    }
+
+    /// One delivery of a job: done already, refused, run, retried or
+    /// dead-lettered.
+    async fn handle(&self, message: jetstream::Message) {
+        let c = &self.counters;
+        c.consumed.fetch_add(1, Ordering::Relaxed);
+        let attempt = message.info().map_or(1, |i| i.delivered.max(1) as u64);
+        if attempt > 1 {
+            c.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+        let job: PoolJob = match serde_json::from_slice(&message.payload) {
+            Ok(job) => job,
+            Err(e) => {
+                // No id to answer under: nothing to do but drop it.
+                log::warn!("dropping a message that is not a job: {e}");
+                self.ack(&message, AckKind::Term).await;
+                return;
+            }
+        };
+        // A job whose result is stored took effect: a redelivery (its
+        // worker died between storing and acknowledging) runs no more.
+        if let Ok(Some(_)) = self.pool.result(&job.id).await {
+            self.ack(&message, AckKind::Ack).await;
+            return;
+        }
+        let message = Arc::new(message);
+        let progress = tokio::spawn(keep_alive(
+            Arc::clone(&message),
+            self.pool.config().ack_wait / 3,
+        ));
+        let outcome = self.run_job(&job, attempt).await;
+        progress.abort();
+        let max = u64::try_from(self.pool.config().max_deliver).unwrap_or(u64::MAX);
+        let (result, ack) = match outcome {
+            Ok(result) => (result, AckKind::Ack),
+            Err(e) if e.is_user_error() && !matches!(e, Error::NoGpu(_)) => (
+                self.failed(&job, attempt, Status::BadInput, e.to_string()),
+                AckKind::Term,
+            ),
+            Err(e) if attempt < max => {
+                log::warn!(
+                    "job {} failed on attempt {attempt} (will retry): {e}",
+                    job.id
+                );
+                self.ack(&message, AckKind::Nak(Some(RETRY_DELAY * attempt as u32)))
+                    .await;
+                return;
+            }
+            Err(e) => {
+                let why = format!("failed on each of {attempt} attempts; the last: {e}");
+                if let Err(e) = self
+                    .pool
+                    .dead_letter(&job.kernel, message.payload.to_vec(), &why)
+                    .await
+                {
+                    log::warn!("job {}: {e}", job.id);
+                }
+                c.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                (
+                    self.failed(&job, attempt, Status::DeadLetter, why),
+                    AckKind::Term,
+                )
+            }
+        };
+        // Stored first: a worker that dies here leaves the job to be
+        // delivered again, and then found done.
+        match self.pool.store(&result).await {
+            Ok(()) => self.ack(&message, ack).await,
+            Err(e) => {
+                log::warn!("job {}: {e}; it will be delivered again", job.id);
+                self.ack(&message, AckKind::Nak(Some(RETRY_DELAY))).await;
+            }
+        }
+    }
+
+    /// Runs a job through the engine: inputs fetched, the request checked
+    /// and admitted as the HTTP API does it, outputs encoded.
+    async fn run_job(&self, job: &PoolJob, attempt: u64) -> Result<PoolResult> {
+        let mut inputs = Vec::new();
+        for (name, wire) in &job.inputs {
+            inputs.push((name.clone(), Loaded(self.pool.decode(name, wire).await?)));
+        }
+        let backend = job.backend.as_deref().or(match self.config.backend {
+            BackendChoice::Auto => None,
+            other => Some(other.name()),
+        });
+        let spec = JobSpec {
+            kernel: &job.kernel,
+            backend,
+            params: json_params(&job.params)?,
+            outputs: Vec::new(),
+            inputs,
+        };
+        let (task, _, choice) = spec.into_planned_task(BackendChoice::Auto)?;
+        let report = self.engine.coordinator().run(task, choice).await?;
+        self.counters.ran.fetch_add(1, Ordering::Relaxed);
+        let response = JobResponse::describe(report, |_, tensor| tensor);
+        let outputs = self
+            .pool
+            .encode(&format!("{}.out", job.id), &response.outputs)
+            .await?;
+        Ok(PoolResult {
+            id: job.id.clone(),
+            status: Status::Ok,
+            error: None,
+            worker: self.info.clone(),
+            attempt,
+            run: Some(response.run),
+            outputs,
+        })
+    }
+
+    /// The result of a job that did not run.
+    fn failed(&self, job: &PoolJob, attempt: u64, status: Status, error: String) -> PoolResult {
+        PoolResult {
+            id: job.id.clone(),
+            status,
+            error: Some(error),
+            worker: self.info.clone(),
+            attempt,
+            run: None,
+            outputs: BTreeMap::new(),
+        }
+    }
+
+    /// Acknowledges `message` as `kind` (a failure is logged: the server
+    /// then delivers it again, and the stored result makes that harmless).
+    async fn ack(&self, message: &jetstream::Message, kind: AckKind) {
+        let done = !matches!(kind, AckKind::Nak(_) | AckKind::Progress);
+        match message.ack_with(kind).await {
+            Ok(()) if done => {
+                self.counters.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(()) => {}
+            Err(e) => log::warn!("acknowledging a job: {e}"),
+        }
+    }
+}
+
+/// Tells the server every `every` that a job is still running, so that
+/// it is not delivered again meanwhile.
+async fn keep_alive(message: Arc<jetstream::Message>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = message.ack_with(AckKind::Progress).await {
+            log::warn!("telling the server a job is in progress: {e}");
+        }
+    }
+}
+
+/// An input already fetched.
+struct Loaded(Tensor);
+
+impl InputSource for Loaded {
+    fn load(self, _name: &str) -> Result<Handle> {
+        Ok(Handle::new(self.0))
+    }
+}
+
+/// This machine's name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
