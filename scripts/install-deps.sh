@@ -4,7 +4,8 @@
 # software adapter that runs every shader on the CPU when there is no GPU.
 # With --numpy it also installs NumPy and SciPy, the oracles of
 # tests/numpy_oracle.rs (SciPy for the image kernels); with --video, ffmpeg,
-# the producer and consumer of tests/video.rs's pipe. Both may be given.
+# the producer and consumer of tests/video.rs's pipe; with --nats,
+# nats-server, which tests/pool.rs starts with JetStream. Any may be given.
 set -euo pipefail
 
 sudo=""
@@ -22,7 +23,8 @@ for arg in "$@"; do
     case "$arg" in
         --numpy) numpy=1 ;;
         --video) packages="$packages ffmpeg" ;;
-        *) echo "install-deps.sh: unknown option $arg (--numpy, --video)" >&2; exit 2 ;;
+        --nats) packages="$packages nats-server" ;;
+        *) echo "install-deps.sh: unknown option $arg (--numpy, --video, --nats)" >&2; exit 2 ;;
     esac
 done
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $packages >/dev/null

@@ -28,6 +28,24 @@ pub struct Args {
     /// Its name in results (default HOST:PID).
     #[arg(long)]
     name: Option<String>,
+    /// Seconds a job may go unacknowledged (a running one is kept alive)
+    /// before another worker gets it; set when the pool's consumers are
+    /// first made.
+    #[arg(long, default_value_t = 30.0, value_parser = positive_seconds)]
+    ack_wait_s: f64,
+    /// Deliveries of a failing job before it is dead-lettered; set when
+    /// the pool's consumers are first made.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..=100))]
+    max_deliver: i64,
+}
+
+fn positive_seconds(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.1..=86400.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "'{text}' is not a number of seconds from 0.1 to 86400"
+        )),
+    }
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -41,7 +59,10 @@ pub fn main(args: Args) -> Result<()> {
                 "--backend gpu needs a GPU adapter (see `anycore devices`)".into(),
             ));
         }
-        let pool = Pool::connect(PoolConfig::new(&args.nats)).await?;
+        let mut pool_config = PoolConfig::new(&args.nats);
+        pool_config.ack_wait = std::time::Duration::from_secs_f64(args.ack_wait_s);
+        pool_config.max_deliver = args.max_deliver;
+        let pool = Pool::connect(pool_config).await?;
         let worker = Worker::new(
             pool,
             Arc::clone(&engine),
@@ -57,9 +78,18 @@ pub fn main(args: Args) -> Result<()> {
             worker.info().gpu.as_deref().unwrap_or("CPU only"),
             args.nats
         );
+        let counters = worker.counters();
         worker.run(super::serve::shutdown_signal()).await?;
         engine.shutdown().await;
-        eprintln!("anycore worker: stopped");
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!(
+            "anycore worker: stopped; consumed {}, ran {}, acked {}, redelivered {}, dead-lettered {}",
+            n(&counters.consumed),
+            n(&counters.ran),
+            n(&counters.acked),
+            n(&counters.redelivered),
+            n(&counters.dead_lettered)
+        );
         Ok(())
     })
 }

@@ -350,6 +350,20 @@ impl Pool {
         Ok(())
     }
 
+    /// Jobs on the dead-letter stream.
+    pub async fn dead_lettered(&self) -> Result<u64> {
+        let mut stream = self
+            .js
+            .get_stream(DEAD)
+            .await
+            .map_err(|e| nats("cannot open the dead-letter stream", e))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| nats("cannot read the dead-letter stream", e))?;
+        Ok(info.state.messages)
+    }
+
     /// Puts a job that failed every attempt on the dead-letter stream,
     /// with why.
     pub async fn dead_letter(&self, kernel: &str, payload: Vec<u8>, why: &str) -> Result<()> {

@@ -201,6 +201,7 @@ impl Worker {
             Arc::clone(&message),
             self.pool.config().ack_wait / 3,
         ));
+        log::info!("started job {} ({}), attempt {attempt}", job.id, job.kernel);
         let outcome = self.run_job(&job, attempt).await;
         progress.abort();
         let max = u64::try_from(self.pool.config().max_deliver).unwrap_or(u64::MAX);

@@ -1,0 +1,459 @@
+//! Jobs through NATS JetStream: a real `nats-server -js` on a free
+//! loopback port with a temporary store, `anycore worker` processes, and
+//! `anycore batch --nats` as the front. Skipped where nats-server is not
+//! installed, unless `ANYCORE_REQUIRE_NATS=1` (CI sets it;
+//! `scripts/install-deps.sh --nats` installs it).
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anycore::kernel::random::random_tensor;
+use anycore::kernel::{Job, Kernel, Task};
+use anycore::tensor::{DType, Tensor, TensorData, npy};
+use serde_json::{Value, json};
+
+/// A nats-server with JetStream, stopped on drop.
+struct Nats {
+    child: Child,
+    url: String,
+    _store: tempfile::TempDir,
+}
+
+impl Nats {
+    /// Starts one, or `None` (skip) where nats-server is missing.
+    fn start() -> Option<Nats> {
+        if Command::new("nats-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var("ANYCORE_REQUIRE_NATS").as_deref() != Ok("1"),
+                "ANYCORE_REQUIRE_NATS=1 but nats-server is not installed \
+                 (scripts/install-deps.sh --nats)"
+            );
+            eprintln!("skipping: nats-server not found");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = tempfile::tempdir().unwrap();
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Nats {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            _store: store,
+        })
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An `anycore worker` process, killed on drop; its stderr in a file.
+struct Worker {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Worker {
+    /// Starts a worker named `name` with `extra` arguments (2 s ack wait,
+    /// 2 deliveries at most: the tests' consumers) and waits until it is
+    /// pulling.
+    fn start(nats: &Nats, dir: &Path, name: &str, extra: &[&str], envs: &[(&str, &str)]) -> Worker {
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_anycore"))
+            .args([
+                "worker",
+                "--nats",
+                &nats.url,
+                "--name",
+                name,
+                "--ack-wait-s",
+                "2",
+            ])
+            .args(["--max-deliver", "2"])
+            .args(extra)
+            .envs(envs.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let worker = Worker { child, log };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !worker.text().contains("takes") {
+            assert!(
+                Instant::now() < deadline,
+                "worker {name} did not start: {}",
+                worker.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        worker
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops it with SIGTERM (it finishes what it holds) and returns how
+    /// many jobs it ran.
+    fn stop(mut self) -> u64 {
+        // SAFETY: kill(2) with a live child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "worker did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = self.text();
+        let ran = text
+            .split("ran ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok());
+        ran.unwrap_or_else(|| panic!("no summary in the worker's log: {text}"))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `anycore batch --nats` over `lines`; its output and the result
+/// lines in order.
+fn batch(url: &str, dir: &Path, lines: &[Value]) -> (Output, Vec<Value>) {
+    let jobs = dir.join("jobs.jsonl");
+    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+    std::fs::write(&jobs, text.join("\n")).unwrap();
+    let results = dir.join("results.jsonl");
+    let out = common::anycore(
+        &[
+            "batch",
+            jobs.to_str().unwrap(),
+            "--nats",
+            url,
+            "--concurrency",
+            "16",
+            "--results",
+            results.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let results = std::fs::read_to_string(&results)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out, results)
+}
+
+/// `{"random": …}` as a batch line takes it, and the same tensor here.
+fn random(dtype: &str, n: usize, seed: u64) -> (Value, Tensor) {
+    let tensor = random_tensor(DType::from_name(dtype).unwrap(), &[n], seed).unwrap();
+    (
+        json!({"random": {"dtype": dtype, "shape": [n], "seed": seed}}),
+        tensor,
+    )
+}
+
+/// Asserts an output equals the reference: floats by relative norm (the
+/// same kernels, maybe summed in another order), the rest exactly.
+fn assert_same(what: &str, got: &Tensor, want: &Tensor) {
+    assert_eq!(got.shape(), want.shape(), "{what}");
+    match (got.data(), want.data()) {
+        (TensorData::F32(g), TensorData::F32(w)) => common::assert_close(what, g, w, 1e-5),
+        (g, w) => assert!(g == w, "{what}: differs from the reference"),
+    }
+}
+
+#[test]
+fn mixed_jobs_through_two_workers_are_right_and_each_runs_once() {
+    let Some(nats) = Nats::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let workers = [
+        Worker::start(&nats, dir.path(), "w1", &["--backend", "cpu"], &[]),
+        Worker::start(
+            &nats,
+            dir.path(),
+            "w2",
+            &["--backend", "cpu", "--concurrency", "2"],
+            &[],
+        ),
+    ];
+    let mut lines = Vec::new();
+    let mut wants = Vec::new();
+    for i in 0..200u64 {
+        let n = 1 + (i as usize * 37) % 5000;
+        let out = format!("out{i}.npy");
+        let (line, job) = match i % 4 {
+            0 => {
+                let ((xj, x), (yj, y)) = (random("f32", n, i), random("f32", n, i + 1000));
+                let line = json!({"kernel": "axpy", "inputs": {"x": xj, "y": yj}, "params": {"a": 0.5}, "outputs": {"out": out}});
+                (
+                    line,
+                    Job::new(Kernel::Axpy)
+                        .input("x", x)
+                        .input("y", y)
+                        .param("a", 0.5),
+                )
+            }
+            1 => {
+                let (xj, x) = random("i32", n, i);
+                let line = json!({"kernel": "reduce", "inputs": {"x": xj}, "params": {"op": "max"}, "outputs": {"out": out}});
+                (
+                    line,
+                    Job::new(Kernel::Reduce).input("x", x).param("op", "max"),
+                )
+            }
+            2 => {
+                let (xj, x) = random("u32", n, i);
+                let line = json!({"kernel": "scan", "inputs": {"x": xj}, "outputs": {"out": out}});
+                (line, Job::new(Kernel::Scan).input("x", x))
+            }
+            _ => {
+                let (xj, x) = random("f32", n, i);
+                let line = json!({"kernel": "map", "inputs": {"x": xj}, "params": {"expr": "x * x - 1"}, "outputs": {"out": out}});
+                (
+                    line,
+                    Job::new(Kernel::Map)
+                        .input("x", x)
+                        .param("expr", "x * x - 1"),
+                )
+            }
+        };
+        lines.push(line);
+        wants.push(Task::new(job).unwrap().reference().remove("out").unwrap());
+    }
+    let (out, results) = batch(&nats.url, dir.path(), &lines);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(results.len(), 200);
+    for (i, (result, want)) in results.iter().zip(&wants).enumerate() {
+        assert_eq!(result["status"], "ok", "{result}");
+        assert_eq!(result["attempt"], 1, "{result}");
+        let got = npy::read(&dir.path().join(format!("out{i}.npy"))).unwrap();
+        assert_same(&format!("job {i}"), &got, want);
+    }
+    let ran: u64 = workers.into_iter().map(Worker::stop).sum();
+    assert_eq!(ran, 200, "jobs run in all, over both workers");
+}
+
+#[test]
+fn a_job_whose_worker_is_killed_is_finished_by_another() {
+    let Some(nats) = Nats::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let doomed = Worker::start(
+        &nats,
+        dir.path(),
+        "doomed",
+        &["--backend", "cpu", "--concurrency", "1"],
+        &[],
+    );
+    // A few seconds of work on two cores.
+    let line = json!({"id": "slow", "kernel": "mandelbrot",
+        "params": {"width": 3000, "height": 3000, "max_iter": 3000},
+        "outputs": {"out": "m.npy"}});
+    let front = {
+        let (url, dir) = (nats.url.clone(), dir.path().to_owned());
+        std::thread::spawn(move || batch(&url, &dir, &[line]))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !doomed.text().contains("started job") {
+        assert!(
+            Instant::now() < deadline,
+            "the job never started: {}",
+            doomed.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(doomed); // SIGKILL mid-job: no result, no acknowledgement
+    let rescuer = Worker::start(&nats, dir.path(), "rescuer", &["--backend", "cpu"], &[]);
+    let (out, results) = front.join().unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(results[0]["worker"], "rescuer", "{}", results[0]);
+    assert_eq!(results[0]["attempt"], 2, "{}", results[0]);
+    // The rayon implementation here (the sequential one takes minutes).
+    let want = Task::new(
+        Job::new(Kernel::Mandelbrot)
+            .param("width", 3000)
+            .param("height", 3000)
+            .param("max_iter", 3000),
+    )
+    .unwrap()
+    .run_cpu()
+    .remove("out")
+    .unwrap();
+    assert_same(
+        "mandelbrot",
+        &npy::read(&dir.path().join("m.npy")).unwrap(),
+        &want,
+    );
+    assert_eq!(rescuer.stop(), 1);
+}
+
+/// Whether this machine has a GPU adapter for the tests (llvmpipe will
+/// do); a GPU test without one is skipped, or fails under
+/// `ANYCORE_REQUIRE_GPU_TESTS=1`.
+fn has_gpu() -> bool {
+    let found = common::gpu().is_some();
+    assert!(
+        found || !common::gpu_required(),
+        "ANYCORE_REQUIRE_GPU_TESTS=1 but no GPU adapter"
+    );
+    found
+}
+
+#[test]
+fn bad_input_fails_at_once_and_a_failing_job_is_dead_lettered() {
+    let Some(nats) = Nats::start() else { return };
+    if !has_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Every GPU job it runs panics: each delivery fails.
+    let worker = Worker::start(
+        &nats,
+        dir.path(),
+        "faulty",
+        &["--allow-software-gpu"],
+        &[("ANYCORE_GPU_FAULTS", "panic@1,panic@2,panic@3")],
+    );
+    let (xj, _) = random("f32", 1000, 1);
+    let lines = [
+        json!({"id": "bad", "kernel": "axpy", "inputs": {"x": xj.clone()}, "outputs": {"out": "bad.npy"}}),
+        json!({"id": "doomed", "kernel": "axpy", "backend": "gpu", "inputs": {"x": xj.clone(), "y": xj}}),
+    ];
+    let (out, results) = batch(&nats.url, dir.path(), &lines);
+    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+    let error = |i: usize| results[i]["error"].as_str().unwrap_or_default().to_owned();
+    assert!(error(0).contains("needs input 'y'"), "{}", results[0]);
+    assert!(!dir.path().join("bad.npy").exists());
+    assert!(
+        error(1).contains("dead-lettered")
+            && error(1).contains("2 attempts")
+            && error(1).contains("panicked"),
+        "{}",
+        results[1]
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dead = runtime.block_on(async {
+        let pool = anycore::pool::Pool::connect(anycore::pool::PoolConfig::new(&nats.url)).await?;
+        pool.dead_lettered().await
+    });
+    assert_eq!(
+        dead.unwrap(),
+        1,
+        "the dead-letter stream holds the failing job only"
+    );
+    // The bad input ran nowhere; the failing job twice, on the GPU.
+    assert_eq!(worker.stop(), 0);
+}
+
+#[test]
+fn gpu_only_jobs_wait_for_a_worker_with_a_gpu() {
+    let Some(nats) = Nats::start() else { return };
+    if !has_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cpu = Worker::start(&nats, dir.path(), "cpu-only", &["--backend", "cpu"], &[]);
+    let (xj, x) = random("f32", 5000, 7);
+    let lines = [
+        json!({"id": "g", "kernel": "axpy", "backend": "gpu", "inputs": {"x": xj.clone(), "y": xj.clone()}, "params": {"a": 3}, "outputs": {"out": "g.npy"}}),
+        json!({"id": "any", "kernel": "reduce", "inputs": {"x": xj}, "outputs": {"out": "r.npy"}}),
+    ];
+    let front = {
+        let (url, dir) = (nats.url.clone(), dir.path().to_owned());
+        std::thread::spawn(move || batch(&url, &dir, &lines))
+    };
+    // The CPU worker takes the job for anywhere, not the GPU one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.path().join("r.npy").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the job for any worker never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!front.is_finished(), "the GPU job ran without a GPU worker");
+    let gpu = Worker::start(
+        &nats,
+        dir.path(),
+        "with-gpu",
+        &["--allow-software-gpu"],
+        &[],
+    );
+    let (out, results) = front.join().unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(results[0]["worker"], "with-gpu", "{}", results[0]);
+    assert_eq!(results[0]["backend"], "gpu", "{}", results[0]);
+    assert_eq!(results[1]["worker"], "cpu-only", "{}", results[1]);
+    let want = Task::new(
+        Job::new(Kernel::Axpy)
+            .input("x", x.clone())
+            .input("y", x)
+            .param("a", 3),
+    )
+    .unwrap()
+    .reference()
+    .remove("out")
+    .unwrap();
+    assert_same(
+        "gpu axpy",
+        &npy::read(&dir.path().join("g.npy")).unwrap(),
+        &want,
+    );
+    assert_eq!((cpu.stop(), gpu.stop()), (1, 1));
+}
+
+#[test]
+fn large_arrays_travel_through_the_object_store() {
+    let Some(nats) = Nats::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(&nats, dir.path(), "w", &["--backend", "cpu"], &[]);
+    // 64 MiB in (two 32 MiB arrays), 32 MiB out: far past max_payload.
+    let n = 8 << 20;
+    let ((xj, x), (yj, y)) = (random("f32", n, 11), random("f32", n, 12));
+    let line = json!({"kernel": "axpy", "inputs": {"x": xj, "y": yj}, "params": {"a": -2}, "outputs": {"out": "out.npy"}});
+    let (out, results) = batch(&nats.url, dir.path(), &[line]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(results[0]["status"], "ok");
+    let got = npy::read(&dir.path().join("out.npy")).unwrap();
+    let (x, y, got) = (
+        x.as_f32().unwrap(),
+        y.as_f32().unwrap(),
+        got.as_f32().unwrap(),
+    );
+    assert_eq!(got.len(), n);
+    if let Some(i) = (0..n).find(|&i| got[i] != -2.0 * x[i] + y[i]) {
+        panic!("element {i}: {} from x {} y {}", got[i], x[i], y[i]);
+    }
+    assert_eq!(worker.stop(), 1);
+}
