@@ -53,8 +53,10 @@ pub struct Counters {
 /// attempt so far.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 
-/// How long one pull waits for messages when there are none.
-const PULL_WAIT: Duration = Duration::from_millis(200);
+/// The wait before asking again after a pull found nothing, doubling
+/// from the first to the most while the stream stays empty.
+const IDLE_FIRST: Duration = Duration::from_millis(2);
+const IDLE_MOST: Duration = Duration::from_millis(100);
 
 /// A worker: its pool, engine and name.
 pub struct Worker {
@@ -123,27 +125,25 @@ impl Worker {
         );
         tokio::pin!(stop);
         let mut running = tokio::task::JoinSet::new();
+        let mut idle = IDLE_FIRST;
         'pulling: loop {
+            tokio::select! {
+                permit = Arc::clone(&slots).acquire_owned() => drop(permit.expect("never closed")),
+                () = &mut stop => break 'pulling,
+            }
+            let mut got = 0;
             for consumer in &consumers {
                 // Only as many as there are free slots: a busy worker
                 // leaves jobs to the others.
-                let first = tokio::select! {
-                    permit = Arc::clone(&slots).acquire_owned() => permit.expect("never closed"),
-                    () = &mut stop => break 'pulling,
-                };
-                let wanted = 1 + slots.available_permits();
-                drop(first);
-                let batch = consumer
-                    .batch()
-                    .max_messages(wanted)
-                    .expires(PULL_WAIT)
-                    .messages()
-                    .await;
+                let free = slots.available_permits();
+                if free == 0 {
+                    break;
+                }
+                let batch = consumer.fetch().max_messages(free).messages().await;
                 let mut batch = match batch {
                     Ok(batch) => batch,
                     Err(e) => {
                         log::warn!("pulling jobs: {e}");
-                        tokio::time::sleep(PULL_WAIT).await;
                         continue;
                     }
                 };
@@ -155,6 +155,7 @@ impl Worker {
                             break;
                         }
                     };
+                    got += 1;
                     let permit = Arc::clone(&slots)
                         .acquire_owned()
                         .await
@@ -165,8 +166,19 @@ impl Worker {
                         drop(permit);
                     });
                 }
-                while running.try_join_next().is_some() {}
             }
+            while running.try_join_next().is_some() {}
+            // Nothing waiting: ask again soon, then less often.
+            idle = match got {
+                0 => {
+                    tokio::select! {
+                        () = tokio::time::sleep(idle) => {}
+                        () = &mut stop => break 'pulling,
+                    }
+                    (idle * 2).min(IDLE_MOST)
+                }
+                _ => IDLE_FIRST,
+            };
         }
         running.join_all().await;
         Ok(())
