@@ -17,20 +17,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use anycore::backend::{BackendChoice, BackendKind};
-use anycore::backend::{Timings, Traffic};
+use anycore::backend::BackendChoice;
 use anycore::coordinator::spec::{JobSpec, PipelineSpec, explain_json, json_params};
 use anycore::engine::{Engine, EngineConfig, OnRuntime};
 use anycore::kernel::{Kernel, Task};
-use anycore::pool::wire::PoolResult;
 use anycore::stream::{Chunks, FileJob, Split};
 use anycore::tensor::{alloc, npy};
 use anycore::{Error, Result};
 
 use super::inputs::{self, FileInput, InputSpec};
+use super::lines::{JobLine, Outcome, OutputFiles};
 use super::output;
 
 /// Options of `anycore batch`.
@@ -59,43 +57,6 @@ pub struct Args {
     /// one that cannot gets the whole budget, past which it is refused.
     #[arg(long, value_name = "SIZE", value_parser = super::memory_size)]
     memory_budget: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct JobLine {
-    pub id: Option<String>,
-    pub kernel: String,
-    #[serde(default)]
-    pub inputs: BTreeMap<String, InputSpec>,
-    #[serde(default, deserialize_with = "anycore::kernel::scalar_params")]
-    pub params: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    pub outputs: BTreeMap<String, PathBuf>,
-    pub backend: Option<String>,
-}
-
-/// One job's line in `--results`.
-#[derive(Serialize)]
-pub(super) struct Outcome {
-    pub(super) id: String,
-    pub(super) status: &'static str,
-    /// The pool's worker that ran it (`--nats`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) worker: Option<String>,
-    /// Which delivery ran it, from 1 (`--nats`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) attempt: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) backend: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) placement_reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) timings_ms: Option<Timings>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) traffic: Option<Traffic>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) error: Option<String>,
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -397,79 +358,6 @@ async fn run_pipeline_line(
     .await
 }
 
-impl Outcome {
-    /// A line that ran on `backend`.
-    fn ran(
-        id: String,
-        backend: BackendKind,
-        why: &str,
-        timings: Timings,
-        traffic: Traffic,
-    ) -> Outcome {
-        Outcome {
-            id,
-            status: "ok",
-            backend: Some(backend.to_string()),
-            placement_reason: Some(why.to_owned()),
-            timings_ms: Some(timings),
-            traffic: Some(traffic),
-            error: None,
-            worker: None,
-            attempt: None,
-        }
-    }
-
-    /// A line the pool's worker ran (its id set by the caller).
-    pub(super) fn pooled(result: PoolResult) -> Outcome {
-        let run = result.run;
-        Outcome {
-            id: result.id,
-            status: "ok",
-            backend: run.as_ref().map(|r| r.backend.clone()),
-            placement_reason: run.as_ref().map(|r| r.placement_reason.clone()),
-            timings_ms: run.as_ref().map(|r| r.timings_ms),
-            traffic: run.map(|r| r.traffic),
-            error: None,
-            worker: Some(result.worker.name),
-            attempt: Some(result.attempt),
-        }
-    }
-
-    /// This outcome once `write` (blocking file work, run off the async
-    /// workers) has written the outputs; an error if it failed.
-    async fn after_writing(self, write: impl FnOnce() -> Result<()> + Send + 'static) -> Outcome {
-        let written = tokio::task::spawn_blocking(write)
-            .await
-            .unwrap_or_else(|e| Err(Error::Panicked(e.to_string())));
-        match written {
-            Ok(()) => self,
-            Err(e) => Outcome {
-                status: "error",
-                error: Some(e.to_string()),
-                ..self
-            },
-        }
-    }
-
-    /// A line that failed before or while it ran.
-    pub(super) fn failed(id: String, error: String) -> Outcome {
-        Outcome {
-            id,
-            status: "error",
-            backend: None,
-            placement_reason: None,
-            timings_ms: None,
-            traffic: None,
-            error: Some(error),
-            worker: None,
-            attempt: None,
-        }
-    }
-}
-
-/// Output names and the files they go to.
-type OutputFiles = Vec<(String, PathBuf)>;
-
 /// A line ready to run: whole, or in chunks; and whether it takes more
 /// than its share of the budget (such lines run one at a time).
 struct Prepared {
@@ -492,15 +380,7 @@ fn prepare(
     whole: u64,
     share: u64,
 ) -> Result<Prepared> {
-    let paths: Vec<(String, PathBuf)> = spec
-        .outputs
-        .iter()
-        .map(|(name, path)| (name.clone(), base.join(path)))
-        .collect();
-    output::check_formats(
-        &spec.kernel,
-        paths.iter().map(|(n, p)| (n.as_str(), p.as_path())),
-    )?;
+    let paths = spec.output_paths(base)?;
     let mut over_share = false;
     let files: Option<BTreeMap<String, PathBuf>> = spec
         .inputs

@@ -7,6 +7,7 @@ mod bench;
 mod devices;
 mod inputs;
 mod kernels;
+mod lines;
 mod loadgen;
 mod output;
 mod pooled;

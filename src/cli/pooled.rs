@@ -16,9 +16,8 @@ use anycore::pool::{Pool, PoolConfig};
 use anycore::tensor::{Tensor, npy};
 use anycore::{Error, Result};
 
-use super::batch::{JobLine, Outcome};
 use super::inputs::FileInput;
-use super::output;
+use super::lines::{JobLine, Outcome};
 
 /// How long a line keeps trying to submit while the stream is full.
 const BUSY_FOR: Duration = Duration::from_secs(120);
@@ -108,15 +107,7 @@ async fn submit_and_wait(
     job_id: String,
     default: BackendChoice,
 ) -> Result<Outcome> {
-    let paths: Vec<(String, std::path::PathBuf)> = spec
-        .outputs
-        .iter()
-        .map(|(name, path)| (name.clone(), base.join(path)))
-        .collect();
-    output::check_formats(
-        &spec.kernel,
-        paths.iter().map(|(n, p)| (n.as_str(), p.as_path())),
-    )?;
+    let paths = spec.output_paths(base)?;
     // Reading the inputs is blocking file work.
     let (inputs, base_owned) = (spec.inputs, base.to_owned());
     let tensors = tokio::task::spawn_blocking(move || {
