@@ -457,3 +457,42 @@ fn large_arrays_travel_through_the_object_store() {
     }
     assert_eq!(worker.stop(), 1);
 }
+
+#[test]
+fn a_job_whose_workers_die_on_every_attempt_is_dead_lettered_unrun() {
+    let Some(nats) = Nats::start() else { return };
+    if !has_gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let slow = [("ANYCORE_GPU_FAULTS", "slow=20000")];
+    let line = json!({"id": "cursed", "kernel": "reduce", "backend": "gpu",
+        "inputs": {"x": random("f32", 100, 3).0}});
+    let front = {
+        let (url, dir) = (nats.url.clone(), dir.path().to_owned());
+        std::thread::spawn(move || batch(&url, &dir, &[line]))
+    };
+    // Each of the two attempts (--max-deliver 2) dies with its worker.
+    for name in ["first", "second"] {
+        let worker = Worker::start(&nats, dir.path(), name, &["--allow-software-gpu"], &slow);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !worker.text().contains("started job") {
+            assert!(
+                Instant::now() < deadline,
+                "{name} never started the job: {}",
+                worker.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(worker); // SIGKILL
+    }
+    let last = Worker::start(&nats, dir.path(), "last", &["--allow-software-gpu"], &[]);
+    let (out, results) = front.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+    let error = results[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("dead-lettered by last") && error.contains("after 2 attempts"),
+        "{error}"
+    );
+    assert_eq!(last.stop(), 0, "the third delivery is not run");
+}

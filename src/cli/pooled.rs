@@ -137,27 +137,43 @@ async fn submit_and_wait(
         backend,
     };
     drop(tensors);
+    // A full stream is waited out; a submission whose acknowledgement
+    // was lost is sent again (the same id: the stream keeps one).
     let started = Instant::now();
+    let mut lost = 0;
     loop {
         match pool.submit(&job).await {
-            Err(Error::Busy) if started.elapsed() < BUSY_FOR => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            Err(Error::Busy) if started.elapsed() < BUSY_FOR => {}
+            Err(Error::Internal(why)) if lost < 3 => {
+                lost += 1;
+                log::warn!("submitting job {}: {why}; sending it again", job.id);
             }
             other => break other?,
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let result = pool.wait(&job.id).await?;
+    let written = write_outputs(pool, &result, &paths).await;
+    pool.forget(&job, &result).await;
+    written?;
+    Ok(Outcome::pooled(result))
+}
+
+/// Writes the outputs asked for from a job's result (an error, saying
+/// why, for a job that did not run).
+async fn write_outputs(
+    pool: &Pool,
+    result: &anycore::pool::wire::PoolResult,
+    paths: &[(String, std::path::PathBuf)],
+) -> Result<()> {
     if result.status != Status::Ok {
-        let why = result.error.unwrap_or_default();
-        return Ok(Outcome::failed(
-            String::new(),
-            match result.status {
-                Status::DeadLetter => format!("dead-lettered by {}: {why}", result.worker.name),
-                _ => why,
-            },
-        ));
+        let why = result.error.clone().unwrap_or_default();
+        return Err(Error::BadInput(match result.status {
+            Status::DeadLetter => format!("dead-lettered by {}: {why}", result.worker.name),
+            _ => why,
+        }));
     }
-    for (name, path) in &paths {
+    for (name, path) in paths {
         let wire = result.outputs.get(name).ok_or_else(|| {
             let given: Vec<&str> = result.outputs.keys().map(String::as_str).collect();
             Error::BadInput(format!(
@@ -171,5 +187,5 @@ async fn submit_and_wait(
             .await
             .map_err(|e| Error::Panicked(e.to_string()))??;
     }
-    Ok(Outcome::pooled(result))
+    Ok(())
 }

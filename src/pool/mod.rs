@@ -129,8 +129,9 @@ impl Pool {
     /// Connects, and creates the streams, bucket and store where they are
     /// missing (file storage: they outlive a server restart).
     pub async fn connect(config: PoolConfig) -> Result<Pool> {
+        // Connected before it returns (no retry on the first connect): the
+        // server's `max_payload` is known, and a wrong URL says so at once.
         let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
             .connect(&config.url)
             .await
@@ -218,7 +219,10 @@ impl Pool {
                     filter_subject: format!("jobs.{}.>", class.name()),
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: self.config.ack_wait,
-                    max_deliver: self.config.max_deliver,
+                    // One more than the attempts: a job whose worker died
+                    // on its last attempt comes once more, to be
+                    // dead-lettered unrun (`worker::Worker::handle`).
+                    max_deliver: self.config.max_deliver.saturating_add(1),
                     ..Default::default()
                 },
             )
@@ -266,9 +270,13 @@ impl Pool {
             return wire.decode(name, None);
         };
         let mut reader = self.arrays.get(object.as_str()).await.map_err(|e| {
-            Error::BadInput(format!(
-                "array '{name}': object '{object}' cannot be read ({e})"
-            ))
+            let why = format!("array '{name}': object '{object}' cannot be read ({e})");
+            match e.kind() {
+                object_store::GetErrorKind::NotFound | object_store::GetErrorKind::InvalidName => {
+                    Error::BadInput(why)
+                }
+                _ => nats("reading an array", why),
+            }
         })?;
         let mut bytes = Vec::new();
         reader
@@ -318,8 +326,22 @@ impl Pool {
             .transpose()
     }
 
-    /// Waits for a job's result.
+    /// Waits for a job's result, however long; a watch that fails (the
+    /// server restarting) is made again.
     pub async fn wait(&self, id: &str) -> Result<PoolResult> {
+        loop {
+            match self.watch_once(id).await {
+                Ok(Some(result)) => return Ok(result),
+                Ok(None) => {}
+                Err(e) => log::warn!("waiting for job {id}: {e}; watching again"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// One watch for a job's result: the result, or `None` if the watch
+    /// ended without it.
+    async fn watch_once(&self, id: &str) -> Result<Option<PoolResult>> {
         // Watch first, then look: a result stored in between is seen by
         // one or the other.
         let mut watch = self
@@ -328,16 +350,33 @@ impl Pool {
             .await
             .map_err(|e| nats("cannot watch for a result", e))?;
         if let Some(result) = self.result(id).await? {
-            return Ok(result);
+            return Ok(Some(result));
         }
         while let Some(entry) = watch.next().await {
             let entry = entry.map_err(|e| nats("watching for a result", e))?;
             if entry.operation == kv::Operation::Put {
                 return serde_json::from_slice(&entry.value)
+                    .map(Some)
                     .map_err(|e| nats("a stored result is not valid", e));
             }
         }
-        Err(nats("watching for a result", "the watch ended"))
+        Ok(None)
+    }
+
+    /// Deletes the objects a job's arrays were stored as, once its result
+    /// was read (a dead-lettered job's inputs are kept, for a look).
+    pub async fn forget(&self, job: &PoolJob, result: &PoolResult) {
+        let inputs = job
+            .inputs
+            .values()
+            .filter(|_| result.status != wire::Status::DeadLetter);
+        for wire in inputs.chain(result.outputs.values()) {
+            if let Some(object) = &wire.object
+                && let Err(e) = self.arrays.delete(object.as_str()).await
+            {
+                log::warn!("deleting array {object}: {e}");
+            }
+        }
     }
 
     /// Stores a job's result (before its message is acknowledged).

@@ -13,7 +13,7 @@ use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
-use super::wire::{PoolJob, PoolResult, Status, WorkerInfo};
+use super::wire::{PoolJob, PoolResult, Status, WorkerInfo, check_id};
 use super::{Class, Pool};
 use crate::backend::BackendChoice;
 use crate::coordinator::spec::{InputSource, JobSpec, json_params};
@@ -57,6 +57,9 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// from the first to the most while the stream stays empty.
 const IDLE_FIRST: Duration = Duration::from_millis(2);
 const IDLE_MOST: Duration = Duration::from_millis(100);
+
+/// The longest one pull may take.
+const PULL_AT_MOST: Duration = Duration::from_secs(1);
 
 /// A worker: its pool, engine and name.
 pub struct Worker {
@@ -114,9 +117,25 @@ impl Worker {
         let this = Arc::new(self);
         let slots = Arc::new(Semaphore::new(this.config.concurrency.max(1)));
         let mut consumers = Vec::new();
+        // Each consumer's own ack wait and deliveries: whoever made it
+        // first set them, and they rule.
+        let mut limits = BTreeMap::new();
         for class in this.classes() {
-            consumers.push(this.pool.consumer(class).await?);
+            let consumer = this.pool.consumer(class).await?;
+            let config = &consumer.cached_info().config;
+            let attempts = u64::try_from(config.max_deliver - 1)
+                .unwrap_or(u64::MAX)
+                .max(1);
+            limits.insert(
+                class.name().to_owned(),
+                Limits {
+                    ack_wait: config.ack_wait,
+                    attempts,
+                },
+            );
+            consumers.push(consumer);
         }
+        let limits = Arc::new(limits);
         log::info!(
             "worker {} takes {} jobs, {} at once",
             this.info.name,
@@ -147,7 +166,18 @@ impl Worker {
                         continue;
                     }
                 };
-                while let Some(message) = batch.next().await {
+                // Bounded: a pull the server holds open (it may, while
+                // messages wait out a retry delay) is given up after a
+                // second; what it might still bring is delivered again.
+                let deadline = tokio::time::sleep(PULL_AT_MOST);
+                tokio::pin!(deadline);
+                loop {
+                    let message = tokio::select! {
+                        next = batch.next() => next,
+                        () = &mut deadline => break,
+                        () = &mut stop => break 'pulling,
+                    };
+                    let Some(message) = message else { break };
                     let message = match message {
                         Ok(m) => m,
                         Err(e) => {
@@ -160,9 +190,9 @@ impl Worker {
                         .acquire_owned()
                         .await
                         .expect("never closed");
-                    let this = Arc::clone(&this);
+                    let (this, limits) = (Arc::clone(&this), Arc::clone(&limits));
                     running.spawn(async move {
-                        this.handle(message).await;
+                        this.handle(message, &limits).await;
                         drop(permit);
                     });
                 }
@@ -186,17 +216,29 @@ impl Worker {
 
     /// One delivery of a job: done already, refused, run, retried or
     /// dead-lettered.
-    async fn handle(&self, message: jetstream::Message) {
+    async fn handle(&self, message: jetstream::Message, limits: &BTreeMap<String, Limits>) {
         let c = &self.counters;
         c.consumed.fetch_add(1, Ordering::Relaxed);
-        let attempt = message.info().map_or(1, |i| i.delivered.max(1) as u64);
+        let info = message.info().ok();
+        let attempt = info.as_ref().map_or(1, |i| i.delivered.max(1) as u64);
+        let limits = info
+            .and_then(|i| limits.get(i.consumer).copied())
+            .unwrap_or(Limits {
+                ack_wait: self.pool.config().ack_wait,
+                attempts: u64::try_from(self.pool.config().max_deliver).unwrap_or(1),
+            });
         if attempt > 1 {
             c.redelivered.fetch_add(1, Ordering::Relaxed);
         }
-        let job: PoolJob = match serde_json::from_slice(&message.payload) {
-            Ok(job) => job,
+        let job = match serde_json::from_slice::<PoolJob>(&message.payload) {
+            Ok(job) if check_id(&job.id).is_ok() => job,
+            Ok(job) => {
+                // No key to answer under: nothing to do but drop it.
+                log::warn!("dropping job '{}': not a valid id", job.id.escape_debug());
+                self.ack(&message, AckKind::Term).await;
+                return;
+            }
             Err(e) => {
-                // No id to answer under: nothing to do but drop it.
                 log::warn!("dropping a message that is not a job: {e}");
                 self.ack(&message, AckKind::Term).await;
                 return;
@@ -208,15 +250,19 @@ impl Worker {
             self.ack(&message, AckKind::Ack).await;
             return;
         }
-        let message = Arc::new(message);
-        let progress = tokio::spawn(keep_alive(
-            Arc::clone(&message),
-            self.pool.config().ack_wait / 3,
-        ));
-        log::info!("started job {} ({}), attempt {attempt}", job.id, job.kernel);
-        let outcome = self.run_job(&job, attempt).await;
-        progress.abort();
-        let max = u64::try_from(self.pool.config().max_deliver).unwrap_or(u64::MAX);
+        let max = limits.attempts;
+        let outcome = if attempt > max {
+            // Its worker died on the last attempt: no more tries.
+            Err(Error::Internal(format!("no result after {max} attempts")))
+        } else {
+            log::info!("started job {} ({}), attempt {attempt}", job.id, job.kernel);
+            tokio::select! {
+                outcome = self.run_job(&job, attempt) => outcome,
+                () = keep_alive(&message, limits.ack_wait / 3) => {
+                    unreachable!("keeps the job alive until it is done")
+                }
+            }
+        };
         let (result, ack) = match outcome {
             Ok(result) => (result, AckKind::Ack),
             Err(e) if e.is_user_error() && !matches!(e, Error::NoGpu(_)) => (
@@ -233,7 +279,10 @@ impl Worker {
                 return;
             }
             Err(e) => {
-                let why = format!("failed on each of {attempt} attempts; the last: {e}");
+                let why = format!(
+                    "failed on each of {} attempts; the last: {e}",
+                    attempt.min(max)
+                );
                 if let Err(e) = self
                     .pool
                     .dead_letter(&job.kernel, message.payload.to_vec(), &why)
@@ -242,10 +291,13 @@ impl Worker {
                     log::warn!("job {}: {e}", job.id);
                 }
                 c.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                (
-                    self.failed(&job, attempt, Status::DeadLetter, why),
-                    AckKind::Term,
-                )
+                let result = self.failed(&job, attempt, Status::DeadLetter, why);
+                // On the dead-letter stream: ended, stored or not.
+                if let Err(e) = self.pool.store(&result).await {
+                    log::warn!("job {}: {e}", job.id);
+                }
+                self.ack(&message, AckKind::Term).await;
+                return;
             }
         };
         // Stored first: a worker that dies here leaves the job to be
@@ -323,9 +375,16 @@ impl Worker {
     }
 }
 
+/// A consumer's ack wait, and the attempts a job has on it.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    ack_wait: Duration,
+    attempts: u64,
+}
+
 /// Tells the server every `every` that a job is still running, so that
 /// it is not delivered again meanwhile.
-async fn keep_alive(message: Arc<jetstream::Message>, every: Duration) {
+async fn keep_alive(message: &jetstream::Message, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         if let Err(e) = message.ack_with(AckKind::Progress).await {
