@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 struct Nats {
     child: Child,
     url: String,
-    _store: tempfile::TempDir,
+    port: u16,
+    store: tempfile::TempDir,
 }
 
 impl Nats {
@@ -45,9 +46,20 @@ impl Nats {
             .unwrap()
             .port();
         let store = tempfile::tempdir().unwrap();
+        Some(Nats {
+            child: Nats::spawn(port, store.path()),
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            store,
+        })
+    }
+
+    /// A nats-server on `port` keeping its streams in `store`, once it
+    /// listens.
+    fn spawn(port: u16, store: &Path) -> Child {
         let child = Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store.path())
+            .arg(store)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -57,11 +69,15 @@ impl Nats {
             assert!(Instant::now() < deadline, "nats-server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(Nats {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-            _store: store,
-        })
+        child
+    }
+
+    /// Kills the server (SIGKILL: no clean shutdown) and starts it again
+    /// on the same port and store.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Nats::spawn(self.port, self.store.path());
     }
 }
 
@@ -194,7 +210,7 @@ fn assert_same(what: &str, got: &Tensor, want: &Tensor) {
 }
 
 #[test]
-fn mixed_jobs_through_two_workers_are_right_and_each_runs_once() {
+fn five_hundred_mixed_jobs_through_two_workers_are_right_and_each_runs_once() {
     let Some(nats) = Nats::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let workers = [
@@ -209,7 +225,7 @@ fn mixed_jobs_through_two_workers_are_right_and_each_runs_once() {
     ];
     let mut lines = Vec::new();
     let mut wants = Vec::new();
-    for i in 0..200u64 {
+    for i in 0..500u64 {
         let n = 1 + (i as usize * 37) % 5000;
         let out = format!("out{i}.npy");
         let (line, job) = match i % 4 {
@@ -253,7 +269,7 @@ fn mixed_jobs_through_two_workers_are_right_and_each_runs_once() {
     }
     let (out, results) = batch(&nats.url, dir.path(), &lines);
     assert!(out.status.success(), "{}", common::stderr(&out));
-    assert_eq!(results.len(), 200);
+    assert_eq!(results.len(), 500);
     for (i, (result, want)) in results.iter().zip(&wants).enumerate() {
         assert_eq!(result["status"], "ok", "{result}");
         assert_eq!(result["attempt"], 1, "{result}");
@@ -261,7 +277,7 @@ fn mixed_jobs_through_two_workers_are_right_and_each_runs_once() {
         assert_same(&format!("job {i}"), &got, want);
     }
     let ran: u64 = workers.into_iter().map(Worker::stop).sum();
-    assert_eq!(ran, 200, "jobs run in all, over both workers");
+    assert_eq!(ran, 500, "jobs run in all, over both workers");
 }
 
 #[test]
@@ -495,4 +511,302 @@ fn a_job_whose_workers_die_on_every_attempt_is_dead_lettered_unrun() {
         "{error}"
     );
     assert_eq!(last.stop(), 0, "the third delivery is not run");
+}
+
+/// An `anycore serve --nats` process, killed on drop; its address read
+/// from its log.
+struct Front {
+    child: Child,
+    url: String,
+}
+
+impl Front {
+    fn start(nats: &Nats, dir: &Path, extra: &[&str]) -> Front {
+        let log = dir.join("front.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_anycore"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--nats", &nats.url])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(rest) = text.split("serving on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+            assert!(Instant::now() < deadline, "the front did not start: {text}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Front { child, url }
+    }
+
+    /// A request (a body is posted as JSON); the status, the Retry-After
+    /// header and the body.
+    fn call(&self, path: &str, body: Option<&Value>) -> (u16, Option<String>, String) {
+        http(&format!("{}{path}", self.url), body)
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET `url`, or POST `body` to it as JSON; the status, the Retry-After
+/// header and the body (within a minute).
+fn http(url: &str, body: Option<&Value>) -> (u16, Option<String>, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let response = match body {
+        Some(b) => agent
+            .post(url)
+            .header("content-type", "application/json")
+            .send(b.to_string()),
+        None => agent.get(url).call(),
+    };
+    let mut response = response.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = response.body_mut().read_to_string().unwrap();
+    (response.status().as_u16(), retry, text)
+}
+
+/// An input array as the HTTP API takes it, inline.
+fn inline(t: &Tensor) -> Value {
+    let data: Vec<f64> = match t.data() {
+        TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+        TensorData::U32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+        TensorData::I32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+        TensorData::U8(v) => v.iter().map(|&x| f64::from(x)).collect(),
+    };
+    json!({"dtype": t.dtype().name(), "shape": t.shape(), "data": data})
+}
+
+/// An output array of a report, inline, as a tensor of `like`'s type.
+fn output(report: &Value, like: &Tensor) -> Tensor {
+    let out = &report["outputs"]["out"];
+    let shape: Vec<usize> = serde_json::from_value(out["shape"].clone()).unwrap();
+    let data: Vec<f64> = serde_json::from_value(out["data"].clone()).unwrap();
+    let data = match like.data() {
+        TensorData::F32(_) => TensorData::F32(data.iter().map(|&x| x as f32).collect()),
+        TensorData::U32(_) => TensorData::U32(data.iter().map(|&x| x as u32).collect()),
+        TensorData::I32(_) => TensorData::I32(data.iter().map(|&x| x as i32).collect()),
+        TensorData::U8(_) => TensorData::U8(data.iter().map(|&x| x as u8).collect()),
+    };
+    Tensor::new(shape, data)
+}
+
+/// Polls a `wait=false` job until it ends (within a minute); its body.
+fn poll(front: &Front, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _, text) = front.call(&format!("/v1/jobs/{id}"), None);
+        if status == 200 {
+            let body: Value = serde_json::from_str(&text).unwrap();
+            if body["status"] != "queued" {
+                return body;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} did not end: {status} {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A metric's value in Prometheus text (the first sample of `name` whose
+/// labels contain `labels`).
+fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(name) && l.contains(labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}{{{labels}}} in:\n{text}"))
+}
+
+#[test]
+fn the_http_front_and_the_library_run_jobs_through_the_pool() {
+    let Some(nats) = Nats::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = free_port().to_string();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let worker = Worker::start(
+        &nats,
+        dir.path(),
+        "w1",
+        &["--backend", "cpu", "--metrics-addr", &metrics_addr],
+        &[],
+    );
+    let front = Front::start(&nats, dir.path(), &[]);
+
+    // Waited for: the report names the worker and the attempt.
+    let (x, y) = (random("f32", 4099, 1).1, random("f32", 4099, 2).1);
+    let job = json!({"kernel": "axpy", "params": {"a": 1.5},
+        "inputs": {"x": inline(&x), "y": inline(&y)}});
+    let (status, _, text) = front.call("/v1/jobs", Some(&job));
+    assert_eq!(status, 200, "{text}");
+    let report: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["worker"]["name"], "w1", "{report}");
+    assert_eq!(report["attempt"], 1);
+    assert_eq!(report["backend"], "cpu");
+    let want = Task::new(
+        Job::new(Kernel::Axpy)
+            .input("x", x)
+            .input("y", y)
+            .param("a", 1.5),
+    )
+    .unwrap()
+    .reference()
+    .remove("out")
+    .unwrap();
+    assert_same("axpy through the front", &output(&report, &want), &want);
+
+    // Posted with wait=false, then polled.
+    let x = random("i32", 1000, 3).1;
+    let job = json!({"kernel": "scan", "inputs": {"x": inline(&x)}});
+    let (status, _, text) = front.call("/v1/jobs?wait=false", Some(&job));
+    assert_eq!(status, 202, "{text}");
+    let id = serde_json::from_str::<Value>(&text).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = poll(&front, &id);
+    assert_eq!(body["status"], "done", "{body}");
+    let want = Task::new(Job::new(Kernel::Scan).input("x", x))
+        .unwrap()
+        .reference()
+        .remove("out")
+        .unwrap();
+    assert_same("scan polled", &output(&body["result"], &want), &want);
+
+    // Bad input: refused, with the reason, not retried.
+    let job = json!({"kernel": "axpy", "inputs": {"x": inline(&want)}});
+    let (status, _, text) = front.call("/v1/jobs", Some(&job));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("needs input 'y'"), "{text}");
+    let (status, _, text) = front.call("/v1/jobs", Some(&json!({"kernel": "nope"})));
+    assert_eq!(status, 400, "{text}");
+    let (status, _, text) = front.call("/v1/pipelines", Some(&json!({})));
+    assert_eq!(status, 501, "{text}");
+    assert!(text.contains("not_pooled"), "{text}");
+
+    // The library's remote engine: the same job API as a local engine.
+    let x = random("f32", 5000, 4).1;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let remote = runtime.block_on(async {
+        let engine = anycore::pool::remote::RemoteEngine::connect(&nats.url)
+            .await
+            .unwrap();
+        engine
+            .run(
+                Job::new(Kernel::Map)
+                    .input("x", x.clone())
+                    .param("expr", "x * 2 + 1"),
+            )
+            .await
+            .unwrap()
+    });
+    assert_eq!(remote.worker.name, "w1");
+    let want = Task::new(
+        Job::new(Kernel::Map)
+            .input("x", x)
+            .param("expr", "x * 2 + 1"),
+    )
+    .unwrap()
+    .reference()
+    .remove("out")
+    .unwrap();
+    assert_same(
+        "map through the remote engine",
+        &remote.report.outputs["out"],
+        &want,
+    );
+
+    // The pool's workers and counters: the front's view and the worker's.
+    let (status, _, text) = front.call("/v1/devices", None);
+    assert_eq!(status, 200, "{text}");
+    let devices: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(devices["workers"][0]["name"], "w1", "{devices}");
+    assert_eq!(devices["workers"][0]["takes"], json!(["cpu", "any"]));
+    let (_, _, text) = front.call("/metrics", None);
+    assert_eq!(metric(&text, "anycore_pool_jobs_submitted_total", ""), 3.0);
+    assert_eq!(metric(&text, "anycore_pool_workers", ""), 1.0);
+    let (status, _, text) = http(&format!("http://{metrics_addr}/metrics"), None);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(metric(&text, "anycore_pool_worker_ran_total", "w1"), 3.0);
+    assert_eq!(metric(&text, "anycore_pool_worker_acked_total", "w1"), 4.0);
+    // The roster's counts are as of the worker's last heartbeat (5 s).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = common::anycore(&["devices", "--nats", &nats.url, "--json"], &[]);
+        assert!(listed.status.success(), "{}", common::stderr(&listed));
+        let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+        if listed["workers"][0]["counts"]["ran"] == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{listed}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(worker.stop(), 3);
+}
+
+#[test]
+fn a_full_stream_answers_503_and_a_restarted_server_loses_no_job() {
+    let Some(mut nats) = Nats::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // No worker yet: the stream fills.
+    let front = Front::start(&nats, dir.path(), &["--pool-max-jobs", "5"]);
+    let mut jobs = Vec::new();
+    for i in 0..5 {
+        let x = random("f32", 1000 + i, i as u64).1;
+        let job = json!({"kernel": "reduce", "inputs": {"x": inline(&x)}});
+        let (status, _, text) = front.call("/v1/jobs?wait=false", Some(&job));
+        assert_eq!(status, 202, "{text}");
+        let id = serde_json::from_str::<Value>(&text).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        jobs.push((id, x));
+    }
+    let job = json!({"kernel": "reduce", "inputs": {"x": inline(&jobs[0].1)}});
+    let (status, retry, text) = front.call("/v1/jobs?wait=false", Some(&job));
+    assert_eq!((status, retry.as_deref()), (503, Some("1")), "{text}");
+    assert!(text.contains("\"busy\""), "{text}");
+
+    // Killed and started again on its store: the accepted jobs are there.
+    nats.restart();
+    let worker = Worker::start(&nats, dir.path(), "after", &["--backend", "cpu"], &[]);
+    for (id, x) in jobs {
+        let body = poll(&front, &id);
+        assert_eq!(body["status"], "done", "{body}");
+        let want = Task::new(Job::new(Kernel::Reduce).input("x", x))
+            .unwrap()
+            .reference()
+            .remove("out")
+            .unwrap();
+        assert_same(&format!("job {id}"), &output(&body["result"], &want), &want);
+    }
+    assert_eq!(worker.stop(), 5);
 }

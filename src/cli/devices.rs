@@ -9,6 +9,7 @@ use anycore::backend::Backend;
 use anycore::backend::cpu::CpuBackend;
 use anycore::backend::gpu::adapter::{self, AdapterReport};
 use anycore::backend::gpu::tune::{self, MatmulReport};
+use anycore::pool::{Pool, PoolConfig};
 
 /// Options of `anycore devices`.
 #[derive(clap::Args, Debug)]
@@ -18,6 +19,10 @@ pub struct Args {
     json: bool,
     #[command(flatten)]
     software_gpu: super::SoftwareGpu,
+    /// List the workers of the pool on this NATS server instead (those
+    /// that announced themselves in the last 15 s).
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
 }
 
 /// The report, its fields named as the service's `GET /v1/devices` names
@@ -42,6 +47,9 @@ struct Adapter {
 }
 
 pub fn main(args: Args) -> Result<()> {
+    if let Some(url) = &args.nats {
+        return pool_workers(url, args.json);
+    }
     let allow_software = args.software_gpu.allowed();
     let adapters: Vec<Adapter> = adapter::reports(allow_software)
         .into_iter()
@@ -136,4 +144,41 @@ fn matmul_line(m: &MatmulReport) -> String {
         variants.join(" "),
         m.policy
     )
+}
+
+/// `devices --nats URL`: the pool's workers, their hardware and counters.
+fn pool_workers(url: &str, json: bool) -> Result<()> {
+    let workers = super::runtime()?.block_on(async {
+        let pool = Pool::connect(PoolConfig::new(url)).await?;
+        pool.roster().await
+    })?;
+    if json {
+        let report = serde_json::json!({"pool": url, "workers": workers});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serialises")
+        );
+        return Ok(());
+    }
+    println!("{} worker(s) on {url}", workers.len());
+    for w in &workers {
+        let c = &w.counts;
+        println!(
+            "  {} on {}: takes {} jobs; {} of {} slots busy; ran {}, redelivered {}, dead-lettered {}",
+            w.info.name,
+            w.info.host,
+            w.takes.join("+"),
+            w.running,
+            w.concurrency,
+            c.ran,
+            c.redelivered,
+            c.dead_lettered
+        );
+        println!(
+            "    GPU: {}; CPU: {}",
+            w.info.gpu.as_deref().unwrap_or("none"),
+            w.cpu
+        );
+    }
+    Ok(())
 }

@@ -5,22 +5,19 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
 use anycore::backend::BackendChoice;
 use anycore::coordinator::spec::{InputSource, explain_json};
-use anycore::pool::wire::{PoolJob, Status};
+use anycore::pool::remote::BUSY_FOR;
+use anycore::pool::wire::PoolJob;
 use anycore::pool::{Pool, PoolConfig};
 use anycore::tensor::{Tensor, npy};
 use anycore::{Error, Result};
 
 use super::inputs::FileInput;
 use super::lines::{JobLine, Outcome};
-
-/// How long a line keeps trying to submit while the stream is full.
-const BUSY_FOR: Duration = Duration::from_secs(120);
 
 /// Runs every line of `text` through the pool at `url`.
 pub async fn run_all(
@@ -137,21 +134,7 @@ async fn submit_and_wait(
         backend,
     };
     drop(tensors);
-    // A full stream is waited out; a submission whose acknowledgement
-    // was lost is sent again (the same id: the stream keeps one).
-    let started = Instant::now();
-    let mut lost = 0;
-    loop {
-        match pool.submit(&job).await {
-            Err(Error::Busy) if started.elapsed() < BUSY_FOR => {}
-            Err(Error::Internal(why)) if lost < 3 => {
-                lost += 1;
-                log::warn!("submitting job {}: {why}; sending it again", job.id);
-            }
-            other => break other?,
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    pool.submit_patiently(&job, BUSY_FOR).await?;
     let result = pool.wait(&job.id).await?;
     let written = write_outputs(pool, &result, &paths).await;
     pool.forget(&job, &result).await;
@@ -166,13 +149,7 @@ async fn write_outputs(
     result: &anycore::pool::wire::PoolResult,
     paths: &[(String, std::path::PathBuf)],
 ) -> Result<()> {
-    if result.status != Status::Ok {
-        let why = result.error.clone().unwrap_or_default();
-        return Err(Error::BadInput(match result.status {
-            Status::DeadLetter => format!("dead-lettered by {}: {why}", result.worker.name),
-            _ => why,
-        }));
-    }
+    result.succeeded()?;
     for (name, path) in paths {
         let wire = result.outputs.get(name).ok_or_else(|| {
             let given: Vec<&str> = result.outputs.keys().map(String::as_str).collect();

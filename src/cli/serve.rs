@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anycore::engine::{Engine, EngineConfig};
+use anycore::pool::{Pool, PoolConfig, front};
 use anycore::service::caps::Caps;
 use anycore::service::guard::Access;
 use anycore::service::results::Limits;
@@ -80,6 +81,20 @@ pub struct Args {
     /// the service; without it, requests from web pages are refused.
     #[arg(long, value_name = "ORIGIN")]
     cors: Option<String>,
+    /// Put jobs on the pool of `anycore worker`s on this NATS server
+    /// instead of running them here (`POST /v1/jobs`, `GET /v1/jobs/{id}`;
+    /// `/v1/devices` lists the workers).
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    /// Jobs the pool's stream holds at most before new ones get 503; set
+    /// when the stream is first made.
+    #[arg(long, default_value_t = 100_000, requires = "nats",
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pool_max_jobs: i64,
+    /// MiB the pool's stream holds at most, likewise.
+    #[arg(long, default_value_t = 1024, requires = "nats",
+          value_parser = clap::value_parser!(i64).range(1..=(1 << 30)))]
+    pool_max_mib: i64,
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -98,19 +113,23 @@ pub fn main(args: Args) -> Result<()> {
                 args.addr
             )));
         }
-        let mut config = EngineConfig::default();
-        config.gpu.allow_software = args.software_gpu.allowed();
-        config.max_in_flight = args.max_in_flight;
-        let engine = Arc::new(Engine::start(config).await?);
         let local = listener
             .local_addr()
             .map_err(|e| Error::BadInput(e.to_string()))?;
-        let coordinator = engine.coordinator();
-        eprintln!(
-            "anycore: serving on http://{local} (gpu: {}; cpu: {})",
-            coordinator.gpu_device().unwrap_or("none"),
-            coordinator.cpu_device()
-        );
+        let pool = match &args.nats {
+            Some(url) => {
+                let mut pool = PoolConfig::new(url);
+                pool.max_jobs = args.pool_max_jobs;
+                pool.max_bytes = args.pool_max_mib << 20;
+                let pool = Pool::connect(pool).await?;
+                let workers = pool.roster().await?.len();
+                eprintln!(
+                    "anycore: serving on http://{local} in front of the pool on {url} ({workers} worker(s) now)"
+                );
+                Some(pool)
+            }
+            None => None,
+        };
         let service = ServiceConfig {
             body_limit: args.body_limit_mib.saturating_mul(1 << 20),
             body_timeout: super::seconds("--body-timeout-s", args.body_timeout_s)?,
@@ -136,9 +155,23 @@ pub fn main(args: Args) -> Result<()> {
                 loopback_hosts: loopback,
             },
         };
-        serve(listener, engine, service, shutdown_signal())
-            .await
-            .map_err(|e| Error::Remote(format!("the server stopped: {e}")))?;
+        let served = match pool {
+            Some(pool) => front::serve(listener, pool, service, shutdown_signal()).await,
+            None => {
+                let mut config = EngineConfig::default();
+                config.gpu.allow_software = args.software_gpu.allowed();
+                config.max_in_flight = args.max_in_flight;
+                let engine = Arc::new(Engine::start(config).await?);
+                let coordinator = engine.coordinator();
+                eprintln!(
+                    "anycore: serving on http://{local} (gpu: {}; cpu: {})",
+                    coordinator.gpu_device().unwrap_or("none"),
+                    coordinator.cpu_device()
+                );
+                serve(listener, engine, service, shutdown_signal()).await
+            }
+        };
+        served.map_err(|e| Error::Remote(format!("the server stopped: {e}")))?;
         eprintln!("anycore: stopped");
         Ok(())
     })

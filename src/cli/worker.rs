@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anycore::backend::BackendChoice;
 use anycore::engine::{Engine, EngineConfig};
+use anycore::pool::metrics::render_worker;
 use anycore::pool::worker::{Worker, WorkerConfig};
 use anycore::pool::{Pool, PoolConfig};
 use anycore::{Error, Result};
@@ -37,6 +38,10 @@ pub struct Args {
     /// the pool's consumers are first made.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..=100))]
     max_deliver: i64,
+    /// Serve this worker's counters as Prometheus text at
+    /// http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
 }
 
 fn positive_seconds(text: &str) -> std::result::Result<f64, String> {
@@ -63,7 +68,7 @@ pub fn main(args: Args) -> Result<()> {
         pool_config.ack_wait = std::time::Duration::from_secs_f64(args.ack_wait_s);
         pool_config.max_deliver = args.max_deliver;
         let pool = Pool::connect(pool_config).await?;
-        let worker = Worker::new(
+        let worker = Arc::new(Worker::new(
             pool,
             Arc::clone(&engine),
             WorkerConfig {
@@ -71,7 +76,10 @@ pub fn main(args: Args) -> Result<()> {
                 concurrency: args.concurrency as usize,
                 name: args.name,
             },
-        );
+        ));
+        if let Some(addr) = &args.metrics_addr {
+            serve_metrics(addr, Arc::clone(&worker)).await?;
+        }
         eprintln!(
             "anycore worker {} ({}) on {}",
             worker.info().name,
@@ -79,17 +87,40 @@ pub fn main(args: Args) -> Result<()> {
             args.nats
         );
         let counters = worker.counters();
-        worker.run(super::serve::shutdown_signal()).await?;
+        Arc::clone(&worker)
+            .run(super::serve::shutdown_signal())
+            .await?;
         engine.shutdown().await;
-        let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let c = counters.counts();
         eprintln!(
             "anycore worker: stopped; consumed {}, ran {}, acked {}, redelivered {}, dead-lettered {}",
-            n(&counters.consumed),
-            n(&counters.ran),
-            n(&counters.acked),
-            n(&counters.redelivered),
-            n(&counters.dead_lettered)
+            c.consumed, c.ran, c.acked, c.redelivered, c.dead_lettered
         );
         Ok(())
     })
+}
+
+/// Serves `GET /metrics` on `addr` for as long as the process runs.
+async fn serve_metrics(addr: &str, worker: Arc<Worker>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::BadInput(format!("--metrics-addr: cannot listen on {addr}: {e}")))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4",
+                )],
+                render_worker(&worker.presence()),
+            )
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            log::warn!("the metrics server stopped: {e}");
+        }
+    });
+    Ok(())
 }

@@ -21,6 +21,10 @@
 //!   mid-job leaves the message unacknowledged: it is delivered again
 //!   after the ack wait. Long jobs tell the server they are in progress.
 
+pub mod front;
+pub mod metrics;
+pub mod remote;
+pub mod roster;
 pub mod wire;
 pub mod worker;
 
@@ -114,11 +118,38 @@ fn nats(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("NATS: {what}: {e}"))
 }
 
+/// The key-value bucket `name`, made if missing, whose entries last
+/// `max_age`.
+async fn bucket(js: &jetstream::Context, name: &str, max_age: Duration) -> Result<kv::Store> {
+    // A bucket is a stream of a known shape (NATS ADR-8), made here as
+    // `create_key_value` would make it: that call first reads the
+    // account's info, whose reply from nats-server 2.9 (Debian 12's)
+    // async-nats 0.51 cannot parse.
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| nats(&format!("cannot create the bucket {name}"), e))?;
+    js.get_key_value(name)
+        .await
+        .map_err(|e| nats(&format!("cannot open the bucket {name}"), e))
+}
+
 /// A connection to the pool: the job stream, the results, the arrays.
 #[derive(Clone)]
 pub struct Pool {
     js: jetstream::Context,
     results: kv::Store,
+    workers: kv::Store,
     arrays: object_store::ObjectStore,
     config: PoolConfig,
     /// Bytes of arrays a message carries inline at most.
@@ -161,28 +192,8 @@ impl Pool {
         })
         .await
         .map_err(|e| nats("cannot create the dead-letter stream", e))?;
-        // The results bucket is a stream of a known shape (NATS ADR-8),
-        // made here as `create_key_value` would make it: that call first
-        // reads the account's info, whose reply from nats-server 2.9
-        // (Debian 12's) async-nats 0.51 cannot parse.
-        js.get_or_create_stream(stream::Config {
-            name: format!("KV_{RESULTS}"),
-            subjects: vec![format!("$KV.{RESULTS}.>")],
-            max_messages_per_subject: 1,
-            max_age: Duration::from_secs(24 * 3600),
-            storage: stream::StorageType::File,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| nats("cannot create the results bucket", e))?;
-        let results = js
-            .get_key_value(RESULTS)
-            .await
-            .map_err(|e| nats("cannot open the results bucket", e))?;
+        let results = bucket(&js, RESULTS, Duration::from_secs(24 * 3600)).await?;
+        let workers = bucket(&js, roster::WORKERS, roster::FORGET_AFTER).await?;
         let arrays = match js.get_object_store(ARRAYS).await {
             Ok(store) => store,
             Err(_) => js
@@ -198,6 +209,7 @@ impl Pool {
         Ok(Pool {
             js,
             results,
+            workers,
             arrays,
             config,
             inline_bytes,
@@ -366,17 +378,33 @@ impl Pool {
     /// Deletes the objects a job's arrays were stored as, once its result
     /// was read (a dead-lettered job's inputs are kept, for a look).
     pub async fn forget(&self, job: &PoolJob, result: &PoolResult) {
-        let inputs = job
-            .inputs
-            .values()
-            .filter(|_| result.status != wire::Status::DeadLetter);
-        for wire in inputs.chain(result.outputs.values()) {
+        self.forget_inputs(&job.inputs, result).await;
+        self.delete_objects(result.outputs.values()).await;
+    }
+
+    /// Deletes the objects of a finished job's inputs (not a dead-lettered
+    /// one's: they are kept, for a look).
+    pub async fn forget_inputs(&self, inputs: &BTreeMap<String, WireArray>, result: &PoolResult) {
+        if result.status != wire::Status::DeadLetter {
+            self.delete_objects(inputs.values()).await;
+        }
+    }
+
+    /// Deletes the objects of `arrays` that were stored.
+    pub async fn delete_objects(&self, arrays: impl Iterator<Item = &WireArray>) {
+        for wire in arrays {
             if let Some(object) = &wire.object
                 && let Err(e) = self.arrays.delete(object.as_str()).await
             {
                 log::warn!("deleting array {object}: {e}");
             }
         }
+    }
+
+    /// Jobs waiting on the job stream (queued, or delivered and not yet
+    /// acknowledged).
+    pub async fn waiting(&self) -> Result<u64> {
+        self.stream_messages(JOBS).await
     }
 
     /// Stores a job's result (before its message is acknowledged).
@@ -391,15 +419,19 @@ impl Pool {
 
     /// Jobs on the dead-letter stream.
     pub async fn dead_lettered(&self) -> Result<u64> {
+        self.stream_messages(DEAD).await
+    }
+
+    async fn stream_messages(&self, name: &str) -> Result<u64> {
         let mut stream = self
             .js
-            .get_stream(DEAD)
+            .get_stream(name)
             .await
-            .map_err(|e| nats("cannot open the dead-letter stream", e))?;
+            .map_err(|e| nats(&format!("cannot open the stream {name}"), e))?;
         let info = stream
             .info()
             .await
-            .map_err(|e| nats("cannot read the dead-letter stream", e))?;
+            .map_err(|e| nats(&format!("cannot read the stream {name}"), e))?;
         Ok(info.state.messages)
     }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::service::api::RunInfo;
-use crate::tensor::{Tensor, npy};
+use crate::tensor::{DType, Spec, Tensor, npy};
 
 /// A job as a front puts it on the stream; its id is also the message id
 /// (the stream drops a resubmission) and the key of its result.
@@ -70,6 +70,14 @@ impl WireArray {
         }
     }
 
+    /// Its element type and shape, if its dtype is one anycore knows.
+    pub fn spec(&self) -> Option<Spec> {
+        Some(Spec {
+            dtype: DType::from_name(&self.dtype)?,
+            shape: self.shape.clone(),
+        })
+    }
+
     /// The tensor of inline bytes, or of an object's bytes; `name` names
     /// the array in errors.
     pub fn decode(&self, name: &str, object: Option<&[u8]>) -> Result<Tensor> {
@@ -123,6 +131,8 @@ pub enum Status {
 pub struct PoolResult {
     /// The job's id.
     pub id: String,
+    /// Its kernel.
+    pub kernel: String,
     /// How it ended.
     pub status: Status,
     /// What went wrong, unless it ran.
@@ -138,6 +148,23 @@ pub struct PoolResult {
     /// Output arrays by name.
     #[serde(default)]
     pub outputs: BTreeMap<String, WireArray>,
+}
+
+impl PoolResult {
+    /// Ok for a job that ran; else an error saying why not (bad input;
+    /// dead-lettered, naming the worker that gave up).
+    pub fn succeeded(&self) -> Result<()> {
+        let why = || self.error.clone().unwrap_or_default();
+        match self.status {
+            Status::Ok => Ok(()),
+            Status::BadInput => Err(Error::BadInput(why())),
+            Status::DeadLetter => Err(Error::Remote(format!(
+                "dead-lettered by {}: {}",
+                self.worker.name,
+                why()
+            ))),
+        }
+    }
 }
 
 /// Checks a job id: 1 to 128 letters, digits, `-` or `_` (it is a message

@@ -13,6 +13,7 @@ use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
+use super::roster::{Counts, HEARTBEAT, Presence, unix_now};
 use super::wire::{PoolJob, PoolResult, Status, WorkerInfo, check_id};
 use super::{Class, Pool};
 use crate::backend::BackendChoice;
@@ -49,6 +50,20 @@ pub struct Counters {
     pub ran: AtomicU64,
 }
 
+impl Counters {
+    /// Their values now.
+    pub fn counts(&self) -> Counts {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Counts {
+            consumed: n(&self.consumed),
+            acked: n(&self.acked),
+            redelivered: n(&self.redelivered),
+            dead_lettered: n(&self.dead_lettered),
+            ran: n(&self.ran),
+        }
+    }
+}
+
 /// Waits before a failed job is delivered again: a second a failed
 /// attempt so far.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -68,6 +83,9 @@ pub struct Worker {
     config: WorkerConfig,
     info: WorkerInfo,
     counters: Arc<Counters>,
+    /// Its free slots: a permit a job it runs.
+    slots: Arc<Semaphore>,
+    started_unix_s: u64,
 }
 
 impl Worker {
@@ -87,8 +105,10 @@ impl Worker {
             pool,
             engine,
             info: WorkerInfo { name, host, gpu },
+            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
             config,
             counters: Arc::default(),
+            started_unix_s: unix_now(),
         }
     }
 
@@ -113,9 +133,9 @@ impl Worker {
 
     /// Takes and runs jobs until `stop` completes, then waits for the jobs
     /// it holds.
-    pub async fn run(self, stop: impl Future<Output = ()>) -> Result<()> {
-        let this = Arc::new(self);
-        let slots = Arc::new(Semaphore::new(this.config.concurrency.max(1)));
+    pub async fn run(self: Arc<Self>, stop: impl Future<Output = ()>) -> Result<()> {
+        let this = self;
+        let slots = Arc::clone(&this.slots);
         let mut consumers = Vec::new();
         // Each consumer's own ack wait and deliveries: whoever made it
         // first set them, and they rule.
@@ -142,6 +162,18 @@ impl Worker {
             this.classes().map(Class::name).join(" and "),
             this.config.concurrency
         );
+        let heartbeat = {
+            let this = Arc::clone(&this);
+            tokio::spawn(async move {
+                loop {
+                    let presence = this.presence();
+                    if let Err(e) = this.pool.announce(&presence).await {
+                        log::warn!("{e}");
+                    }
+                    tokio::time::sleep(HEARTBEAT).await;
+                }
+            })
+        };
         tokio::pin!(stop);
         let mut running = tokio::task::JoinSet::new();
         let mut idle = IDLE_FIRST;
@@ -211,7 +243,24 @@ impl Worker {
             };
         }
         running.join_all().await;
+        heartbeat.abort();
+        this.pool.withdraw(&this.info.name).await;
         Ok(())
+    }
+
+    /// Its announcement now: who it is, what it takes, what it does.
+    pub fn presence(&self) -> Presence {
+        let concurrency = self.config.concurrency.max(1);
+        Presence {
+            info: self.info.clone(),
+            cpu: self.engine.coordinator().cpu_device().to_owned(),
+            backend: self.config.backend.name().to_owned(),
+            takes: self.classes().map(|c| c.name().to_owned()).to_vec(),
+            concurrency,
+            running: concurrency.saturating_sub(self.slots.available_permits()),
+            started_unix_s: self.started_unix_s,
+            counts: self.counters.counts(),
+        }
     }
 
     /// One delivery of a job: done already, refused, run, retried or
@@ -339,6 +388,7 @@ impl Worker {
             .await?;
         Ok(PoolResult {
             id: job.id.clone(),
+            kernel: job.kernel.clone(),
             status: Status::Ok,
             error: None,
             worker: self.info.clone(),
@@ -352,6 +402,7 @@ impl Worker {
     fn failed(&self, job: &PoolJob, attempt: u64, status: Status, error: String) -> PoolResult {
         PoolResult {
             id: job.id.clone(),
+            kernel: job.kernel.clone(),
             status,
             error: Some(error),
             worker: self.info.clone(),

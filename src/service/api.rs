@@ -169,7 +169,7 @@ pub struct JobResponse<O = ArrayOut> {
 
 /// Where work ran, why, how long each phase took and what it moved: the
 /// head of every report, a job's and a pipeline's (flattened into them).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunInfo {
     /// `gpu` or `cpu`.
     pub backend: String,

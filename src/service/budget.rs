@@ -17,17 +17,17 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::ApiError;
+use super::api_error::ApiError;
 
 /// The bytes requests may hold at once.
-pub(super) struct Budget {
+pub(crate) struct Budget {
     kib: Arc<Semaphore>,
     total_kib: usize,
 }
 
 /// What one request holds of the budget; given back when dropped.
 #[derive(Default)]
-pub(super) struct Held(Option<OwnedSemaphorePermit>);
+pub(crate) struct Held(Option<OwnedSemaphorePermit>);
 
 impl Held {
     /// Bytes held.

@@ -56,7 +56,7 @@ impl Caps {
     }
 
     /// Refuses `kernel` given `params` (as text) past a parameter's cap.
-    pub(super) fn check_params(
+    pub(crate) fn check_params(
         &self,
         kernel: Kernel,
         params: &[(String, String)],
@@ -96,7 +96,7 @@ impl Caps {
 
     /// Refuses a job some of whose tensors (`what`, and its spec) hold
     /// more elements than the cap.
-    pub(super) fn check_elements<'s>(
+    pub(crate) fn check_elements<'s>(
         &self,
         tensors: impl IntoIterator<Item = (String, &'s Spec)>,
     ) -> Result<(), ApiError> {

@@ -24,7 +24,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::ApiError;
+use super::api_error::ApiError;
 
 /// What the guard lets in.
 #[derive(Clone, Debug, Default)]

@@ -27,7 +27,7 @@ const HARD_HEADERS: usize = 1000;
 /// Accepts connections on `listener` and serves `app` on each until
 /// `shutdown` completes; then stops accepting and returns what stops the
 /// open connections (see [`Connections::close`]).
-pub(super) async fn accept(
+pub(crate) async fn accept(
     listener: tokio::net::TcpListener,
     app: Router,
     header_timeout: Duration,
@@ -84,7 +84,7 @@ pub(super) async fn accept(
 }
 
 /// The connections still open once accepting stopped.
-pub(super) struct Connections(GracefulShutdown);
+pub(crate) struct Connections(GracefulShutdown);
 
 impl Connections {
     /// Closes idle connections at once and the others as soon as their

@@ -32,12 +32,15 @@
 //! [`serve`] drains jobs in flight once its shutdown future completes.
 
 pub mod api;
-mod budget;
+pub(crate) mod api_error;
+pub(crate) mod budget;
 pub mod caps;
 pub mod guard;
 pub mod ids;
-mod listen;
+pub(crate) mod intake;
+pub(crate) mod listen;
 mod metrics;
+pub(crate) mod reply;
 pub mod results;
 pub mod store;
 pub mod verify;
@@ -45,14 +48,13 @@ mod video;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes, HttpBody};
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -63,9 +65,12 @@ use serde_json::json;
 use self::api::{
     ArrayIn, Decoded, JobRequest, JobResponse, OutputForm, PipelineResponse, StoreInput,
 };
-use self::budget::{Budget, Held};
+use self::api_error::{ApiError, PathId, bad_query};
+use self::budget::Budget;
 use self::ids::Id;
+use self::intake::{Decoding, off_runtime, read_request};
 use self::metrics::Metrics;
+use self::reply::{answer_bytes, encode, held_json_body, json_body};
 use self::results::{Entry, JobTable, Lookup};
 use self::store::Store;
 use crate::backend::BackendChoice;
@@ -75,7 +80,7 @@ use crate::coordinator::{Control, JobReport, Submitted};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::kernel::Kernel;
-use crate::tensor::{Handle, Spec};
+use crate::tensor::Handle;
 
 /// Service settings.
 #[derive(Clone, Debug)]
@@ -147,6 +152,17 @@ struct AppState {
     max_job: std::time::Duration,
     /// Room for video streams at once ([`video::MAX_STREAMS`]).
     videos: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    /// How its requests' bodies are taken in.
+    fn intake(&self) -> intake::Intake<'_> {
+        intake::Intake {
+            limit: self.body_limit,
+            timeout: self.body_timeout,
+            budget: &self.budget,
+        }
+    }
 }
 
 /// The routes, over `engine`; once `draining` is set, every request is a
@@ -274,58 +290,6 @@ const ANSWER_GRACE: Duration = Duration::from_millis(500);
 /// under way cannot be interrupted).
 const ABORT_GRACE: Duration = Duration::from_secs(5);
 
-/// An error as the API returns it.
-#[derive(Clone, Debug)]
-struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    fn body(&self) -> serde_json::Value {
-        json!({"error": {"code": self.code, "message": self.message}})
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        let (status, code) = match &e {
-            Error::BadInput(_) | Error::BadFile { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
-            Error::NoGpu(_) => (StatusCode::BAD_REQUEST, "no_gpu"),
-            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Error::StoreFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "store_full"),
-            Error::OutOfMemory(_) => (StatusCode::INSUFFICIENT_STORAGE, "out_of_memory"),
-            Error::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
-            Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
-            Error::Cancelled => (StatusCode::CONFLICT, "cancelled"),
-            Error::DeadlineExceeded { .. } => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
-        ApiError::new(status, code, e.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body())).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        }
-        response
-    }
-}
-
 #[derive(Deserialize)]
 struct WaitQuery {
     wait: Option<bool>,
@@ -375,21 +339,21 @@ fn outcome(e: &Error) -> &'static str {
 
 /// The deadline of a job that asked for `timeout_ms`: at most, and by
 /// default, the service's limit.
-fn deadline(state: &AppState, timeout_ms: Option<u64>) -> Result<Duration, ApiError> {
+pub(crate) fn deadline(max_job: Duration, timeout_ms: Option<u64>) -> Result<Duration, ApiError> {
     let Some(ms) = timeout_ms else {
-        return Ok(state.max_job);
+        return Ok(max_job);
     };
     if ms == 0 {
         return Err(ApiError::from(Error::bad("timeout_ms must be at least 1")));
     }
     let asked = Duration::from_millis(ms);
-    if asked > state.max_job {
+    if asked > max_job {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "too_much_work",
             format!(
                 "timeout_ms {ms} is over this service's limit of {} ms per job",
-                state.max_job.as_millis()
+                max_job.as_millis()
             ),
         ));
     }
@@ -502,56 +466,6 @@ fn check_keep(names: &[String]) -> Result<(), ApiError> {
     }
 }
 
-/// Reads a request's body ([`read_body`]) and holds, beside it, what
-/// decoding it takes ([`decoding_bytes`]) in the memory budget.
-async fn read_request(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-    decoding: Decoding,
-) -> Result<(Bytes, Held), ApiError> {
-    let mut held = Held::default();
-    let body = read_body(state, headers, body, &mut held).await?;
-    let decoding = decoding_bytes(&body, decoding);
-    state
-        .budget
-        .hold(&mut held, decoding, "decoding this request")?;
-    Ok((body, held))
-}
-
-/// How much memory decoding a body takes beside it, per byte.
-#[derive(Clone, Copy)]
-enum Decoding {
-    /// A job or a tensor: JSON numbers become f64s and then the input's
-    /// own elements (a two-byte number, `0,`, takes 12); base64 becomes
-    /// bytes and then a tensor.
-    Arrays = 7,
-    /// A pipeline: an array inside a step is buffered by serde before it
-    /// is known to be one (a step input may be several things), 32 bytes
-    /// an element, before it is decoded.
-    Buffered = 33,
-}
-
-/// Memory a request body takes while it is decoded, beside itself, at
-/// most.
-fn decoding_bytes(body: &[u8], decoding: Decoding) -> u64 {
-    (body.len() as u64).saturating_mul(decoding as u64)
-}
-
-/// Memory an answer giving outputs of `specs` in `form` takes as it is
-/// encoded: inline, up to 16 bytes of JSON an element; as `.npy`, the file
-/// and its base64.
-fn answer_bytes<'s>(specs: impl Iterator<Item = &'s Spec>, form: OutputForm) -> u64 {
-    specs.fold(0u64, |n, spec| {
-        let elements = spec.bytes() / spec.dtype.size() as u64;
-        let bytes = match form {
-            OutputForm::Inline => elements.saturating_mul(16),
-            OutputForm::Npy => spec.bytes().saturating_mul(7) / 3,
-        };
-        n.saturating_add(bytes)
-    })
-}
-
 /// Memory an admitted job or pipeline holds: the tensors it was given
 /// (those the store holds are counted there), what its steps take beside
 /// them (`working`: outputs, scratch), and its encoded answer.
@@ -563,201 +477,6 @@ fn job_bytes<'h>(given: impl Iterator<Item = &'h Handle>, working: u64, answer: 
         })
 }
 
-/// A response's JSON, encoded off the async workers when it is expected to
-/// be large (`expected` bytes), so that other requests never wait behind
-/// it.
-async fn encode<T: serde::Serialize>(
-    build: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-    expected: u64,
-) -> Result<Bytes, ApiError> {
-    // Built there too: `.npy` outputs are encoded as the answer is built.
-    let encode = move || {
-        serde_json::to_vec(&build()?)
-            .map(Bytes::from)
-            .map_err(|e| ApiError::from(Error::Internal(format!("cannot encode the answer: {e}"))))
-    };
-    if expected < BLOCKING_BYTES as u64 {
-        return encode();
-    }
-    tokio::task::spawn_blocking(encode)
-        .await
-        .map_err(|e| ApiError::from(Error::Panicked(e.to_string())))?
-}
-
-/// A 200 with encoded JSON.
-fn json_body(body: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// A 200 with encoded JSON that keeps holding `held` until hyper has
-/// taken it all: an answer a slow client has not read yet still counts.
-fn held_json_body(body: Bytes, held: Held) -> Response {
-    let body = HeldBody {
-        bytes: Some(body),
-        _held: Some(held),
-    };
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::new(body),
-    )
-        .into_response()
-}
-
-/// A response body of one chunk that holds part of the memory budget
-/// until it is dropped.
-struct HeldBody {
-    bytes: Option<Bytes>,
-    /// Dropped with the body: after hyper polls past the chunk, which it
-    /// does once the chunk is written out (or the connection is gone).
-    _held: Option<Held>,
-}
-
-impl HttpBody for HeldBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        let frame = self.bytes.take().map(|b| Ok(hyper::body::Frame::data(b)));
-        if frame.is_none() {
-            self._held = None;
-        }
-        std::task::Poll::Ready(frame)
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.bytes.as_ref().map_or(0, |b| b.len() as u64))
-    }
-}
-
-/// Bodies at least this large are decoded off the async workers.
-const BLOCKING_BYTES: usize = 64 << 10;
-
-/// Runs `decode` (JSON, base64, `.npy`) on a blocking thread when the body
-/// is large, so that other requests (a health check) never wait behind it
-/// on the async workers.
-async fn off_runtime<T: Send + 'static>(
-    body: Bytes,
-    decode: impl FnOnce(Bytes) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    if body.len() < BLOCKING_BYTES {
-        return decode(body);
-    }
-    tokio::task::spawn_blocking(move || decode(body))
-        .await
-        .map_err(|e| ApiError::from(Error::Panicked(e.to_string())))?
-}
-
-/// Bytes of an oversized body read and thrown away before the 413.
-const DRAIN_BYTES: usize = 64 << 20;
-
-/// Reads a request body of at most `state.body_limit` bytes, within
-/// `state.body_timeout` (else 408: a client that sends half a body does not
-/// hold the connection). Past the limit it reads on, discarding up to
-/// [`DRAIN_BYTES`] more, before answering 413: a server that stops reading
-/// makes a client still sending see a broken pipe instead of the reason. A
-/// body declared (`Content-Length`) larger than that is refused at once,
-/// unread.
-async fn read_body(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-    held: &mut Held,
-) -> Result<Bytes, ApiError> {
-    let limit = state.body_limit;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit.saturating_add(DRAIN_BYTES) as u64) {
-        return Err(too_large(limit));
-    }
-    // A body counts against the memory budget as it arrives (held from
-    // the headers alone, it would let idle clients fill the budget); one
-    // declared larger than the whole budget is refused at once.
-    if let Some(n) = declared {
-        state
-            .budget
-            .could_hold(n.min(limit as u64), "this request's body")?;
-    }
-    let timeout = state.body_timeout;
-    tokio::time::timeout(timeout, read_within(body, limit, &state.budget, held))
-        .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "the request body did not arrive within {} s",
-                    timeout.as_secs_f64()
-                ),
-            ))
-        })
-}
-
-fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("the request body is over this server's limit of {limit} bytes"),
-    )
-}
-
-/// [`read_body`]'s reading, without the deadline; what is kept is held in
-/// `budget` as it grows.
-async fn read_within(
-    mut body: Body,
-    limit: usize,
-    budget: &Budget,
-    held: &mut Held,
-) -> Result<Bytes, ApiError> {
-    let mut kept = Vec::new();
-    let mut seen = 0usize;
-    // Refused by the memory budget partway: read on, discarding, as past
-    // the limit, so that the client reads the reason.
-    let mut refused = None;
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let frame = frame.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("cannot read the request body: {e}"),
-            )
-        })?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers
-        };
-        seen = seen.saturating_add(data.len());
-        if seen <= limit && refused.is_none() {
-            if seen as u64 > held.bytes() {
-                // In steps of a MiB, not a semaphore call per frame.
-                let step = (seen as u64).next_multiple_of(1 << 20).min(limit as u64);
-                if let Err(e) = budget.hold(held, step, "this request's body") {
-                    refused = Some((e, seen));
-                    kept = Vec::new();
-                    continue;
-                }
-            }
-            kept.extend_from_slice(&data);
-        } else if seen > limit.saturating_add(DRAIN_BYTES)
-            || refused
-                .as_ref()
-                .is_some_and(|(_, at)| seen > at.saturating_add(DRAIN_BYTES))
-        {
-            break;
-        }
-    }
-    if let Some((e, _)) = refused {
-        return Err(e);
-    }
-    if seen > limit {
-        return Err(too_large(limit));
-    }
-    Ok(Bytes::from(kept))
-}
-
 async fn post_job(
     State(state): State<AppState>,
     query: Result<Query<WaitQuery>, QueryRejection>,
@@ -766,7 +485,7 @@ async fn post_job(
 ) -> Result<Response, ApiError> {
     let arrived = tokio::time::Instant::now();
     let Query(query) = query.map_err(bad_query)?;
-    let (body, mut held) = read_request(&state, &headers, body, Decoding::Arrays).await?;
+    let (body, mut held) = read_request(state.intake(), &headers, body, Decoding::Arrays).await?;
     let (store, caps) = (Arc::clone(&state.store), Arc::clone(&state.caps));
     let (decoded, answer, timeout_ms) = off_runtime(body, move |body| {
         let request: JobRequest = serde_json::from_slice(&body).map_err(|e| {
@@ -803,7 +522,7 @@ async fn post_job(
         .iter()
         .map(|(n, s)| (format!("output '{n}'"), s));
     state.caps.check_elements(inputs.chain(outputs))?;
-    let deadline = deadline(&state, timeout_ms)?;
+    let deadline = deadline(state.max_job, timeout_ms)?;
     let kernel = task.kernel().name();
     within_work_limit(&state, &[(task.kernel(), task.work_units())])?;
     let answered = plan
@@ -811,7 +530,7 @@ async fn post_job(
         .iter()
         .filter(|(name, _)| !answer.keep.iter().any(|k| k == name))
         .map(|(_, spec)| spec);
-    let answer_bytes = self::answer_bytes(answered, answer.form);
+    let answer_bytes = answer_bytes(answered, answer.form);
     let bytes = job_bytes(
         task.operands().into_iter(),
         plan.working_bytes(),
@@ -867,31 +586,6 @@ async fn post_job(
         .into_response())
 }
 
-/// A query string the route cannot read, as the API's JSON error.
-fn bad_query(e: QueryRejection) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
-}
-
-/// A job's or a stored tensor's id in the path: a JSON 404 when it is not
-/// an id at all (no such id can exist).
-struct PathId(Id);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathId {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        let Path(text) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
-        text.parse()
-            .map(PathId)
-            .map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, "not_found", e))
-    }
-}
-
 /// How `POST /v1/pipelines` returns outputs, and its deadline.
 #[derive(Deserialize)]
 struct PipelineQuery {
@@ -907,8 +601,8 @@ async fn post_pipeline(
 ) -> Result<Response, ApiError> {
     let arrived = tokio::time::Instant::now();
     let Query(query) = query.map_err(bad_query)?;
-    let deadline = deadline(&state, query.timeout_ms)?;
-    let (body, mut held) = read_request(&state, &headers, body, Decoding::Buffered).await?;
+    let deadline = deadline(state.max_job, query.timeout_ms)?;
+    let (body, mut held) = read_request(state.intake(), &headers, body, Decoding::Buffered).await?;
     let (store, caps) = (Arc::clone(&state.store), Arc::clone(&state.caps));
     let (pipeline, choice, kept) = off_runtime(body, move |body| {
         let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
@@ -953,7 +647,7 @@ async fn post_pipeline(
         .output_specs()
         .filter(|(name, _)| !kept.iter().any(|k| k == name))
         .map(|(_, spec)| spec);
-    let answer_bytes = self::answer_bytes(answered, form);
+    let answer_bytes = answer_bytes(answered, form);
     let bytes = job_bytes(pipeline.given(), pipeline.working_bytes(), answer_bytes);
     state.budget.hold(&mut held, bytes, "this pipeline")?;
     // Never wait for room: a full queue is a 503 the client can retry.
@@ -1007,7 +701,7 @@ async fn post_tensor(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (body, _held) = read_request(&state, &headers, body, Decoding::Arrays).await?;
+    let (body, _held) = read_request(state.intake(), &headers, body, Decoding::Arrays).await?;
     let tensor = off_runtime(body, |body| {
         let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
         if body.starts_with(b"\x93NUMPY") {

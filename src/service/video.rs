@@ -23,8 +23,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, oneshot};
 
-use super::ApiError;
 use super::AppState;
+use super::api_error::ApiError;
 use super::budget::Held;
 use crate::backend::BackendChoice;
 use crate::engine::OnRuntime;

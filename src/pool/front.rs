@@ -1,0 +1,403 @@
+//! `anycore serve --nats URL`: the HTTP API in front of the pool. Jobs
+//! are checked here (JSON, kernel, parameters, caps, arrays), submitted to
+//! the job stream and answered from the results bucket, so the service
+//! holds no jobs of its own: any number of fronts can stand before one
+//! pool.
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /v1/jobs` | as `anycore serve`; the report also names the `worker` and the `attempt`; a full stream is a 503 with `Retry-After` |
+//! | `GET /v1/jobs/{id}` | a `wait=false` job's status or result; any front answers a finished job, the one it was posted to a pending one |
+//! | `GET /v1/health`, `GET /v1/devices` | `{"status": "ok"}`; the pool's workers ([`Presence`]) |
+//! | `GET /metrics` | Prometheus text: this front's jobs, the pool's queue, dead letters and workers |
+//!
+//! Stored tensors, cancelling, pipelines and video are the single-machine
+//! service's: here they answer 501 saying so.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::metrics::{FrontCounts, render_front};
+use super::roster::Presence;
+use super::wire::{PoolJob, PoolResult, Status, WireArray, WorkerInfo};
+use super::{Class, Pool};
+use crate::coordinator::spec::{explain_json, json_params};
+use crate::error::Error;
+use crate::kernel::Kernel;
+use crate::service::ServiceConfig;
+use crate::service::api::{ArrayOut, JobRequest, JobResponse, OutputForm};
+use crate::service::api_error::{ApiError, PathId, bad_query};
+use crate::service::budget::{Budget, Held};
+use crate::service::caps::Caps;
+use crate::service::ids::Id;
+use crate::service::intake::{Decoding, Intake, off_runtime, read_request};
+use crate::service::reply::{answer_bytes, encode, held_json_body};
+use crate::service::{deadline, guard, listen};
+
+/// `wait=false` jobs this front remembers at most (the oldest go first).
+const PENDING: usize = 100_000;
+
+/// A job's report from the pool: the report every front gives, with the
+/// worker that ran it and on which delivery.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PooledResponse {
+    /// Where it ran, why, its phases, and its outputs.
+    #[serde(flatten)]
+    pub response: JobResponse,
+    /// The worker that ran it.
+    pub worker: WorkerInfo,
+    /// Which delivery ran it, from 1.
+    pub attempt: u64,
+}
+
+/// A `wait=false` job posted here: how to answer it, and its inputs'
+/// objects (deleted once it ends).
+struct Pending {
+    form: OutputForm,
+    inputs: BTreeMap<String, WireArray>,
+    posted: tokio::time::Instant,
+}
+
+#[derive(Clone)]
+struct FrontState {
+    pool: Pool,
+    budget: Arc<Budget>,
+    caps: Arc<Caps>,
+    counts: Arc<FrontCounts>,
+    pending: Arc<Mutex<PendingJobs>>,
+    body_limit: usize,
+    body_timeout: Duration,
+    max_job: Duration,
+    ttl: Duration,
+}
+
+impl FrontState {
+    fn intake(&self) -> Intake<'_> {
+        Intake {
+            limit: self.body_limit,
+            timeout: self.body_timeout,
+            budget: &self.budget,
+        }
+    }
+}
+
+/// The `wait=false` jobs posted here, oldest first, within [`PENDING`] and
+/// the results' time to live.
+#[derive(Default)]
+struct PendingJobs {
+    jobs: HashMap<Id, Pending>,
+    order: VecDeque<Id>,
+}
+
+impl PendingJobs {
+    fn insert(&mut self, id: Id, pending: Pending, ttl: Duration) {
+        while self.order.len() >= PENDING
+            || self
+                .order
+                .front()
+                .and_then(|old| self.jobs.get(old))
+                .is_some_and(|p| p.posted.elapsed() > ttl)
+        {
+            if let Some(old) = self.order.pop_front() {
+                self.jobs.remove(&old);
+            }
+        }
+        self.jobs.insert(id, pending);
+        self.order.push_back(id);
+    }
+}
+
+/// Serves the API of the pool until `shutdown` completes, then lets the
+/// connections finish (the jobs are the pool's: they go on).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    pool: Pool,
+    config: ServiceConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = FrontState {
+        pool,
+        budget: Arc::new(Budget::new(config.memory_budget)),
+        caps: Arc::new(config.caps.clone()),
+        counts: Arc::default(),
+        pending: Arc::default(),
+        body_limit: config.body_limit,
+        body_timeout: config.body_timeout,
+        max_job: config.max_job,
+        ttl: config.results.ttl,
+    };
+    let app = Router::new()
+        .route("/v1/jobs", post(post_job))
+        .route("/v1/jobs/{id}", get(get_job).delete(not_pooled))
+        .route("/v1/pipelines", any(not_pooled))
+        .route("/v1/tensors", any(not_pooled))
+        .route("/v1/tensors/{id}", any(not_pooled))
+        .route("/v1/video", any(not_pooled))
+        .route(
+            "/v1/health",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
+        .route("/v1/devices", get(devices))
+        .route("/metrics", get(metrics))
+        .fallback(guard::not_found)
+        .method_not_allowed_fallback(guard::method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(config.access.clone()),
+            guard::check,
+        ));
+    let connections = listen::accept(
+        listener,
+        app,
+        config.header_timeout,
+        config.max_connections,
+        shutdown,
+    )
+    .await;
+    if tokio::time::timeout(config.shutdown_timeout, connections.close())
+        .await
+        .is_err()
+    {
+        log::warn!(
+            "shutdown: connections still open after {:?}; closing them",
+            config.shutdown_timeout
+        );
+    }
+    Ok(())
+}
+
+async fn not_pooled(request: axum::extract::Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "not_pooled",
+        format!(
+            "{} {} is served by `anycore serve` on one machine, not in front of a pool \
+             (--nats): the pool takes jobs (POST /v1/jobs)",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    wait: Option<bool>,
+}
+
+/// What a job asks beside its arrays.
+struct Head {
+    kernel: String,
+    params: BTreeMap<String, serde_json::Value>,
+    backend: Option<String>,
+    form: OutputForm,
+    timeout_ms: Option<u64>,
+}
+
+async fn post_job(
+    State(state): State<FrontState>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let arrived = tokio::time::Instant::now();
+    let Query(query) = query.map_err(bad_query)?;
+    let (body, mut held) = read_request(state.intake(), &headers, body, Decoding::Arrays).await?;
+    let caps = Arc::clone(&state.caps);
+    let (head, tensors) = off_runtime(body, move |body| {
+        let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m);
+        let request: JobRequest = serde_json::from_slice(&body)
+            .map_err(|e| bad(format!("invalid job: {}", explain_json(&e))))?;
+        let kernel = Kernel::from_name(&request.kernel)?;
+        caps.check_params(kernel, &json_params(&request.params)?)?;
+        Class::of(request.backend.as_deref())?;
+        if !request.keep.is_empty() {
+            return Err(bad(
+                "'keep' needs the tensor store of a service on one machine; the pool returns \
+                 every output"
+                    .into(),
+            ));
+        }
+        let mut tensors = BTreeMap::new();
+        for (name, input) in request.inputs {
+            let tensor = input.decode(&name)?;
+            tensors.insert(name, tensor);
+        }
+        let specs: Vec<_> = tensors
+            .iter()
+            .map(|(name, t)| (format!("input '{name}'"), t.spec()))
+            .collect();
+        caps.check_elements(specs.iter().map(|(what, spec)| (what.clone(), spec)))?;
+        let head = Head {
+            kernel: request.kernel,
+            params: request.params,
+            backend: request.backend,
+            form: request.outputs,
+            timeout_ms: request.timeout_ms,
+        };
+        Ok((head, tensors))
+    })
+    .await?;
+    let deadline = deadline(state.max_job, head.timeout_ms)?;
+    let id = Id::random();
+    let job = PoolJob {
+        inputs: state.pool.encode(&id.to_string(), &tensors).await?,
+        id: id.to_string(),
+        kernel: head.kernel,
+        params: head.params,
+        backend: head.backend,
+    };
+    drop(tensors);
+    if let Err(e) = state.pool.submit(&job).await {
+        if matches!(e, Error::Busy) {
+            state.counts.busy.fetch_add(1, Ordering::Relaxed);
+        }
+        state.pool.delete_objects(job.inputs.values()).await;
+        return Err(e.into());
+    }
+    state.counts.submitted.fetch_add(1, Ordering::Relaxed);
+    let pending = || Pending {
+        form: head.form,
+        inputs: job.inputs.clone(),
+        posted: arrived,
+    };
+    if !query.wait.unwrap_or(true) {
+        let mut table = state.pending.lock().unwrap_or_else(|e| e.into_inner());
+        table.insert(id, pending(), state.ttl);
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"id": id, "status": "queued"})),
+        )
+            .into_response());
+    }
+    let left = deadline.saturating_sub(arrived.elapsed());
+    let Ok(result) = tokio::time::timeout(left, state.pool.wait(&job.id)).await else {
+        // The pool's job goes on; its result can still be fetched.
+        state.counts.timed_out.fetch_add(1, Ordering::Relaxed);
+        let mut table = state.pending.lock().unwrap_or_else(|e| e.into_inner());
+        table.insert(id, pending(), state.ttl);
+        return Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "deadline_exceeded",
+            format!(
+                "no result within {} ms; the job stays on the pool: GET /v1/jobs/{id} \
+                 gives its result when it ends",
+                deadline.as_millis()
+            ),
+        ));
+    };
+    let result = result?;
+    let answer = answer(&state, &result, head.form, &mut held).await;
+    state.pool.forget(&job, &result).await;
+    Ok(held_json_body(answer?, held))
+}
+
+/// A job's result as the API answers it: its report, or its error (400
+/// for bad input, 500 `dead_lettered` for a job that failed every
+/// attempt); the answer's memory is held in `held`.
+async fn answer(
+    state: &FrontState,
+    result: &PoolResult,
+    form: OutputForm,
+    held: &mut Held,
+) -> Result<axum::body::Bytes, ApiError> {
+    state.counts.ended(result.status);
+    if let Err(e) = result.succeeded() {
+        return Err(match result.status {
+            Status::DeadLetter => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "dead_lettered",
+                e.to_string(),
+            ),
+            _ => e.into(),
+        });
+    }
+    let specs: Vec<_> = result.outputs.values().map(WireArray::spec).collect();
+    let bytes = answer_bytes(specs.iter().flatten(), form);
+    state.budget.hold(held, bytes, "this job's answer")?;
+    let outputs = state.pool.outputs(result).await?;
+    let run = result
+        .run
+        .clone()
+        .ok_or_else(|| Error::Remote(format!("job {}: its result has no report", result.id)))?;
+    let response = PooledResponse {
+        response: JobResponse {
+            kernel: result.kernel.clone(),
+            run,
+            outputs: outputs
+                .into_iter()
+                .map(|(name, t)| (name, ArrayOut::new(t, form)))
+                .collect(),
+        },
+        worker: result.worker.clone(),
+        attempt: result.attempt,
+    };
+    encode(move || Ok(response), bytes).await
+}
+
+async fn get_job(
+    State(state): State<FrontState>,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let result = state.pool.result(&id.to_string()).await?;
+    let (form, inputs) = {
+        let table = state.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match (table.jobs.get(&id), &result) {
+            (Some(p), _) => (p.form, Some(p.inputs.clone())),
+            // Posted to another front: its result in the default form.
+            (None, Some(_)) => (OutputForm::default(), None),
+            (None, None) => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!(
+                        "no job with id {id} (a pending job is known to the front it was \
+                         posted to)"
+                    ),
+                ));
+            }
+        }
+    };
+    let Some(result) = result else {
+        return Ok(Json(json!({"id": id, "status": "queued"})).into_response());
+    };
+    if let Some(inputs) = inputs {
+        state.pool.forget_inputs(&inputs, &result).await;
+    }
+    let mut held = Held::default();
+    match answer(&state, &result, form, &mut held).await {
+        Ok(report) => {
+            let head = format!("{{\"id\":\"{id}\",\"status\":\"done\",\"result\":");
+            let mut body = Vec::with_capacity(head.len() + report.len() + 1);
+            body.extend_from_slice(head.as_bytes());
+            body.extend_from_slice(&report);
+            body.push(b'}');
+            Ok(held_json_body(body.into(), held))
+        }
+        Err(e) if e.status.is_server_error() && e.code != "dead_lettered" => Err(e),
+        Err(e) => Ok(
+            Json(json!({"id": id, "status": "failed", "error": e.body()["error"]})).into_response(),
+        ),
+    }
+}
+
+async fn devices(State(state): State<FrontState>) -> Result<Response, ApiError> {
+    let workers: Vec<Presence> = state.pool.roster().await?;
+    Ok(Json(json!({"pool": state.pool.config().url, "workers": workers})).into_response())
+}
+
+async fn metrics(State(state): State<FrontState>) -> Result<Response, ApiError> {
+    let text = render_front(&state.counts, &state.pool).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
