@@ -267,9 +267,34 @@ fn five_hundred_mixed_jobs_through_two_workers_are_right_and_each_runs_once() {
         lines.push(line);
         wants.push(Task::new(job).unwrap().reference().remove("out").unwrap());
     }
+    // And a pipeline's line, run as one unit by one worker.
+    let (xj, x) = random("f32", 4097, 9);
+    lines.push(json!({"id": "piped", "steps": [
+        {"name": "s", "kernel": "scan", "inputs": {"x": xj}},
+        {"name": "r", "kernel": "reduce", "params": {"op": "max"},
+         "inputs": {"x": {"step": "s", "output": "out"}}}],
+        "outputs": {"top": {"step": "r", "output": "out", "path": "piped.npy"}}}));
+    let scanned = Task::new(Job::new(Kernel::Scan).input("x", x))
+        .unwrap()
+        .reference()
+        .remove("out")
+        .unwrap();
+    let piped = Task::new(
+        Job::new(Kernel::Reduce)
+            .input("x", scanned)
+            .param("op", "max"),
+    )
+    .unwrap()
+    .reference()
+    .remove("out")
+    .unwrap();
     let (out, results) = batch(&nats.url, dir.path(), &lines);
     assert!(out.status.success(), "{}", common::stderr(&out));
-    assert_eq!(results.len(), 500);
+    assert_eq!(results.len(), 501);
+    assert_eq!(results[500]["id"], "piped", "{}", results[500]);
+    assert_eq!(results[500]["status"], "ok", "{}", results[500]);
+    let got = npy::read(&dir.path().join("piped.npy")).unwrap();
+    assert_same("the pipeline's line", &got, &piped);
     for (i, (result, want)) in results.iter().zip(&wants).enumerate() {
         assert_eq!(result["status"], "ok", "{result}");
         assert_eq!(result["attempt"], 1, "{result}");
@@ -277,7 +302,7 @@ fn five_hundred_mixed_jobs_through_two_workers_are_right_and_each_runs_once() {
         assert_same(&format!("job {i}"), &got, want);
     }
     let ran: u64 = workers.into_iter().map(Worker::stop).sum();
-    assert_eq!(ran, 500, "jobs run in all, over both workers");
+    assert_eq!(ran, 501, "jobs run in all, over both workers");
 }
 
 #[test]
@@ -706,9 +731,53 @@ fn the_http_front_and_the_library_run_jobs_through_the_pool() {
     assert!(text.contains("needs input 'y'"), "{text}");
     let (status, _, text) = front.call("/v1/jobs", Some(&json!({"kernel": "nope"})));
     assert_eq!(status, 400, "{text}");
-    let (status, _, text) = front.call("/v1/pipelines", Some(&json!({})));
+    let (status, _, text) = front.call("/v1/tensors", Some(&json!({})));
     assert_eq!(status, 501, "{text}");
     assert!(text.contains("not_pooled"), "{text}");
+
+    // A pipeline: run as one unit by one worker, its steps reported.
+    let (x, y) = (random("f32", 3001, 5).1, random("f32", 3001, 6).1);
+    let pipeline = json!({
+        "steps": [
+            {"name": "a", "kernel": "axpy", "params": {"a": 2},
+             "inputs": {"x": inline(&x), "y": inline(&y)}},
+            {"name": "m", "kernel": "map", "params": {"expr": "x * x"},
+             "inputs": {"x": {"step": "a", "output": "out"}}}],
+        "outputs": {"out": {"step": "m", "output": "out"}}});
+    let (status, _, text) = front.call("/v1/pipelines", Some(&pipeline));
+    assert_eq!(status, 200, "{text}");
+    let report: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["worker"]["name"], "w1", "{report}");
+    assert_eq!(
+        report["steps"].as_array().map(Vec::len),
+        Some(2),
+        "{report}"
+    );
+    let axpy = Task::new(
+        Job::new(Kernel::Axpy)
+            .input("x", x)
+            .input("y", y)
+            .param("a", 2.0),
+    )
+    .unwrap()
+    .reference()
+    .remove("out")
+    .unwrap();
+    let want = Task::new(
+        Job::new(Kernel::Map)
+            .input("x", axpy)
+            .param("expr", "x * x"),
+    )
+    .unwrap()
+    .reference()
+    .remove("out")
+    .unwrap();
+    assert_same("pipeline through the front", &output(&report, &want), &want);
+    let mut bad = pipeline.clone();
+    bad["steps"][1]["inputs"]["x"]["step"] = json!("nowhere");
+    let (status, _, text) = front.call("/v1/pipelines", Some(&bad));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("nowhere"), "{text}");
 
     // The library's remote engine: the same job API as a local engine.
     let x = random("f32", 5000, 4).1;
@@ -749,25 +818,25 @@ fn the_http_front_and_the_library_run_jobs_through_the_pool() {
     assert_eq!(devices["workers"][0]["name"], "w1", "{devices}");
     assert_eq!(devices["workers"][0]["takes"], json!(["cpu", "any"]));
     let (_, _, text) = front.call("/metrics", None);
-    assert_eq!(metric(&text, "anycore_pool_jobs_submitted_total", ""), 3.0);
+    assert_eq!(metric(&text, "anycore_pool_jobs_submitted_total", ""), 5.0);
     assert_eq!(metric(&text, "anycore_pool_workers", ""), 1.0);
     let (status, _, text) = http(&format!("http://{metrics_addr}/metrics"), None);
     assert_eq!(status, 200, "{text}");
-    assert_eq!(metric(&text, "anycore_pool_worker_ran_total", "w1"), 3.0);
-    assert_eq!(metric(&text, "anycore_pool_worker_acked_total", "w1"), 4.0);
+    assert_eq!(metric(&text, "anycore_pool_worker_ran_total", "w1"), 4.0);
+    assert_eq!(metric(&text, "anycore_pool_worker_acked_total", "w1"), 6.0);
     // The roster's counts are as of the worker's last heartbeat (5 s).
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let listed = common::anycore(&["devices", "--nats", &nats.url, "--json"], &[]);
         assert!(listed.status.success(), "{}", common::stderr(&listed));
         let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
-        if listed["workers"][0]["counts"]["ran"] == 3 {
+        if listed["workers"][0]["counts"]["ran"] == 4 {
             break;
         }
         assert!(Instant::now() < deadline, "{listed}");
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert_eq!(worker.stop(), 3);
+    assert_eq!(worker.stop(), 4);
 }
 
 #[test]

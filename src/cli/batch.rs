@@ -28,7 +28,7 @@ use anycore::tensor::{alloc, npy};
 use anycore::{Error, Result};
 
 use super::inputs::{self, FileInput, InputSpec};
-use super::lines::{JobLine, Outcome, OutputFiles};
+use super::lines::{JobLine, Outcome, OutputFiles, pipeline_line};
 use super::output;
 
 /// Options of `anycore batch`.
@@ -186,15 +186,7 @@ async fn run_line(
     default_backend: BackendChoice,
     budget: &Budget,
 ) -> Outcome {
-    // A line with "steps" is a pipeline.
-    if let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(line)
-        && fields.contains_key("steps")
-    {
-        let id = match fields.remove("id") {
-            Some(serde_json::Value::String(id)) => id,
-            _ => format!("line {line_no}"),
-        };
-        let fields = serde_json::Value::Object(fields);
+    if let Some((id, fields)) = pipeline_line(line, line_no) {
         return run_pipeline_line(engine, base, id, line_no, fields, default_backend).await;
     }
     let parsed: std::result::Result<JobLine, _> = serde_json::from_str(line);

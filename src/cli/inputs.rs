@@ -70,14 +70,11 @@ impl InputSource for FileInput<'_> {
 /// Output names, and the files they go to when they have one.
 pub type OutputPaths = Vec<(String, Option<PathBuf>)>;
 
-/// A pipeline from a JSON file or line, its inputs' and outputs' paths
-/// relative to `base`: checked, where it asks to run, and where each
-/// output goes (always a `.npy`: a pipeline's outputs are not drawn).
-pub fn pipeline(
-    spec: PipelineSpec<InputSpec>,
-    base: &Path,
-    default: BackendChoice,
-) -> Result<(CheckedPipeline, BackendChoice, OutputPaths)> {
+/// Where each output of a pipeline from a JSON file or line goes, paths
+/// relative to `base`, checked before anything runs: always a `.npy` (a
+/// pipeline's outputs are not drawn), never kept (no store here).
+pub fn pipeline_outputs<I>(spec: &PipelineSpec<I>, base: &Path) -> Result<OutputPaths> {
+    let mut paths = Vec::with_capacity(spec.outputs.len());
     for (name, out) in &spec.outputs {
         if out.keep {
             return Err(Error::BadInput(format!(
@@ -85,24 +82,32 @@ pub fn pipeline(
                  give it a \"path\""
             )));
         }
-        if let Some(path) = out.path.as_deref().filter(|p| output::is_png(p)) {
-            return Err(Error::BadInput(format!(
-                "pipeline output '{name}' -> {}: a pipeline's outputs are written as .npy",
-                path.display()
-            )));
-        }
-    }
-    let (pipeline, choice, paths) = spec
-        .map_inputs(|input| FileInput { input, base })
-        .into_pipeline(default)?;
-    let paths: OutputPaths = paths
-        .into_iter()
-        .map(|(name, path)| (name, path.map(|p| base.join(p))))
-        .collect();
-    for (name, path) in &paths {
-        if let Some(path) = path {
+        let path = out.path.as_ref().map(|p| base.join(p));
+        if let Some(path) = &path {
+            if output::is_png(path) {
+                return Err(Error::BadInput(format!(
+                    "pipeline output '{name}' -> {}: a pipeline's outputs are written as .npy",
+                    path.display()
+                )));
+            }
             output::check_path(name, path)?;
         }
+        paths.push((name.clone(), path));
     }
+    Ok(paths)
+}
+
+/// A pipeline from a JSON file or line, its inputs' and outputs' paths
+/// relative to `base`: checked, where it asks to run, and where each
+/// output goes ([`pipeline_outputs`]).
+pub fn pipeline(
+    spec: PipelineSpec<InputSpec>,
+    base: &Path,
+    default: BackendChoice,
+) -> Result<(CheckedPipeline, BackendChoice, OutputPaths)> {
+    let paths = pipeline_outputs(&spec, base)?;
+    let (pipeline, choice, _) = spec
+        .map_inputs(|input| FileInput { input, base })
+        .into_pipeline(default)?;
     Ok((pipeline, choice, paths))
 }

@@ -29,6 +29,22 @@ pub(super) struct JobLine {
     pub backend: Option<String>,
 }
 
+/// A pipeline's line (one with `"steps"`): its id (`line N` unless it
+/// gives one) and its fields but the id, the JSON of `POST /v1/pipelines`.
+pub(super) fn pipeline_line(line: &str, line_no: usize) -> Option<(String, serde_json::Value)> {
+    let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(line) else {
+        return None;
+    };
+    if !fields.contains_key("steps") {
+        return None;
+    }
+    let id = match fields.remove("id") {
+        Some(serde_json::Value::String(id)) => id,
+        _ => format!("line {line_no}"),
+    };
+    Some((id, serde_json::Value::Object(fields)))
+}
+
 /// One job's line in `--results`.
 #[derive(Serialize)]
 pub(super) struct Outcome {

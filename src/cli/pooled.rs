@@ -9,15 +9,15 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use anycore::backend::BackendChoice;
-use anycore::coordinator::spec::{InputSource, explain_json};
+use anycore::coordinator::spec::{InputSource, PipelineSpec, explain_json};
 use anycore::pool::remote::BUSY_FOR;
-use anycore::pool::wire::PoolJob;
+use anycore::pool::wire::{PIPELINE, PoolJob};
 use anycore::pool::{Pool, PoolConfig};
 use anycore::tensor::{Tensor, npy};
 use anycore::{Error, Result};
 
-use super::inputs::FileInput;
-use super::lines::{JobLine, Outcome};
+use super::inputs::{self, FileInput, InputSpec};
+use super::lines::{JobLine, Outcome, pipeline_line};
 
 /// Runs every line of `text` through the pool at `url`.
 pub async fn run_all(
@@ -68,6 +68,22 @@ async fn run_line(
     job_id: String,
     default: BackendChoice,
 ) -> Outcome {
+    if let Some((id, fields)) = pipeline_line(line, line_no) {
+        let spec = match serde_json::from_value(fields) {
+            Ok(spec) => spec,
+            Err(e) => {
+                let why = format!(
+                    "line {line_no} is not a valid pipeline: {}",
+                    explain_json(&e)
+                );
+                return Outcome::failed(id, why);
+            }
+        };
+        return match submit_pipeline(pool, base, spec, job_id, default).await {
+            Ok(outcome) => Outcome { id, ..outcome },
+            Err(e) => Outcome::failed(id, e.to_string()),
+        };
+    }
     let parsed: std::result::Result<JobLine, _> = serde_json::from_str(line);
     let id = match &parsed {
         Ok(JobLine { id: Some(id), .. }) => id.clone(),
@@ -75,15 +91,6 @@ async fn run_line(
     };
     let spec = match parsed {
         Ok(spec) => spec,
-        Err(e) if line.contains("\"steps\"") => {
-            let _ = e;
-            return Outcome::failed(
-                id,
-                format!(
-                    "line {line_no}: pipelines do not go through the pool yet; run them without --nats"
-                ),
-            );
-        }
         Err(e) => {
             return Outcome::failed(
                 id,
@@ -95,6 +102,52 @@ async fn run_line(
         Ok(outcome) => Outcome { id, ..outcome },
         Err(e) => Outcome::failed(id, e.to_string()),
     }
+}
+
+/// A pipeline's line: its outputs' paths checked and its inputs read
+/// here, run as one unit by one worker, its outputs that have a path
+/// written.
+async fn submit_pipeline(
+    pool: &Pool,
+    base: &Path,
+    mut spec: PipelineSpec<InputSpec>,
+    job_id: String,
+    default: BackendChoice,
+) -> Result<Outcome> {
+    if spec.backend.is_none() && default != BackendChoice::Auto {
+        spec.backend = Some(default.name().to_owned());
+    }
+    // Reading the inputs is blocking file work.
+    let base = base.to_owned();
+    let (spec, paths) = tokio::task::spawn_blocking(move || {
+        let paths = inputs::pipeline_outputs(&spec, &base)?;
+        let spec = spec.try_map_inputs(|what, input| {
+            let handle = FileInput { input, base: &base }.load(what)?;
+            let shape = handle.shape().to_vec();
+            Ok::<_, Error>(Tensor::new(shape, handle.into_data()))
+        })?;
+        Ok::<_, Error>((spec, paths))
+    })
+    .await
+    .map_err(|e| Error::Panicked(e.to_string()))??;
+    let job = PoolJob {
+        backend: spec.backend.clone(),
+        pipeline: Some(pool.encode_pipeline(&job_id, spec).await?),
+        id: job_id,
+        kernel: PIPELINE.to_owned(),
+        params: BTreeMap::new(),
+        inputs: BTreeMap::new(),
+    };
+    pool.submit_patiently(&job, BUSY_FOR).await?;
+    let result = pool.wait(&job.id).await?;
+    let paths: Vec<_> = paths
+        .into_iter()
+        .filter_map(|(name, path)| Some((name, path?)))
+        .collect();
+    let written = write_outputs(pool, &result, &paths).await;
+    pool.forget(&job, &result).await;
+    written?;
+    Ok(Outcome::pooled(result))
 }
 
 async fn submit_and_wait(
@@ -132,6 +185,7 @@ async fn submit_and_wait(
         kernel: spec.kernel,
         params: spec.params,
         backend,
+        pipeline: None,
     };
     drop(tensors);
     pool.submit_patiently(&job, BUSY_FOR).await?;

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendChoice;
 use crate::error::{Error, Result};
@@ -130,8 +130,11 @@ impl<I: InputSource> JobSpec<'_, I> {
 /// "inputs": {NAME: INPUT | {"step", "output"} | {"input"}}}], "outputs":
 /// {NAME: {"step", "output", "path"?, "keep"?}}, "backend"?}`, with inputs
 /// `I` of the front's own kind.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, bound(deserialize = "I: Deserialize<'de>"))]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    bound(serialize = "I: Serialize", deserialize = "I: Deserialize<'de>")
+)]
 pub struct PipelineSpec<I> {
     /// Inputs given once for several steps (`{"input": NAME}` in a step).
     #[serde(default = "BTreeMap::new")]
@@ -146,8 +149,11 @@ pub struct PipelineSpec<I> {
 }
 
 /// One step of a [`PipelineSpec`].
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, bound(deserialize = "I: Deserialize<'de>"))]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    bound(serialize = "I: Serialize", deserialize = "I: Deserialize<'de>")
+)]
 pub struct StepSpec<I> {
     /// Its name, unique in the pipeline.
     pub name: String,
@@ -163,7 +169,7 @@ pub struct StepSpec<I> {
 
 /// A step's input: an earlier step's output, or an input of the front's
 /// own kind.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum StepInputSpec<I> {
     /// `{"step": NAME, "output": NAME}`.
@@ -175,7 +181,7 @@ pub enum StepInputSpec<I> {
 }
 
 /// `{"step": NAME, "output": NAME}`.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepRef {
     /// The step's name.
@@ -185,7 +191,7 @@ pub struct StepRef {
 }
 
 /// `{"input": NAME}`.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SharedRef {
     /// The pipeline input's name.
@@ -193,7 +199,7 @@ pub struct SharedRef {
 }
 
 /// A result wanted: a step's output, and where the command line writes it.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
     /// The step's name.
@@ -213,32 +219,51 @@ impl<I> PipelineSpec<I> {
     /// The same pipeline with each given input passed through `f` (to
     /// give file paths their folder, say).
     pub fn map_inputs<J>(self, f: impl Fn(I) -> J) -> PipelineSpec<J> {
-        PipelineSpec {
-            inputs: self.inputs.into_iter().map(|(n, i)| (n, f(i))).collect(),
-            steps: self
-                .steps
-                .into_iter()
-                .map(|s| StepSpec {
-                    name: s.name,
-                    kernel: s.kernel,
-                    params: s.params,
-                    inputs: s
-                        .inputs
-                        .into_iter()
-                        .map(|(name, input)| {
-                            let input = match input {
-                                StepInputSpec::Output(r) => StepInputSpec::Output(r),
-                                StepInputSpec::Shared(r) => StepInputSpec::Shared(r),
-                                StepInputSpec::Given(i) => StepInputSpec::Given(f(i)),
-                            };
-                            (name, input)
-                        })
-                        .collect(),
-                })
-                .collect(),
+        let mapped = self.try_map_inputs(|_, i| Ok::<_, std::convert::Infallible>(f(i)));
+        match mapped {
+            Ok(spec) => spec,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The same pipeline with each given input passed through `f`, in
+    /// order, with what names it (`pipeline input 'x'`, `step 's' input
+    /// 'x'`); the first error ends it.
+    pub fn try_map_inputs<J, E>(
+        self,
+        mut f: impl FnMut(&str, I) -> std::result::Result<J, E>,
+    ) -> std::result::Result<PipelineSpec<J>, E> {
+        let mut inputs = BTreeMap::new();
+        for (name, input) in self.inputs {
+            let input = f(&format!("pipeline input '{name}'"), input)?;
+            inputs.insert(name, input);
+        }
+        let mut steps = Vec::with_capacity(self.steps.len());
+        for step in self.steps {
+            let mut step_inputs = BTreeMap::new();
+            for (name, input) in step.inputs {
+                let input = match input {
+                    StepInputSpec::Output(r) => StepInputSpec::Output(r),
+                    StepInputSpec::Shared(r) => StepInputSpec::Shared(r),
+                    StepInputSpec::Given(i) => {
+                        StepInputSpec::Given(f(&format!("step '{}' input '{name}'", step.name), i)?)
+                    }
+                };
+                step_inputs.insert(name, input);
+            }
+            steps.push(StepSpec {
+                name: step.name,
+                kernel: step.kernel,
+                params: step.params,
+                inputs: step_inputs,
+            });
+        }
+        Ok(PipelineSpec {
+            inputs,
+            steps,
             outputs: self.outputs,
             backend: self.backend,
-        }
+        })
     }
 }
 

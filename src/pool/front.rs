@@ -11,8 +11,10 @@
 //! | `GET /v1/health`, `GET /v1/devices` | `{"status": "ok"}`; the pool's workers ([`Presence`]) |
 //! | `GET /metrics` | Prometheus text: this front's jobs, the pool's queue, dead letters and workers |
 //!
-//! Stored tensors, cancelling, pipelines and video are the single-machine
-//! service's: here they answer 501 saying so.
+//! | `POST /v1/pipelines` | as `anycore serve`: the pipeline runs as one unit on one worker |
+//!
+//! Stored tensors, cancelling and video are the single-machine service's:
+//! here they answer 501 saying so.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -31,13 +33,15 @@ use serde_json::json;
 
 use super::metrics::{FrontCounts, render_front};
 use super::roster::Presence;
-use super::wire::{PoolJob, PoolResult, Status, WireArray, WorkerInfo};
+use super::wire::{PIPELINE, PoolJob, PoolResult, Status, WireArray, WorkerInfo};
 use super::{Class, Pool};
-use crate::coordinator::spec::{explain_json, json_params};
+use crate::coordinator::spec::{PipelineSpec, explain_json, json_params};
 use crate::error::Error;
 use crate::kernel::Kernel;
 use crate::service::ServiceConfig;
-use crate::service::api::{ArrayOut, JobRequest, JobResponse, OutputForm};
+use crate::service::api::{
+    ArrayIn, ArrayOut, JobRequest, JobResponse, OutputForm, PipelineResponse,
+};
 use crate::service::api_error::{ApiError, PathId, bad_query};
 use crate::service::budget::{Budget, Held};
 use crate::service::caps::Caps;
@@ -51,22 +55,32 @@ const PENDING: usize = 100_000;
 
 /// A job's report from the pool: the report every front gives, with the
 /// worker that ran it and on which delivery.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 pub struct PooledResponse {
     /// Where it ran, why, its phases, and its outputs.
     #[serde(flatten)]
-    pub response: JobResponse,
+    pub response: Report,
     /// The worker that ran it.
     pub worker: WorkerInfo,
     /// Which delivery ran it, from 1.
     pub attempt: u64,
 }
 
+/// A kernel's report or a pipeline's, as `anycore serve` gives them.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Report {
+    /// A kernel's job.
+    Job(JobResponse),
+    /// A pipeline.
+    Pipeline(PipelineResponse),
+}
+
 /// A `wait=false` job posted here: how to answer it, and its inputs'
 /// objects (deleted once it ends).
 struct Pending {
     form: OutputForm,
-    inputs: BTreeMap<String, WireArray>,
+    inputs: Vec<WireArray>,
     posted: tokio::time::Instant,
 }
 
@@ -141,7 +155,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/v1/jobs", post(post_job))
         .route("/v1/jobs/{id}", get(get_job).delete(not_pooled))
-        .route("/v1/pipelines", any(not_pooled))
+        .route("/v1/pipelines", post(post_pipeline))
         .route("/v1/tensors", any(not_pooled))
         .route("/v1/tensors/{id}", any(not_pooled))
         .route("/v1/video", any(not_pooled))
@@ -213,7 +227,7 @@ async fn post_job(
 ) -> Result<Response, ApiError> {
     let arrived = tokio::time::Instant::now();
     let Query(query) = query.map_err(bad_query)?;
-    let (body, mut held) = read_request(state.intake(), &headers, body, Decoding::Arrays).await?;
+    let (body, held) = read_request(state.intake(), &headers, body, Decoding::Arrays).await?;
     let caps = Arc::clone(&state.caps);
     let (head, tensors) = off_runtime(body, move |body| {
         let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m);
@@ -257,48 +271,160 @@ async fn post_job(
         kernel: head.kernel,
         params: head.params,
         backend: head.backend,
+        pipeline: None,
     };
     drop(tensors);
-    if let Err(e) = state.pool.submit(&job).await {
+    let waiting = Waiting {
+        id,
+        arrived,
+        deadline,
+        form: head.form,
+    };
+    match query.wait.unwrap_or(true) {
+        true => submit_and_answer(&state, job, waiting, held).await,
+        false => {
+            submit(&state, &job).await?;
+            let mut table = state.pending.lock().unwrap_or_else(|e| e.into_inner());
+            table.insert(id, waiting.pending(&job), state.ttl);
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"id": id, "status": "queued"})),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// How `POST /v1/pipelines` returns outputs, and its deadline.
+#[derive(Deserialize)]
+struct PipelineQuery {
+    outputs: Option<OutputForm>,
+    timeout_ms: Option<u64>,
+}
+
+async fn post_pipeline(
+    State(state): State<FrontState>,
+    query: Result<Query<PipelineQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let arrived = tokio::time::Instant::now();
+    let Query(query) = query.map_err(bad_query)?;
+    let deadline = deadline(state.max_job, query.timeout_ms)?;
+    let (body, held) = read_request(state.intake(), &headers, body, Decoding::Buffered).await?;
+    let caps = Arc::clone(&state.caps);
+    let spec = off_runtime(body, move |body| {
+        let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m);
+        let spec: PipelineSpec<ArrayIn> = serde_json::from_slice(&body)
+            .map_err(|e| bad(format!("invalid pipeline: {}", explain_json(&e))))?;
+        for step in &spec.steps {
+            if let (Ok(kernel), Ok(params)) =
+                (Kernel::from_name(&step.kernel), json_params(&step.params))
+            {
+                caps.check_params(kernel, &params)?;
+            }
+        }
+        if let Some((name, _)) = spec
+            .outputs
+            .iter()
+            .find(|(_, o)| o.path.is_some() || o.keep)
+        {
+            return Err(bad(format!(
+                "pipeline output '{name}': 'path' and 'keep' are for the command line and a \
+                 service on one machine; the pool returns outputs in its response"
+            )));
+        }
+        Class::of(spec.backend.as_deref())?;
+        let mut specs = Vec::new();
+        let spec = spec.try_map_inputs(|what, input| {
+            let tensor = input.decode_as(what)?;
+            specs.push((what.to_owned(), tensor.spec().clone()));
+            Ok::<_, Error>(tensor)
+        })?;
+        caps.check_elements(specs.iter().map(|(what, spec)| (what.clone(), spec)))?;
+        Ok(spec)
+    })
+    .await?;
+    let id = Id::random();
+    let backend = spec.backend.clone();
+    let job = PoolJob {
+        id: id.to_string(),
+        kernel: PIPELINE.to_owned(),
+        params: BTreeMap::new(),
+        backend,
+        inputs: BTreeMap::new(),
+        pipeline: Some(state.pool.encode_pipeline(&id.to_string(), spec).await?),
+    };
+    let waiting = Waiting {
+        id,
+        arrived,
+        deadline,
+        form: query.outputs.unwrap_or_default(),
+    };
+    submit_and_answer(&state, job, waiting, held).await
+}
+
+/// A job submitted and waited for: its id, when it arrived, how long it
+/// may take, how its outputs come back.
+struct Waiting {
+    id: Id,
+    arrived: tokio::time::Instant,
+    deadline: Duration,
+    form: OutputForm,
+}
+
+impl Waiting {
+    /// What `GET /v1/jobs/{id}` needs to answer it later.
+    fn pending(&self, job: &PoolJob) -> Pending {
+        Pending {
+            form: self.form,
+            inputs: job.arrays().into_iter().cloned().collect(),
+            posted: self.arrived,
+        }
+    }
+}
+
+/// Puts a job on the stream (503 when it is full; its stored arrays are
+/// then deleted).
+async fn submit(state: &FrontState, job: &PoolJob) -> Result<(), ApiError> {
+    if let Err(e) = state.pool.submit(job).await {
         if matches!(e, Error::Busy) {
             state.counts.busy.fetch_add(1, Ordering::Relaxed);
         }
-        state.pool.delete_objects(job.inputs.values()).await;
+        state.pool.delete_objects(job.arrays().into_iter()).await;
         return Err(e.into());
     }
     state.counts.submitted.fetch_add(1, Ordering::Relaxed);
-    let pending = || Pending {
-        form: head.form,
-        inputs: job.inputs.clone(),
-        posted: arrived,
-    };
-    if !query.wait.unwrap_or(true) {
-        let mut table = state.pending.lock().unwrap_or_else(|e| e.into_inner());
-        table.insert(id, pending(), state.ttl);
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"id": id, "status": "queued"})),
-        )
-            .into_response());
-    }
-    let left = deadline.saturating_sub(arrived.elapsed());
+    Ok(())
+}
+
+/// Submits a job and answers its result, or a 504 past its deadline (the
+/// job goes on in the pool: `GET /v1/jobs/{id}` gives its result later).
+async fn submit_and_answer(
+    state: &FrontState,
+    job: PoolJob,
+    waiting: Waiting,
+    mut held: Held,
+) -> Result<Response, ApiError> {
+    submit(state, &job).await?;
+    let left = waiting.deadline.saturating_sub(waiting.arrived.elapsed());
     let Ok(result) = tokio::time::timeout(left, state.pool.wait(&job.id)).await else {
-        // The pool's job goes on; its result can still be fetched.
         state.counts.timed_out.fetch_add(1, Ordering::Relaxed);
         let mut table = state.pending.lock().unwrap_or_else(|e| e.into_inner());
-        table.insert(id, pending(), state.ttl);
+        table.insert(waiting.id, waiting.pending(&job), state.ttl);
         return Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "deadline_exceeded",
             format!(
-                "no result within {} ms; the job stays on the pool: GET /v1/jobs/{id} \
+                "no result within {} ms; the job stays on the pool: GET /v1/jobs/{} \
                  gives its result when it ends",
-                deadline.as_millis()
+                waiting.deadline.as_millis(),
+                waiting.id
             ),
         ));
     };
     let result = result?;
-    let answer = answer(&state, &result, head.form, &mut held).await;
+    let answer = answer(state, &result, waiting.form, &mut held).await;
     state.pool.forget(&job, &result).await;
     Ok(held_json_body(answer?, held))
 }
@@ -326,20 +452,31 @@ async fn answer(
     let specs: Vec<_> = result.outputs.values().map(WireArray::spec).collect();
     let bytes = answer_bytes(specs.iter().flatten(), form);
     state.budget.hold(held, bytes, "this job's answer")?;
-    let outputs = state.pool.outputs(result).await?;
+    let outputs = state
+        .pool
+        .outputs(result)
+        .await?
+        .into_iter()
+        .map(|(name, t)| (name, ArrayOut::new(t, form)))
+        .collect();
     let run = result
         .run
         .clone()
         .ok_or_else(|| Error::Remote(format!("job {}: its result has no report", result.id)))?;
-    let response = PooledResponse {
-        response: JobResponse {
+    let response = match result.kernel == PIPELINE {
+        true => Report::Pipeline(PipelineResponse {
+            run,
+            steps: result.steps.clone(),
+            outputs,
+        }),
+        false => Report::Job(JobResponse {
             kernel: result.kernel.clone(),
             run,
-            outputs: outputs
-                .into_iter()
-                .map(|(name, t)| (name, ArrayOut::new(t, form)))
-                .collect(),
-        },
+            outputs,
+        }),
+    };
+    let response = PooledResponse {
+        response,
         worker: result.worker.clone(),
         attempt: result.attempt,
     };
@@ -373,6 +510,7 @@ async fn get_job(
         return Ok(Json(json!({"id": id, "status": "queued"})).into_response());
     };
     if let Some(inputs) = inputs {
+        let inputs: Vec<&WireArray> = inputs.iter().collect();
         state.pool.forget_inputs(&inputs, &result).await;
     }
     let mut held = Held::default();

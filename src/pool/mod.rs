@@ -36,6 +36,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 
 use self::wire::{PoolJob, PoolResult, WireArray, check_id};
+use crate::coordinator::spec::PipelineSpec;
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, npy};
 
@@ -298,6 +299,49 @@ impl Pool {
         wire.decode(name, Some(&bytes))
     }
 
+    /// A pipeline's arrays for a message ([`Pool::encode`]'s way), its
+    /// objects named `{prefix}.iN`.
+    pub async fn encode_pipeline(
+        &self,
+        prefix: &str,
+        spec: PipelineSpec<Tensor>,
+    ) -> Result<PipelineSpec<WireArray>> {
+        let mut tensors = BTreeMap::new();
+        let keyed = spec.try_map_inputs(|_, tensor| {
+            let key = format!("i{}", tensors.len());
+            tensors.insert(key.clone(), tensor);
+            Ok::<_, Error>(key)
+        })?;
+        let mut wires = self.encode(prefix, &tensors).await?;
+        drop(tensors);
+        keyed.try_map_inputs(|name, key| {
+            wires
+                .remove(&key)
+                .ok_or_else(|| Error::Internal(format!("{name}: not encoded")))
+        })
+    }
+
+    /// A pipeline's tensors, fetched ([`Pool::decode`] for each).
+    pub async fn decode_pipeline(
+        &self,
+        spec: PipelineSpec<WireArray>,
+    ) -> Result<PipelineSpec<Tensor>> {
+        let mut wires = Vec::new();
+        let keyed = spec.try_map_inputs(|name, wire| {
+            wires.push((name.to_owned(), wire));
+            Ok::<_, Error>(wires.len() - 1)
+        })?;
+        let mut tensors = Vec::with_capacity(wires.len());
+        for (name, wire) in &wires {
+            tensors.push(Some(self.decode(name, wire).await?));
+        }
+        keyed.try_map_inputs(|name, i| {
+            tensors[i]
+                .take()
+                .ok_or_else(|| Error::Internal(format!("{name}: decoded twice")))
+        })
+    }
+
     /// Puts a job on the stream for the workers of its class; busy when
     /// the stream is full.
     pub async fn submit(&self, job: &PoolJob) -> Result<()> {
@@ -378,20 +422,20 @@ impl Pool {
     /// Deletes the objects a job's arrays were stored as, once its result
     /// was read (a dead-lettered job's inputs are kept, for a look).
     pub async fn forget(&self, job: &PoolJob, result: &PoolResult) {
-        self.forget_inputs(&job.inputs, result).await;
+        self.forget_inputs(&job.arrays(), result).await;
         self.delete_objects(result.outputs.values()).await;
     }
 
     /// Deletes the objects of a finished job's inputs (not a dead-lettered
     /// one's: they are kept, for a look).
-    pub async fn forget_inputs(&self, inputs: &BTreeMap<String, WireArray>, result: &PoolResult) {
+    pub async fn forget_inputs(&self, inputs: &[&WireArray], result: &PoolResult) {
         if result.status != wire::Status::DeadLetter {
-            self.delete_objects(inputs.values()).await;
+            self.delete_objects(inputs.iter().copied()).await;
         }
     }
 
     /// Deletes the objects of `arrays` that were stored.
-    pub async fn delete_objects(&self, arrays: impl Iterator<Item = &WireArray>) {
+    pub async fn delete_objects<'a>(&self, arrays: impl Iterator<Item = &'a WireArray>) {
         for wire in arrays {
             if let Some(object) = &wire.object
                 && let Err(e) = self.arrays.delete(object.as_str()).await

@@ -83,6 +83,7 @@ impl RemoteEngine {
                 BackendChoice::Auto => None,
                 other => Some(other.name().to_owned()),
             },
+            pipeline: None,
         };
         drop(inputs);
         self.pool.submit_patiently(&pool_job, BUSY_FOR).await?;

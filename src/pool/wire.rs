@@ -8,8 +8,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
+use crate::coordinator::spec::{PipelineSpec, StepInputSpec};
 use crate::error::{Error, Result};
-use crate::service::api::RunInfo;
+use crate::service::api::{RunInfo, StepResponse};
 use crate::tensor::{DType, Spec, Tensor, npy};
 
 /// A job as a front puts it on the stream; its id is also the message id
@@ -19,7 +20,7 @@ use crate::tensor::{DType, Spec, Tensor, npy};
 pub struct PoolJob {
     /// The job's id: letters, digits, `-` and `_`.
     pub id: String,
-    /// Kernel name.
+    /// Kernel name ([`PIPELINE`] for a pipeline).
     pub kernel: String,
     /// Parameters (numbers, strings or booleans), as the HTTP API takes
     /// them.
@@ -31,6 +32,29 @@ pub struct PoolJob {
     /// Input arrays by name.
     #[serde(default)]
     pub inputs: BTreeMap<String, WireArray>,
+    /// A pipeline, run as one unit by one worker, in place of a kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineSpec<WireArray>>,
+}
+
+/// The `kernel` of a pipeline's job (and the last token of its subject).
+pub const PIPELINE: &str = "pipeline";
+
+impl PoolJob {
+    /// Every array it carries: its inputs, or its pipeline's.
+    pub fn arrays(&self) -> Vec<&WireArray> {
+        let mut arrays: Vec<&WireArray> = self.inputs.values().collect();
+        if let Some(p) = &self.pipeline {
+            arrays.extend(p.inputs.values());
+            for step in &p.steps {
+                arrays.extend(step.inputs.values().filter_map(|i| match i {
+                    StepInputSpec::Given(w) => Some(w),
+                    _ => None,
+                }));
+            }
+        }
+        arrays
+    }
 }
 
 /// An array on the wire.
@@ -148,6 +172,9 @@ pub struct PoolResult {
     /// Output arrays by name.
     #[serde(default)]
     pub outputs: BTreeMap<String, WireArray>,
+    /// A pipeline's steps, each with its phases and traffic.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepResponse>,
 }
 
 impl PoolResult {

@@ -14,13 +14,14 @@ use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
 use super::roster::{Counts, HEARTBEAT, Presence, unix_now};
-use super::wire::{PoolJob, PoolResult, Status, WorkerInfo, check_id};
+use super::wire::{PoolJob, PoolResult, Status, WireArray, WorkerInfo, check_id};
 use super::{Class, Pool};
 use crate::backend::BackendChoice;
+use crate::coordinator::spec::PipelineSpec;
 use crate::coordinator::spec::{InputSource, JobSpec, json_params};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::service::api::JobResponse;
+use crate::service::api::{JobResponse, PipelineResponse, RunInfo, StepResponse};
 use crate::tensor::{Handle, Tensor};
 
 /// How a worker runs.
@@ -360,9 +361,34 @@ impl Worker {
         }
     }
 
-    /// Runs a job through the engine: inputs fetched, the request checked
-    /// and admitted as the HTTP API does it, outputs encoded.
+    /// Runs a job (a kernel's or a pipeline's) through the engine, its
+    /// outputs encoded.
     async fn run_job(&self, job: &PoolJob, attempt: u64) -> Result<PoolResult> {
+        let (run, outputs, steps) = match &job.pipeline {
+            Some(spec) => self.run_pipeline(spec.clone()).await?,
+            None => self.run_kernel(job).await?,
+        };
+        self.counters.ran.fetch_add(1, Ordering::Relaxed);
+        let outputs = self
+            .pool
+            .encode(&format!("{}.out", job.id), &outputs)
+            .await?;
+        Ok(PoolResult {
+            id: job.id.clone(),
+            kernel: job.kernel.clone(),
+            status: Status::Ok,
+            error: None,
+            worker: self.info.clone(),
+            attempt,
+            run: Some(run),
+            outputs,
+            steps,
+        })
+    }
+
+    /// A kernel's job: inputs fetched, the request checked and admitted as
+    /// the HTTP API does it.
+    async fn run_kernel(&self, job: &PoolJob) -> Result<Ran> {
         let mut inputs = Vec::new();
         for (name, wire) in &job.inputs {
             inputs.push((name.clone(), Loaded(self.pool.decode(name, wire).await?)));
@@ -380,22 +406,22 @@ impl Worker {
         };
         let (task, _, choice) = spec.into_planned_task(BackendChoice::Auto)?;
         let report = self.engine.coordinator().run(task, choice).await?;
-        self.counters.ran.fetch_add(1, Ordering::Relaxed);
         let response = JobResponse::describe(report, |_, tensor| tensor);
-        let outputs = self
-            .pool
-            .encode(&format!("{}.out", job.id), &response.outputs)
+        Ok((response.run, response.outputs, Vec::new()))
+    }
+
+    /// A pipeline's job: its arrays fetched, checked as a whole, run as one
+    /// unit here.
+    async fn run_pipeline(&self, spec: PipelineSpec<WireArray>) -> Result<Ran> {
+        let spec = self.pool.decode_pipeline(spec).await?.map_inputs(Loaded);
+        let (pipeline, choice, _) = spec.into_pipeline(self.config.backend)?;
+        let report = self
+            .engine
+            .coordinator()
+            .run_pipeline(pipeline, choice)
             .await?;
-        Ok(PoolResult {
-            id: job.id.clone(),
-            kernel: job.kernel.clone(),
-            status: Status::Ok,
-            error: None,
-            worker: self.info.clone(),
-            attempt,
-            run: Some(response.run),
-            outputs,
-        })
+        let response = PipelineResponse::describe(report, |_, tensor| tensor);
+        Ok((response.run, response.outputs, response.steps))
     }
 
     /// The result of a job that did not run.
@@ -409,6 +435,7 @@ impl Worker {
             attempt,
             run: None,
             outputs: BTreeMap::new(),
+            steps: Vec::new(),
         }
     }
 
@@ -425,6 +452,10 @@ impl Worker {
         }
     }
 }
+
+/// What a job that ran gives: where and how it ran, its outputs, and a
+/// pipeline's steps.
+type Ran = (RunInfo, BTreeMap<String, Tensor>, Vec<StepResponse>);
 
 /// A consumer's ack wait, and the attempts a job has on it.
 #[derive(Clone, Copy, Debug)]

@@ -277,7 +277,13 @@ impl InputSource for ArrayIn {
 impl ArrayIn {
     /// The tensor the JSON gives (input `name`, named in errors).
     pub fn decode(self, name: &str) -> Result<Tensor> {
-        let bad = |message: String| Error::BadInput(format!("input '{name}': {message}"));
+        self.decode_as(&format!("input '{name}'"))
+    }
+
+    /// The tensor the JSON gives; `what` names it in errors (`step 's'
+    /// input 'x'`).
+    pub fn decode_as(self, what: &str) -> Result<Tensor> {
+        let bad = |message: String| Error::BadInput(format!("{what}: {message}"));
         match self {
             ArrayIn::Stored { tensor } => Err(bad(format!(
                 "{{\"tensor\": {tensor}}} names a tensor a service stores; here give the \
@@ -434,7 +440,7 @@ pub struct PipelineResponse<O = ArrayOut> {
 }
 
 /// One step of a [`PipelineResponse`].
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepResponse {
     /// The step's name.
     pub name: String,
