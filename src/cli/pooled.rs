@@ -28,6 +28,9 @@ pub async fn run_all(
     text: &str,
 ) -> Result<Vec<Outcome>> {
     let pool = Pool::connect(PoolConfig::new(url)).await?;
+    if pool.roster().await?.is_empty() {
+        eprintln!("anycore: no worker is in the pool on {url} yet; the jobs wait until one joins");
+    }
     let base = jobs_file.parent().unwrap_or(Path::new(".")).to_owned();
     // Ids unique to this batch: a rerun of the file is new work.
     let batch = format!("b{:016x}", rand::random::<u64>());
@@ -137,6 +140,7 @@ async fn submit_pipeline(
         kernel: PIPELINE.to_owned(),
         params: BTreeMap::new(),
         inputs: BTreeMap::new(),
+        timeout_ms: None,
     };
     pool.submit_patiently(&job, BUSY_FOR).await?;
     let result = pool.wait(&job.id).await?;
@@ -186,6 +190,7 @@ async fn submit_and_wait(
         params: spec.params,
         backend,
         pipeline: None,
+        timeout_ms: None,
     };
     drop(tensors);
     pool.submit_patiently(&job, BUSY_FOR).await?;
@@ -212,7 +217,7 @@ async fn write_outputs(
                 given.join(", ")
             ))
         })?;
-        let tensor = pool.decode(name, wire).await?;
+        let tensor = pool.decode(&format!("array '{name}'"), wire).await?;
         let path = path.clone();
         tokio::task::spawn_blocking(move || npy::write(&path, &tensor))
             .await

@@ -20,7 +20,7 @@ pub struct Args {
     #[command(flatten)]
     software_gpu: super::SoftwareGpu,
     /// Jobs queued or running before new ones get 503.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, conflicts_with = "nats")]
     max_in_flight: usize,
     /// Largest request body, in MiB (413 past it).
     #[arg(long, default_value_t = 256)]
@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, default_value_t = 30.0)]
     shutdown_timeout_s: f64,
     /// MiB of `wait=false` results kept for polling (the oldest go first).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, conflicts_with = "nats")]
     results_mib: usize,
     /// Seconds a `wait=false` result is kept for polling.
     #[arg(long, default_value_t = 3600.0)]
@@ -65,10 +65,10 @@ pub struct Args {
     max_elements: Option<u64>,
     /// Most tensors kept in the store (`/v1/tensors`, kept outputs); past
     /// it, storing one more is a 507.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, conflicts_with = "nats")]
     max_tensors: usize,
     /// Most MiB of tensors kept in the store; past it, a 507.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, conflicts_with = "nats")]
     tensor_store_mib: usize,
     /// A file holding the bearer token every route but /v1/health needs
     /// (`ANYCORE_TOKEN` gives the token itself).
@@ -122,6 +122,14 @@ pub fn main(args: Args) -> Result<()> {
                 pool.max_jobs = args.pool_max_jobs;
                 pool.max_bytes = args.pool_max_mib << 20;
                 let pool = Pool::connect(pool).await?;
+                let (jobs, bytes) = pool.limits();
+                if (jobs, bytes >> 20) != (args.pool_max_jobs, args.pool_max_mib) {
+                    eprintln!(
+                        "anycore: the pool's job stream was made with other limits, which \
+                         stay: {jobs} jobs, {} MiB",
+                        bytes >> 20
+                    );
+                }
                 let workers = pool.roster().await?.len();
                 eprintln!(
                     "anycore: serving on http://{local} in front of the pool on {url} ({workers} worker(s) now)"

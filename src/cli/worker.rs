@@ -38,6 +38,15 @@ pub struct Args {
     /// the pool's consumers are first made.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..=100))]
     max_deliver: i64,
+    /// Longest a job may run here, in seconds (a job's own `timeout_ms`
+    /// may ask for less): past it, the job is stopped and ends timed out.
+    #[arg(long, default_value_t = 600.0, value_parser = positive_seconds)]
+    max_job_s: f64,
+    /// Seconds stopping (SIGINT, SIGTERM) waits for the jobs it runs;
+    /// past it, the worker exits and they go to another worker after the
+    /// ack wait.
+    #[arg(long, default_value_t = 30.0, value_parser = positive_seconds)]
+    shutdown_timeout_s: f64,
     /// Serve this worker's counters as Prometheus text at
     /// http://ADDR/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
@@ -75,6 +84,8 @@ pub fn main(args: Args) -> Result<()> {
                 backend: args.backend,
                 concurrency: args.concurrency as usize,
                 name: args.name,
+                max_job: std::time::Duration::from_secs_f64(args.max_job_s),
+                shutdown_timeout: std::time::Duration::from_secs_f64(args.shutdown_timeout_s),
             },
         ));
         if let Some(addr) = &args.metrics_addr {

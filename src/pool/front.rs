@@ -31,11 +31,12 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::Pool;
 use super::metrics::{FrontCounts, render_front};
 use super::roster::Presence;
 use super::wire::{PIPELINE, PoolJob, PoolResult, Status, WireArray, WorkerInfo};
-use super::{Class, Pool};
-use crate::coordinator::spec::{PipelineSpec, explain_json, json_params};
+use crate::backend::BackendChoice;
+use crate::coordinator::spec::{JobSpec, PipelineSpec, explain_json, json_params};
 use crate::error::Error;
 use crate::kernel::Kernel;
 use crate::service::ServiceConfig;
@@ -49,6 +50,7 @@ use crate::service::ids::Id;
 use crate::service::intake::{Decoding, Intake, off_runtime, read_request};
 use crate::service::reply::{answer_bytes, encode, held_json_body};
 use crate::service::{deadline, guard, listen};
+use crate::tensor::{Handle, Spec, Tensor};
 
 /// `wait=false` jobs this front remembers at most (the oldest go first).
 const PENDING: usize = 100_000;
@@ -80,8 +82,11 @@ pub enum Report {
 /// objects (deleted once it ends).
 struct Pending {
     form: OutputForm,
-    inputs: Vec<WireArray>,
+    /// Its arrays stored as objects (deleted once it ends).
+    objects: Vec<WireArray>,
     posted: tokio::time::Instant,
+    /// Whether its end was counted in the metrics.
+    counted: bool,
 }
 
 #[derive(Clone)]
@@ -219,6 +224,119 @@ struct Head {
     timeout_ms: Option<u64>,
 }
 
+/// Memory the answer giving outputs of `specs` in `form` takes here: the
+/// fetched `.npy` bytes and the tensor decoded from them, beside the
+/// encoded answer.
+fn answer_memory(specs: &[&Spec], form: OutputForm) -> u64 {
+    let raw = specs.iter().fold(0u64, |n, s| n.saturating_add(s.bytes()));
+    answer_bytes(specs.iter().copied(), form).saturating_add(raw.saturating_mul(2))
+}
+
+/// A tensor back from the handle it was checked as (no copy once the
+/// check's own clones are gone).
+fn unwrap(handle: Handle) -> Tensor {
+    Tensor::new(handle.shape().to_vec(), handle.into_data())
+}
+
+/// Checks a job as `anycore serve` does before it runs (kernel,
+/// parameters, caps, inputs, shapes, its outputs' size against this
+/// front's memory: their answer passes through here), and gives its
+/// tensors back.
+fn checked_job(
+    request: JobRequest,
+    caps: &Caps,
+    budget: &Budget,
+) -> Result<(Head, BTreeMap<String, Tensor>), ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m);
+    if !request.keep.is_empty() {
+        return Err(bad(
+            "'keep' needs the tensor store of a service on one machine; the pool returns every \
+             output"
+                .into(),
+        ));
+    }
+    let kernel = Kernel::from_name(&request.kernel)?;
+    caps.check_params(kernel, &json_params(&request.params)?)?;
+    let mut handles = BTreeMap::new();
+    for (name, input) in request.inputs {
+        let tensor = input.decode(&name)?;
+        handles.insert(name, Handle::new(tensor));
+    }
+    let spec = JobSpec {
+        kernel: &request.kernel,
+        backend: request.backend.as_deref(),
+        params: json_params(&request.params)?,
+        outputs: Vec::new(),
+        inputs: handles
+            .iter()
+            .map(|(n, h)| (n.clone(), h.clone()))
+            .collect(),
+    };
+    let (task, plan, _) = spec.into_planned_task(BackendChoice::Auto)?;
+    drop(task);
+    let inputs = handles
+        .iter()
+        .map(|(name, h)| (format!("input '{name}'"), h.spec()));
+    let outputs = plan
+        .outputs
+        .iter()
+        .map(|(name, s)| (format!("output '{name}'"), s));
+    caps.check_elements(inputs.chain(outputs))?;
+    let specs: Vec<&Spec> = plan.outputs.iter().map(|(_, s)| s).collect();
+    let answer = answer_memory(&specs, request.outputs);
+    budget.could_hold(answer, "this job's answer")?;
+    let head = Head {
+        kernel: request.kernel,
+        params: request.params,
+        backend: request.backend,
+        form: request.outputs,
+        timeout_ms: request.timeout_ms,
+    };
+    let tensors = handles.into_iter().map(|(n, h)| (n, unwrap(h))).collect();
+    Ok((head, tensors))
+}
+
+/// Checks a pipeline as `anycore serve` does before it runs (each step,
+/// the whole, caps, its outputs' size against this front's memory), and
+/// gives it back with its tensors.
+fn checked_pipeline(
+    spec: PipelineSpec<ArrayIn>,
+    caps: &Caps,
+    budget: &Budget,
+    form: OutputForm,
+) -> Result<PipelineSpec<Tensor>, ApiError> {
+    for step in &spec.steps {
+        let kernel = Kernel::from_name(&step.kernel)
+            .map_err(|e| e.context(&format!("step '{}'", step.name)))?;
+        caps.check_params(kernel, &json_params(&step.params)?)?;
+    }
+    if let Some((name, _)) = spec
+        .outputs
+        .iter()
+        .find(|(_, o)| o.path.is_some() || o.keep)
+    {
+        return Err(ApiError::from(Error::BadInput(format!(
+            "pipeline output '{name}': 'path' (the command line's) and 'keep' (a service's \
+             store on one machine) do not go through the pool; it returns outputs in its \
+             response"
+        ))));
+    }
+    let spec = spec.try_map_inputs(|what, input| input.decode_as(what).map(Handle::new))?;
+    let (pipeline, _, _) = spec.clone().into_pipeline(BackendChoice::Auto)?;
+    let inputs = pipeline.given().map(|h| ("an input".to_owned(), h.spec()));
+    let outputs = pipeline.plans().flat_map(|(step, plan)| {
+        plan.outputs
+            .iter()
+            .map(move |(n, s)| (format!("step '{step}''s output '{n}'"), s))
+    });
+    caps.check_elements(inputs.chain(outputs))?;
+    let specs: Vec<&Spec> = pipeline.output_specs().map(|(_, s)| s).collect();
+    let answer = answer_memory(&specs, form);
+    budget.could_hold(answer, "this pipeline's answer")?;
+    drop(pipeline);
+    Ok(spec.map_inputs(unwrap))
+}
+
 async fn post_job(
     State(state): State<FrontState>,
     query: Result<Query<WaitQuery>, QueryRejection>,
@@ -228,39 +346,16 @@ async fn post_job(
     let arrived = tokio::time::Instant::now();
     let Query(query) = query.map_err(bad_query)?;
     let (body, held) = read_request(state.intake(), &headers, body, Decoding::Arrays).await?;
-    let caps = Arc::clone(&state.caps);
+    let (caps, budget) = (Arc::clone(&state.caps), Arc::clone(&state.budget));
     let (head, tensors) = off_runtime(body, move |body| {
-        let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m);
-        let request: JobRequest = serde_json::from_slice(&body)
-            .map_err(|e| bad(format!("invalid job: {}", explain_json(&e))))?;
-        let kernel = Kernel::from_name(&request.kernel)?;
-        caps.check_params(kernel, &json_params(&request.params)?)?;
-        Class::of(request.backend.as_deref())?;
-        if !request.keep.is_empty() {
-            return Err(bad(
-                "'keep' needs the tensor store of a service on one machine; the pool returns \
-                 every output"
-                    .into(),
-            ));
-        }
-        let mut tensors = BTreeMap::new();
-        for (name, input) in request.inputs {
-            let tensor = input.decode(&name)?;
-            tensors.insert(name, tensor);
-        }
-        let specs: Vec<_> = tensors
-            .iter()
-            .map(|(name, t)| (format!("input '{name}'"), t.spec()))
-            .collect();
-        caps.check_elements(specs.iter().map(|(what, spec)| (what.clone(), spec)))?;
-        let head = Head {
-            kernel: request.kernel,
-            params: request.params,
-            backend: request.backend,
-            form: request.outputs,
-            timeout_ms: request.timeout_ms,
-        };
-        Ok((head, tensors))
+        let request: JobRequest = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("invalid job: {}", explain_json(&e)),
+            )
+        })?;
+        checked_job(request, &caps, &budget)
     })
     .await?;
     let deadline = deadline(state.max_job, head.timeout_ms)?;
@@ -272,6 +367,7 @@ async fn post_job(
         params: head.params,
         backend: head.backend,
         pipeline: None,
+        timeout_ms: Some(millis(deadline)),
     };
     drop(tensors);
     let waiting = Waiting {
@@ -280,12 +376,13 @@ async fn post_job(
         deadline,
         form: head.form,
     };
+    // What the request held was its body and decoding, done with now.
+    drop(held);
     match query.wait.unwrap_or(true) {
-        true => submit_and_answer(&state, job, waiting, held).await,
+        true => submit_and_answer(&state, job, waiting).await,
         false => {
-            submit(&state, &job).await?;
-            let mut table = state.pending.lock().unwrap_or_else(|e| e.into_inner());
-            table.insert(id, waiting.pending(&job), state.ttl);
+            submit(&state, &job, &waiting).await?;
+            state.remember(&waiting, &job);
             Ok((
                 StatusCode::ACCEPTED,
                 Json(json!({"id": id, "status": "queued"})),
@@ -311,57 +408,45 @@ async fn post_pipeline(
     let arrived = tokio::time::Instant::now();
     let Query(query) = query.map_err(bad_query)?;
     let deadline = deadline(state.max_job, query.timeout_ms)?;
+    let form = query.outputs.unwrap_or_default();
     let (body, held) = read_request(state.intake(), &headers, body, Decoding::Buffered).await?;
-    let caps = Arc::clone(&state.caps);
+    let (caps, budget) = (Arc::clone(&state.caps), Arc::clone(&state.budget));
     let spec = off_runtime(body, move |body| {
-        let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m);
-        let spec: PipelineSpec<ArrayIn> = serde_json::from_slice(&body)
-            .map_err(|e| bad(format!("invalid pipeline: {}", explain_json(&e))))?;
-        for step in &spec.steps {
-            if let (Ok(kernel), Ok(params)) =
-                (Kernel::from_name(&step.kernel), json_params(&step.params))
-            {
-                caps.check_params(kernel, &params)?;
-            }
-        }
-        if let Some((name, _)) = spec
-            .outputs
-            .iter()
-            .find(|(_, o)| o.path.is_some() || o.keep)
-        {
-            return Err(bad(format!(
-                "pipeline output '{name}': 'path' and 'keep' are for the command line and a \
-                 service on one machine; the pool returns outputs in its response"
-            )));
-        }
-        Class::of(spec.backend.as_deref())?;
-        let mut specs = Vec::new();
-        let spec = spec.try_map_inputs(|what, input| {
-            let tensor = input.decode_as(what)?;
-            specs.push((what.to_owned(), tensor.spec().clone()));
-            Ok::<_, Error>(tensor)
+        let spec: PipelineSpec<ArrayIn> = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("invalid pipeline: {}", explain_json(&e)),
+            )
         })?;
-        caps.check_elements(specs.iter().map(|(what, spec)| (what.clone(), spec)))?;
-        Ok(spec)
+        checked_pipeline(spec, &caps, &budget, form)
     })
     .await?;
     let id = Id::random();
     let backend = spec.backend.clone();
+    let pipeline = state.pool.encode_pipeline(&id.to_string(), spec).await?;
     let job = PoolJob {
         id: id.to_string(),
         kernel: PIPELINE.to_owned(),
         params: BTreeMap::new(),
         backend,
         inputs: BTreeMap::new(),
-        pipeline: Some(state.pool.encode_pipeline(&id.to_string(), spec).await?),
+        pipeline: Some(pipeline),
+        timeout_ms: Some(millis(deadline)),
     };
+    drop(held);
     let waiting = Waiting {
         id,
         arrived,
         deadline,
-        form: query.outputs.unwrap_or_default(),
+        form,
     };
-    submit_and_answer(&state, job, waiting, held).await
+    submit_and_answer(&state, job, waiting).await
+}
+
+/// Milliseconds of `d`, saturating.
+fn millis(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
 /// A job submitted and waited for: its id, when it arrived, how long it
@@ -373,89 +458,143 @@ struct Waiting {
     form: OutputForm,
 }
 
-impl Waiting {
-    /// What `GET /v1/jobs/{id}` needs to answer it later.
-    fn pending(&self, job: &PoolJob) -> Pending {
-        Pending {
-            form: self.form,
-            inputs: job.arrays().into_iter().cloned().collect(),
-            posted: self.arrived,
-        }
+impl FrontState {
+    /// Remembers a job for `GET /v1/jobs/{id}`: how to answer it, and its
+    /// stored arrays (inline ones are not kept: they weigh).
+    fn remember(&self, waiting: &Waiting, job: &PoolJob) {
+        let pending = Pending {
+            form: waiting.form,
+            objects: job
+                .arrays()
+                .into_iter()
+                .filter(|w| w.object.is_some())
+                .cloned()
+                .collect(),
+            posted: waiting.arrived,
+            counted: false,
+        };
+        let mut table = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        table.insert(waiting.id, pending, self.ttl);
     }
 }
 
-/// Puts a job on the stream (503 when it is full; its stored arrays are
-/// then deleted).
-async fn submit(state: &FrontState, job: &PoolJob) -> Result<(), ApiError> {
-    if let Err(e) = state.pool.submit(job).await {
-        if matches!(e, Error::Busy) {
-            state.counts.busy.fetch_add(1, Ordering::Relaxed);
+/// Puts a job on the stream. Full: 503 `busy`, its stored arrays deleted.
+/// Not confirmed (the server unreachable; sent again with the same id,
+/// which the stream keeps once): 503 `pool_unavailable` naming the id, as
+/// the job may still land and run.
+async fn submit(state: &FrontState, job: &PoolJob, waiting: &Waiting) -> Result<(), ApiError> {
+    match state.pool.submit_patiently(job, Duration::ZERO).await {
+        Ok(()) => {
+            state.counts.submitted.fetch_add(1, Ordering::Relaxed);
+            Ok(())
         }
-        state.pool.delete_objects(job.arrays().into_iter()).await;
-        return Err(e.into());
+        Err(e @ (Error::Busy | Error::BadInput(_))) => {
+            if matches!(e, Error::Busy) {
+                state.counts.busy.fetch_add(1, Ordering::Relaxed);
+            }
+            state.pool.delete_objects(job.arrays().into_iter()).await;
+            Err(e.into())
+        }
+        Err(e) => {
+            state.remember(waiting, job);
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "pool_unavailable",
+                format!(
+                    "the pool did not confirm job {} ({e}); it may still run: GET /v1/jobs/{} \
+                     tells",
+                    waiting.id, waiting.id
+                ),
+            ))
+        }
     }
-    state.counts.submitted.fetch_add(1, Ordering::Relaxed);
-    Ok(())
 }
 
 /// Submits a job and answers its result, or a 504 past its deadline (the
-/// job goes on in the pool: `GET /v1/jobs/{id}` gives its result later).
+/// worker stops it there too; `GET /v1/jobs/{id}` tells how it ended).
 async fn submit_and_answer(
     state: &FrontState,
     job: PoolJob,
     waiting: Waiting,
-    mut held: Held,
 ) -> Result<Response, ApiError> {
-    submit(state, &job).await?;
+    submit(state, &job, &waiting).await?;
     let left = waiting.deadline.saturating_sub(waiting.arrived.elapsed());
-    let Ok(result) = tokio::time::timeout(left, state.pool.wait(&job.id)).await else {
+    // A little past the worker's own deadline: its stop arrives first.
+    let grace = Duration::from_secs(2);
+    let Ok(result) = tokio::time::timeout(left + grace, state.pool.wait(&job.id)).await else {
         state.counts.timed_out.fetch_add(1, Ordering::Relaxed);
-        let mut table = state.pending.lock().unwrap_or_else(|e| e.into_inner());
-        table.insert(waiting.id, waiting.pending(&job), state.ttl);
+        state.remember(&waiting, &job);
         return Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "deadline_exceeded",
             format!(
-                "no result within {} ms; the job stays on the pool: GET /v1/jobs/{} \
-                 gives its result when it ends",
+                "no result within {} ms; GET /v1/jobs/{} tells how the job ended",
                 waiting.deadline.as_millis(),
                 waiting.id
             ),
         ));
     };
     let result = result?;
+    state.counts.ended(result.status);
+    let mut held = Held::default();
     let answer = answer(state, &result, waiting.form, &mut held).await;
+    if let Err(e) = &answer
+        && e.status == StatusCode::SERVICE_UNAVAILABLE
+    {
+        // No room to answer now: the result stays, for a GET later.
+        state.remember(&waiting, &job);
+        return Err(ApiError::new(
+            e.status,
+            e.code,
+            format!(
+                "{}; the job ran: GET /v1/jobs/{} gives its result",
+                e.message, waiting.id
+            ),
+        ));
+    }
     state.pool.forget(&job, &result).await;
     Ok(held_json_body(answer?, held))
 }
 
 /// A job's result as the API answers it: its report, or its error (400
-/// for bad input, 500 `dead_lettered` for a job that failed every
-/// attempt); the answer's memory is held in `held`.
+/// for bad input, 504 for a job stopped at its deadline, 500
+/// `dead_lettered` for one that failed every attempt, 410 when its
+/// outputs were delivered already); the answer's memory is held in
+/// `held`.
 async fn answer(
     state: &FrontState,
     result: &PoolResult,
     form: OutputForm,
     held: &mut Held,
 ) -> Result<axum::body::Bytes, ApiError> {
-    state.counts.ended(result.status);
     if let Err(e) = result.succeeded() {
-        return Err(match result.status {
-            Status::DeadLetter => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "dead_lettered",
-                e.to_string(),
-            ),
-            _ => e.into(),
-        });
+        let (status, code) = match result.status {
+            Status::DeadLetter => (StatusCode::INTERNAL_SERVER_ERROR, "dead_lettered"),
+            Status::TimedOut => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
+            _ => (StatusCode::BAD_REQUEST, "bad_request"),
+        };
+        return Err(ApiError::new(status, code, e.to_string()));
     }
-    let specs: Vec<_> = result.outputs.values().map(WireArray::spec).collect();
-    let bytes = answer_bytes(specs.iter().flatten(), form);
+    let specs: Vec<Spec> = result
+        .outputs
+        .values()
+        .filter_map(WireArray::spec)
+        .collect();
+    let bytes = answer_memory(&specs.iter().collect::<Vec<_>>(), form);
     state.budget.hold(held, bytes, "this job's answer")?;
-    let outputs = state
-        .pool
-        .outputs(result)
-        .await?
+    let outputs = state.pool.outputs(result).await.map_err(|e| match e {
+        Error::BadInput(why) => ApiError::new(
+            StatusCode::GONE,
+            "gone",
+            format!(
+                "job {}'s outputs are no longer stored (they were delivered to the client \
+                 that waited for them, or expired): {why}",
+                result.id
+            ),
+        ),
+        other => other.into(),
+    })?;
+    let outputs = outputs
         .into_iter()
         .map(|(name, t)| (name, ArrayOut::new(t, form)))
         .collect();
@@ -488,10 +627,17 @@ async fn get_job(
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let result = state.pool.result(&id.to_string()).await?;
-    let (form, inputs) = {
-        let table = state.pending.lock().unwrap_or_else(|e| e.into_inner());
-        match (table.jobs.get(&id), &result) {
-            (Some(p), _) => (p.form, Some(p.inputs.clone())),
+    let (form, objects) = {
+        let mut table = state.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match (table.jobs.get_mut(&id), &result) {
+            (Some(p), Some(result)) => {
+                // Counted once, however often it is polled.
+                if !std::mem::replace(&mut p.counted, true) {
+                    state.counts.ended(result.status);
+                }
+                (p.form, Some(std::mem::take(&mut p.objects)))
+            }
+            (Some(p), None) => (p.form, None),
             // Posted to another front: its result in the default form.
             (None, Some(_)) => (OutputForm::default(), None),
             (None, None) => {
@@ -499,8 +645,8 @@ async fn get_job(
                     StatusCode::NOT_FOUND,
                     "not_found",
                     format!(
-                        "no job with id {id} (a pending job is known to the front it was \
-                         posted to)"
+                        "no job with id {id} known here: a finished job is known to every \
+                         front, a pending one to the front it was posted to"
                     ),
                 ));
             }
@@ -509,8 +655,8 @@ async fn get_job(
     let Some(result) = result else {
         return Ok(Json(json!({"id": id, "status": "queued"})).into_response());
     };
-    if let Some(inputs) = inputs {
-        let inputs: Vec<&WireArray> = inputs.iter().collect();
+    if let Some(objects) = objects {
+        let inputs: Vec<&WireArray> = objects.iter().collect();
         state.pool.forget_inputs(&inputs, &result).await;
     }
     let mut held = Held::default();
@@ -523,10 +669,17 @@ async fn get_job(
             body.push(b'}');
             Ok(held_json_body(body.into(), held))
         }
-        Err(e) if e.status.is_server_error() && e.code != "dead_lettered" => Err(e),
-        Err(e) => Ok(
-            Json(json!({"id": id, "status": "failed", "error": e.body()["error"]})).into_response(),
-        ),
+        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE || e.code == "internal" => Err(e),
+        Err(e) => {
+            let status = match e.code {
+                "deadline_exceeded" => "timed_out",
+                _ => "failed",
+            };
+            Ok(
+                Json(json!({"id": id, "status": status, "error": e.body()["error"]}))
+                    .into_response(),
+            )
+        }
     }
 }
 

@@ -17,7 +17,8 @@ pub struct FrontCounts {
     pub submitted: AtomicU64,
     /// Jobs refused because the stream was full.
     pub busy: AtomicU64,
-    /// Jobs whose answer was not there by their deadline.
+    /// Jobs whose answer was not there by their deadline, or that a
+    /// worker stopped at it.
     pub timed_out: AtomicU64,
     /// Results answered, by how the job ended.
     pub ok: AtomicU64,
@@ -34,6 +35,7 @@ impl FrontCounts {
             Status::Ok => &self.ok,
             Status::BadInput => &self.bad_input,
             Status::DeadLetter => &self.dead_lettered,
+            Status::TimedOut => &self.timed_out,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }

@@ -155,6 +155,11 @@ pub struct Pool {
     config: PoolConfig,
     /// Bytes of arrays a message carries inline at most.
     inline_bytes: usize,
+    /// Bytes a message may have at most (the server's `max_payload`).
+    max_payload: usize,
+    /// The job stream's limits as made (by whoever made it first): jobs,
+    /// bytes.
+    limits: (i64, i64),
 }
 
 impl Pool {
@@ -169,21 +174,25 @@ impl Pool {
             .await
             .map_err(|e| nats(&format!("cannot connect to {}", config.url), e))?;
         // Base64 takes 4/3; a third of the payload is left for the rest.
-        let inline_bytes = client.server_info().max_payload / 2;
+        let max_payload = client.server_info().max_payload;
+        let inline_bytes = max_payload / 2;
         let js = jetstream::new(client);
-        js.get_or_create_stream(stream::Config {
-            name: JOBS.into(),
-            subjects: vec!["jobs.>".into()],
-            retention: stream::RetentionPolicy::WorkQueue,
-            storage: stream::StorageType::File,
-            max_messages: config.max_jobs,
-            max_bytes: config.max_bytes,
-            discard: stream::DiscardPolicy::New,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| nats("cannot create the job stream", e))?;
+        let jobs = js
+            .get_or_create_stream(stream::Config {
+                name: JOBS.into(),
+                subjects: vec!["jobs.>".into()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                max_messages: config.max_jobs,
+                max_bytes: config.max_bytes,
+                discard: stream::DiscardPolicy::New,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats("cannot create the job stream", e))?;
+        let made = &jobs.cached_info().config;
+        let limits = (made.max_messages, made.max_bytes);
         js.get_or_create_stream(stream::Config {
             name: DEAD.into(),
             subjects: vec!["dead.>".into()],
@@ -214,6 +223,8 @@ impl Pool {
             arrays,
             config,
             inline_bytes,
+            max_payload,
+            limits,
         })
     }
 
@@ -248,6 +259,12 @@ impl Pool {
         &self.config
     }
 
+    /// The job stream's limits as it was made (perhaps by another
+    /// process, with other settings): jobs, bytes.
+    pub fn limits(&self) -> (i64, i64) {
+        self.limits
+    }
+
     /// Arrays for a message: inline while they fit in what a message
     /// carries, the rest stored as objects named `{prefix}.{name}`.
     pub async fn encode(
@@ -265,10 +282,11 @@ impl Pool {
             } else {
                 let object = format!("{prefix}.{name}");
                 let data = npy::to_bytes(tensor);
-                self.arrays
-                    .put(object.as_str(), &mut data.as_slice())
-                    .await
-                    .map_err(|e| nats(&format!("cannot store array '{name}'"), e))?;
+                if let Err(e) = self.arrays.put(object.as_str(), &mut data.as_slice()).await {
+                    // None left behind: those stored so far go too.
+                    self.delete_objects(out.values()).await;
+                    return Err(nats(&format!("cannot store array '{name}'"), e));
+                }
                 WireArray::stored(tensor, object)
             };
             out.insert(name.clone(), wire);
@@ -277,13 +295,14 @@ impl Pool {
     }
 
     /// The tensor an array on the wire stands for, fetched from the object
-    /// store if it is there; `name` names it in errors.
-    pub async fn decode(&self, name: &str, wire: &WireArray) -> Result<Tensor> {
+    /// store if it is there; `what` names it in errors (`array 'x'`,
+    /// `step 's' input 'x'`).
+    pub async fn decode(&self, what: &str, wire: &WireArray) -> Result<Tensor> {
         let Some(object) = &wire.object else {
-            return wire.decode(name, None);
+            return wire.decode(what, None);
         };
         let mut reader = self.arrays.get(object.as_str()).await.map_err(|e| {
-            let why = format!("array '{name}': object '{object}' cannot be read ({e})");
+            let why = format!("{what}: object '{object}' cannot be read ({e})");
             match e.kind() {
                 object_store::GetErrorKind::NotFound | object_store::GetErrorKind::InvalidName => {
                     Error::BadInput(why)
@@ -295,8 +314,8 @@ impl Pool {
         reader
             .read_to_end(&mut bytes)
             .await
-            .map_err(|e| nats(&format!("cannot read array '{name}'"), e))?;
-        wire.decode(name, Some(&bytes))
+            .map_err(|e| nats(&format!("cannot read {what}"), e))?;
+        wire.decode(what, Some(bytes))
     }
 
     /// A pipeline's arrays for a message ([`Pool::encode`]'s way), its
@@ -349,6 +368,15 @@ impl Pool {
         let class = Class::of(job.backend.as_deref())?;
         let subject = format!("jobs.{}.{}", class.name(), job.kernel);
         let payload = serde_json::to_vec(job).expect("a job serialises");
+        if payload.len() > self.max_payload {
+            return Err(Error::BadInput(format!(
+                "job {}: its message is {} bytes, over the NATS server's max_payload of {} \
+                 (fewer steps or parameters)",
+                job.id,
+                payload.len(),
+                self.max_payload
+            )));
+        }
         let publish = jetstream::message::PublishMessage::build()
             .payload(payload.into())
             .message_id(job.id.as_str());

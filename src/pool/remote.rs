@@ -84,6 +84,7 @@ impl RemoteEngine {
                 other => Some(other.name().to_owned()),
             },
             pipeline: None,
+            timeout_ms: None,
         };
         drop(inputs);
         self.pool.submit_patiently(&pool_job, BUSY_FOR).await?;
@@ -131,7 +132,10 @@ impl Pool {
         result.succeeded()?;
         let mut outputs = BTreeMap::new();
         for (name, wire) in &result.outputs {
-            outputs.insert(name.clone(), self.decode(name, wire).await?);
+            outputs.insert(
+                name.clone(),
+                self.decode(&format!("array '{name}'"), wire).await?,
+            );
         }
         Ok(outputs)
     }

@@ -35,6 +35,10 @@ pub struct PoolJob {
     /// A pipeline, run as one unit by one worker, in place of a kernel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<PipelineSpec<WireArray>>,
+    /// Longest it may run on a worker, in milliseconds (at most, and by
+    /// default, the worker's `--max-job-s`): past it, it is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 /// The `kernel` of a pipeline's job (and the last token of its subject).
@@ -102,15 +106,15 @@ impl WireArray {
         })
     }
 
-    /// The tensor of inline bytes, or of an object's bytes; `name` names
-    /// the array in errors.
-    pub fn decode(&self, name: &str, object: Option<&[u8]>) -> Result<Tensor> {
-        let bad = |m: String| Error::BadInput(format!("array '{name}': {m}"));
+    /// The tensor of inline bytes, or of an object's bytes; `what` names
+    /// it in errors (`array 'x'`, `step 's' input 'x'`).
+    pub fn decode(&self, what: &str, object: Option<Vec<u8>>) -> Result<Tensor> {
+        let bad = |m: String| Error::BadInput(format!("{what}: {m}"));
         let bytes = match (&self.npy, object) {
             (Some(text), _) => BASE64
                 .decode(text.as_bytes())
                 .map_err(|e| bad(format!("'npy' is not valid base64 ({e})")))?,
-            (None, Some(bytes)) => bytes.to_vec(),
+            (None, Some(bytes)) => bytes,
             (None, None) => return Err(bad("neither 'npy' nor a stored object".into())),
         };
         let tensor = npy::from_bytes(&bytes).map_err(bad)?;
@@ -148,6 +152,8 @@ pub enum Status {
     BadInput,
     /// It failed on every attempt and went to the dead-letter stream.
     DeadLetter,
+    /// It ran past its deadline and was stopped (never retried).
+    TimedOut,
 }
 
 /// A job's result, as the worker that finished it stores it.
@@ -187,6 +193,11 @@ impl PoolResult {
             Status::BadInput => Err(Error::BadInput(why())),
             Status::DeadLetter => Err(Error::Remote(format!(
                 "dead-lettered by {}: {}",
+                self.worker.name,
+                why()
+            ))),
+            Status::TimedOut => Err(Error::Remote(format!(
+                "stopped by {}: {}",
                 self.worker.name,
                 why()
             ))),

@@ -17,8 +17,9 @@ use super::roster::{Counts, HEARTBEAT, Presence, unix_now};
 use super::wire::{PoolJob, PoolResult, Status, WireArray, WorkerInfo, check_id};
 use super::{Class, Pool};
 use crate::backend::BackendChoice;
+use crate::coordinator::Submitted;
 use crate::coordinator::spec::PipelineSpec;
-use crate::coordinator::spec::{InputSource, JobSpec, json_params};
+use crate::coordinator::spec::{JobSpec, json_params};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::service::api::{JobResponse, PipelineResponse, RunInfo, StepResponse};
@@ -33,6 +34,12 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Its name in results (default `host:pid`).
     pub name: Option<String>,
+    /// Longest a job may run here (a job's own `timeout_ms` may ask for
+    /// less): past it, the job is stopped and ends timed out.
+    pub max_job: Duration,
+    /// How long stopping waits for the jobs it runs; past it they are left
+    /// unacknowledged, to be delivered to another worker.
+    pub shutdown_timeout: Duration,
 }
 
 /// What a worker has done, for `/metrics` and tests.
@@ -243,8 +250,16 @@ impl Worker {
                 _ => IDLE_FIRST,
             };
         }
-        running.join_all().await;
+        let left = tokio::time::timeout(this.config.shutdown_timeout, running.join_all()).await;
+        if left.is_err() {
+            log::warn!(
+                "stopping: jobs still running after {:?}; leaving them to be delivered again",
+                this.config.shutdown_timeout
+            );
+        }
         heartbeat.abort();
+        // Its last announcement, if under way, lands before the withdrawal.
+        let _ = heartbeat.await;
         this.pool.withdraw(&this.info.name).await;
         Ok(())
     }
@@ -319,6 +334,11 @@ impl Worker {
                 self.failed(&job, attempt, Status::BadInput, e.to_string()),
                 AckKind::Term,
             ),
+            // Stopped at its deadline: running it again would take as long.
+            Err(e @ Error::DeadlineExceeded { .. }) => (
+                self.failed(&job, attempt, Status::TimedOut, e.to_string()),
+                AckKind::Term,
+            ),
             Err(e) if attempt < max => {
                 log::warn!(
                     "job {} failed on attempt {attempt} (will retry): {e}",
@@ -364,9 +384,13 @@ impl Worker {
     /// Runs a job (a kernel's or a pipeline's) through the engine, its
     /// outputs encoded.
     async fn run_job(&self, job: &PoolJob, attempt: u64) -> Result<PoolResult> {
+        let deadline = job
+            .timeout_ms
+            .map_or(self.config.max_job, Duration::from_millis)
+            .min(self.config.max_job);
         let (run, outputs, steps) = match &job.pipeline {
-            Some(spec) => self.run_pipeline(spec.clone()).await?,
-            None => self.run_kernel(job).await?,
+            Some(spec) => self.run_pipeline(spec.clone(), deadline).await?,
+            None => self.run_kernel(job, deadline).await?,
         };
         self.counters.ran.fetch_add(1, Ordering::Relaxed);
         let outputs = self
@@ -388,10 +412,11 @@ impl Worker {
 
     /// A kernel's job: inputs fetched, the request checked and admitted as
     /// the HTTP API does it.
-    async fn run_kernel(&self, job: &PoolJob) -> Result<Ran> {
+    async fn run_kernel(&self, job: &PoolJob, deadline: Duration) -> Result<Ran> {
         let mut inputs = Vec::new();
         for (name, wire) in &job.inputs {
-            inputs.push((name.clone(), Loaded(self.pool.decode(name, wire).await?)));
+            let tensor = self.pool.decode(&format!("array '{name}'"), wire).await?;
+            inputs.push((name.clone(), Handle::new(tensor)));
         }
         let backend = job.backend.as_deref().or(match self.config.backend {
             BackendChoice::Auto => None,
@@ -405,21 +430,26 @@ impl Worker {
             inputs,
         };
         let (task, _, choice) = spec.into_planned_task(BackendChoice::Auto)?;
-        let report = self.engine.coordinator().run(task, choice).await?;
+        let handle = self.engine.coordinator().submit(task, choice).await?;
+        let report = within(handle, deadline).await?;
         let response = JobResponse::describe(report, |_, tensor| tensor);
         Ok((response.run, response.outputs, Vec::new()))
     }
 
     /// A pipeline's job: its arrays fetched, checked as a whole, run as one
     /// unit here.
-    async fn run_pipeline(&self, spec: PipelineSpec<WireArray>) -> Result<Ran> {
-        let spec = self.pool.decode_pipeline(spec).await?.map_inputs(Loaded);
+    async fn run_pipeline(&self, spec: PipelineSpec<WireArray>, deadline: Duration) -> Result<Ran> {
+        let spec = self
+            .pool
+            .decode_pipeline(spec)
+            .await?
+            .map_inputs(Handle::new);
         let (pipeline, choice, _) = spec.into_pipeline(self.config.backend)?;
-        let report = self
+        let handle = self
             .engine
             .coordinator()
-            .run_pipeline(pipeline, choice)
-            .await?;
+            .try_submit_pipeline(pipeline, choice)?;
+        let report = within(handle, deadline).await?;
         let response = PipelineResponse::describe(report, |_, tensor| tensor);
         Ok((response.run, response.outputs, response.steps))
     }
@@ -475,12 +505,18 @@ async fn keep_alive(message: &jetstream::Message, every: Duration) {
     }
 }
 
-/// An input already fetched.
-struct Loaded(Tensor);
-
-impl InputSource for Loaded {
-    fn load(self, _name: &str) -> Result<Handle> {
-        Ok(Handle::new(self.0))
+/// Waits for submitted work for at most `deadline`; past it, the work is
+/// cancelled (it stops at its kernel's next look).
+async fn within<R>(handle: Submitted<R>, deadline: Duration) -> Result<R> {
+    let control = handle.control();
+    match tokio::time::timeout(deadline, handle.wait()).await {
+        Ok(result) => result,
+        Err(_) => {
+            control.cancel();
+            Err(Error::DeadlineExceeded {
+                ms: deadline.as_millis().try_into().unwrap_or(u64::MAX),
+            })
+        }
     }
 }
 
