@@ -9,7 +9,7 @@ use anycore::backend::Backend;
 use anycore::backend::cpu::CpuBackend;
 use anycore::backend::gpu::adapter::{self, AdapterReport};
 use anycore::backend::gpu::tune::{self, MatmulReport};
-use anycore::pool::{Pool, PoolConfig};
+use anycore::pool::{Pool, PoolConfig, redacted};
 
 /// Options of `anycore devices`.
 #[derive(clap::Args, Debug)]
@@ -153,14 +153,14 @@ fn pool_workers(url: &str, json: bool) -> Result<()> {
         pool.roster().await
     })?;
     if json {
-        let report = serde_json::json!({"pool": url, "workers": workers});
+        let report = serde_json::json!({"pool": redacted(url), "workers": workers});
         println!(
             "{}",
             serde_json::to_string_pretty(&report).expect("report serialises")
         );
         return Ok(());
     }
-    println!("{} worker(s) on {url}", workers.len());
+    println!("{} worker(s) on {}", workers.len(), redacted(url));
     for w in &workers {
         let c = &w.counts;
         println!(

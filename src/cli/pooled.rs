@@ -12,7 +12,7 @@ use anycore::backend::BackendChoice;
 use anycore::coordinator::spec::{InputSource, PipelineSpec, explain_json};
 use anycore::pool::remote::BUSY_FOR;
 use anycore::pool::wire::{PIPELINE, PoolJob};
-use anycore::pool::{Pool, PoolConfig};
+use anycore::pool::{Pool, PoolConfig, redacted};
 use anycore::tensor::{Tensor, npy};
 use anycore::{Error, Result};
 
@@ -29,7 +29,10 @@ pub async fn run_all(
 ) -> Result<Vec<Outcome>> {
     let pool = Pool::connect(PoolConfig::new(url)).await?;
     if pool.roster().await?.is_empty() {
-        eprintln!("anycore: no worker is in the pool on {url} yet; the jobs wait until one joins");
+        eprintln!(
+            "anycore: no worker is in the pool on {} yet; the jobs wait until one joins",
+            redacted(url)
+        );
     }
     let base = jobs_file.parent().unwrap_or(Path::new(".")).to_owned();
     // Ids unique to this batch: a rerun of the file is new work.

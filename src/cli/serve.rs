@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anycore::engine::{Engine, EngineConfig};
-use anycore::pool::{Pool, PoolConfig, front};
+use anycore::pool::{Pool, PoolConfig, front, redacted};
 use anycore::service::caps::Caps;
 use anycore::service::guard::Access;
 use anycore::service::results::Limits;
@@ -132,7 +132,8 @@ pub fn main(args: Args) -> Result<()> {
                 }
                 let workers = pool.roster().await?.len();
                 eprintln!(
-                    "anycore: serving on http://{local} in front of the pool on {url} ({workers} worker(s) now)"
+                    "anycore: serving on http://{local} in front of the pool on {} ({workers} worker(s) now)",
+                    redacted(url)
                 );
                 Some(pool)
             }

@@ -8,7 +8,7 @@ use anycore::backend::BackendChoice;
 use anycore::engine::{Engine, EngineConfig};
 use anycore::pool::metrics::render_worker;
 use anycore::pool::worker::{Worker, WorkerConfig};
-use anycore::pool::{Pool, PoolConfig};
+use anycore::pool::{Pool, PoolConfig, redacted};
 use anycore::{Error, Result};
 
 /// Options of `anycore worker`.
@@ -95,7 +95,7 @@ pub fn main(args: Args) -> Result<()> {
             "anycore worker {} ({}) on {}",
             worker.info().name,
             worker.info().gpu.as_deref().unwrap_or("CPU only"),
-            args.nats
+            redacted(&args.nats)
         );
         let counters = worker.counters();
         Arc::clone(&worker)

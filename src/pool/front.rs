@@ -31,10 +31,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::Pool;
 use super::metrics::{FrontCounts, render_front};
 use super::roster::Presence;
 use super::wire::{PIPELINE, PoolJob, PoolResult, Status, WireArray, WorkerInfo};
+use super::{Pool, redacted};
 use crate::backend::BackendChoice;
 use crate::coordinator::spec::{JobSpec, PipelineSpec, explain_json, json_params};
 use crate::error::Error;
@@ -685,7 +685,10 @@ async fn get_job(
 
 async fn devices(State(state): State<FrontState>) -> Result<Response, ApiError> {
     let workers: Vec<Presence> = state.pool.roster().await?;
-    Ok(Json(json!({"pool": state.pool.config().url, "workers": workers})).into_response())
+    Ok(
+        Json(json!({"pool": redacted(&state.pool.config().url), "workers": workers}))
+            .into_response(),
+    )
 }
 
 async fn metrics(State(state): State<FrontState>) -> Result<Response, ApiError> {

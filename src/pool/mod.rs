@@ -114,6 +114,17 @@ impl PoolConfig {
     }
 }
 
+/// A NATS URL as it may be shown: without its credentials.
+pub fn redacted(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// A NATS error, said the pool's way.
 fn nats(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("NATS: {what}: {e}"))
@@ -168,11 +179,24 @@ impl Pool {
     pub async fn connect(config: PoolConfig) -> Result<Pool> {
         // Connected before it returns (no retry on the first connect): the
         // server's `max_payload` is known, and a wrong URL says so at once.
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(5))
-            .connect(&config.url)
+        let shown = redacted(&config.url);
+        let addr: async_nats::ServerAddr = config
+            .url
+            .parse()
+            .map_err(|e| Error::BadInput(format!("--nats {shown}: not a NATS URL ({e})")))?;
+        let mut options =
+            async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5));
+        // Credentials in the URL (`nats://USER:PASS@HOST`, `nats://TOKEN@HOST`),
+        // which async-nats 0.51 parses but does not send.
+        options = match (addr.username(), addr.password()) {
+            (Some(user), Some(pass)) => options.user_and_password(user.into(), pass.into()),
+            (Some(token), None) => options.token(token.into()),
+            _ => options,
+        };
+        let client = options
+            .connect(addr)
             .await
-            .map_err(|e| nats(&format!("cannot connect to {}", config.url), e))?;
+            .map_err(|e| nats(&format!("cannot connect to {shown}"), e))?;
         // Base64 takes 4/3; a third of the payload is left for the rest.
         let max_payload = client.server_info().max_payload;
         let inline_bytes = max_payload / 2;
@@ -519,5 +543,17 @@ impl Pool {
             .map_err(|e| nats("cannot dead-letter a job", e))?;
         ack.await.map_err(|e| nats("cannot dead-letter a job", e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn credentials_are_not_shown() {
+        assert_eq!(redacted("nats://u:p@h:4222"), "nats://***@h:4222");
+        assert_eq!(redacted("nats://tok@h"), "nats://***@h");
+        assert_eq!(redacted("nats://h:4222"), "nats://h:4222");
     }
 }
