@@ -28,7 +28,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use super::metrics::{FrontCounts, render_front};
@@ -43,6 +43,7 @@ use crate::service::ServiceConfig;
 use crate::service::api::{
     ArrayIn, ArrayOut, JobRequest, JobResponse, OutputForm, PipelineResponse,
 };
+use crate::service::api::{PipelineQuery, WaitQuery};
 use crate::service::api_error::{ApiError, PathId, bad_query};
 use crate::service::budget::{Budget, Held};
 use crate::service::caps::Caps;
@@ -210,11 +211,6 @@ async fn not_pooled(request: axum::extract::Request) -> ApiError {
     )
 }
 
-#[derive(Deserialize)]
-struct WaitQuery {
-    wait: Option<bool>,
-}
-
 /// What a job asks beside its arrays.
 struct Head {
     kernel: String,
@@ -273,15 +269,8 @@ fn checked_job(
             .collect(),
     };
     let (task, plan, _) = spec.into_planned_task(BackendChoice::Auto)?;
+    caps.check_job(task.operands(), &plan)?;
     drop(task);
-    let inputs = handles
-        .iter()
-        .map(|(name, h)| (format!("input '{name}'"), h.spec()));
-    let outputs = plan
-        .outputs
-        .iter()
-        .map(|(name, s)| (format!("output '{name}'"), s));
-    caps.check_elements(inputs.chain(outputs))?;
     let specs: Vec<&Spec> = plan.outputs.iter().map(|(_, s)| s).collect();
     let answer = answer_memory(&specs, request.outputs);
     budget.could_hold(answer, "this job's answer")?;
@@ -323,13 +312,7 @@ fn checked_pipeline(
     }
     let spec = spec.try_map_inputs(|what, input| input.decode_as(what).map(Handle::new))?;
     let (pipeline, _, _) = spec.clone().into_pipeline(BackendChoice::Auto)?;
-    let inputs = pipeline.given().map(|h| ("an input".to_owned(), h.spec()));
-    let outputs = pipeline.plans().flat_map(|(step, plan)| {
-        plan.outputs
-            .iter()
-            .map(move |(n, s)| (format!("step '{step}''s output '{n}'"), s))
-    });
-    caps.check_elements(inputs.chain(outputs))?;
+    caps.check_pipeline(&pipeline)?;
     let specs: Vec<&Spec> = pipeline.output_specs().map(|(_, s)| s).collect();
     let answer = answer_memory(&specs, form);
     budget.could_hold(answer, "this pipeline's answer")?;
@@ -390,13 +373,6 @@ async fn post_job(
                 .into_response())
         }
     }
-}
-
-/// How `POST /v1/pipelines` returns outputs, and its deadline.
-#[derive(Deserialize)]
-struct PipelineQuery {
-    outputs: Option<OutputForm>,
-    timeout_ms: Option<u64>,
 }
 
 async fn post_pipeline(

@@ -52,6 +52,23 @@ pub struct JobRequest {
     pub timeout_ms: Option<u64>,
 }
 
+/// `POST /v1/jobs?wait=false`: answer at once with the job's id.
+#[derive(Debug, Deserialize)]
+pub struct WaitQuery {
+    /// Whether to wait for the result (default true).
+    pub wait: Option<bool>,
+}
+
+/// `POST /v1/pipelines?outputs=npy&timeout_ms=N`: how outputs come back,
+/// and the deadline.
+#[derive(Debug, Deserialize)]
+pub struct PipelineQuery {
+    /// How outputs come back (default inline).
+    pub outputs: Option<OutputForm>,
+    /// Longest the pipeline may take, in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
 /// An input array: inline numbers, or a base64 `.npy` file.
 ///
 /// Read by its keys ([`ArrayInVisitor`]), not as an untagged enum: serde

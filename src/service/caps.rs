@@ -11,8 +11,9 @@ use axum::http::StatusCode;
 
 use super::ApiError;
 use crate::error::{Error, Result};
-use crate::kernel::Kernel;
-use crate::tensor::Spec;
+use crate::kernel::{Kernel, Plan};
+use crate::pipeline::CheckedPipeline;
+use crate::tensor::{Handle, Spec};
 
 /// The caps, as set.
 #[derive(Clone, Debug, Default)]
@@ -113,6 +114,35 @@ impl Caps {
             }
         }
         Ok(())
+    }
+
+    /// Refuses a planned job whose inputs (`operands`) or outputs pass the
+    /// element cap.
+    pub(crate) fn check_job<'h>(
+        &self,
+        operands: impl IntoIterator<Item = &'h Handle>,
+        plan: &Plan,
+    ) -> Result<(), ApiError> {
+        let inputs = operands
+            .into_iter()
+            .map(|h| ("an input".to_owned(), h.spec()));
+        let outputs = plan
+            .outputs
+            .iter()
+            .map(|(n, s)| (format!("output '{n}'"), s));
+        self.check_elements(inputs.chain(outputs))
+    }
+
+    /// Refuses a checked pipeline whose inputs or steps' outputs pass the
+    /// element cap.
+    pub(crate) fn check_pipeline(&self, pipeline: &CheckedPipeline) -> Result<(), ApiError> {
+        let inputs = pipeline.given().map(|h| ("an input".to_owned(), h.spec()));
+        let outputs = pipeline.plans().flat_map(|(step, plan)| {
+            plan.outputs
+                .iter()
+                .map(move |(n, s)| (format!("step '{step}''s output '{n}'"), s))
+        });
+        self.check_elements(inputs.chain(outputs))
     }
 }
 

@@ -59,12 +59,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 
 use self::api::{
     ArrayIn, Decoded, JobRequest, JobResponse, OutputForm, PipelineResponse, StoreInput,
 };
+use self::api::{PipelineQuery, WaitQuery};
 use self::api_error::{ApiError, PathId, bad_query};
 use self::budget::Budget;
 use self::ids::Id;
@@ -290,11 +290,6 @@ const ANSWER_GRACE: Duration = Duration::from_millis(500);
 /// under way cannot be interrupted).
 const ABORT_GRACE: Duration = Duration::from_secs(5);
 
-#[derive(Deserialize)]
-struct WaitQuery {
-    wait: Option<bool>,
-}
-
 /// What a finished job answers: how outputs come back, and which go to
 /// the store instead.
 struct Answer {
@@ -513,15 +508,7 @@ async fn post_job(
     let Decoded {
         task, plan, choice, ..
     } = decoded;
-    let inputs = task
-        .operands()
-        .into_iter()
-        .map(|h| ("an input".to_owned(), h.spec()));
-    let outputs = plan
-        .outputs
-        .iter()
-        .map(|(n, s)| (format!("output '{n}'"), s));
-    state.caps.check_elements(inputs.chain(outputs))?;
+    state.caps.check_job(task.operands(), &plan)?;
     let deadline = deadline(state.max_job, timeout_ms)?;
     let kernel = task.kernel().name();
     within_work_limit(&state, &[(task.kernel(), task.work_units())])?;
@@ -586,13 +573,6 @@ async fn post_job(
         .into_response())
 }
 
-/// How `POST /v1/pipelines` returns outputs, and its deadline.
-#[derive(Deserialize)]
-struct PipelineQuery {
-    outputs: Option<OutputForm>,
-    timeout_ms: Option<u64>,
-}
-
 async fn post_pipeline(
     State(state): State<AppState>,
     query: Result<Query<PipelineQuery>, QueryRejection>,
@@ -635,13 +615,7 @@ async fn post_pipeline(
     })
     .await?;
     within_work_limit(&state, &pipeline.work().collect::<Vec<_>>())?;
-    let inputs = pipeline.given().map(|h| ("an input".to_owned(), h.spec()));
-    let outputs = pipeline.plans().flat_map(|(step, plan)| {
-        plan.outputs
-            .iter()
-            .map(move |(n, s)| (format!("step '{step}''s output '{n}'"), s))
-    });
-    state.caps.check_elements(inputs.chain(outputs))?;
+    state.caps.check_pipeline(&pipeline)?;
     let form = query.outputs.unwrap_or_default();
     let answered = pipeline
         .output_specs()
