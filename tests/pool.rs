@@ -679,7 +679,14 @@ fn the_http_front_and_the_library_run_jobs_through_the_pool() {
         &nats,
         dir.path(),
         "w1",
-        &["--backend", "cpu", "--metrics-addr", &metrics_addr],
+        &[
+            "--backend",
+            "cpu",
+            "--metrics-addr",
+            &metrics_addr,
+            "--shutdown-timeout-s",
+            "1",
+        ],
         &[],
     );
     let front = Front::start(&nats, dir.path(), &[]);
@@ -694,6 +701,7 @@ fn the_http_front_and_the_library_run_jobs_through_the_pool() {
     assert_eq!(report["worker"]["name"], "w1", "{report}");
     assert_eq!(report["attempt"], 1);
     assert_eq!(report["backend"], "cpu");
+    assert_eq!(report["id"].as_str().map(str::len), Some(32), "{report}");
     let want = Task::new(
         Job::new(Kernel::Axpy)
             .input("x", x)
@@ -791,7 +799,9 @@ fn the_http_front_and_the_library_run_jobs_through_the_pool() {
         "{:?}",
         started.elapsed()
     );
-    assert!(text.contains("deadline"), "{text}");
+    let id = text.split("job ").nth(1).unwrap()[..32].to_owned();
+    let body = poll(&front, &id);
+    assert_eq!(body["status"], "timed_out", "{body}");
 
     // The library's remote engine: the same job API as a local engine.
     let x = random("f32", 5000, 4).1;
@@ -851,7 +861,24 @@ fn the_http_front_and_the_library_run_jobs_through_the_pool() {
         assert!(Instant::now() < deadline, "{listed}");
         std::thread::sleep(Duration::from_millis(500));
     }
+    // Stopped while it runs a long job (a minute's deadline): it waits
+    // --shutdown-timeout-s (1 s), cancels the job and exits.
+    let long = json!({"kernel": "mandelbrot", "timeout_ms": 60000,
+        "params": {"width": 512, "height": 512, "max_iter": 100000000}});
+    let (status, _, text) = front.call("/v1/jobs?wait=false", Some(&long));
+    assert_eq!(status, 202, "{text}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while worker.text().matches("started job").count() < 6 {
+        assert!(Instant::now() < deadline, "{}", worker.text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopping = Instant::now();
     assert_eq!(worker.stop(), 4);
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        stopping.elapsed()
+    );
 }
 
 #[test]

@@ -143,7 +143,7 @@ async fn submit_pipeline(
         kernel: PIPELINE.to_owned(),
         params: BTreeMap::new(),
         inputs: BTreeMap::new(),
-        timeout_ms: None,
+        deadline_unix_ms: None,
     };
     pool.submit_patiently(&job, BUSY_FOR).await?;
     let result = pool.wait(&job.id).await?;
@@ -193,7 +193,7 @@ async fn submit_and_wait(
         params: spec.params,
         backend,
         pipeline: None,
-        timeout_ms: None,
+        deadline_unix_ms: None,
     };
     drop(tensors);
     pool.submit_patiently(&job, BUSY_FOR).await?;

@@ -101,7 +101,12 @@ pub fn main(args: Args) -> Result<()> {
         Arc::clone(&worker)
             .run(super::serve::shutdown_signal())
             .await?;
-        engine.shutdown().await;
+        // Jobs cancelled at the shutdown timeout stop at their kernels'
+        // next look; one that does not look for long does not hold the exit.
+        let grace = std::time::Duration::from_secs_f64(args.shutdown_timeout_s);
+        if tokio::time::timeout(grace, engine.shutdown()).await.is_err() {
+            eprintln!("anycore worker: jobs still running after cancelling them; exiting anyway");
+        }
         let c = counters.counts();
         eprintln!(
             "anycore worker: stopped; consumed {}, ran {}, acked {}, redelivered {}, dead-lettered {}",

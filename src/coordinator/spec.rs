@@ -275,13 +275,29 @@ impl<I> PipelineSpec<I> {
 }
 
 impl<I: InputSource> PipelineSpec<I> {
-    /// The checked pipeline, where it asks to run (`default` when it does
-    /// not say), and each result's path if it has one. Checks every step's
+    /// The checked pipeline, admitted to run here (its memory reserved:
+    /// [`CheckedPipeline::reserve`]), where it asks to run (`default` when
+    /// it does not say), and each result's path if it has one.
+    #[allow(clippy::type_complexity)]
+    pub fn into_pipeline(
+        self,
+        default: BackendChoice,
+    ) -> Result<(
+        CheckedPipeline,
+        BackendChoice,
+        Vec<(String, Option<PathBuf>)>,
+    )> {
+        let (pipeline, choice, paths) = self.into_checked_pipeline(default)?;
+        Ok((pipeline.reserve()?, choice, paths))
+    }
+
+    /// [`PipelineSpec::into_pipeline`] for a front that has it run
+    /// elsewhere: checked, nothing reserved here. Checks every step's
     /// kernel, parameter and input names before any input is read, then
     /// reads the inputs, then checks the pipeline as a whole
     /// ([`Pipeline::check`]).
     #[allow(clippy::type_complexity)]
-    pub fn into_pipeline(
+    pub fn into_checked_pipeline(
         self,
         default: BackendChoice,
     ) -> Result<(
@@ -356,6 +372,6 @@ impl<I: InputSource> PipelineSpec<I> {
             }
             paths.push((name, out.path));
         }
-        Ok((pipeline.check()?.reserve()?, choice, paths))
+        Ok((pipeline.check()?, choice, paths))
     }
 }

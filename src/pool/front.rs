@@ -33,12 +33,12 @@ use serde_json::json;
 
 use super::metrics::{FrontCounts, render_front};
 use super::roster::Presence;
-use super::wire::{PIPELINE, PoolJob, PoolResult, Status, WireArray, WorkerInfo};
-use super::{Pool, redacted};
+use super::wire::{PIPELINE, PoolJob, PoolResult, Status, WireArray, WorkerInfo, unix_ms};
+use super::{Class, Pool, redacted};
 use crate::backend::BackendChoice;
 use crate::coordinator::spec::{JobSpec, PipelineSpec, explain_json, json_params};
 use crate::error::Error;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, Task};
 use crate::service::ServiceConfig;
 use crate::service::api::{
     ArrayIn, ArrayOut, JobRequest, JobResponse, OutputForm, PipelineResponse,
@@ -60,6 +60,8 @@ const PENDING: usize = 100_000;
 /// worker that ran it and on which delivery.
 #[derive(Debug, Serialize)]
 pub struct PooledResponse {
+    /// The job's id (as `GET /v1/jobs/{id}` takes it).
+    pub id: String,
     /// Where it ran, why, its phases, and its outputs.
     #[serde(flatten)]
     pub response: Report,
@@ -253,6 +255,7 @@ fn checked_job(
     }
     let kernel = Kernel::from_name(&request.kernel)?;
     caps.check_params(kernel, &json_params(&request.params)?)?;
+    Class::of(request.backend.as_deref())?;
     let mut handles = BTreeMap::new();
     for (name, input) in request.inputs {
         let tensor = input.decode(&name)?;
@@ -268,7 +271,9 @@ fn checked_job(
             .map(|(n, h)| (n.clone(), h.clone()))
             .collect(),
     };
-    let (task, plan, _) = spec.into_planned_task(BackendChoice::Auto)?;
+    // Planned, not admitted: it runs on a worker, not in this memory.
+    let (job, _) = spec.into_job(BackendChoice::Auto)?;
+    let (task, plan) = Task::planned(job)?;
     caps.check_job(task.operands(), &plan)?;
     drop(task);
     let specs: Vec<&Spec> = plan.outputs.iter().map(|(_, s)| s).collect();
@@ -310,8 +315,9 @@ fn checked_pipeline(
              response"
         ))));
     }
+    Class::of(spec.backend.as_deref())?;
     let spec = spec.try_map_inputs(|what, input| input.decode_as(what).map(Handle::new))?;
-    let (pipeline, _, _) = spec.clone().into_pipeline(BackendChoice::Auto)?;
+    let (pipeline, _, _) = spec.clone().into_checked_pipeline(BackendChoice::Auto)?;
     caps.check_pipeline(&pipeline)?;
     let specs: Vec<&Spec> = pipeline.output_specs().map(|(_, s)| s).collect();
     let answer = answer_memory(&specs, form);
@@ -344,13 +350,17 @@ async fn post_job(
     let deadline = deadline(state.max_job, head.timeout_ms)?;
     let id = Id::random();
     let job = PoolJob {
-        inputs: state.pool.encode(&id.to_string(), &tensors).await?,
+        inputs: state
+            .pool
+            .encode(&id.to_string(), &tensors)
+            .await
+            .map_err(unavailable)?,
         id: id.to_string(),
         kernel: head.kernel,
         params: head.params,
         backend: head.backend,
         pipeline: None,
-        timeout_ms: Some(millis(deadline)),
+        deadline_unix_ms: Some(deadline_at(arrived, deadline)),
     };
     drop(tensors);
     let waiting = Waiting {
@@ -365,7 +375,7 @@ async fn post_job(
         true => submit_and_answer(&state, job, waiting).await,
         false => {
             submit(&state, &job, &waiting).await?;
-            state.remember(&waiting, &job);
+            state.remember(&waiting, &job, false);
             Ok((
                 StatusCode::ACCEPTED,
                 Json(json!({"id": id, "status": "queued"})),
@@ -400,7 +410,11 @@ async fn post_pipeline(
     .await?;
     let id = Id::random();
     let backend = spec.backend.clone();
-    let pipeline = state.pool.encode_pipeline(&id.to_string(), spec).await?;
+    let pipeline = state
+        .pool
+        .encode_pipeline(&id.to_string(), spec)
+        .await
+        .map_err(unavailable)?;
     let job = PoolJob {
         id: id.to_string(),
         kernel: PIPELINE.to_owned(),
@@ -408,7 +422,7 @@ async fn post_pipeline(
         backend,
         inputs: BTreeMap::new(),
         pipeline: Some(pipeline),
-        timeout_ms: Some(millis(deadline)),
+        deadline_unix_ms: Some(deadline_at(arrived, deadline)),
     };
     drop(held);
     let waiting = Waiting {
@@ -420,9 +434,24 @@ async fn post_pipeline(
     submit_and_answer(&state, job, waiting).await
 }
 
-/// Milliseconds of `d`, saturating.
-fn millis(d: Duration) -> u64 {
-    d.as_millis().try_into().unwrap_or(u64::MAX)
+/// When a job that arrived at `arrived` with `deadline` is out of time,
+/// in milliseconds since the Unix epoch.
+fn deadline_at(arrived: tokio::time::Instant, deadline: Duration) -> u64 {
+    let left = deadline.saturating_sub(arrived.elapsed());
+    unix_ms().saturating_add(left.as_millis().try_into().unwrap_or(u64::MAX))
+}
+
+/// An array that could not be stored (the server unreachable; those
+/// stored before are deleted): 503, to be tried again.
+fn unavailable(e: Error) -> ApiError {
+    match e {
+        Error::Internal(why) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "pool_unavailable",
+            format!("the pool cannot take the job's arrays now: {why}"),
+        ),
+        other => other.into(),
+    }
 }
 
 /// A job submitted and waited for: its id, when it arrived, how long it
@@ -437,7 +466,7 @@ struct Waiting {
 impl FrontState {
     /// Remembers a job for `GET /v1/jobs/{id}`: how to answer it, and its
     /// stored arrays (inline ones are not kept: they weigh).
-    fn remember(&self, waiting: &Waiting, job: &PoolJob) {
+    fn remember(&self, waiting: &Waiting, job: &PoolJob, counted: bool) {
         let pending = Pending {
             form: waiting.form,
             objects: job
@@ -447,7 +476,7 @@ impl FrontState {
                 .cloned()
                 .collect(),
             posted: waiting.arrived,
-            counted: false,
+            counted,
         };
         let mut table = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         table.insert(waiting.id, pending, self.ttl);
@@ -459,7 +488,15 @@ impl FrontState {
 /// which the stream keeps once): 503 `pool_unavailable` naming the id, as
 /// the job may still land and run.
 async fn submit(state: &FrontState, job: &PoolJob, waiting: &Waiting) -> Result<(), ApiError> {
-    match state.pool.submit_patiently(job, Duration::ZERO).await {
+    let left = waiting.deadline.saturating_sub(waiting.arrived.elapsed());
+    let sent = tokio::time::timeout(left, state.pool.submit_patiently(job, Duration::ZERO))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Internal(
+                "no confirmation within the job's deadline".into(),
+            ))
+        });
+    match sent {
         Ok(()) => {
             state.counts.submitted.fetch_add(1, Ordering::Relaxed);
             Ok(())
@@ -472,7 +509,7 @@ async fn submit(state: &FrontState, job: &PoolJob, waiting: &Waiting) -> Result<
             Err(e.into())
         }
         Err(e) => {
-            state.remember(waiting, job);
+            state.remember(waiting, job, false);
             Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "pool_unavailable",
@@ -498,8 +535,8 @@ async fn submit_and_answer(
     // A little past the worker's own deadline: its stop arrives first.
     let grace = Duration::from_secs(2);
     let Ok(result) = tokio::time::timeout(left + grace, state.pool.wait(&job.id)).await else {
-        state.counts.timed_out.fetch_add(1, Ordering::Relaxed);
-        state.remember(&waiting, &job);
+        state.counts.deadline_missed.fetch_add(1, Ordering::Relaxed);
+        state.remember(&waiting, &job, false);
         return Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "deadline_exceeded",
@@ -517,11 +554,12 @@ async fn submit_and_answer(
     if let Err(e) = &answer
         && e.status == StatusCode::SERVICE_UNAVAILABLE
     {
-        // No room to answer now: the result stays, for a GET later.
-        state.remember(&waiting, &job);
+        // No room to answer now: the result stays, for a GET later (a
+        // retried POST would run the job again).
+        state.remember(&waiting, &job, true);
         return Err(ApiError::new(
             e.status,
-            e.code,
+            "answer_deferred",
             format!(
                 "{}; the job ran: GET /v1/jobs/{} gives its result",
                 e.message, waiting.id
@@ -549,7 +587,11 @@ async fn answer(
             Status::TimedOut => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
             _ => (StatusCode::BAD_REQUEST, "bad_request"),
         };
-        return Err(ApiError::new(status, code, e.to_string()));
+        return Err(ApiError::new(
+            status,
+            code,
+            format!("job {}: {e}", result.id),
+        ));
     }
     let specs: Vec<Spec> = result
         .outputs
@@ -591,6 +633,7 @@ async fn answer(
         }),
     };
     let response = PooledResponse {
+        id: result.id.clone(),
         response,
         worker: result.worker.clone(),
         attempt: result.attempt,
@@ -645,7 +688,15 @@ async fn get_job(
             body.push(b'}');
             Ok(held_json_body(body.into(), held))
         }
-        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE || e.code == "internal" => Err(e),
+        // No room now, gone, or the server's fault: said as an error.
+        Err(e)
+            if !matches!(
+                e.code,
+                "bad_request" | "dead_lettered" | "deadline_exceeded"
+            ) =>
+        {
+            Err(e)
+        }
         Err(e) => {
             let status = match e.code {
                 "deadline_exceeded" => "timed_out",

@@ -17,15 +17,16 @@ pub struct FrontCounts {
     pub submitted: AtomicU64,
     /// Jobs refused because the stream was full.
     pub busy: AtomicU64,
-    /// Jobs whose answer was not there by their deadline, or that a
-    /// worker stopped at it.
-    pub timed_out: AtomicU64,
+    /// Jobs whose answer was not here by their deadline (504).
+    pub deadline_missed: AtomicU64,
     /// Results answered, by how the job ended.
     pub ok: AtomicU64,
     /// … refused as bad input by a worker.
     pub bad_input: AtomicU64,
     /// … dead-lettered.
     pub dead_lettered: AtomicU64,
+    /// … stopped by their worker at their deadline.
+    pub timed_out: AtomicU64,
 }
 
 impl FrontCounts {
@@ -154,10 +155,10 @@ pub async fn render_front(counts: &FrontCounts, pool: &Pool) -> Result<String> {
     );
     metric(
         &mut out,
-        "anycore_pool_jobs_timed_out_total",
+        "anycore_pool_jobs_deadline_missed_total",
         "counter",
-        "Jobs whose result was not there by their deadline (504).",
-        [(String::new(), n(&counts.timed_out))],
+        "Jobs whose result was not here by their deadline (504).",
+        [(String::new(), n(&counts.deadline_missed))],
     );
     metric(
         &mut out,
@@ -171,6 +172,7 @@ pub async fn render_front(counts: &FrontCounts, pool: &Pool) -> Result<String> {
                 "status=\"dead_letter\"".to_owned(),
                 n(&counts.dead_lettered),
             ),
+            ("status=\"timed_out\"".to_owned(), n(&counts.timed_out)),
         ],
     );
     metric(

@@ -49,6 +49,10 @@ pub const RESULTS: &str = "anycore_results";
 /// The object store of large arrays.
 pub const ARRAYS: &str = "anycore_arrays";
 
+/// Bytes of a message left for its subject and headers when an array's
+/// chunk fills the rest.
+const CHUNK_HEADROOM: usize = 4 << 10;
+
 /// Who may take a job: the consumers of the job stream, one per class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
@@ -114,14 +118,15 @@ impl PoolConfig {
     }
 }
 
-/// A NATS URL as it may be shown: without its credentials.
+/// A NATS URL as it may be shown: without its credentials (with a
+/// scheme or without).
 pub fn redacted(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://***@{host}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+    let Some((before, host)) = url.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match before.split_once("://") {
+        Some((scheme, _)) => format!("{scheme}://***@{host}"),
+        None => format!("***@{host}"),
     }
 }
 
@@ -188,9 +193,14 @@ impl Pool {
             async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5));
         // Credentials in the URL (`nats://USER:PASS@HOST`, `nats://TOKEN@HOST`),
         // which async-nats 0.51 parses but does not send.
+        let decoded = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         options = match (addr.username(), addr.password()) {
-            (Some(user), Some(pass)) => options.user_and_password(user.into(), pass.into()),
-            (Some(token), None) => options.token(token.into()),
+            (Some(user), Some(pass)) => options.user_and_password(decoded(user), decoded(pass)),
+            (Some(token), None) => options.token(decoded(token)),
             _ => options,
         };
         let client = options
@@ -306,7 +316,18 @@ impl Pool {
             } else {
                 let object = format!("{prefix}.{name}");
                 let data = npy::to_bytes(tensor);
-                if let Err(e) = self.arrays.put(object.as_str(), &mut data.as_slice()).await {
+                // Chunks as large as a message may be (async-nats's
+                // default is 128 KiB): each is a publish awaiting its ack.
+                let meta = object_store::ObjectMetadata {
+                    name: object.clone(),
+                    chunk_size: Some(
+                        self.max_payload
+                            .saturating_sub(CHUNK_HEADROOM)
+                            .max(64 << 10),
+                    ),
+                    ..Default::default()
+                };
+                if let Err(e) = self.arrays.put(meta, &mut data.as_slice()).await {
                     // None left behind: those stored so far go too.
                     self.delete_objects(out.values()).await;
                     return Err(nats(&format!("cannot store array '{name}'"), e));
@@ -555,5 +576,7 @@ mod tests {
         assert_eq!(redacted("nats://u:p@h:4222"), "nats://***@h:4222");
         assert_eq!(redacted("nats://tok@h"), "nats://***@h");
         assert_eq!(redacted("nats://h:4222"), "nats://h:4222");
+        assert_eq!(redacted("u:p@h:4222"), "***@h:4222");
+        assert_eq!(redacted("nats://u:p@ss@h"), "nats://***@h");
     }
 }

@@ -84,7 +84,7 @@ impl RemoteEngine {
                 other => Some(other.name().to_owned()),
             },
             pipeline: None,
-            timeout_ms: None,
+            deadline_unix_ms: None,
         };
         drop(inputs);
         self.pool.submit_patiently(&pool_job, BUSY_FOR).await?;

@@ -15,8 +15,9 @@ use crate::tensor::{DType, Spec, Tensor, npy};
 
 /// A job as a front puts it on the stream; its id is also the message id
 /// (the stream drops a resubmission) and the key of its result.
+/// Unknown fields are ignored: a worker older than its front still runs
+/// its jobs.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PoolJob {
     /// The job's id: letters, digits, `-` and `_`.
     pub id: String,
@@ -35,10 +36,20 @@ pub struct PoolJob {
     /// A pipeline, run as one unit by one worker, in place of a kernel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<PipelineSpec<WireArray>>,
-    /// Longest it may run on a worker, in milliseconds (at most, and by
-    /// default, the worker's `--max-job-s`): past it, it is stopped.
+    /// When its time is up, in milliseconds since the Unix epoch (its
+    /// front's deadline, counted from its arrival there): a worker stops
+    /// it then, and ends a job delivered later at once, unrun. A worker
+    /// runs no job longer than its `--max-job-s` either. (The machines'
+    /// clocks are taken to agree, to well under a job's time.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
+    pub deadline_unix_ms: Option<u64>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().try_into().unwrap_or(u64::MAX))
 }
 
 /// The `kernel` of a pipeline's job (and the last token of its subject).

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
 use super::roster::{Counts, HEARTBEAT, Presence, unix_now};
-use super::wire::{PoolJob, PoolResult, Status, WireArray, WorkerInfo, check_id};
+use super::wire::{PoolJob, PoolResult, Status, WireArray, WorkerInfo, check_id, unix_ms};
 use super::{Class, Pool};
 use crate::backend::BackendChoice;
 use crate::coordinator::Submitted;
@@ -34,8 +34,8 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Its name in results (default `host:pid`).
     pub name: Option<String>,
-    /// Longest a job may run here (a job's own `timeout_ms` may ask for
-    /// less): past it, the job is stopped and ends timed out.
+    /// Longest a job may run here (a job's own deadline may come sooner):
+    /// past it, the job is stopped and ends timed out.
     pub max_job: Duration,
     /// How long stopping waits for the jobs it runs; past it they are left
     /// unacknowledged, to be delivered to another worker.
@@ -94,6 +94,8 @@ pub struct Worker {
     /// Its free slots: a permit a job it runs.
     slots: Arc<Semaphore>,
     started_unix_s: u64,
+    /// The controls of the jobs it runs (dropped ones pruned as it goes).
+    active: std::sync::Mutex<Vec<std::sync::Weak<crate::coordinator::Control>>>,
 }
 
 impl Worker {
@@ -117,6 +119,7 @@ impl Worker {
             config,
             counters: Arc::default(),
             started_unix_s: unix_now(),
+            active: std::sync::Mutex::default(),
         }
     }
 
@@ -253,9 +256,10 @@ impl Worker {
         let left = tokio::time::timeout(this.config.shutdown_timeout, running.join_all()).await;
         if left.is_err() {
             log::warn!(
-                "stopping: jobs still running after {:?}; leaving them to be delivered again",
+                "stopping: jobs still running after {:?}; cancelling them, to be delivered again",
                 this.config.shutdown_timeout
             );
+            this.cancel_all();
         }
         heartbeat.abort();
         // Its last announcement, if under way, lands before the withdrawal.
@@ -384,13 +388,18 @@ impl Worker {
     /// Runs a job (a kernel's or a pipeline's) through the engine, its
     /// outputs encoded.
     async fn run_job(&self, job: &PoolJob, attempt: u64) -> Result<PoolResult> {
-        let deadline = job
-            .timeout_ms
-            .map_or(self.config.max_job, Duration::from_millis)
-            .min(self.config.max_job);
+        // Counted from now, before its inputs are fetched; a job whose
+        // front's deadline passed while it waited ends at once, unrun.
+        let left = job.deadline_unix_ms.map_or(self.config.max_job, |at| {
+            Duration::from_millis(at.saturating_sub(unix_ms()))
+        });
+        let until = tokio::time::Instant::now() + left.min(self.config.max_job);
+        if left.is_zero() {
+            return Err(Error::DeadlineExceeded { ms: 0 });
+        }
         let (run, outputs, steps) = match &job.pipeline {
-            Some(spec) => self.run_pipeline(spec.clone(), deadline).await?,
-            None => self.run_kernel(job, deadline).await?,
+            Some(spec) => self.run_pipeline(spec.clone(), until).await?,
+            None => self.run_kernel(job, until).await?,
         };
         self.counters.ran.fetch_add(1, Ordering::Relaxed);
         let outputs = self
@@ -412,7 +421,7 @@ impl Worker {
 
     /// A kernel's job: inputs fetched, the request checked and admitted as
     /// the HTTP API does it.
-    async fn run_kernel(&self, job: &PoolJob, deadline: Duration) -> Result<Ran> {
+    async fn run_kernel(&self, job: &PoolJob, until: tokio::time::Instant) -> Result<Ran> {
         let mut inputs = Vec::new();
         for (name, wire) in &job.inputs {
             let tensor = self.pool.decode(&format!("array '{name}'"), wire).await?;
@@ -431,14 +440,18 @@ impl Worker {
         };
         let (task, _, choice) = spec.into_planned_task(BackendChoice::Auto)?;
         let handle = self.engine.coordinator().submit(task, choice).await?;
-        let report = within(handle, deadline).await?;
+        let report = self.within(handle, until).await?;
         let response = JobResponse::describe(report, |_, tensor| tensor);
         Ok((response.run, response.outputs, Vec::new()))
     }
 
     /// A pipeline's job: its arrays fetched, checked as a whole, run as one
     /// unit here.
-    async fn run_pipeline(&self, spec: PipelineSpec<WireArray>, deadline: Duration) -> Result<Ran> {
+    async fn run_pipeline(
+        &self,
+        spec: PipelineSpec<WireArray>,
+        until: tokio::time::Instant,
+    ) -> Result<Ran> {
         let spec = self
             .pool
             .decode_pipeline(spec)
@@ -449,9 +462,39 @@ impl Worker {
             .engine
             .coordinator()
             .try_submit_pipeline(pipeline, choice)?;
-        let report = within(handle, deadline).await?;
+        let report = self.within(handle, until).await?;
         let response = PipelineResponse::describe(report, |_, tensor| tensor);
         Ok((response.run, response.outputs, response.steps))
+    }
+
+    /// Waits for submitted work until `until`; then the work is cancelled
+    /// (it stops at its kernel's next look). Its control is known to the
+    /// worker meanwhile, to be cancelled if the worker stops first.
+    async fn within<R>(&self, handle: Submitted<R>, until: tokio::time::Instant) -> Result<R> {
+        let control = handle.control();
+        {
+            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            active.retain(|c| c.strong_count() > 0);
+            active.push(Arc::downgrade(&control));
+        }
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout_at(until, handle.wait()).await {
+            Ok(result) => result,
+            Err(_) => {
+                control.cancel();
+                Err(Error::DeadlineExceeded {
+                    ms: left.as_millis().try_into().unwrap_or(u64::MAX),
+                })
+            }
+        }
+    }
+
+    /// Cancels every job it runs (they stop at their kernels' next look).
+    fn cancel_all(&self) {
+        let active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        for control in active.iter().filter_map(std::sync::Weak::upgrade) {
+            control.cancel();
+        }
     }
 
     /// The result of a job that did not run.
@@ -501,21 +544,6 @@ async fn keep_alive(message: &jetstream::Message, every: Duration) {
         tokio::time::sleep(every).await;
         if let Err(e) = message.ack_with(AckKind::Progress).await {
             log::warn!("telling the server a job is in progress: {e}");
-        }
-    }
-}
-
-/// Waits for submitted work for at most `deadline`; past it, the work is
-/// cancelled (it stops at its kernel's next look).
-async fn within<R>(handle: Submitted<R>, deadline: Duration) -> Result<R> {
-    let control = handle.control();
-    match tokio::time::timeout(deadline, handle.wait()).await {
-        Ok(result) => result,
-        Err(_) => {
-            control.cancel();
-            Err(Error::DeadlineExceeded {
-                ms: deadline.as_millis().try_into().unwrap_or(u64::MAX),
-            })
         }
     }
 }

@@ -276,19 +276,7 @@ impl ChunkWriter {
             left,
             moved: false,
         };
-        let shape: Vec<u64> = spec.shape.iter().map(|&d| d as u64).collect();
-        let descr = match spec.dtype {
-            DType::F32 => "<f4",
-            DType::U32 => "<u4",
-            DType::I32 => "<i4",
-            DType::U8 => "|u1",
-        };
-        npyz::WriteOptions::new_header_only()
-            .shape(&shape)
-            .dtype(NpyDType::new_scalar(descr.parse().expect("a plain dtype")))
-            .writer(&mut writer.file)
-            .write_header_only()
-            .map_err(io_err)?;
+        write_header(&mut writer.file, spec).map_err(io_err)?;
         Ok(writer)
     }
 
@@ -447,9 +435,31 @@ fn header_shape(header: &str) -> Option<Vec<u64>> {
 
 /// A tensor as `.npy` bytes.
 pub fn to_bytes(tensor: &Tensor) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    write_to(&mut bytes, tensor).expect("writing to memory cannot fail");
+    let data = tensor.data().as_bytes();
+    let mut bytes = Vec::with_capacity(data.len() + 128);
+    write_header(&mut bytes, &tensor.spec()).expect("writing to memory cannot fail");
+    // The elements as they lie in memory: little-endian on every machine
+    // anycore runs on, one copy (npyz's writer went element by element).
+    bytes.extend_from_slice(data);
     bytes
+}
+
+/// Writes the `.npy` magic and header of a little-endian, C-order array
+/// of `spec`.
+fn write_header(out: &mut impl Write, spec: &Spec) -> std::io::Result<()> {
+    let shape: Vec<u64> = spec.shape.iter().map(|&d| d as u64).collect();
+    let descr = match spec.dtype {
+        DType::F32 => "<f4",
+        DType::U32 => "<u4",
+        DType::I32 => "<i4",
+        DType::U8 => "|u1",
+    };
+    npyz::WriteOptions::new_header_only()
+        .shape(&shape)
+        .dtype(NpyDType::new_scalar(descr.parse().expect("a plain dtype")))
+        .writer(out)
+        .write_header_only()?;
+    Ok(())
 }
 
 /// Writes a tensor as a little-endian, C-order `.npy` file, under a
@@ -457,30 +467,6 @@ pub fn to_bytes(tensor: &Tensor) -> Vec<u8> {
 pub fn write(path: &Path, tensor: &Tensor) -> Result<()> {
     let mut writer = ChunkWriter::create(path, &tensor.spec())?;
     writer.write(tensor.data())?;
-    writer.finish()
-}
-
-fn write_to(out: &mut impl Write, tensor: &Tensor) -> std::io::Result<()> {
-    let shape: Vec<u64> = tensor.shape().iter().map(|&d| d as u64).collect();
-    match tensor.data() {
-        TensorData::F32(v) => write_items(out, &shape, v),
-        TensorData::U32(v) => write_items(out, &shape, v),
-        TensorData::I32(v) => write_items(out, &shape, v),
-        TensorData::U8(v) => write_items(out, &shape, v),
-    }
-}
-
-fn write_items<T, W>(out: &mut W, shape: &[u64], items: &[T]) -> std::io::Result<()>
-where
-    T: npyz::AutoSerialize + Copy,
-    W: Write,
-{
-    let mut writer = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(out)
-        .begin_nd()?;
-    writer.extend(items.iter().copied())?;
     writer.finish()
 }
 
