@@ -199,6 +199,11 @@ fn random(dtype: &str, n: usize, seed: u64) -> (Value, Tensor) {
     )
 }
 
+/// A job's output `out` by the sequential reference.
+fn reference(job: Job) -> Tensor {
+    Task::new(job).unwrap().reference().remove("out").unwrap()
+}
+
 /// Asserts an output equals the reference: floats by relative norm (the
 /// same kernels, maybe summed in another order), the rest exactly.
 fn assert_same(what: &str, got: &Tensor, want: &Tensor) {
@@ -265,7 +270,7 @@ fn five_hundred_mixed_jobs_through_two_workers_are_right_and_each_runs_once() {
             }
         };
         lines.push(line);
-        wants.push(Task::new(job).unwrap().reference().remove("out").unwrap());
+        wants.push(reference(job));
     }
     // And a pipeline's line, run as one unit by one worker.
     let (xj, x) = random("f32", 4097, 9);
@@ -274,20 +279,12 @@ fn five_hundred_mixed_jobs_through_two_workers_are_right_and_each_runs_once() {
         {"name": "r", "kernel": "reduce", "params": {"op": "max"},
          "inputs": {"x": {"step": "s", "output": "out"}}}],
         "outputs": {"top": {"step": "r", "output": "out", "path": "piped.npy"}}}));
-    let scanned = Task::new(Job::new(Kernel::Scan).input("x", x))
-        .unwrap()
-        .reference()
-        .remove("out")
-        .unwrap();
-    let piped = Task::new(
+    let scanned = reference(Job::new(Kernel::Scan).input("x", x));
+    let piped = reference(
         Job::new(Kernel::Reduce)
             .input("x", scanned)
             .param("op", "max"),
-    )
-    .unwrap()
-    .reference()
-    .remove("out")
-    .unwrap();
+    );
     let (out, results) = batch(&nats.url, dir.path(), &lines);
     assert!(out.status.success(), "{}", common::stderr(&out));
     assert_eq!(results.len(), 501);
@@ -456,16 +453,12 @@ fn gpu_only_jobs_wait_for_a_worker_with_a_gpu() {
     assert_eq!(results[0]["worker"], "with-gpu", "{}", results[0]);
     assert_eq!(results[0]["backend"], "gpu", "{}", results[0]);
     assert_eq!(results[1]["worker"], "cpu-only", "{}", results[1]);
-    let want = Task::new(
+    let want = reference(
         Job::new(Kernel::Axpy)
             .input("x", x.clone())
             .input("y", x)
             .param("a", 3),
-    )
-    .unwrap()
-    .reference()
-    .remove("out")
-    .unwrap();
+    );
     assert_same(
         "gpu axpy",
         &npy::read(&dir.path().join("g.npy")).unwrap(),
@@ -702,16 +695,12 @@ fn the_http_front_and_the_library_run_jobs_through_the_pool() {
     assert_eq!(report["attempt"], 1);
     assert_eq!(report["backend"], "cpu");
     assert_eq!(report["id"].as_str().map(str::len), Some(32), "{report}");
-    let want = Task::new(
+    let want = reference(
         Job::new(Kernel::Axpy)
             .input("x", x)
             .input("y", y)
             .param("a", 1.5),
-    )
-    .unwrap()
-    .reference()
-    .remove("out")
-    .unwrap();
+    );
     assert_same("axpy through the front", &output(&report, &want), &want);
 
     // Posted with wait=false, then polled.
@@ -725,11 +714,7 @@ fn the_http_front_and_the_library_run_jobs_through_the_pool() {
         .to_owned();
     let body = poll(&front, &id);
     assert_eq!(body["status"], "done", "{body}");
-    let want = Task::new(Job::new(Kernel::Scan).input("x", x))
-        .unwrap()
-        .reference()
-        .remove("out")
-        .unwrap();
+    let want = reference(Job::new(Kernel::Scan).input("x", x));
     assert_same("scan polled", &output(&body["result"], &want), &want);
 
     // Bad input: refused, with the reason, not retried.
@@ -761,25 +746,17 @@ fn the_http_front_and_the_library_run_jobs_through_the_pool() {
         Some(2),
         "{report}"
     );
-    let axpy = Task::new(
+    let axpy = reference(
         Job::new(Kernel::Axpy)
             .input("x", x)
             .input("y", y)
             .param("a", 2.0),
-    )
-    .unwrap()
-    .reference()
-    .remove("out")
-    .unwrap();
-    let want = Task::new(
+    );
+    let want = reference(
         Job::new(Kernel::Map)
             .input("x", axpy)
             .param("expr", "x * x"),
-    )
-    .unwrap()
-    .reference()
-    .remove("out")
-    .unwrap();
+    );
     assert_same("pipeline through the front", &output(&report, &want), &want);
     let mut bad = pipeline.clone();
     bad["steps"][1]["inputs"]["x"]["step"] = json!("nowhere");
@@ -820,15 +797,11 @@ fn the_http_front_and_the_library_run_jobs_through_the_pool() {
             .unwrap()
     });
     assert_eq!(remote.worker.name, "w1");
-    let want = Task::new(
+    let want = reference(
         Job::new(Kernel::Map)
             .input("x", x)
             .param("expr", "x * 2 + 1"),
-    )
-    .unwrap()
-    .reference()
-    .remove("out")
-    .unwrap();
+    );
     assert_same(
         "map through the remote engine",
         &remote.report.outputs["out"],
@@ -920,11 +893,7 @@ fn a_full_stream_answers_503_and_a_restarted_server_loses_no_job() {
     for (id, x) in jobs {
         let body = poll(&front, &id);
         assert_eq!(body["status"], "done", "{body}");
-        let want = Task::new(Job::new(Kernel::Reduce).input("x", x))
-            .unwrap()
-            .reference()
-            .remove("out")
-            .unwrap();
+        let want = reference(Job::new(Kernel::Reduce).input("x", x));
         assert_same(&format!("job {id}"), &output(&body["result"], &want), &want);
     }
     assert_eq!(worker.stop(), 5);
@@ -961,7 +930,7 @@ fn a_full_stream_answers_503_and_a_restarted_server_loses_no_job() {
         for (name, value) in params.as_object().unwrap() {
             job = job.param(name, value.as_f64().unwrap());
         }
-        let want = Task::new(job).unwrap().reference().remove("out").unwrap();
+        let want = reference(job);
         assert_same(&format!("job {id}"), &output(&body["result"], &want), &want);
     }
     // A job whose result could not be stored while the server was gone

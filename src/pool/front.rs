@@ -49,7 +49,7 @@ use crate::service::budget::{Budget, Held};
 use crate::service::caps::Caps;
 use crate::service::ids::Id;
 use crate::service::intake::{Decoding, Intake, off_runtime, read_request};
-use crate::service::reply::{answer_bytes, encode, held_json_body};
+use crate::service::reply::{answer_bytes, encode, held_json_body, queued};
 use crate::service::{deadline, guard, listen};
 use crate::tensor::{Handle, Spec, Tensor};
 
@@ -376,11 +376,7 @@ async fn post_job(
         false => {
             submit(&state, &job, &waiting).await?;
             state.remember(&waiting, &job, false);
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({"id": id, "status": "queued"})),
-            )
-                .into_response())
+            Ok(queued(id))
         }
     }
 }

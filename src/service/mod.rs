@@ -70,7 +70,7 @@ use self::budget::Budget;
 use self::ids::Id;
 use self::intake::{Decoding, off_runtime, read_request};
 use self::metrics::Metrics;
-use self::reply::{answer_bytes, encode, held_json_body, json_body};
+use self::reply::{answer_bytes, encode, held_json_body, json_body, queued};
 use self::results::{Entry, JobTable, Lookup};
 use self::store::Store;
 use crate::backend::BackendChoice;
@@ -566,11 +566,7 @@ async fn post_job(
             .finish(id, entry);
         drop(held);
     });
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"id": id, "status": "queued"})),
-    )
-        .into_response())
+    Ok(queued(id))
 }
 
 async fn post_pipeline(

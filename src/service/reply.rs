@@ -35,6 +35,15 @@ pub async fn encode<T: serde::Serialize>(
         .map_err(|e| ApiError::from(Error::Panicked(e.to_string())))?
 }
 
+/// The 202 of a job posted with `wait=false`: its id, to poll.
+pub fn queued(id: super::ids::Id) -> Response {
+    (
+        axum::http::StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({"id": id, "status": "queued"})),
+    )
+        .into_response()
+}
+
 /// A 200 with encoded JSON.
 pub fn json_body(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
