@@ -34,10 +34,12 @@ self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$self")/.."
 
 pack() {
+    # Release test binaries: the card's minutes go further, and they are
+    # the ones `cargo nextest run --release` has just built here.
     cargo build --release
     mkdir -p .dev/bin
     rm -f .dev/bin/*
-    cargo test --no-run --message-format=json 2>/dev/null |
+    cargo test --release --no-run --message-format=json 2>/dev/null |
         python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
@@ -45,7 +47,6 @@ for line in sys.stdin:
         print(m["target"]["name"], m["executable"])' |
         while read -r name exe; do cp "$exe" ".dev/bin/test-$name"; done
     [ -e .dev/bin/test-kernels ] || { echo "pack: no test-kernels binary" >&2; exit 1; }
-    cp target/debug/anycore .dev/bin/anycore-debug
     cp target/release/anycore .dev/bin/anycore
     strip .dev/bin/*
     tar -C .dev -cJf .dev/bin.tar.xz bin
@@ -292,10 +293,10 @@ run() {
         tar -C .dev -xJf .dev/bin.tar.xz || failed+=("unpacking .dev/bin.tar.xz")
         # Test binaries look for the crate where it was built (CARGO_MANIFEST_DIR,
         # CARGO_BIN_EXE_anycore).
-        mkdir -p /work target/debug
+        mkdir -p /work target/release
         [ -e /work/main ] || ln -s "$PWD" /work/main
-        cp .dev/bin/anycore-debug target/debug/anycore || failed+=("copying anycore-debug")
-        ls -la .dev/bin /work/main/target/debug/anycore
+        cp .dev/bin/anycore target/release/anycore || failed+=("copying anycore")
+        ls -la .dev/bin /work/main/target/release/anycore
     } >>"$LOG" 2>&1
     export ANYCORE_REQUIRE_GPU_TESTS=1 ANYCORE_REQUIRE_NUMPY=1
     export ANYCORE_CACHE_DIR=/tmp/anycore-cache

@@ -8,7 +8,7 @@
 
 mod common;
 
-use anycore::backend::Backend;
+use anycore::backend::{Backend, BackendKind};
 use anycore::kernel::histogram::Histogram;
 use anycore::kernel::scan::Scan;
 use anycore::kernel::sort::{Payload, Sort};
@@ -218,28 +218,37 @@ fn histogram_matches_reference(backend: &dyn Backend) {
         .map(|_| 3.0e38 * rng.random_range(-1.0f32..1.0))
         .collect();
     check_histogram(backend, wide, 4_097, Some((-3.0e38, 3.0e38)));
-    // A range too narrow for f32 to scale (its bins per unit overflow):
-    // bins found by search, on every backend.
+    // A range too narrow for f32 to scale (its bins per unit overflow), of
+    // normal numbers: bins found by search, on every backend.
+    let (lo, bins) = (1.0e-37f32, 3_001);
+    let width = 3.4e-40f32;
+    let narrow = Histogram::new(Vec::new(), bins, Some((lo.into(), (lo + width).into()))).unwrap();
+    assert!(narrow.scale.is_infinite());
+    let edges = narrow.edges();
+    let data = (0..30_011)
+        .map(|_| lo + width * rng.random_range(-0.1f32..1.1))
+        .chain(edges.iter().copied().step_by(7))
+        .collect();
+    check_histogram(backend, data, bins, Some((lo.into(), (lo + width).into())));
+    // A range of subnormal numbers: the CPU bins it; a GPU, which may
+    // flush subnormals to zero, declines it (the engine then runs it on
+    // the CPU).
     let (lo, hi, bins) = (0.0, 1e-38, 3_001);
     let edges = Histogram::new(Vec::new(), bins, Some((lo, hi)))
         .unwrap()
         .edges();
-    assert!(
-        Histogram::new(Vec::new(), bins, Some((lo, hi)))
-            .unwrap()
-            .scale
-            .is_infinite()
-    );
-    check_histogram(
-        backend,
-        histogram_data(&mut rng, 30_011, &edges)
-            .into_iter()
-            .map(|v| v * 1e-38)
-            .chain(edges.iter().copied().step_by(7))
-            .collect(),
-        bins,
-        Some((lo, hi)),
-    );
+    let tiny: Vec<f32> = histogram_data(&mut rng, 30_011, &edges)
+        .into_iter()
+        .map(|v| v * 1e-38)
+        .chain(edges.iter().copied().step_by(7))
+        .collect();
+    let task = Task::Histogram(Histogram::new(tiny.clone(), bins, Some((lo, hi))).unwrap());
+    match backend.run(&task) {
+        Err(anycore::Error::Gpu(why)) if backend.kind() == BackendKind::Gpu => {
+            assert!(why.contains("subnormal"), "{why}");
+        }
+        _ => check_histogram(backend, tiny, bins, Some((lo, hi))),
+    }
     // The default range: x's own minimum and maximum.
     check_histogram(backend, random_f32(&mut rng, 100_003), 13, None);
     check_histogram(backend, vec![2.5; 999], 3, None);

@@ -31,6 +31,17 @@ pub(super) fn run(exec: &mut Exec, t: &Histogram) -> Result<Outputs> {
             "histogram: {bins} bins need more than one storage binding here"
         )));
     }
+    // GPUs may flush subnormal numbers to zero (WGSL allows it; NVIDIA's
+    // Vulkan driver does): edges there would all read as 0, and so would
+    // the values between them. Such a range is binned on the CPU.
+    if let Some(e) = edge_list
+        .iter()
+        .find(|e| **e != 0.0 && e.abs() < f32::MIN_POSITIVE)
+    {
+        return Err(Error::Gpu(format!(
+            "histogram: edge {e:e} is subnormal, which GPUs may flush to zero; binned on the CPU"
+        )));
+    }
     let mut counts = vec![0u32; bins];
     let n = t.x.len();
     let pipeline = gpu.pipeline(Kernel::Histogram, 0, &[]);
