@@ -11,18 +11,19 @@
 # The device command:
 #   for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig; bash scripts/gpu_machine.sh run
 #
-# `run` writes 8 files (the most that come back) into $OUT:
-#   env.txt         the card, its clocks, `anycore devices` (table and JSON), the CPU
+# `run` writes at most 8 files (the most that come back) into $OUT:
 #   tests.txt       per test binary: exit status, failures, "test result" lines
 #   torch.json      PyTorch references on the same card (scripts/gpu_torch.py)
 #   bench.json/.txt/.svg   `anycore bench`, default sweep
-#   bench-chain.json/.txt  `bench --chain --sizes 2^26`: 1, 4, 16 axpy steps as
+#   bench-chain.json       `bench --chain --sizes 2^26`: 1, 4, 16 axpy steps as
 #                          separate jobs and as one pipeline, with bytes moved
+#                          (its table appended to bench.txt)
 #   bench-extra.json       `bench --kernel matmul --sizes 4096` and
 #                          `bench --kernel axpy --kernel reduce --sizes 2^28`
 #                          (their tables are appended to bench.txt)
 #   log.txt         everything else: setup, whole test logs, torch's table, the
-#                   placement sweep, step times
+#                   placement sweep, step times, and the environment (the card,
+#                   its clocks, `anycore devices`, the CPU)
 # and ends with a short summary on stdout. Each step runs under `timeout`, all
 # of them inside RUN_BUDGET_S (default 420 s); a failing step does not stop the
 # ones after it, and the exit status is 1 when anything failed.
@@ -352,6 +353,13 @@ run() {
 
     say "done; summary"
     summary "$OUT" || failed+=("summary (no GPU rows in bench.json, or an error above)")
+    # The device tool returns 8 files: the chain's table goes into
+    # bench.txt, the environment into log.txt, and empty files go (on the
+    # H200, two empty chain files crowded out torch.json and tests.txt).
+    { echo; echo "== bench --chain"; cat "$OUT/bench-chain.txt"; } >>"$OUT/bench.txt" 2>/dev/null
+    { echo "===== env.txt"; cat "$OUT/env.txt"; } >>"$LOG" 2>/dev/null
+    rm -f "$OUT/bench-chain.txt" "$OUT/env.txt"
+    find "$OUT" -maxdepth 1 -type f -empty -delete
     if ((${#failed[@]})); then
         echo "== FAILED (${#failed[@]}):"
         printf '  %s\n' "${failed[@]}"
