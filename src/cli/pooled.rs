@@ -145,16 +145,11 @@ async fn submit_pipeline(
         inputs: BTreeMap::new(),
         deadline_unix_ms: None,
     };
-    pool.submit_patiently(&job, BUSY_FOR).await?;
-    let result = pool.wait(&job.id).await?;
     let paths: Vec<_> = paths
         .into_iter()
         .filter_map(|(name, path)| Some((name, path?)))
         .collect();
-    let written = write_outputs(pool, &result, &paths).await;
-    pool.forget(&job, &result).await;
-    written?;
-    Ok(Outcome::pooled(result))
+    run_pooled(pool, job, &paths).await
 }
 
 async fn submit_and_wait(
@@ -196,9 +191,19 @@ async fn submit_and_wait(
         deadline_unix_ms: None,
     };
     drop(tensors);
+    run_pooled(pool, job, &paths).await
+}
+
+/// A line's job submitted (a full stream waited out), its result awaited,
+/// the outputs that have a path written, and its objects deleted.
+async fn run_pooled(
+    pool: &Pool,
+    job: PoolJob,
+    paths: &[(String, std::path::PathBuf)],
+) -> Result<Outcome> {
     pool.submit_patiently(&job, BUSY_FOR).await?;
     let result = pool.wait(&job.id).await?;
-    let written = write_outputs(pool, &result, &paths).await;
+    let written = write_outputs(pool, &result, paths).await;
     pool.forget(&job, &result).await;
     written?;
     Ok(Outcome::pooled(result))
