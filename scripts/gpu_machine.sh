@@ -7,6 +7,7 @@
 #   scripts/gpu_machine.sh run           # there, with .gl and .dev carried; results in $OUT
 #   scripts/gpu_machine.sh summary DIR   # the closing summary of a run's files in DIR
 #   scripts/gpu_machine.sh sweep         # a small placement sweep (needs .dev/bin)
+#   scripts/gpu_machine.sh experiments   # there: the memory experiment alone (~3 min)
 #
 # The device command:
 #   for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig; bash scripts/gpu_machine.sh run
@@ -15,7 +16,7 @@
 #   tests.txt       per test binary: exit status, failures, "test result" lines
 #   torch.json      PyTorch references on the same card (scripts/gpu_torch.py)
 #   bench.json/.txt/.svg   `anycore bench`, default sweep
-#   bench-chain.json       `bench --chain --sizes 2^26`: 1, 4, 16 axpy steps as
+#   bench-chain.json       `bench --chain --sizes 2^24`: 1, 4, 16 axpy steps as
 #                          separate jobs and as one pipeline, with bytes moved
 #                          (its table appended to bench.txt)
 #   bench-extra.json       `bench --kernel matmul --sizes 4096` and
@@ -241,8 +242,10 @@ for name in ("bench.json", "bench-extra.json"):
 t = load("torch.json")
 if t:
     print(f"== torch.json: {t.get('card')}, torch {t.get('torch')}")
-    keys = ["copy_gbps", "h2d_gbps", "d2h_gbps", "h2d_pinned_gbps", "d2h_pinned_gbps",
-            "matmul_4096_gflops", "matmul_4096_tf32_gflops", "sum_gbps", "axpy_gbps"]
+    keys = ["copy_gbps", "copy_256MiB_gbps", "copy_zeros_256MiB_gbps", "copy_zeros_gbps",
+            "h2d_gbps", "d2h_gbps", "h2d_pinned_gbps", "d2h_pinned_gbps",
+            "matmul_4096_gflops", "matmul_4096_tf32_gflops", "sum_gbps", "sum_zeros_gbps",
+            "axpy_gbps"]
     print("  ".join(f"{k} {num(t.get(k))}" for k in keys))
     for k in ("sum_gbps_by_size", "h2d_gbps_by_size", "d2h_gbps_by_size"):
         print(f"{k} ({'elements' if k.startswith('sum') else 'bytes'}): " + ", ".join(f"{n} {num(v)}" for n, v in t.get(k, {}).items()))
@@ -347,8 +350,8 @@ run() {
         "1024 65536 1048576 16777216 67108864" "64 256 1024 2048 4096" "64 512 4096" \
         >>"$LOG" 2>&1
 
-    say "chains: k axpy steps as jobs and as one pipeline, 2^26 (90 s)"
-    step chain 90 .dev/bin/anycore bench --chain --backend cpu,gpu --sizes 67108864 \
+    say "chains: k axpy steps as jobs and as one pipeline, 2^24 (60 s)"
+    step chain 60 .dev/bin/anycore bench --chain --backend cpu,gpu --sizes 16777216 \
         --json "$OUT/bench-chain.json" >"$OUT/bench-chain.txt" 2>&1
 
     say "done; summary"
@@ -369,10 +372,14 @@ run() {
     echo "== all steps ok after $((SECONDS - t_start)) s"
 }
 
-# Experiments for the memory-bound kernels and the matmul tuner, on the
-# card, with the GPU only: grid sizes of the grid-stride loops
-# (ANYCORE_STREAM_GROUPS), naga's runtime checks kept (ANYCORE_GPU_CHECKED),
-# and matmul 1024-4096 tuned from an empty cache. Results in $OUT.
+# The memory experiment (issue 10), in about 3 minutes: does the card move
+# zeros faster than random data (memory compression), and where do the
+# memory-bound kernels stand against a copy of each? `anycore bench` of
+# axpy, reduce and map at 2^26 and 2^28 on the GPU (its baselines copy 256
+# MiB of random data and of zeros), then torch's copies and sums of random
+# data and of zeros (`gpu_torch.py --memory-only`). Files in $OUT:
+# memory.json, memory.txt (both tables), torch-memory.json; a summary on
+# stdout.
 experiments() {
     set +e
     : "${OUT:?OUT must name the folder for the results}"
@@ -381,24 +388,38 @@ experiments() {
     icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
     [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
     tar -C .dev -xJf .dev/bin.tar.xz
-    export ANYCORE_CACHE_DIR=/tmp/anycore-exp RUST_LOG=anycore::backend::gpu::tune=info
-    local bin=.dev/bin/anycore sizes=67108864,268435456 g
-    for g in default 1056 2112 8448 32768 65535 checked; do
-        case $g in
-            default) env -u ANYCORE_STREAM_GROUPS $bin bench --backend gpu --kernel axpy --kernel reduce --sizes $sizes --json "$OUT/stream-$g.json" ;;
-            checked) ANYCORE_GPU_CHECKED=1 $bin bench --backend gpu --kernel axpy --kernel reduce --sizes $sizes --json "$OUT/stream-$g.json" ;;
-            *) ANYCORE_STREAM_GROUPS=$g $bin bench --backend gpu --kernel axpy --kernel reduce --sizes $sizes --json "$OUT/stream-$g.json" ;;
-        esac >/dev/null 2>&1
-        python3 - "$OUT/stream-$g.json" "$g" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-rows = [x for x in r["results"] if x["mode"] == "resident"]
-print(f"groups {sys.argv[2]:>8}: " + "  ".join(f"{x['kernel']} 2^{x['size'].bit_length()-1} {x['throughput']:.0f} GB/s" for x in rows))
+    export ANYCORE_CACHE_DIR=/tmp/anycore-exp PYTHONUNBUFFERED=1
+    nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv >"$OUT/memory.txt" 2>&1
+    echo "===== anycore bench --backend gpu --kernel axpy --kernel reduce --kernel map --sizes 2^26,2^28" >>"$OUT/memory.txt"
+    timeout -k 5 150 .dev/bin/anycore bench --backend gpu --kernel axpy --kernel reduce --kernel map \
+        --sizes 67108864,268435456 --json "$OUT/memory.json" >>"$OUT/memory.txt" 2>&1 ||
+        echo "(bench: exit $?)" >>"$OUT/memory.txt"
+    echo "===== scripts/gpu_torch.py --memory-only" >>"$OUT/memory.txt"
+    timeout -k 5 90 python3 scripts/gpu_torch.py "$OUT/torch-memory.json" --memory-only \
+        >>"$OUT/memory.txt" 2>&1 || echo "(torch: exit $?)" >>"$OUT/memory.txt"
+    python3 - "$OUT" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+try:
+    b = json.load(open(os.path.join(d, "memory.json")))
+    base = b["baselines"]
+    print("anycore copies (GB/s): " + ", ".join(
+        f"{k} {base.get(k) or 0:.0f}" for k in
+        ("gpu_buffer_copy_gbps", "gpu_kernel_copy_gbps", "gpu_kernel_copy_zeros_gbps")))
+    for r in b["results"]:
+        if r["backend"] == "gpu" and r["mode"] in ("resident", "back_to_back"):
+            print(f"  {r['kernel']:7} 2^{r['size'].bit_length() - 1} {r['mode']:12} "
+                  f"{r['throughput']:7.0f} GB/s  {r.get('bandwidth_ratio') or 0:.2f}x the copy")
+except (OSError, ValueError, KeyError) as e:
+    print(f"memory.json: {e}")
+try:
+    t = json.load(open(os.path.join(d, "torch-memory.json")))
+    print("torch (GB/s): " + ", ".join(f"{k} {t[k]:.0f}" for k in
+          ("copy_gbps", "copy_256MiB_gbps", "copy_zeros_256MiB_gbps", "copy_zeros_gbps",
+           "sum_gbps", "sum_zeros_gbps", "axpy_gbps") if k in t))
+except (OSError, ValueError) as e:
+    print(f"torch-memory.json: {e}")
 PY
-    done 2>&1 | tee "$OUT/stream.txt"
-    rm -f "$OUT"/stream-*.json
-    timeout 120 $bin bench --backend gpu --kernel matmul --sizes 1024,2048,4096 --json "$OUT/matmul.json" >"$OUT/matmul.txt" 2>&1
-    grep -E "tune\]|resident|end to end" "$OUT/matmul.txt"
 }
 
 # One batch of `auto` jobs of growing size (axpy lengths, matmul and
@@ -432,5 +453,5 @@ case "${1:-}" in
     summary) summary "${2:-${OUT:-.}}" ;;
     sweep) placement_sweep "1024 65536" "64 256" "64" ;;  # a small local try-out
     _call) shift; "$@" ;;  # a function of this file, for `timeout`
-    *) echo "usage: $0 pack|run|summary DIR|sweep" >&2; exit 2 ;;
+    *) echo "usage: $0 pack|run|experiments|summary DIR|sweep" >&2; exit 2 ;;
 esac

@@ -44,7 +44,9 @@ use crate::backend::gpu::{GpuBackend, GpuOptions};
 use crate::backend::{Backend, BackendKind};
 use crate::error::{Error, Result};
 use crate::kernel::profile::Baseline;
+use crate::kernel::random::random_tensor;
 use crate::kernel::{Kernel, Outputs, Task};
+use crate::tensor::DType;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -82,6 +84,15 @@ pub struct Progress {
 
 /// Bytes copied by the GPU bandwidth test.
 const GPU_COPY_BYTES: u64 = 256 << 20;
+
+/// The GPU copy baselines, GB/s (read + write bytes): `copy_buffer_to_buffer`
+/// and the WGSL copy kernel of random data, and the kernel again of zeros.
+#[derive(Clone, Copy)]
+struct GpuCopies {
+    buffer: f64,
+    kernel: f64,
+    kernel_zeros: f64,
+}
 
 /// Runs of a kernel back to back in one pass for the "back_to_back" rows.
 const BACK_TO_BACK: u32 = 8;
@@ -224,23 +235,30 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
         Some(gpu) => {
             step("GPU copy and transfer bandwidth".into());
             let gbps = |bytes: u64, ms: f64| bytes as f64 / (ms * 1e-3) / 1e9;
-            let (mut bytes, mut kernel_bytes) = (0, 0);
-            let [copy, kernel_copy] = repeat(&plan, || {
-                let (ms, b) = gpu.time_copy(GPU_COPY_BYTES)?;
-                let (kernel_ms, kb) = gpu.time_kernel_copy(GPU_COPY_BYTES)?;
-                (bytes, kernel_bytes) = (b, kb);
-                Ok([ms, kernel_ms])
+            // Random words, which no GPU compresses; the kernel also copies
+            // zeros, to show whether this one moves those faster.
+            let words = (GPU_COPY_BYTES / 4) as usize;
+            let data = random_tensor(DType::U32, &[words], config.seed)?;
+            let mut bytes = 0;
+            let [buffer_ms, kernel_ms, zeros_ms] = repeat(&plan, || {
+                let t = gpu.time_copies(data.data().as_bytes())?;
+                bytes = t.bytes;
+                Ok([t.buffer_ms, t.kernel_ms, t.kernel_zeros_ms])
             })?;
-            let buffer_copy = 2.0 * gbps(bytes, copy.median_ms);
-            let kernel_copy = 2.0 * gbps(kernel_bytes, kernel_copy.median_ms);
+            drop(data);
+            let copies = GpuCopies {
+                buffer: 2.0 * gbps(bytes, buffer_ms.median_ms),
+                kernel: 2.0 * gbps(bytes, kernel_ms.median_ms),
+                kernel_zeros: 2.0 * gbps(bytes, zeros_ms.median_ms),
+            };
             let [up, down] = repeat(&plan, || {
                 let (up, down, b) = gpu.time_transfers(GPU_TRANSFER_BYTES)?;
                 bytes = b;
                 Ok([up, down])
             })?;
-            gpu_copies = Some((buffer_copy, kernel_copy));
+            gpu_copies = Some(copies);
             (
-                Some(buffer_copy.max(kernel_copy)),
+                Some(copies.buffer.max(copies.kernel)),
                 Some(gbps(bytes, up.median_ms)),
                 Some(gbps(bytes, down.median_ms)),
             )
@@ -404,8 +422,9 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Report
             copy_gbps: bench.bandwidth.copy_gbps,
             read_gbps: bench.bandwidth.read_gbps,
             gpu_copy_gbps: bench.gpu_copy_gbps,
-            gpu_buffer_copy_gbps: gpu_copies.map(|c| c.0),
-            gpu_kernel_copy_gbps: gpu_copies.map(|c| c.1),
+            gpu_buffer_copy_gbps: gpu_copies.map(|c| c.buffer),
+            gpu_kernel_copy_gbps: gpu_copies.map(|c| c.kernel),
+            gpu_kernel_copy_zeros_gbps: gpu_copies.map(|c| c.kernel_zeros),
             gpu_upload_gbps,
             gpu_download_gbps,
             numpy: numpy_version,

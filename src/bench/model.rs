@@ -105,6 +105,10 @@ pub struct Baselines {
     /// A WGSL vec4 copy kernel over 256 MiB (the memory-bound kernels'
     /// access pattern), GB/s (read + write bytes).
     pub gpu_kernel_copy_gbps: Option<f64>,
+    /// The same kernel copying buffers cleared to zero, GB/s: above the
+    /// copy of random data (the two above), the GPU compresses memory, and
+    /// zero-filled inputs would flatter a kernel.
+    pub gpu_kernel_copy_zeros_gbps: Option<f64>,
     /// anycore's own host→device copy of 256 MiB (the path jobs use), GB/s.
     pub gpu_upload_gbps: Option<f64>,
     /// anycore's own device→host copy of 256 MiB into fresh host memory

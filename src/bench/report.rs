@@ -61,10 +61,14 @@ pub fn table(report: &Report) -> String {
     if let (Some(buf), Some(kern)) = (b.gpu_buffer_copy_gbps, b.gpu_kernel_copy_gbps) {
         let _ = write!(
             out,
-            " (faster of copy_buffer {} and a WGSL copy kernel {})",
+            " (faster of copy_buffer {} and a WGSL copy kernel {}, random data",
             num(buf),
             num(kern)
         );
+        if let Some(zeros) = b.gpu_kernel_copy_zeros_gbps {
+            let _ = write!(out, "; the kernel copies zeros at {}", num(zeros));
+        }
+        let _ = write!(out, ")");
     }
     let _ = writeln!(out);
     if let (Some(up), Some(down)) = (b.gpu_upload_gbps, b.gpu_download_gbps) {

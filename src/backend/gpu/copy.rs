@@ -33,26 +33,26 @@ struct Params {
     _pad: [u32; 3],
 }
 
-/// Milliseconds per copy of `bytes` (rounded down to whole vec4 and to one
-/// binding), on the device's clock where it has one, and the bytes copied.
-pub(super) fn time(gpu: &GpuBackend, bytes: u64) -> Result<(f64, u64)> {
-    let bytes = bytes.min(gpu.max_binding) & !15;
+/// Milliseconds per copy of the first `bytes` (whole vec4, at most one
+/// binding) of `src` into `dst`: the mean over a batch of [`REPS`] copies
+/// back and forth in one pass, on the device's clock where it has one.
+pub(super) fn time(
+    gpu: &GpuBackend,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    bytes: u64,
+) -> Result<f64> {
     // Compiled as the catalog's shaders are (unchecked where trusted), but
     // not cached: the bench times it a few times per run.
     let module = gpu.module(&SHADER);
     let pipeline = gpu.compile(&SHADER, &module, SHADER.entry_points[0].0, &[]);
     let mut exec = Exec::new(gpu);
-    let (src, dst) = (exec.storage(bytes), exec.storage(bytes));
     let n = u32::try_from(bytes / 16).unwrap_or(u32::MAX);
     let groups = grid::stream_groups_for(bytes as usize / 4, WORKGROUP).clamp(1, GROUPS);
     let params = Params { n, _pad: [0; 3] };
     let passes: Vec<Pass> = (0..REPS)
         .map(|i| {
-            let (a, b) = if i % 2 == 0 {
-                (&src, &dst)
-            } else {
-                (&dst, &src)
-            };
+            let (a, b) = if i % 2 == 0 { (src, dst) } else { (dst, src) };
             Pass::new(
                 &pipeline,
                 vec![(a, bytes), (b, bytes)],
@@ -64,8 +64,5 @@ pub(super) fn time(gpu: &GpuBackend, bytes: u64) -> Result<(f64, u64)> {
     let run = exec.compute(&passes);
     run.inspect_err(|_| exec.discard())?;
     let (t, _) = exec.finish();
-    Ok((
-        t.kernel_device.unwrap_or(t.compute) / f64::from(REPS),
-        bytes,
-    ))
+    Ok(t.kernel_device.unwrap_or(t.compute) / f64::from(REPS))
 }

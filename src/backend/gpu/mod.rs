@@ -303,26 +303,62 @@ impl GpuBackend {
         &self.matmul_tuner
     }
 
-    /// Milliseconds per device-to-device copy of `bytes` (rounded down to
-    /// whole words and to the largest buffer; the mean over a batch of 8 in
-    /// one submission), and the bytes copied: the device's memory
-    /// bandwidth, for `anycore bench`.
-    pub fn time_copy(&self, bytes: u64) -> Result<(f64, u64)> {
-        let bytes = bytes.min(self.limits.max_buffer_size) & !3;
-        let mut exec = Exec::new(self);
-        let (src, dst) = (exec.storage(bytes), exec.storage(bytes));
-        let ms = exec
-            .copy(&src, &dst, bytes, 8)
-            .inspect_err(|_| exec.discard())?;
-        Ok((ms, bytes))
-    }
-
-    /// Milliseconds per copy of `bytes` (rounded down to whole vec4 and to
-    /// one binding) by a WGSL copy kernel, the mean over a batch of 8 in one
-    /// submission on the device's clock where it has one, and the bytes
-    /// copied: the memory bandwidth a kernel can reach, for `anycore bench`.
-    pub fn time_kernel_copy(&self, bytes: u64) -> Result<(f64, u64)> {
-        copy::time(self, bytes)
+    /// The device's memory bandwidth, for `anycore bench`: milliseconds per
+    /// device-to-device copy of `data` (cut to whole vec4 and to one
+    /// binding) by `copy_buffer_to_buffer` and by a WGSL copy kernel with
+    /// the memory-bound kernels' access pattern, each the mean over a
+    /// batch of 8 in one submission (the kernel's on the device's clock
+    /// where it has one), and the kernel's time again on buffers cleared
+    /// to zero. The caller passes random bytes: a GPU may compress memory,
+    /// so a copy of zeros (which fresh buffers hold) can move faster than
+    /// any real data would; the zeros' figure says whether this one does.
+    pub fn time_copies(&self, data: &[u8]) -> Result<CopyTimes> {
+        let bytes = (data.len() as u64)
+            .min(self.max_binding)
+            .min(self.limits.max_buffer_size)
+            & !15;
+        // `hold` keeps the two buffers out of the pool while each
+        // measurement runs on an `Exec` of its own (its own timings).
+        let mut hold = Exec::new(self);
+        let (src, dst) = (hold.storage(bytes), hold.storage(bytes));
+        let measure = |hold: &mut Exec| -> Result<CopyTimes> {
+            hold.upload(&[(&src, &data[..bytes as usize])])?;
+            hold.clear(&dst, bytes);
+            let kernel_ms = copy::time(self, &src, &dst, bytes)?;
+            // A copy that moved nothing would flatter every kernel held
+            // against it: the ends of the buffer it first wrote (cleared
+            // before) must hold the data.
+            let sample = bytes.min(64 << 10);
+            for at in [0, bytes - sample] {
+                let mut back = vec![0u8; sample as usize];
+                hold.download_into(&dst, at, &mut back)?;
+                if back[..] != data[at as usize..(at + sample) as usize] {
+                    return Err(Error::Gpu(format!(
+                        "the copy kernel did not copy bytes {at}..{} of {bytes}",
+                        at + sample
+                    )));
+                }
+            }
+            let mut exec = Exec::new(self);
+            let buffer_ms = exec
+                .copy(&src, &dst, bytes, 8)
+                .inspect_err(|_| exec.discard())?;
+            drop(exec);
+            hold.clear(&src, bytes);
+            hold.clear(&dst, bytes);
+            let kernel_zeros_ms = copy::time(self, &src, &dst, bytes)?;
+            Ok(CopyTimes {
+                bytes,
+                buffer_ms,
+                kernel_ms,
+                kernel_zeros_ms,
+            })
+        };
+        let times = measure(&mut hold);
+        if times.is_err() {
+            hold.discard();
+        }
+        times
     }
 
     /// Whether kernel times come from the device's clock (timestamp
@@ -748,6 +784,19 @@ impl Backend for GpuBackend {
             traffic,
         })
     }
+}
+
+/// What [`GpuBackend::time_copies`] measured.
+#[derive(Clone, Copy, Debug)]
+pub struct CopyTimes {
+    /// Bytes per copy.
+    pub bytes: u64,
+    /// Milliseconds per `copy_buffer_to_buffer` of the data.
+    pub buffer_ms: f64,
+    /// Milliseconds per copy of the data by the WGSL copy kernel.
+    pub kernel_ms: f64,
+    /// Milliseconds per copy by the same kernel of buffers cleared to zero.
+    pub kernel_zeros_ms: f64,
 }
 
 impl Drop for GpuBackend {
