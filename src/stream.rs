@@ -276,7 +276,9 @@ impl std::fmt::Display for Size {
         match self.0 {
             n if n >= MIB && n % MIB == 0 => write!(f, "{} MiB", n / MIB),
             n if n >= MIB => write!(f, "{:.1} MiB", n as f64 / MIB as f64),
-            n => write!(f, "{} KiB", n.div_ceil(1024)),
+            n if n % 1024 == 0 => write!(f, "{} KiB", n / 1024),
+            n if n >= 1024 => write!(f, "{:.1} KiB", n as f64 / 1024.0),
+            n => write!(f, "{n} bytes"),
         }
     }
 }

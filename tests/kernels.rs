@@ -510,6 +510,33 @@ fn empty_min_is_bad_input() {
     );
 }
 
+/// A float sum of nothing, or of negative zeros, is +0.0 on every backend,
+/// as NumPy's is (Rust's float sums start from -0.0).
+#[test]
+fn float_sums_of_zeros_are_positive_zero() {
+    for data in [vec![], vec![-0.0f32], vec![-0.0f32; 1000]] {
+        let task = Task::Reduce(Reduce::new(ReduceOp::Sum, TensorData::F32(data.clone())).unwrap());
+        let mut backends: Vec<&dyn Backend> = vec![common::cpu()];
+        backends.extend(common::gpu().map(|g| g as &dyn Backend));
+        for backend in backends {
+            let got = run(backend, &task);
+            let TensorData::F32(v) = got["out"].data() else {
+                panic!("an f32 sum")
+            };
+            let kind = backend.kind().name();
+            assert_eq!(
+                v[0].to_bits(),
+                0,
+                "{kind} of {} zeros: {}",
+                data.len(),
+                v[0]
+            );
+        }
+        let want = task.reference();
+        assert_eq!(want["out"].data(), &TensorData::F32(vec![0.0]));
+    }
+}
+
 /// An input larger than the device's real storage-binding limit (128 MiB on
 /// llvmpipe) is split, not rejected. Skipped where that limit is so large
 /// that the input would not fit this machine's memory comfortably.

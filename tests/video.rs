@@ -235,6 +235,10 @@ fn bad_filters_and_options_exit_2_before_reading() {
             vec!["-i", "/nonexistent.y4m"],
             "/nonexistent.y4m: cannot open it",
         ),
+        (
+            vec!["-o", "/nonexistent/out.y4m"],
+            "the folder /nonexistent does not exist",
+        ),
     ] {
         let mut all = vec!["video"];
         all.extend(&args);
@@ -242,6 +246,102 @@ fn bad_filters_and_options_exit_2_before_reading() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
     }
+}
+
+/// `-o FILE`: the file appears when the stream is done (so it may be the
+/// input), holds the whole frames of a stream that went bad, and is not
+/// made at all for a stream refused at its header or a GPU that is not
+/// there; a device such as /dev/null stays a device.
+#[test]
+fn output_files_appear_whole_and_may_replace_the_input() {
+    let mut rng = rng();
+    let dir = tempfile::tempdir().unwrap();
+    let header = Header::new(9, 7, Chroma::C420).unwrap();
+    let stream = random_stream(&header, 3, &mut rng);
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let run = |args: &[&str]| {
+        let mut all = vec!["video", "--filter", "blur:sigma=1"];
+        all.extend(args);
+        anycore(&all, &[("ANYCORE_ALLOW_SOFTWARE_GPU", "")])
+    };
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    std::fs::write(path("in.y4m"), &stream).unwrap();
+    let (want, err, code) = video(&["--filter", "blur:sigma=1", "--backend", "cpu"], &stream);
+    assert_eq!(code, 0, "{err}");
+
+    // In place: the input is read whole before the output replaces it.
+    std::fs::write(path("same.y4m"), &stream).unwrap();
+    let out = run(&[
+        "--backend",
+        "cpu",
+        "-i",
+        &path("same.y4m"),
+        "-o",
+        &path("same.y4m"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::read(path("same.y4m")).unwrap() == want);
+
+    // Cut inside frame 3: frames 1 and 2, whole, and exit 2.
+    let cut = &stream[..stream.len() - 10];
+    std::fs::write(path("cut.y4m"), cut).unwrap();
+    let out = run(&[
+        "--backend",
+        "cpu",
+        "-i",
+        &path("cut.y4m"),
+        "-o",
+        &path("cut.out.y4m"),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let (_, written) = frames(&std::fs::read(path("cut.out.y4m")).unwrap());
+    assert_eq!(written.len(), 2);
+
+    // Refused before the output begins: no file.
+    std::fs::write(path("bad.txt"), "not a video at all\n").unwrap();
+    let out = run(&["-i", &path("bad.txt"), "-o", &path("bad.y4m")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("bad.txt: not a YUV4MPEG2 stream"),
+        "{}",
+        stderr(&out)
+    );
+    // No hardware GPU here, and software ones not allowed (with one, the
+    // run works and the file appears).
+    let out = run(&[
+        "--backend",
+        "gpu",
+        "-i",
+        &path("in.y4m"),
+        "-o",
+        &path("gpu.y4m"),
+    ]);
+    if out.status.success() {
+        assert!(std::fs::read(path("gpu.y4m")).is_ok());
+        std::fs::remove_file(path("gpu.y4m")).unwrap();
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--backend gpu needs a GPU adapter"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        listing(),
+        ["bad.txt", "cut.out.y4m", "cut.y4m", "in.y4m", "same.y4m"]
+    );
+
+    let out = run(&["--backend", "cpu", "-i", &path("in.y4m"), "-o", "/dev/null"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
 }
 
 /// Peak resident memory of a running process, in KiB.
@@ -495,6 +595,37 @@ async fn the_service_streams_a_video_job_while_answering_others() {
     let streamed = upload.await.unwrap();
     assert!(streamed == cli, "the paced stream differs");
 
+    // Cut inside its last frame: the answer holds every whole frame before
+    // it (hyper sends them before the error cuts the connection), then
+    // ends short of a proper end. Several times, as losing them was a race.
+    let (_, want) = frames(&cli);
+    for _ in 0..5 {
+        let cut = stream[..stream.len() - 10].to_vec();
+        let url = format!("{}{query}", server.url);
+        let (got, ended) = tokio::task::spawn_blocking(move || {
+            let mut response = ureq::post(&url)
+                .header("content-type", "video/x-yuv4mpeg")
+                .send(&cut[..])
+                .unwrap();
+            let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+            let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+            let ended = loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break None,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => break Some(e.to_string()),
+                }
+            };
+            (got, ended)
+        })
+        .await
+        .unwrap();
+        assert!(ended.is_some(), "the answer ended as if whole");
+        let (_, whole) = frames(&got);
+        assert_eq!(whole.len(), 5, "every frame before the cut one");
+        assert!(whole[..] == want[..5], "the frames differ");
+    }
+
     // Refusals before the answer starts, as JSON.
     for (path, body, want) in [
         (
@@ -513,6 +644,11 @@ async fn the_service_streams_a_video_job_while_answering_others() {
             "not a YUV4MPEG2 stream",
         ),
         ("/v1/video?filter=blur:sigma=20", stream.clone(), "over_cap"),
+        (
+            "/v1/video?filter=blur:sigma=1&backend=gpu",
+            stream.clone(),
+            "no_gpu",
+        ),
     ] {
         let (status, body) = server.bytes(path, Some(body)).await;
         let text = String::from_utf8_lossy(&body);

@@ -40,6 +40,8 @@ use anycore::service::store::Store;
 use anycore::service::verify;
 use anycore::{Error, Result};
 
+use super::outln;
+
 /// Options of `anycore loadgen`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -701,7 +703,7 @@ impl Report {
 
     fn print(&self, json: bool) {
         if json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string(self).expect("report serialises")
             );
@@ -710,7 +712,7 @@ impl Report {
         let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
         let l = &self.latency_ms;
         let c = &self.outcomes;
-        println!(
+        outln!(
             "{} jobs to {} over {} connections ({} thread{}) in {:.2} s",
             self.jobs,
             self.url,
@@ -719,8 +721,8 @@ impl Report {
             if self.threads == 1 { "" } else { "s" },
             self.elapsed_s
         );
-        println!("  throughput  {:.0} jobs/s", self.throughput_jobs_per_s);
-        println!(
+        outln!("  throughput  {:.0} jobs/s", self.throughput_jobs_per_s);
+        outln!(
             "  latency ms  p50 {}  p90 {}  p99 {}  max {}  mean {}  (of {} ok)",
             show(l.p50),
             show(l.p90),
@@ -729,13 +731,19 @@ impl Report {
             show(l.mean),
             c.ok
         );
-        println!(
+        outln!(
             "  outcomes    ok {}  busy {}  client_error {}  server_error {}  transport {}  \
              wrong {} (of {} verified)",
-            c.ok, c.busy, c.client_error, c.server_error, c.transport, c.wrong, self.verified
+            c.ok,
+            c.busy,
+            c.client_error,
+            c.server_error,
+            c.transport,
+            c.wrong,
+            self.verified
         );
         for (kind, message) in &self.errors {
-            println!("  first {kind}: {message}");
+            outln!("  first {kind}: {message}");
         }
     }
 

@@ -154,6 +154,30 @@ fn seconds(flag: &str, value: f64) -> anycore::Result<std::time::Duration> {
 /// added to clock readings, which must not overflow.
 const MAX_SECONDS: f64 = 1e9;
 
+/// `println!` for commands that keep ignoring SIGPIPE (see
+/// [`quiet_on_closed_stdout`]): a closed stdout (`anycore loadgen … | head
+/// -1`) ends the process quietly, with the status a SIGPIPE would give
+/// (128 + 13), instead of `println!`'s panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
+/// One line to stdout, for [`outln!`].
+pub fn write_line(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(line).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Lets a closed stdout end the process quietly, as it ends `cat` or `ls`
 /// (`anycore kernels | head`), instead of a panic in `println!`. Only for
 /// commands that talk to no socket or child process: with SIGPIPE at its

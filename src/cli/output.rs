@@ -52,16 +52,22 @@ pub fn check_path(name: &str, path: &Path) -> Result<()> {
             path.display()
         )));
     }
+    check_destination(&format!("output '{name}' ->"), path)
+}
+
+/// Checks, before anything runs, that `path` (`what` says whose) names a
+/// file in a folder that exists.
+pub fn check_destination(what: &str, path: &Path) -> Result<()> {
     if path.is_dir() {
         return Err(Error::BadInput(format!(
-            "output '{name}' -> {}: that is a folder; give a file path ending in .npy",
+            "{what} {}: that is a folder; give a file path",
             path.display()
         )));
     }
     let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
     if let Some(folder) = folder.filter(|f| !f.is_dir()) {
         return Err(Error::BadInput(format!(
-            "output '{name}' -> {}: the folder {} does not exist",
+            "{what} {}: the folder {} does not exist",
             path.display(),
             folder.display()
         )));

@@ -18,7 +18,7 @@ use anycore::tensor::{Handle, Tensor, TensorData, alloc, npy};
 use anycore::{Error, Result};
 
 use super::inputs::{self, InputSpec};
-use super::{output, remote};
+use super::{outln, output, remote};
 
 /// Outputs with at most this many elements have their values in the report.
 const INLINE_VALUES: usize = 16;
@@ -252,7 +252,7 @@ fn run_streamed(
         print_json(&report, Some(stream));
     } else {
         print_human(&report);
-        println!(
+        outln!(
             "  streamed: {} chunks of {} elements, {:.0} MB/s of input, budget {}",
             stream.chunks,
             stream.chunk_elements,
@@ -292,7 +292,7 @@ fn print_json(report: &impl Serialize, stream: Option<StreamInfo>) {
         peak_rss_mib: peak_rss_mib(),
         stream,
     };
-    println!(
+    outln!(
         "{}",
         serde_json::to_string(&line).expect("report serialises")
     );
@@ -305,7 +305,7 @@ fn peak_rss_mib() -> Option<f64> {
 
 fn print_peak_rss() {
     if let Some(mib) = peak_rss_mib() {
-        println!("  peak memory: {mib} MiB");
+        outln!("  peak memory: {mib} MiB");
     }
 }
 
@@ -378,13 +378,13 @@ fn run_pipeline(args: &Args, file: &Path) -> Result<()> {
     if args.json {
         print_json(&report, None);
     } else {
-        println!(
+        outln!(
             "pipeline of {} steps ran on {} ({})",
             report.steps.len(),
             report.run.backend,
             report.run.device
         );
-        println!("  why: {}", report.run.placement_reason);
+        outln!("  why: {}", report.run.placement_reason);
         print_time("", &report.run.timings_ms, &report.run.traffic);
         for step in &report.steps {
             print_time(
@@ -424,8 +424,8 @@ fn finish(
 }
 
 fn print_human(r: &Report) {
-    println!("{} ran on {} ({})", r.kernel, r.run.backend, r.run.device);
-    println!("  why: {}", r.run.placement_reason);
+    outln!("{} ran on {} ({})", r.kernel, r.run.backend, r.run.device);
+    outln!("  why: {}", r.run.placement_reason);
     print_time("", &r.run.timings_ms, &r.run.traffic);
     print_outputs(&r.outputs, "add -o NAME=FILE");
 }
@@ -447,7 +447,7 @@ fn print_time(label: &str, t: &Timings, traffic: &Traffic) {
             traffic.uploaded_bytes, traffic.downloaded_bytes, traffic.submissions
         );
     }
-    println!("{line}");
+    outln!("{line}");
 }
 
 /// The outputs, each with its values when small and its path; `hint` says
@@ -463,6 +463,6 @@ fn print_outputs(outputs: &BTreeMap<String, OutputReport>, hint: &str) {
             Some(p) => line += &format!(" -> {}", p.display()),
             None => line += &format!(" (not written; {hint})"),
         }
-        println!("{line}");
+        outln!("{line}");
     }
 }

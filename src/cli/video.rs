@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use anycore::backend::BackendChoice;
 use anycore::coordinator::cost::CostModel;
 use anycore::engine::{BlockingEngine, CostModelSource, EngineConfig};
+use anycore::tensor::output_file::OutputFile;
 use anycore::video::filter::Filter;
 use anycore::video::y4m::Reader;
 use anycore::video::{self, Summary};
@@ -72,6 +73,10 @@ pub fn main(args: Args) -> Result<()> {
             args.in_flight
         )));
     }
+    let to_file = args.output.as_os_str() != "-";
+    if to_file {
+        super::output::check_destination("-o", &args.output)?;
+    }
     let input: Box<dyn Read + Send> = if args.input.as_os_str() == "-" {
         Box::new(std::io::stdin())
     } else {
@@ -80,25 +85,45 @@ pub fn main(args: Args) -> Result<()> {
             message: format!("cannot open it: {e}"),
         })?)
     };
-    let output: Box<dyn Write> = if args.output.as_os_str() == "-" {
-        Box::new(std::io::stdout().lock())
-    } else {
-        Box::new(File::create(&args.output).map_err(|e| Error::Write {
-            path: args.output.clone(),
-            source: e,
-        })?)
-    };
-    let reader = Reader::new(BufReader::with_capacity(1 << 20, input))?;
+    let reader = Reader::new(BufReader::with_capacity(1 << 20, input)).map_err(|e| match e {
+        Error::BadInput(m) if args.input.as_os_str() != "-" => Error::BadFile {
+            path: args.input.clone(),
+            message: m,
+        },
+        e => e,
+    })?;
     let engine = engine(&args)?;
+    engine
+        .engine()
+        .coordinator()
+        .check_choice(args.backend)
+        .map_err(|e| match e {
+            Error::NoGpu(why) => Error::NoGpu(format!("--backend gpu needs a GPU adapter: {why}")),
+            e => e,
+        })?;
+    // Only now, with the stream's header read and the backend there, does
+    // the output begin: a file under a partial name, renamed into place at
+    // the end (so `-o` may name the input), or stdout.
+    let write_err = |source| Error::Write {
+        path: args.output.clone(),
+        source,
+    };
+    let mut file = None;
+    let output: Box<dyn Write> = if to_file {
+        Box::new(file.insert(OutputFile::create(&args.output).map_err(write_err)?))
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new_spinner();
         bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
         bar
     });
+    let mut sink = BufWriter::with_capacity(1 << 20, output);
     let summary = video::process(
         &engine,
         reader,
-        BufWriter::with_capacity(1 << 20, output),
+        &mut sink,
         &filters,
         args.backend,
         args.in_flight,
@@ -111,6 +136,16 @@ pub fn main(args: Args) -> Result<()> {
     );
     if let Some(bar) = &bar {
         bar.finish_and_clear();
+    }
+    // The frames written are whole, also when the stream went bad later:
+    // the file goes into place unless writing it failed.
+    let flushed = sink.flush();
+    drop(sink);
+    if let Some(file) = file {
+        match flushed {
+            Ok(()) => file.finish().map_err(write_err)?,
+            Err(e) => return Err(summary.err().unwrap_or(write_err(e))),
+        }
     }
     let summary = summary?;
     if args.json {

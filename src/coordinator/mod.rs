@@ -274,6 +274,16 @@ impl Coordinator {
         self.gpu.is_some()
     }
 
+    /// Whether work can be placed on `choice` now: `gpu` needs a GPU whose
+    /// device is not lost. For fronts that must refuse before they answer
+    /// (a video stream's first bytes go out before its first frame runs).
+    pub fn check_choice(&self, choice: BackendChoice) -> Result<()> {
+        if choice == BackendChoice::Gpu && self.live_gpu().is_none() {
+            return Err(Error::NoGpu(self.why_no_gpu()));
+        }
+        Ok(())
+    }
+
     /// Why the GPU's device was lost, once it was: no work is placed there
     /// any more.
     pub fn gpu_lost(&self) -> Option<String> {

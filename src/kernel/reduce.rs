@@ -175,12 +175,14 @@ impl KernelTask for Reduce {
                         // Compiled for the best vector unit the CPU has.
                         let arch = pulp::Arch::new();
                         // A cancelled job skips the rest (its result is dropped).
-                        v.par_chunks(CPU_CHUNK)
+                        let sum = v
+                            .par_chunks(CPU_CHUNK)
                             .map(|block| match super::stop::requested() {
                                 true => 0.0,
                                 false => arch.dispatch(SumF64(block)),
                             })
-                            .sum::<f64>() as f32
+                            .sum::<f64>();
+                        positive_zero(sum) as f32
                     }
                     _ => v
                         .par_chunks(CPU_CHUNK)
@@ -204,7 +206,7 @@ impl KernelTask for Reduce {
         let op = self.op;
         let value = match self.x.data() {
             TensorData::F32(v) => TensorData::F32(vec![match op {
-                ReduceOp::Sum => v.iter().map(|&x| f64::from(x)).sum::<f64>() as f32,
+                ReduceOp::Sum => positive_zero(v.iter().map(|&x| f64::from(x)).sum()) as f32,
                 _ => v
                     .iter()
                     .fold(f32_identity(op), |a, &b| f32_combine(op, a, b)),
@@ -251,6 +253,13 @@ impl KernelTask for Reduce {
             TensorData::U8(_) => unreachable!("rejected by Reduce::new"),
         }
     }
+}
+
+/// `sum` with a zero made +0.0: Rust's float sums start from -0.0 (so an
+/// empty sum is -0.0), NumPy's from +0.0 (`np.sum([])` and
+/// `np.sum([-0.0])` are both +0.0).
+fn positive_zero(sum: f64) -> f64 {
+    sum + 0.0
 }
 
 /// A rayon sum that keeps up with memory, on the current pool: sixteen f32

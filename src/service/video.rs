@@ -9,8 +9,8 @@
 //! memory budget for the whole stream. A client that stops sending for
 //! the body timeout, or stops reading, ends its stream. A stream that goes
 //! bad after the answer started (a truncated frame) ends the response
-//! early, after the frames before it: a client sees the body cut short
-//! (the reason is logged).
+//! early, after the frames before it (all of them sent first): a client
+//! sees the body cut short (the reason is logged).
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::pin::Pin;
@@ -73,8 +73,13 @@ pub(super) async fn post_video(
             }
         }
     }
+    state.engine.coordinator().check_choice(choice)?;
     let Ok(stream) = state.videos.clone().try_acquire_owned() else {
-        return Err(ApiError::from(Error::Busy));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("{MAX_STREAMS} video streams are running, the most at once; try again soon"),
+        ));
     };
     let (chunks, input) = mpsc::channel(CHUNKS);
     tokio::spawn(forward(body, chunks, state.body_timeout));
@@ -128,7 +133,10 @@ pub(super) async fn post_video(
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "video/x-yuv4mpeg")],
-        Body::new(ChannelBody(output)),
+        Body::new(ChannelBody {
+            chunks: output,
+            ending: None,
+        }),
     )
         .into_response())
 }
@@ -253,8 +261,19 @@ impl Write for ChannelWrite {
     }
 }
 
+/// How long an answer that ends in an error keeps its connection before
+/// the error cuts it: hyper aborts a connection on a body's error without
+/// sending what it still holds, which would drop whole frames the client
+/// should get. A body that waits first lets hyper flush them (it writes
+/// out its buffer whenever the body has nothing ready).
+const FLUSH_BEFORE_ERROR: Duration = Duration::from_millis(200);
+
 /// The response body, from the video thread's chunks.
-struct ChannelBody(mpsc::Receiver<std::io::Result<Bytes>>);
+struct ChannelBody {
+    chunks: mpsc::Receiver<std::io::Result<Bytes>>,
+    /// The error that ends the answer, and the wait before it is given.
+    ending: Option<(std::io::Error, Pin<Box<tokio::time::Sleep>>)>,
+}
 
 impl HttpBody for ChannelBody {
     type Data = Bytes;
@@ -264,8 +283,18 @@ impl HttpBody for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|c| c.map(hyper::body::Frame::data)))
+        if self.ending.is_none() {
+            match self.chunks.poll_recv(cx) {
+                Poll::Ready(Some(Err(e))) => {
+                    let wait = Box::pin(tokio::time::sleep(FLUSH_BEFORE_ERROR));
+                    self.ending = Some((e, wait));
+                }
+                other => return other.map(|chunk| chunk.map(|c| c.map(hyper::body::Frame::data))),
+            }
+        }
+        let (_, wait) = self.ending.as_mut().expect("set above");
+        std::task::ready!(wait.as_mut().poll(cx));
+        let (e, _) = self.ending.take().expect("set above");
+        Poll::Ready(Some(Err(e)))
     }
 }

@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod handle;
 pub mod npy;
+pub mod output_file;
 pub mod png;
 
 pub use handle::{DeviceCopy, Handle, Location, WeakHandle};

@@ -7,10 +7,10 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use npyz::{DType as NpyDType, Order, TypeChar, WriterBuilder};
 
+use super::output_file::OutputFile;
 use super::{DType, MAX_ELEMENTS, Spec, Tensor, TensorData, element_count};
 use crate::error::{Error, Result};
 
@@ -225,17 +225,14 @@ impl ChunkReader {
 /// reads gain a little too.
 const IO_PIECE: usize = 1 << 17;
 
-/// A `.npy` file written a chunk at a time, its shape declared first. It
-/// is written beside its path under a temporary name and renamed into
-/// place by [`ChunkWriter::finish`], so a run that fails leaves no
+/// A `.npy` file written a chunk at a time, its shape declared first,
+/// through an [`OutputFile`]: it appears at its path only when
+/// [`ChunkWriter::finish`] finds it whole, so a run that fails leaves no
 /// truncated array behind.
 pub struct ChunkWriter {
-    file: BufWriter<File>,
+    file: BufWriter<OutputFile>,
     path: PathBuf,
-    partial: PathBuf,
     left: usize,
-    /// Renamed into place: nothing to remove on drop.
-    moved: bool,
 }
 
 impl ChunkWriter {
@@ -245,36 +242,17 @@ impl ChunkWriter {
             path: path.to_owned(),
             source,
         };
-        let name = path
-            .file_name()
-            .filter(|_| !path.is_dir())
-            .ok_or_else(|| io_err(std::io::Error::other("names a folder, not a file")))?;
-        // Hidden, and apart for every writer: two writers of one path (two
-        // lines of a batch) each rename a whole file, the last one staying.
-        static WRITERS: AtomicU64 = AtomicU64::new(0);
-        let prefix = partial_prefix(name);
-        remove_stale_partials(path, &prefix);
-        let mut partial_name = prefix;
-        partial_name.push(format!(
-            "{}-{}",
-            std::process::id(),
-            WRITERS.fetch_add(1, Ordering::Relaxed)
-        ));
-        let partial = path.with_file_name(partial_name);
         let left = element_count(&spec.shape).ok_or_else(|| {
             io_err(std::io::Error::other(format!(
                 "shape {:?} is too large",
                 spec.shape
             )))
         })?;
-        let file = File::create(&partial).map_err(io_err)?;
-        // From here on, dropping the writer removes the partial file.
+        let file = OutputFile::create(path).map_err(io_err)?;
         let mut writer = ChunkWriter {
             file: BufWriter::with_capacity(1 << 16, file),
             path: path.to_owned(),
-            partial,
             left,
-            moved: false,
         };
         write_header(&mut writer.file, spec).map_err(io_err)?;
         Ok(writer)
@@ -305,63 +283,20 @@ impl ChunkWriter {
 
     /// Checks that every element was written and moves the file into
     /// place.
-    pub fn finish(mut self) -> Result<()> {
+    pub fn finish(self) -> Result<()> {
         if self.left != 0 {
             let left = self.left;
             return Err(self.error(std::io::Error::other(format!(
                 "{left} elements were never written"
             ))));
         }
-        self.file.flush().map_err(|e| self.error(e))?;
-        std::fs::rename(&self.partial, &self.path).map_err(|e| self.error(e))?;
-        self.moved = true;
-        Ok(())
-    }
-}
-
-/// `.NAME.partial-`: how the partial files of output `NAME` begin.
-fn partial_prefix(name: &std::ffi::OsStr) -> std::ffi::OsString {
-    let mut prefix = std::ffi::OsString::from(".");
-    prefix.push(name);
-    prefix.push(".partial-");
-    prefix
-}
-
-/// Removes the partial files a killed run left beside `path` (a process
-/// stopped by a signal drops nothing): those whose process no longer
-/// runs. Where processes cannot be looked up (no `/proc`), none.
-fn remove_stale_partials(path: &Path, prefix: &std::ffi::OsStr) {
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return;
-    };
-    let prefix = prefix.to_string_lossy();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let pid = name
-            .strip_prefix(&*prefix)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok());
-        if let Some(pid) = pid
-            && !Path::new(&format!("/proc/{pid}")).exists()
-        {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-impl Drop for ChunkWriter {
-    fn drop(&mut self) {
-        if !self.moved {
-            let _ = std::fs::remove_file(&self.partial);
-        }
+        let path = self.path;
+        let error = |source| Error::Write {
+            path: path.clone(),
+            source,
+        };
+        let file = self.file.into_inner().map_err(|e| error(e.into_error()))?;
+        file.finish().map_err(error)
     }
 }
 

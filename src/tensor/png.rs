@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::Path;
 
+use super::output_file::OutputFile;
 use super::{MAX_ELEMENTS, Tensor, TensorData};
 use crate::error::{Error, Result};
 
@@ -69,13 +70,16 @@ pub fn write(path: &Path, width: u32, height: u32, channels: u8, pixels: &[u8]) 
             )));
         }
     };
-    let file = File::create(path).map_err(io_err)?;
-    let mut encoder = png::Encoder::new(BufWriter::new(file), width, height);
+    // Renamed into place when whole (see `OutputFile`).
+    let mut file = BufWriter::new(OutputFile::create(path).map_err(io_err)?);
+    let mut encoder = png::Encoder::new(&mut file, width, height);
     encoder.set_color(color);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(png_err)?;
     writer.write_image_data(pixels).map_err(png_err)?;
-    writer.finish().map_err(png_err)
+    writer.finish().map_err(png_err)?;
+    let file = file.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.finish().map_err(io_err)
 }
 
 #[cfg(test)]

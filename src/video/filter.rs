@@ -88,7 +88,7 @@ impl Filter {
             planes: Planes::All,
             text: text.to_owned(),
         };
-        for pair in rest.split(',').filter(|p| !p.is_empty()) {
+        for pair in top_level_items(rest).filter(|p| !p.is_empty()) {
             let Some((k, v)) = pair.split_once('=') else {
                 return Err(bad(format!("'{pair}' is not KEY=VALUE")));
             };
@@ -186,6 +186,28 @@ impl Filter {
     }
 }
 
+/// The comma-separated items of `text`, leaving commas inside
+/// parentheses alone: `expr=max(x, 100),planes=luma` is two items, the
+/// first a map expression with a function of two arguments.
+fn top_level_items(text: &str) -> impl Iterator<Item = &str> {
+    let mut depth = 0i32;
+    let mut start = 0;
+    let mut items = Vec::new();
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth <= 0 => {
+                items.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&text[start..]);
+    items.into_iter()
+}
+
 /// `conv2d`'s weights: a named kernel or rows of numbers.
 fn weights(text: &str) -> std::result::Result<Tensor, String> {
     let rows: Vec<Vec<f32>> = match NAMED.iter().find(|(n, _)| *n == text) {
@@ -231,6 +253,10 @@ mod tests {
         assert_eq!(f.weights, named.weights);
         assert_eq!(f.weights.unwrap().shape(), &[3, 3]);
         assert_eq!(Filter::parse("map:expr=255-x").unwrap().planes, Planes::All);
+        // Commas inside a map expression's calls belong to the expression.
+        let f = Filter::parse("map:expr=clamp(max(x, 16) * 2, 0, 255),planes=luma").unwrap();
+        assert_eq!(f.params["expr"], "clamp(max(x, 16) * 2, 0, 255)");
+        assert_eq!(f.planes, Planes::Luma);
     }
 
     #[test]
@@ -246,5 +272,6 @@ mod tests {
         assert!(err("conv2d:kernel=1 1").contains("--filter 'conv2d:kernel=1 1'"));
         assert!(err("map:expr=x+q").contains("unknown name 'q'"));
         assert!(err("blur:sigma=1,planes=alpha").contains("not all, luma or chroma"));
+        assert!(err("map:expr=max(x, 1").contains("--filter 'map:expr=max(x, 1'"));
     }
 }
