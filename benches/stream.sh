@@ -55,6 +55,13 @@ for r in $(seq "$rounds"); do
     t0=$(date +%s.%N); cat "$dir/big.npy" > "$dir/copy.npy"; sync "$dir/copy.npy"; t1=$(date +%s.%N)
     t_copy=$(calc "$t1 - $t0"); rm -f "$dir/copy.npy"
     row "cat > disk" "$t_copy" "$(calc "$bytes / $t_copy / 1e9")" "$(calc "$t_cat / $t_copy") vs cat" - -
+    # The disk's own write rate, past the page cache: no writer of these
+    # bytes to this disk does better.
+    t0=$(date +%s.%N)
+    dd if="$dir/big.npy" of="$dir/copy.npy" bs=4M oflag=direct status=none
+    sync "$dir/copy.npy"; t1=$(date +%s.%N)
+    t_direct=$(calc "$t1 - $t0"); rm -f "$dir/copy.npy"
+    row "dd direct" "$t_direct" "$(calc "$bytes / $t_direct / 1e9")" "$(calc "$t_cat / $t_direct") vs cat" - -
     for run in reduce map:unwritten map:disk ${shm:+map:memory}; do
         kernel=${run%%:*}
         args=(run "$kernel" -i x="$dir/big.npy" --memory-budget "$budget" --backend cpu --json)

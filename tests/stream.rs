@@ -177,7 +177,7 @@ fn chunks_equal_the_whole_run_at_every_edge_on_every_backend() {
         // and between edges.
         let probe = case(&mut rng, &kind, 1 << 20);
         let Split::Chunks(chunks) = file_job(dir.path(), &probe, BTreeMap::new())
-            .split(BUDGET)
+            .split(BUDGET, BackendChoice::Auto)
             .unwrap()
         else {
             panic!("{} did not stream", kind.kernel)
@@ -205,7 +205,7 @@ fn check_one(engine: &BlockingEngine, choice: BackendChoice, case: &Case, dir: &
     let out = dir.join("out.npy");
     std::fs::write(&out, b"poison: not an array").unwrap();
     let job = file_job(dir, case, BTreeMap::from([("out".to_owned(), out.clone())]));
-    let Split::Chunks(chunks) = job.split(BUDGET).unwrap() else {
+    let Split::Chunks(chunks) = job.split(BUDGET, choice).unwrap() else {
         panic!("{what}: did not stream")
     };
     let done = chunks.run(engine, choice).unwrap();

@@ -389,19 +389,19 @@ fn prepare(
             inputs,
             outputs: paths.iter().cloned().collect(),
         };
+        let choice = match spec.backend.as_deref() {
+            Some(name) => BackendChoice::from_name(name)?,
+            None => default_backend,
+        };
         // A line that cannot run within its share has the whole budget.
-        let split = match job.split(share) {
+        let split = match job.split(share, choice) {
             Ok(split) => split,
             Err(_) => {
                 over_share = true;
-                job.split(whole)?
+                job.split(whole, choice)?
             }
         };
         if let Split::Chunks(chunks) = split {
-            let choice = match spec.backend.as_deref() {
-                Some(name) => BackendChoice::from_name(name)?,
-                None => default_backend,
-            };
             return Ok(Prepared {
                 run: Prepare::Chunks(chunks, choice, paths),
                 over_share,

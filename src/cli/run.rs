@@ -168,7 +168,7 @@ pub fn main(args: Args) -> Result<()> {
                 .collect(),
         };
         let budget = args.memory_budget.unwrap_or_else(alloc::default_budget);
-        if let Split::Chunks(chunks) = job.split(budget)? {
+        if let Split::Chunks(chunks) = job.split(budget, args.backend)? {
             return run_streamed(&args, chunks, budget, &outputs);
         }
     }
