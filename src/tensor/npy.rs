@@ -532,6 +532,43 @@ mod tests {
         );
     }
 
+    /// Reads into fresh vectors: values across the 128 KiB read pieces and
+    /// chunk edges come back exactly, from a file and from bytes; a file
+    /// cut short while it is read is an error, not a vector of garbage.
+    #[test]
+    fn reads_fill_every_element_and_a_file_cut_short_is_an_error() {
+        let n = 3 * IO_PIECE / 4 + 1001; // three pieces and a part
+        let values: Vec<u32> = (0..n as u32).map(|i| i.wrapping_mul(2654435761)).collect();
+        let t = Tensor::new(vec![n], TensorData::U32(values.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.npy");
+        write(&path, &t).unwrap();
+        assert_eq!(read(&path).unwrap(), t);
+        assert_eq!(from_bytes(&std::fs::read(&path).unwrap()).unwrap(), t);
+        let mut reader = ChunkReader::open(&path).unwrap();
+        let mut got = Vec::new();
+        while let TensorData::U32(chunk) = reader.read(40_000).unwrap()
+            && !chunk.is_empty()
+        {
+            got.extend(chunk);
+        }
+        assert_eq!(got, values);
+
+        let mut reader = ChunkReader::open(&path).unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+        let e = reader.read(n).unwrap_err().to_string();
+        assert!(
+            e.contains("x.npy") && e.contains("cannot read the array data"),
+            "{e}"
+        );
+    }
+
     /// A writer not finished (or short of elements) leaves the file that
     /// was there, and no partial file; finished, its array replaces it.
     #[test]
