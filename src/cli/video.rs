@@ -138,14 +138,20 @@ pub fn main(args: Args) -> Result<()> {
         bar.finish_and_clear();
     }
     // The frames written are whole, also when the stream went bad later:
-    // the file goes into place unless writing it failed.
+    // the file goes into place unless a write to it failed (then it is
+    // torn, and that failure is the error to tell).
     let flushed = sink.flush();
     drop(sink);
-    if let Some(file) = file {
-        match flushed {
-            Ok(()) => file.finish().map_err(write_err)?,
-            Err(e) => return Err(summary.err().unwrap_or(write_err(e))),
-        }
+    if let Some(file) = file
+        && let Err(e) = flushed.and_then(|()| file.finish())
+    {
+        return Err(match summary {
+            Err(Error::BadInput(stream)) => write_err(std::io::Error::new(
+                e.kind(),
+                format!("{e} (the stream had also gone bad: {stream})"),
+            )),
+            _ => write_err(e),
+        });
     }
     let summary = summary?;
     if args.json {

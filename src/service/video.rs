@@ -14,6 +14,8 @@
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -83,15 +85,19 @@ pub(super) async fn post_video(
     };
     let (chunks, input) = mpsc::channel(CHUNKS);
     tokio::spawn(forward(body, chunks, state.body_timeout));
-    let (out, output) = mpsc::channel::<std::io::Result<Bytes>>(CHUNKS);
+    let (out, output) = mpsc::channel::<Bytes>(CHUNKS);
+    // Set when the whole stream went out: the answer ends properly only
+    // then (an error, a panic, a client gone: it is cut short).
+    let finished = Arc::new(AtomicBool::new(false));
     let (opened, header) = oneshot::channel();
     let engine = state.engine.clone();
     let runtime = tokio::runtime::Handle::current();
     let sink = ChannelWrite {
-        chunks: out.clone(),
+        chunks: out,
         runtime: runtime.clone(),
         timeout: state.body_timeout,
     };
+    let whole = finished.clone();
     let chain = filters.clone();
     tokio::task::spawn_blocking(move || {
         let reader = match Reader::new(BufReader::with_capacity(1 << 20, ChannelRead::new(input))) {
@@ -110,12 +116,26 @@ pub(super) async fn post_video(
             engine: &engine,
             runtime,
         };
-        let sink = BufWriter::with_capacity(1 << 20, sink);
-        if let Err(e) = video::process(&runner, reader, sink, &chain, choice, in_flight, |_| {}) {
-            log::warn!("a video stream ended early: {e}");
-            let _ = out.blocking_send(Err(std::io::Error::other(e.to_string())));
+        let mut sink = BufWriter::with_capacity(1 << 20, sink);
+        let done = video::process(
+            &runner,
+            reader,
+            &mut sink,
+            &chain,
+            choice,
+            in_flight,
+            |_| {},
+        )
+        .and_then(|_| {
+            sink.flush()
+                .map_err(|e| Error::Internal(format!("cannot send the stream: {e}")))
+        });
+        match done {
+            Ok(()) => whole.store(true, Ordering::SeqCst),
+            Err(e) => log::warn!("a video stream ended early: {e}"),
         }
-        drop((held, stream));
+        // Dropping the sink closes the answer's channel.
+        drop((sink, held, stream));
     });
     let (header, held_tx) = header
         .await
@@ -135,6 +155,7 @@ pub(super) async fn post_video(
         [(header::CONTENT_TYPE, "video/x-yuv4mpeg")],
         Body::new(ChannelBody {
             chunks: output,
+            finished,
             ending: None,
         }),
     )
@@ -170,8 +191,13 @@ fn within_limits(state: &AppState, header: &Header, filters: &[Filter]) -> Resul
 }
 
 /// Forwards the request body's chunks to the video thread; a pause past
-/// `timeout` ends the stream with an error.
+/// `timeout` ends the stream with an error. Once the video thread stops
+/// reading (its stream went bad, say) the rest of the body is read and
+/// dropped, for at most `timeout` more: a connection closed with request
+/// bytes unread is reset, and a reset throws away the frames the client
+/// has not yet read.
 async fn forward(mut body: Body, chunks: mpsc::Sender<std::io::Result<Bytes>>, timeout: Duration) {
+    let mut draining = None;
     loop {
         let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
         let item = match tokio::time::timeout(timeout, next).await {
@@ -190,8 +216,18 @@ async fn forward(mut body: Body, chunks: mpsc::Sender<std::io::Result<Bytes>>, t
             },
         };
         let failed = item.is_err();
-        if chunks.send(item).await.is_err() || failed {
+        if let Some(until) = draining {
+            if failed || tokio::time::Instant::now() > until {
+                return;
+            }
+            continue;
+        }
+        if failed {
+            let _ = chunks.send(item).await;
             return;
+        }
+        if chunks.send(item).await.is_err() {
+            draining = Some(tokio::time::Instant::now() + timeout);
         }
     }
 }
@@ -229,14 +265,14 @@ impl Read for ChannelRead {
 /// that goes, or stops reading for `timeout`, makes writes fail, which
 /// ends the stream.
 struct ChannelWrite {
-    chunks: mpsc::Sender<std::io::Result<Bytes>>,
+    chunks: mpsc::Sender<Bytes>,
     runtime: tokio::runtime::Handle,
     timeout: Duration,
 }
 
 impl Write for ChannelWrite {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let chunk = Ok(Bytes::copy_from_slice(buf));
+        let chunk = Bytes::copy_from_slice(buf);
         let sent = self
             .runtime
             .block_on(tokio::time::timeout(self.timeout, self.chunks.send(chunk)));
@@ -261,18 +297,21 @@ impl Write for ChannelWrite {
     }
 }
 
-/// How long an answer that ends in an error keeps its connection before
-/// the error cuts it: hyper aborts a connection on a body's error without
-/// sending what it still holds, which would drop whole frames the client
-/// should get. A body that waits first lets hyper flush them (it writes
-/// out its buffer whenever the body has nothing ready).
-const FLUSH_BEFORE_ERROR: Duration = Duration::from_millis(200);
+/// How long an answer that ends early keeps its connection before it is
+/// cut: hyper aborts a connection on a body's error without sending what
+/// it still holds, which would drop whole frames the client should get. A
+/// body that waits first lets hyper flush them (it writes out its buffer
+/// whenever the body has nothing ready), for a client reading at least
+/// about 1 MB/s.
+const FLUSH_BEFORE_ERROR: Duration = Duration::from_secs(2);
 
 /// The response body, from the video thread's chunks.
 struct ChannelBody {
-    chunks: mpsc::Receiver<std::io::Result<Bytes>>,
-    /// The error that ends the answer, and the wait before it is given.
-    ending: Option<(std::io::Error, Pin<Box<tokio::time::Sleep>>)>,
+    chunks: mpsc::Receiver<Bytes>,
+    /// Whether the stream went out whole (else its end is an error).
+    finished: Arc<AtomicBool>,
+    /// The wait before the error that ends an answer cut short.
+    ending: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl HttpBody for ChannelBody {
@@ -284,17 +323,16 @@ impl HttpBody for ChannelBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
         if self.ending.is_none() {
-            match self.chunks.poll_recv(cx) {
-                Poll::Ready(Some(Err(e))) => {
-                    let wait = Box::pin(tokio::time::sleep(FLUSH_BEFORE_ERROR));
-                    self.ending = Some((e, wait));
-                }
-                other => return other.map(|chunk| chunk.map(|c| c.map(hyper::body::Frame::data))),
+            match std::task::ready!(self.chunks.poll_recv(cx)) {
+                Some(chunk) => return Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk)))),
+                None if self.finished.load(Ordering::SeqCst) => return Poll::Ready(None),
+                None => self.ending = Some(Box::pin(tokio::time::sleep(FLUSH_BEFORE_ERROR))),
             }
         }
-        let (_, wait) = self.ending.as_mut().expect("set above");
+        let wait = self.ending.as_mut().expect("set above");
         std::task::ready!(wait.as_mut().poll(cx));
-        let (e, _) = self.ending.take().expect("set above");
-        Poll::Ready(Some(Err(e)))
+        Poll::Ready(Some(Err(std::io::Error::other(
+            "the video stream ended early (the server's log says why)",
+        ))))
     }
 }

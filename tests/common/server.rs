@@ -167,7 +167,7 @@ impl Server {
 
 /// A client that reads error statuses as answers, and gives up after a
 /// minute: a server that never answers fails the test, not hangs it.
-fn agent() -> ureq::Agent {
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
