@@ -328,17 +328,7 @@ fn output_files_appear_whole_and_may_replace_the_input() {
     }
     // Neither refused run made its file, nor left a partial one.
     assert!(!dir.path().join("bad.y4m").exists() && !dir.path().join("gpu.y4m").exists());
-    let hidden = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with('.')
-        })
-        .count();
-    assert_eq!(hidden, 0, "partial files were left behind");
+    assert_no_partial_files(dir.path());
 
     // A write that fails (the file size limit: `ulimit -f`, in 512-byte
     // blocks) leaves the file that was there, not a torn one, and says
@@ -366,17 +356,18 @@ fn output_files_appear_whole_and_may_replace_the_input() {
             "the old file"
         );
     }
-    let hidden = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with('.')
-        })
-        .count();
-    assert_eq!(hidden, 0, "partial files were left behind");
+    assert_no_partial_files(dir.path());
+}
+
+/// Fails when `dir` holds a hidden (partial) file.
+fn assert_no_partial_files(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name();
+        assert!(
+            !name.to_string_lossy().starts_with('.'),
+            "a partial file was left behind: {name:?}"
+        );
+    }
 }
 
 /// Peak resident memory of a running process, in KiB.
