@@ -274,19 +274,19 @@ impl<I> PipelineSpec<I> {
     }
 }
 
+/// A pipeline from its spec: checked, where it asks to run, and each
+/// result's path if it has one.
+pub type Admitted = (
+    CheckedPipeline,
+    BackendChoice,
+    Vec<(String, Option<PathBuf>)>,
+);
+
 impl<I: InputSource> PipelineSpec<I> {
     /// The checked pipeline, admitted to run here (its memory reserved:
     /// [`CheckedPipeline::reserve`]), where it asks to run (`default` when
     /// it does not say), and each result's path if it has one.
-    #[allow(clippy::type_complexity)]
-    pub fn into_pipeline(
-        self,
-        default: BackendChoice,
-    ) -> Result<(
-        CheckedPipeline,
-        BackendChoice,
-        Vec<(String, Option<PathBuf>)>,
-    )> {
+    pub fn into_pipeline(self, default: BackendChoice) -> Result<Admitted> {
         let (pipeline, choice, paths) = self.into_checked_pipeline(default)?;
         Ok((pipeline.reserve()?, choice, paths))
     }
@@ -296,15 +296,7 @@ impl<I: InputSource> PipelineSpec<I> {
     /// kernel, parameter and input names before any input is read, then
     /// reads the inputs, then checks the pipeline as a whole
     /// ([`Pipeline::check`]).
-    #[allow(clippy::type_complexity)]
-    pub fn into_checked_pipeline(
-        self,
-        default: BackendChoice,
-    ) -> Result<(
-        CheckedPipeline,
-        BackendChoice,
-        Vec<(String, Option<PathBuf>)>,
-    )> {
+    pub fn into_checked_pipeline(self, default: BackendChoice) -> Result<Admitted> {
         let choice = match &self.backend {
             Some(name) => BackendChoice::from_name(name)?,
             None => default,
